@@ -1,0 +1,1 @@
+"""One module per ``brachycryo`` subcommand; each exposes ``register(subparsers)``."""

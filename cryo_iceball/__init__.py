@@ -1,0 +1,1 @@
+"""Cryoablation ice-ball modelling: Pennes bioheat with phase change and empirical isotherms."""

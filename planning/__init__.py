@@ -1,0 +1,1 @@
+"""Tumor-zoned treatment planning: zones, needle tracks, seed/probe optimisation."""

@@ -1,0 +1,1 @@
+"""Plan evaluation: DVHs and metrics, reports, post-implant dosimetry, cohort extraction."""
