@@ -22,7 +22,7 @@ BACKENDS = ("numpy", "numba", "cupy")
 def cupy_unavailable_reason() -> str | None:
     """None when CuPy can use a CUDA device, else a sentence saying why not."""
     try:
-        import cupy  # noqa: PLC0415
+        import cupy
     except Exception as exc:  # ImportError, or a broken CUDA install raising on import
         return f"CuPy is not importable ({exc.__class__.__name__}: {exc})"
     try:
@@ -37,7 +37,7 @@ def cupy_unavailable_reason() -> str | None:
 @functools.cache
 def numba_unavailable_reason() -> str | None:
     try:
-        import numba  # noqa: F401, PLC0415
+        import numba  # noqa: F401
     except Exception as exc:
         return f"numba is not importable ({exc.__class__.__name__}: {exc})"
     return None

@@ -32,7 +32,9 @@ from brachycryo.errors import GeometryError
 _ORTHONORMAL_TOL = 1e-4
 
 
-def _as_triplet(values: Sequence[float], name: str, *, positive: bool) -> tuple[float, float, float]:
+def _as_triplet(
+    values: Sequence[float], name: str, *, positive: bool
+) -> tuple[float, float, float]:
     arr = np.asarray(values, dtype=float).reshape(-1)
     if arr.shape != (3,):
         raise GeometryError(f"{name} must have 3 values, got {arr.size}")
@@ -61,7 +63,9 @@ class Grid:
         if len(shape) != 3 or min(shape) < 1:
             raise GeometryError(f"grid shape must be 3 positive integers, got {self.shape}")
         object.__setattr__(self, "shape", shape)
-        object.__setattr__(self, "origin_mm", _as_triplet(self.origin_mm, "origin_mm", positive=False))
+        object.__setattr__(
+            self, "origin_mm", _as_triplet(self.origin_mm, "origin_mm", positive=False)
+        )
         object.__setattr__(
             self, "spacing_mm", _as_triplet(self.spacing_mm, "spacing_mm", positive=True)
         )

@@ -6,8 +6,8 @@ A progress callback is any callable ``callback(fraction: float, message: str) ->
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 import contextlib
+from collections.abc import Callable, Iterator
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -32,7 +32,7 @@ def scaled(callback: ProgressCallback | None, start: float, stop: float) -> Prog
 @contextlib.contextmanager
 def tqdm_callback(description: str, *, disable: bool = False) -> Iterator[ProgressCallback]:
     """A progress callback drawing a tqdm bar on stderr (for the CLI)."""
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
     bar = tqdm(total=1000, desc=description, disable=disable, leave=True, unit="‰")
 

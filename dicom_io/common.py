@@ -1,0 +1,246 @@
+"""Pieces every DICOM reader and writer shares: safe reading, UIDs, patient/study context.
+
+Reading never modifies the input file; every failure is a
+:class:`~brachycryo.errors.DicomInputError` naming the file (and the tag, where one is to
+blame).  Writing always goes through :func:`save_dataset` (atomic, no silent overwrite).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+
+from brachycryo import __version__
+from brachycryo.atomic import atomic_path
+from brachycryo.errors import DicomInputError
+
+# SOP classes (PS3.4 Annex B)
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
+RT_DOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
+RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
+
+#: UID root of pydicom's generator; every UID we create is fresh (never copied from a template).
+UID_PREFIX = "1.2.826.0.1.3680043.8.498."
+
+MANUFACTURER = "brachycryo"
+
+
+def new_uid() -> str:
+    """A fresh, globally unique DICOM UID."""
+    return str(generate_uid(prefix=UID_PREFIX))
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """Patient / study / frame-of-reference identity shared by the objects of one case.
+
+    Writers copy these attributes into every object they create, so that a CT series, the
+    RTSTRUCT on it, the RTPLAN and the RTDOSE all belong to one patient, one study and one
+    Frame of Reference.
+    """
+
+    patient_name: str = "Anonymous^Patient"
+    patient_id: str = "BRACHYCRYO-0001"
+    patient_birth_date: str = ""
+    patient_sex: str = "O"
+    study_instance_uid: str = field(default_factory=new_uid)
+    study_id: str = "1"
+    study_date: str = field(default_factory=lambda: _dt.date.today().strftime("%Y%m%d"))
+    study_time: str = "120000"
+    study_description: str = ""
+    accession_number: str = ""
+    referring_physician_name: str = ""
+    frame_of_reference_uid: str = field(default_factory=new_uid)
+    patient_position: str = "HFS"
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> StudyContext:
+        """The context of an existing object (e.g. the CT a new RTSTRUCT refers to)."""
+        return cls(
+            patient_name=str(ds.get("PatientName", "")),
+            patient_id=str(ds.get("PatientID", "")),
+            patient_birth_date=str(ds.get("PatientBirthDate", "")),
+            patient_sex=str(ds.get("PatientSex", "")),
+            study_instance_uid=str(ds.StudyInstanceUID),
+            study_id=str(ds.get("StudyID", "")),
+            study_date=str(ds.get("StudyDate", "")),
+            study_time=str(ds.get("StudyTime", "")),
+            study_description=str(ds.get("StudyDescription", "")),
+            accession_number=str(ds.get("AccessionNumber", "")),
+            referring_physician_name=str(ds.get("ReferringPhysicianName", "")),
+            frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")) or new_uid(),
+            patient_position=str(ds.get("PatientPosition", "")) or "HFS",
+        )
+
+
+def new_dataset(
+    sop_class_uid: str,
+    modality: str,
+    context: StudyContext,
+    *,
+    series_instance_uid: str | None = None,
+    series_number: int = 1,
+    series_description: str = "",
+    instance_number: int = 1,
+    content_datetime: _dt.datetime | None = None,
+) -> Dataset:
+    """A new dataset with file meta, SOP common, patient, general study/series/equipment.
+
+    Attributes set here are those every RT object and CT image needs (PS3.3 C.7.1.1,
+    C.7.2.1, C.7.3.1, C.7.5.1, C.12.1).
+    """
+    now = content_datetime or _dt.datetime.now()
+    sop_instance_uid = new_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = f"BRACHYCRYO_{__version__}"[:16]
+
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = sop_instance_uid
+    ds.InstanceCreationDate = now.strftime("%Y%m%d")
+    ds.InstanceCreationTime = now.strftime("%H%M%S")
+    ds.Modality = modality
+    # Patient (C.7.1.1)
+    ds.PatientName = context.patient_name
+    ds.PatientID = context.patient_id
+    ds.PatientBirthDate = context.patient_birth_date
+    ds.PatientSex = context.patient_sex
+    # General Study (C.7.2.1)
+    ds.StudyInstanceUID = context.study_instance_uid
+    ds.StudyDate = context.study_date
+    ds.StudyTime = context.study_time
+    ds.StudyID = context.study_id
+    ds.AccessionNumber = context.accession_number
+    ds.ReferringPhysicianName = context.referring_physician_name
+    if context.study_description:
+        ds.StudyDescription = context.study_description
+    # General / RT Series (C.7.3.1, C.8.8.1)
+    ds.SeriesInstanceUID = series_instance_uid or new_uid()
+    ds.SeriesNumber = series_number
+    if series_description:
+        ds.SeriesDescription = series_description
+    ds.InstanceNumber = instance_number
+    # General Equipment (C.7.5.1)
+    ds.Manufacturer = MANUFACTURER
+    ds.ManufacturerModelName = "brachycryo"
+    ds.SoftwareVersions = __version__
+    return ds
+
+
+def save_dataset(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``ds`` as a DICOM Part 10 file, atomically, refusing to overwrite by default."""
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+    return Path(path)
+
+
+def read_dataset(
+    path: str | os.PathLike,
+    *,
+    modality: str | Sequence[str] | None = None,
+    stop_before_pixels: bool = False,
+) -> Dataset:
+    """Read a DICOM file, raising :class:`DicomInputError` (naming the file) on any problem.
+
+    ``modality`` (one or several) is checked against the Modality tag.  The file is opened
+    read-only and never modified.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DicomInputError("no such file", path=p)
+    try:
+        ds = pydicom.dcmread(p, stop_before_pixels=stop_before_pixels, force=False)
+    except pydicom.errors.InvalidDicomError as exc:
+        raise DicomInputError(f"not a DICOM Part 10 file ({exc})", path=p) from exc
+    except Exception as exc:  # truncated file, corrupt element lengths, bad encoding
+        raise DicomInputError(
+            f"cannot be parsed as DICOM ({exc.__class__.__name__}: {exc})", path=p
+        ) from exc
+    if modality is not None:
+        wanted = (modality,) if isinstance(modality, str) else tuple(modality)
+        found = str(get_value(ds, "Modality", path=p, default=""))
+        if found not in wanted:
+            raise DicomInputError(
+                f"modality is {found or 'missing'!r}, expected {' or '.join(wanted)}",
+                path=p,
+                tag="Modality",
+            )
+    return ds
+
+
+_MISSING = object()
+
+
+def get_value(ds: Dataset, keyword: str, *, path: Any = None, default: Any = _MISSING) -> Any:
+    """``ds.<keyword>``, decoding lazily, with a :class:`DicomInputError` naming the tag.
+
+    pydicom decodes values on first access, so a corrupt element surfaces here rather than
+    at read time: this turns that into an error naming the file and the tag.
+    """
+    try:
+        if keyword in ds:
+            value = ds[keyword].value
+            if value is None or (isinstance(value, str | bytes) and value == ""):
+                if default is not _MISSING:
+                    return default
+                raise DicomInputError("is present but empty", path=path, tag=keyword)
+            return value
+    except DicomInputError:
+        raise
+    except Exception as exc:
+        raise DicomInputError(
+            f"cannot be decoded ({exc.__class__.__name__}: {exc})", path=path, tag=keyword
+        ) from exc
+    if default is not _MISSING:
+        return default
+    raise DicomInputError("is missing", path=path, tag=keyword)
+
+
+def get_floats(
+    ds: Dataset, keyword: str, n: int | None = None, *, path: Any = None, default: Any = _MISSING
+) -> np.ndarray:
+    """A numeric (multi-)value as a float64 array, checked for count and finiteness."""
+    value = get_value(ds, keyword, path=path, default=default)
+    if value is default and default is not _MISSING:
+        return value
+    try:
+        if isinstance(value, str | bytes | int | float) or not hasattr(value, "__len__"):
+            values = [value]
+        else:
+            values = list(value)
+        arr = np.asarray([float(v) for v in values], dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise DicomInputError(f"is not numeric: {value!r}", path=path, tag=keyword) from exc
+    if n is not None and arr.size != n:
+        raise DicomInputError(f"must have {n} values, has {arr.size}", path=path, tag=keyword)
+    if not np.all(np.isfinite(arr)):
+        raise DicomInputError(f"contains NaN or inf: {arr.tolist()}", path=path, tag=keyword)
+    return arr
+
+
+def dicom_datetime(date: str, time: str = "") -> _dt.datetime | None:
+    """Combine a DICOM DA and TM value; None when the date is empty or malformed."""
+    date = (date or "").strip()
+    if len(date) < 8:
+        return None
+    time = (time or "").strip().split(".")[0].ljust(6, "0")[:6]
+    try:
+        return _dt.datetime.strptime(date[:8] + time, "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
