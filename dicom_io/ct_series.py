@@ -1,0 +1,384 @@
+"""CT image series: read a folder into HU on a Grid; write a volume as a CT series.
+
+Reading rules (each broken rule is a :class:`~brachycryo.errors.SeriesError` naming files):
+
+* files are found recursively and grouped by SeriesInstanceUID; ``series_uid`` picks one,
+  and when several CT series qualify the error lists them;
+* every slice must share ImageOrientationPatient, PixelSpacing, Rows/Columns and the Frame
+  of Reference;
+* slices are sorted by the projection of ImagePositionPatient on the slice normal
+  (row x column cosines); positions must step along the normal only (otherwise the gantry
+  was tilted, which a regular Grid cannot hold), evenly (a missing slice shows as a gap of
+  about twice the spacing, a duplicated one as two slices at the same position);
+* HU = stored value x RescaleSlope + RescaleIntercept, per slice;
+* compressed transfer syntaxes decode where an installed pydicom pixel-data handler can;
+  otherwise the error names the transfer syntax and the handler(s) to install.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from brachycryo.errors import DicomInputError, SeriesError
+from brachycryo.grid import Grid
+from dicom_io.common import (
+    CT_IMAGE_STORAGE,
+    StudyContext,
+    get_floats,
+    get_value,
+    new_dataset,
+    new_uid,
+    read_dataset,
+    save_dataset,
+)
+from dicom_io.orientation import direction_from_iop, iop_from_direction
+from dicom_io.scan import DicomIndex, scan_folder
+
+log = logging.getLogger(__name__)
+
+#: Relative tolerance on slice spacing before a gap or overlap is reported.
+SPACING_REL_TOL = 0.01
+#: In-plane shift (mm) between consecutive slices tolerated before reporting gantry tilt.
+TILT_TOL_MM = 0.01
+
+
+@dataclass(frozen=True)
+class CTImage:
+    """A CT volume in Hounsfield units on its Grid, with the identity of its slices.
+
+    ``hu`` is float32 indexed ``[k, j, i]``; ``sop_instance_uids[k]`` and ``paths[k]`` name
+    the file of slice ``k``.
+    """
+
+    hu: np.ndarray
+    grid: Grid
+    series_instance_uid: str
+    frame_of_reference_uid: str
+    sop_instance_uids: tuple[str, ...]
+    paths: tuple[Path, ...]
+    context: StudyContext
+    series_description: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+
+def _list_series(index: DicomIndex, modality: str) -> str:
+    lines = []
+    for uid, files in index.series(modality).items():
+        desc = files[0].series_description
+        lines.append(f"  {uid} ({len(files)} files{', ' + repr(desc) if desc else ''})")
+    return "\n".join(lines)
+
+
+def _decode_pixels(ds: Dataset, path: Path) -> np.ndarray:
+    try:
+        return ds.pixel_array
+    except Exception as exc:
+        ts = ds.file_meta.get("TransferSyntaxUID", "unknown")
+        name = getattr(ts, "name", str(ts))
+        hint = ""
+        if getattr(ts, "is_compressed", False):
+            hint = (
+                "; pydicom needs a pixel-data handler for this transfer syntax "
+                "(install one of: pylibjpeg with pylibjpeg-libjpeg / pylibjpeg-openjpeg, "
+                "python-gdcm, or Pillow for baseline JPEG)"
+            )
+        raise DicomInputError(
+            f"pixel data cannot be decoded (transfer syntax {name}: {exc}){hint}",
+            path=path,
+            tag="PixelData",
+        ) from exc
+
+
+def _slice_spacing_fallback(ds: Dataset, path: Path) -> float:
+    for kw in ("SpacingBetweenSlices", "SliceThickness"):
+        v = get_value(ds, kw, path=path, default=None)
+        if v is not None:
+            try:
+                val = float(v)
+            except (TypeError, ValueError):
+                continue
+            if np.isfinite(val) and val > 0:
+                return val
+    raise SeriesError(
+        "a single-slice series needs SliceThickness or SpacingBetweenSlices for its thickness",
+        path=path,
+        tag="SliceThickness",
+    )
+
+
+def load_ct_series(folder: str | os.PathLike, *, series_uid: str | None = None) -> CTImage:
+    """Load one CT series from ``folder`` (searched recursively) as HU on a Grid."""
+    index = scan_folder(folder)
+    notes = [f"skipped {p}: {why}" for p, why in index.skipped]
+    for n in notes:
+        log.info(n)
+    groups = index.series("CT")
+    if series_uid is not None:
+        if series_uid not in groups:
+            raise SeriesError(
+                f"no CT series with SeriesInstanceUID {series_uid} in {folder}; CT series "
+                f"found:\n{_list_series(index, 'CT') or '  (none)'}",
+                path=folder,
+            )
+        entries = groups[series_uid]
+    else:
+        if not groups:
+            others = sorted({f.modality for f in index.files})
+            raise SeriesError(
+                f"no CT images found in {folder} (modalities present: {others or 'none'})",
+                path=folder,
+            )
+        if len(groups) > 1:
+            raise SeriesError(
+                f"{len(groups)} CT series found in {folder}; choose one with series_uid "
+                f"(CLI: --series-uid):\n{_list_series(index, 'CT')}",
+                path=folder,
+            )
+        entries = next(iter(groups.values()))
+
+    datasets = [(e.path, read_dataset(e.path, modality="CT")) for e in entries]
+    return _assemble(datasets, notes)
+
+
+def _assemble(datasets: list[tuple[Path, Dataset]], notes: list[str]) -> CTImage:
+    path0, ds0 = datasets[0]
+    iop0 = get_floats(ds0, "ImageOrientationPatient", 6, path=path0)
+    try:
+        direction = direction_from_iop(iop0)
+    except Exception as exc:
+        raise SeriesError(str(exc), path=path0, tag="ImageOrientationPatient") from exc
+    normal = direction[:, 2]
+    spacing0 = get_floats(ds0, "PixelSpacing", 2, path=path0)
+    if np.any(spacing0 <= 0):
+        raise SeriesError(
+            f"must be positive, is {spacing0.tolist()}", path=path0, tag="PixelSpacing"
+        )
+    rows0 = int(get_value(ds0, "Rows", path=path0))
+    cols0 = int(get_value(ds0, "Columns", path=path0))
+    for0 = str(get_value(ds0, "FrameOfReferenceUID", path=path0, default=""))
+
+    positions = []
+    for path, ds in datasets:
+        iop = get_floats(ds, "ImageOrientationPatient", 6, path=path)
+        if not np.allclose(iop, iop0, atol=1e-4):
+            raise SeriesError(
+                f"ImageOrientationPatient {iop.tolist()} differs from {iop0.tolist()} in {path0}: "
+                "inconsistent orientation within one series",
+                path=path,
+                tag="ImageOrientationPatient",
+            )
+        for_uid = str(get_value(ds, "FrameOfReferenceUID", path=path, default=""))
+        if for_uid != for0:
+            raise SeriesError(
+                f"Frame of Reference {for_uid or '(none)'} differs from {for0 or '(none)'} in "
+                f"{path0}: mixed Frames of Reference within one series",
+                path=path,
+                tag="FrameOfReferenceUID",
+            )
+        sp = get_floats(ds, "PixelSpacing", 2, path=path)
+        if not np.allclose(sp, spacing0, rtol=1e-4):
+            raise SeriesError(
+                f"PixelSpacing {sp.tolist()} differs from {spacing0.tolist()} in {path0}",
+                path=path,
+                tag="PixelSpacing",
+            )
+        if (
+            int(get_value(ds, "Rows", path=path)) != rows0
+            or int(get_value(ds, "Columns", path=path)) != cols0
+        ):
+            raise SeriesError(
+                f"image size differs from {rows0}x{cols0} in {path0}", path=path, tag="Rows"
+            )
+        tilt = get_value(ds, "GantryDetectorTilt", path=path, default=0)
+        try:
+            tilt_deg = float(tilt)
+        except (TypeError, ValueError):
+            tilt_deg = 0.0
+        if abs(tilt_deg) > 1e-3:
+            raise SeriesError(
+                f"gantry tilt of {tilt_deg} degrees: tilted series cannot be held on a regular "
+                "grid; resample it in the scanner software first",
+                path=path,
+                tag="GantryDetectorTilt",
+            )
+        positions.append(get_floats(ds, "ImagePositionPatient", 3, path=path))
+
+    positions = np.asarray(positions)
+    along = positions @ normal
+    order = np.argsort(along, kind="stable")
+    datasets = [datasets[i] for i in order]
+    positions = positions[order]
+    along = along[order]
+
+    if len(datasets) == 1:
+        slice_spacing = _slice_spacing_fallback(datasets[0][1], datasets[0][0])
+    else:
+        steps = np.diff(along)
+        for n, step in enumerate(steps):
+            if step < 1e-3:
+                raise SeriesError(
+                    f"duplicated slice: {datasets[n][0]} and {datasets[n + 1][0]} are both at "
+                    f"{along[n]:.3f} mm along the slice normal",
+                    path=datasets[n + 1][0],
+                    tag="ImagePositionPatient",
+                )
+        slice_spacing = float(np.median(steps))
+        for n, step in enumerate(steps):
+            if abs(step - slice_spacing) > SPACING_REL_TOL * slice_spacing:
+                what = (
+                    f"missing slice(s): gap of {step:.3f} mm"
+                    if step > slice_spacing
+                    else f"irregular spacing: step of {step:.3f} mm"
+                )
+                raise SeriesError(
+                    f"{what} between {datasets[n][0].name} ({along[n]:.3f} mm) and "
+                    f"{datasets[n + 1][0].name} ({along[n + 1]:.3f} mm) where the series "
+                    f"spacing is {slice_spacing:.3f} mm",
+                    path=datasets[n + 1][0],
+                    tag="ImagePositionPatient",
+                )
+        shifts = np.diff(positions, axis=0) - np.outer(steps, normal)
+        worst = int(np.argmax(np.linalg.norm(shifts, axis=1)))
+        if np.linalg.norm(shifts[worst]) > TILT_TOL_MM * max(1.0, slice_spacing):
+            raise SeriesError(
+                "slice positions do not step along the slice normal (in-plane shift of "
+                f"{np.linalg.norm(shifts[worst]):.3f} mm between {datasets[worst][0].name} and "
+                f"{datasets[worst + 1][0].name}): gantry tilt or sheared series",
+                path=datasets[worst + 1][0],
+                tag="ImagePositionPatient",
+            )
+
+    hu = np.empty((len(datasets), rows0, cols0), dtype=np.float32)
+    for k, (path, ds) in enumerate(datasets):
+        pixels = _decode_pixels(ds, path)
+        if pixels.shape != (rows0, cols0):
+            raise SeriesError(
+                f"pixel array shape {pixels.shape} is not Rows x Columns ({rows0}x{cols0})",
+                path=path,
+                tag="PixelData",
+            )
+        slope = float(get_floats(ds, "RescaleSlope", 1, path=path, default=np.ones(1))[0])
+        intercept = float(get_floats(ds, "RescaleIntercept", 1, path=path, default=np.zeros(1))[0])
+        hu[k] = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+
+    grid = Grid(
+        shape=hu.shape,
+        origin_mm=positions[0],
+        # (along a row = column spacing, down a column = row spacing, slice)
+        spacing_mm=(float(spacing0[1]), float(spacing0[0]), slice_spacing),
+        direction=direction.reshape(-1),
+    )
+    ds_first = datasets[0][1]
+    return CTImage(
+        hu=hu,
+        grid=grid,
+        series_instance_uid=str(ds_first.SeriesInstanceUID),
+        frame_of_reference_uid=for0,
+        sop_instance_uids=tuple(str(ds.SOPInstanceUID) for _, ds in datasets),
+        paths=tuple(p for p, _ in datasets),
+        context=StudyContext.from_dataset(ds_first),
+        series_description=str(ds_first.get("SeriesDescription", "")),
+        notes=tuple(notes),
+    )
+
+
+def write_ct_series(
+    folder: str | os.PathLike,
+    hu: np.ndarray,
+    grid: Grid,
+    *,
+    context: StudyContext,
+    series_description: str = "brachycryo CT",
+    series_number: int = 1,
+    kvp: float = 120.0,
+    overwrite: bool = False,
+    file_prefix: str = "CT",
+) -> CTImage:
+    """Write ``hu`` (indexed [k, j, i] on ``grid``) as a CT Image Storage series, one file a slice.
+
+    Stored values are signed 16-bit with RescaleIntercept -1024 (HU rounded to the nearest
+    integer and clipped to the storable range).  Grids whose k axis is opposite to
+    row x column are flipped first, so the files describe the same voxels in the order a
+    reader sorts them.  Returns the written series as a :class:`CTImage`.
+    """
+    grid.check_volume(hu, "hu")
+    if not np.all(np.isfinite(hu)):
+        raise DicomInputError("HU volume contains NaN or inf; nothing written", path=folder)
+    d = grid.direction_matrix
+    if np.linalg.det(d) < 0:
+        hu = hu[::-1]
+        origin = grid.ijk_to_mm([0, 0, grid.shape[0] - 1])
+        d = d.copy()
+        d[:, 2] *= -1
+        grid = Grid(grid.shape, origin, grid.spacing_mm, d.reshape(-1))
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    series_uid = new_uid()
+    intercept = -1024.0
+    stored = np.clip(np.rint(np.asarray(hu, dtype=np.float64) - intercept), -32768, 32767)
+    stored = stored.astype(np.int16)
+    iop = iop_from_direction(d)
+    sp_i, sp_j, sp_k = grid.spacing_mm
+    paths, uids = [], []
+    for k in range(grid.shape[0]):
+        ds = new_dataset(
+            CT_IMAGE_STORAGE,
+            "CT",
+            context,
+            series_instance_uid=series_uid,
+            series_number=series_number,
+            series_description=series_description,
+            instance_number=k + 1,
+        )
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.SeriesDate = context.study_date
+        ds.SeriesTime = context.study_time
+        ds.ContentDate = context.study_date
+        ds.ContentTime = context.study_time
+        ds.AcquisitionNumber = 1
+        ds.PatientPosition = context.patient_position
+        ds.BodyPartExamined = ""
+        ds.Laterality = ""
+        ds.FrameOfReferenceUID = context.frame_of_reference_uid
+        ds.PositionReferenceIndicator = ""
+        ds.KVP = f"{kvp:g}"
+        ds.SliceThickness = f"{sp_k:.6g}"
+        ds.PixelSpacing = [f"{sp_j:.6g}", f"{sp_i:.6g}"]
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in iop]
+        pos = grid.ijk_to_mm([0.0, 0.0, float(k)])
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in pos]
+        ds.SliceLocation = f"{float(pos @ d[:, 2]):.6f}"
+        ds.PatientOrientation = ""
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = grid.shape[1], grid.shape[2]
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.RescaleIntercept = f"{intercept:g}"
+        ds.RescaleSlope = "1"
+        ds.RescaleType = "HU"
+        ds.WindowCenter = "40"
+        ds.WindowWidth = "400"
+        ds.PixelData = stored[k].tobytes()
+        path = out / f"{file_prefix}.{k + 1:04d}.dcm"
+        save_dataset(ds, path, overwrite=overwrite)
+        paths.append(path)
+        uids.append(str(ds.SOPInstanceUID))
+    return CTImage(
+        hu=(stored.astype(np.float32) + np.float32(intercept)),
+        grid=grid,
+        series_instance_uid=series_uid,
+        frame_of_reference_uid=context.frame_of_reference_uid,
+        sop_instance_uids=tuple(uids),
+        paths=tuple(paths),
+        context=context,
+        series_description=series_description,
+    )
