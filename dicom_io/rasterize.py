@@ -13,10 +13,14 @@ The rules (documented for users in README "Structures and volumes"):
   the normal).  A grid point between contour planes takes the cross-section of the plane
   whose slab holds it; a point more than ``t/2`` from every plane is outside (no
   interpolation across gaps).
-* **End caps**: the first and last planes' slabs reach ``t/2`` beyond them, so a ROI's
-  volume is ``sum(area_p) * t`` (the stacked-slab convention).  With contours sampled on
-  evenly spaced CT slices this is the unbiased estimate of the true extent: the true end
-  lies anywhere between the last contoured slice and the next one.
+* **End caps (halved)**: a ROI ends at its first and last contour planes: the end planes
+  own only the half of their slab that faces the ROI, so the volume is
+  ``sum(area_p * t) - (area_first + area_last) * t/2``, the trapezoidal rule along the
+  normal.  This is exact for prisms and cylinders whose end faces are contoured (as in
+  the analytic test structures of Nelms et al., Med Phys 42:4435, 2015) and is the
+  convention of dicompyler-core's ``CalculateStructureVolume``.  Planes more than 1.5 t
+  apart start a new run (e.g. two lesions in one ROI), each run with its own end caps; a
+  ROI, or run, of a single plane keeps the full slab ``t`` (it would otherwise vanish).
 * **Partial volume**: :func:`roi_fraction` supersamples every voxel ``n x n x n`` and
   returns the fraction of sub-points inside (float32 in [0, 1]).
 * **Any grid**: when the grid's slice axis is parallel to the contour normal (the CT grid
@@ -72,25 +76,45 @@ class ContourStack:
     polygons_mm: tuple[tuple[np.ndarray, ...], ...]
     thickness_mm: float
 
+    def plane_extents_mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper offset of the slab each plane stands for (see module docstring).
+
+        Planes closer than 1.5 t form a run; inside a run a plane owns +- t/2; the first and
+        last plane of a run own only the half towards the run (end-cap halving); a plane
+        alone owns the full +- t/2.
+        """
+        h = self.plane_offsets_mm
+        half = self.thickness_mm / 2.0
+        lo = h - half
+        hi = h + half
+        gaps = np.diff(h) > 1.5 * self.thickness_mm
+        starts = np.concatenate([[True], gaps])
+        ends = np.concatenate([gaps, [True]])
+        alone = starts & ends
+        lo = np.where(starts & ~alone, h, lo)
+        hi = np.where(ends & ~alone, h, hi)
+        return lo, hi
+
     def plane_index(self, offsets_mm: np.ndarray) -> np.ndarray:
         """Index of the plane whose slab holds each offset, or -1 (outside every slab)."""
         h = self.plane_offsets_mm
         z = np.asarray(offsets_mm, dtype=float)
         pos = np.searchsorted(h, z)
-        lo = np.clip(pos - 1, 0, h.size - 1)
-        hi = np.clip(pos, 0, h.size - 1)
-        nearest = np.where(np.abs(z - h[lo]) <= np.abs(z - h[hi]), lo, hi)
-        half = self.thickness_mm / 2.0
-        d = z - h[nearest]
-        inside = (d >= -half - 1e-9) & (d < half - 1e-9)
+        lo_i = np.clip(pos - 1, 0, h.size - 1)
+        hi_i = np.clip(pos, 0, h.size - 1)
+        nearest = np.where(np.abs(z - h[lo_i]) <= np.abs(z - h[hi_i]), lo_i, hi_i)
+        lo, hi = self.plane_extents_mm()
+        eps = 1e-6
+        inside = (z >= lo[nearest] - eps) & (z <= hi[nearest] + eps)
         return np.where(inside, nearest, -1)
 
     def bounds_mm(self) -> np.ndarray:
         """The 8 corners of the ROI's extent (contours plus end caps), shape (8, 3)."""
         pts = np.concatenate([p for plane in self.polygons_mm for p in plane], axis=0)
         uu, vv = pts @ self.u, pts @ self.v
-        lo = [uu.min(), vv.min(), self.plane_offsets_mm[0] - self.thickness_mm / 2]
-        hi = [uu.max(), vv.max(), self.plane_offsets_mm[-1] + self.thickness_mm / 2]
+        zlo, zhi = self.plane_extents_mm()
+        lo = [uu.min(), vv.min(), zlo.min()]
+        hi = [uu.max(), vv.max(), zhi.max()]
         frame = np.column_stack([self.u, self.v, self.normal])
         corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float)
         local = np.asarray(lo) + corners * (np.asarray(hi) - np.asarray(lo))
@@ -362,7 +386,8 @@ def roi_contains_points(
 def roi_volume_cc(roi: ROI, *, slice_thickness_mm: float | None = None) -> float:
     """Volume of ``roi`` from its contours (even-odd areas x slab thickness), in cm³.
 
-    Independent of any grid: ``sum over planes of (even-odd area) * t``, where the even-odd
+    Independent of any grid: ``sum over planes of (even-odd area) * slab width`` (t, or t/2
+    for the end planes of a run; see the module docstring), where the even-odd
     area of a plane adds each contour's area with the sign of its nesting depth (contours
     inside an odd number of others are holes).  Exact for non-intersecting contours.
     """
@@ -371,8 +396,10 @@ def roi_volume_cc(roi: ROI, *, slice_thickness_mm: float | None = None) -> float
         raise StructureError(
             "has a single contour plane: give slice_thickness_mm to compute a volume", roi=roi.name
         )
-    total_mm2 = 0.0
-    for polys in stack.polygons:
+    zlo, zhi = stack.plane_extents_mm()
+    total_mm3 = 0.0
+    for polys, width_mm in zip(stack.polygons, zhi - zlo, strict=True):
+        plane_mm2 = 0.0
         paths = [MplPath(p) for p in polys]
         for idx, poly in enumerate(polys):
             # nesting depth: how many other contours of the plane contain this one
@@ -382,8 +409,9 @@ def roi_volume_cc(roi: ROI, *, slice_thickness_mm: float | None = None) -> float
                 if other != idx and path.contains_point(poly[0])
             )
             sign = -1.0 if depth % 2 else 1.0
-            total_mm2 += sign * _polygon_area_2d(poly[:, 0], poly[:, 1])
-    return total_mm2 * stack.thickness_mm / 1000.0
+            plane_mm2 += sign * _polygon_area_2d(poly[:, 0], poly[:, 1])
+        total_mm3 += plane_mm2 * width_mm
+    return total_mm3 / 1000.0
 
 
 __all__ = [
