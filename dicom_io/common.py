@@ -35,6 +35,14 @@ UID_PREFIX = "1.2.826.0.1.3680043.8.498."
 MANUFACTURER = "brachycryo"
 
 
+class DicomConformanceWarning(UserWarning):
+    """A DICOM object departs from the standard but can still be used (the message says how).
+
+    Readers also collect these messages on their result (``.warnings``), so a caller can
+    report them without catching warnings.
+    """
+
+
 def new_uid() -> str:
     """A fresh, globally unique DICOM UID."""
     return str(generate_uid(prefix=UID_PREFIX))
