@@ -244,7 +244,7 @@ def write_rtdose(
     ds.PixelSpacing = [_ds(sp_j), _ds(sp_i)]
     ds.ImageOrientationPatient = [_ds(v) for v in iop_from_direction(d)]
     ds.ImagePositionPatient = [_ds(v) for v in grid.origin_mm]
-    ds.SliceThickness = _ds(sp_k) if grid.shape[0] > 1 else ""
+    ds.SliceThickness = _ds(sp_k)
     # Image Pixel + Multi-frame (C.7.6.3, C.7.6.6) and RT Dose (C.8.8.3)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
