@@ -283,6 +283,7 @@ def test_relative_dose_is_flagged(tmp_path, ctx):
         back.dose_gy  # noqa: B018
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
 def test_pydicom_sample_rtdose():
     """pydicom's rtdose.dcm: 15 frames of 10 x 10, 32-bit, RELATIVE, scaling 1e-6."""
     path = get_testdata_file("rtdose.dcm")
@@ -409,6 +410,7 @@ def test_missing_or_bad_tags_are_named(tmp_path, dose_file, tag, edit):
     assert _sha(bad) == before
 
 
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
 def test_nan_position_is_named(tmp_path, dose_file):
     def nan_ipp(ds):
         ds["ImagePositionPatient"].value = ["NaN", "0", "0"]
