@@ -480,3 +480,20 @@ def test_dicompyler_reads_our_dose(tmp_path, ctx, dicompyler_peer):
     assert np.allclose(out["y"], centres[0, :, 0, 1])
     assert out["units"] == "GY"
     assert out["plan"] == plan_uid
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
+@pytest.mark.parametrize("name", ["rtdose_expb.dcm", "rtdose_rle.dcm"])
+def test_pydicom_sample_encodings_read_alike(name):
+    """Explicit big endian and RLE-compressed copies of rtdose.dcm give the same dose."""
+    ref = read_rtdose(get_testdata_file("rtdose.dcm"))
+    back = read_rtdose(get_testdata_file(name))
+    assert back.grid.same_as(ref.grid)
+    assert np.array_equal(back.values, ref.values)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
+def test_pydicom_sample_with_inconsistent_frames():
+    """rtdose_1frame.dcm keeps 15 GridFrameOffsetVector values for its single frame."""
+    with pytest.raises(DicomInputError, match=r"GridFrameOffsetVector.*15 values for 1 frames"):
+        read_rtdose(get_testdata_file("rtdose_1frame.dcm"))

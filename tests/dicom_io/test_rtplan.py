@@ -539,3 +539,39 @@ def test_dicompyler_reads_our_plan(tmp_path, ctx, dicompyler_peer):
     assert out["sop"] == uid
     assert out["for"] == ctx.frame_of_reference_uid
     assert out["structure_set"] == plan.referenced_structure_set_uid
+
+
+def test_other_files_that_are_not_brachy_plans(shared_data):
+    with pytest.raises(DicomInputError, match="not a brachytherapy plan"):
+        read_rtplan(shared_data / "dicom" / "dicompyler_core_example" / "rtplan.dcm")
+    with pytest.raises(DicomInputError, match="truncated"):
+        read_rtplan(get_testdata_file("rtplan_truncated.dcm"))
+
+
+def test_seed_plan_with_one_control_point_per_seed_and_no_weights(tmp_path, plan_file):
+    """Another encoding of seeds: one control point per seed, empty time weights."""
+    ds = pydicom.dcmread(plan_file)
+    for ch in ds.ApplicationSetupSequence[0].ChannelSequence:
+        cps = ch.BrachyControlPointSequence
+        for cp in cps:
+            del cp.ControlPointOrientation
+            cp.CumulativeTimeWeight = None
+        ch.BrachyControlPointSequence = pydicom.sequence.Sequence(list(cps)[::2])
+        ch.NumberOfControlPoints = len(ch.BrachyControlPointSequence)
+        del ch.FinalCumulativeTimeWeight
+    ds.ApplicationSetupSequence[0].ChannelSequence[
+        3
+    ].BrachyControlPointSequence = pydicom.sequence.Sequence(
+        [ds.ApplicationSetupSequence[0].ChannelSequence[3].BrachyControlPointSequence[0]]
+    )
+    ds.ApplicationSetupSequence[0].ChannelSequence[3].NumberOfControlPoints = 1
+    other = tmp_path / "other.dcm"
+    ds.save_as(other)
+    with pytest.warns(DicomConformanceWarning, match="direction unknown"):
+        plan = read_rtplan(other)
+    original = read_rtplan(plan_file)
+    assert plan.n_seeds == 16
+    assert np.array_equal(plan.positions_mm, original.positions_mm[:16])
+    assert np.allclose(plan.directions[:15], original.directions[:15], atol=1e-9)
+    assert np.all(np.isnan(plan.directions[15]))  # a lone seed: no track, no orientation
+    assert np.all(np.isnan(plan.dwell_times_s))
