@@ -1,0 +1,312 @@
+"""RT Structure Set: data types and the reader (PS3.3 C.8.8.5, C.8.8.6, C.8.8.8).
+
+The reader keeps contours as they are in the file (patient mm); rasterising them onto a
+Grid is :mod:`dicom_io.rasterize`'s job.  Problems that make a ROI unusable (a closed
+contour with fewer than 3 points, NaN coordinates, a ContourData length that is not
+3 x NumberOfContourPoints) raise :class:`~brachycryo.errors.StructureError` naming the ROI;
+problems that do not (an empty ROI, a missing colour, a missing referenced series) are
+collected in ``StructureSet.warnings``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from brachycryo.errors import DicomInputError, FrameOfReferenceError, StructureError
+from dicom_io.common import StudyContext, get_value, read_dataset
+
+log = logging.getLogger(__name__)
+
+CLOSED_PLANAR = "CLOSED_PLANAR"
+POINT = "POINT"
+OPEN_TYPES = ("OPEN_PLANAR", "OPEN_NONPLANAR")
+
+
+@dataclass(frozen=True)
+class Contour:
+    """One contour: its points in patient mm, its geometric type, the image it was drawn on."""
+
+    points_mm: np.ndarray
+    geometric_type: str = CLOSED_PLANAR
+    referenced_sop_instance_uid: str | None = None
+
+    @property
+    def n_points(self) -> int:
+        return int(self.points_mm.shape[0])
+
+
+@dataclass(frozen=True)
+class ROI:
+    """A region of interest: number, name, interpreted type, colour and its contours."""
+
+    number: int
+    name: str
+    interpreted_type: str = ""
+    color_rgb: tuple[int, int, int] | None = None
+    contours: tuple[Contour, ...] = ()
+    frame_of_reference_uid: str = ""
+    generation_algorithm: str = ""
+
+    @property
+    def closed_contours(self) -> tuple[Contour, ...]:
+        return tuple(c for c in self.contours if c.geometric_type == CLOSED_PLANAR)
+
+    @property
+    def points_mm(self) -> np.ndarray:
+        """The ROI's POINT contours as an (N, 3) array (e.g. markers, seeds)."""
+        pts = [c.points_mm for c in self.contours if c.geometric_type == POINT]
+        return np.concatenate(pts, axis=0) if pts else np.zeros((0, 3))
+
+    @property
+    def is_empty(self) -> bool:
+        return len(self.contours) == 0
+
+    @property
+    def is_point(self) -> bool:
+        return bool(self.contours) and all(c.geometric_type == POINT for c in self.contours)
+
+
+@dataclass(frozen=True)
+class StructureSet:
+    """The content of an RTSTRUCT file."""
+
+    rois: tuple[ROI, ...]
+    frame_of_reference_uid: str
+    referenced_series_uid: str | None
+    referenced_sop_instance_uids: frozenset[str]
+    context: StudyContext
+    sop_instance_uid: str = ""
+    label: str = ""
+    path: Path | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def roi_names(self) -> list[str]:
+        return [r.name for r in self.rois]
+
+    def roi(self, name: str) -> ROI:
+        """The ROI called ``name`` (exact match first, then case-insensitive)."""
+        for r in self.rois:
+            if r.name == name:
+                return r
+        matches = [r for r in self.rois if r.name.lower() == name.lower()]
+        if len(matches) == 1:
+            return matches[0]
+        raise StructureError(
+            f"no such ROI in {self.path or 'the structure set'}; ROIs present: {self.roi_names}",
+            roi=name,
+        )
+
+
+def _parse_color(value, roi_name: str, warnings: list[str]) -> tuple[int, int, int] | None:
+    try:
+        rgb = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        warnings.append(f"ROI {roi_name!r}: unreadable ROIDisplayColor {value!r}; ignored")
+        return None
+    if len(rgb) != 3:
+        warnings.append(f"ROI {roi_name!r}: ROIDisplayColor has {len(rgb)} values; ignored")
+        return None
+    return (rgb[0], rgb[1], rgb[2])
+
+
+def _parse_contour(item: Dataset, roi_name: str, path: Path) -> Contour:
+    gtype = str(item.get("ContourGeometricType", "") or "").strip().upper()
+    if not gtype:
+        raise StructureError(f"a contour in {path} has no ContourGeometricType", roi=roi_name)
+    try:
+        raw = item.ContourData
+        data = np.asarray([float(v) for v in raw], dtype=float)
+    except AttributeError as exc:
+        raise StructureError(f"a contour in {path} has no ContourData", roi=roi_name) from exc
+    except (TypeError, ValueError) as exc:
+        raise StructureError(f"non-numeric ContourData in {path}: {exc}", roi=roi_name) from exc
+    if data.size % 3:
+        raise StructureError(
+            f"ContourData in {path} has {data.size} values, not a multiple of 3", roi=roi_name
+        )
+    points = data.reshape(-1, 3)
+    n_declared = item.get("NumberOfContourPoints", None)
+    if n_declared is not None and int(n_declared) != points.shape[0]:
+        raise StructureError(
+            f"NumberOfContourPoints is {int(n_declared)} but ContourData holds "
+            f"{points.shape[0]} points in {path}",
+            roi=roi_name,
+        )
+    if not np.all(np.isfinite(points)):
+        raise StructureError(f"ContourData in {path} contains NaN or inf", roi=roi_name)
+    if gtype == CLOSED_PLANAR and points.shape[0] < 3:
+        raise StructureError(
+            f"a CLOSED_PLANAR contour in {path} has {points.shape[0]} point(s); at least 3 are "
+            "needed to enclose an area",
+            roi=roi_name,
+        )
+    if gtype == POINT and points.shape[0] != 1:
+        raise StructureError(
+            f"a POINT contour in {path} has {points.shape[0]} points, expected 1", roi=roi_name
+        )
+    ref_uid = None
+    images = item.get("ContourImageSequence", None)
+    if images:
+        ref_uid = str(images[0].get("ReferencedSOPInstanceUID", "")) or None
+    return Contour(points_mm=points, geometric_type=gtype, referenced_sop_instance_uid=ref_uid)
+
+
+def read_rtstruct(path: str | os.PathLike) -> StructureSet:
+    """Read an RTSTRUCT file into a :class:`StructureSet` (contours in patient mm)."""
+    p = Path(path)
+    ds = read_dataset(p, modality="RTSTRUCT")
+    warnings: list[str] = []
+    try:
+        roi_items = list(get_value(ds, "StructureSetROISequence", path=p))
+    except DicomInputError:
+        raise
+    for_uid = ""
+    series_uid = None
+    sop_uids: set[str] = set()
+    refs = ds.get("ReferencedFrameOfReferenceSequence", None) or []
+    for ref in refs:
+        for_uid = for_uid or str(ref.get("FrameOfReferenceUID", "") or "")
+        for study in ref.get("RTReferencedStudySequence", None) or []:
+            for series in study.get("RTReferencedSeriesSequence", None) or []:
+                series_uid = series_uid or str(series.get("SeriesInstanceUID", "") or "") or None
+                for img in series.get("ContourImageSequence", None) or []:
+                    uid = str(img.get("ReferencedSOPInstanceUID", "") or "")
+                    if uid:
+                        sop_uids.add(uid)
+    if series_uid is None:
+        warnings.append("no referenced image series (RTReferencedSeriesSequence is absent)")
+
+    observations: dict[int, str] = {}
+    for obs in ds.get("RTROIObservationsSequence", None) or []:
+        try:
+            observations[int(obs.ReferencedROINumber)] = str(obs.get("RTROIInterpretedType", ""))
+        except (AttributeError, TypeError, ValueError):
+            continue
+
+    contour_items: dict[int, Dataset] = {}
+    for item in ds.get("ROIContourSequence", None) or []:
+        try:
+            contour_items[int(item.ReferencedROINumber)] = item
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise DicomInputError(
+                "an ROIContourSequence item has no valid ReferencedROINumber",
+                path=p,
+                tag="ReferencedROINumber",
+            ) from exc
+
+    rois = []
+    seen_numbers: set[int] = set()
+    for item in roi_items:
+        try:
+            number = int(item.ROINumber)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise DicomInputError(
+                "a StructureSetROISequence item has no valid ROINumber", path=p, tag="ROINumber"
+            ) from exc
+        name = str(item.get("ROIName", "") or f"ROI {number}")
+        if number in seen_numbers:
+            raise StructureError(f"ROINumber {number} is used twice in {p}", roi=name)
+        seen_numbers.add(number)
+        roi_for = str(item.get("ReferencedFrameOfReferenceUID", "") or for_uid)
+        citem = contour_items.get(number)
+        contours: list[Contour] = []
+        color = None
+        if citem is not None:
+            if "ROIDisplayColor" in citem:
+                color = _parse_color(citem.ROIDisplayColor, name, warnings)
+            for c in citem.get("ContourSequence", None) or []:
+                contours.append(_parse_contour(c, name, p))
+        if not contours:
+            warnings.append(f"ROI {name!r} is empty (no contours)")
+        if any(c.geometric_type in OPEN_TYPES for c in contours):
+            warnings.append(f"ROI {name!r} has open contours; they cannot enclose a volume")
+        rois.append(
+            ROI(
+                number=number,
+                name=name,
+                interpreted_type=observations.get(number, ""),
+                color_rgb=color,
+                contours=tuple(contours),
+                frame_of_reference_uid=roi_for,
+                generation_algorithm=str(item.get("ROIGenerationAlgorithm", "") or ""),
+            )
+        )
+    for w in warnings:
+        log.info("%s: %s", p, w)
+    return StructureSet(
+        rois=tuple(rois),
+        frame_of_reference_uid=for_uid,
+        referenced_series_uid=series_uid,
+        referenced_sop_instance_uids=frozenset(sop_uids),
+        context=StudyContext.from_dataset(ds) if "StudyInstanceUID" in ds else StudyContext(),
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+        label=str(ds.get("StructureSetLabel", "") or ""),
+        path=p,
+        warnings=tuple(warnings),
+    )
+
+
+def check_against_image(
+    structures: StructureSet,
+    *,
+    frame_of_reference_uid: str,
+    series_instance_uid: str | None = None,
+    sop_instance_uids: set[str] | frozenset[str] | None = None,
+    strict: bool = True,
+) -> list[str]:
+    """Check that ``structures`` was drawn on the given image series.
+
+    A Frame of Reference mismatch is always an error (positions would be meaningless).
+    With ``strict``, a referenced series other than the image's, or contours drawn on
+    images that are not in the series, are errors too; otherwise they are returned as
+    warnings (e.g. to rasterise an RTSTRUCT whose CT images are absent onto another grid).
+    """
+    where = structures.path or "RTSTRUCT"
+    problems: list[str] = []
+    for roi in structures.rois:
+        if roi.frame_of_reference_uid and roi.frame_of_reference_uid != frame_of_reference_uid:
+            raise FrameOfReferenceError(
+                f"{where}: ROI {roi.name!r} is in Frame of Reference {roi.frame_of_reference_uid}, "
+                f"the image in {frame_of_reference_uid}"
+            )
+    if structures.frame_of_reference_uid and (
+        structures.frame_of_reference_uid != frame_of_reference_uid
+    ):
+        raise FrameOfReferenceError(
+            f"{where} references Frame of Reference {structures.frame_of_reference_uid}, the "
+            f"image is in {frame_of_reference_uid}"
+        )
+    if series_instance_uid is not None and structures.referenced_series_uid not in (
+        None,
+        series_instance_uid,
+    ):
+        problems.append(
+            f"{where} references image series {structures.referenced_series_uid}, not "
+            f"{series_instance_uid}"
+        )
+    if sop_instance_uids is not None:
+        referenced = set(structures.referenced_sop_instance_uids)
+        for roi in structures.rois:
+            referenced.update(
+                c.referenced_sop_instance_uid for c in roi.contours if c.referenced_sop_instance_uid
+            )
+        missing = sorted(referenced - set(sop_instance_uids))
+        if missing:
+            problems.append(
+                f"{where} references {len(missing)} image(s) that are not in the series, e.g. "
+                f"{', '.join(missing[:3])}"
+            )
+    if problems and strict:
+        raise DicomInputError(
+            "; ".join(problems) + " (pass strict=False to rasterise anyway)",
+            path=structures.path,
+            tag="ReferencedSOPInstanceUID",
+        )
+    return problems

@@ -1,0 +1,245 @@
+"""Write an RT Structure Set from masks, contours or points, referencing a CT series.
+
+Masks on the CT grid are turned into per-slice closed contours by marching squares at the
+0.5 level (:func:`skimage.measure.find_contours`): outer boundaries and hole boundaries
+become separate contours, so the even-odd reading rule restores holes and islands, and a
+binary mask read back onto the same grid gives the same voxels.  Every contour references
+the CT image it lies on; the Structure Set references the whole series (PS3.3 C.8.8.5).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence as DicomSequence
+from skimage.measure import find_contours
+
+from brachycryo.errors import GeometryError, StructureError
+from dicom_io.common import (
+    CT_IMAGE_STORAGE,
+    RT_STRUCTURE_SET_STORAGE,
+    new_dataset,
+    save_dataset,
+)
+from dicom_io.ct_series import CTImage
+from dicom_io.rtstruct import CLOSED_PLANAR, POINT, StructureSet, read_rtstruct
+
+#: Detached Study Management SOP Class, the class the standard names for study references.
+STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"
+
+_DEFAULT_COLOURS = [
+    (255, 0, 0),
+    (0, 160, 255),
+    (0, 200, 0),
+    (255, 200, 0),
+    (200, 0, 200),
+    (0, 200, 200),
+    (255, 120, 0),
+    (120, 80, 255),
+    (160, 160, 160),
+    (255, 105, 180),
+]
+
+
+@dataclass(frozen=True)
+class RoiSpec:
+    """One ROI to write: a mask on the CT grid, explicit contours (mm), or points (mm).
+
+    ``interpreted_type`` is an RTROIInterpretedType (EXTERNAL, PTV, CTV, GTV, ORGAN,
+    AVOIDANCE, MARKER, CONTROL, ...).
+    """
+
+    name: str
+    mask: np.ndarray | None = None
+    contours_mm: Sequence[np.ndarray] = field(default=())
+    points_mm: np.ndarray | None = None
+    interpreted_type: str = "ORGAN"
+    color_rgb: tuple[int, int, int] | None = None
+    generation_algorithm: str = "AUTOMATIC"
+
+
+def mask_to_contours_mm(mask: np.ndarray, ct: CTImage, *, name: str = "") -> list[np.ndarray]:
+    """Closed contours (mm, one (N, 3) array each) of a mask on the CT grid, slice by slice."""
+    grid = ct.grid
+    if mask.shape != grid.shape:
+        raise StructureError(
+            f"mask shape {mask.shape} is not the CT grid's {grid.shape}; masks must be on the "
+            "grid of the CT the structure set references",
+            roi=name or None,
+        )
+    values = np.asarray(mask, dtype=np.float32)
+    if not np.all(np.isfinite(values)):
+        raise StructureError("mask contains NaN or inf", roi=name or None)
+    out = []
+    for k in np.nonzero(values.reshape(values.shape[0], -1).max(axis=1) >= 0.5)[0]:
+        padded = np.pad(values[k], 1, constant_values=0.0)
+        for c in find_contours(padded, level=0.5):
+            rc = c[:-1] if np.allclose(c[0], c[-1]) else c
+            if rc.shape[0] < 3:
+                continue
+            ijk = np.column_stack([rc[:, 1] - 1.0, rc[:, 0] - 1.0, np.full(rc.shape[0], float(k))])
+            out.append(grid.ijk_to_mm(ijk))
+    return out
+
+
+def _slice_lookup(ct: CTImage):
+    """Function mapping a planar contour to the SOP Instance UID of the slice it lies on."""
+    normal = ct.grid.slice_normal
+    slice_h = (
+        ct.grid.ijk_to_mm(
+            np.column_stack(
+                [
+                    np.zeros(ct.grid.shape[0]),
+                    np.zeros(ct.grid.shape[0]),
+                    np.arange(ct.grid.shape[0]),
+                ]
+            )
+        )
+        @ normal
+    )
+    tol = 0.01 * ct.grid.spacing_mm[2] + 1e-3
+
+    def lookup(points_mm: np.ndarray) -> str | None:
+        if points_mm.shape[0] and abs(float(np.ptp(points_mm @ normal))) > tol:
+            return None
+        h = float(np.mean(points_mm @ normal))
+        k = int(np.argmin(np.abs(slice_h - h)))
+        return ct.sop_instance_uids[k] if abs(slice_h[k] - h) <= tol else None
+
+    return lookup
+
+
+def _contour_item(points_mm: np.ndarray, gtype: str, sop_uid: str | None) -> Dataset:
+    item = Dataset()
+    if sop_uid:
+        img = Dataset()
+        img.ReferencedSOPClassUID = CT_IMAGE_STORAGE
+        img.ReferencedSOPInstanceUID = sop_uid
+        item.ContourImageSequence = DicomSequence([img])
+    item.ContourGeometricType = gtype
+    item.NumberOfContourPoints = int(points_mm.shape[0])
+    item.ContourData = [f"{v:.4f}" for v in points_mm.reshape(-1)]
+    return item
+
+
+def write_rtstruct(
+    path: str | os.PathLike,
+    rois: Sequence[RoiSpec],
+    ct: CTImage,
+    *,
+    label: str = "brachycryo",
+    series_description: str = "brachycryo structures",
+    overwrite: bool = False,
+    content_datetime: _dt.datetime | None = None,
+) -> StructureSet:
+    """Write ``rois`` as an RTSTRUCT on the series and Frame of Reference of ``ct``.
+
+    Returns the file as read back by :func:`read_rtstruct`.
+    """
+    if not rois:
+        raise StructureError("nothing to write: no ROIs given")
+    names = [r.name for r in rois]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise StructureError(f"ROI names must be unique; repeated: {dup}")
+    ctx = ct.context
+    now = content_datetime or _dt.datetime.now()
+    ds = new_dataset(
+        RT_STRUCTURE_SET_STORAGE,
+        "RTSTRUCT",
+        ctx,
+        series_description=series_description,
+        series_number=100,
+        content_datetime=now,
+    )
+    ds.OperatorsName = ""
+    ds.SeriesDate = now.strftime("%Y%m%d")
+    ds.SeriesTime = now.strftime("%H%M%S")
+    ds.FrameOfReferenceUID = ct.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    ds.StructureSetLabel = label[:16]
+    ds.StructureSetName = label[:64]
+    ds.StructureSetDate = now.strftime("%Y%m%d")
+    ds.StructureSetTime = now.strftime("%H%M%S")
+
+    images = []
+    for uid in ct.sop_instance_uids:
+        img = Dataset()
+        img.ReferencedSOPClassUID = CT_IMAGE_STORAGE
+        img.ReferencedSOPInstanceUID = uid
+        images.append(img)
+    series = Dataset()
+    series.SeriesInstanceUID = ct.series_instance_uid
+    series.ContourImageSequence = DicomSequence(images)
+    study = Dataset()
+    study.ReferencedSOPClassUID = STUDY_COMPONENT_SOP_CLASS
+    study.ReferencedSOPInstanceUID = ctx.study_instance_uid
+    study.RTReferencedSeriesSequence = DicomSequence([series])
+    frame = Dataset()
+    frame.FrameOfReferenceUID = ct.frame_of_reference_uid
+    frame.RTReferencedStudySequence = DicomSequence([study])
+    ds.ReferencedFrameOfReferenceSequence = DicomSequence([frame])
+
+    lookup = _slice_lookup(ct)
+    roi_items, contour_items, obs_items = [], [], []
+    for number, spec in enumerate(rois, start=1):
+        sources = [spec.mask is not None, bool(len(spec.contours_mm)), spec.points_mm is not None]
+        if sum(sources) != 1:
+            raise StructureError(
+                "give exactly one of mask, contours_mm or points_mm", roi=spec.name
+            )
+        contours: list[Dataset] = []
+        if spec.mask is not None:
+            polys = mask_to_contours_mm(spec.mask, ct, name=spec.name)
+            if not polys:
+                raise StructureError(
+                    "mask is empty; an empty ROI would not be written", roi=spec.name
+                )
+            contours = [_contour_item(p, CLOSED_PLANAR, lookup(p)) for p in polys]
+        elif spec.points_mm is not None:
+            pts = np.asarray(spec.points_mm, dtype=float).reshape(-1, 3)
+            if not np.all(np.isfinite(pts)):
+                raise GeometryError(f"ROI {spec.name!r}: points contain NaN or inf")
+            contours = [_contour_item(p[None, :], POINT, lookup(p[None, :])) for p in pts]
+        else:
+            for poly in spec.contours_mm:
+                poly = np.asarray(poly, dtype=float)
+                if poly.ndim != 2 or poly.shape[1] != 3 or poly.shape[0] < 3:
+                    raise StructureError(
+                        f"a contour must be an (N>=3, 3) array of mm, got shape {poly.shape}",
+                        roi=spec.name,
+                    )
+                if not np.all(np.isfinite(poly)):
+                    raise StructureError("a contour contains NaN or inf", roi=spec.name)
+                contours.append(_contour_item(poly, CLOSED_PLANAR, lookup(poly)))
+        roi = Dataset()
+        roi.ROINumber = number
+        roi.ReferencedFrameOfReferenceUID = ct.frame_of_reference_uid
+        roi.ROIName = spec.name[:64]
+        roi.ROIGenerationAlgorithm = spec.generation_algorithm
+        roi_items.append(roi)
+        citem = Dataset()
+        citem.ROIDisplayColor = list(
+            spec.color_rgb or _DEFAULT_COLOURS[(number - 1) % len(_DEFAULT_COLOURS)]
+        )
+        citem.ContourSequence = DicomSequence(contours)
+        citem.ReferencedROINumber = number
+        contour_items.append(citem)
+        obs = Dataset()
+        obs.ObservationNumber = number
+        obs.ReferencedROINumber = number
+        obs.RTROIInterpretedType = spec.interpreted_type
+        obs.ROIInterpreter = ""
+        obs_items.append(obs)
+    ds.StructureSetROISequence = DicomSequence(roi_items)
+    ds.ROIContourSequence = DicomSequence(contour_items)
+    ds.RTROIObservationsSequence = DicomSequence(obs_items)
+    ds.ApprovalStatus = "UNAPPROVED"
+    save_dataset(ds, path, overwrite=overwrite)
+    return read_rtstruct(Path(path))
