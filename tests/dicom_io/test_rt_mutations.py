@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import io
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -31,8 +32,9 @@ from dicom_io.rtplan import BrachySource, read_rtplan, seed_implant, write_seed_
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
+#: more examples for a long local run: BRACHYCRYO_MUTATION_EXAMPLES=5000 pytest ...
 _SETTINGS = settings(
-    max_examples=120,
+    max_examples=int(os.environ.get("BRACHYCRYO_MUTATION_EXAMPLES", "120")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
