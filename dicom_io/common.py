@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,14 @@ RT_PLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."
 
 MANUFACTURER = "brachycryo"
+
+
+class DicomConformanceWarning(UserWarning):
+    """A DICOM object departs from the standard but can still be used (the message says how).
+
+    Readers also collect these messages on their result (``.warnings``), so a caller can
+    report them without catching warnings.
+    """
 
 
 def new_uid() -> str:
@@ -165,7 +174,12 @@ def read_dataset(
     if not p.is_file():
         raise DicomInputError("no such file", path=p)
     try:
-        ds = pydicom.dcmread(p, stop_before_pixels=stop_before_pixels, force=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(p, stop_before_pixels=stop_before_pixels, force=False)
+        _check_not_truncated(ds, p, caught)
+    except DicomInputError:
+        raise
     except pydicom.errors.InvalidDicomError as exc:
         raise DicomInputError(f"not a DICOM Part 10 file ({exc})", path=p) from exc
     except Exception as exc:  # truncated file, corrupt element lengths, bad encoding
@@ -182,6 +196,36 @@ def read_dataset(
                 tag="Modality",
             )
     return ds
+
+
+def _check_not_truncated(ds: Dataset, path: Path, caught: list) -> None:
+    """Raise if pydicom hit the end of the file inside an element (it only warns).
+
+    pydicom keeps the bytes it could read of a value cut short by the end of the file, so
+    a truncated file otherwise reads "successfully" with a shortened last element.
+    """
+    for w in caught:
+        text = str(w.message)
+        if "end of file" in text.lower():
+            raise DicomInputError(f"file is truncated ({text})", path=path)
+    for tag in ds._dict:  # raw (not yet decoded) elements keep their declared length
+        raw = ds._dict[tag]
+        length = getattr(raw, "length", None)
+        value = getattr(raw, "value", None)
+        if (
+            isinstance(length, int)
+            and length != 0xFFFFFFFF
+            and isinstance(value, bytes)
+            and len(value) < length
+        ):
+            raise DicomInputError(
+                f"file is truncated: element {tag} declares {length} bytes, "
+                f"only {len(value)} remain",
+                path=path,
+            )
+    # warnings pydicom raised for other reasons are passed on unchanged
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 _MISSING = object()
