@@ -220,3 +220,48 @@ def test_write_refuses_overwrite_and_nan(tmp_path):
     bad[0, 0, 0] = np.nan
     with pytest.raises(DicomInputError, match="NaN"):
         write_ct_series(tmp_path / "nan", bad, grid, context=StudyContext())
+
+
+def test_mutated_ct_series_only_raises_project_errors(tmp_path, file_hashes):
+    """Delete / empty elements, overwrite bytes or truncate one slice: only project errors."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    ct, _, _ = _write(tmp_path)
+    target = ct.paths[2]
+    raw = target.read_bytes()
+    keywords = [e.keyword for e in pydicom.dcmread(target) if e.keyword]
+
+    @given(
+        st.sampled_from(keywords),
+        st.sampled_from(["delete", "empty", "bytes", "truncate"]),
+        st.integers(0, len(raw) - 1),
+        st.binary(min_size=1, max_size=8),
+    )
+    @settings(max_examples=80, deadline=None)
+    def check(keyword, action, position, junk):
+        if action in ("delete", "empty"):
+            ds = pydicom.dcmread(target)
+            if action == "delete":
+                delattr(ds, keyword)
+            else:
+                ds[keyword].value = None
+            try:
+                ds.save_as(target, enforce_file_format=False)
+            except Exception:
+                target.write_bytes(raw)
+                return
+        elif action == "bytes":
+            target.write_bytes(raw[:position] + junk + raw[position + len(junk) :])
+        else:
+            target.write_bytes(raw[:position])
+        before = file_hashes(tmp_path / "ct")
+        try:
+            load_ct_series(tmp_path / "ct")
+        except BrachyCryoError:
+            pass
+        finally:
+            assert file_hashes(tmp_path / "ct") == before
+            target.write_bytes(raw)
+
+    check()
