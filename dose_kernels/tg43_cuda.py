@@ -7,7 +7,8 @@ cannot drift.  One thread per voxel (or point, or matrix row), looping over the 
 Testing: the kernel logic runs on the CPU under numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``, set before ``numba.cuda`` is imported) with numpy arrays as
 "device" arrays (``xp=numpy``); on a machine with a GPU the same kernels run on CuPy arrays
-(tests marked ``gpu``).  Kernels are built lazily, once per dtype, on first use.
+(tests marked ``gpu``).  Kernels are built lazily, once per dtype, on first use; importing
+this module imports ``numba.cuda`` but compiles nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
+from numba import cuda  # a module global: the CUDA simulator swaps it in the kernels' globals
 
 from dose_kernels.kernel_tables import KernelTables
 from dose_kernels.tg43_scalar import tg43_rate_per_u
@@ -35,7 +37,6 @@ class _Kernels(NamedTuple):
 @functools.cache
 def kernels(dtype_name: str) -> _Kernels:
     """Build (once per process and dtype) the CUDA kernels for ``float32`` / ``float64``."""
-    from numba import cuda
 
     cast = np.float32 if dtype_name == "float32" else np.float64
     rate = cuda.jit(device=True)(tg43_rate_per_u)
