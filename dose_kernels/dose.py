@@ -25,9 +25,10 @@ Near the source (documented rule, so that no NaN or inf appears anywhere):
 * line: a point closer than ``min_distance_mm`` (default 0.5 mm, about the radius of an
   I-125 seed capsule) to the active line segment [−L/2, L/2] is evaluated at
   ``min_distance_mm`` from the segment, along the same direction from the nearest point of
-  the segment (a point on the segment itself: perpendicular to the axis).  Points at or
-  beyond that distance - all tabulated transverse-axis radii, and the axis beyond the
-  source tips - are untouched.
+  the segment; a point on the segment itself (closer than 1e-4 · ``min_distance_mm``, so
+  that rounding cannot pick a direction at the tips) is moved perpendicular to the axis.
+  Points at or beyond that distance - all tabulated transverse-axis radii, and the axis
+  beyond the source tips - are untouched.
 * point: r is replaced by max(r, ``min_distance_mm``).
 
 Time and strength: Ḋ₀ per U is multiplied by S_K (U); ``quantity="rate"`` returns the

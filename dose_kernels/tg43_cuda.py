@@ -249,6 +249,11 @@ def _device_tables(t: KernelTables, xp: ModuleType) -> tuple:
     return tuple(xp.asarray(a) if isinstance(a, np.ndarray) else a for a in t.scalar_args())
 
 
+def _dev(a, dtype, xp: ModuleType):
+    """A fresh writable C-contiguous copy on the device (the simulator copies args back)."""
+    return xp.asarray(np.array(a, dtype=dtype, order="C"))
+
+
 def _blocks(n: int) -> int:
     return max(1, (n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK)
 
@@ -269,10 +274,10 @@ def points_sum_cuda(points_mm, seed_pos_mm, seed_dir, weights, t, cutoff_mm, dty
     out = xp.empty(m, dtype=dt)
     if m:
         kernels(dt.name).points_sum[_blocks(m), THREADS_PER_BLOCK](
-            xp.asarray(np.ascontiguousarray(points_mm, dtype=np.float64)),
-            xp.asarray(np.ascontiguousarray(seed_pos_mm, dtype=np.float64)),
-            xp.asarray(np.ascontiguousarray(seed_dir, dtype=dt)),
-            xp.asarray(np.ascontiguousarray(weights, dtype=np.float64)),
+            _dev(points_mm, np.float64, xp),
+            _dev(seed_pos_mm, np.float64, xp),
+            _dev(seed_dir, dt, xp),
+            _dev(weights, np.float64, xp),
             _cut2(cutoff_mm),
             out,
             *_device_tables(t, xp),
@@ -290,13 +295,13 @@ def grid_sum_cuda(
     total = nk * nj * ni
     out = xp.empty(total, dtype=dt)
     kernels(dt.name).grid_sum[_blocks(total), THREADS_PER_BLOCK](
-        xp.asarray(np.ascontiguousarray(origin_mm, dtype=np.float64)),
-        xp.asarray(np.ascontiguousarray(axes_mm, dtype=np.float64)),
+        _dev(origin_mm, np.float64, xp),
+        _dev(axes_mm, np.float64, xp),
         nj,
         ni,
-        xp.asarray(np.ascontiguousarray(seed_pos_mm, dtype=np.float64)),
-        xp.asarray(np.ascontiguousarray(seed_dir, dtype=dt)),
-        xp.asarray(np.ascontiguousarray(weights, dtype=np.float64)),
+        _dev(seed_pos_mm, np.float64, xp),
+        _dev(seed_dir, dt, xp),
+        _dev(weights, np.float64, xp),
         _cut2(cutoff_mm),
         out,
         *_device_tables(t, xp),
@@ -312,9 +317,9 @@ def matrix_points_cuda(points_mm, seed_pos_mm, seed_dir, factor, t, cutoff_mm, d
     out = xp.empty((m, int(seed_pos_mm.shape[0])), dtype=dt)
     if m and out.shape[1]:
         kernels(dt.name).points_matrix[_blocks(m), THREADS_PER_BLOCK](
-            xp.asarray(np.ascontiguousarray(points_mm, dtype=np.float64)),
-            xp.asarray(np.ascontiguousarray(seed_pos_mm, dtype=np.float64)),
-            xp.asarray(np.ascontiguousarray(seed_dir, dtype=dt)),
+            _dev(points_mm, np.float64, xp),
+            _dev(seed_pos_mm, np.float64, xp),
+            _dev(seed_dir, dt, xp),
             float(factor),
             _cut2(cutoff_mm),
             out,

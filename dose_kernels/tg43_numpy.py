@@ -61,8 +61,8 @@ def rate_per_u_numpy(d_mm: np.ndarray, u: np.ndarray, t: KernelTables) -> np.nda
         dzs = z - zc
         dseg = np.hypot(rho, dzs)
         near = dseg < dmin
-        on_seg = near & (dseg == 0)
-        scale = np.where(near & ~on_seg, dmin / np.where(dseg > 0, dseg, 1.0), 1.0)
+        on_seg = near & (dseg <= SMALL_X * dmin)  # numerically on the segment
+        scale = np.where(near & ~on_seg, dmin / np.where(on_seg, 1.0, dseg), 1.0)
         rho = np.where(on_seg, dmin, rho * scale)
         z = np.where(on_seg, zc, zc + dzs * scale)
         r2 = rho * rho + z * z

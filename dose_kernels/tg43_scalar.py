@@ -63,7 +63,7 @@ def tg43_rate_per_u(
         dzs = z - zc
         dseg = math.sqrt(rho * rho + dzs * dzs)
         if dseg < min_distance_mm:
-            if dseg > 0:
+            if dseg > small_x * min_distance_mm:
                 s = min_distance_mm / dseg
                 rho = rho * s
                 z = zc + dzs * s
