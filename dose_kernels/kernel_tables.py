@@ -15,6 +15,7 @@ import numpy as np
 
 from brachycryo.errors import ConfigError, DataModelError
 from dose_kernels.seed_model import SeedModel
+from dose_kernels.tg43_scalar import atan_constants
 
 __all__ = [
     "DEFAULT_MIN_DISTANCE_MM",
@@ -66,6 +67,7 @@ class KernelTables(NamedTuple):
     f_table: np.ndarray
     phi_r_mm: np.ndarray
     phi_an: np.ndarray
+    atan_c: np.ndarray  # constants of tg43_scalar.atan2_nonneg
 
     def scalar_args(self) -> tuple:
         """The tables in the order the scalar kernel function takes them."""
@@ -86,6 +88,7 @@ class KernelTables(NamedTuple):
             self.f_table,
             self.phi_r_mm,
             self.phi_an,
+            self.atan_c,
         )
 
 
@@ -155,4 +158,5 @@ def pack_tables(
         f_table=arr(model.f_table),
         phi_r_mm=arr(phi_r),
         phi_an=arr(phi),
+        atan_c=arr(np.asarray(atan_constants())),
     )

@@ -65,6 +65,7 @@ def kernels(dtype_name: str) -> _Kernels:
         ftab,
         pr,
         ph,
+        ac,
     ):
         p = cuda.grid(1)
         if p >= out.shape[0]:
@@ -99,6 +100,7 @@ def kernels(dtype_name: str) -> _Kernels:
                 ftab,
                 pr,
                 ph,
+                ac,
             )
             acc += w[s] * v
         out[p] = cast(acc)
@@ -130,6 +132,7 @@ def kernels(dtype_name: str) -> _Kernels:
         ftab,
         pr,
         ph,
+        ac,
     ):
         q = cuda.grid(1)
         if q >= out.shape[0]:
@@ -171,6 +174,7 @@ def kernels(dtype_name: str) -> _Kernels:
                 ftab,
                 pr,
                 ph,
+                ac,
             )
             acc += w[s] * v
         out[q] = cast(acc)
@@ -199,6 +203,7 @@ def kernels(dtype_name: str) -> _Kernels:
         ftab,
         pr,
         ph,
+        ac,
     ):
         p = cuda.grid(1)
         if p >= out.shape[0]:
@@ -233,6 +238,7 @@ def kernels(dtype_name: str) -> _Kernels:
                 ftab,
                 pr,
                 ph,
+                ac,
             )
             out[p, s] = cast(factor * v)
 

@@ -29,9 +29,9 @@ def kernels() -> _Kernels:
     """Compile (once per process, cached on disk) and return the numba kernels."""
     import numba
 
-    rate = numba.njit(cache=True, inline="always")(tg43_rate_per_u)
+    rate = numba.njit(cache=True, inline="always", error_model="numpy")(tg43_rate_per_u)
 
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(parallel=True, cache=True, error_model="numpy")
     def points_sum(
         pts,
         spos,
@@ -55,6 +55,7 @@ def kernels() -> _Kernels:
         ftab,
         pr,
         ph,
+        ac,
     ):
         m = pts.shape[0]
         n = spos.shape[0]
@@ -90,11 +91,12 @@ def kernels() -> _Kernels:
                     ftab,
                     pr,
                     ph,
+                    ac,
                 )
                 acc += w[s] * v
             out[p] = acc
 
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(parallel=True, cache=True, error_model="numpy")
     def grid_sum(
         origin,
         axes,
@@ -119,6 +121,7 @@ def kernels() -> _Kernels:
         ftab,
         pr,
         ph,
+        ac,
     ):
         nk, nj, ni = out.shape
         n = spos.shape[0]
@@ -163,11 +166,12 @@ def kernels() -> _Kernels:
                         ftab,
                         pr,
                         ph,
+                        ac,
                     )
                     acc += w[s] * v
                 out[k, j, i] = acc
 
-    @numba.njit(parallel=True, cache=True)
+    @numba.njit(parallel=True, cache=True, error_model="numpy")
     def points_matrix(
         pts,
         spos,
@@ -191,6 +195,7 @@ def kernels() -> _Kernels:
         ftab,
         pr,
         ph,
+        ac,
     ):
         m = pts.shape[0]
         n = spos.shape[0]
@@ -226,6 +231,7 @@ def kernels() -> _Kernels:
                     ftab,
                     pr,
                     ph,
+                    ac,
                 )
                 out[p, s] = factor * v
 

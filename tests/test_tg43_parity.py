@@ -276,3 +276,19 @@ def test_cupy_matches_numpy_on_gpu(formalism, cutoff, dtype, oblique):
     )
     nz = (mref > 0) & keep[:, None]
     assert_parity(mgot[nz], mref[nz], "influence matrix")
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [(np.float64, 2e-15), (np.float32, 4e-7)])
+def test_kernel_atan2_matches_numpy(dtype, rtol):
+    """The kernels' polynomial atan2 (y >= 0) against numpy over all octants and extremes."""
+    from dose_kernels.tg43_scalar import atan2_nonneg, atan_constants
+
+    rng = np.random.default_rng(5)
+    y = np.abs(rng.standard_cauchy(4000))
+    x = rng.standard_cauchy(4000)
+    y[:6], x[:6] = [0, 1, 1e-30, 5, 0, 2], [3, 0, -2, -1e-30, -2, 2]
+    c = np.asarray(atan_constants(), dtype=dtype)
+    got = np.array([atan2_nonneg(a, b, c) for a, b in zip(y.astype(dtype), x.astype(dtype))])
+    ref = np.arctan2(y.astype(dtype).astype(float), x.astype(dtype).astype(float))
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=0)
