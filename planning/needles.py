@@ -12,7 +12,9 @@ Along each track, sampled every 1 mm from the skin entry inward, the needle may 
 no-go structure (bone, vessels, cord, bowel): seeds are only placed between the entry and
 2 mm short of the first no-go voxel.  Candidate seeds lie inside the seed target on a
 lattice of ``max(5 mm, seed_spacing / 2)`` along the track; two seeds closer than
-``seed_spacing_mm`` on the same needle exclude each other (``exclusions``).
+``seed_spacing_mm`` on the same needle exclude each other (``exclusions``).  Seeds keep
+``clearance_mm`` from the organs at risk (``avoid``): a seed beside an OAR gives it a
+dose no prescription elsewhere can justify.
 """
 
 from __future__ import annotations
@@ -157,6 +159,8 @@ def candidate_seeds(
     seed_spacing_mm: float = 10.0,
     max_angle_deg: float = 30.0,
     n_directions: int = 7,
+    avoid: np.ndarray | None = None,
+    clearance_mm: float = 0.0,
 ) -> Candidates:
     """Candidate needle tracks and seed positions covering ``target`` (see module docstring)."""
     for name, m in (("target", target), ("body", body)):
@@ -171,6 +175,17 @@ def candidate_seeds(
     if mode == "free":
         dirs = cone_directions(d0, max_angle_deg, n_directions)
     rejected: dict[str, int] = {}
+    if avoid is not None and clearance_mm > 0 and avoid.any():
+        # seeds must keep clearance_mm from the OARs: remove the too-close part of the target
+        from planning.zones import distance_outside_mm
+
+        near = distance_outside_mm(np.asarray(avoid, bool), grid) < clearance_mm
+        target = target & ~near
+        if not target.any():
+            raise InfeasiblePlanError(
+                f"no seed position keeps {clearance_mm:g} mm from the OARs",
+                binding=["seed-OAR clearance"],
+            )
     positions, directions, needle, depth, tracks = [], [], [], [], []
     for d in dirs:
         for entry, pos, dep in _tracks_for_direction(

@@ -244,7 +244,12 @@ def select_seeds(
     # -- LP guide and rounding
     if use_lp:
         x_lp = lp_relaxation(
-            zones, oars, sk_u=sk_u, exclusions=exclusions, time_limit_s=0.5 * time_limit_s
+            zones,
+            oars,
+            sk_u=sk_u,
+            exclusions=exclusions,
+            v100_min_pct=v100_min_pct,
+            time_limit_s=0.5 * time_limit_s,
         )
         if x_lp is not None:
             log.append(
@@ -377,69 +382,109 @@ def lp_relaxation(
     *,
     sk_u: float,
     exclusions: np.ndarray,
-    max_target_points: int = 2500,
-    max_oar_points: int = 1500,
+    v100_min_pct: float = 95.0,
+    max_target_points: int = 1000,
+    max_oar_points: int = 600,
     under_dose_weight: float = 50.0,
+    hot_weight: float = 0.5,
+    oar_headroom: float = 0.9,
     time_limit_s: float = 30.0,
+    sparsify_fraction: float = 0.02,
+    method: str = "highs-ds",
     seed: int = 0,
 ) -> np.ndarray | None:
     """Solve the linear relaxation of the seed selection with HiGHS; x* in [0, 1] or None.
 
-    minimise  sum_n x_n + w * sum_m (v_m / V) * u_m / Rx_m
-    s.t.      s * A_T x + u >= Rx      (target points; u >= 0 is the under-dose)
-              s * A_O x <= L           (every OAR point; conservative for Dvcc / Vx)
-              x_a + x_b <= 1           (excluded pairs),  0 <= x <= 1.
-    The under-dose weight ``w`` (in seeds per fully under-dosed target) makes coverage
-    dominate the seed count, as the clinical goal order requires.
+    minimise  sum_n x_n + w * sum_m f_m u_m / Rx_m + w_h * sum_m f_m h_m / Rx_m
+    s.t.      s * A_T x + u >= Rx        (target points; u >= 0 is the under-dose)
+              s * A_T x - h <= 1.5 Rx    (h >= 0 is the dose above 150 %)
+              s * A_O x <= r L           (OAR points; conservative for Dvcc / Vx)
+              x_a + x_b <= 1             (excluded pairs),  0 <= x <= 1,
+    with f_m the volume fraction of point m.  The under-dose weight ``w`` (seeds per fully
+    under-dosed target) makes coverage dominate the seed count, as the clinical goal order
+    requires.  V100 >= v100_min allows the coldest (100 - v100_min) % to stay under-dosed:
+    a second solve drops the points with the largest under-dose of the first (up to 80 %
+    of that allowance) so the LP does not spend seeds on points an OAR makes unreachable.
+    The OAR limits carry a headroom ``r`` (default 0.9): rounding and the greedy completion
+    add dose, and a limit met with no margin would block every further seed.  Target
+    entries below ``sparsify_fraction`` of the prescription are dropped from the LP (far
+    seeds; the exact dose is used everywhere after the LP).
     """
     from scipy import sparse
     from scipy.optimize import linprog
 
     rng = np.random.default_rng(seed)
     n = zones[0].matrix.shape[1]
-    blocks, rhs, weights = [], [], []
+    t_blocks, rhs, frac = [], [], []
     for z in zones:
         m = z.matrix.shape[0]
         idx = np.sort(rng.choice(m, min(m, max_target_points), replace=False))
-        blocks.append(sk_u * z.matrix[idx].astype(np.float64))
+        t_blocks.append(sk_u * z.matrix[idx].astype(np.float64))
         rhs.append(np.full(idx.size, z.prescription_gy))
-        w = z.point_cc[idx] / z.point_cc[idx].sum()
-        weights.append(under_dose_weight * n * w / z.prescription_gy)
-    at = np.vstack(blocks)
-    mt = at.shape[0]
-    rows = [sparse.hstack([sparse.csr_matrix(-at), -sparse.eye(mt, format="csr")])]
-    b = [-np.concatenate(rhs)]
+        frac.append(z.point_cc[idx] / z.point_cc[idx].sum() / len(zones))
+    at_all = np.vstack(t_blocks)
+    rx_all = np.concatenate(rhs)
+    f_all = np.concatenate(frac)
+    o_rows, o_rhs = [], []
     for o in oars:
-        mo = o.matrix.shape[0]
-        if mo == 0:
+        if o.matrix.shape[0] == 0:
             continue
         dose_max = sk_u * o.matrix.sum(axis=1)
-        # the points that could reach the limit at all, hottest first
-        idx = np.argsort(dose_max)[::-1][: min(mo, max_oar_points)]
-        ao = sk_u * o.matrix[idx].astype(np.float64)
-        rows.append(sparse.hstack([sparse.csr_matrix(ao), sparse.csr_matrix((idx.size, mt))]))
-        b.append(np.full(idx.size, o.limit_gy))
-    if len(exclusions):
-        ex = np.asarray(exclusions)
-        e = sparse.csr_matrix(
-            (np.ones(2 * len(ex)), (np.repeat(np.arange(len(ex)), 2), ex.reshape(-1))),
-            shape=(len(ex), n),
-        )
-        rows.append(sparse.hstack([e, sparse.csr_matrix((len(ex), mt))]))
-        b.append(np.ones(len(ex)))
-    cost = np.concatenate([np.ones(n), np.concatenate(weights)])
-    bounds = [(0.0, 1.0)] * n + [(0.0, None)] * mt
-    try:
+        idx = np.argsort(dose_max)[::-1][: min(o.matrix.shape[0], max_oar_points)]
+        o_rows.append(sk_u * o.matrix[idx].astype(np.float64))
+        o_rhs.append(np.full(idx.size, oar_headroom * o.limit_gy))
+    ex = np.asarray(exclusions).reshape(-1, 2)
+    e = sparse.csr_matrix(
+        (np.ones(2 * len(ex)), (np.repeat(np.arange(len(ex)), 2), ex.reshape(-1))),
+        shape=(len(ex), n),
+    )
+
+    def solve(keep: np.ndarray):
+        at, rx, f = at_all[keep], rx_all[keep], f_all[keep]
+        at = np.where(at >= sparsify_fraction * rx[:, None], at, 0.0)
+        mt = at.shape[0]
+        z_mt = sparse.csr_matrix((mt, mt))
+        eye = sparse.eye(mt, format="csr")
+        at_s = sparse.csr_matrix(at)
+        rows = [
+            sparse.hstack([-at_s, -eye, z_mt]),
+            sparse.hstack([at_s, z_mt, -eye]),
+        ]
+        b = [-rx, 1.5 * rx]
+        for ao, lim in zip(o_rows, o_rhs, strict=True):
+            pad = sparse.csr_matrix((ao.shape[0], 2 * mt))
+            rows.append(sparse.hstack([sparse.csr_matrix(ao), pad]))
+            b.append(lim)
+        if len(ex):
+            rows.append(sparse.hstack([e, sparse.csr_matrix((len(ex), 2 * mt))]))
+            b.append(np.ones(len(ex)))
+        cost = np.concatenate([np.ones(n), under_dose_weight * n * f / rx, hot_weight * n * f / rx])
         res = linprog(
             cost,
             A_ub=sparse.vstack(rows).tocsc(),
             b_ub=np.concatenate(b),
-            bounds=bounds,
-            method="highs",
-            options={"time_limit": float(time_limit_s)},
+            bounds=[(0.0, 1.0)] * n + [(0.0, None)] * (2 * mt),
+            method=method,
+            options={"time_limit": float(time_limit_s) / 2},
         )
+        if res.x is None:
+            return None, None
+        return np.clip(res.x[:n], 0.0, 1.0), res.x[n : n + mt]
+
+    keep = np.ones(at_all.shape[0], dtype=bool)
+    try:
+        x, under = solve(keep)
+        if x is None:
+            return None
+        allowance = 0.8 * (1.0 - v100_min_pct / 100.0)
+        order = np.argsort(under / rx_all)[::-1]
+        cum = np.cumsum(f_all[order])
+        drop = order[(cum <= allowance * f_all.sum()) & (under[order] > 1e-6)]
+        if drop.size:
+            keep[drop] = False
+            x2, _ = solve(keep)
+            if x2 is not None:
+                x = x2
     except ValueError:
         return None
-    if res.x is None:
-        return None
-    return np.clip(res.x[:n], 0.0, 1.0)
+    return x
