@@ -40,7 +40,7 @@ from brachycryo.backend import resolve_backend
 from brachycryo.errors import BrachyCryoError, ConfigError, GeometryError
 from brachycryo.grid import Grid
 from brachycryo.progress import ProgressCallback, report
-from cryo_iceball.probes import Phase, Probe, rasterise_probes
+from cryo_iceball.probes import Phase, Probe, ProbeRaster, rasterise_probes
 from cryo_iceball.tissue import P_CF, P_CU, P_KF, P_KU, P_PERF, Tissue, kernel_table
 
 SLOT_OUTER = 0
@@ -113,9 +113,10 @@ def stable_time_step_s(
     kmax = float(np.max(table[:, [P_KF, P_KU]]))
     cmin_t = np.minimum(table[:, P_CF], table[:, P_CU])
     perf_t = table[:, P_PERF]
-    inv_h2 = sum(1.0 / (s * 1e-3) ** 2 for s in grid.spacing_mm)
-    # neighbours exist on both sides; the worst voxel has all 6 (adiabatic edges only remove)
-    denom = kmax * (2.0 * inv_h2 + couple_coef_per_m2) + perf_t[tissue_labels]
+    # faces per axis of an interior voxel: 2 (1 when the axis has 2 voxels, 0 when 1)
+    n_ijk = grid.size_ijk
+    faces = sum(min(2, n - 1) / (s * 1e-3) ** 2 for n, s in zip(n_ijk, grid.spacing_mm))
+    denom = kmax * (faces + couple_coef_per_m2) + perf_t[tissue_labels]
     return float(safety * np.min(cmin_t[tissue_labels] / denom))
 
 
@@ -163,7 +164,7 @@ def simulate(
         raise GeometryError("the bioheat solver needs an axis-aligned grid (resample first)")
     if not phases:
         raise ConfigError("the protocol has no phase", key="protocol")
-    if not probes:
+    if not probes and vessel_mask is None:
         raise ConfigError("no probe given", key="probe")
     tissues = list(tissues)
     if tissue_labels is None:
@@ -177,7 +178,14 @@ def simulate(
     tissue_labels = tissue_labels.astype(np.int8)
     dtype = np.dtype(opts.dtype)
 
-    raster = rasterise_probes(grid, probes, theta_min=opts.theta_min)
+    if probes:
+        raster = rasterise_probes(grid, probes, theta_min=opts.theta_min)
+    else:
+        raster = ProbeRaster(
+            held=np.full(grid.shape, -1, dtype=np.int16),
+            couple_coef_per_m2=np.zeros(grid.shape),
+            couple_probe=np.full(grid.shape, -1, dtype=np.int16),
+        )
     hold = np.where(raster.held >= 0, raster.held + SLOT_PROBE0, -1).astype(np.int16)
     if vessel_mask is not None:
         grid.check_volume(vessel_mask, "vessel_mask")
@@ -274,8 +282,7 @@ def simulate(
         t_now += float(dts[n])
     # final temperatures (boundary values of the last step)
     last = hold_dev[n_total - 1] if n_total else xp.asarray(np.full(n_slots, np.nan, dtype=dtype))
-    km_np = _backend_module(be)
-    _final_temperature(km_np, be, state, last)
+    km.temperature_only(state, last)
     record(state["temp"])
     report(progress, 1.0, "done")
 
@@ -294,17 +301,3 @@ def simulate(
         held_mask=raster.held >= 0,
         extra={"dt_max_s": dt_max, "coldest_boundary_c": coldest},
     )
-
-
-def _final_temperature(km, be: str, state: dict, hold_temp) -> None:
-    s = state
-    if be == "numpy":
-        km.temperature_pass(s["h"], s["tissue"], s["params"], s["hold"], hold_temp, s["temp"],
-                            s["cond"], s["tmin"])  # fmt: skip
-    elif be == "numba":
-        km._kernels()[0](s["h"], s["tissue"], s["params"], s["hold"], hold_temp, s["temp"],
-                         s["cond"], s["tmin"])  # fmt: skip
-    else:
-        kern = km._kernels()[0]
-        kern[km._blocks(s["h"].shape), km.THREADS](s["h"], s["tissue"], s["params"], s["hold"],
-                                                   hold_temp, s["temp"], s["cond"], s["tmin"])  # fmt: skip

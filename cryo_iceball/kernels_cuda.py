@@ -112,3 +112,11 @@ def step(state: dict, dt: float, arterial_c: float, hold_temp) -> None:
     update_pass[blocks, THREADS](s["h"], s["tissue"], s["params"], s["hold"], hold_temp,
                                  s["couple_coef"], s["couple_slot"], s["temp"], s["cond"],
                                  s["inv_h2"], dt, arterial_c)  # fmt: skip
+
+
+def temperature_only(state: dict, hold_temp) -> None:
+    """Refresh ``temp``/``cond``/``tmin`` from ``h`` without advancing time."""
+    s = state
+    kern = _kernels()[0]
+    kern[_blocks(s["h"].shape), THREADS](s["h"], s["tissue"], s["params"], s["hold"], hold_temp,
+                                         s["temp"], s["cond"], s["tmin"])  # fmt: skip

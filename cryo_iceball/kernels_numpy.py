@@ -103,3 +103,10 @@ def step(state: dict, dt: float, arterial_c: float, hold_temp: np.ndarray) -> No
                      s["tmin"])  # fmt: skip
     update_pass(s["h"], s["tissue"], s["params"], s["hold"], hold_temp, s["couple_coef"],
                 s["couple_slot"], s["temp"], s["cond"], s["inv_h2"], dt, arterial_c)  # fmt: skip
+
+
+def temperature_only(state: dict, hold_temp: np.ndarray) -> None:
+    """Refresh ``temp``/``cond``/``tmin`` from ``h`` without advancing time."""
+    s = state
+    temperature_pass(s["h"], s["tissue"], s["params"], s["hold"], hold_temp, s["temp"], s["cond"],
+                     s["tmin"])  # fmt: skip

@@ -218,9 +218,12 @@ def rasterise_probes(grid: Grid, probes: Sequence[Probe], *, theta_min: float = 
     """Rasterise probes (any orientation) onto ``grid``.
 
     Voxels whose centres lie inside a probe's active cylinder are held at the probe
-    temperature.  ``theta`` is clipped at ``theta_min`` (the boundary is then placed at most
-    ``(theta_min - theta) h`` too far from a voxel centre) which bounds the extra coupling
-    and therefore the stable time step.
+    temperature.  For a free voxel next to a held one, ``theta h`` is the distance to the
+    surface along that face; the face conductance becomes ``k/(theta h^2)`` instead of
+    ``k/h^2``.  To bound that conductance (and so keep the stable time step), ``theta`` is
+    rounded: below ``theta_min/2`` the voxel is snapped into the probe (surface moved out by
+    at most ``theta_min h/2``), between ``theta_min/2`` and ``theta_min`` it is raised to
+    ``theta_min`` (surface moved in by at most ``theta_min h/2``).
     """
     if not 0 < theta_min <= 1:
         raise ConfigError(f"theta_min must be in (0, 1], got {theta_min}", key="theta_min")
@@ -241,8 +244,32 @@ def rasterise_probes(grid: Grid, probes: Sequence[Probe], *, theta_min: float = 
         held[inside] = n
         sdfs.append((a, b, probe.model.radius_mm))
 
-    coef = np.zeros(grid.shape, dtype=float)
-    couple = np.full(grid.shape, -1, dtype=np.int16)
+    # pass 1 snaps voxels lying within theta_min/2 of the surface into the probe; pass 2
+    # computes the couplings of the (final) free neighbours
+    for final in (False, True):
+        coef = np.zeros(grid.shape, dtype=float)
+        couple = np.full(grid.shape, -1, dtype=np.int16)
+        snap = np.full(grid.shape, -1, dtype=np.int16)
+        for idx, pid, theta, h_m in _surface_crossings(grid, held, centres, sdfs):
+            if not final:
+                near = theta < 0.5 * theta_min
+                snap[tuple(ix[near] for ix in idx)] = pid[near]
+                continue
+            theta = np.maximum(theta, theta_min)
+            np.add.at(coef, idx, (1.0 / theta - 1.0) / h_m**2)
+            couple[idx] = pid
+        if not final:
+            held = np.where(snap >= 0, snap, held).astype(np.int16)
+    return ProbeRaster(held=held, couple_coef_per_m2=coef, couple_probe=couple)
+
+
+def _surface_crossings(grid: Grid, held: np.ndarray, centres: np.ndarray, sdfs: list):
+    """Yield, per face direction, free voxels next to a held one and the surface fraction.
+
+    ``theta`` is the fraction of the centre-to-centre step at which the segment from the free
+    voxel's centre toward its held neighbour enters the probe cylinder (bisection); 1 when it
+    does not (the neighbour was snapped into the probe from outside).
+    """
     dmat = grid.direction_matrix
     for axis_arr, axis_ijk in ((2, 0), (1, 1), (0, 2)):
         h_m = grid.spacing_mm[axis_ijk] * 1e-3
@@ -266,13 +293,11 @@ def rasterise_probes(grid: Grid, probes: Sequence[Probe], *, theta_min: float = 
                     continue
                 lo = np.zeros(int(m.sum()))
                 hi = np.ones(int(m.sum()))
-                for _ in range(30):  # bisection for the surface between centre and neighbour
+                end_inside = cylinder_sdf_mm(p0[m] + sign * step_mm, a, b, r) <= 0
+                for _ in range(30):
                     mid = 0.5 * (lo + hi)
                     inside = cylinder_sdf_mm(p0[m] + mid[:, None] * sign * step_mm, a, b, r) <= 0
                     hi = np.where(inside, mid, hi)
                     lo = np.where(inside, lo, mid)
-                theta[m] = hi
-            theta = np.maximum(theta, theta_min)
-            np.add.at(coef, idx, (1.0 / theta - 1.0) / h_m**2)
-            couple[idx] = pid
-    return ProbeRaster(held=held, couple_coef_per_m2=coef, couple_probe=couple)
+                theta[m] = np.where(end_inside, hi, 1.0)
+            yield idx, pid, theta, h_m
