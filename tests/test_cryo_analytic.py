@@ -148,7 +148,7 @@ def test_grid_convergence_isotherm_radii():
     gel = load_tissues()["gel"]
     radii = {}
     for h_mm in (1.0, 0.5):
-        n = int(round(50 / h_mm)) + 1
+        n = round(50 / h_mm) + 1
         grid = Grid(shape=(1, n, n), origin_mm=(-25, -25, 0), spacing_mm=(h_mm, h_mm, h_mm))
         probe = Probe(cat["generic_17g"], (0.31, 0.17, -10.0), (0, 0, 1))
         res = simulate(
