@@ -31,6 +31,11 @@ Example::
     probes = "my_probes.csv"
     tissues = "my_tissues.csv"
 
+    [[vessel]]                # optional large vessel (heat sink held at 37 C): a cylinder
+    start_mm = [-30, 12, 0]
+    end_mm = [30, 12, 0]
+    radius_mm = 3
+
     [[oar]]                   # optional simple organ shapes (distance from the 0 C isotherm)
     name = "rectum"
     centre_mm = [0, 30, 0]
@@ -54,7 +59,7 @@ from cryo_iceball.bioheat import DEFAULT_ISOTHERMS_C, BioheatOptions
 from cryo_iceball.probes import Phase, Probe, load_probe_catalogue
 from cryo_iceball.tissue import Tissue, get_tissue, load_tissues
 
-_TOP = {"medium", "grid", "probe", "protocol", "output", "solver", "catalogue", "oar"}
+_TOP = {"medium", "grid", "probe", "protocol", "output", "solver", "catalogue", "oar", "vessel"}
 _NOT_YET = {"ct", "rtstruct", "ct_dir", "structures"}
 
 
@@ -75,6 +80,21 @@ class OarShape:
 
 
 @dataclass(frozen=True)
+class VesselSegment:
+    """A straight vessel: cylinder from ``start_mm`` to ``end_mm`` of ``radius_mm``."""
+
+    start_mm: tuple[float, float, float]
+    end_mm: tuple[float, float, float]
+    radius_mm: float
+
+    def mask(self, grid: Grid) -> np.ndarray:
+        from cryo_iceball.probes import cylinder_sdf_mm
+
+        a, b = np.asarray(self.start_mm), np.asarray(self.end_mm)
+        return cylinder_sdf_mm(grid.voxel_centres_mm(), a, b, self.radius_mm) <= 0
+
+
+@dataclass(frozen=True)
 class IceballConfig:
     tissue: Tissue
     initial_temp_c: float
@@ -85,6 +105,12 @@ class IceballConfig:
     lethal_isotherm_c: float
     options: BioheatOptions
     oars: tuple[OarShape, ...] = field(default_factory=tuple)
+    vessels: tuple[VesselSegment, ...] = field(default_factory=tuple)
+
+    def vessel_mask(self) -> np.ndarray | None:
+        if not self.vessels:
+            return None
+        return np.any([v.mask(self.grid) for v in self.vessels], axis=0)
 
 
 def _table(doc: dict, key: str, *, required: bool) -> dict:
@@ -244,6 +270,15 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
                 size_mm=_vec3(o, "size_mm", where) if "size_mm" in o else None,
             )
         )
+    vessels = []
+    for n, v in enumerate(doc.get("vessel", []) or []):
+        where = f"vessel[{n}]"
+        _check_keys(v, {"start_mm", "end_mm", "radius_mm"}, where)
+        a, b = _vec3(v, "start_mm", where), _vec3(v, "end_mm", where)
+        r = _num(v, "radius_mm", where)
+        if r <= 0 or a == b:
+            raise ConfigError("a vessel needs radius_mm > 0 and distinct ends", key=where)
+        vessels.append(VesselSegment(a, b, r))
     return IceballConfig(
         tissue=tissue,
         initial_temp_c=t0,
@@ -254,4 +289,5 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
         lethal_isotherm_c=lethal,
         options=options,
         oars=tuple(oars),
+        vessels=tuple(vessels),
     )

@@ -130,7 +130,27 @@ minutes = 1.5
 name = "rectum"
 centre_mm = [0, 12, 0]
 size_mm = [6, 4, 6]
+[[vessel]]
+start_mm = [-20, -10, -20]
+end_mm = [20, -10, 20]
+radius_mm = 2
 """
+
+
+def test_vessel_is_a_heat_sink(tmp_path):
+    cfg_path = tmp_path / "c.toml"
+    cfg_path.write_text(CASE)
+    cfg = load_config(cfg_path)
+    vm = cfg.vessel_mask()
+    assert vm.any()
+    cat = cfg.probes
+    kw = dict(tissues=[cfg.tissue], initial_temp_c=39.0, backend="numba")
+    with_v = simulate(cfg.grid, cat, cfg.phases, vessel_mask=vm, **kw)
+    without = simulate(cfg.grid, cat, cfg.phases, **kw)
+    assert np.all(with_v.final_temp_c[vm] == pytest.approx(37.0))
+    near = (~vm) & (np.abs(with_v.final_temp_c - without.final_temp_c) > 0)
+    assert near.any()
+    assert np.count_nonzero(with_v.min_temp_c <= 0) <= np.count_nonzero(without.min_temp_c <= 0)
 
 
 def _cli(argv):

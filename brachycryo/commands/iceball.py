@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
             cfg.phases,
             tissues=[cfg.tissue],
             initial_temp_c=cfg.initial_temp_c,
+            vessel_mask=cfg.vessel_mask(),
             backend=args.backend,
             options=cfg.options,
             progress=cb,
