@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 
-THREADS = (4, 8, 32)  # (k, j, i) block; i fastest for coalesced access
+THREADS = (32, 8, 4)  # block along (i, j, k): x threads run along i (contiguous in memory)
 
 
 @functools.cache
@@ -23,7 +23,9 @@ def _kernels():
 
 
 def _blocks(shape):
-    return tuple((n + b - 1) // b for n, b in zip(shape, THREADS))
+    """Blocks per grid dimension (x, y, z) = (i, j, k) for an array of shape (nk, nj, ni)."""
+    nk, nj, ni = shape
+    return tuple((n + b - 1) // b for n, b in zip((ni, nj, nk), THREADS, strict=True))
 
 
 def step(state: dict, dt: float, arterial_c: float, hold_temp) -> None:

@@ -20,7 +20,7 @@ slot_active = dev(ks.slot_active)
 
 @cuda.jit
 def temperature_pass(h, tissue, params, hold, hold_temp, temp, cond, tmin):
-    k, j, i = cuda.grid(3)
+    i, j, k = cuda.grid(3)  # x (fastest threads) along i, the contiguous axis
     nk, nj, ni = h.shape
     if k >= nk or j >= nj or i >= ni:
         return
@@ -49,7 +49,7 @@ def temperature_pass(h, tissue, params, hold, hold_temp, temp, cond, tmin):
 @cuda.jit
 def update_pass(h, tissue, params, hold, hold_temp, couple_coef, couple_slot, temp, cond,
                 inv_h2, dt, arterial_c):  # fmt: skip
-    k, j, i = cuda.grid(3)
+    i, j, k = cuda.grid(3)  # x (fastest threads) along i, the contiguous axis
     nk, nj, ni = h.shape
     if k >= nk or j >= nj or i >= ni:
         return
