@@ -204,3 +204,31 @@ def test_config_errors_name_the_key(tmp_path, edit, key, message):
     with pytest.raises(ConfigError, match=message) as exc:
         load_config(cfg)
     assert exc.value.key == key
+
+
+def test_probe_boundary_by_phase_and_ramp():
+    cat = load_probe_catalogue()
+    m = cat["generic_17g"]
+    assert m.boundary_temp_c("freeze", 0.0, 37.0) == m.freeze_temp_c  # step (no ramp data)
+    assert math.isnan(m.boundary_temp_c("passive_thaw", 5.0, 37.0))  # boundary switched off
+    assert m.boundary_temp_c("active_thaw", 5.0, 37.0) == m.active_thaw_temp_c
+    from dataclasses import replace
+
+    ramped = replace(m, freeze_ramp_s=30.0)
+    t = ramped.boundary_temp_c("freeze", 30.0, 37.0)
+    assert t == pytest.approx(-140.0 + 177.0 * math.exp(-1.0))
+    with pytest.raises(ConfigError):
+        protocol(("boil", 3))
+
+
+def test_hu_classes():
+    from cryo_iceball.tissue import classes_from_hu
+
+    labels, names = classes_from_hu(np.array([-900.0, -600.0, -100.0, 40.0, 1000.0]))
+    assert [names[v] for v in labels] == [
+        "lung",
+        "lung",
+        "soft_tissue",
+        "soft_tissue",
+        "soft_tissue",
+    ]
