@@ -41,7 +41,16 @@ from brachycryo.errors import BrachyCryoError, ConfigError, GeometryError
 from brachycryo.grid import Grid
 from brachycryo.progress import ProgressCallback, report
 from cryo_iceball.probes import Phase, Probe, ProbeRaster, rasterise_probes
-from cryo_iceball.tissue import P_CF, P_CU, P_KF, P_KU, P_PERF, Tissue, kernel_table
+from cryo_iceball.tissue import (
+    P_CF,
+    P_CU,
+    P_KF,
+    P_KU,
+    P_PERF,
+    Tissue,
+    enthalpy_from_temp,
+    kernel_table,
+)
 
 SLOT_OUTER = 0
 SLOT_VESSEL = 1
@@ -211,8 +220,6 @@ def simulate(
     init = np.broadcast_to(np.asarray(initial_temp_c, dtype=float), grid.shape)
     outer_temp = float(np.mean(init[hold == SLOT_OUTER])) if np.any(hold == SLOT_OUTER) else 37.0
     table64 = kernel_table(tissues, np.float64)
-    from cryo_iceball.tissue import enthalpy_from_temp
-
     h0 = enthalpy_from_temp(init, table64[tissue_labels])
 
     dt_max = stable_time_step_s(
