@@ -1,0 +1,319 @@
+"""Pennes bioheat with phase change on a Grid: probes, vessels, protocols, outputs.
+
+Model (Pennes, J Appl Physiol 1:93, 1948, with the enthalpy form of phase change,
+Voller & Swaminathan, Numer Heat Transfer B 19:175, 1991)::
+
+    dH/dt = div(k(T) grad T) + phi(T) [w_b rho_b c_b (T_a - T) + Q_m]
+
+``H`` the volumetric enthalpy, ``phi`` the liquid fraction (perfusion and metabolism are
+switched off when frozen); tissue properties from :mod:`cryo_iceball.tissue`.  Boundary
+conditions: probe active zones held at the probe temperature of the protocol phase (off
+during passive thaw), large vessels held at ``vessel_temp_c`` (heat sinks), and the grid's
+outer layer held at the initial temperature (``outer_boundary="fixed"``) or insulated
+(``"adiabatic"``).
+
+Time stepping: **explicit** (forward Euler in ``H``) with a checked limit.  ``T(H)`` is
+Lipschitz with constant ``1/C_min`` (``C_min`` the smallest volumetric heat capacity, frozen
+or unfrozen; the mushy apparent capacity is larger).  Writing the update as
+``H_v' = H_v + dt [sum_e a_e (T_e - T_v) + b_v (T_b - T_v) + ...]`` with face conductances
+``a_e = k_face/h_e^2 <= k_max/h_e^2``, probe couplings and perfusion ``b_v``, the update is
+monotone (non-decreasing in every ``H``) when
+
+    dt <= C_min,v / (k_max (sum_e 1/h_e^2 + c_v) + w_b rho_b c_b)     for every voxel v,
+
+which gives the discrete maximum principle and hence stability (the positive-coefficient
+condition; e.g. LeVeque, *Finite Difference Methods*, 2007, sec. 9.4).  This is exact for
+temperature-independent ``k``; with ``k(T)`` a ``safety`` factor (default 0.9) is applied and
+every run checks the maximum principle (no voxel colder than the coldest boundary, all
+values finite), raising :class:`~brachycryo.errors.BrachyCryoError` if it fails.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from brachycryo.backend import resolve_backend
+from brachycryo.errors import BrachyCryoError, ConfigError, GeometryError
+from brachycryo.grid import Grid
+from brachycryo.progress import ProgressCallback, report
+from cryo_iceball.probes import Phase, Probe, ProbeRaster, rasterise_probes
+from cryo_iceball.tissue import (
+    P_CF,
+    P_CU,
+    P_KF,
+    P_KU,
+    P_PERF,
+    Tissue,
+    enthalpy_from_temp,
+    kernel_table,
+)
+
+SLOT_OUTER = 0
+SLOT_VESSEL = 1
+SLOT_PROBE0 = 2
+
+DEFAULT_ISOTHERMS_C = (0.0, -20.0, -40.0)
+
+
+@dataclass(frozen=True)
+class BioheatOptions:
+    """Solver options (keyword-only construction recommended)."""
+
+    arterial_temp_c: float = 37.0
+    vessel_temp_c: float = 37.0
+    outer_boundary: str = "fixed"
+    safety: float = 0.9
+    theta_min: float = 0.5
+    record_every_s: float = 10.0
+    isotherms_c: tuple[float, ...] = DEFAULT_ISOTHERMS_C
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.outer_boundary not in ("fixed", "adiabatic"):
+            raise ConfigError(
+                f"outer_boundary must be 'fixed' or 'adiabatic', got {self.outer_boundary!r}",
+                key="outer_boundary",
+            )
+        if not 0 < self.safety <= 1:
+            raise ConfigError(f"safety must be in (0, 1], got {self.safety}", key="safety")
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}", key="dtype")
+        if not self.record_every_s > 0:
+            raise ConfigError("record_every_s must be > 0", key="record_every_s")
+
+
+@dataclass
+class BioheatResult:
+    """What a bioheat run produces (temperatures in deg C on ``grid``)."""
+
+    grid: Grid
+    min_temp_c: np.ndarray
+    final_temp_c: np.ndarray
+    times_s: np.ndarray
+    volume_ml: dict[float, np.ndarray]
+    dt_s: float
+    n_steps: int
+    backend: str
+    held_mask: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+    def isotherm_mask(self, temp_c: float) -> np.ndarray:
+        """Voxels whose minimum temperature reached ``temp_c`` (probe voxels included)."""
+        return self.min_temp_c <= temp_c
+
+    def lethal_mask(self, lethal_temp_c: float = -40.0) -> np.ndarray:
+        return self.isotherm_mask(lethal_temp_c)
+
+
+def stable_time_step_s(
+    grid: Grid,
+    tissue_labels: np.ndarray,
+    tissues: Sequence[Tissue],
+    couple_coef_per_m2: np.ndarray,
+    *,
+    safety: float = 0.9,
+) -> float:
+    """The largest step satisfying the positive-coefficient condition (module docstring)."""
+    table = kernel_table(list(tissues), np.float64)
+    kmax = float(np.max(table[:, [P_KF, P_KU]]))
+    cmin_t = np.minimum(table[:, P_CF], table[:, P_CU])
+    perf_t = table[:, P_PERF]
+    # faces per axis of an interior voxel: 2 (1 when the axis has 2 voxels, 0 when 1)
+    n_ijk = grid.size_ijk
+    faces = sum(min(2, n - 1) / (s * 1e-3) ** 2 for n, s in zip(n_ijk, grid.spacing_mm))
+    denom = kmax * (faces + couple_coef_per_m2) + perf_t[tissue_labels]
+    return float(safety * np.min(cmin_t[tissue_labels] / denom))
+
+
+def _phase_schedule(phases: Sequence[Phase], dt_max: float) -> list[tuple[Phase, int, float]]:
+    out = []
+    for ph in phases:
+        n = max(1, math.ceil(ph.duration_s / dt_max - 1e-9))
+        out.append((ph, n, ph.duration_s / n))
+    return out
+
+
+def _backend_module(name: str):
+    if name == "numpy":
+        from cryo_iceball import kernels_numpy as km
+    elif name == "numba":
+        from cryo_iceball import kernels_numba as km
+    else:
+        from cryo_iceball import kernels_cuda as km
+    return km
+
+
+def simulate(
+    grid: Grid,
+    probes: Sequence[Probe],
+    phases: Sequence[Phase],
+    *,
+    tissues: Sequence[Tissue],
+    tissue_labels: np.ndarray | None = None,
+    initial_temp_c: float | np.ndarray = 37.0,
+    vessel_mask: np.ndarray | None = None,
+    backend: str = "auto",
+    options: BioheatOptions | None = None,
+    max_steps: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> BioheatResult:
+    """Run the protocol ``phases`` with ``probes`` on ``grid``.
+
+    ``tissue_labels`` (int, grid shape) indexes ``tissues`` (default: all voxels are
+    ``tissues[0]``).  ``max_steps`` stops early (benchmarks time a part of a run).
+    """
+    opts = options or BioheatOptions()
+    be = resolve_backend(backend)
+    if not grid.is_axis_aligned():
+        # the solver's own grid is axis-aligned by design; probes may be oblique
+        raise GeometryError("the bioheat solver needs an axis-aligned grid (resample first)")
+    if not phases:
+        raise ConfigError("the protocol has no phase", key="protocol")
+    if not probes and vessel_mask is None:
+        raise ConfigError("no probe given", key="probe")
+    tissues = list(tissues)
+    if tissue_labels is None:
+        tissue_labels = np.zeros(grid.shape, dtype=np.int8)
+    grid.check_volume(tissue_labels, "tissue_labels")
+    tissue_labels = np.asarray(tissue_labels)
+    if tissue_labels.min() < 0 or tissue_labels.max() >= len(tissues):
+        raise ConfigError(
+            f"tissue_labels must index the {len(tissues)} tissues given", key="tissue_labels"
+        )
+    tissue_labels = tissue_labels.astype(np.int8)
+    dtype = np.dtype(opts.dtype)
+
+    if probes:
+        raster = rasterise_probes(grid, probes, theta_min=opts.theta_min)
+    else:
+        raster = ProbeRaster(
+            held=np.full(grid.shape, -1, dtype=np.int16),
+            couple_coef_per_m2=np.zeros(grid.shape),
+            couple_probe=np.full(grid.shape, -1, dtype=np.int16),
+        )
+    hold = np.where(raster.held >= 0, raster.held + SLOT_PROBE0, -1).astype(np.int16)
+    if vessel_mask is not None:
+        grid.check_volume(vessel_mask, "vessel_mask")
+        vm = np.asarray(vessel_mask, dtype=bool)
+        if np.any(vm & (hold >= 0)):
+            raise GeometryError("a probe's active zone overlaps a vessel")
+        hold[vm] = SLOT_VESSEL
+    if opts.outer_boundary == "fixed":
+        # the outer faces of every axis with >= 3 voxels; a thinner axis is a symmetry
+        # (zero-flux) direction, which gives 1D and 2D problems on a 3D grid
+        shell = np.zeros(grid.shape, dtype=bool)
+        for ax, n in enumerate(grid.shape):
+            if n >= 3:
+                sl = [slice(None)] * 3
+                sl[ax] = 0
+                shell[tuple(sl)] = True
+                sl[ax] = -1
+                shell[tuple(sl)] = True
+        hold[shell & (hold < 0)] = SLOT_OUTER
+    couple_slot = np.where(raster.couple_probe >= 0, raster.couple_probe + SLOT_PROBE0, -1)
+    couple_slot = couple_slot.astype(np.int16)
+
+    init = np.broadcast_to(np.asarray(initial_temp_c, dtype=float), grid.shape)
+    outer_temp = float(np.mean(init[hold == SLOT_OUTER])) if np.any(hold == SLOT_OUTER) else 37.0
+    table64 = kernel_table(tissues, np.float64)
+    h0 = enthalpy_from_temp(init, table64[tissue_labels])
+
+    dt_max = stable_time_step_s(
+        grid, tissue_labels, tissues, raster.couple_coef_per_m2, safety=opts.safety
+    )
+    schedule = _phase_schedule(phases, dt_max)
+    n_slots = SLOT_PROBE0 + len(probes)
+    start_temp = float(np.mean(init))
+    rows = []
+    for ph, n, dt in schedule:
+        for s in range(n):
+            row = np.full(n_slots, np.nan)
+            row[SLOT_OUTER] = outer_temp
+            row[SLOT_VESSEL] = opts.vessel_temp_c
+            for p, probe in enumerate(probes):
+                row[SLOT_PROBE0 + p] = probe.model.boundary_temp_c(ph.phase, s * dt, start_temp)
+            rows.append((dt, row))
+    n_steps_full = len(rows)
+    if max_steps is not None:
+        rows = rows[: int(max_steps)]
+    hold_all = np.stack([r for _, r in rows]).astype(dtype)
+    dts = np.array([d for d, _ in rows])
+    coldest = float(np.nanmin(np.concatenate([hold_all.ravel(), init.ravel()])))
+
+    if be == "cupy":
+        import cupy as xp
+    else:
+        xp = np
+    state = {
+        "h": xp.asarray(h0.astype(dtype)),
+        "tissue": xp.asarray(tissue_labels),
+        "params": xp.asarray(table64.astype(dtype)),
+        "hold": xp.asarray(hold),
+        "couple_coef": xp.asarray(raster.couple_coef_per_m2.astype(dtype)),
+        "couple_slot": xp.asarray(couple_slot),
+        "temp": xp.zeros(grid.shape, dtype=dtype),
+        "cond": xp.zeros(grid.shape, dtype=dtype),
+        "tmin": xp.full(grid.shape, np.inf, dtype=dtype),
+        "inv_h2": xp.asarray(
+            np.array([1.0 / (grid.spacing_mm[a] * 1e-3) ** 2 for a in (2, 1, 0)], dtype=dtype)
+        ),
+    }
+    hold_dev = xp.asarray(hold_all)
+    km = _backend_module(be)
+    voxel_ml = grid.voxel_volume_mm3 * 1e-3
+    isos = tuple(float(t) for t in opts.isotherms_c)
+    times, vols = [], {t: [] for t in isos}
+    t_now, next_rec = 0.0, 0.0
+    n_total = len(rows)
+
+    def record(temp) -> None:
+        times.append(t_now)
+        for iso in isos:
+            vols[iso].append(float(xp.count_nonzero(temp <= iso)) * voxel_ml)
+        lo = float(temp.min())
+        if not math.isfinite(lo) or lo < coldest - 1e-2 * max(1.0, abs(coldest)):
+            raise BrachyCryoError(
+                f"bioheat step went unstable at t = {t_now:.1f} s (T_min = {lo} C below the "
+                f"coldest boundary {coldest} C); reduce options.safety"
+            )
+
+    t_loop = time.perf_counter()
+    for n in range(n_total):
+        km.step(state, float(dts[n]), float(opts.arterial_temp_c), hold_dev[n])
+        if t_now >= next_rec - 1e-9:
+            record(state["temp"])
+            next_rec += opts.record_every_s
+            report(progress, (n + 1) / n_total, f"t = {t_now:.0f} s")
+        t_now += float(dts[n])
+    # final temperatures (boundary values of the last step)
+    last = hold_dev[n_total - 1] if n_total else xp.asarray(np.full(n_slots, np.nan, dtype=dtype))
+    km.temperature_only(state, last)
+    record(state["temp"])  # (its device-to-host copy also waits for a GPU to finish)
+    loop_s = time.perf_counter() - t_loop
+    report(progress, 1.0, "done")
+
+    def host(a):
+        return a.get() if be == "cupy" else np.array(a)
+
+    return BioheatResult(
+        grid=grid,
+        min_temp_c=host(state["tmin"]),
+        final_temp_c=host(state["temp"]),
+        times_s=np.asarray(times),
+        volume_ml={t: np.asarray(v) for t, v in vols.items()},
+        dt_s=float(dts.max()) if len(dts) else 0.0,
+        n_steps=n_total,
+        backend=be,
+        held_mask=raster.held >= 0,
+        extra={
+            "dt_max_s": dt_max,
+            "coldest_boundary_c": coldest,
+            "n_steps_full": n_steps_full,
+            "loop_s": loop_s,
+        },
+    )

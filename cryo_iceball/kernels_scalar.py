@@ -1,0 +1,43 @@
+"""Per-voxel arithmetic shared by the numba CPU and the numba.cuda GPU kernels.
+
+Plain Python functions (nothing is compiled at import): :mod:`cryo_iceball.kernels_numba`
+wraps them with ``numba.njit`` and :mod:`cryo_iceball.kernels_cuda` with
+``numba.cuda.jit(device=True)``, so both backends run the same source.  The formulas are
+those of :mod:`cryo_iceball.kernels_numpy` (the reference) and :mod:`cryo_iceball.tissue`.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def temp_of_enthalpy(h, cf, cu, cm, ts, tl, hl):
+    if h <= 0.0:
+        return ts + h / cf
+    if h >= hl:
+        return tl + (h - hl) / cu
+    return ts + h / cm
+
+
+def enthalpy_of_temp(t, cf, cu, cm, ts, tl, hl):
+    if t <= ts:
+        return cf * (t - ts)
+    if t >= tl:
+        return hl + cu * (t - tl)
+    return cm * (t - ts)
+
+
+def liquid_fraction(t, ts, tl):
+    f = (t - ts) / (tl - ts)
+    if f < 0.0:
+        return 0.0
+    if f > 1.0:
+        return 1.0
+    return f
+
+
+def slot_active(slot, hold_temp):
+    """True when ``slot`` >= 0 and its temperature is not NaN (boundary switched on)."""
+    if slot < 0:
+        return False
+    return not math.isnan(hold_temp[slot])

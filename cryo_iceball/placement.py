@@ -1,0 +1,317 @@
+"""Probe placement: parallel probes whose lethal isotherm covers the core, clear of OARs.
+
+Search with the empirical mode (:mod:`cryo_iceball.empirical`), optionally verified with
+the physics mode.  Probes are parallel to ``direction``; their active zones are centred on
+the core's centroid along that direction.  Candidate axis positions lie on a square lattice
+(``candidate_step_mm``) in the plane across ``direction``.  For n = 1, 2, ... probes a greedy
+choice (each added probe maximises the covered core; started from every candidate) and one
+exchange pass pick the layout; the first n that meets every requirement wins:
+
+* lethal isotherm (default -40 C) covers >= ``coverage_min`` (95 %) of the core;
+* 0 C isotherm at least ``oar_margin_mm`` (5 mm) from every OAR (voxel centres);
+* every pair of probes at least ``min_spacing_mm`` apart (10 mm); every probe within
+  ``max_spacing_mm`` (20 mm) of another one; every probe inside the core and at most
+  ``max_edge_distance_mm`` (10 mm) from its edge; at most ``max_probes``.
+
+When no layout qualifies, :class:`~brachycryo.errors.InfeasiblePlanError` says what binds:
+the OAR(s) the best layout without the OAR constraint would violate, the spacing/edge rule
+if relaxing it makes the plan feasible, else ``max_probes``.  Probes from entry points
+(converging tracks) are not implemented yet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from scipy import ndimage
+
+from brachycryo.errors import ConfigError, GeometryError, InfeasiblePlanError
+from brachycryo.grid import Grid
+from cryo_iceball.empirical import DEFAULT_MERGE_EXPONENT, EmpiricalProbe, _probe_temperature
+from cryo_iceball.probes import Probe, ProbeModel
+
+
+@dataclass(frozen=True)
+class PlacementRules:
+    lethal_isotherm_c: float = -40.0
+    coverage_min: float = 0.95
+    oar_margin_mm: float = 5.0
+    min_spacing_mm: float = 10.0
+    max_spacing_mm: float = 20.0
+    max_edge_distance_mm: float | None = 10.0
+    max_probes: int = 8
+    candidate_step_mm: float = 2.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.coverage_min <= 1:
+            raise ConfigError("coverage_min must be in (0, 1]", key="coverage_min")
+        if self.min_spacing_mm > self.max_spacing_mm:
+            raise ConfigError("min_spacing_mm exceeds max_spacing_mm", key="min_spacing_mm")
+        if self.max_probes < 1 or self.candidate_step_mm <= 0:
+            raise ConfigError("max_probes >= 1 and candidate_step_mm > 0 needed", key="max_probes")
+
+
+@dataclass
+class PlacementResult:
+    probes: list[Probe]
+    coverage: float
+    oar_min_distance_mm: dict[str, float]
+    method: str = "empirical"
+    physics: dict = field(default_factory=dict)
+
+
+def _basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    helper = np.array([1.0, 0.0, 0.0]) if abs(direction[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    e1 = np.cross(direction, helper)
+    e1 /= np.linalg.norm(e1)
+    return e1, np.cross(direction, e1)
+
+
+class _Search:
+    """Cached per-candidate cooling fields and the constraint checks."""
+
+    def __init__(self, grid, core, oars, model, emp, direction, rules, merge_exponent):
+        self.grid, self.core, self.rules = grid, core, rules
+        self.model, self.emp, self.m = model, emp, merge_exponent
+        pts = grid.voxel_centres_mm()
+        core_pts = pts[core]
+        centroid = core_pts.mean(axis=0)
+        e1, e2 = _basis(direction)
+        u1, u2 = (core_pts - centroid) @ e1, (core_pts - centroid) @ e2
+        step = rules.candidate_step_mm
+        a = np.arange(math.floor(u1.min() / step), math.ceil(u1.max() / step) + 1) * step
+        b = np.arange(math.floor(u2.min() / step), math.ceil(u2.max() / step) + 1) * step
+        sampling = tuple(grid.spacing_mm[x] for x in (2, 1, 0))
+        inside_depth = ndimage.distance_transform_edt(core, sampling=sampling)
+        cands, self.rule_ok = [], []
+        for x in a:
+            for y in b:
+                c = centroid + x * e1 + y * e2
+                ijk = np.round(grid.mm_to_ijk(c)).astype(int)
+                if np.any(ijk < 0) or np.any(ijk >= np.asarray(grid.size_ijk)):
+                    continue
+                kji = (ijk[2], ijk[1], ijk[0])
+                if not core[kji]:
+                    continue
+                cands.append(c)
+                edge_ok = (
+                    rules.max_edge_distance_mm is None
+                    or inside_depth[kji] <= rules.max_edge_distance_mm + 0.5 * step
+                )
+                self.rule_ok.append(edge_ok)
+        if not cands:
+            raise GeometryError("the core is smaller than the candidate lattice; reduce the step")
+        self.cands = np.asarray(cands)
+        self.rule_ok = np.asarray(self.rule_ok)
+        half = model.active_length_mm / 2 + model.active_offset_mm
+        self.probes = [Probe(model, tuple(c - half * direction), tuple(direction)) for c in cands]
+        body = emp.body_temp_c
+        self.fields = np.stack(
+            [
+                np.maximum(body - _probe_temperature(pts, p, emp), 0.0).astype(np.float32)
+                for p in self.probes
+            ]
+        )
+        self.forbid = {}
+        for name, m in oars.items():
+            d = ndimage.distance_transform_edt(~m, sampling=sampling)
+            self.forbid[name] = d < rules.oar_margin_mm
+        self.dist_oar = {
+            name: ndimage.distance_transform_edt(~m, sampling=sampling) for name, m in oars.items()
+        }
+
+    def temp(self, chosen: Sequence[int]) -> np.ndarray:
+        f = self.fields[list(chosen)].astype(float)
+        cool = f.max(axis=0) if math.isinf(self.m) else (f**self.m).sum(axis=0) ** (1 / self.m)
+        return np.maximum(self.emp.body_temp_c - cool, self.emp.probe_temp_c)
+
+    def coverage(self, temp: np.ndarray) -> float:
+        return float(np.count_nonzero(self.core & (temp <= self.rules.lethal_isotherm_c))) / float(
+            np.count_nonzero(self.core)
+        )
+
+    def oar_violations(self, temp: np.ndarray) -> list[str]:
+        ice = temp <= 0.0
+        return [name for name, f in self.forbid.items() if np.any(ice & f)]
+
+    def oar_distances(self, temp: np.ndarray) -> dict[str, float]:
+        ice = temp <= 0.0
+        return {n: float(d[ice].min()) if ice.any() else math.inf for n, d in self.dist_oar.items()}
+
+    def spacing_ok(self, chosen: Sequence[int], new: int, *, rules: PlacementRules) -> bool:
+        if not chosen:
+            return True
+        d = np.linalg.norm(self.cands[list(chosen)] - self.cands[new], axis=1)
+        return bool(d.min() >= rules.min_spacing_mm - 1e-9 and d.min() <= rules.max_spacing_mm)
+
+    def search(self, n: int, *, use_oars: bool, rules: PlacementRules, use_edge: bool):
+        """Multi-start greedy + one exchange pass; returns (chosen, coverage) or None."""
+        allowed = np.nonzero(self.rule_ok if use_edge else np.ones(len(self.cands), bool))[0]
+        if len(allowed) == 0:
+            return None
+
+        def score(chosen):
+            t = self.temp(chosen)
+            if use_oars and self.oar_violations(t):
+                return -1.0
+            return self.coverage(t)
+
+        seeds = allowed if len(allowed) <= 40 else allowed[:: math.ceil(len(allowed) / 40)]
+        best_layout, best_score = None, -1.0
+        for seed in seeds:
+            chosen = [int(seed)]
+            while len(chosen) < n:
+                pick, pick_s = None, -1.0
+                for c in allowed:
+                    if c in chosen or not self.spacing_ok(chosen, c, rules=rules):
+                        continue
+                    sc = score([*chosen, int(c)])
+                    if sc > pick_s:
+                        pick, pick_s = int(c), sc
+                if pick is None:
+                    break
+                chosen.append(pick)
+            if len(chosen) < n or not _pairwise_ok(self.cands[chosen], rules):
+                continue
+            sc = score(chosen)
+            if sc > best_score:
+                best_layout, best_score = chosen, sc
+        if best_layout is None or best_score < 0:
+            return None
+        chosen, cur = best_layout, best_score
+        for pos in range(len(chosen)):  # exchange pass
+            rest = chosen[:pos] + chosen[pos + 1 :]
+            for c in allowed:
+                if c in rest:
+                    continue
+                trial = [*rest[:pos], int(c), *rest[pos:]]
+                if not _pairwise_ok(self.cands[trial], rules):
+                    continue
+                sc = score(trial)
+                if sc > cur:
+                    chosen, cur = trial, sc
+        return chosen, cur
+
+
+def _pairwise_ok(pos: np.ndarray, rules: PlacementRules) -> bool:
+    if len(pos) < 2:
+        return True
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    nearest = d.min(axis=1)
+    return bool(d.min() >= rules.min_spacing_mm - 1e-9 and np.all(nearest <= rules.max_spacing_mm))
+
+
+def place_probes(
+    grid: Grid,
+    core_mask: np.ndarray,
+    oar_masks: dict[str, np.ndarray],
+    model: ProbeModel,
+    empirical: EmpiricalProbe,
+    *,
+    direction: Sequence[float] = (0.0, 0.0, 1.0),
+    rules: PlacementRules | None = None,
+    merge_exponent: float = DEFAULT_MERGE_EXPONENT,
+) -> PlacementResult:
+    """Choose the number and positions of parallel probes (see the module docstring)."""
+    rules = rules or PlacementRules()
+    grid.check_volume(core_mask, "core_mask")
+    core = np.asarray(core_mask, dtype=bool)
+    if not core.any():
+        raise GeometryError("the core mask is empty")
+    oars = {}
+    for name, m in oar_masks.items():
+        grid.check_volume(m, f"OAR {name}")
+        oars[name] = np.asarray(m, dtype=bool)
+    d = np.asarray(direction, dtype=float)
+    if d.shape != (3,) or np.linalg.norm(d) < 1e-9:
+        raise GeometryError(f"direction must be a non-zero 3-vector, got {direction}")
+    d = d / np.linalg.norm(d)
+    s = _Search(grid, core, oars, model, empirical, d, rules, merge_exponent)
+
+    best_seen = {"coverage": 0.0}
+    for n in range(1, rules.max_probes + 1):
+        found = s.search(n, use_oars=True, rules=rules, use_edge=True)
+        if found is None:
+            continue
+        chosen, cov = found
+        if cov > best_seen["coverage"]:
+            best_seen = {"coverage": cov, "n_probes": n,
+                         "positions_mm": s.cands[chosen].round(2).tolist()}  # fmt: skip
+        if cov >= rules.coverage_min:
+            t = s.temp(chosen)
+            return PlacementResult(
+                probes=[s.probes[c] for c in chosen],
+                coverage=cov,
+                oar_min_distance_mm=s.oar_distances(t),
+            )
+
+    # infeasible: find what binds
+    binding: list[str] = []
+    for n in range(1, rules.max_probes + 1):
+        found = s.search(n, use_oars=False, rules=rules, use_edge=True)
+        if found and found[1] >= rules.coverage_min:
+            binding = s.oar_violations(s.temp(found[0])) or ["oar_margin_mm"]
+            break
+    if not binding:
+        relaxed = replace(rules, min_spacing_mm=0.0, max_spacing_mm=math.inf)
+        for label, kw in (
+            ("max_edge_distance_mm", dict(use_edge=False, rules=rules)),
+            ("min_spacing_mm/max_spacing_mm", dict(use_edge=True, rules=relaxed)),
+        ):
+            for n in range(1, rules.max_probes + 1):
+                found = s.search(n, use_oars=True, **kw)
+                if found and found[1] >= rules.coverage_min:
+                    binding = [label]
+                    break
+            if binding:
+                break
+    if not binding:
+        binding = ["max_probes"]
+    raise InfeasiblePlanError(
+        f"no layout of <= {rules.max_probes} {model.model} probes covers "
+        f"{100 * rules.coverage_min:.0f} % of the core with the {rules.lethal_isotherm_c:g} C "
+        f"isotherm while keeping the 0 C isotherm {rules.oar_margin_mm:g} mm from the OARs; "
+        f"binding: {', '.join(binding)} (best coverage {100 * best_seen['coverage']:.1f} %)",
+        binding=binding,
+        best=best_seen,
+    )
+
+
+def verify_with_physics(
+    result: PlacementResult,
+    grid: Grid,
+    core_mask: np.ndarray,
+    oar_masks: dict[str, np.ndarray],
+    *,
+    tissue,
+    phases,
+    initial_temp_c: float = 37.0,
+    rules: PlacementRules | None = None,
+    backend: str = "auto",
+) -> PlacementResult:
+    """Re-check a layout with the physics mode; fills ``result.physics`` and returns it."""
+    from cryo_iceball.bioheat import simulate
+    from cryo_iceball.isotherms import min_distance_mm
+
+    rules = rules or PlacementRules()
+    res = simulate(
+        grid, result.probes, phases, tissues=[tissue], initial_temp_c=initial_temp_c,
+        backend=backend,
+    )  # fmt: skip
+    core = np.asarray(core_mask, dtype=bool)
+    lethal = res.isotherm_mask(rules.lethal_isotherm_c)
+    ice = res.isotherm_mask(0.0)
+    cov = float(np.count_nonzero(core & lethal)) / float(np.count_nonzero(core))
+    dist = {n: min_distance_mm(ice, np.asarray(m, bool), grid) for n, m in oar_masks.items()}
+    result.physics = {
+        "coverage": cov,
+        "oar_min_distance_mm": dist,
+        "meets_rules": bool(
+            cov >= rules.coverage_min and all(v >= rules.oar_margin_mm for v in dist.values())
+        ),
+    }
+    return result

@@ -1,0 +1,303 @@
+"""Cryoprobe catalogue, probe placements, freeze protocols and their rasterisation on a Grid.
+
+The catalogue (``data/probes.csv``) holds generic classes only: vendor charts were not found
+in the reference data (see ``data/literature_isotherms.csv``), and each assumed number is
+flagged in the file.  A user file with the same columns adds or replaces models.
+
+A probe is a line segment in any orientation: ``tip_mm`` and the unit ``direction`` from the
+tip toward the handle.  Its freezing (active) zone is the finite cylinder of the probe's
+radius from ``tip + offset * direction`` to ``tip + (offset + length) * direction``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from brachycryo.errors import ConfigError, DataModelError, GeometryError
+from brachycryo.grid import Grid
+
+PHASES = ("freeze", "passive_thaw", "active_thaw")
+
+
+@dataclass(frozen=True)
+class ProbeModel:
+    """One probe class of the catalogue (lengths in mm, temperatures in deg C)."""
+
+    model: str
+    diameter_mm: float
+    active_length_mm: float
+    active_offset_mm: float
+    freeze_temp_c: float
+    freeze_ramp_s: float
+    active_thaw_temp_c: float
+    cryogen: str = ""
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("diameter_mm", "active_length_mm"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v > 0):
+                raise DataModelError(f"probe model {self.model!r}: {name} must be > 0, got {v}")
+        for name in ("active_offset_mm", "freeze_ramp_s"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v >= 0):
+                raise DataModelError(f"probe model {self.model!r}: {name} must be >= 0, got {v}")
+        for name in ("freeze_temp_c", "active_thaw_temp_c"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and -273.15 < v < 100):
+                raise DataModelError(f"probe model {self.model!r}: {name} out of range: {v}")
+
+    @property
+    def radius_mm(self) -> float:
+        return 0.5 * self.diameter_mm
+
+    def boundary_temp_c(self, phase: str, time_in_phase_s: float, start_temp_c: float) -> float:
+        """Probe-surface temperature, or NaN when the boundary is off (passive thaw).
+
+        Freeze: exponential approach from ``start_temp_c`` to ``freeze_temp_c`` with time
+        constant ``freeze_ramp_s`` (a step when 0).  Passive thaw: the probe boundary is
+        switched off (the Go-Smart template's "BC off").  Active thaw: ``active_thaw_temp_c``.
+        """
+        if phase == "freeze":
+            if self.freeze_ramp_s <= 0:
+                return self.freeze_temp_c
+            a = math.exp(-time_in_phase_s / self.freeze_ramp_s)
+            return self.freeze_temp_c + (start_temp_c - self.freeze_temp_c) * a
+        if phase == "passive_thaw":
+            return math.nan
+        if phase == "active_thaw":
+            return self.active_thaw_temp_c
+        raise ConfigError(f"unknown phase {phase!r}; choose one of {PHASES}", key="phase")
+
+
+_PROBE_FLOATS = (
+    "diameter_mm",
+    "active_length_mm",
+    "active_offset_mm",
+    "freeze_temp_c",
+    "freeze_ramp_s",
+    "active_thaw_temp_c",
+)
+
+
+def _parse_catalogue(text: str, origin: str) -> dict[str, ProbeModel]:
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    out: dict[str, ProbeModel] = {}
+    for n, rec in enumerate(csv.DictReader(io.StringIO("\n".join(lines))), start=2):
+        name = (rec.get("model") or "").strip()
+        if not name:
+            raise DataModelError(f"{origin}: row {n} has no model name")
+        vals = {}
+        for col in _PROBE_FLOATS:
+            raw = rec.get(col)
+            try:
+                vals[col] = float(raw)
+            except (TypeError, ValueError):
+                raise DataModelError(
+                    f"{origin}: probe model {name!r} column {col!r} is not a number ({raw!r})"
+                ) from None
+        out[name] = ProbeModel(
+            model=name,
+            cryogen=(rec.get("cryogen") or "").strip(),
+            notes=(rec.get("notes") or "").strip(),
+            **vals,
+        )
+    return out
+
+
+def load_probe_catalogue(extra_path: str | Path | None = None) -> dict[str, ProbeModel]:
+    """The packaged probe classes, updated with the models in ``extra_path`` (same columns)."""
+    text = resources.files("cryo_iceball").joinpath("data/probes.csv").read_text("utf-8")
+    cat = _parse_catalogue(text, "cryo_iceball/data/probes.csv")
+    if extra_path is not None:
+        p = Path(extra_path)
+        try:
+            cat.update(_parse_catalogue(p.read_text("utf-8"), str(p)))
+        except OSError as exc:
+            raise DataModelError(f"cannot read probe catalogue {p}: {exc}") from None
+    return cat
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A placed probe: catalogue model, tip position (LPS mm), unit direction tip -> handle."""
+
+    model: ProbeModel
+    tip_mm: tuple[float, float, float]
+    direction: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        tip = np.asarray(self.tip_mm, dtype=float).reshape(-1)
+        d = np.asarray(self.direction, dtype=float).reshape(-1)
+        if tip.shape != (3,) or not np.all(np.isfinite(tip)):
+            raise GeometryError(f"probe tip_mm must be 3 finite numbers, got {self.tip_mm}")
+        if d.shape != (3,) or not np.all(np.isfinite(d)) or np.linalg.norm(d) < 1e-9:
+            raise GeometryError(
+                f"probe direction must be a non-zero 3-vector, got {self.direction}"
+            )
+        d = d / np.linalg.norm(d)
+        object.__setattr__(self, "tip_mm", tuple(float(v) for v in tip))
+        object.__setattr__(self, "direction", tuple(float(v) for v in d))
+
+    def active_segment_mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """End points (near tip, toward handle) of the freezing zone's axis."""
+        tip = np.asarray(self.tip_mm)
+        d = np.asarray(self.direction)
+        a = tip + self.model.active_offset_mm * d
+        return a, a + self.model.active_length_mm * d
+
+    def active_centre_mm(self) -> np.ndarray:
+        a, b = self.active_segment_mm()
+        return 0.5 * (a + b)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One protocol phase: ``freeze``, ``passive_thaw`` or ``active_thaw``, for ``minutes``."""
+
+    phase: str
+    minutes: float
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ConfigError(f"unknown phase {self.phase!r}; choose one of {PHASES}", key="phase")
+        if not (np.isfinite(self.minutes) and self.minutes > 0):
+            raise ConfigError(f"phase minutes must be > 0, got {self.minutes}", key="minutes")
+
+    @property
+    def duration_s(self) -> float:
+        return 60.0 * self.minutes
+
+
+def protocol(*pairs: tuple[str, float]) -> tuple[Phase, ...]:
+    """``protocol(("freeze", 10), ("passive_thaw", 8), ("freeze", 10))``."""
+    return tuple(Phase(p, float(m)) for p, m in pairs)
+
+
+# ---------------------------------------------------------------------------- rasterisation
+def cylinder_sdf_mm(points_mm: np.ndarray, a_mm: np.ndarray, b_mm: np.ndarray, r_mm: float):
+    """Signed distance-like function of the finite cylinder (axis a -> b, radius r).
+
+    Negative inside, zero exactly on the surface (the value outside the rims is a bound, not
+    the exact distance, which is all the surface search needs).
+    """
+    axis = b_mm - a_mm
+    length = float(np.linalg.norm(axis))
+    u = axis / length
+    rel = points_mm - a_mm
+    s = rel @ u
+    radial = np.linalg.norm(rel - s[..., None] * u, axis=-1)
+    return np.maximum(radial - r_mm, np.abs(s - 0.5 * length) - 0.5 * length)
+
+
+@dataclass(frozen=True)
+class ProbeRaster:
+    """Probes on a grid: which voxels each probe holds and the boundary correction.
+
+    ``held`` (int16): -1 where free, else the probe number.  ``couple_coef_per_m2`` (float64):
+    for free voxels next to a held one, ``sum_faces (1/theta - 1)/h^2`` where ``theta h`` is
+    the distance from the voxel centre to the probe surface along that face direction
+    (Shortley-Weller-type correction, so the probe radius is represented below the voxel
+    size); ``couple_probe`` (int16): which probe that is, -1 elsewhere.
+    """
+
+    held: np.ndarray
+    couple_coef_per_m2: np.ndarray
+    couple_probe: np.ndarray
+
+
+def rasterise_probes(grid: Grid, probes: Sequence[Probe], *, theta_min: float = 0.5) -> ProbeRaster:
+    """Rasterise probes (any orientation) onto ``grid``.
+
+    Voxels whose centres lie inside a probe's active cylinder are held at the probe
+    temperature.  For a free voxel next to a held one, ``theta h`` is the distance to the
+    surface along that face; the face conductance becomes ``k/(theta h^2)`` instead of
+    ``k/h^2``.  To bound that conductance (and so keep the stable time step), ``theta`` is
+    rounded: below ``theta_min/2`` the voxel is snapped into the probe (surface moved out by
+    at most ``theta_min h/2``), between ``theta_min/2`` and ``theta_min`` it is raised to
+    ``theta_min`` (surface moved in by at most ``theta_min h/2``).
+    """
+    if not 0 < theta_min <= 1:
+        raise ConfigError(f"theta_min must be in (0, 1], got {theta_min}", key="theta_min")
+    held = np.full(grid.shape, -1, dtype=np.int16)
+    centres = grid.voxel_centres_mm()
+    sdfs = []
+    for n, probe in enumerate(probes):
+        a, b = probe.active_segment_mm()
+        sdf = cylinder_sdf_mm(centres, a, b, probe.model.radius_mm)
+        inside = sdf <= 0
+        if not np.any(inside):
+            raise GeometryError(
+                f"probe {n} ({probe.model.model}) holds no voxel centre: it lies outside the grid "
+                f"or is thinner than the grid can represent (spacing {grid.spacing_mm} mm)"
+            )
+        if np.any(held[inside] >= 0):
+            raise GeometryError(f"probe {n} overlaps probe {int(held[inside].max())}")
+        held[inside] = n
+        sdfs.append((a, b, probe.model.radius_mm))
+
+    # pass 1 snaps voxels lying within theta_min/2 of the surface into the probe; pass 2
+    # computes the couplings of the (final) free neighbours
+    for final in (False, True):
+        coef = np.zeros(grid.shape, dtype=float)
+        couple = np.full(grid.shape, -1, dtype=np.int16)
+        snap = np.full(grid.shape, -1, dtype=np.int16)
+        for idx, pid, theta, h_m in _surface_crossings(grid, held, centres, sdfs):
+            if not final:
+                near = theta < 0.5 * theta_min
+                snap[tuple(ix[near] for ix in idx)] = pid[near]
+                continue
+            theta = np.maximum(theta, theta_min)
+            np.add.at(coef, idx, (1.0 / theta - 1.0) / h_m**2)
+            couple[idx] = pid
+        if not final:
+            held = np.where(snap >= 0, snap, held).astype(np.int16)
+    return ProbeRaster(held=held, couple_coef_per_m2=coef, couple_probe=couple)
+
+
+def _surface_crossings(grid: Grid, held: np.ndarray, centres: np.ndarray, sdfs: list):
+    """Yield, per face direction, free voxels next to a held one and the surface fraction.
+
+    ``theta`` is the fraction of the centre-to-centre step at which the segment from the free
+    voxel's centre toward its held neighbour enters the probe cylinder (bisection); 1 when it
+    does not (the neighbour was snapped into the probe from outside).
+    """
+    dmat = grid.direction_matrix
+    for axis_arr, axis_ijk in ((2, 0), (1, 1), (0, 2)):
+        h_m = grid.spacing_mm[axis_ijk] * 1e-3
+        step_mm = dmat[:, axis_ijk] * grid.spacing_mm[axis_ijk]
+        for sign in (1, -1):
+            nb = np.roll(held, -sign, axis=axis_arr)
+            valid = np.ones(grid.shape, dtype=bool)
+            sl = [slice(None)] * 3
+            sl[axis_arr] = slice(-1, None) if sign == 1 else slice(0, 1)
+            valid[tuple(sl)] = False
+            cand = valid & (held < 0) & (nb >= 0)
+            if not np.any(cand):
+                continue
+            idx = np.nonzero(cand)
+            p0 = centres[idx]
+            pid = nb[idx]
+            theta = np.ones(len(pid))
+            for n, (a, b, r) in enumerate(sdfs):
+                m = pid == n
+                if not np.any(m):
+                    continue
+                lo = np.zeros(int(m.sum()))
+                hi = np.ones(int(m.sum()))
+                end_inside = cylinder_sdf_mm(p0[m] + sign * step_mm, a, b, r) <= 0
+                for _ in range(30):
+                    mid = 0.5 * (lo + hi)
+                    inside = cylinder_sdf_mm(p0[m] + mid[:, None] * sign * step_mm, a, b, r) <= 0
+                    hi = np.where(inside, mid, hi)
+                    lo = np.where(inside, lo, mid)
+                theta[m] = np.where(end_inside, hi, 1.0)
+            yield idx, pid, theta, h_m
