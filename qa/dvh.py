@@ -2,38 +2,44 @@
 
 How a DVH is computed (:func:`dvh_from_roi`):
 
-1. **Sampling lattice.**  The structure is sampled on the voxels of a *sampling grid*.  By
-   default this is the dose grid itself, extended past its edges as far as the structure
-   reaches (so volume outside the dose grid is counted, at 0 Gy, and reported in
-   :attr:`DVH.volume_outside_dose_cc`).  ``subdivide=m`` splits every dose voxel into
-   ``m x m x m`` sub-voxels (same orientation); ``sampling_grid=`` takes any Grid instead
-   (e.g. the CT grid, any orientation).  Only the box around the structure is ever built.
-2. **Occupancy.**  Each sampling voxel's fraction inside the structure is
-   :func:`dicom_io.rasterize.roi_fraction` with ``supersample`` (default 4, i.e. 64
-   sub-points per voxel) and the rasteriser's documented rules (README "Structures and
-   volumes"): even-odd in-plane, slab rule between contour planes and the **end-cap
-   convention** ``end_caps="full"`` (default: each contour stands for its whole CT slice,
-   ``+-t/2`` around its plane) or ``"half"`` (the structure ends at its outermost contours).
-3. **Dose at the sampling points.**  Where the sampling voxel centres are dose voxel
-   centres the stored dose is used as it is.  Otherwise it is interpolated trilinearly on
-   the dose grid's index coordinates (positions mapped through the Grid transforms, so any
-   orientation of either grid works): a separable trilinear interpolation when the sampling
-   grid has the dose grid's orientation, :func:`scipy.ndimage.map_coordinates` (order 1)
-   otherwise.  Points within half a voxel outside the dose grid take the edge value (the
-   voxels there are the dose grid's own); points further out get 0 Gy and are counted in
-   ``volume_outside_dose_cc``.
-4. **Histogram.**  Each sampling voxel contributes ``fraction x voxel volume`` to the bin of
-   its dose.  Bins start at 0 Gy and are ``bin_width_gy`` wide (default: the largest power of
-   ten <= max dose / 10 000, at most 0.01 Gy, so 0.01 Gy for 100-1000 Gy seed implants and
-   finer for lower doses; at most 2 000 000 bins).  Minimum, maximum and mean dose are exact
-   over the samples (not taken from the bins).
+1. **Sampling lattice** (:func:`default_lattice`).  In-plane the lattice follows the dose
+   grid's axes and spacing when the dose grid's slices are parallel to the contour planes,
+   and the contour planes' own frame otherwise (any orientation); ``subdivide=m`` refines
+   it ``m``-fold.  Along the contour normal its layers tile every contour's slab exactly
+   (layer boundaries on the slab boundaries), so no sample straddles two slabs.  It is
+   extended past the dose grid as far as the structure reaches: volume outside the dose
+   grid is counted at 0 Gy and reported in :attr:`DVH.volume_outside_dose_cc`.
+   ``sampling_grid=`` replaces it with any Grid (e.g. the CT grid).  Only the box around
+   the structure is ever built.
+2. **Occupancy.**  Each lattice voxel is split into ``supersample``³ sub-points (default
+   4, i.e. 64) tested with :func:`dicom_io.rasterize.roi_fraction` and its documented rules
+   (README "Structures and volumes"): even-odd in-plane, slab rule between contour planes
+   and the **end-cap convention** ``end_caps="full"`` (default: each contour stands for
+   its whole CT slice, ``+-t/2`` around its plane) or ``"half"`` (the structure ends at
+   its outermost contours).  A voxel with every sub-point inside counts whole, at the dose
+   of its centre; a boundary voxel counts ``1/n³`` of its volume at the dose of each inside
+   sub-point, so partial voxels carry the dose of the part the structure occupies.  Small
+   structures (fewer than ``subpoint_limit`` sub-points) are sampled at every sub-point.
+3. **Dose at the sampling points**: trilinear interpolation on the dose grid's index
+   coordinates (positions mapped through the Grid transforms): three separable 1-D linear
+   interpolations when the lattice has the dose grid's orientation (points on dose voxel
+   centres get the stored value exactly), :func:`scipy.ndimage.map_coordinates` (order 1)
+   otherwise.  Points within half a voxel outside the dose grid take the edge value;
+   points further out get 0 Gy and count as outside.
+4. **Histogram** (:func:`dvh_from_samples`).  Each sample spreads its volume uniformly
+   over the dose range across its volume element (``|grad D| x element size``, central
+   differences): a linear dose variation inside the element, which removes the steps a
+   regular lattice leaves where a gradient runs along a lattice axis.  Bins start at 0 Gy
+   and are ``bin_width_gy`` wide (default: the largest power of ten <= max dose / 10 000,
+   at most 0.01 Gy: 0.01 Gy for 100-1000 Gy seed implants, finer for lower doses; at most
+   2 000 000 bins), and hold the exact integrals of the piecewise-linear cumulative.
 
 Cumulative DVH values between bin edges are linear interpolations (dose spread uniformly
 within a bin); the curve starts at the exact minimum dose (full volume) and ends at the exact
 maximum dose (zero volume), so Dx read from it (:mod:`qa.metrics`) is never snapped to a bin
-edge and D100 = Dmin, D0 = Dmax.  This follows the DVH definitions of AAPM TG-137
-(Nath et al., Med Phys 36:5310, 2009) and the analytic DVH validation of Nelms et al.
-(Med Phys 42:4435, 2015).
+edge and D100 = Dmin, D0 = Dmax (the extremes of the samples' dose ranges).  This follows
+the DVH definitions of AAPM TG-137 (Nath et al., Med Phys 36:5310, 2009) and the analytic
+DVH validation of Nelms et al. (Med Phys 42:4435, 2015).
 """
 
 from __future__ import annotations
@@ -119,28 +125,53 @@ def default_bin_width_gy(dmax_gy: float) -> float:
     return w
 
 
+def _suffix(a: np.ndarray) -> np.ndarray:
+    return np.cumsum(a[::-1])[::-1]
+
+
 def dvh_from_samples(
     dose_gy: np.ndarray,
     volume_cc: np.ndarray,
     *,
+    spread_gy: np.ndarray | None = None,
     name: str = "",
     bin_width_gy: float | None = None,
     volume_outside_dose_cc: float = 0.0,
     settings: dict | None = None,
     notes: tuple[str, ...] = (),
 ) -> DVH:
-    """Histogram point doses ``dose_gy`` weighted by the volume each point stands for."""
+    """Histogram dose samples weighted by the volume (cm³) each stands for.
+
+    Without ``spread_gy`` each sample is a point mass at its dose.  With it, sample ``s``
+    spreads its volume uniformly over ``[d_s - w_s/2, d_s + w_s/2]`` (clipped at 0 Gy):
+    the dose range across the volume element it stands for when the dose varies linearly
+    there (``w = |grad D| x element size``; a uniform of the same variance as the exact
+    sum of three uniforms).  This removes the steps a regular lattice leaves in the DVH
+    where the dose gradient runs along a lattice axis.  The bins are then exact
+    integrals of the piecewise-linear cumulative (suffix sums of ramp functions).
+    """
     d = np.asarray(dose_gy, dtype=np.float64).reshape(-1)
     w = np.asarray(volume_cc, dtype=np.float64).reshape(-1)
-    if d.shape != w.shape:
-        raise GeometryError(f"dose ({d.size}) and volume ({w.size}) samples differ in number")
+    sp = (
+        np.zeros_like(d)
+        if spread_gy is None
+        else np.asarray(spread_gy, dtype=np.float64).reshape(-1)
+    )
+    if d.shape != w.shape or sp.shape != d.shape:
+        raise GeometryError(
+            f"dose ({d.size}), volume ({w.size}) and spread ({sp.size}) samples differ in number"
+        )
     keep = w > 0
-    d, w = d[keep], w[keep]
-    if d.size and not np.all(np.isfinite(d)):
+    d, w, sp = d[keep], w[keep], sp[keep]
+    if d.size and not (np.all(np.isfinite(d)) and np.all(np.isfinite(sp))):
         raise GeometryError(f"structure {name!r}: dose samples contain NaN or inf")
     if d.size and d.min() < 0:
         raise GeometryError(f"structure {name!r}: negative dose {d.min():g} Gy")
-    dmax = float(d.max()) if d.size else 0.0
+    lo = np.maximum(d - sp / 2, 0.0)
+    hi = d + sp / 2
+    spread = (hi - lo) > 1e-9 * np.maximum(d, 1.0)
+    dmax = float(hi.max()) if d.size else 0.0
+    dmin = float(lo.min()) if d.size else float("nan")
     width = float(bin_width_gy) if bin_width_gy is not None else default_bin_width_gy(dmax)
     if not width > 0:
         raise GeometryError(f"bin_width_gy must be positive, got {bin_width_gy}")
@@ -150,21 +181,42 @@ def dvh_from_samples(
             f"bin_width_gy {width:g} gives {n_bins} bins for a maximum of {dmax:g} Gy "
             f"(at most {_MAX_BINS})"
         )
-    idx = np.minimum((d / width).astype(np.int64), n_bins - 1)
-    diff = np.bincount(idx, weights=w, minlength=n_bins)
     edges = np.arange(n_bins + 1, dtype=np.float64) * width
+    pt = ~spread
+    idx = np.minimum((d[pt] / width).astype(np.int64), n_bins - 1)
+    cum = np.concatenate([_suffix(np.bincount(idx, weights=w[pt], minlength=n_bins)), [0.0]])
+    if spread.any():
+        c = w[spread] / (hi[spread] - lo[spread])
+        for t, sign in ((hi[spread], 1.0), (lo[spread], -1.0)):
+            bt = np.minimum((t / width).astype(np.int64), n_bins)
+            sa = _suffix(np.bincount(bt, weights=c * t, minlength=n_bins + 1))
+            sb = _suffix(np.bincount(bt, weights=c, minlength=n_bins + 1))
+            cum += sign * (sa - edges * sb)
+    cum[0] = float(w.sum())
+    diff = np.maximum(cum[:-1] - cum[1:], 0.0)
     total = float(w.sum())
+    mid = np.where(spread, (lo + hi) / 2, d)
     return DVH(
         name=name,
         bin_edges_gy=edges,
         differential_cc=diff,
-        dmin_gy=float(d.min()) if d.size else float("nan"),
+        dmin_gy=dmin,
         dmax_gy=dmax if d.size else float("nan"),
-        dmean_gy=float(np.dot(d, w) / total) if total > 0 else float("nan"),
+        dmean_gy=float(np.dot(mid, w) / total) if total > 0 else float("nan"),
         volume_outside_dose_cc=float(volume_outside_dose_cc),
         settings=dict(settings or {}),
         notes=tuple(notes),
     )
+
+
+def spread_widths_gy(dose_on_grid: np.ndarray) -> np.ndarray:
+    """|grad D| x voxel size at each voxel of a sampled dose (central differences, Gy)."""
+    d = np.asarray(dose_on_grid, dtype=np.float64)
+    acc = np.zeros(d.shape)
+    for axis in range(3):
+        if d.shape[axis] > 1:
+            acc += np.gradient(d, axis=axis) ** 2
+    return np.sqrt(acc)
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -189,6 +241,47 @@ def contour_frame_grid(stack: ContourStack, spacing_mm: float) -> Grid:
     """
     d = np.column_stack([stack.u, stack.v, stack.normal])
     return Grid((1, 1, 1), (0.0, 0.0, 0.0), (spacing_mm,) * 3, tuple(d.reshape(-1)))
+
+
+def default_lattice(
+    stack: ContourStack, dose_grid: Grid, *, subdivide: int = 1
+) -> tuple[Grid, str]:
+    """The sampling lattice of a ROI (a one-voxel Grid to be extended) and its description.
+
+    In-plane it follows the dose grid (its axes and spacing / ``subdivide``) when the dose
+    grid's slices are parallel to the contour planes, else the contour planes' own frame
+    (:func:`contour_frame_grid`, spacing = smallest dose spacing / ``subdivide``).  Along
+    the contour normal its layers tile the slab of every contour plane exactly: spacing
+    ``t / m`` (``m`` the smallest whole number giving a spacing <= the dose grid's; even
+    for ``end_caps="half"``), layer boundaries on the slab boundaries ``h_p +- t/2``, so
+    no sub-voxel straddles two slabs.  Dose on this lattice is interpolated trilinearly.
+    """
+    m = int(subdivide)
+    if m < 1:
+        raise GeometryError(f"subdivide must be >= 1, got {subdivide}")
+    parallel = abs(abs(float(dose_grid.slice_normal @ stack.normal)) - 1.0) < 1e-4
+    if parallel:
+        dirm = dose_grid.direction_matrix
+        sp = np.asarray(dose_grid.spacing_mm, dtype=float) / m
+        origin = np.asarray(dose_grid.origin_mm, dtype=float)
+        name = "dose grid axes, slab-aligned layers"
+    else:
+        dirm = np.column_stack([stack.u, stack.v, stack.normal])
+        sp = np.full(3, min(dose_grid.spacing_mm) / m)
+        origin = np.zeros(3)
+        name = "contour-plane frame, slab-aligned layers"
+    col2 = dirm[:, 2]
+    sign = 1.0 if float(col2 @ stack.normal) > 0 else -1.0
+    t = float(stack.thickness_mm)
+    n_layers = max(1, int(np.ceil(t / sp[2] - 1e-6)))
+    if stack.end_caps == "half" and n_layers % 2:
+        n_layers += 1
+    sp[2] = t / n_layers
+    boundary = sign * (float(stack.plane_offsets_mm[0]) - t / 2)
+    z0 = float(origin @ col2)
+    delta = (boundary + 0.5 * sp[2] - z0) % sp[2]
+    origin = origin + delta * col2
+    return Grid((1, 1, 1), origin, tuple(sp), tuple(dirm.reshape(-1))), name
 
 
 def _lattice_box(lattice: Grid, corners_mm: np.ndarray, *, clip: bool) -> Grid | None:
@@ -331,6 +424,13 @@ def _samples_to_dvh(
     )
 
 
+def _dose_on(dose_gy, dose_grid, grid, aligned):
+    if aligned:
+        return sample_dose_on_grid(dose_gy, dose_grid, grid)
+    d, ins = sample_dose_at_points(dose_gy, dose_grid, grid.voxel_centres_mm().reshape(-1, 3))
+    return d.reshape(grid.shape), ins.reshape(grid.shape)
+
+
 def _roi_samples(
     roi: ROI,
     box: Grid,
@@ -342,23 +442,23 @@ def _roi_samples(
     end_caps: str,
     all_subpoints: bool,
     max_points: int = 1 << 23,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Dose samples, their volumes (cm³) and inside-dose-grid flags for a ROI on ``box``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Dose samples, their spreads (Gy), volumes (cm³) and inside-dose-grid flags on ``box``.
 
     The ROI is rasterised on ``box`` refined ``n``-fold (``n = supersample``; the sub-voxel
     centres are exactly the rasteriser's partial-volume sub-points) a few slices at a time.
     A voxel whose ``n³`` sub-points are all inside contributes its whole volume at the dose
     of its centre; a boundary voxel contributes ``1/n³`` of its volume at the dose of each
     sub-point inside, so partial voxels are weighted by where the ROI occupies them.  With
-    ``all_subpoints`` every voxel is sampled at its sub-points (dose spread within voxels
-    resolved, for small structures).
+    ``all_subpoints`` every voxel is sampled at its sub-points (small structures).  Each
+    sample's spread is the dose range across its element (:func:`spread_widths_gy`).
     """
     n = int(supersample)
     n3 = n**3
     nk, nj, ni = box.shape
     voxel_cc = box.voxel_volume_mm3 * _CC_PER_MM3
     chunk = max(1, int(max_points // max(1, nj * ni * n3)))
-    doses, vols, insides = [], [], []
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
     aligned = _aligned_offsets(dose_grid, box) is not None
     for k0 in range(0, nk, chunk):
         k1 = min(nk, k0 + chunk)
@@ -374,41 +474,36 @@ def _roi_samples(
             )
             > 0.5
         )
+        if not inc.any():
+            continue
         if all_subpoints:
-            if aligned:
-                d, ins = sample_dose_on_grid(dose_gy, dose_grid, fine_grid)
-                d, ins = d[inc], ins[inc]
-            else:
-                pts = fine_grid.voxel_centres_mm()[inc]
-                d, ins = sample_dose_at_points(dose_gy, dose_grid, pts)
-            doses.append(d.astype(np.float64))
-            vols.append(np.full(d.size, voxel_cc / n3))
-            insides.append(ins)
+            d, ins = _dose_on(dose_gy, dose_grid, fine_grid, aligned)
+            spread = spread_widths_gy(d)
+            out.append((d[inc], spread[inc], np.full(int(inc.sum()), voxel_cc / n3), ins[inc]))
             continue
         count = inc.reshape(k1 - k0, n, nj, n, ni, n).sum(axis=(1, 3, 5))
         full = count == n3
         part = (count > 0) & ~full
+        d_box, ins_box = _dose_on(dose_gy, dose_grid, sub, aligned)
+        spread_box = spread_widths_gy(d_box)
         if full.any():
-            if aligned:
-                d, ins = sample_dose_on_grid(dose_gy, dose_grid, sub)
-                d, ins = d[full], ins[full]
-            else:
-                d, ins = sample_dose_at_points(dose_gy, dose_grid, sub.voxel_centres_mm()[full])
-            doses.append(d.astype(np.float64))
-            vols.append(np.full(d.size, voxel_cc))
-            insides.append(ins)
+            out.append(
+                (d_box[full], spread_box[full], np.full(int(full.sum()), voxel_cc), ins_box[full])
+            )
         if part.any():
             # inside sub-points of the boundary voxels, as fine-grid indices
             part_fine = np.repeat(np.repeat(np.repeat(part, n, 0), n, 1), n, 2)
             kk, jj, ii = np.nonzero(inc & part_fine)
             pts = fine_grid.ijk_to_mm(np.column_stack([ii, jj, kk]).astype(float))
             d, ins = sample_dose_at_points(dose_gy, dose_grid, pts)
-            doses.append(d.astype(np.float64))
-            vols.append(np.full(d.size, voxel_cc / n3))
-            insides.append(ins)
-    if not doses:
-        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
-    return np.concatenate(doses), np.concatenate(vols), np.concatenate(insides)
+            spread = spread_box[kk // n, jj // n, ii // n] / n
+            out.append((d, spread, np.full(d.size, voxel_cc / n3), ins))
+    if not out:
+        z = np.zeros(0)
+        return z, z, z, np.zeros(0, dtype=bool)
+    d, spread, vol, ins = (np.concatenate(parts) for parts in zip(*out))
+    spread = np.where(ins, spread, 0.0)  # no spread across the dose grid's edge
+    return d.astype(np.float64), spread, vol, ins
 
 
 def dvh_from_roi(
@@ -447,12 +542,7 @@ def dvh_from_roi(
             roi=roi.name,
         )
     if sampling_grid is None:
-        if abs(abs(float(dose_grid.slice_normal @ stack.normal)) - 1.0) < 1e-4:
-            lattice = refined_grid(dose_grid, subdivide)
-            lattice_name = "dose grid" if int(subdivide) == 1 else "dose grid refined"
-        else:
-            lattice = contour_frame_grid(stack, min(dose_grid.spacing_mm) / int(subdivide))
-            lattice_name = "contour frame"
+        lattice, lattice_name = default_lattice(stack, dose_grid, subdivide=int(subdivide))
         box = _lattice_box(lattice, stack.bounds_mm(), clip=False)
     else:
         if subdivide != 1:
@@ -465,7 +555,7 @@ def dvh_from_roi(
         box.voxel_volume_mm3 * _CC_PER_MM3 / int(supersample) ** 3
     )
     all_subpoints = n_sub <= subpoint_limit
-    d, vol_cc, inside = _roi_samples(
+    d, spread, vol_cc, inside = _roi_samples(
         roi,
         box,
         dose_gy,
@@ -495,6 +585,7 @@ def dvh_from_roi(
     return dvh_from_samples(
         d,
         vol_cc,
+        spread_gy=spread,
         name=roi.name,
         bin_width_gy=bin_width_gy,
         volume_outside_dose_cc=outside_cc,
@@ -537,10 +628,12 @@ __all__ = [
     "DVH",
     "contour_frame_grid",
     "default_bin_width_gy",
+    "default_lattice",
     "dvh_from_mask",
     "dvh_from_roi",
     "dvh_from_samples",
     "refined_grid",
     "sample_dose_at_points",
     "sample_dose_on_grid",
+    "spread_widths_gy",
 ]
