@@ -60,6 +60,9 @@ from dicom_io.rtplan import BrachyPlan, BrachySource, seed_implant
 
 #: Default metal threshold (HU): above cortical bone, below partial-volume seed peaks.
 METAL_THRESHOLD_HU = 2000.0
+#: Nominal I-125 seed capsule (e.g. Oncura 6711 / 6702): length and diameter, mm.
+SEED_LENGTH_MM = 4.5
+SEED_DIAMETER_MM = 0.8
 #: Default lower threshold (HU) of the one-voxel hysteresis growth of metal components.
 EDGE_THRESHOLD_HU = 300.0
 
@@ -74,6 +77,7 @@ class DetectionOptions:
     max_seeds_per_cluster: int = 8
     round_elongation: float = 1.5
     kmeans_iterations: int = 30
+    tie_fraction: float = 0.3
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.metal_threshold_hu):
@@ -154,6 +158,8 @@ class _Component:
     signal: float  # sum of HU above the edge threshold x voxel volume (HU mm3)
     peak_hu: float
     elongation: float = 1.0
+    eig: np.ndarray = field(default_factory=lambda: np.ones(3))
+    axis_voxel_mm: float = 1.0  # voxel extent along the component's principal axis
     ratio: float = 0.0
     k: int = 0
 
@@ -317,17 +323,40 @@ def _single_seed_volume(volumes: np.ndarray, seed_count: int | None) -> tuple[fl
     return float(np.median(volumes)), "median of fewer than 3 components (uncertain)"
 
 
-def _seed_variances(raw_vars: list, spacing_mm: np.ndarray) -> tuple[float, float]:
-    """Variance (mm2) of one seed's voxels along and across its axis, from isolated seeds.
+def _single_seed_eigenvalues(eigs: list, spacing_mm: np.ndarray) -> np.ndarray:
+    """Median eigenvalues (ascending, mm2) of one seed's voxel covariance, from isolated seeds.
 
     Fallback with no isolated seed: a 4.5 mm x 0.8 mm cylinder (L^2 / 12, d^2 / 16) plus
     the voxel's box variance.
     """
-    if raw_vars:
-        arr = np.asarray(raw_vars)
-        return float(np.median(arr[:, 0])), float(np.median(arr[:, 1]))
+    if eigs:
+        return np.median(np.asarray(eigs), axis=0)
     box = float(np.mean(spacing_mm**2)) / 12.0
-    return 4.5**2 / 12.0 + box, 0.8**2 / 16.0 + box
+    across = SEED_DIAMETER_MM**2 / 16.0 + box
+    return np.array([across, across, SEED_LENGTH_MM**2 / 12.0 + box])
+
+
+def _seeds_in_component(c: _Component, ref_eig: np.ndarray, opts: DetectionOptions) -> int:
+    """Seeds in a component from its metal signal and its shape (module docstring, step 4).
+
+    Signal: ``k = round(V / v1)``.  Saturation of the stored range makes a cluster's signal
+    grow less than linearly (two touching seeds can give 1.4 single-seed signals), so when
+    ``V / v1 - k >= tie_fraction`` the shape decides whether there is one seed more: a
+    chain of n seeds end to end at a centre distance of one seed length s adds
+    ``s^2 (n^2 - 1) / 12`` to the variance along the axis (less a quarter voxel length
+    squared along the axis for the slice quantisation of the ends); a side-by-side pair
+    adds ``(d / 2)^2`` across (d = seed diameter), counted when above 80 % of that.
+    """
+    if c.ratio < opts.min_volume_fraction:
+        return 0
+    k_signal = max(1, int(np.rint(c.ratio)))
+    if c.ratio - k_signal < opts.tie_fraction:
+        return k_signal
+    excess_along = float(c.eig[2] - ref_eig[2]) - c.axis_voxel_mm**2 / 4.0
+    n_along = int(np.rint(np.sqrt(1.0 + 12.0 * max(0.0, excess_along) / SEED_LENGTH_MM**2)))
+    excess_across = float(c.eig[1] - ref_eig[1])
+    n_across = 2 if excess_across > 0.8 * (SEED_DIAMETER_MM / 2.0) ** 2 else 1
+    return k_signal + 1 if n_along * n_across > k_signal else k_signal
 
 
 def _reconcile(
@@ -389,16 +418,20 @@ def detect_seeds(
     sp = np.asarray(grid.spacing_mm)
     d = grid.direction_matrix
     voxel_cov = d @ np.diag(sp**2 / 12.0) @ d.T
-    raw_vars = []
+    eigs = []
     for c in comps:
         c.ratio = c.signal / v1
-        c.k = 0 if c.ratio < opts.min_volume_fraction else max(1, int(np.rint(c.ratio)))
-        _, cov = _weighted_moments(c.pos_mm, c.weight)
+        mean, cov = _weighted_moments(c.pos_mm, c.weight)
         _, c.elongation = _axis_and_elongation(cov, voxel_cov)
+        c.eig, vecs = np.linalg.eigh(cov)
+        along_ijk = np.abs(grid.direction_matrix.T @ vecs[:, -1])
+        c.axis_voxel_mm = float(np.sum(along_ijk * sp))
         if 0.75 < c.ratio < 1.25:
-            ev = np.linalg.eigvalsh(cov)
-            raw_vars.append((ev[-1], 0.5 * (ev[0] + ev[1])))
-    seed_var_mm2 = _seed_variances(raw_vars, sp)
+            eigs.append(c.eig)
+    ref_eig = _single_seed_eigenvalues(eigs, sp)
+    seed_var_mm2 = (float(ref_eig[2]), float(0.5 * (ref_eig[0] + ref_eig[1])))
+    for c in comps:
+        c.k = _seeds_in_component(c, ref_eig, opts)
     if seed_count is not None:
         _reconcile(comps, int(seed_count), opts.round_elongation, notes)
     seeds: list[DetectedSeed] = []
