@@ -21,10 +21,11 @@ Method (each step is a function below):
 4. **Seeds per component** ``k = round(V / v1)`` (a component of 0.3-0.5 ``v1`` still
    counts as one seed; below ``min_volume_fraction`` it is dropped as suspicious).  When
    the implanted ``seed_count`` is given, the counts are reconciled: while too few seeds,
-   one is added to the component with the largest excess ``V / v1 - k`` (the most likely
-   under-split cluster, or a dropped small component); while too many, one is removed
+   one is added to the component with the largest excess ``V / v1 - k`` plus half its
+   shape evidence for one seed more (in [0, 1]; the most likely under-split cluster, or
+   a dropped small component); while too many, one is removed
    from the component whose volume best supports one seed fewer (smallest
-   ``(V / v1 - (k - 1)) x shape factor``; round, seed-unlike blobs go first).
+   ``(V / v1 - (k - 1)) x shape factor``; round, seed-unlike blobs (factor 0.25) go first).
 5. **Splitting** a component of ``k > 1`` seeds: weighted k-means on its voxel positions
    (mm, weights = HU above ``edge_threshold_hu``), started from k points spread along the
    component's principal axis (end-to-end chains), along its second axis (side-by-side
@@ -34,10 +35,13 @@ Method (each step is a function below):
    ``diag(spacing^2 / 12)`` - the second moments of a blurred object are the object's plus
    the blur's), signed to point along +k of the grid, and a confidence in [0, 1]: the
    product of a volume-fit term ``exp(-((V/v1 - k) / (0.35 sqrt(k)))^2 / 2)``, a
-   contrast term (peak HU above the threshold) and a shape term (0.5 for a round blob).
+   contrast term (peak HU above the threshold) and a shape term (0.25 for a round blob).
    Components that are too small, too large (more than ``max_seeds_per_cluster``), of
    ambiguous count (``|V/v1 - k| > 0.35``) or round are listed as suspicious clusters with
    the reason.
+
+7. **Thick slices** (slice spacing >= 1.5 x the pixel size, >= 20 isolated seeds): the
+   slice-phase (pixel-locking) correction of :func:`_equalise_slice_phase`.
 
 Everything works in the grid's index space and maps to patient mm through the Grid, so
 oblique grids and anisotropic voxels need nothing special.  Plain numpy / scipy (no
@@ -78,6 +82,8 @@ class DetectionOptions:
     round_elongation: float = 1.5
     kmeans_iterations: int = 30
     tie_fraction: float = 0.3
+    equalise_slice_phase: bool = True
+    min_seeds_for_equalisation: int = 20
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.metal_threshold_hu):
@@ -160,6 +166,7 @@ class _Component:
     elongation: float = 1.0
     eig: np.ndarray = field(default_factory=lambda: np.ones(3))
     axis_voxel_mm: float = 1.0  # voxel extent along the component's principal axis
+    shape_more: float = 0.0  # in [0, 1]: shape evidence for one seed more
     ratio: float = 0.0
     k: int = 0
 
@@ -345,18 +352,30 @@ def _seeds_in_component(c: _Component, ref_eig: np.ndarray, opts: DetectionOptio
     chain of n seeds end to end at a centre distance of one seed length s adds
     ``s^2 (n^2 - 1) / 12`` to the variance along the axis (less a quarter voxel length
     squared along the axis for the slice quantisation of the ends); a side-by-side pair
-    adds ``(d / 2)^2`` across (d = seed diameter), counted when above 80 % of that.
+    adds ``(d / 2)^2`` across (d = seed diameter), counted when above 80 % of that.  Strong
+    shape evidence (across excess above 1.5 (d/2)^2, or a chain 0.75 seed longer than the
+    signal says) adds the seed even without a tie.
     """
     if c.ratio < opts.min_volume_fraction:
         return 0
     k_signal = max(1, int(np.rint(c.ratio)))
-    if c.ratio - k_signal < opts.tie_fraction:
+    along, across = _shape_excess(c, ref_eig)
+    n_along = int(np.rint(along))
+    n_across = 2 if across > 0.8 else 1
+    strong = across > 1.5 or along >= k_signal + 0.75
+    if c.elongation < opts.round_elongation:  # a round blob is no chain or pair of seeds
         return k_signal
+    if n_along * n_across > k_signal and (c.ratio - k_signal >= opts.tie_fraction or strong):
+        return k_signal + 1
+    return k_signal
+
+
+def _shape_excess(c: _Component, ref_eig: np.ndarray) -> tuple[float, float]:
+    """(seeds along the axis implied by its variance, across variance excess / (d/2)^2)."""
     excess_along = float(c.eig[2] - ref_eig[2]) - c.axis_voxel_mm**2 / 4.0
-    n_along = int(np.rint(np.sqrt(1.0 + 12.0 * max(0.0, excess_along) / SEED_LENGTH_MM**2)))
-    excess_across = float(c.eig[1] - ref_eig[1])
-    n_across = 2 if excess_across > 0.8 * (SEED_DIAMETER_MM / 2.0) ** 2 else 1
-    return k_signal + 1 if n_along * n_across > k_signal else k_signal
+    along = float(np.sqrt(1.0 + 12.0 * max(0.0, excess_along) / SEED_LENGTH_MM**2))
+    across = float(c.eig[1] - ref_eig[1]) / (SEED_DIAMETER_MM / 2.0) ** 2
+    return along, across
 
 
 def _reconcile(
@@ -365,7 +384,7 @@ def _reconcile(
     total = sum(c.k for c in comps)
     start = total
     while total < seed_count:
-        c = max(comps, key=lambda c: c.ratio - c.k)
+        c = max(comps, key=lambda c: c.ratio - c.k + 0.5 * c.shape_more)
         c.k += 1
         total += 1
     while total > seed_count:
@@ -381,7 +400,7 @@ def _reconcile(
 
 
 def _shape_factor(c: _Component, round_elongation: float) -> float:
-    return 1.0 if c.elongation >= round_elongation else 0.5
+    return 1.0 if c.elongation >= round_elongation else 0.25
 
 
 def detect_seeds(
@@ -432,6 +451,8 @@ def detect_seeds(
     seed_var_mm2 = (float(ref_eig[2]), float(0.5 * (ref_eig[0] + ref_eig[1])))
     for c in comps:
         c.k = _seeds_in_component(c, ref_eig, opts)
+        along, across = _shape_excess(c, ref_eig)
+        c.shape_more = float(np.clip(max(across, along - max(c.k, 1)), 0.0, 1.0))
     if seed_count is not None:
         _reconcile(comps, int(seed_count), opts.round_elongation, notes)
     seeds: list[DetectedSeed] = []
@@ -447,7 +468,7 @@ def detect_seeds(
             reasons.append(f"too large ({c.ratio:.1f} x a seed's signal, {c.k} seeds)")
         elif c.k >= 1 and abs(c.ratio - c.k) > 0.35:
             reasons.append(f"ambiguous count ({c.ratio:.2f} x a seed's signal, {c.k} seeds)")
-        if c.k == 1 and c.elongation < opts.round_elongation:
+        if c.k >= 1 and c.elongation < opts.round_elongation:
             reasons.append(f"round, not seed-like (elongation {c.elongation:.2f})")
         if reasons:
             suspicious.append(
@@ -490,6 +511,13 @@ def detect_seeds(
                 )
             )
         report(progress, 0.3 + 0.7 * (n_done + 1) / len(comps), "splitting clusters")
+    if (
+        opts.equalise_slice_phase
+        and sp[2] >= 1.5 * max(sp[0], sp[1])
+        and sum(s.seeds_in_cluster == 1 for s in seeds) >= opts.min_seeds_for_equalisation
+    ):
+        seeds = _equalise_slice_phase(seeds, grid)
+        notes.append("slice-phase (pixel-locking) correction applied along k")
     if not seeds:
         raise ConfigError(
             f"no seeds found: {len(comps)} metal components, all smaller than "
@@ -505,6 +533,37 @@ def detect_seeds(
         seed_count_given=None if seed_count is None else int(seed_count),
         notes=tuple(notes),
     )
+
+
+def _equalise_slice_phase(seeds: list[DetectedSeed], grid: Grid) -> list[DetectedSeed]:
+    """Undo the pull of centroids towards slice boundaries on thick slices ("pixel locking").
+
+    With a clipped (saturated) seed core, the centroid's sub-slice position ``frac(k)`` is
+    biased towards the slice boundaries.  True seed positions are uniformly distributed
+    over the sub-slice phase, so the bias is removed by mapping each seed's phase through
+    the empirical distribution of the isolated seeds' phases (histogram equalisation of
+    the fractional part; Feng, Goree & Liu, Rev. Sci. Instrum. 78:053704, 2007, section
+    on pixel locking).  Applied along the slice axis only, when slices are thick.
+    """
+    pos = np.array([s.position_mm for s in seeds])
+    ijk = grid.mm_to_ijk(pos)
+    phase = ijk[:, 2] - np.floor(ijk[:, 2])
+    iso = np.array([s.seeds_in_cluster == 1 for s in seeds])
+    ref = np.sort(phase[iso])
+    xs = np.concatenate([[0.0], ref, [1.0]])
+    ys = np.concatenate([[0.0], (np.arange(ref.size) + 0.5) / ref.size, [1.0]])
+    ijk[:, 2] = np.floor(ijk[:, 2]) + np.interp(phase, xs, ys)
+    new = grid.ijk_to_mm(ijk)
+    return [
+        DetectedSeed(
+            position_mm=(float(p[0]), float(p[1]), float(p[2])),
+            direction=s.direction,
+            confidence=s.confidence,
+            cluster=s.cluster,
+            seeds_in_cluster=s.seeds_in_cluster,
+        )
+        for p, s in zip(new, seeds, strict=True)
+    ]
 
 
 # ---------------------------------------------------------------------------- plan
