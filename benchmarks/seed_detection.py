@@ -1,0 +1,135 @@
+"""Benchmark: seed detection on generated post-implant CTs (issue 7, item 1).
+
+Cases: 60 / 100 / 120 seeds with touching clusters (end-to-end and side-by-side pairs),
+1 mm (0.8 x 0.8 x 1 mm voxels) and 3 mm (1 x 1 x 3 mm) slices, detection without and
+with the implanted seed count.  Per case: detection rate, false positives, median and
+95th-percentile position error (Hungarian matching, 3 mm gate), run time and peak memory
+of the detection (tracemalloc), plus the time of a reference pass in the same process (a
+plain 26-connected labelling of the same CT, scipy.ndimage.label) as a machine-speed ratio.
+Writes benchmarks/results/seed_detection.json.
+
+Run: python -m benchmarks.seed_detection  (or python benchmarks/seed_detection.py)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from brachycryo.phantom import build_phantom  # noqa: E402
+from qa.postimplant_phantom import (  # noqa: E402
+    needle_seed_layout,
+    postimplant_grid,
+    render_postimplant_ct,
+)
+from qa.seed_detection import detect_seeds, match_seeds  # noqa: E402
+
+CASES = [(60, 11), (100, 12), (120, 13)]
+SLICES = {"1mm": (0.8, 0.8, 1.0), "3mm": (1.0, 1.0, 3.0)}
+
+
+def _machine() -> dict:
+    return {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "note": "shared 2-core machine, contended by other engineers' jobs",
+    }
+
+
+def run() -> dict:
+    phantom = build_phantom(seed=1, spacing_mm=(2.0, 2.0, 2.0))
+    results = []
+    for n_seeds, seed in CASES:
+        layout = needle_seed_layout(
+            phantom.masks["GTV_Bulky"],
+            phantom.grid,
+            n_seeds=n_seeds,
+            seed=seed,
+            n_end_to_end=max(3, n_seeds // 20),
+            n_side_by_side=max(3, n_seeds // 20),
+            needle_spacing_mm=7.0 if n_seeds > 80 else 9.0,
+            seed_spacing_mm=8.0 if n_seeds > 80 else 9.0,
+        )
+        for name, spacing in SLICES.items():
+            grid = postimplant_grid(phantom.grid, layout.positions_mm, spacing_mm=spacing)
+            ct = render_postimplant_ct(phantom.hu, phantom.grid, layout, ct_grid=grid, seed=seed)
+            t0 = time.perf_counter()
+            ndimage.label(ct.hu >= 2000.0, structure=np.ones((3, 3, 3), dtype=bool))
+            ref_s = time.perf_counter() - t0
+            for count in (None, n_seeds):
+                tracemalloc.start()
+                t0 = time.perf_counter()
+                det = detect_seeds(ct.hu, ct.grid, seed_count=count)
+                elapsed = time.perf_counter() - t0
+                _, peak = tracemalloc.get_traced_memory()
+                tracemalloc.stop()
+                m = match_seeds(det.positions_mm, layout.positions_mm, gate_mm=3.0)
+                row = {
+                    "n_seeds": n_seeds,
+                    "n_touching": int((~layout.isolated).sum()),
+                    "slices": name,
+                    "spacing_mm": list(spacing),
+                    "ct_shape": list(ct.grid.shape),
+                    "seed_count_given": count is not None,
+                    "n_detected": det.n_seeds,
+                    "detection_rate": m.detection_rate,
+                    "false_positives": m.false_positives,
+                    "false_positive_rate": m.false_positive_rate,
+                    "median_error_mm": float(np.median(m.error_mm)),
+                    "p95_error_mm": float(np.percentile(m.error_mm, 95)),
+                    "max_error_mm": float(np.max(m.error_mm)),
+                    "n_suspicious": len(det.suspicious),
+                    "time_s": elapsed,
+                    "reference_label_time_s": ref_s,
+                    "time_ratio_vs_reference": elapsed / ref_s if ref_s > 0 else None,
+                    "peak_memory_mb": peak / 2**20,
+                }
+                results.append(row)
+                print(
+                    f"{n_seeds:4d} seeds {name} count={'yes' if count else 'no '}: "
+                    f"found {m.n_matched}/{n_seeds}, FP {m.false_positives}, "
+                    f"median {row['median_error_mm']:.2f} mm, p95 {row['p95_error_mm']:.2f} mm, "
+                    f"{elapsed:.2f} s, {row['peak_memory_mb']:.0f} MB",
+                    flush=True,
+                )
+    return {
+        "benchmark": "seed_detection",
+        "machine": _machine(),
+        "criteria": {
+            "detection_rate_min": 0.98,
+            "false_positive_rate_max": 0.01,
+            "median_error_mm_max": 0.5,
+            "p95_error_mm_max": 1.5,
+            "match_gate_mm": 3.0,
+        },
+        "results": results,
+    }
+
+
+def main() -> None:
+    out = ROOT / "benchmarks" / "results" / "seed_detection.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = run()
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,652 @@
+"""Find implanted seeds on a post-implant CT: positions, orientations, confidences.
+
+Method (each step is a function below):
+
+1. **Threshold.**  Metal voxels are those at or above ``metal_threshold_hu`` (default
+   2000 HU).  The rule: seeds reconstruct far above any tissue (a titanium / silver seed's
+   effective CT number is ~10^4 HU and saturates the stored range, 3071 HU on 12-bit
+   scanners), while cortical bone stays below ~1900 HU and streak artefacts add at most a
+   few hundred HU to tissue.  2000 HU keeps bone and streaks out and partial-volume seeds
+   (a seed across a 3 mm slice still peaks near 3000 HU) in.
+2. **Connected components** of the metal voxels in 3D (26-connectivity: a thin oblique
+   seed may touch only at voxel corners).  Each component is grown by one voxel into its
+   neighbours above ``edge_threshold_hu`` (hysteresis): those partial-volume edge voxels
+   carry the sub-voxel position information the saturated core has lost.
+3. **Single-seed volume.**  The volume of one seed's metal component depends on the
+   scanner (blur, slice thickness) and is estimated from the image itself: the median of
+   the component volumes, refined three times as the median of the components between
+   0.5 and 1.5 times the previous estimate (isolated seeds outnumber clusters in any
+   implant).  With fewer than three components and a known seed count the total metal
+   volume divided by the count is used.
+4. **Seeds per component** ``k = round(V / v1)`` (a component of 0.3-0.5 ``v1`` still
+   counts as one seed; below ``min_volume_fraction`` it is dropped as suspicious).  When
+   the implanted ``seed_count`` is given, the counts are reconciled: while too few seeds,
+   one is added to the component with the largest excess ``V / v1 - k`` plus half its
+   shape evidence for one seed more (in [0, 1]; the most likely under-split cluster, or
+   a dropped small component); while too many, one is removed
+   from the component whose volume best supports one seed fewer (smallest
+   ``(V / v1 - (k - 1)) x shape factor``; round, seed-unlike blobs (factor 0.25) go first).
+5. **Splitting** a component of ``k > 1`` seeds: weighted k-means on its voxel positions
+   (mm, weights = HU above ``edge_threshold_hu``), started from k points spread along the
+   component's principal axis (end-to-end chains), along its second axis (side-by-side
+   pairs) and from farthest-point seeding; the partition of least weighted inertia wins.
+6. **Per seed**: the centroid (HU-weighted mean of its voxels), the orientation (principal
+   axis of the weighted covariance after subtracting the voxel's own box covariance
+   ``diag(spacing^2 / 12)`` - the second moments of a blurred object are the object's plus
+   the blur's), signed to point along +k of the grid, and a confidence in [0, 1]: the
+   product of a volume-fit term ``exp(-((V/v1 - k) / (0.35 sqrt(k)))^2 / 2)``, a
+   contrast term (peak HU above the threshold) and a shape term (0.25 for a round blob).
+   Components that are too small, too large (more than ``max_seeds_per_cluster``), of
+   ambiguous count (``|V/v1 - k| > 0.35``) or round are listed as suspicious clusters with
+   the reason.
+
+7. **Thick slices** (slice spacing >= 1.5 x the pixel size, >= 20 isolated seeds): the
+   slice-phase (pixel-locking) correction of :func:`_equalise_slice_phase`.
+
+Everything works in the grid's index space and maps to patient mm through the Grid, so
+oblique grids and anisotropic voxels need nothing special.  Plain numpy / scipy (no
+backend choice: the work is a few thousand voxels per implant).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
+
+from brachycryo.errors import ConfigError, GeometryError
+from brachycryo.grid import Grid
+from brachycryo.progress import ProgressCallback, report
+from dicom_io.rtplan import BrachyPlan, BrachySource, seed_implant
+
+#: Default metal threshold (HU): above cortical bone, below partial-volume seed peaks.
+METAL_THRESHOLD_HU = 2000.0
+#: Nominal I-125 seed capsule (e.g. Oncura 6711 / 6702): length and diameter, mm.
+SEED_LENGTH_MM = 4.5
+SEED_DIAMETER_MM = 0.8
+#: Default lower threshold (HU) of the one-voxel hysteresis growth of metal components.
+EDGE_THRESHOLD_HU = 300.0
+
+
+@dataclass(frozen=True)
+class DetectionOptions:
+    """Tunable rules of :func:`detect_seeds` (see the module docstring)."""
+
+    metal_threshold_hu: float = METAL_THRESHOLD_HU
+    edge_threshold_hu: float = EDGE_THRESHOLD_HU
+    min_volume_fraction: float = 0.3
+    max_seeds_per_cluster: int = 8
+    round_elongation: float = 1.5
+    kmeans_iterations: int = 30
+    tie_fraction: float = 0.3
+    equalise_slice_phase: bool = True
+    min_seeds_for_equalisation: int = 20
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.metal_threshold_hu):
+            raise ConfigError("metal_threshold_hu must be finite", key="metal_threshold_hu")
+        if not (
+            np.isfinite(self.edge_threshold_hu) and self.edge_threshold_hu < self.metal_threshold_hu
+        ):
+            raise ConfigError(
+                f"edge_threshold_hu ({self.edge_threshold_hu}) must be below "
+                f"metal_threshold_hu ({self.metal_threshold_hu})",
+                key="edge_threshold_hu",
+            )
+        if not 0 < self.min_volume_fraction < 1:
+            raise ConfigError("min_volume_fraction must be in (0, 1)", key="min_volume_fraction")
+        if self.max_seeds_per_cluster < 1:
+            raise ConfigError("max_seeds_per_cluster must be >= 1", key="max_seeds_per_cluster")
+
+
+@dataclass(frozen=True)
+class DetectedSeed:
+    """One seed: centroid (LPS mm), unit axis (pointing along +k of the grid), confidence."""
+
+    position_mm: tuple[float, float, float]
+    direction: tuple[float, float, float]
+    confidence: float
+    cluster: int
+    seeds_in_cluster: int
+
+
+@dataclass(frozen=True)
+class SuspiciousCluster:
+    """A metal component worth a look, with why: its centroid, volume and assigned seeds."""
+
+    cluster: int
+    centroid_mm: tuple[float, float, float]
+    volume_mm3: float
+    seeds_assigned: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class SeedDetection:
+    """Result of :func:`detect_seeds`."""
+
+    seeds: tuple[DetectedSeed, ...]
+    suspicious: tuple[SuspiciousCluster, ...]
+    single_seed_volume_mm3: float
+    metal_threshold_hu: float
+    n_components: int
+    seed_count_given: int | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def positions_mm(self) -> np.ndarray:
+        return np.array([s.position_mm for s in self.seeds], dtype=float).reshape(-1, 3)
+
+    @property
+    def directions(self) -> np.ndarray:
+        return np.array([s.direction for s in self.seeds], dtype=float).reshape(-1, 3)
+
+    @property
+    def confidences(self) -> np.ndarray:
+        return np.array([s.confidence for s in self.seeds], dtype=float)
+
+
+# ---------------------------------------------------------------------------- helpers
+@dataclass
+class _Component:
+    label: int
+    ijk: np.ndarray  # (n, 3) voxel indices (i, j, k) of the grown component
+    pos_mm: np.ndarray  # (n, 3) voxel centres
+    weight: np.ndarray  # (n,) HU above the edge threshold
+    core_volume_mm3: float
+    signal: float  # sum of HU above the edge threshold x voxel volume (HU mm3)
+    peak_hu: float
+    elongation: float = 1.0
+    eig: np.ndarray = field(default_factory=lambda: np.ones(3))
+    axis_voxel_mm: float = 1.0  # voxel extent along the component's principal axis
+    shape_more: float = 0.0  # in [0, 1]: shape evidence for one seed more
+    ratio: float = 0.0
+    k: int = 0
+
+
+def _weighted_moments(pos: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    wsum = float(w.sum())
+    mean = (w[:, None] * pos).sum(axis=0) / wsum
+    d = pos - mean
+    cov = (w[:, None, None] * d[:, :, None] * d[:, None, :]).sum(axis=0) / wsum
+    return mean, cov
+
+
+def _axis_and_elongation(cov: np.ndarray, voxel_cov: np.ndarray) -> tuple[np.ndarray, float]:
+    c = cov - voxel_cov
+    vals, vecs = np.linalg.eigh((c + c.T) / 2.0)
+    vals = np.maximum(vals, 1e-6)
+    axis = vecs[:, -1]
+    return axis, float(np.sqrt(vals[-1] / vals[-2]))
+
+
+def _metric_d2(pos: np.ndarray, centres: np.ndarray, metric: np.ndarray) -> np.ndarray:
+    d = pos[:, None, :] - centres[None]
+    return np.einsum("nci,ij,ncj->nc", d, metric, d)
+
+
+def _weighted_kmeans(
+    pos: np.ndarray, w: np.ndarray, init: np.ndarray, iterations: int, metric: np.ndarray
+) -> tuple[np.ndarray, float]:
+    centres = init.copy()
+    labels = np.zeros(pos.shape[0], dtype=int)
+    for _ in range(iterations):
+        d2 = _metric_d2(pos, centres, metric)
+        new = np.argmin(d2, axis=1)
+        for c in range(centres.shape[0]):
+            sel = new == c
+            if np.any(sel) and w[sel].sum() > 0:
+                centres[c] = (w[sel, None] * pos[sel]).sum(axis=0) / w[sel].sum()
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    d2 = _metric_d2(pos, centres, metric)
+    labels = np.argmin(d2, axis=1)
+    inertia = float((w * d2[np.arange(pos.shape[0]), labels]).sum())
+    return labels, inertia
+
+
+def _split(
+    comp: _Component, k: int, iterations: int, seed_var_mm2: tuple[float, float]
+) -> list[np.ndarray]:
+    """Boolean masks (over the component's voxels) of k seeds.
+
+    Hard-assignment Gaussian mixture with the single-seed covariance (``seed_var_mm2`` =
+    variance along / across a seed, from the isolated seeds) oriented along the
+    component's principal axis: k-means in that Mahalanobis metric, so a side-by-side
+    pair splits across and an end-to-end chain along the seeds.
+    """
+    pos, w = comp.pos_mm, comp.weight
+    if k <= 1:
+        return [np.ones(pos.shape[0], dtype=bool)]
+    k = min(k, pos.shape[0])
+    mean, cov = _weighted_moments(pos, w)
+    _, vecs = np.linalg.eigh(cov)
+    a = vecs[:, -1]
+    along = np.outer(a, a)
+    metric = along / seed_var_mm2[0] + (np.eye(3) - along) / seed_var_mm2[1]
+    inits = []
+    for axis_index in (-1, -2):
+        axis = vecs[:, axis_index]
+        t = (pos - mean) @ axis
+        qs = np.quantile(t, (np.arange(k) + 0.5) / k)
+        inits.append(mean + qs[:, None] * axis)
+    # farthest-point seeding from the heaviest voxel
+    first = int(np.argmax(w))
+    chosen = [first]
+    d2 = np.sum((pos - pos[first]) ** 2, axis=1)
+    for _ in range(k - 1):
+        nxt = int(np.argmax(d2))
+        chosen.append(nxt)
+        d2 = np.minimum(d2, np.sum((pos - pos[nxt]) ** 2, axis=1))
+    inits.append(pos[chosen].astype(float))
+    best, best_inertia = None, np.inf
+    for init in inits:
+        labels, inertia = _weighted_kmeans(pos, w, init, iterations, metric)
+        if np.unique(labels).size == k and inertia < best_inertia:
+            best, best_inertia = labels, inertia
+    if best is None:  # degenerate: fall back to slicing along the principal axis
+        t = (pos - mean) @ vecs[:, -1]
+        best = np.minimum((np.argsort(np.argsort(t)) * k) // pos.shape[0], k - 1)
+    return [best == c for c in range(k)]
+
+
+def _check_inputs(hu: np.ndarray, grid: Grid, seed_count: int | None) -> np.ndarray:
+    if not isinstance(grid, Grid):
+        raise GeometryError(f"grid must be a brachycryo Grid, got {type(grid).__name__}")
+    arr = np.asarray(hu)
+    if arr.ndim != 3:
+        raise GeometryError(f"hu must be a 3D volume indexed [k, j, i], got {arr.ndim}D")
+    grid.check_volume(arr, "hu")
+    if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+        raise ConfigError(f"hu must be real numbers, got dtype {arr.dtype}", key="hu")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        k, j, i = np.argwhere(bad)[0]
+        raise ConfigError(
+            f"hu contains {int(bad.sum())} NaN/inf voxels (first at [k, j, i] = "
+            f"[{k}, {j}, {i}]); fill or crop them before detecting seeds",
+            key="hu",
+        )
+    if seed_count is not None and (int(seed_count) != seed_count or seed_count < 1):
+        raise ConfigError(
+            f"seed_count must be a positive integer, got {seed_count}", key="seed_count"
+        )
+    return arr
+
+
+def _components(
+    hu: np.ndarray, grid: Grid, opts: DetectionOptions
+) -> tuple[list[_Component], np.ndarray]:
+    core = hu >= opts.metal_threshold_hu
+    labels, n = ndimage.label(core, structure=np.ones((3, 3, 3), dtype=bool))
+    if n == 0:
+        return [], labels
+    grown = ndimage.grey_dilation(labels, footprint=np.ones((3, 3, 3), dtype=bool))
+    edge = (labels == 0) & (grown > 0) & (hu >= opts.edge_threshold_hu)
+    labels = np.where(edge, grown, labels)
+    voxel_mm3 = grid.voxel_volume_mm3
+    core_counts = np.bincount(np.where(core, labels, 0).ravel(), minlength=n + 1)
+    comps = []
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        sub = labels[sl] == lab
+        kji = np.argwhere(sub) + np.array([s.start for s in sl])
+        vals = hu[sl][sub].astype(float)
+        ijk = kji[:, ::-1].astype(float)
+        comps.append(
+            _Component(
+                label=lab,
+                ijk=ijk,
+                pos_mm=grid.ijk_to_mm(ijk),
+                weight=np.maximum(vals - opts.edge_threshold_hu, 0.0) + 1e-3,
+                core_volume_mm3=float(core_counts[lab]) * voxel_mm3,
+                signal=float(np.maximum(vals - opts.edge_threshold_hu, 0.0).sum()) * voxel_mm3,
+                peak_hu=float(vals.max()),
+            )
+        )
+    return comps, labels
+
+
+def _single_seed_volume(volumes: np.ndarray, seed_count: int | None) -> tuple[float, str]:
+    if volumes.size >= 3:
+        v = float(np.median(volumes))
+        for _ in range(3):
+            sel = volumes[(volumes > 0.5 * v) & (volumes < 1.5 * v)]
+            if sel.size == 0:
+                break
+            v = float(np.median(sel))
+        return v, "median of isolated components"
+    if seed_count:
+        return float(volumes.sum()) / seed_count, "total metal volume / seed count"
+    return float(np.median(volumes)), "median of fewer than 3 components (uncertain)"
+
+
+def _single_seed_eigenvalues(eigs: list, spacing_mm: np.ndarray) -> np.ndarray:
+    """Median eigenvalues (ascending, mm2) of one seed's voxel covariance, from isolated seeds.
+
+    Fallback with no isolated seed: a 4.5 mm x 0.8 mm cylinder (L^2 / 12, d^2 / 16) plus
+    the voxel's box variance.
+    """
+    if eigs:
+        return np.median(np.asarray(eigs), axis=0)
+    box = float(np.mean(spacing_mm**2)) / 12.0
+    across = SEED_DIAMETER_MM**2 / 16.0 + box
+    return np.array([across, across, SEED_LENGTH_MM**2 / 12.0 + box])
+
+
+def _seeds_in_component(c: _Component, ref_eig: np.ndarray, opts: DetectionOptions) -> int:
+    """Seeds in a component from its metal signal and its shape (module docstring, step 4).
+
+    Signal: ``k = round(V / v1)``.  Saturation of the stored range makes a cluster's signal
+    grow less than linearly (two touching seeds can give 1.4 single-seed signals), so when
+    ``V / v1 - k >= tie_fraction`` the shape decides whether there is one seed more: a
+    chain of n seeds end to end at a centre distance of one seed length s adds
+    ``s^2 (n^2 - 1) / 12`` to the variance along the axis (less a quarter voxel length
+    squared along the axis for the slice quantisation of the ends); a side-by-side pair
+    adds ``(d / 2)^2`` across (d = seed diameter), counted when above 80 % of that.  Strong
+    shape evidence (across excess above 1.5 (d/2)^2, or a chain 0.75 seed longer than the
+    signal says) adds the seed even without a tie.
+    """
+    if c.ratio < opts.min_volume_fraction:
+        return 0
+    k_signal = max(1, int(np.rint(c.ratio)))
+    along, across = _shape_excess(c, ref_eig)
+    n_along = int(np.rint(along))
+    n_across = 2 if across > 0.8 else 1
+    strong = across > 1.5 or along >= k_signal + 0.75
+    if c.elongation < opts.round_elongation:  # a round blob is no chain or pair of seeds
+        return k_signal
+    if n_along * n_across > k_signal and (c.ratio - k_signal >= opts.tie_fraction or strong):
+        return k_signal + 1
+    return k_signal
+
+
+def _shape_excess(c: _Component, ref_eig: np.ndarray) -> tuple[float, float]:
+    """(seeds along the axis implied by its variance, across variance excess / (d/2)^2)."""
+    excess_along = float(c.eig[2] - ref_eig[2]) - c.axis_voxel_mm**2 / 4.0
+    along = float(np.sqrt(1.0 + 12.0 * max(0.0, excess_along) / SEED_LENGTH_MM**2))
+    across = float(c.eig[1] - ref_eig[1]) / (SEED_DIAMETER_MM / 2.0) ** 2
+    return along, across
+
+
+def _reconcile(
+    comps: list[_Component], seed_count: int, round_elongation: float, notes: list[str]
+) -> None:
+    total = sum(c.k for c in comps)
+    start = total
+    while total < seed_count:
+        c = max(comps, key=lambda c: c.ratio - c.k + 0.5 * c.shape_more)
+        c.k += 1
+        total += 1
+    while total > seed_count:
+        live = [c for c in comps if c.k > 0]
+        c = min(live, key=lambda c: (c.ratio - (c.k - 1)) * _shape_factor(c, round_elongation))
+        c.k -= 1
+        total -= 1
+    if start != seed_count:
+        notes.append(
+            f"seed count reconciled: {start} seeds from volumes, {seed_count} implanted "
+            f"({'split' if start < seed_count else 'removed'} {abs(seed_count - start)})"
+        )
+
+
+def _shape_factor(c: _Component, round_elongation: float) -> float:
+    return 1.0 if c.elongation >= round_elongation else 0.25
+
+
+def detect_seeds(
+    hu: np.ndarray,
+    grid: Grid,
+    *,
+    seed_count: int | None = None,
+    options: DetectionOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> SeedDetection:
+    """Detect the seeds on a post-implant CT (``hu`` indexed [k, j, i] on ``grid``).
+
+    ``seed_count``, when given, is the number of implanted seeds; the per-component counts
+    are reconciled to it (module docstring, step 4).  Raises :class:`ConfigError` for NaN
+    HU or when no voxel reaches the metal threshold, :class:`GeometryError` for a volume
+    that does not fit the grid.
+    """
+    opts = options or DetectionOptions()
+    arr = _check_inputs(hu, grid, seed_count)
+    report(progress, 0.0, "thresholding")
+    comps, _ = _components(arr, grid, opts)
+    if not comps:
+        raise ConfigError(
+            f"no seeds found: no voxel reaches the metal threshold of "
+            f"{opts.metal_threshold_hu:g} HU (image maximum {float(arr.max()):g} HU); is this a "
+            "post-implant CT, and is its stored range clipped below the threshold?",
+            key="metal_threshold_hu",
+        )
+    report(progress, 0.3, f"{len(comps)} metal components")
+    notes: list[str] = []
+    signals = np.array([c.signal for c in comps])
+    v1, how = _single_seed_volume(signals, seed_count)
+    notes.append(f"single-seed metal signal {v1:.4g} HU mm3 ({how})")
+    sp = np.asarray(grid.spacing_mm)
+    d = grid.direction_matrix
+    voxel_cov = d @ np.diag(sp**2 / 12.0) @ d.T
+    eigs = []
+    for c in comps:
+        c.ratio = c.signal / v1
+        mean, cov = _weighted_moments(c.pos_mm, c.weight)
+        _, c.elongation = _axis_and_elongation(cov, voxel_cov)
+        c.eig, vecs = np.linalg.eigh(cov)
+        along_ijk = np.abs(grid.direction_matrix.T @ vecs[:, -1])
+        c.axis_voxel_mm = float(np.sum(along_ijk * sp))
+        if 0.75 < c.ratio < 1.25:
+            eigs.append(c.eig)
+    ref_eig = _single_seed_eigenvalues(eigs, sp)
+    seed_var_mm2 = (float(ref_eig[2]), float(0.5 * (ref_eig[0] + ref_eig[1])))
+    for c in comps:
+        c.k = _seeds_in_component(c, ref_eig, opts)
+        along, across = _shape_excess(c, ref_eig)
+        c.shape_more = float(np.clip(max(across, along - max(c.k, 1)), 0.0, 1.0))
+    if seed_count is not None:
+        _reconcile(comps, int(seed_count), opts.round_elongation, notes)
+    seeds: list[DetectedSeed] = []
+    suspicious: list[SuspiciousCluster] = []
+    k_axis = grid.slice_normal
+    for n_done, c in enumerate(comps):
+        reasons = []
+        if c.k == 0:
+            reasons.append(f"too small ({c.ratio:.2f} x a seed's signal): dropped")
+        elif c.ratio < 0.5:
+            reasons.append(f"small ({c.ratio:.2f} x a seed's signal)")
+        if c.k > opts.max_seeds_per_cluster:
+            reasons.append(f"too large ({c.ratio:.1f} x a seed's signal, {c.k} seeds)")
+        elif c.k >= 1 and abs(c.ratio - c.k) > 0.35:
+            reasons.append(f"ambiguous count ({c.ratio:.2f} x a seed's signal, {c.k} seeds)")
+        if c.k >= 1 and c.elongation < opts.round_elongation:
+            reasons.append(f"round, not seed-like (elongation {c.elongation:.2f})")
+        if reasons:
+            suspicious.append(
+                SuspiciousCluster(
+                    cluster=c.label,
+                    centroid_mm=tuple(float(v) for v in _weighted_moments(c.pos_mm, c.weight)[0]),
+                    volume_mm3=c.core_volume_mm3,
+                    seeds_assigned=c.k,
+                    reason="; ".join(reasons),
+                )
+            )
+        if c.k == 0:
+            continue
+        fit = float(np.exp(-0.5 * ((c.ratio - c.k) / (0.35 * np.sqrt(c.k))) ** 2))
+        contrast = float(
+            np.clip(
+                (c.peak_hu - opts.metal_threshold_hu)
+                / (0.25 * abs(opts.metal_threshold_hu) + 1e-9),
+                0.0,
+                1.0,
+            )
+        )
+        conf_c = (
+            fit * max(contrast, 0.1) * _shape_factor(c, opts.round_elongation)
+            if c.k == 1
+            else fit * max(contrast, 0.1)
+        )
+        for part in _split(c, c.k, opts.kmeans_iterations, seed_var_mm2):
+            mean, cov = _weighted_moments(c.pos_mm[part], c.weight[part])
+            axis, _ = _axis_and_elongation(cov, voxel_cov)
+            if axis @ k_axis < 0:
+                axis = -axis
+            seeds.append(
+                DetectedSeed(
+                    position_mm=(float(mean[0]), float(mean[1]), float(mean[2])),
+                    direction=(float(axis[0]), float(axis[1]), float(axis[2])),
+                    confidence=float(np.clip(conf_c, 0.0, 1.0)),
+                    cluster=c.label,
+                    seeds_in_cluster=c.k,
+                )
+            )
+        report(progress, 0.3 + 0.7 * (n_done + 1) / len(comps), "splitting clusters")
+    if (
+        opts.equalise_slice_phase
+        and sp[2] >= 1.5 * max(sp[0], sp[1])
+        and sum(s.seeds_in_cluster == 1 for s in seeds) >= opts.min_seeds_for_equalisation
+    ):
+        seeds = _equalise_slice_phase(seeds, grid)
+        notes.append("slice-phase (pixel-locking) correction applied along k")
+    if not seeds:
+        raise ConfigError(
+            f"no seeds found: {len(comps)} metal components, all smaller than "
+            f"{opts.min_volume_fraction} x the single-seed volume",
+            key="metal_threshold_hu",
+        )
+    return SeedDetection(
+        seeds=tuple(seeds),
+        suspicious=tuple(suspicious),
+        single_seed_volume_mm3=v1,
+        metal_threshold_hu=opts.metal_threshold_hu,
+        n_components=len(comps),
+        seed_count_given=None if seed_count is None else int(seed_count),
+        notes=tuple(notes),
+    )
+
+
+def _equalise_slice_phase(seeds: list[DetectedSeed], grid: Grid) -> list[DetectedSeed]:
+    """Undo the pull of centroids towards slice boundaries on thick slices ("pixel locking").
+
+    With a clipped (saturated) seed core, the centroid's sub-slice position ``frac(k)`` is
+    biased towards the slice boundaries.  True seed positions are uniformly distributed
+    over the sub-slice phase, so the bias is removed by mapping each seed's phase through
+    the empirical distribution of the isolated seeds' phases (histogram equalisation of
+    the fractional part; Feng, Goree & Liu, Rev. Sci. Instrum. 78:053704, 2007, section
+    on pixel locking).  Applied along the slice axis only, when slices are thick.
+    """
+    pos = np.array([s.position_mm for s in seeds])
+    ijk = grid.mm_to_ijk(pos)
+    phase = ijk[:, 2] - np.floor(ijk[:, 2])
+    iso = np.array([s.seeds_in_cluster == 1 for s in seeds])
+    ref = np.sort(phase[iso])
+    xs = np.concatenate([[0.0], ref, [1.0]])
+    ys = np.concatenate([[0.0], (np.arange(ref.size) + 0.5) / ref.size, [1.0]])
+    ijk[:, 2] = np.floor(ijk[:, 2]) + np.interp(phase, xs, ys)
+    new = grid.ijk_to_mm(ijk)
+    return [
+        DetectedSeed(
+            position_mm=(float(p[0]), float(p[1]), float(p[2])),
+            direction=s.direction,
+            confidence=s.confidence,
+            cluster=s.cluster,
+            seeds_in_cluster=s.seeds_in_cluster,
+        )
+        for p, s in zip(new, seeds, strict=True)
+    ]
+
+
+# ---------------------------------------------------------------------------- plan
+def to_plan(
+    detection: SeedDetection,
+    *,
+    sk_u: float,
+    model: str,
+    reference_datetime: _dt.datetime,
+    manufacturer: str = "",
+    label: str = "POSTIMPLANT",
+    prescription_dose_gy: float | None = None,
+    referenced_structure_set_uid: str | None = None,
+) -> BrachyPlan:
+    """A permanent I-125 :class:`BrachyPlan` of the detected seeds (air-kerma strength ``sk_u``).
+
+    A CT does not show which needle delivered a seed, so each seed is its own channel
+    (numbered in detection order) with its detected orientation.
+    """
+    if detection.n_seeds == 0:
+        raise ConfigError("the detection holds no seeds; no plan to build", key="detection")
+    source = BrachySource(
+        sk_u=float(sk_u),
+        reference_datetime=reference_datetime,
+        isotope="I-125",
+        model=model,
+        manufacturer=manufacturer,
+        source_type="LINE",
+    )
+    return seed_implant(
+        detection.positions_mm,
+        list(range(1, detection.n_seeds + 1)),
+        source=source,
+        directions=detection.directions,
+        label=label,
+        prescription_dose_gy=prescription_dose_gy,
+        referenced_structure_set_uid=referenced_structure_set_uid,
+    )
+
+
+# ---------------------------------------------------------------------------- scoring
+@dataclass(frozen=True)
+class SeedMatch:
+    """Detections matched to known seeds (Hungarian assignment within a gate)."""
+
+    detected_index: np.ndarray
+    truth_index: np.ndarray
+    error_mm: np.ndarray
+    n_detected: int
+    n_truth: int
+
+    @property
+    def n_matched(self) -> int:
+        return int(self.truth_index.size)
+
+    @property
+    def detection_rate(self) -> float:
+        return self.n_matched / self.n_truth if self.n_truth else 0.0
+
+    @property
+    def false_positives(self) -> int:
+        return self.n_detected - self.n_matched
+
+    @property
+    def false_positive_rate(self) -> float:
+        return self.false_positives / self.n_truth if self.n_truth else 0.0
+
+
+def match_seeds(
+    detected_mm: np.ndarray, truth_mm: np.ndarray, *, gate_mm: float = 3.0
+) -> SeedMatch:
+    """Match detections to true positions: minimum total distance, pairs above ``gate_mm`` cut.
+
+    Uses the Hungarian algorithm (scipy.optimize.linear_sum_assignment) on the distance
+    matrix with distances beyond the gate priced out.
+    """
+    det = np.asarray(detected_mm, dtype=float).reshape(-1, 3)
+    tru = np.asarray(truth_mm, dtype=float).reshape(-1, 3)
+    if det.shape[0] == 0 or tru.shape[0] == 0:
+        empty = np.zeros(0, dtype=int)
+        return SeedMatch(empty, empty, np.zeros(0), det.shape[0], tru.shape[0])
+    dist = np.linalg.norm(det[:, None, :] - tru[None, :, :], axis=-1)
+    cost = np.where(dist <= gate_mm, dist, 1e6)
+    r, c = linear_sum_assignment(cost)
+    keep = dist[r, c] <= gate_mm
+    return SeedMatch(r[keep], c[keep], dist[r[keep], c[keep]], det.shape[0], tru.shape[0])

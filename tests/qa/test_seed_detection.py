@@ -1,0 +1,249 @@
+"""Seed detection on generated post-implant CTs with known seeds (issue 7, item 1).
+
+Acceptance (issue 7): on CTs with 60-120 seeds, touching clusters included, 1 and 3 mm
+slices: >= 98 % of seeds found, <= 1 % false positives, median position error <= 0.5 mm
+and 95th percentile <= 1.5 mm; detections matched to truth by Hungarian assignment with
+a 3 mm gate.  Orientation of isolated seeds, count reconciliation and bad input too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from brachycryo.errors import ConfigError, GeometryError
+from brachycryo.grid import Grid
+from brachycryo.phantom import build_phantom
+from qa.postimplant_phantom import (
+    SEED_LENGTH_MM,
+    ScannerModel,
+    needle_seed_layout,
+    postimplant_grid,
+    render_postimplant_ct,
+    seed_volume_fraction,
+)
+from qa.seed_detection import (
+    DetectionOptions,
+    detect_seeds,
+    match_seeds,
+    to_plan,
+)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    # 3 mm phantom voxels keep the build fast; the CT is resampled to 1-3 mm slices
+    return build_phantom(seed=1, spacing_mm=(3.0, 3.0, 3.0))
+
+
+def _layout(phantom, n_seeds: int, seed: int):
+    return needle_seed_layout(
+        phantom.masks["GTV_Bulky"],
+        phantom.grid,
+        n_seeds=n_seeds,
+        seed=seed,
+        n_end_to_end=max(3, n_seeds // 20),
+        n_side_by_side=max(3, n_seeds // 20),
+        needle_spacing_mm=7.0 if n_seeds > 80 else 9.0,
+        seed_spacing_mm=8.0 if n_seeds > 80 else 9.0,
+    )
+
+
+def _ct(phantom, layout, spacing_mm, seed, *, direction_grid=None):
+    grid = postimplant_grid(
+        direction_grid or phantom.grid, layout.positions_mm, spacing_mm=spacing_mm
+    )
+    return render_postimplant_ct(phantom.hu, phantom.grid, layout, ct_grid=grid, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def implant100(phantom):
+    return _layout(phantom, 100, seed=3)
+
+
+@pytest.fixture(scope="module")
+def ct_1mm(phantom, implant100):
+    return _ct(phantom, implant100, (0.8, 0.8, 1.0), seed=3)
+
+
+@pytest.fixture(scope="module")
+def ct_3mm(phantom, implant100):
+    return _ct(phantom, implant100, (1.0, 1.0, 3.0), seed=3)
+
+
+def _assert_acceptance(det, layout):
+    m = match_seeds(det.positions_mm, layout.positions_mm, gate_mm=3.0)
+    n = layout.n_seeds
+    assert m.detection_rate >= 0.98, f"found {m.n_matched}/{n}"
+    assert m.false_positives <= 0.01 * n, f"{m.false_positives} false positives of {n}"
+    assert np.median(m.error_mm) <= 0.5, f"median error {np.median(m.error_mm):.2f} mm"
+    assert np.percentile(m.error_mm, 95) <= 1.5, f"p95 {np.percentile(m.error_mm, 95):.2f} mm"
+    return m
+
+
+# ---------------------------------------------------------------------------- phantom
+def test_layout_has_touching_clusters_and_no_overlaps(implant100):
+    lay = implant100
+    assert lay.n_seeds == 100
+    assert lay.kind.count("end_to_end") >= 6 and lay.kind.count("side_by_side") >= 6
+    d = np.linalg.norm(lay.positions_mm[:, None] - lay.positions_mm[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    iso = lay.isolated
+    # touching partners: centre distance one seed diameter / length plus the small gap
+    assert np.all(d[~iso].min(axis=1) < SEED_LENGTH_MM + 0.5)
+    assert np.all(d[iso].min(axis=1) >= SEED_LENGTH_MM + 2.0)
+    np.testing.assert_allclose(np.linalg.norm(lay.directions, axis=1), 1.0, atol=1e-12)
+
+
+def test_seed_volume_fraction_integrates_to_the_cylinder_volume():
+    grid = Grid(shape=(20, 30, 30), origin_mm=(-12.0, -12.0, -15.0), spacing_mm=(0.8, 0.8, 1.5))
+    d = np.array([[0.3, 0.2, 0.93]])
+    frac = seed_volume_fraction(
+        grid, np.array([[0.3, -0.2, 0.1]]), d / np.linalg.norm(d), supersample=6
+    )
+    volume = frac.sum() * grid.voxel_volume_mm3
+    expected = np.pi * 0.4**2 * 4.5  # 2.26 mm3
+    assert volume == pytest.approx(expected, rel=0.03)
+
+
+def test_ct_is_deterministic_and_metal_saturates(phantom, implant100, ct_3mm):
+    again = _ct(phantom, implant100, (1.0, 1.0, 3.0), seed=3)
+    np.testing.assert_array_equal(again.hu, ct_3mm.hu)
+    other = _ct(phantom, implant100, (1.0, 1.0, 3.0), seed=4)
+    assert not np.array_equal(other.hu, ct_3mm.hu)
+    assert ct_3mm.hu.dtype == np.float32
+    assert ct_3mm.hu.max() == pytest.approx(ScannerModel().max_hu)  # clipped stored range
+    # streaks: tissue around the seeds varies far more than the phantom's own noise
+    ijk = np.rint(ct_3mm.grid.mm_to_ijk(implant100.positions_mm[0])).astype(int)
+    ring = ct_3mm.hu[ijk[2], ijk[1] - 12 : ijk[1] + 12, ijk[0] + 5 : ijk[0] + 12]
+    assert np.ptp(ring) > 150
+
+
+# ---------------------------------------------------------------------------- detection
+def test_detection_1mm_slices_without_seed_count(ct_1mm, implant100):
+    det = detect_seeds(ct_1mm.hu, ct_1mm.grid)
+    m = _assert_acceptance(det, implant100)
+    # touching clusters were split, not merely absorbed
+    clustered = np.flatnonzero(~implant100.isolated)
+    assert np.isin(clustered, m.truth_index).mean() >= 0.9
+    assert all(0.0 <= s.confidence <= 1.0 for s in det.seeds)
+
+
+def test_detection_3mm_slices_with_seed_count(ct_3mm, implant100):
+    det = detect_seeds(ct_3mm.hu, ct_3mm.grid, seed_count=implant100.n_seeds)
+    assert det.n_seeds == implant100.n_seeds
+    _assert_acceptance(det, implant100)
+
+
+def test_detection_60_seeds_oblique_anisotropic_grid(phantom):
+    lay = _layout(phantom, 60, seed=2)
+    c, s = np.cos(np.radians(20)), np.sin(np.radians(20))
+    rot = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]) @ np.array(
+        [[1, 0, 0], [0, c, -s], [0, s, c]]
+    )
+    oblique = Grid(
+        shape=(1, 1, 1), origin_mm=(0, 0, 0), spacing_mm=(1, 1, 1), direction=rot.reshape(-1)
+    )
+    ct = _ct(phantom, lay, (0.7, 0.9, 1.5), seed=2, direction_grid=oblique)
+    assert not ct.grid.is_axis_aligned()
+    det = detect_seeds(ct.hu, ct.grid)
+    _assert_acceptance(det, lay)
+
+
+def test_orientation_of_isolated_seeds(ct_1mm, ct_3mm, implant100):
+    for ct, limit_deg in ((ct_1mm, 5.0), (ct_3mm, 12.0)):
+        det = detect_seeds(ct.hu, ct.grid, seed_count=implant100.n_seeds)
+        m = match_seeds(det.positions_mm, implant100.positions_mm)
+        iso = implant100.isolated[m.truth_index]
+        cosang = np.abs(
+            np.sum(
+                det.directions[m.detected_index[iso]] * implant100.directions[m.truth_index[iso]],
+                axis=1,
+            )
+        )
+        angle = np.degrees(np.arccos(np.clip(cosang, 0.0, 1.0)))
+        assert np.median(angle) <= limit_deg, f"median orientation error {np.median(angle):.1f} deg"
+        np.testing.assert_allclose(np.linalg.norm(det.directions, axis=1), 1.0, atol=1e-9)
+        assert np.all(det.directions @ ct.grid.slice_normal >= 0)  # signed along +k
+
+
+# ---------------------------------------------------------------------------- reconciliation
+def _far_point_ijk(ct, layout):
+    """A voxel index 12 mm beyond the seeds' bounding box (inside the CT's 20 mm margin)."""
+    corner = layout.positions_mm.max(axis=0) + 12.0
+    return np.rint(ct.grid.mm_to_ijk(corner)).astype(int)
+
+
+def test_seed_count_adds_and_removes_seeds(ct_1mm):
+    free = detect_seeds(ct_1mm.hu, ct_1mm.grid)
+    for target in (free.n_seeds - 3, free.n_seeds + 3):
+        det = detect_seeds(ct_1mm.hu, ct_1mm.grid, seed_count=target)
+        assert det.n_seeds == target
+        assert any("reconciled" in n for n in det.notes)
+    fewer = detect_seeds(ct_1mm.hu, ct_1mm.grid, seed_count=free.n_seeds - 3)
+    kept = match_seeds(fewer.positions_mm, free.positions_mm, gate_mm=0.01)
+    assert kept.n_matched >= free.n_seeds - 6  # removals come from few components
+
+
+def test_round_dense_blob_is_flagged_with_low_confidence(ct_1mm, implant100):
+    # a dense round calcification-like blob is not seed-like: flagged, low confidence
+    hu = ct_1mm.hu.copy()
+    centre = _far_point_ijk(ct_1mm, implant100)[::-1]
+    kji = np.indices(hu.shape)
+    r2 = sum(((kji[a] - centre[a]) * ct_1mm.grid.spacing_mm[2 - a]) ** 2 for a in range(3))
+    hu[r2 <= 1.5**2] = 3071.0
+    free = detect_seeds(hu, ct_1mm.grid)
+    blob_mm = ct_1mm.grid.ijk_to_mm(centre[::-1].astype(float))
+    flagged = [
+        s for s in free.suspicious if np.linalg.norm(np.subtract(s.centroid_mm, blob_mm)) < 1.0
+    ]
+    assert flagged and "round" in flagged[0].reason
+    fixed = detect_seeds(hu, ct_1mm.grid, seed_count=implant100.n_seeds)
+    m = match_seeds(fixed.positions_mm, implant100.positions_mm)
+    assert fixed.n_seeds == implant100.n_seeds
+    near = np.linalg.norm(free.positions_mm - blob_mm, axis=1) < 3.0
+    assert np.all(free.confidences[near] <= 0.25)  # a round blob gets a low confidence
+    assert m.n_matched >= 0.98 * implant100.n_seeds
+
+
+def test_small_fragment_is_suspicious_and_dropped(ct_1mm, implant100):
+    reference = detect_seeds(ct_1mm.hu, ct_1mm.grid)
+    hu = ct_1mm.hu.copy()
+    i, j, k = _far_point_ijk(ct_1mm, implant100)
+    hu[k, j, i] = 2500.0  # one hot voxel
+    det = detect_seeds(hu, ct_1mm.grid)
+    assert det.n_seeds == reference.n_seeds
+    assert any("too small" in s.reason and s.seeds_assigned == 0 for s in det.suspicious)
+
+
+# ---------------------------------------------------------------------------- plan
+def test_to_plan_builds_an_i125_plan(ct_1mm):
+    det = detect_seeds(ct_1mm.hu, ct_1mm.grid)
+    when = dt.datetime(2026, 11, 20, 12, 0)
+    plan = to_plan(det, sk_u=0.5, model="6711", reference_datetime=when, manufacturer="Oncura")
+    assert plan.n_seeds == det.n_seeds
+    assert plan.sources[0].isotope == "I-125" and plan.sources[0].sk_u == 0.5
+    np.testing.assert_allclose(plan.positions_mm, det.positions_mm)
+    np.testing.assert_allclose(plan.directions, det.directions, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------- bad input
+def test_bad_input_is_named():
+    grid = Grid(shape=(4, 5, 6), origin_mm=(0, 0, 0), spacing_mm=(1, 1, 1))
+    hu = np.zeros(grid.shape, dtype=np.float32)
+    with pytest.raises(GeometryError, match="shape"):
+        detect_seeds(np.zeros((4, 5, 7)), grid)
+    with pytest.raises(GeometryError, match="3D"):
+        detect_seeds(np.zeros((5, 6)), grid)
+    bad = hu.copy()
+    bad[1, 2, 3] = np.nan
+    with pytest.raises(ConfigError, match=r"NaN.*\[1, 2, 3\]"):
+        detect_seeds(bad, grid)
+    with pytest.raises(ConfigError, match="no seeds found.*2000 HU"):
+        detect_seeds(hu, grid)
+    with pytest.raises(ConfigError, match="seed_count"):
+        detect_seeds(hu, grid, seed_count=0)
+    with pytest.raises(ConfigError, match="edge_threshold_hu"):
+        DetectionOptions(edge_threshold_hu=2500.0)
