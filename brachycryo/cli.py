@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "brachycryo.commands.phantom",
     "brachycryo.commands.info",
     "brachycryo.commands.iceball",
+    "brachycryo.commands.plan",
+    "brachycryo.commands.demo",
 )
 
 

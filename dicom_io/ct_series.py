@@ -81,8 +81,12 @@ def _decode_pixels(ds: Dataset, path: Path) -> np.ndarray:
     except Exception as exc:
         ts = ds.file_meta.get("TransferSyntaxUID", "unknown")
         name = getattr(ts, "name", str(ts))
+        try:
+            compressed = bool(getattr(ts, "is_compressed", False))
+        except ValueError:  # not a transfer syntax UID at all
+            compressed = False
         hint = ""
-        if getattr(ts, "is_compressed", False):
+        if compressed:
             hint = (
                 "; pydicom needs a pixel-data handler for this transfer syntax "
                 "(install one of: pylibjpeg with pylibjpeg-libjpeg / pylibjpeg-openjpeg, "

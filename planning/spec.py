@@ -108,6 +108,7 @@ class NeedleSpec:
     entry_roi: str = "BODY"
     max_angle_deg: float = 30.0
     n_directions: int = 7
+    oar_clearance_mm: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -362,6 +363,7 @@ def _needles(t: _Table | None) -> NeedleSpec:
         entry_roi=t.text("entry_roi", "BODY"),
         max_angle_deg=t.number("max_angle_deg", 30.0, minimum=0.0, maximum=80.0),
         n_directions=t.integer("n_directions", 7, minimum=1),
+        oar_clearance_mm=t.number("oar_clearance_mm", 5.0, minimum=0.0, maximum=20.0),
     )
     t.done()
     return spec

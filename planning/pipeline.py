@@ -1,0 +1,396 @@
+"""A complete zoned plan: case -> zones -> cryo probes -> needles -> seeds -> dose -> metrics.
+
+:func:`make_plan` does the computation and returns a :class:`PlanResult`;
+:mod:`planning.outputs` writes it.  The order follows the clinical logic of the zoned
+strategy: the cryo probe layout is planned first (its lethal zone becomes the ablated core
+of a zoned lesion), then the seeds cover what the ice does not, under hard OAR limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from brachycryo.backend import resolve_backend
+from brachycryo.errors import ConfigError, DataModelError, InfeasiblePlanError
+from brachycryo.grid import Grid
+from brachycryo.progress import ProgressCallback, report, scaled
+from dose_kernels import Seeds, dose_on_grid, influence_matrix, load_seed_model
+from planning.case import PlanningCase, load_case, planning_grid, roi_masks
+from planning.needles import Candidates, candidate_seeds
+from planning.optimize import OarConstraint, SeedSelection, TargetZone, select_seeds
+from planning.spec import LesionSpec, OarLimit, PlanSpec
+from planning.zones import LesionZones, distance_outside_mm, expand_mm, lesion_zones, shrink_mm
+
+log = logging.getLogger(__name__)
+
+#: OAR points farther than this from every seed target get no constraint rows (their dose
+#: from seeds in the target is a few % of the prescription at most).
+OAR_NEIGHBOURHOOD_MM = 40.0
+#: Cap on sample points per target zone in the influence matrix (a random, volume-weighted
+#: subsample beyond it).
+MAX_ZONE_POINTS = 30000
+
+
+@dataclass
+class CryoLayout:
+    lesion: str
+    probes: list
+    coverage: float
+    lethal: np.ndarray
+    ice_0c: np.ndarray
+    oar_min_distance_mm: dict[str, float]
+    probe_model: str
+
+
+@dataclass
+class PlanResult:
+    spec: PlanSpec
+    case: PlanningCase
+    grid: Grid
+    masks: dict[str, np.ndarray]
+    zones: dict[str, LesionZones]
+    cryo: dict[str, CryoLayout]
+    candidates: Candidates | None
+    selection: SeedSelection | None
+    seed_positions_mm: np.ndarray
+    seed_directions: np.ndarray
+    seed_needles: np.ndarray
+    dose_gy: np.ndarray
+    backend: str
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_seeds(self) -> int:
+        return int(self.seed_positions_mm.shape[0])
+
+    @property
+    def n_needles(self) -> int:
+        return len(set(self.seed_needles.tolist()))
+
+
+def _body_name(case: PlanningCase) -> str:
+    names = case.structures.roi_names
+    if "BODY" in names:
+        return "BODY"
+    for roi in case.structures.rois:
+        if roi.interpreted_type.upper() == "EXTERNAL":
+            return roi.name
+    raise ConfigError("the structure set has no BODY / EXTERNAL ROI", key="case")
+
+
+def _oar_constraints_for(limit: OarLimit) -> list[tuple[str, str, float, float | None, float]]:
+    """(metric, kind, limit_gy, volume_cc | None, pct | None) of an OAR's limits."""
+    out = []
+    if limit.dmax_gy is not None:
+        out.append(("dmax", "dmax", limit.dmax_gy, 0.0, None))
+    if limit.d0_1cc_gy is not None:
+        out.append(("d0.1cc", "dvcc", limit.d0_1cc_gy, 0.1, None))
+    if limit.d2cc_gy is not None:
+        out.append(("d2cc", "dvcc", limit.d2cc_gy, 2.0, None))
+    for v in limit.v:
+        out.append((f"v{v.dose_gy:g}gy", "vx", v.dose_gy, v.max_cc, v.max_pct))
+    return out
+
+
+def _empirical_probe(model, backend: str):
+    """Published isotherm ellipsoids of the probe, else a calibration by the physics mode.
+
+    The calibration simulates one probe in tumour tissue at 37 C with the standard
+    freeze 10 min - passive thaw 8 min - freeze 10 min protocol on a 2 mm grid (about 10 s
+    on two cores) and fits ellipsoids to its isotherms (``cryo_iceball.empirical``).
+    """
+    from cryo_iceball.empirical import calibrate_from_physics, from_catalogue
+    from cryo_iceball.probes import protocol
+    from cryo_iceball.tissue import load_tissues
+
+    try:
+        return from_catalogue(model)
+    except DataModelError:
+        log.info("no published isotherms for %s: calibrating from the physics mode", model.model)
+        return calibrate_from_physics(
+            model,
+            tissue=load_tissues()["tumor"],
+            phases=protocol(("freeze", 10), ("passive_thaw", 8), ("freeze", 10)),
+            spacing_mm=2.0,
+            backend=backend,
+        )
+
+
+def _plan_cryo(
+    spec: PlanSpec, lesion: LesionSpec, grid, masks, body_name, backend: str
+) -> CryoLayout:
+    from cryo_iceball.empirical import empirical_min_temp
+    from cryo_iceball.placement import PlacementRules, place_probes
+    from cryo_iceball.probes import load_probe_catalogue
+
+    catalogue = load_probe_catalogue()
+    if spec.cryo.probe_model not in catalogue:
+        raise ConfigError(
+            f"unknown probe model {spec.cryo.probe_model!r}; known: {sorted(catalogue)}",
+            key="cryo.probe_model",
+        )
+    model = catalogue[spec.cryo.probe_model]
+    empirical = _empirical_probe(model, backend)
+    gtv = masks[lesion.roi]
+    if lesion.allocation == "zoned":
+        core_target = shrink_mm(gtv, grid, lesion.core_margin_mm) & gtv
+        if not core_target.any():
+            raise InfeasiblePlanError(
+                f"lesion {lesion.roi}: nothing lies {lesion.core_margin_mm:g} mm inside the "
+                "GTV for cryo to ablate",
+                binding=[f"lesion {lesion.roi} core_margin_mm"],
+            )
+    else:
+        core_target = gtv
+    sparing = {o.roi: masks[o.roi] for o in spec.oars if o.roi in masks}
+    for name in spec.needles.no_go:
+        if name in masks:
+            sparing.setdefault(name, masks[name])
+    rules = PlacementRules(
+        lethal_isotherm_c=spec.cryo.lethal_isotherm_c,
+        coverage_min=spec.cryo.coverage_min_pct / 100.0,
+        oar_margin_mm=spec.cryo.oar_margin_mm,
+        min_spacing_mm=spec.cryo.min_spacing_mm,
+        max_spacing_mm=spec.cryo.max_spacing_mm,
+        max_probes=spec.cryo.max_probes,
+    )
+    direction = spec.cryo.direction or spec.needles.direction
+    placed = place_probes(
+        grid, core_target, sparing, model, empirical, direction=direction, rules=rules
+    )
+    temp = empirical_min_temp(grid, placed.probes, {model.model: empirical})
+    lethal = (temp <= spec.cryo.lethal_isotherm_c) & masks[body_name]
+    return CryoLayout(
+        lesion=lesion.roi,
+        probes=list(placed.probes),
+        coverage=float(placed.coverage),
+        lethal=lethal,
+        ice_0c=(temp <= 0.0) & masks[body_name],
+        oar_min_distance_mm=dict(placed.oar_min_distance_mm),
+        probe_model=model.model,
+    )
+
+
+def _zone_points(mask: np.ndarray, grid: Grid, rng) -> tuple[np.ndarray, np.ndarray]:
+    pts = grid.voxel_centres_mm()[mask]
+    cc = np.full(pts.shape[0], grid.voxel_volume_mm3 / 1000.0)
+    if pts.shape[0] > MAX_ZONE_POINTS:
+        idx = np.sort(rng.choice(pts.shape[0], MAX_ZONE_POINTS, replace=False))
+        cc = np.full(idx.size, cc.sum() / idx.size)
+        pts = pts[idx]
+    return pts, cc
+
+
+def make_plan(
+    spec: PlanSpec,
+    work_dir: str | os.PathLike,
+    *,
+    backend: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> PlanResult:
+    """Plan the case of ``spec`` (phantom cases are written to ``work_dir/case``)."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    backend = resolve_backend(backend or spec.dose.backend)
+    rng = np.random.default_rng(0)
+    case = load_case(spec.case, work_dir, progress=scaled(progress, 0.0, 0.1))
+    timings["case_s"] = time.perf_counter() - t0
+    body_name = _body_name(case)
+    thickness = case.ct.grid.spacing_mm[2]
+    lesion_rois = [lesion.roi for lesion in spec.lesions]
+    pad = max(lesion.margin_mm for lesion in spec.lesions) + OAR_NEIGHBOURHOOD_MM / 2
+    grid = planning_grid(case.ct.grid, lesion_rois, case.structures, pad, spec.dose.spacing_mm)
+    wanted = [body_name, *lesion_rois, *(o.roi for o in spec.oars)]
+    wanted += [h.roi for lesion in spec.lesions for h in lesion.high_risk]
+    masks = roi_masks(case.structures, wanted, grid, slice_thickness_mm=thickness)
+    optional = [*spec.needles.no_go]
+    if spec.needles.mode == "free":
+        optional.append(spec.needles.entry_roi)
+    missing = [n for n in optional if n not in case.structures.roi_names]
+    if spec.needles.mode == "free" and spec.needles.entry_roi in missing:
+        raise ConfigError(
+            f"entry ROI {spec.needles.entry_roi!r} is not in the structure set",
+            key="needles.entry_roi",
+        )
+    for name in missing:
+        log.warning("no-go structure %r is not in the structure set; ignored", name)
+    masks.update(roi_masks(case.structures, optional, grid, slice_thickness_mm=thickness,
+                           required=False))  # fmt: skip
+    report(progress, 0.2, "structures on the planning grid")
+    timings["masks_s"] = time.perf_counter() - t0 - timings["case_s"]
+
+    # -- cryo first: its lethal zone is the ablated core of zoned lesions
+    cryo: dict[str, CryoLayout] = {}
+    t1 = time.perf_counter()
+    for lesion in spec.lesions:
+        if lesion.allocation == "cryo" or (lesion.allocation == "zoned" and lesion.core == "cryo"):
+            cryo[lesion.roi] = _plan_cryo(spec, lesion, grid, masks, body_name, backend)
+    timings["cryo_s"] = time.perf_counter() - t1
+    report(progress, 0.3, f"cryo: {sum(len(c.probes) for c in cryo.values())} probes")
+
+    oar_masks = [masks[o.roi] for o in spec.oars]
+    zones: dict[str, LesionZones] = {}
+    for lesion in spec.lesions:
+        core = None
+        if lesion.roi in cryo:
+            core = cryo[lesion.roi].lethal & expand_mm(masks[lesion.roi], grid, lesion.margin_mm)
+        zones[lesion.roi] = lesion_zones(
+            lesion.roi,
+            lesion.allocation,
+            masks[lesion.roi],
+            grid,
+            margin_mm=lesion.margin_mm,
+            core=core,
+            core_margin_mm=lesion.core_margin_mm if lesion.core == "margin" else None,
+            body=masks[body_name],
+            oars=oar_masks,
+            high_risk={h.roi: masks[h.roi] for h in lesion.high_risk},
+        )
+
+    # -- seeds
+    seed_lesions = [lesion for lesion in spec.lesions if zones[lesion.roi].seed_target is not None]
+    model = load_seed_model(spec.seed_model)
+    positions = np.zeros((0, 3))
+    directions = np.zeros((0, 3))
+    needles = np.zeros(0, dtype=int)
+    candidates = None
+    selection = None
+    if seed_lesions:
+        t1 = time.perf_counter()
+        union = np.zeros(grid.shape, bool)
+        for lesion in seed_lesions:
+            union |= zones[lesion.roi].seed_target
+        no_go = np.zeros(grid.shape, bool)
+        for name in spec.needles.no_go:
+            if name in masks:
+                no_go |= masks[name]
+        avoid = np.zeros(grid.shape, bool)
+        for m in oar_masks:
+            avoid |= m
+        candidates = candidate_seeds(
+            grid,
+            union,
+            masks[body_name],
+            no_go=no_go,
+            entry_region=masks.get(spec.needles.entry_roi),
+            mode=spec.needles.mode,
+            direction=spec.needles.direction,
+            pitch_mm=spec.needles.spacing_mm,
+            seed_spacing_mm=spec.needles.seed_spacing_mm,
+            max_angle_deg=spec.needles.max_angle_deg,
+            n_directions=spec.needles.n_directions,
+            avoid=avoid,
+            clearance_mm=spec.needles.oar_clearance_mm,
+        )
+        timings["candidates_s"] = time.perf_counter() - t1
+        report(progress, 0.35, f"{candidates.n} candidate seeds on {len(candidates.tracks)} tracks")
+        # sample points: zones, then OARs near the targets
+        zone_defs = []
+        for lesion in seed_lesions:
+            rx = lesion.prescription_gy or spec.prescription_gy
+            z = zones[lesion.roi]
+            zone_defs.append((f"{lesion.roi} seed target", z.seed_target, rx))
+            for h in lesion.high_risk:
+                zone_defs.append((f"{lesion.roi} {h.roi}", z.high_risk[h.roi], h.prescription_gy))
+        near = distance_outside_mm(union, grid) <= OAR_NEIGHBOURHOOD_MM
+        oar_defs = []
+        for limit in spec.oars:
+            m = masks[limit.roi] & near
+            if not m.any():
+                continue
+            oar_total_cc = float(masks[limit.roi].sum()) * grid.voxel_volume_mm3 / 1000.0
+            for metric, kind, lim, vol_cc, pct in _oar_constraints_for(limit):
+                volume_cc = vol_cc if pct is None else pct / 100.0 * oar_total_cc
+                oar_defs.append((limit.roi, metric, kind, lim, volume_cc, m))
+        point_sets = [_zone_points(m, grid, rng) for _, m, _ in zone_defs]
+        oar_point_sets = {}
+        for roi, *_rest, m in oar_defs:
+            if roi not in oar_point_sets:
+                pts = grid.voxel_centres_mm()[m]
+                oar_point_sets[roi] = (pts, np.full(len(pts), grid.voxel_volume_mm3 / 1000.0))
+        all_pts = np.concatenate(
+            [p for p, _ in point_sets] + [p for p, _ in oar_point_sets.values()]
+        )
+        t1 = time.perf_counter()
+        matrix = influence_matrix(
+            candidates.positions_mm,
+            candidates.directions,
+            all_pts,
+            model,
+            backend=backend,
+            formalism=spec.dose.formalism,
+            progress=scaled(progress, 0.35, 0.6),
+        )
+        timings["influence_matrix_s"] = time.perf_counter() - t1
+        offset = 0
+        target_zones = []
+        for (name, _, rx), (pts, cc) in zip(zone_defs, point_sets, strict=True):
+            target_zones.append(TargetZone(name, matrix[offset : offset + len(pts)], cc, rx))
+            offset += len(pts)
+        oar_rows = {}
+        for roi, (pts, cc) in oar_point_sets.items():
+            oar_rows[roi] = (matrix[offset : offset + len(pts)], cc)
+            offset += len(pts)
+        constraints = [
+            OarConstraint(roi, metric, kind, lim, vol, oar_rows[roi][0], oar_rows[roi][1])
+            for roi, metric, kind, lim, vol, _ in oar_defs
+        ]
+        t1 = time.perf_counter()
+        selection = select_seeds(
+            target_zones,
+            constraints,
+            sk_u=spec.sk_u,
+            needle=candidates.needle,
+            exclusions=candidates.exclusions,
+            max_needles=spec.needles.max_needles,
+            v100_min_pct=spec.optimizer.v100_min_pct,
+            needle_weight=spec.optimizer.needle_weight,
+            hot_spot_weight=spec.optimizer.hot_spot_weight,
+            time_limit_s=spec.optimizer.time_limit_s,
+            progress=scaled(progress, 0.6, 0.85),
+        )
+        timings["optimizer_s"] = time.perf_counter() - t1
+        chosen = selection.chosen
+        positions = candidates.positions_mm[chosen]
+        directions = candidates.directions[chosen]
+        needles = candidates.needle[chosen]
+    # -- final dose on the planning grid
+    t1 = time.perf_counter()
+    if positions.shape[0]:
+        dose = dose_on_grid(
+            Seeds(positions, np.full(positions.shape[0], spec.sk_u), directions),
+            grid,
+            model,
+            backend=backend,
+            formalism=spec.dose.formalism,
+            dtype=np.float64,
+            progress=scaled(progress, 0.85, 0.97),
+        )
+    else:
+        dose = np.zeros(grid.shape)
+    timings["dose_s"] = time.perf_counter() - t1
+    timings["total_s"] = time.perf_counter() - t0
+    report(progress, 1.0, f"{positions.shape[0]} seeds")
+    if not np.all(np.isfinite(dose)):
+        raise DataModelError("the computed dose contains NaN or inf")
+    return PlanResult(
+        spec=spec,
+        case=case,
+        grid=grid,
+        masks=masks,
+        zones=zones,
+        cryo=cryo,
+        candidates=candidates,
+        selection=selection,
+        seed_positions_mm=positions,
+        seed_directions=directions,
+        seed_needles=needles,
+        dose_gy=dose,
+        backend=backend,
+        timings_s=timings,
+    )
