@@ -220,8 +220,14 @@ class BrachyPlan:
         return np.array([by_number[s.source_number] for s in self.seeds], dtype=float)
 
     @property
+    def treatment_times_s(self) -> np.ndarray:
+        """(n,) dwell time x number of pulses of the seed's channel (PDR; 1 otherwise)."""
+        pulses = {c.number: c.number_of_pulses or 1 for c in self.channels}
+        return self.dwell_times_s * np.array([pulses.get(s.channel, 1) for s in self.seeds])
+
+    @property
     def dwell_times_s(self) -> np.ndarray:
-        """(n,) dwell times (NaN where the plan has none, e.g. permanent seeds)."""
+        """(n,) dwell times (per pulse for PDR; NaN where none, e.g. permanent seeds)."""
         return np.array(
             [math.nan if s.dwell_time_s is None else s.dwell_time_s for s in self.seeds],
             dtype=float,
