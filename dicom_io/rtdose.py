@@ -307,21 +307,30 @@ def _frame_offsets(
             tag="GridFrameOffsetVector",
         )
     if offsets[0] != 0.0:
-        # option b: absolute coordinates along the normal; the first equals IPP's
-        ipp_along = float(ipp @ normal)
-        if abs(offsets[0] - ipp_along) > _OFFSET_TOL_MM:
+        # option b: absolute patient z coordinates of the frames, defined for transverse
+        # planes only; the first equals ImagePositionPatient's z
+        n_z = float(normal[2])
+        if abs(abs(n_z) - 1.0) > 1e-6:
             raise DicomInputError(
-                f"first value {offsets[0]:g} is neither 0 (relative offsets) nor the "
-                f"position of ImagePositionPatient along the slice normal ({ipp_along:g}), "
-                "as PS3.3 C.8.8.3.2 requires for absolute offsets",
+                f"first value {offsets[0]:g} is not 0, i.e. absolute z coordinates, which "
+                "PS3.3 C.8.8.3.2 allows only for transverse planes; these frames have "
+                f"normal {np.round(normal, 6).tolist()}",
+                path=path,
+                tag="GridFrameOffsetVector",
+            )
+        if abs(offsets[0] - float(ipp[2])) > _OFFSET_TOL_MM:
+            raise DicomInputError(
+                f"first value {offsets[0]:g} is neither 0 (relative offsets) nor the z of "
+                f"ImagePositionPatient ({float(ipp[2]):g}), as PS3.3 C.8.8.3.2 requires for "
+                "absolute offsets",
                 path=path,
                 tag="GridFrameOffsetVector",
             )
         notes.append(
-            f"{path}: GridFrameOffsetVector holds absolute positions (first {offsets[0]:g} mm); "
-            "converted to offsets from ImagePositionPatient"
+            f"{path}: GridFrameOffsetVector holds absolute z coordinates (first {offsets[0]:g} "
+            "mm); converted to offsets from ImagePositionPatient"
         )
-        offsets = offsets - offsets[0]
+        offsets = (offsets - offsets[0]) * np.sign(n_z)
     return offsets
 
 

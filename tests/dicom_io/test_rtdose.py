@@ -178,14 +178,17 @@ def _rewrite(src: Path, dst: Path, edit) -> Path:
     return dst
 
 
-def test_absolute_grid_frame_offsets(tmp_path, ctx):
-    grid = _grid()
+@pytest.mark.parametrize("position", ["HFS", "FFS", "HFP", "FFP"])
+def test_absolute_grid_frame_offsets(tmp_path, ctx, position):
+    grid = _grid(ORIENTATIONS[position])
     dose = _dose(grid)
     path = _write(tmp_path, dose, grid, ctx)
+    n_z = grid.direction_matrix[2, 2]  # +1 head first, -1 feet first
 
     def to_absolute(ds):
+        # option b of C.8.8.3.2: the frames' patient z coordinates
         z0 = float(ds.ImagePositionPatient[2])
-        ds.GridFrameOffsetVector = [z0 + float(v) for v in ds.GridFrameOffsetVector]
+        ds.GridFrameOffsetVector = [z0 + n_z * float(v) for v in ds.GridFrameOffsetVector]
 
     absolute = _rewrite(path, tmp_path / "abs.dcm", to_absolute)
     with pytest.warns(DicomConformanceWarning, match="absolute"):
@@ -201,6 +204,18 @@ def test_absolute_grid_frame_offsets(tmp_path, ctx):
     with pytest.raises(DicomInputError, match="GridFrameOffsetVector") as exc:
         read_rtdose(bad)
     assert str(bad) in str(exc.value)
+
+
+def test_absolute_offsets_on_sagittal_frames_rejected(tmp_path, ctx):
+    grid = _grid(ORIENTATIONS["oblique_sagittal"])  # frames not stacked along z
+    path = _write(tmp_path, _dose(grid), grid, ctx)
+
+    def to_absolute(ds):
+        ds.GridFrameOffsetVector = [7.0 + float(v) for v in ds.GridFrameOffsetVector]
+
+    bad = _rewrite(path, tmp_path / "bad.dcm", to_absolute)
+    with pytest.raises(DicomInputError, match=r"GridFrameOffsetVector.*transverse"):
+        read_rtdose(bad)
 
 
 def test_decreasing_offsets_are_flipped(tmp_path, ctx):
