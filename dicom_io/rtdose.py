@@ -15,9 +15,10 @@ Module):
 * Oblique and decubitus grids are written exactly as the Grid's direction matrix says.
 
 Reading (:func:`read_rtdose`) accepts what other systems write as well: relative or
-absolute (first value = the position of the first frame along the normal, C.8.8.3.2 option
-b) offset vectors, increasing or decreasing offsets (decreasing ones are flipped so the
-returned grid's k axis is ``+row x column``), 16- or 32-bit pixels, signed or unsigned,
+absolute offset vectors (C.8.8.3.2 option b: the frames' patient z coordinates, the first
+equal to ImagePositionPatient's z; transverse planes only, head- or feet-first),
+increasing or decreasing offsets (decreasing ones are flipped so the returned grid's k axis
+is ``+row x column``), 16- or 32-bit pixels, signed or unsigned,
 ``DoseUnits`` GY, CGY (non-standard; converted to Gy) or RELATIVE (returned flagged, never
 as Gy).
 
