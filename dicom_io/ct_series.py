@@ -118,6 +118,10 @@ def load_ct_series(folder: str | os.PathLike, *, series_uid: str | None = None) 
     notes = [f"skipped {p}: {why}" for p, why in index.skipped]
     for n in notes:
         log.info(n)
+    for path, modality, why in index.broken:
+        if modality in ("", "CT"):
+            raise DicomInputError(f"{why}; it may belong to the CT series", path=path)
+        notes.append(f"skipped broken {modality} file {path}: {why}")
     groups = index.series("CT")
     if series_uid is not None:
         if series_uid not in groups:

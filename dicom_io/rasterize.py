@@ -13,10 +13,17 @@ The rules (documented for users in README "Structures and volumes"):
   the normal).  A grid point between contour planes takes the cross-section of the plane
   whose slab holds it; a point more than ``t/2`` from every plane is outside (no
   interpolation across gaps).
-* **End caps**: the first and last planes' slabs reach ``t/2`` beyond them, so a ROI's
-  volume is ``sum(area_p) * t`` (the stacked-slab convention).  With contours sampled on
-  evenly spaced CT slices this is the unbiased estimate of the true extent: the true end
-  lies anywhere between the last contoured slice and the next one.
+* **End caps**: by default (``end_caps="full"``) the first and last planes' slabs reach
+  ``t/2`` beyond them, so a ROI's volume is ``sum(area_p) * t``: each contour stands for
+  the CT slice it was drawn on.  For a shape placed anywhere relative to the slices this
+  is unbiased (the true end lies anywhere between the last contoured slice and the next)
+  and it integrates round ends (spheres) by the midpoint rule, which keeps small
+  structures accurate.  ``end_caps="half"`` instead ends a ROI at its outermost contour
+  planes (the end planes own only the half slab facing the ROI: the trapezoidal rule,
+  the convention of dicompyler-core's ``CalculateStructureVolume``); it is exact for flat
+  end faces lying on contour planes and under-estimates round ends.  Planes more than
+  1.5 t apart start a new run (e.g. two lesions in one ROI), each with its own end caps;
+  a single-plane run keeps the full slab.
 * **Partial volume**: :func:`roi_fraction` supersamples every voxel ``n x n x n`` and
   returns the fraction of sub-points inside (float32 in [0, 1]).
 * **Any grid**: when the grid's slice axis is parallel to the contour normal (the CT grid
@@ -71,34 +78,61 @@ class ContourStack:
     polygons: tuple[tuple[np.ndarray, ...], ...]
     polygons_mm: tuple[tuple[np.ndarray, ...], ...]
     thickness_mm: float
+    end_caps: str = "full"
+
+    def plane_extents_mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper offset of the slab each plane stands for (see module docstring).
+
+        Every plane owns +- t/2.  With ``end_caps="half"``, planes closer than 1.5 t form a
+        run and the first and last plane of a run own only the half towards the run; a
+        plane alone keeps the full +- t/2.
+        """
+        h = self.plane_offsets_mm
+        half = self.thickness_mm / 2.0
+        lo = h - half
+        hi = h + half
+        if self.end_caps == "full":
+            return lo, hi
+        gaps = np.diff(h) > 1.5 * self.thickness_mm
+        starts = np.concatenate([[True], gaps])
+        ends = np.concatenate([gaps, [True]])
+        alone = starts & ends
+        lo = np.where(starts & ~alone, h, lo)
+        hi = np.where(ends & ~alone, h, hi)
+        return lo, hi
 
     def plane_index(self, offsets_mm: np.ndarray) -> np.ndarray:
         """Index of the plane whose slab holds each offset, or -1 (outside every slab)."""
         h = self.plane_offsets_mm
         z = np.asarray(offsets_mm, dtype=float)
         pos = np.searchsorted(h, z)
-        lo = np.clip(pos - 1, 0, h.size - 1)
-        hi = np.clip(pos, 0, h.size - 1)
-        nearest = np.where(np.abs(z - h[lo]) <= np.abs(z - h[hi]), lo, hi)
-        half = self.thickness_mm / 2.0
-        d = z - h[nearest]
-        inside = (d >= -half - 1e-9) & (d < half - 1e-9)
+        lo_i = np.clip(pos - 1, 0, h.size - 1)
+        hi_i = np.clip(pos, 0, h.size - 1)
+        nearest = np.where(np.abs(z - h[lo_i]) <= np.abs(z - h[hi_i]), lo_i, hi_i)
+        lo, hi = self.plane_extents_mm()
+        eps = 1e-6
+        inside = (z >= lo[nearest] - eps) & (z <= hi[nearest] + eps)
         return np.where(inside, nearest, -1)
 
     def bounds_mm(self) -> np.ndarray:
         """The 8 corners of the ROI's extent (contours plus end caps), shape (8, 3)."""
         pts = np.concatenate([p for plane in self.polygons_mm for p in plane], axis=0)
         uu, vv = pts @ self.u, pts @ self.v
-        lo = [uu.min(), vv.min(), self.plane_offsets_mm[0] - self.thickness_mm / 2]
-        hi = [uu.max(), vv.max(), self.plane_offsets_mm[-1] + self.thickness_mm / 2]
+        zlo, zhi = self.plane_extents_mm()
+        lo = [uu.min(), vv.min(), zlo.min()]
+        hi = [uu.max(), vv.max(), zhi.max()]
         frame = np.column_stack([self.u, self.v, self.normal])
         corners = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float)
         local = np.asarray(lo) + corners * (np.asarray(hi) - np.asarray(lo))
         return local @ frame.T
 
 
-def contour_stack(roi: ROI, *, slice_thickness_mm: float | None = None) -> ContourStack:
+def contour_stack(
+    roi: ROI, *, slice_thickness_mm: float | None = None, end_caps: str = "full"
+) -> ContourStack:
     """Group ``roi``'s closed contours into planes; raise if they cannot enclose a volume."""
+    if end_caps not in ("full", "half"):
+        raise GeometryError(f"end_caps must be 'full' or 'half', got {end_caps!r}")
     closed = roi.closed_contours
     if not closed:
         if roi.is_empty:
@@ -166,6 +200,7 @@ def contour_stack(roi: ROI, *, slice_thickness_mm: float | None = None) -> Conto
         polygons=polys_uv,
         polygons_mm=tuple(tuple(ps) for ps in planes),
         thickness_mm=t,
+        end_caps=end_caps,
     )
 
 
@@ -296,6 +331,7 @@ def roi_fraction(
     *,
     supersample: int = 4,
     slice_thickness_mm: float | None = None,
+    end_caps: str = "full",
     resolution_mm: float | None = None,
 ) -> np.ndarray:
     """Fraction of each voxel inside ``roi`` (float32, [k, j, i]) by ``supersample``^3 sub-points.
@@ -306,7 +342,9 @@ def roi_fraction(
     if int(supersample) < 1:
         raise GeometryError(f"supersample must be >= 1, got {supersample}")
     n = int(supersample)
-    stack = _with_thickness(contour_stack(roi, slice_thickness_mm=slice_thickness_mm), grid)
+    stack = _with_thickness(
+        contour_stack(roi, slice_thickness_mm=slice_thickness_mm, end_caps=end_caps), grid
+    )
     out = np.zeros(grid.shape, dtype=np.float32)
     box = _crop_ijk(stack, grid)
     if box is None:
@@ -327,6 +365,7 @@ def roi_mask(
     grid: Grid,
     *,
     slice_thickness_mm: float | None = None,
+    end_caps: str = "full",
     resolution_mm: float | None = None,
 ) -> np.ndarray:
     """Boolean mask of the voxels whose centres lie inside ``roi`` (even-odd, slab rule)."""
@@ -335,6 +374,7 @@ def roi_mask(
         grid,
         supersample=1,
         slice_thickness_mm=slice_thickness_mm,
+        end_caps=end_caps,
         resolution_mm=resolution_mm,
     )
     return frac > 0.5
@@ -345,13 +385,14 @@ def roi_contains_points(
     points_mm: np.ndarray,
     *,
     slice_thickness_mm: float | None = None,
+    end_caps: str = "full",
     resolution_mm: float = 0.1,
 ) -> np.ndarray:
     """Which points (N, 3) lie inside ``roi``; in-plane boundaries to ``resolution_mm``."""
     pts = np.asarray(points_mm, dtype=float).reshape(-1, 3)
     if not np.all(np.isfinite(pts)):
         raise GeometryError("points_mm contains NaN or inf")
-    stack = contour_stack(roi, slice_thickness_mm=slice_thickness_mm)
+    stack = contour_stack(roi, slice_thickness_mm=slice_thickness_mm, end_caps=end_caps)
     if not np.isfinite(stack.thickness_mm):
         raise StructureError(
             "has a single contour plane: give slice_thickness_mm to test points", roi=roi.name
@@ -359,20 +400,25 @@ def roi_contains_points(
     return _lookup(stack, _plane_rasters(stack, resolution_mm), pts)
 
 
-def roi_volume_cc(roi: ROI, *, slice_thickness_mm: float | None = None) -> float:
+def roi_volume_cc(
+    roi: ROI, *, slice_thickness_mm: float | None = None, end_caps: str = "full"
+) -> float:
     """Volume of ``roi`` from its contours (even-odd areas x slab thickness), in cm³.
 
-    Independent of any grid: ``sum over planes of (even-odd area) * t``, where the even-odd
+    Independent of any grid: ``sum over planes of (even-odd area) * slab width`` (t, or t/2
+    for the end planes of a run; see the module docstring), where the even-odd
     area of a plane adds each contour's area with the sign of its nesting depth (contours
     inside an odd number of others are holes).  Exact for non-intersecting contours.
     """
-    stack = contour_stack(roi, slice_thickness_mm=slice_thickness_mm)
+    stack = contour_stack(roi, slice_thickness_mm=slice_thickness_mm, end_caps=end_caps)
     if not np.isfinite(stack.thickness_mm):
         raise StructureError(
             "has a single contour plane: give slice_thickness_mm to compute a volume", roi=roi.name
         )
-    total_mm2 = 0.0
-    for polys in stack.polygons:
+    zlo, zhi = stack.plane_extents_mm()
+    total_mm3 = 0.0
+    for polys, width_mm in zip(stack.polygons, zhi - zlo, strict=True):
+        plane_mm2 = 0.0
         paths = [MplPath(p) for p in polys]
         for idx, poly in enumerate(polys):
             # nesting depth: how many other contours of the plane contain this one
@@ -382,8 +428,9 @@ def roi_volume_cc(roi: ROI, *, slice_thickness_mm: float | None = None) -> float
                 if other != idx and path.contains_point(poly[0])
             )
             sign = -1.0 if depth % 2 else 1.0
-            total_mm2 += sign * _polygon_area_2d(poly[:, 0], poly[:, 1])
-    return total_mm2 * stack.thickness_mm / 1000.0
+            plane_mm2 += sign * _polygon_area_2d(poly[:, 0], poly[:, 1])
+        total_mm3 += plane_mm2 * width_mm
+    return total_mm3 / 1000.0
 
 
 __all__ = [

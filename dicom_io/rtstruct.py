@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from brachycryo.errors import DicomInputError, FrameOfReferenceError, StructureError
@@ -116,17 +117,32 @@ def _parse_color(value, roi_name: str, warnings: list[str]) -> tuple[int, int, i
     return (rgb[0], rgb[1], rgb[2])
 
 
+def _contour_data(item: Dataset, roi_name: str, path: Path) -> np.ndarray:
+    """ContourData as floats, parsed from the raw text when pydicom has not decoded it.
+
+    Decoding through pydicom's DS type validates each number separately, which dominates
+    reading large structure sets; the raw bytes are parsed in one go instead.
+    """
+    if "ContourData" not in item:
+        raise StructureError(f"a contour in {path} has no ContourData", roi=roi_name)
+    try:
+        elem = item.get_item("ContourData")
+        if isinstance(elem, RawDataElement) and elem.value is not None:
+            text = elem.value.decode("ascii", errors="replace").strip(" \x00")
+            values = text.split("\\") if text else []
+        else:
+            raw = item.ContourData
+            values = [raw] if isinstance(raw, str | float | int) else list(raw or [])
+        return np.asarray([float(v) for v in values], dtype=float)
+    except (TypeError, ValueError, UnicodeError, AttributeError) as exc:
+        raise StructureError(f"non-numeric ContourData in {path}: {exc}", roi=roi_name) from exc
+
+
 def _parse_contour(item: Dataset, roi_name: str, path: Path) -> Contour:
     gtype = str(item.get("ContourGeometricType", "") or "").strip().upper()
     if not gtype:
         raise StructureError(f"a contour in {path} has no ContourGeometricType", roi=roi_name)
-    try:
-        raw = item.ContourData
-        data = np.asarray([float(v) for v in raw], dtype=float)
-    except AttributeError as exc:
-        raise StructureError(f"a contour in {path} has no ContourData", roi=roi_name) from exc
-    except (TypeError, ValueError) as exc:
-        raise StructureError(f"non-numeric ContourData in {path}: {exc}", roi=roi_name) from exc
+    data = _contour_data(item, roi_name, path)
     if data.size % 3:
         raise StructureError(
             f"ContourData in {path} has {data.size} values, not a multiple of 3", roi=roi_name

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
+from pydicom.tag import Tag
 from skimage.measure import find_contours
 
 from brachycryo.errors import GeometryError, StructureError
@@ -117,6 +119,9 @@ def _slice_lookup(ct: CTImage):
 
 def _contour_item(points_mm: np.ndarray, gtype: str, sop_uid: str | None) -> Dataset:
     item = Dataset()
+    # Declare the item already encoded as the file will be (explicit VR little endian), so
+    # that pydicom writes the raw ContourData bytes instead of re-parsing every number.
+    item.set_original_encoding(False, True, item._character_set)
     if sop_uid:
         img = Dataset()
         img.ReferencedSOPClassUID = CT_IMAGE_STORAGE
@@ -124,8 +129,27 @@ def _contour_item(points_mm: np.ndarray, gtype: str, sop_uid: str | None) -> Dat
         item.ContourImageSequence = DicomSequence([img])
     item.ContourGeometricType = gtype
     item.NumberOfContourPoints = int(points_mm.shape[0])
-    item.ContourData = [f"{v:.4f}" for v in points_mm.reshape(-1)]
+    item[CONTOUR_DATA_TAG] = _raw_decimal_strings(CONTOUR_DATA_TAG, points_mm.reshape(-1))
     return item
+
+
+CONTOUR_DATA_TAG = Tag(0x3006, 0x0050)
+
+
+def _raw_decimal_strings(tag: Tag, values: np.ndarray) -> RawDataElement:
+    """A DS multi-value element encoded directly (explicit VR little endian).
+
+    Building ContourData through pydicom's DS type validates every number one by one,
+    which dominated writing large structure sets; the encoding here is the same text
+    (4 decimals, at most 16 characters per value, backslash-separated, even length).
+    """
+    text = "\\".join(f"{v:.4f}" for v in values)
+    if any(len(t) > 16 for t in text.split("\\")):
+        raise StructureError("a contour coordinate does not fit a DS value (|x| >= 1e11 mm)")
+    data = text.encode("ascii")
+    if len(data) % 2:
+        data += b" "
+    return RawDataElement(tag, "DS", len(data), data, 0, False, True)
 
 
 def write_rtstruct(

@@ -38,6 +38,9 @@ class DicomIndex:
     root: Path
     files: list[DicomFileEntry] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    #: DICOM files (with the DICM preamble) whose header is truncated or unusable:
+    #: (path, modality if it could be read, reason)
+    broken: list[tuple[Path, str, str]] = field(default_factory=list)
 
     def by_modality(self, modality: str) -> list[DicomFileEntry]:
         return [f for f in self.files if f.modality == modality]
@@ -88,9 +91,26 @@ def scan_folder(folder: str | os.PathLike) -> DicomIndex:
     index = DicomIndex(root=root)
     for p in paths:
         try:
-            index.files.append(_entry(p))
+            entry = _entry(p)
         except pydicom.errors.InvalidDicomError:
             index.skipped.append((p, "not a DICOM file (no DICM preamble)"))
+            continue
         except Exception as exc:  # truncated / corrupt header
-            index.skipped.append((p, f"unreadable DICOM header ({exc.__class__.__name__}: {exc})"))
+            reason = f"unreadable DICOM header ({exc.__class__.__name__}: {exc})"
+            index.broken.append((p, "", reason))
+            continue
+        missing = [
+            kw
+            for kw, v in (
+                ("SOPInstanceUID", entry.sop_instance_uid),
+                ("Modality", entry.modality),
+                ("SeriesInstanceUID", entry.series_instance_uid),
+            )
+            if not v
+        ]
+        if missing:
+            reason = f"incomplete DICOM header (no {', '.join(missing)}; truncated file?)"
+            index.broken.append((p, entry.modality, reason))
+        else:
+            index.files.append(entry)
     return index

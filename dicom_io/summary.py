@@ -8,6 +8,7 @@ ROI volumes are computed from the contours (even-odd area x slab thickness, see
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import numpy as np
 from brachycryo.errors import BrachyCryoError
 from dicom_io.ct_series import load_ct_series
 from dicom_io.rasterize import roi_volume_cc
+from dicom_io.rtdose import read_rtdose
+from dicom_io.rtplan import read_rtplan
 from dicom_io.rtstruct import read_rtstruct
 from dicom_io.scan import scan_folder
 
@@ -112,24 +115,41 @@ def summarise_folder(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def _plan_summary(path: Path) -> dict[str, Any]:
-    from dicom_io.common import read_dataset
-
-    ds = read_dataset(path, modality="RTPLAN", stop_before_pixels=True)
-    return {
+    with warnings.catch_warnings():  # the reader's warnings are kept in plan.warnings
+        warnings.simplefilter("ignore")
+        plan = read_rtplan(path)
+    sk = plan.sk_u
+    out: dict[str, Any] = {
         "path": str(path),
-        "label": str(ds.get("RTPlanLabel", "")),
-        "technique": str(ds.get("BrachyTreatmentTechnique", "")),
-        "type": str(ds.get("BrachyTreatmentType", "")),
+        "label": plan.label,
+        "technique": plan.technique,
+        "type": plan.treatment_type,
+        "n_sources": plan.n_seeds,
+        "n_channels": len({int(c) for c in plan.channel_numbers}),
+        "isotopes": sorted({src.isotope for src in plan.sources}),
+        "models": sorted({src.model for src in plan.sources if src.model}),
+        "sk_u_per_source": sorted({round(float(v), 4) for v in sk}) if sk.size else [],
+        "total_sk_u": round(float(sk.sum()), 4) if sk.size else 0.0,
+        "frame_of_reference_uid": plan.frame_of_reference_uid,
     }
+    if plan.prescription_dose_gy is not None:
+        out["prescription_gy"] = plan.prescription_dose_gy
+    if plan.warnings:
+        out["warnings"] = list(plan.warnings)
+    return out
 
 
 def _dose_summary(path: Path) -> dict[str, Any]:
-    from dicom_io.common import read_dataset
-
-    ds = read_dataset(path, modality="RTDOSE", stop_before_pixels=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dose = read_rtdose(path)
     return {
         "path": str(path),
-        "dose_units": str(ds.get("DoseUnits", "")),
-        "dose_type": str(ds.get("DoseType", "")),
-        "summation": str(ds.get("DoseSummationType", "")),
+        "units": dose.units,
+        "dose_type": dose.dose_type,
+        "summation": dose.summation_type,
+        "shape_kji": list(dose.grid.shape),
+        "spacing_mm": list(dose.grid.spacing_mm),
+        "max": round(float(dose.values.max()), 4),
+        "referenced_plan_uid": dose.referenced_plan_uid,
     }

@@ -43,8 +43,10 @@ def _fmt(summary: dict) -> str:
         lines.extend(f"  warning: {w}" for w in rs["warnings"])
     for kind in ("rtplan", "rtdose", "other"):
         for item in summary[kind]:
-            rest = ", ".join(f"{k}={v}" for k, v in item.items() if k != "path")
+            rest = ", ".join(f"{k}={v}" for k, v in item.items() if k not in ("path", "warnings"))
             lines.append(f"{kind.upper()} {item['path']}: {rest}")
+            prefix = f"{item['path']}: "
+            lines.extend(f"  warning: {w.removeprefix(prefix)}" for w in item.get("warnings", []))
     for s in summary["skipped"]:
         lines.append(f"skipped {s['path']}: {s['reason']}")
     return "\n".join(lines)

@@ -1,0 +1,209 @@
+"""Candidate needle tracks and candidate seed positions along them.
+
+* **Template** (``mode = "template"``): parallel needles along the insertion direction,
+  through the holes of a square template of ``spacing_mm`` pitch, as in template-guided
+  CT implants.  The template is centred on the seed target's projection.
+* **Free** (``mode = "free"``): percutaneous tracks from the skin entry region: the nominal
+  direction plus a cone of directions up to ``max_angle_deg`` around it, each with its own
+  family of parallel tracks; a track is kept only if it enters the body through
+  ``entry_roi``.
+
+Along each track, sampled every 1 mm from the skin entry inward, the needle may not cross a
+no-go structure (bone, vessels, cord, bowel): seeds are only placed between the entry and
+2 mm short of the first no-go voxel.  Candidate seeds lie inside the seed target on a
+lattice of ``max(5 mm, seed_spacing / 2)`` along the track; two seeds closer than
+``seed_spacing_mm`` on the same needle exclude each other (``exclusions``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from brachycryo.errors import InfeasiblePlanError
+from brachycryo.grid import Grid
+
+SAMPLE_STEP_MM = 1.0
+NO_GO_CLEARANCE_MM = 2.0
+MIN_SEED_SPACING_MM = 5.0
+
+
+@dataclass(frozen=True)
+class NeedleTrack:
+    """A candidate needle: skin entry point and insertion direction (unit vector)."""
+
+    number: int
+    entry_mm: np.ndarray
+    direction: np.ndarray
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Candidate seed positions; ``needle[n]`` indexes ``tracks`` for candidate n."""
+
+    positions_mm: np.ndarray
+    directions: np.ndarray
+    needle: np.ndarray
+    depth_mm: np.ndarray
+    tracks: tuple[NeedleTrack, ...]
+    exclusions: np.ndarray  # (P, 2) candidate pairs that may not both be chosen
+    rejected_tracks: dict[str, int]
+
+    @property
+    def n(self) -> int:
+        return int(self.positions_mm.shape[0])
+
+
+def _basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    helper = np.array([1.0, 0, 0]) if abs(d[0]) < 0.9 else np.array([0, 1.0, 0])
+    u = np.cross(d, helper)
+    u /= np.linalg.norm(u)
+    return u, np.cross(d, u)
+
+
+def _lookup(mask: np.ndarray, grid: Grid, pts_mm: np.ndarray) -> np.ndarray:
+    ijk = np.rint(grid.mm_to_ijk(pts_mm)).astype(np.int64)
+    size = np.asarray(grid.size_ijk)
+    ok = np.all((ijk >= 0) & (ijk < size), axis=-1)
+    out = np.zeros(pts_mm.shape[:-1], dtype=bool)
+    i, j, k = ijk[ok].T
+    out[ok] = mask[k, j, i]
+    return out
+
+
+def cone_directions(nominal: np.ndarray, max_angle_deg: float, n: int) -> list[np.ndarray]:
+    """The nominal direction plus ``n - 1`` directions on a cone of ``max_angle_deg``."""
+    d = nominal / np.linalg.norm(nominal)
+    out = [d]
+    if n <= 1 or max_angle_deg <= 0:
+        return out
+    u, v = _basis(d)
+    a = np.radians(max_angle_deg)
+    for m in range(n - 1):
+        phi = 2 * np.pi * m / (n - 1)
+        out.append(np.cos(a) * d + np.sin(a) * (np.cos(phi) * u + np.sin(phi) * v))
+    return out
+
+
+def _tracks_for_direction(
+    d: np.ndarray,
+    target: np.ndarray,
+    body: np.ndarray,
+    no_go: np.ndarray,
+    entry_region: np.ndarray | None,
+    grid: Grid,
+    pitch_mm: float,
+    seed_step_mm: float,
+    rejected: dict[str, int],
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(entry_mm, seed positions, depths) for each usable parallel track along ``d``."""
+    u, v = _basis(d)
+    pts = grid.voxel_centres_mm()[target]
+    pu, pv, pd = pts @ u, pts @ v, pts @ d
+    cu, cv = pu.mean(), pv.mean()
+    au = np.arange(np.floor((pu.min() - cu) / pitch_mm), np.ceil((pu.max() - cu) / pitch_mm) + 1)
+    av = np.arange(np.floor((pv.min() - cv) / pitch_mm), np.ceil((pv.max() - cv) / pitch_mm) + 1)
+    corners = grid.corners_mm() @ d
+    t = np.arange(corners.min(), corners.max() + SAMPLE_STEP_MM, SAMPLE_STEP_MM)
+    out = []
+    for a in au:
+        for b in av:
+            base = (cu + a * pitch_mm) * u + (cv + b * pitch_mm) * v
+            line = base[None, :] + t[:, None] * d[None, :]
+            in_target = _lookup(target, grid, line)
+            if not in_target.any():
+                continue
+            in_body = _lookup(body, grid, line)
+            if not in_body.any():
+                rejected["outside body"] = rejected.get("outside body", 0) + 1
+                continue
+            entry_idx = int(np.argmax(in_body))
+            entry = line[entry_idx]
+            if entry_region is not None and not _lookup(entry_region, grid, entry[None])[0]:
+                rejected["entry outside the entry region"] = (
+                    rejected.get("entry outside the entry region", 0) + 1
+                )
+                continue
+            blocked = _lookup(no_go, grid, line) & (np.arange(t.size) >= entry_idx)
+            limit = t[int(np.argmax(blocked))] - NO_GO_CLEARANCE_MM if blocked.any() else np.inf
+            ts = t[in_target & (t < limit)]
+            if ts.size == 0:
+                rejected["no-go structure before the target"] = (
+                    rejected.get("no-go structure before the target", 0) + 1
+                )
+                continue
+            # seed lattice along the needle, from the deepest target point outward
+            lattice = np.arange(ts.max(), ts.min() - 1e-9, -seed_step_mm)
+            pos = base[None, :] + lattice[:, None] * d[None, :]
+            keep = _lookup(target, grid, pos)
+            if not keep.any():
+                continue
+            out.append((entry, pos[keep], lattice[keep] - t[entry_idx]))
+    del pd
+    return out
+
+
+def candidate_seeds(
+    grid: Grid,
+    target: np.ndarray,
+    body: np.ndarray,
+    *,
+    no_go: np.ndarray | None = None,
+    entry_region: np.ndarray | None = None,
+    mode: str = "template",
+    direction: tuple[float, float, float] = (0.0, 1.0, 0.0),
+    pitch_mm: float = 10.0,
+    seed_spacing_mm: float = 10.0,
+    max_angle_deg: float = 30.0,
+    n_directions: int = 7,
+) -> Candidates:
+    """Candidate needle tracks and seed positions covering ``target`` (see module docstring)."""
+    for name, m in (("target", target), ("body", body)):
+        grid.check_volume(m, name)
+    if not target.any():
+        raise InfeasiblePlanError("the seed target is empty: no needle can be placed",
+                                  binding=["seed_target"])  # fmt: skip
+    no_go = np.zeros(grid.shape, bool) if no_go is None else no_go
+    step = max(MIN_SEED_SPACING_MM, seed_spacing_mm / 2.0)
+    d0 = np.asarray(direction, dtype=float)
+    dirs = [d0 / np.linalg.norm(d0)]
+    if mode == "free":
+        dirs = cone_directions(d0, max_angle_deg, n_directions)
+    rejected: dict[str, int] = {}
+    positions, directions, needle, depth, tracks = [], [], [], [], []
+    for d in dirs:
+        for entry, pos, dep in _tracks_for_direction(
+            d, target, body, no_go, entry_region if mode == "free" else None, grid,
+            pitch_mm, step, rejected,
+        ):  # fmt: skip
+            number = len(tracks)
+            tracks.append(NeedleTrack(number + 1, entry, d.copy()))
+            positions.append(pos)
+            directions.append(np.repeat(d[None, :], len(pos), axis=0))
+            needle.append(np.full(len(pos), number))
+            depth.append(dep)
+    if not tracks:
+        raise InfeasiblePlanError(
+            f"no needle track reaches the seed target (rejected: {rejected or 'none'})",
+            binding=sorted(rejected) or ["needle geometry"],
+        )
+    positions = np.concatenate(positions)
+    needle = np.concatenate(needle)
+    depth = np.concatenate(depth)
+    pairs = []
+    for k in range(len(tracks)):
+        idx = np.nonzero(needle == k)[0]
+        for a in range(idx.size):
+            for b in range(a + 1, idx.size):
+                if abs(depth[idx[a]] - depth[idx[b]]) < seed_spacing_mm - 1e-6:
+                    pairs.append((idx[a], idx[b]))
+    return Candidates(
+        positions_mm=positions,
+        directions=np.concatenate(directions),
+        needle=needle,
+        depth_mm=depth,
+        tracks=tuple(tracks),
+        exclusions=np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
+        rejected_tracks=rejected,
+    )

@@ -1,0 +1,470 @@
+"""The plan specification: a TOML file read into frozen, validated dataclasses.
+
+Every value is checked when the file is read; an error names the key (``lesion[0].margin_mm``)
+and says why.  Unknown keys are errors too (a typo must not silently fall back to a default).
+Paths are relative to the TOML file's folder.  Example (see ``planning/examples/``)::
+
+    [case.phantom]             # or: [case] ct = "CT/", rtstruct = "RS.dcm"
+    seed = 0
+    site = "abdomen"
+
+    [prescription]
+    dose_gy = 120.0            # matched peripheral dose, Gy
+    seed_model = "6711"
+    sk_u = 0.635               # or activity_mci = 0.5 (1 mCi apparent = 1.270 U)
+
+    [[lesion]]
+    roi = "GTV_Bulky"
+    allocation = "zoned"       # "seeds" | "cryo" | "zoned"
+    margin_mm = 10.0           # seed target = GTV + margin, clipped to BODY, off OARs
+    core = "cryo"              # core = lethal zone of the cryo plan, or "margin"
+    core_margin_mm = 10.0      # with core = "margin": the GTV shrunk by this much
+
+    [[oar]]
+    roi = "SpinalCord"
+    dmax_gy = 45.0             # also d0_1cc_gy, d2cc_gy, and [[oar.v]] dose_gy / max_cc
+
+    [needles]
+    mode = "template"          # parallel needles through a template grid
+    spacing_mm = 10.0
+    direction = [0.0, 1.0, 0.0]
+    seed_spacing_mm = 10.0
+    max_needles = 40
+    no_go = ["Vertebra", "Aorta", "SpinalCord", "Bowel"]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from brachycryo.errors import ConfigError
+
+ALLOCATIONS = ("seeds", "cryo", "zoned")
+U_PER_MCI_I125 = 1.270  # apparent activity of I-125: 1 mCi = 1.270 U (TG-43, 1995)
+
+
+@dataclass(frozen=True)
+class PhantomCaseSpec:
+    seed: int = 0
+    site: str = "abdomen"
+    spacing_mm: tuple[float, float, float] = (2.0, 2.0, 2.0)
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    ct: Path | None = None
+    rtstruct: Path | None = None
+    phantom: PhantomCaseSpec | None = None
+
+
+@dataclass(frozen=True)
+class HighRiskZone:
+    roi: str
+    prescription_gy: float
+
+
+@dataclass(frozen=True)
+class LesionSpec:
+    roi: str
+    allocation: str
+    margin_mm: float = 10.0
+    core: str = "cryo"
+    core_margin_mm: float = 10.0
+    prescription_gy: float | None = None
+    high_risk: tuple[HighRiskZone, ...] = ()
+
+
+@dataclass(frozen=True)
+class VolumeLimit:
+    """At most ``max_cc`` cm³ (or ``max_pct`` %) of the OAR may receive ``dose_gy`` or more."""
+
+    dose_gy: float
+    max_cc: float | None = None
+    max_pct: float | None = None
+
+
+@dataclass(frozen=True)
+class OarLimit:
+    roi: str
+    dmax_gy: float | None = None
+    d0_1cc_gy: float | None = None
+    d2cc_gy: float | None = None
+    v: tuple[VolumeLimit, ...] = ()
+
+
+@dataclass(frozen=True)
+class NeedleSpec:
+    mode: str = "template"
+    spacing_mm: float = 10.0
+    direction: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    seed_spacing_mm: float = 10.0
+    max_needles: int = 40
+    no_go: tuple[str, ...] = ()
+    entry_roi: str = "BODY"
+    max_angle_deg: float = 30.0
+    n_directions: int = 7
+
+
+@dataclass(frozen=True)
+class CryoSpec:
+    probe_model: str = "generic_17g"
+    max_probes: int = 8
+    lethal_isotherm_c: float = -40.0
+    oar_margin_mm: float = 5.0
+    min_spacing_mm: float = 10.0
+    max_spacing_mm: float = 20.0
+    direction: tuple[float, float, float] | None = None
+    coverage_min_pct: float = 95.0
+
+
+@dataclass(frozen=True)
+class DoseSpec:
+    spacing_mm: float = 2.0
+    backend: str = "auto"
+    formalism: str = "line"
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    v100_min_pct: float = 95.0
+    time_limit_s: float = 60.0
+    sample_spacing_mm: float = 3.0
+    hot_spot_weight: float = 0.05
+    needle_weight: float = 0.5
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    case: CaseSpec
+    prescription_gy: float
+    seed_model: str
+    sk_u: float
+    lesions: tuple[LesionSpec, ...]
+    oars: tuple[OarLimit, ...] = ()
+    needles: NeedleSpec = field(default_factory=NeedleSpec)
+    cryo: CryoSpec = field(default_factory=CryoSpec)
+    dose: DoseSpec = field(default_factory=DoseSpec)
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    source: Path | None = None
+
+
+# ----------------------------------------------------------------------------- checking
+class _Table:
+    """A TOML table being consumed: every key must be read, unknown keys are errors."""
+
+    def __init__(self, data: Any, where: str):
+        if not isinstance(data, dict):
+            raise ConfigError(f"must be a table, got {type(data).__name__}", key=where or "(root)")
+        self.data = dict(data)
+        self.where = where
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str, default: Any = None) -> Any:
+        self.used.add(name)
+        return self.data.get(name, default)
+
+    def number(
+        self,
+        name: str,
+        default: float | None = None,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        strict_min: bool = False,
+        required: bool = False,
+    ) -> float | None:
+        value = self.raw(name, None)
+        if value is None:
+            if required:
+                raise ConfigError("is required", key=self.key(name))
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"must be a number, got {value!r}", key=self.key(name))
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"must be finite, got {value}", key=self.key(name))
+        if minimum is not None and (value < minimum or (strict_min and value == minimum)):
+            op = ">" if strict_min else ">="
+            raise ConfigError(f"must be {op} {minimum:g}, got {value:g}", key=self.key(name))
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"must be <= {maximum:g}, got {value:g}", key=self.key(name))
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        value = self.raw(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"must be an integer, got {value!r}", key=self.key(name))
+        if value < minimum:
+            raise ConfigError(f"must be >= {minimum}, got {value}", key=self.key(name))
+        return int(value)
+
+    def text(self, name: str, default: str | None = None, *, choices=None) -> str | None:
+        value = self.raw(name, default)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"must be a non-empty string, got {value!r}", key=self.key(name))
+        if choices is not None and value not in choices:
+            raise ConfigError(f"must be one of {list(choices)}, got {value!r}", key=self.key(name))
+        return value
+
+    def vector(self, name: str, default=None, *, unit: bool = False):
+        value = self.raw(name, default)
+        if value is None:
+            return None
+        try:
+            vec = tuple(float(v) for v in value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"must be 3 numbers, got {value!r}", key=self.key(name)) from exc
+        if len(vec) != 3 or not all(math.isfinite(v) for v in vec):
+            raise ConfigError(f"must be 3 finite numbers, got {value!r}", key=self.key(name))
+        if unit:
+            norm = math.sqrt(sum(v * v for v in vec))
+            if norm < 1e-9:
+                raise ConfigError("must not be the zero vector", key=self.key(name))
+            vec = tuple(v / norm for v in vec)
+        return vec
+
+    def strings(self, name: str) -> tuple[str, ...]:
+        value = self.raw(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"must be a list of strings, got {value!r}", key=self.key(name))
+        return tuple(value)
+
+    def tables(self, name: str) -> list[_Table]:
+        value = self.raw(name, [])
+        if not isinstance(value, list):
+            raise ConfigError("must be an array of tables ([[...]])", key=self.key(name))
+        return [_Table(v, f"{self.key(name)}[{i}]") for i, v in enumerate(value)]
+
+    def table(self, name: str) -> _Table | None:
+        value = self.raw(name, None)
+        return None if value is None else _Table(value, self.key(name))
+
+    def done(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {unknown}; allowed here: {sorted(self.used)}",
+                key=self.where or "(root)",
+            )
+
+
+def _case(t: _Table, base: Path) -> CaseSpec:
+    phantom = t.table("phantom")
+    ct = t.text("ct")
+    rs = t.text("rtstruct")
+    if phantom is not None:
+        if ct or rs:
+            raise ConfigError("give either phantom or ct + rtstruct, not both", key=t.where)
+        spacing = phantom.raw("spacing_mm", [2.0, 2.0, 2.0])
+        if isinstance(spacing, int | float):
+            spacing = [spacing] * 3
+        vec = _Table({"spacing_mm": spacing}, phantom.where).vector("spacing_mm")
+        if min(vec) <= 0:
+            raise ConfigError("must be positive", key=phantom.key("spacing_mm"))
+        spec = PhantomCaseSpec(
+            seed=phantom.integer("seed", 0),
+            site=phantom.text("site", "abdomen"),
+            spacing_mm=vec,
+        )
+        phantom.done()
+        t.done()
+        return CaseSpec(phantom=spec)
+    if not (ct and rs):
+        raise ConfigError("needs [case.phantom] or both ct and rtstruct", key=t.where)
+    t.done()
+    return CaseSpec(ct=(base / ct).resolve(), rtstruct=(base / rs).resolve())
+
+
+def _lesion(t: _Table) -> LesionSpec:
+    allocation = t.text("allocation", choices=ALLOCATIONS)
+    if allocation is None:
+        raise ConfigError(f"is required ({' | '.join(ALLOCATIONS)})", key=t.key("allocation"))
+    roi = t.text("roi")
+    if roi is None:
+        raise ConfigError("is required", key=t.key("roi"))
+    high = []
+    for h in t.tables("high_risk"):
+        name = h.text("roi")
+        if name is None:
+            raise ConfigError("is required", key=h.key("roi"))
+        high.append(
+            HighRiskZone(
+                name, h.number("prescription_gy", minimum=0, strict_min=True, required=True)
+            )
+        )
+        h.done()
+    spec = LesionSpec(
+        roi=roi,
+        allocation=allocation,
+        margin_mm=t.number("margin_mm", 10.0, minimum=0.0, maximum=50.0),
+        core=t.text("core", "cryo", choices=("cryo", "margin")),
+        core_margin_mm=t.number("core_margin_mm", 10.0, minimum=0.0, maximum=100.0),
+        prescription_gy=t.number("prescription_gy", None, minimum=0, strict_min=True),
+        high_risk=tuple(high),
+    )
+    t.done()
+    return spec
+
+
+def _oar(t: _Table) -> OarLimit:
+    roi = t.text("roi")
+    if roi is None:
+        raise ConfigError("is required", key=t.key("roi"))
+    vlims = []
+    for v in t.tables("v"):
+        max_cc = v.number("max_cc", None, minimum=0.0)
+        max_pct = v.number("max_pct", None, minimum=0.0, maximum=100.0)
+        if (max_cc is None) == (max_pct is None):
+            raise ConfigError("give exactly one of max_cc or max_pct", key=v.where)
+        vlims.append(
+            VolumeLimit(
+                v.number("dose_gy", minimum=0, strict_min=True, required=True), max_cc, max_pct
+            )
+        )
+        v.done()
+    spec = OarLimit(
+        roi=roi,
+        dmax_gy=t.number("dmax_gy", None, minimum=0, strict_min=True),
+        d0_1cc_gy=t.number("d0_1cc_gy", None, minimum=0, strict_min=True),
+        d2cc_gy=t.number("d2cc_gy", None, minimum=0, strict_min=True),
+        v=tuple(vlims),
+    )
+    if spec.dmax_gy is None and spec.d0_1cc_gy is None and spec.d2cc_gy is None and not vlims:
+        raise ConfigError("an OAR needs at least one limit (dmax_gy, d0_1cc_gy, d2cc_gy, v)",
+                          key=t.where)  # fmt: skip
+    t.done()
+    return spec
+
+
+def _needles(t: _Table | None) -> NeedleSpec:
+    if t is None:
+        return NeedleSpec()
+    spec = NeedleSpec(
+        mode=t.text("mode", "template", choices=("template", "free")),
+        spacing_mm=t.number("spacing_mm", 10.0, minimum=3.0, maximum=30.0),
+        direction=t.vector("direction", (0.0, 1.0, 0.0), unit=True),
+        seed_spacing_mm=t.number("seed_spacing_mm", 10.0, minimum=5.0, maximum=30.0),
+        max_needles=t.integer("max_needles", 40, minimum=1),
+        no_go=t.strings("no_go"),
+        entry_roi=t.text("entry_roi", "BODY"),
+        max_angle_deg=t.number("max_angle_deg", 30.0, minimum=0.0, maximum=80.0),
+        n_directions=t.integer("n_directions", 7, minimum=1),
+    )
+    t.done()
+    return spec
+
+
+def _cryo(t: _Table | None) -> CryoSpec:
+    if t is None:
+        return CryoSpec()
+    spec = CryoSpec(
+        probe_model=t.text("probe_model", "generic_17g"),
+        max_probes=t.integer("max_probes", 8, minimum=1),
+        lethal_isotherm_c=t.number("lethal_isotherm_c", -40.0, minimum=-80.0, maximum=-10.0),
+        oar_margin_mm=t.number("oar_margin_mm", 5.0, minimum=0.0),
+        min_spacing_mm=t.number("min_spacing_mm", 10.0, minimum=0.0),
+        max_spacing_mm=t.number("max_spacing_mm", 20.0, minimum=0.0),
+        direction=t.vector("direction", None, unit=True),
+        coverage_min_pct=t.number("coverage_min_pct", 95.0, minimum=1.0, maximum=100.0),
+    )
+    if spec.min_spacing_mm > spec.max_spacing_mm:
+        raise ConfigError("min_spacing_mm exceeds max_spacing_mm", key=t.key("min_spacing_mm"))
+    t.done()
+    return spec
+
+
+def _dose(t: _Table | None) -> DoseSpec:
+    if t is None:
+        return DoseSpec()
+    spec = DoseSpec(
+        spacing_mm=t.number("spacing_mm", 2.0, minimum=0.5, maximum=5.0),
+        backend=t.text("backend", "auto", choices=("auto", "numpy", "numba", "cupy")),
+        formalism=t.text("formalism", "line", choices=("line", "point")),
+    )
+    t.done()
+    return spec
+
+
+def _optimizer(t: _Table | None) -> OptimizerSpec:
+    if t is None:
+        return OptimizerSpec()
+    spec = OptimizerSpec(
+        v100_min_pct=t.number("v100_min_pct", 95.0, minimum=50.0, maximum=100.0),
+        time_limit_s=t.number("time_limit_s", 60.0, minimum=1.0),
+        sample_spacing_mm=t.number("sample_spacing_mm", 3.0, minimum=1.0, maximum=10.0),
+        hot_spot_weight=t.number("hot_spot_weight", 0.05, minimum=0.0),
+        needle_weight=t.number("needle_weight", 0.5, minimum=0.0),
+    )
+    t.done()
+    return spec
+
+
+def parse_plan_spec(data: dict, *, base_dir: str | os.PathLike = ".", source=None) -> PlanSpec:
+    """Validate a parsed TOML document (a dict) into a :class:`PlanSpec`."""
+    root = _Table(data, "")
+    case_t = root.table("case")
+    if case_t is None:
+        raise ConfigError("is required ([case] with ct + rtstruct, or [case.phantom])", key="case")
+    case = _case(case_t, Path(base_dir))
+    rx = root.table("prescription")
+    if rx is None:
+        raise ConfigError("is required", key="prescription")
+    dose_gy = rx.number("dose_gy", 120.0, minimum=0, strict_min=True)
+    model = rx.text("seed_model", "6711")
+    sk_u = rx.number("sk_u", None, minimum=0, strict_min=True)
+    mci = rx.number("activity_mci", None, minimum=0, strict_min=True)
+    if (sk_u is None) == (mci is None):
+        raise ConfigError("give exactly one of sk_u (U) or activity_mci (apparent mCi)",
+                          key="prescription")  # fmt: skip
+    if sk_u is None:
+        sk_u = mci * U_PER_MCI_I125
+    rx.done()
+    lesions = tuple(_lesion(t) for t in root.tables("lesion"))
+    if not lesions:
+        raise ConfigError("at least one [[lesion]] is required", key="lesion")
+    names = [lesion.roi for lesion in lesions]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"each lesion ROI may appear once, got {names}", key="lesion")
+    oars = tuple(_oar(t) for t in root.tables("oar"))
+    spec = PlanSpec(
+        case=case,
+        prescription_gy=dose_gy,
+        seed_model=model,
+        sk_u=sk_u,
+        lesions=lesions,
+        oars=oars,
+        needles=_needles(root.table("needles")),
+        cryo=_cryo(root.table("cryo")),
+        dose=_dose(root.table("dose")),
+        optimizer=_optimizer(root.table("optimizer")),
+        source=None if source is None else Path(source),
+    )
+    root.done()
+    return spec
+
+
+def load_plan_spec(path: str | os.PathLike) -> PlanSpec:
+    """Read and validate a plan specification TOML file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {p}: {exc}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p} is not valid TOML: {exc}") from exc
+    return parse_plan_spec(data, base_dir=p.parent, source=p)
