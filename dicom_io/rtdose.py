@@ -54,22 +54,13 @@ from dicom_io.common import (
 )
 from dicom_io.orientation import direction_from_iop, iop_from_direction
 
-#: Dose Type (3004,0004) and Dose Summation Type (3004,000A) defined terms (C.8.8.3).
+#: Dose Type (3004,0004) defined terms (C.8.8.3).
 DOSE_TYPES = ("PHYSICAL", "EFFECTIVE", "ERROR")
-SUMMATION_TYPES = (
-    "PLAN",
-    "MULTI_PLAN",
-    "FRACTION",
-    "BEAM",
-    "BRACHY",
-    "FRACTION_SESSION",
-    "BEAM_SESSION",
-    "BRACHY_SESSION",
-    "CONTROL_POINT",
-    "RECORD",
-)
-#: Summation types for which PS3.3 C.8.8.3 requires Referenced RT Plan Sequence.
-_NEEDS_PLAN_REFERENCE = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "CONTROL_POINT")
+#: Dose Summation Types the writer encodes conformantly for a brachytherapy plan: the
+#: whole plan, its fraction group 1, or its application setup 1 (the numbering
+#: :func:`dicom_io.rtplan.write_seed_rtplan` uses).  Others (MULTI_PLAN, BEAM, RECORD, ...)
+#: need references this writer has no data for.
+SUMMATION_TYPES = ("PLAN", "FRACTION", "BRACHY")
 #: Dose units we can read, with the factor to Gy (CGY is not in the standard but is common).
 _UNIT_TO_GY = {"GY": 1.0, "CGY": 0.01}
 
@@ -186,9 +177,10 @@ def write_rtdose(
 
     ``dose_units`` is ``"GY"`` (``dose_gy`` in Gy) or ``"RELATIVE"``.  ``dose_type`` is
     one of :data:`DOSE_TYPES`; ERROR doses may be negative and are stored signed.
-    ``bits_allocated`` is 32 (default) or 16.  A PLAN/BRACHY/... summation without
-    ``referenced_plan_uid`` is written but warns (:class:`DicomConformanceWarning`), since
-    PS3.3 C.8.8.3 then requires the Referenced RT Plan Sequence.  Raises
+    ``bits_allocated`` is 32 (default) or 16.  ``summation`` is one of
+    :data:`SUMMATION_TYPES`; without ``referenced_plan_uid`` the file is written but warns
+    (:class:`DicomConformanceWarning`), since PS3.3 C.8.8.3 then requires the Referenced RT
+    Plan Sequence.  Raises
     :class:`DataModelError` for NaN/inf or negative dose and :class:`GeometryError` for a
     shape that is not the grid's; an existing ``path`` is only replaced with ``overwrite``.
     """
@@ -215,7 +207,7 @@ def write_rtdose(
         d[:, 2] *= -1
         grid = Grid(grid.shape, origin, grid.spacing_mm, d.reshape(-1))
 
-    signed = dose_type == "ERROR"
+    signed = dose_type == "ERROR"  # PS3.3 C.8.8.3.4.6: two's complement only for ERROR
     value_bits = bits_allocated - 1 if signed else bits_allocated
     max_abs = float(np.max(np.abs(dose))) if dose.size else 0.0
     scaling = choose_dose_grid_scaling(max_abs, bits_allocated=value_bits)
@@ -254,8 +246,10 @@ def write_rtdose(
     ds.BitsStored = bits_allocated
     ds.HighBit = bits_allocated - 1
     ds.PixelRepresentation = 1 if signed else 0
-    ds.NumberOfFrames = grid.shape[0]
-    ds.FrameIncrementPointer = 0x3004000C  # Grid Frame Offset Vector
+    multi_frame = grid.shape[0] > 1  # Multi-frame module and GFOV only for 2+ frames
+    if multi_frame:
+        ds.NumberOfFrames = grid.shape[0]
+        ds.FrameIncrementPointer = 0x3004000C  # Grid Frame Offset Vector
     ds.DoseUnits = dose_units
     ds.DoseType = dose_type
     if dose_comment:
@@ -265,15 +259,24 @@ def write_rtdose(
         ref = Dataset()
         ref.ReferencedSOPClassUID = RT_PLAN_STORAGE
         ref.ReferencedSOPInstanceUID = referenced_plan_uid
+        if summation in ("FRACTION", "BRACHY"):
+            fraction = Dataset()
+            fraction.ReferencedFractionGroupNumber = 1
+            if summation == "BRACHY":
+                setup = Dataset()
+                setup.ReferencedBrachyApplicationSetupNumber = 1
+                fraction.ReferencedBrachyApplicationSetupSequence = DicomSequence([setup])
+            ref.ReferencedFractionGroupSequence = DicomSequence([fraction])
         ds.ReferencedRTPlanSequence = DicomSequence([ref])
-    elif summation in _NEEDS_PLAN_REFERENCE:
+    else:
         warnings.warn(
             f"{out}: DoseSummationType {summation} without referenced_plan_uid; PS3.3 "
             "C.8.8.3 requires a Referenced RT Plan Sequence for it",
             DicomConformanceWarning,
             stacklevel=2,
         )
-    ds.GridFrameOffsetVector = [_ds(k * sp_k) for k in range(grid.shape[0])]
+    if multi_frame:
+        ds.GridFrameOffsetVector = [_ds(k * sp_k) for k in range(grid.shape[0])]
     ds.DoseGridScaling = _ds(scaling)
     ds.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
     return save_dataset(ds, out, overwrite=overwrite)

@@ -258,13 +258,29 @@ def test_16_bit_round_trip(tmp_path, ctx):
     assert np.max(np.abs(back.dose_gy - dose)) <= back.dose_grid_scaling / 2 * (1 + 1e-9)
 
 
-def test_dciodvfy_on_16_bit_variant(tmp_path, ctx, dciodvfy):
-    """Header conformance (the 32-bit file has the same header but crashes dciodvfy)."""
-    for name, direction in (("axial", None), ("oblique", ORIENTATIONS["oblique"])):
-        grid = _grid(direction)
-        path = _write(tmp_path, _dose(grid), grid, ctx, name=f"{name}.dcm", bits_allocated=16)
-        errors, _warnings = dciodvfy(path)
-        assert errors == [], errors
+@pytest.mark.parametrize(
+    ("name", "kw"),
+    [
+        ("axial", {}),
+        ("oblique", {"direction": ORIENTATIONS["oblique"]}),
+        ("single_frame", {"shape": (1, 6, 7)}),
+        ("relative", {"dose_units": "RELATIVE"}),
+        ("fraction", {"summation": "FRACTION"}),
+        ("brachy", {"summation": "BRACHY", "dose_comment": "TG-43 seeds"}),
+    ],
+)
+def test_dciodvfy_on_16_bit_variant(tmp_path, ctx, dciodvfy, name, kw):
+    """Header conformance (the 32-bit file has the same header but crashes dciodvfy).
+
+    Not covered: DoseType ERROR (signed pixels), which this dciodvfy's table rejects
+    although PS3.3 C.8.8.3.4.6 requires PixelRepresentation 0001H for it.
+    """
+    grid = _grid(kw.pop("direction", None), shape=kw.pop("shape", (5, 6, 7)))
+    path = _write(tmp_path, _dose(grid), grid, ctx, name=f"{name}.dcm", bits_allocated=16, **kw)
+    errors, _warnings = dciodvfy(path)
+    assert errors == [], errors
+    back = read_rtdose(path)
+    assert back.grid.same_as(grid) and back.summation_type == kw.get("summation", "PLAN")
 
 
 def test_error_dose_is_signed(tmp_path, ctx):
@@ -338,6 +354,8 @@ def test_wrong_shape_and_options_rejected(tmp_path, ctx):
     for kw in (
         {"dose_type": "MAGIC"},
         {"summation": "X"},
+        {"summation": "RECORD"},  # needs a treatment record we do not have
+        {"summation": "MULTI_PLAN"},
         {"dose_units": "RAD"},
         {"bits_allocated": 8},
     ):
@@ -353,7 +371,7 @@ def test_plan_summation_without_plan_warns(tmp_path, ctx):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         write_rtdose(
-            tmp_path / "y.dcm", np.zeros(grid.shape), grid, context=ctx, summation="RECORD"
+            tmp_path / "y.dcm", np.zeros(grid.shape), grid, context=ctx, referenced_plan_uid="1.2"
         )
 
 
