@@ -98,6 +98,11 @@ class DoseVolume:
     warnings: tuple[str, ...] = field(default=())
 
     @property
+    def dose_units(self) -> str:
+        """Same as :attr:`units` ("GY" or "RELATIVE"), under the DICOM attribute's name."""
+        return self.units
+
+    @property
     def is_relative(self) -> bool:
         """True when the file holds RELATIVE dose (not in Gy)."""
         return self.units == "RELATIVE"

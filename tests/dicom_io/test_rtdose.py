@@ -309,7 +309,7 @@ def test_cgy_files_are_converted_to_gy(tmp_path, ctx):
 def test_relative_dose_is_flagged(tmp_path, ctx):
     grid = _grid()
     back = read_rtdose(_write(tmp_path, _dose(grid, scale=1.0), grid, ctx, dose_units="RELATIVE"))
-    assert back.is_relative and back.units == "RELATIVE"
+    assert back.is_relative and back.units == back.dose_units == "RELATIVE"
     with pytest.raises(DicomInputError, match="DoseUnits"):
         back.dose_gy  # noqa: B018
 
