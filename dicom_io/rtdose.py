@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.valuerep import format_number_as_ds
 
 from brachycryo.errors import DataModelError, DicomInputError, GeometryError
 from brachycryo.grid import Grid
@@ -46,6 +45,7 @@ from dicom_io.common import (
     RT_PLAN_STORAGE,
     DicomConformanceWarning,
     StudyContext,
+    format_ds,
     get_floats,
     get_value,
     new_dataset,
@@ -69,7 +69,7 @@ _OFFSET_TOL_MM = 1e-3
 
 def _ds(value: float) -> str:
     """A float as a DICOM DS string of at most 16 characters."""
-    return format_number_as_ds(float(value))
+    return format_ds(value)
 
 
 @dataclass(frozen=True, eq=False)

@@ -57,7 +57,6 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.valuerep import format_number_as_ds
 
 from brachycryo.errors import DataModelError, DicomInputError
 from dicom_io.common import (
@@ -65,6 +64,7 @@ from dicom_io.common import (
     RT_STRUCTURE_SET_STORAGE,
     DicomConformanceWarning,
     StudyContext,
+    format_ds,
     get_floats,
     get_value,
     new_dataset,
@@ -82,7 +82,8 @@ _SECONDS_PER_DAY = 86400.0
 
 
 def _ds(value: float) -> str:
-    return format_number_as_ds(float(value))
+    """A float as a DICOM DS string of at most 16 characters."""
+    return format_ds(value)
 
 
 def _unit(v: Sequence[float] | np.ndarray, what: str) -> tuple[float, float, float]:

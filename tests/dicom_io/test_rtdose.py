@@ -530,3 +530,18 @@ def test_pydicom_sample_with_inconsistent_frames():
     """rtdose_1frame.dcm keeps 15 GridFrameOffsetVector values for its single frame."""
     with pytest.raises(DicomInputError, match=r"GridFrameOffsetVector.*15 values for 1 frames"):
         read_rtdose(get_testdata_file("rtdose_1frame.dcm"))
+
+
+def test_format_ds_never_exceeds_16_characters():
+    """pydicom's formatter gives 17 characters for -9.999999999999996 ("-10.0000000000000")."""
+    from dicom_io.common import format_ds
+
+    rng = np.random.default_rng(5)
+    values = [-9.999999999999996, 99999.99999999999, -0.0, 1e-300, 1.7976931348623157e308]
+    values += list(rng.normal(size=300) * 10.0 ** rng.integers(-20, 20, size=300))
+    for v in values:
+        text = format_ds(v)
+        assert len(text) <= 16
+        assert abs(float(text) - v) <= 1e-9 * abs(v)
+    with pytest.raises(ValueError):
+        format_ds(float("nan"))
