@@ -163,9 +163,9 @@ def format_ds(value: float) -> str:
         raise ValueError(f"a DICOM DS value must be finite, got {v}")
     for digits in range(17, 0, -1):
         text = f"{v:.{digits}g}"
-        if len(text) <= 16:
+        if len(text) <= 16 and np.isfinite(float(text)):
             return text
-    raise ValueError(f"{v} cannot be written in 16 characters")  # pragma: no cover
+    raise ValueError(f"{v} cannot be written as a DS of 16 characters")
 
 
 def save_dataset(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
