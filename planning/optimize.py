@@ -10,7 +10,14 @@ Problem (all doses total permanent-implant dose, Gy; candidates n with fixed str
   zone with its own prescription, e.g. high-risk sub-zones);
 * **then** minimise seeds, needles and hot spots (V150 / V200 of the target).
 
-Method.  Greedy construction: repeatedly add the feasible candidate with the largest
+Method.  (0) LP guide: the linear relaxation (strengths in [0, 1], a penalised under-dose
+slack per target point, OAR limits applied to every OAR point as a conservative point
+limit, exclusions) solved by HiGHS (``scipy.optimize.linprog``) on a subsample of the
+target points; its solution ranks the candidates and seeds the selection (x* >= 0.5, added
+in order while the exact limits hold).  Hard OAR limits make a purely greedy build paint
+itself into a corner: seeds placed early beside an OAR use up its dose budget and then
+every further seed, however far, is blocked; the LP spreads the budget globally.
+Greedy construction: repeatedly add the feasible candidate with the largest
 volume-weighted under-dose reduction per cost (a new needle costs ``needle_weight``
 seeds, dose pushed above 150 % costs ``hot_spot_weight``), where a candidate is feasible if
 it keeps every OAR limit and every exclusion.  Then local search: (1) prune - remove seeds,
@@ -216,6 +223,7 @@ def select_seeds(
     needle_weight: float = 0.5,
     hot_spot_weight: float = 0.05,
     time_limit_s: float = 60.0,
+    use_lp: bool = True,
     progress: ProgressCallback | None = None,
 ) -> SeedSelection:
     """Choose seeds (see the module docstring); never violates an OAR limit."""
@@ -233,6 +241,29 @@ def select_seeds(
     blocked: dict[str, int] = {}
     log: list[str] = []
     it = 0
+    # -- LP guide and rounding
+    if use_lp:
+        x_lp = lp_relaxation(
+            zones, oars, sk_u=sk_u, exclusions=exclusions, time_limit_s=0.5 * time_limit_s
+        )
+        if x_lp is not None:
+            log.append(
+                f"LP relaxation: sum x = {x_lp.sum():.1f}, {int((x_lp >= 0.5).sum())} >= 0.5"
+            )
+            for cand in np.argsort(x_lp)[::-1]:
+                if x_lp[cand] < 0.5:
+                    break
+                if st.x[st.partners[cand]].any():
+                    continue
+                used = st.needles_used()
+                if len(used) >= max_needles and int(st.needle[cand]) not in used:
+                    continue
+                st.toggle(int(cand), True)
+                if not st.oar_ok():
+                    st.toggle(int(cand), False)
+            report(progress, 0.3, f"LP rounding: {int(st.x.sum())} seeds")
+        else:
+            log.append("LP relaxation failed; greedy construction from scratch")
     # -- greedy construction
     while not st.goals_met(v100_min_pct):
         if time.perf_counter() - t0 > time_limit_s:
@@ -338,3 +369,77 @@ def _swap_for_hot_spots(st, v100_min_pct, max_needles, t0, time_limit_s, log, ma
                 st.toggle(int(c), True)
         if not improved:
             return
+
+
+def lp_relaxation(
+    zones: Sequence[TargetZone],
+    oars: Sequence[OarConstraint],
+    *,
+    sk_u: float,
+    exclusions: np.ndarray,
+    max_target_points: int = 2500,
+    max_oar_points: int = 1500,
+    under_dose_weight: float = 50.0,
+    time_limit_s: float = 30.0,
+    seed: int = 0,
+) -> np.ndarray | None:
+    """Solve the linear relaxation of the seed selection with HiGHS; x* in [0, 1] or None.
+
+    minimise  sum_n x_n + w * sum_m (v_m / V) * u_m / Rx_m
+    s.t.      s * A_T x + u >= Rx      (target points; u >= 0 is the under-dose)
+              s * A_O x <= L           (every OAR point; conservative for Dvcc / Vx)
+              x_a + x_b <= 1           (excluded pairs),  0 <= x <= 1.
+    The under-dose weight ``w`` (in seeds per fully under-dosed target) makes coverage
+    dominate the seed count, as the clinical goal order requires.
+    """
+    from scipy import sparse
+    from scipy.optimize import linprog
+
+    rng = np.random.default_rng(seed)
+    n = zones[0].matrix.shape[1]
+    blocks, rhs, weights = [], [], []
+    for z in zones:
+        m = z.matrix.shape[0]
+        idx = np.sort(rng.choice(m, min(m, max_target_points), replace=False))
+        blocks.append(sk_u * z.matrix[idx].astype(np.float64))
+        rhs.append(np.full(idx.size, z.prescription_gy))
+        w = z.point_cc[idx] / z.point_cc[idx].sum()
+        weights.append(under_dose_weight * n * w / z.prescription_gy)
+    at = np.vstack(blocks)
+    mt = at.shape[0]
+    rows = [sparse.hstack([sparse.csr_matrix(-at), -sparse.eye(mt, format="csr")])]
+    b = [-np.concatenate(rhs)]
+    for o in oars:
+        mo = o.matrix.shape[0]
+        if mo == 0:
+            continue
+        dose_max = sk_u * o.matrix.sum(axis=1)
+        # the points that could reach the limit at all, hottest first
+        idx = np.argsort(dose_max)[::-1][: min(mo, max_oar_points)]
+        ao = sk_u * o.matrix[idx].astype(np.float64)
+        rows.append(sparse.hstack([sparse.csr_matrix(ao), sparse.csr_matrix((idx.size, mt))]))
+        b.append(np.full(idx.size, o.limit_gy))
+    if len(exclusions):
+        ex = np.asarray(exclusions)
+        e = sparse.csr_matrix(
+            (np.ones(2 * len(ex)), (np.repeat(np.arange(len(ex)), 2), ex.reshape(-1))),
+            shape=(len(ex), n),
+        )
+        rows.append(sparse.hstack([e, sparse.csr_matrix((len(ex), mt))]))
+        b.append(np.ones(len(ex)))
+    cost = np.concatenate([np.ones(n), np.concatenate(weights)])
+    bounds = [(0.0, 1.0)] * n + [(0.0, None)] * mt
+    try:
+        res = linprog(
+            cost,
+            A_ub=sparse.vstack(rows).tocsc(),
+            b_ub=np.concatenate(b),
+            bounds=bounds,
+            method="highs",
+            options={"time_limit": float(time_limit_s)},
+        )
+    except ValueError:
+        return None
+    if res.x is None:
+        return None
+    return np.clip(res.x[:n], 0.0, 1.0)

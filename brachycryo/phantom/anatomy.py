@@ -238,7 +238,9 @@ def abdomen(rng: np.random.Generator) -> Anatomy:
     )
     skin = difference(body, elliptic_cylinder_z((0.0, 5.0), (160.0, 110.0), zr))
 
-    lob = Lobulated.random(rng, (52.0, 14.0, 0.0), (44.0, 30.0, 40.0), n_lobes=5)
+    lob = Lobulated.random(
+        rng, (50.0, 16.0, 0.0), (38.0, 26.0, 33.0), n_lobes=5, lobe_radius_mm=(12.0, 18.0)
+    )
     oar_keepout = union(
         lambda p: ellipsoid((78.0, 55.0, 0.0), (31.0, 25.0, 53.0), _rotation_z(-30))(p),
         elliptic_cylinder_z((18.0, 36.0), (15.0, 15.0), zr),
@@ -343,7 +345,9 @@ def pelvis(rng: np.random.Generator) -> Anatomy:
         np.array([[-50, -80, 65], [0, -90, 50], [50, -80, 60], [30, -70, 35]], float), 13.0
     )
     skin = difference(body, elliptic_cylinder_z((0.0, 0.0), (170.0, 115.0), zr))
-    lob = Lobulated.random(rng, (52.0, 12.0, 5.0), (32.0, 38.0, 42.0), n_lobes=5)
+    lob = Lobulated.random(
+        rng, (50.0, 12.0, 5.0), (27.0, 31.0, 34.0), n_lobes=5, lobe_radius_mm=(12.0, 18.0)
+    )
     keepout = union(
         elliptic_cylinder_z((0.0, 45.0), (22.0, 20.0), zr),
         ellipsoid((0.0, -35.0, -10.0), (49.0, 42.0, 44.0)),
