@@ -207,6 +207,35 @@ class BrachyPlan:
     def channel_numbers(self) -> np.ndarray:
         return np.array([s.channel for s in self.seeds], dtype=int)
 
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready overview (for ``brachycryo info``): counts, sources, times, warnings."""
+        t = self.treatment_times_s
+        timed = bool(np.any(np.isfinite(t)))
+        return {
+            "label": self.label,
+            "technique": self.technique,
+            "treatment_type": self.treatment_type,
+            "n_channels": len({s.channel for s in self.seeds}),
+            "n_sources_positions": self.n_seeds,
+            "sources": [
+                {
+                    "number": s.number,
+                    "isotope": s.isotope,
+                    "model": s.model,
+                    "sk_u": s.sk_u,
+                    "half_life_days": s.half_life_days,
+                    "reference": None
+                    if s.reference_datetime is None
+                    else s.reference_datetime.isoformat(),
+                }
+                for s in self.sources
+            ],
+            "total_sk_u": float(np.sum(self.sk_u)),
+            "total_treatment_time_s": float(np.nansum(t)) if timed else None,
+            "prescription_dose_gy": self.prescription_dose_gy,
+            "warnings": list(self.warnings),
+        }
+
     def source(self, number: int) -> BrachySource:
         """The Source Sequence item with SourceNumber ``number``."""
         for src in self.sources:

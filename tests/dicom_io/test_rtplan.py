@@ -593,3 +593,17 @@ def test_plan_and_dose_cross_reference(tmp_path, ctx):
     assert dose.frame_of_reference_uid == plan.frame_of_reference_uid == ctx.frame_of_reference_uid
     assert dose.study_instance_uid == ctx.study_instance_uid
     assert dose.series_instance_uid != pydicom.dcmread(plan_path).SeriesInstanceUID
+
+
+def test_summary_is_json_ready(tmp_path, ctx, shared_data):
+    import json
+
+    path = tmp_path / "plan.dcm"
+    write_seed_rtplan(path, _plan(), context=ctx)
+    ours = json.loads(json.dumps(read_rtplan(path).summary()))
+    assert ours["n_sources_positions"] == 20 and ours["n_channels"] == 4
+    assert ours["total_sk_u"] == pytest.approx(20 * 0.508)
+    assert ours["total_treatment_time_s"] is None  # permanent seeds
+    assert ours["sources"][0]["isotope"] == "I-125"
+    pdr = read_rtplan(shared_data / "dicom" / "brachy_rtplans" / "pyTG43_RP.PDR.dcm").summary()
+    assert pdr["total_treatment_time_s"] == pytest.approx(399.9 * 43, rel=1e-9)
