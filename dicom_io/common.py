@@ -152,6 +152,22 @@ def new_dataset(
     return ds
 
 
+def format_ds(value: float) -> str:
+    """``value`` as a Decimal String of at most 16 characters, with as many digits as fit.
+
+    (pydicom's ``format_number_as_ds`` can return 17 characters when rounding carries,
+    e.g. -9.999999999999996 -> "-10.0000000000000".)
+    """
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"a DICOM DS value must be finite, got {v}")
+    for digits in range(17, 0, -1):
+        text = f"{v:.{digits}g}"
+        if len(text) <= 16 and np.isfinite(float(text)):
+            return text
+    raise ValueError(f"{v} cannot be written as a DS of 16 characters")
+
+
 def save_dataset(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``ds`` as a DICOM Part 10 file, atomically, refusing to overwrite by default."""
     with atomic_path(path, overwrite=overwrite) as tmp:

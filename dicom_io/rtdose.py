@@ -15,9 +15,10 @@ Module):
 * Oblique and decubitus grids are written exactly as the Grid's direction matrix says.
 
 Reading (:func:`read_rtdose`) accepts what other systems write as well: relative or
-absolute (first value = the position of the first frame along the normal, C.8.8.3.2 option
-b) offset vectors, increasing or decreasing offsets (decreasing ones are flipped so the
-returned grid's k axis is ``+row x column``), 16- or 32-bit pixels, signed or unsigned,
+absolute offset vectors (C.8.8.3.2 option b: the frames' patient z coordinates, the first
+equal to ImagePositionPatient's z; transverse planes only, head- or feet-first),
+increasing or decreasing offsets (decreasing ones are flipped so the returned grid's k axis
+is ``+row x column``), 16- or 32-bit pixels, signed or unsigned,
 ``DoseUnits`` GY, CGY (non-standard; converted to Gy) or RELATIVE (returned flagged, never
 as Gy).
 
@@ -36,7 +37,6 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.valuerep import format_number_as_ds
 
 from brachycryo.errors import DataModelError, DicomInputError, GeometryError
 from brachycryo.grid import Grid
@@ -45,6 +45,7 @@ from dicom_io.common import (
     RT_PLAN_STORAGE,
     DicomConformanceWarning,
     StudyContext,
+    format_ds,
     get_floats,
     get_value,
     new_dataset,
@@ -53,22 +54,13 @@ from dicom_io.common import (
 )
 from dicom_io.orientation import direction_from_iop, iop_from_direction
 
-#: Dose Type (3004,0004) and Dose Summation Type (3004,000A) defined terms (C.8.8.3).
+#: Dose Type (3004,0004) defined terms (C.8.8.3).
 DOSE_TYPES = ("PHYSICAL", "EFFECTIVE", "ERROR")
-SUMMATION_TYPES = (
-    "PLAN",
-    "MULTI_PLAN",
-    "FRACTION",
-    "BEAM",
-    "BRACHY",
-    "FRACTION_SESSION",
-    "BEAM_SESSION",
-    "BRACHY_SESSION",
-    "CONTROL_POINT",
-    "RECORD",
-)
-#: Summation types for which PS3.3 C.8.8.3 requires Referenced RT Plan Sequence.
-_NEEDS_PLAN_REFERENCE = ("PLAN", "MULTI_PLAN", "FRACTION", "BEAM", "BRACHY", "CONTROL_POINT")
+#: Dose Summation Types the writer encodes conformantly for a brachytherapy plan: the
+#: whole plan, its fraction group 1, or its application setup 1 (the numbering
+#: :func:`dicom_io.rtplan.write_seed_rtplan` uses).  Others (MULTI_PLAN, BEAM, RECORD, ...)
+#: need references this writer has no data for.
+SUMMATION_TYPES = ("PLAN", "FRACTION", "BRACHY")
 #: Dose units we can read, with the factor to Gy (CGY is not in the standard but is common).
 _UNIT_TO_GY = {"GY": 1.0, "CGY": 0.01}
 
@@ -77,7 +69,7 @@ _OFFSET_TOL_MM = 1e-3
 
 def _ds(value: float) -> str:
     """A float as a DICOM DS string of at most 16 characters."""
-    return format_number_as_ds(float(value))
+    return format_ds(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,6 +96,11 @@ class DoseVolume:
     dose_grid_scaling: float
     path: Path | None = None
     warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def dose_units(self) -> str:
+        """Same as :attr:`units` ("GY" or "RELATIVE"), under the DICOM attribute's name."""
+        return self.units
 
     @property
     def is_relative(self) -> bool:
@@ -185,9 +182,10 @@ def write_rtdose(
 
     ``dose_units`` is ``"GY"`` (``dose_gy`` in Gy) or ``"RELATIVE"``.  ``dose_type`` is
     one of :data:`DOSE_TYPES`; ERROR doses may be negative and are stored signed.
-    ``bits_allocated`` is 32 (default) or 16.  A PLAN/BRACHY/... summation without
-    ``referenced_plan_uid`` is written but warns (:class:`DicomConformanceWarning`), since
-    PS3.3 C.8.8.3 then requires the Referenced RT Plan Sequence.  Raises
+    ``bits_allocated`` is 32 (default) or 16.  ``summation`` is one of
+    :data:`SUMMATION_TYPES`; without ``referenced_plan_uid`` the file is written but warns
+    (:class:`DicomConformanceWarning`), since PS3.3 C.8.8.3 then requires the Referenced RT
+    Plan Sequence.  Raises
     :class:`DataModelError` for NaN/inf or negative dose and :class:`GeometryError` for a
     shape that is not the grid's; an existing ``path`` is only replaced with ``overwrite``.
     """
@@ -214,7 +212,7 @@ def write_rtdose(
         d[:, 2] *= -1
         grid = Grid(grid.shape, origin, grid.spacing_mm, d.reshape(-1))
 
-    signed = dose_type == "ERROR"
+    signed = dose_type == "ERROR"  # PS3.3 C.8.8.3.4.6: two's complement only for ERROR
     value_bits = bits_allocated - 1 if signed else bits_allocated
     max_abs = float(np.max(np.abs(dose))) if dose.size else 0.0
     scaling = choose_dose_grid_scaling(max_abs, bits_allocated=value_bits)
@@ -253,8 +251,10 @@ def write_rtdose(
     ds.BitsStored = bits_allocated
     ds.HighBit = bits_allocated - 1
     ds.PixelRepresentation = 1 if signed else 0
-    ds.NumberOfFrames = grid.shape[0]
-    ds.FrameIncrementPointer = 0x3004000C  # Grid Frame Offset Vector
+    multi_frame = grid.shape[0] > 1  # Multi-frame module and GFOV only for 2+ frames
+    if multi_frame:
+        ds.NumberOfFrames = grid.shape[0]
+        ds.FrameIncrementPointer = 0x3004000C  # Grid Frame Offset Vector
     ds.DoseUnits = dose_units
     ds.DoseType = dose_type
     if dose_comment:
@@ -264,15 +264,24 @@ def write_rtdose(
         ref = Dataset()
         ref.ReferencedSOPClassUID = RT_PLAN_STORAGE
         ref.ReferencedSOPInstanceUID = referenced_plan_uid
+        if summation in ("FRACTION", "BRACHY"):
+            fraction = Dataset()
+            fraction.ReferencedFractionGroupNumber = 1
+            if summation == "BRACHY":
+                setup = Dataset()
+                setup.ReferencedBrachyApplicationSetupNumber = 1
+                fraction.ReferencedBrachyApplicationSetupSequence = DicomSequence([setup])
+            ref.ReferencedFractionGroupSequence = DicomSequence([fraction])
         ds.ReferencedRTPlanSequence = DicomSequence([ref])
-    elif summation in _NEEDS_PLAN_REFERENCE:
+    else:
         warnings.warn(
             f"{out}: DoseSummationType {summation} without referenced_plan_uid; PS3.3 "
             "C.8.8.3 requires a Referenced RT Plan Sequence for it",
             DicomConformanceWarning,
             stacklevel=2,
         )
-    ds.GridFrameOffsetVector = [_ds(k * sp_k) for k in range(grid.shape[0])]
+    if multi_frame:
+        ds.GridFrameOffsetVector = [_ds(k * sp_k) for k in range(grid.shape[0])]
     ds.DoseGridScaling = _ds(scaling)
     ds.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
     return save_dataset(ds, out, overwrite=overwrite)
@@ -307,21 +316,30 @@ def _frame_offsets(
             tag="GridFrameOffsetVector",
         )
     if offsets[0] != 0.0:
-        # option b: absolute coordinates along the normal; the first equals IPP's
-        ipp_along = float(ipp @ normal)
-        if abs(offsets[0] - ipp_along) > _OFFSET_TOL_MM:
+        # option b: absolute patient z coordinates of the frames, defined for transverse
+        # planes only; the first equals ImagePositionPatient's z
+        n_z = float(normal[2])
+        if abs(abs(n_z) - 1.0) > 1e-6:
             raise DicomInputError(
-                f"first value {offsets[0]:g} is neither 0 (relative offsets) nor the "
-                f"position of ImagePositionPatient along the slice normal ({ipp_along:g}), "
-                "as PS3.3 C.8.8.3.2 requires for absolute offsets",
+                f"first value {offsets[0]:g} is not 0, i.e. absolute z coordinates, which "
+                "PS3.3 C.8.8.3.2 allows only for transverse planes; these frames have "
+                f"normal {np.round(normal, 6).tolist()}",
+                path=path,
+                tag="GridFrameOffsetVector",
+            )
+        if abs(offsets[0] - float(ipp[2])) > _OFFSET_TOL_MM:
+            raise DicomInputError(
+                f"first value {offsets[0]:g} is neither 0 (relative offsets) nor the z of "
+                f"ImagePositionPatient ({float(ipp[2]):g}), as PS3.3 C.8.8.3.2 requires for "
+                "absolute offsets",
                 path=path,
                 tag="GridFrameOffsetVector",
             )
         notes.append(
-            f"{path}: GridFrameOffsetVector holds absolute positions (first {offsets[0]:g} mm); "
-            "converted to offsets from ImagePositionPatient"
+            f"{path}: GridFrameOffsetVector holds absolute z coordinates (first {offsets[0]:g} "
+            "mm); converted to offsets from ImagePositionPatient"
         )
-        offsets = offsets - offsets[0]
+        offsets = (offsets - offsets[0]) * np.sign(n_z)
     return offsets
 
 

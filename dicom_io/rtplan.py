@@ -57,7 +57,6 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.valuerep import format_number_as_ds
 
 from brachycryo.errors import DataModelError, DicomInputError
 from dicom_io.common import (
@@ -65,6 +64,7 @@ from dicom_io.common import (
     RT_STRUCTURE_SET_STORAGE,
     DicomConformanceWarning,
     StudyContext,
+    format_ds,
     get_floats,
     get_value,
     new_dataset,
@@ -82,7 +82,8 @@ _SECONDS_PER_DAY = 86400.0
 
 
 def _ds(value: float) -> str:
-    return format_number_as_ds(float(value))
+    """A float as a DICOM DS string of at most 16 characters."""
+    return format_ds(value)
 
 
 def _unit(v: Sequence[float] | np.ndarray, what: str) -> tuple[float, float, float]:
@@ -206,6 +207,35 @@ class BrachyPlan:
     def channel_numbers(self) -> np.ndarray:
         return np.array([s.channel for s in self.seeds], dtype=int)
 
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready overview (for ``brachycryo info``): counts, sources, times, warnings."""
+        t = self.treatment_times_s
+        timed = bool(np.any(np.isfinite(t)))
+        return {
+            "label": self.label,
+            "technique": self.technique,
+            "treatment_type": self.treatment_type,
+            "n_channels": len({s.channel for s in self.seeds}),
+            "n_sources_positions": self.n_seeds,
+            "sources": [
+                {
+                    "number": s.number,
+                    "isotope": s.isotope,
+                    "model": s.model,
+                    "sk_u": s.sk_u,
+                    "half_life_days": s.half_life_days,
+                    "reference": None
+                    if s.reference_datetime is None
+                    else s.reference_datetime.isoformat(),
+                }
+                for s in self.sources
+            ],
+            "total_sk_u": float(np.sum(self.sk_u)),
+            "total_treatment_time_s": float(np.nansum(t)) if timed else None,
+            "prescription_dose_gy": self.prescription_dose_gy,
+            "warnings": list(self.warnings),
+        }
+
     def source(self, number: int) -> BrachySource:
         """The Source Sequence item with SourceNumber ``number``."""
         for src in self.sources:
@@ -220,8 +250,14 @@ class BrachyPlan:
         return np.array([by_number[s.source_number] for s in self.seeds], dtype=float)
 
     @property
+    def treatment_times_s(self) -> np.ndarray:
+        """(n,) dwell time x number of pulses of the seed's channel (PDR; 1 otherwise)."""
+        pulses = {c.number: c.number_of_pulses or 1 for c in self.channels}
+        return self.dwell_times_s * np.array([pulses.get(s.channel, 1) for s in self.seeds])
+
+    @property
     def dwell_times_s(self) -> np.ndarray:
-        """(n,) dwell times (NaN where the plan has none, e.g. permanent seeds)."""
+        """(n,) dwell times (per pulse for PDR; NaN where none, e.g. permanent seeds)."""
         return np.array(
             [math.nan if s.dwell_time_s is None else s.dwell_time_s for s in self.seeds],
             dtype=float,

@@ -178,14 +178,17 @@ def _rewrite(src: Path, dst: Path, edit) -> Path:
     return dst
 
 
-def test_absolute_grid_frame_offsets(tmp_path, ctx):
-    grid = _grid()
+@pytest.mark.parametrize("position", ["HFS", "FFS", "HFP", "FFP"])
+def test_absolute_grid_frame_offsets(tmp_path, ctx, position):
+    grid = _grid(ORIENTATIONS[position])
     dose = _dose(grid)
     path = _write(tmp_path, dose, grid, ctx)
+    n_z = grid.direction_matrix[2, 2]  # +1 head first, -1 feet first
 
     def to_absolute(ds):
+        # option b of C.8.8.3.2: the frames' patient z coordinates
         z0 = float(ds.ImagePositionPatient[2])
-        ds.GridFrameOffsetVector = [z0 + float(v) for v in ds.GridFrameOffsetVector]
+        ds.GridFrameOffsetVector = [z0 + n_z * float(v) for v in ds.GridFrameOffsetVector]
 
     absolute = _rewrite(path, tmp_path / "abs.dcm", to_absolute)
     with pytest.warns(DicomConformanceWarning, match="absolute"):
@@ -201,6 +204,18 @@ def test_absolute_grid_frame_offsets(tmp_path, ctx):
     with pytest.raises(DicomInputError, match="GridFrameOffsetVector") as exc:
         read_rtdose(bad)
     assert str(bad) in str(exc.value)
+
+
+def test_absolute_offsets_on_sagittal_frames_rejected(tmp_path, ctx):
+    grid = _grid(ORIENTATIONS["oblique_sagittal"])  # frames not stacked along z
+    path = _write(tmp_path, _dose(grid), grid, ctx)
+
+    def to_absolute(ds):
+        ds.GridFrameOffsetVector = [7.0 + float(v) for v in ds.GridFrameOffsetVector]
+
+    bad = _rewrite(path, tmp_path / "bad.dcm", to_absolute)
+    with pytest.raises(DicomInputError, match=r"GridFrameOffsetVector.*transverse"):
+        read_rtdose(bad)
 
 
 def test_decreasing_offsets_are_flipped(tmp_path, ctx):
@@ -243,13 +258,29 @@ def test_16_bit_round_trip(tmp_path, ctx):
     assert np.max(np.abs(back.dose_gy - dose)) <= back.dose_grid_scaling / 2 * (1 + 1e-9)
 
 
-def test_dciodvfy_on_16_bit_variant(tmp_path, ctx, dciodvfy):
-    """Header conformance (the 32-bit file has the same header but crashes dciodvfy)."""
-    for name, direction in (("axial", None), ("oblique", ORIENTATIONS["oblique"])):
-        grid = _grid(direction)
-        path = _write(tmp_path, _dose(grid), grid, ctx, name=f"{name}.dcm", bits_allocated=16)
-        errors, _warnings = dciodvfy(path)
-        assert errors == [], errors
+@pytest.mark.parametrize(
+    ("name", "kw"),
+    [
+        ("axial", {}),
+        ("oblique", {"direction": ORIENTATIONS["oblique"]}),
+        ("single_frame", {"shape": (1, 6, 7)}),
+        ("relative", {"dose_units": "RELATIVE"}),
+        ("fraction", {"summation": "FRACTION"}),
+        ("brachy", {"summation": "BRACHY", "dose_comment": "TG-43 seeds"}),
+    ],
+)
+def test_dciodvfy_on_16_bit_variant(tmp_path, ctx, dciodvfy, name, kw):
+    """Header conformance (the 32-bit file has the same header but crashes dciodvfy).
+
+    Not covered: DoseType ERROR (signed pixels), which this dciodvfy's table rejects
+    although PS3.3 C.8.8.3.4.6 requires PixelRepresentation 0001H for it.
+    """
+    grid = _grid(kw.pop("direction", None), shape=kw.pop("shape", (5, 6, 7)))
+    path = _write(tmp_path, _dose(grid), grid, ctx, name=f"{name}.dcm", bits_allocated=16, **kw)
+    errors, _warnings = dciodvfy(path)
+    assert errors == [], errors
+    back = read_rtdose(path)
+    assert back.grid.same_as(grid) and back.summation_type == kw.get("summation", "PLAN")
 
 
 def test_error_dose_is_signed(tmp_path, ctx):
@@ -278,7 +309,7 @@ def test_cgy_files_are_converted_to_gy(tmp_path, ctx):
 def test_relative_dose_is_flagged(tmp_path, ctx):
     grid = _grid()
     back = read_rtdose(_write(tmp_path, _dose(grid, scale=1.0), grid, ctx, dose_units="RELATIVE"))
-    assert back.is_relative and back.units == "RELATIVE"
+    assert back.is_relative and back.units == back.dose_units == "RELATIVE"
     with pytest.raises(DicomInputError, match="DoseUnits"):
         back.dose_gy  # noqa: B018
 
@@ -323,6 +354,8 @@ def test_wrong_shape_and_options_rejected(tmp_path, ctx):
     for kw in (
         {"dose_type": "MAGIC"},
         {"summation": "X"},
+        {"summation": "RECORD"},  # needs a treatment record we do not have
+        {"summation": "MULTI_PLAN"},
         {"dose_units": "RAD"},
         {"bits_allocated": 8},
     ):
@@ -338,7 +371,7 @@ def test_plan_summation_without_plan_warns(tmp_path, ctx):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         write_rtdose(
-            tmp_path / "y.dcm", np.zeros(grid.shape), grid, context=ctx, summation="RECORD"
+            tmp_path / "y.dcm", np.zeros(grid.shape), grid, context=ctx, referenced_plan_uid="1.2"
         )
 
 
@@ -497,3 +530,20 @@ def test_pydicom_sample_with_inconsistent_frames():
     """rtdose_1frame.dcm keeps 15 GridFrameOffsetVector values for its single frame."""
     with pytest.raises(DicomInputError, match=r"GridFrameOffsetVector.*15 values for 1 frames"):
         read_rtdose(get_testdata_file("rtdose_1frame.dcm"))
+
+
+def test_format_ds_never_exceeds_16_characters():
+    """pydicom's formatter gives 17 characters for -9.999999999999996 ("-10.0000000000000")."""
+    from dicom_io.common import format_ds
+
+    rng = np.random.default_rng(5)
+    values = [-9.999999999999996, 99999.99999999999, -0.0, 1e-300, 1.79769313e308]
+    values += list(rng.normal(size=300) * 10.0 ** rng.integers(-20, 20, size=300))
+    for v in values:
+        text = format_ds(v)
+        assert len(text) <= 16
+        assert abs(float(text) - v) <= 1e-9 * abs(v)
+    assert np.isfinite(float(format_ds(1.7976931348623157e308)))  # never rounded up to inf
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            format_ds(bad)

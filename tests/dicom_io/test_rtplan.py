@@ -344,6 +344,7 @@ def test_pytg43_pdr_plan(shared_data):
     # TotalReferenceAirKerma (µGy at 1 m) = S_K x total time over all pulses
     trak = float(setup.TotalReferenceAirKerma)
     assert np.sum(plan.sk_u * t) * 43 / 3600 == pytest.approx(trak, rel=1e-9)
+    assert np.sum(plan.sk_u * plan.treatment_times_s) / 3600 == pytest.approx(trak, rel=1e-9)
     # no ControlPointOrientation in this file: directions follow the applicator track
     ch1 = plan.positions_mm[plan.channel_numbers == 1]
     step = (ch1[1] - ch1[0]) / np.linalg.norm(ch1[1] - ch1[0])
@@ -575,3 +576,34 @@ def test_seed_plan_with_one_control_point_per_seed_and_no_weights(tmp_path, plan
     assert np.allclose(plan.directions[:15], original.directions[:15], atol=1e-9)
     assert np.all(np.isnan(plan.directions[15]))  # a lone seed: no track, no orientation
     assert np.all(np.isnan(plan.dwell_times_s))
+
+
+def test_plan_and_dose_cross_reference(tmp_path, ctx):
+    from brachycryo.grid import Grid
+    from dicom_io.rtdose import read_rtdose, write_rtdose
+
+    plan_path = tmp_path / "RP.dcm"
+    uid = write_seed_rtplan(plan_path, _plan(), context=ctx)
+    grid = Grid((4, 5, 6), (-40.0, 0.0, -110.0), (2.5, 2.5, 2.5))
+    write_rtdose(
+        tmp_path / "RD.dcm", np.ones(grid.shape), grid, context=ctx, referenced_plan_uid=uid
+    )
+    plan, dose = read_rtplan(plan_path), read_rtdose(tmp_path / "RD.dcm")
+    assert dose.referenced_plan_uid == plan.sop_instance_uid == uid
+    assert dose.frame_of_reference_uid == plan.frame_of_reference_uid == ctx.frame_of_reference_uid
+    assert dose.study_instance_uid == ctx.study_instance_uid
+    assert dose.series_instance_uid != pydicom.dcmread(plan_path).SeriesInstanceUID
+
+
+def test_summary_is_json_ready(tmp_path, ctx, shared_data):
+    import json
+
+    path = tmp_path / "plan.dcm"
+    write_seed_rtplan(path, _plan(), context=ctx)
+    ours = json.loads(json.dumps(read_rtplan(path).summary()))
+    assert ours["n_sources_positions"] == 20 and ours["n_channels"] == 4
+    assert ours["total_sk_u"] == pytest.approx(20 * 0.508)
+    assert ours["total_treatment_time_s"] is None  # permanent seeds
+    assert ours["sources"][0]["isotope"] == "I-125"
+    pdr = read_rtplan(shared_data / "dicom" / "brachy_rtplans" / "pyTG43_RP.PDR.dcm").summary()
+    assert pdr["total_treatment_time_s"] == pytest.approx(399.9 * 43, rel=1e-9)
