@@ -108,36 +108,56 @@ class _Search:
         self.rule_ok = np.asarray(self.rule_ok)
         half = model.active_length_mm / 2 + model.active_offset_mm
         self.probes = [Probe(model, tuple(c - half * direction), tuple(direction)) for c in cands]
-        body = emp.body_temp_c
-        self.fields = np.stack(
-            [
-                np.maximum(body - _probe_temperature(pts, p, emp), 0.0).astype(np.float32)
-                for p in self.probes
-            ]
-        )
-        self.forbid = {}
+        self.forbid_full = {}
         for name, m in oars.items():
             d = ndimage.distance_transform_edt(~m, sampling=sampling)
-            self.forbid[name] = d < rules.oar_margin_mm
+            self.forbid_full[name] = d < rules.oar_margin_mm
         self.dist_oar = {
             name: ndimage.distance_transform_edt(~m, sampling=sampling) for name, m in oars.items()
         }
+        # Cooling fields are kept only where the search looks: the core (coverage) and the
+        # OAR margins (violations); every other voxel cannot change a score.
+        self.eval_mask = core.copy()
+        for f in self.forbid_full.values():
+            self.eval_mask |= f
+        self.pts = pts
+        eval_pts = pts[self.eval_mask]
+        self.core_eval = core[self.eval_mask]
+        self.forbid = {n: f[self.eval_mask] for n, f in self.forbid_full.items()}
+        body = emp.body_temp_c
+        self.fields = np.stack(
+            [
+                np.maximum(body - _probe_temperature(eval_pts, p, emp), 0.0).astype(np.float32)
+                for p in self.probes
+            ]
+        )
 
     def temp(self, chosen: Sequence[int]) -> np.ndarray:
         f = self.fields[list(chosen)].astype(float)
         cool = f.max(axis=0) if math.isinf(self.m) else (f**self.m).sum(axis=0) ** (1 / self.m)
         return np.maximum(self.emp.body_temp_c - cool, self.emp.probe_temp_c)
 
+    def full_temp(self, chosen: Sequence[int]) -> np.ndarray:
+        """The layout's temperature on the whole grid (for reporting)."""
+        body = self.emp.body_temp_c
+        f = np.stack(
+            [np.maximum(body - _probe_temperature(self.pts, self.probes[c], self.emp), 0.0)
+             for c in chosen]
+        )  # fmt: skip
+        cool = f.max(axis=0) if math.isinf(self.m) else (f**self.m).sum(axis=0) ** (1 / self.m)
+        return np.maximum(body - cool, self.emp.probe_temp_c)
+
     def coverage(self, temp: np.ndarray) -> float:
-        return float(np.count_nonzero(self.core & (temp <= self.rules.lethal_isotherm_c))) / float(
-            np.count_nonzero(self.core)
-        )
+        return float(
+            np.count_nonzero(self.core_eval & (temp <= self.rules.lethal_isotherm_c))
+        ) / float(np.count_nonzero(self.core_eval))
 
     def oar_violations(self, temp: np.ndarray) -> list[str]:
         ice = temp <= 0.0
         return [name for name, f in self.forbid.items() if np.any(ice & f)]
 
     def oar_distances(self, temp: np.ndarray) -> dict[str, float]:
+        """Smallest distance (mm) from the 0 C isotherm to each OAR; ``temp`` on the full grid."""
         ice = temp <= 0.0
         return {n: float(d[ice].min()) if ice.any() else math.inf for n, d in self.dist_oar.items()}
 
@@ -215,8 +235,15 @@ def place_probes(
     direction: Sequence[float] = (0.0, 0.0, 1.0),
     rules: PlacementRules | None = None,
     merge_exponent: float = DEFAULT_MERGE_EXPONENT,
+    best_effort: bool = False,
 ) -> PlacementResult:
-    """Choose the number and positions of parallel probes (see the module docstring)."""
+    """Choose the number and positions of parallel probes (see the module docstring).
+
+    With ``best_effort`` (debulking the core of a zoned lesion, where seeds treat what the
+    ice does not reach) a layout that misses ``coverage_min`` is returned, the one of at
+    most ``max_probes`` probes with the best coverage that keeps the OAR margins, instead
+    of an :class:`InfeasiblePlanError`.
+    """
     rules = rules or PlacementRules()
     grid.check_volume(core_mask, "core_mask")
     core = np.asarray(core_mask, dtype=bool)
@@ -233,22 +260,32 @@ def place_probes(
     s = _Search(grid, core, oars, model, empirical, d, rules, merge_exponent)
 
     best_seen = {"coverage": 0.0}
+    best_layout: list[int] | None = None
     for n in range(1, rules.max_probes + 1):
         found = s.search(n, use_oars=True, rules=rules, use_edge=True)
         if found is None:
             continue
         chosen, cov = found
-        if cov > best_seen["coverage"]:
+        if cov > best_seen["coverage"] + 1e-3:
+            best_layout = list(chosen)
             best_seen = {"coverage": cov, "n_probes": n,
                          "positions_mm": s.cands[chosen].round(2).tolist()}  # fmt: skip
         if cov >= rules.coverage_min:
-            t = s.temp(chosen)
+            t = s.full_temp(chosen)
             return PlacementResult(
                 probes=[s.probes[c] for c in chosen],
                 coverage=cov,
                 oar_min_distance_mm=s.oar_distances(t),
             )
 
+    if best_effort and best_layout is not None:
+        t = s.full_temp(best_layout)
+        return PlacementResult(
+            probes=[s.probes[c] for c in best_layout],
+            coverage=best_seen["coverage"],
+            oar_min_distance_mm=s.oar_distances(t),
+            method="empirical (best effort)",
+        )
     # infeasible: find what binds
     binding: list[str] = []
     for n in range(1, rules.max_probes + 1):

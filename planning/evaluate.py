@@ -8,6 +8,7 @@ command's JSON (``d90_gy``, ``v100_pct``, ...).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,16 @@ def zone_roi_name(lesion: str, zone: str) -> str:
     return f"{lesion}_{zone}"
 
 
-def evaluate_plan(result: PlanResult) -> dict[str, Any]:
-    """The ``metrics.json`` document of a plan."""
+@dataclass
+class PlanMetrics:
+    """``doc`` is the ``metrics.json`` document; ``dvhs`` the DVHs behind it."""
+
+    doc: dict[str, Any]
+    dvhs: dict[str, Any]
+
+
+def evaluate_plan(result: PlanResult) -> PlanMetrics:
+    """The ``metrics.json`` document of a plan, and its DVHs."""
     spec = result.spec
     grid = result.grid
     dose = result.dose_gy
@@ -187,7 +196,7 @@ def evaluate_plan(result: PlanResult) -> dict[str, Any]:
             "sample_point_coverage": sel.coverage,
             "log": sel.log,
         }
-    return doc
+    return PlanMetrics(doc=doc, dvhs=dvhs)
 
 
 def _seeds_in(result: PlanResult, mask: np.ndarray) -> int:

@@ -222,3 +222,32 @@ def candidate_seeds(
         exclusions=np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
         rejected_tracks=rejected,
     )
+
+
+def merge_candidates(parts: list[Candidates]) -> Candidates:
+    """One candidate set from several (e.g. one per lesion with its own needle direction)."""
+    if len(parts) == 1:
+        return parts[0]
+    tracks, positions, directions, needle, depth, excl = [], [], [], [], [], []
+    rejected: dict[str, int] = {}
+    n_off = 0
+    for part in parts:
+        t_off = len(tracks)
+        tracks += [NeedleTrack(t_off + t.number, t.entry_mm, t.direction) for t in part.tracks]
+        positions.append(part.positions_mm)
+        directions.append(part.directions)
+        needle.append(part.needle + t_off)
+        depth.append(part.depth_mm)
+        excl.append(part.exclusions + n_off)
+        n_off += part.n
+        for k, v in part.rejected_tracks.items():
+            rejected[k] = rejected.get(k, 0) + v
+    return Candidates(
+        positions_mm=np.concatenate(positions),
+        directions=np.concatenate(directions),
+        needle=np.concatenate(needle),
+        depth_mm=np.concatenate(depth),
+        tracks=tuple(tracks),
+        exclusions=np.concatenate(excl).reshape(-1, 2),
+        rejected_tracks=rejected,
+    )

@@ -18,7 +18,7 @@ from dicom_io.rtdose import write_rtdose
 from dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan
 from dicom_io.rtstruct_write import RoiSpec, write_rtstruct
 from dose_kernels import load_seed_model
-from planning.evaluate import zone_roi_name
+from planning.evaluate import PlanMetrics, zone_roi_name
 from planning.pipeline import PlanResult
 
 ZONE_COLOURS = {
@@ -90,13 +90,14 @@ def needle_table_csv(result: PlanResult) -> str:
 
 def write_plan_outputs(
     result: PlanResult,
-    metrics: dict,
+    plan_metrics: PlanMetrics,
     out_dir: str | os.PathLike,
     *,
     overwrite: bool = False,
     report_html: bool = True,
 ) -> dict[str, Path]:
     """Write every output file; returns {kind: path}."""
+    metrics = plan_metrics.doc
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -143,5 +144,5 @@ def write_plan_outputs(
         from planning.plan_report import write_plan_report
 
         paths["report"] = out / "report.html"
-        write_plan_report(paths["report"], result, metrics, overwrite=overwrite)
+        write_plan_report(paths["report"], result, plan_metrics, overwrite=overwrite)
     return paths

@@ -21,7 +21,7 @@ from brachycryo.grid import Grid
 from brachycryo.progress import ProgressCallback, report, scaled
 from dose_kernels import Seeds, dose_on_grid, influence_matrix, load_seed_model
 from planning.case import PlanningCase, load_case, planning_grid, roi_masks
-from planning.needles import Candidates, candidate_seeds
+from planning.needles import Candidates, candidate_seeds, merge_candidates
 from planning.optimize import OarConstraint, SeedSelection, TargetZone, select_seeds
 from planning.spec import LesionSpec, OarLimit, PlanSpec
 from planning.zones import LesionZones, distance_outside_mm, expand_mm, lesion_zones, shrink_mm
@@ -122,7 +122,7 @@ def _empirical_probe(model, backend: str):
 
 
 def _plan_cryo(
-    spec: PlanSpec, lesion: LesionSpec, grid, masks, body_name, backend: str
+    spec: PlanSpec, lesion: LesionSpec, grid, masks, body_name, backend: str, empirical_cache
 ) -> CryoLayout:
     from cryo_iceball.empirical import empirical_min_temp
     from cryo_iceball.placement import PlacementRules, place_probes
@@ -135,7 +135,9 @@ def _plan_cryo(
             key="cryo.probe_model",
         )
     model = catalogue[spec.cryo.probe_model]
-    empirical = _empirical_probe(model, backend)
+    if model.model not in empirical_cache:  # one calibration per plan and probe model
+        empirical_cache[model.model] = _empirical_probe(model, backend)
+    empirical = empirical_cache[model.model]
     gtv = masks[lesion.roi]
     if lesion.allocation == "zoned":
         core_target = shrink_mm(gtv, grid, lesion.core_margin_mm) & gtv
@@ -158,10 +160,18 @@ def _plan_cryo(
         min_spacing_mm=spec.cryo.min_spacing_mm,
         max_spacing_mm=spec.cryo.max_spacing_mm,
         max_probes=spec.cryo.max_probes,
+        candidate_step_mm=spec.cryo.candidate_step_mm,
     )
     direction = spec.cryo.direction or spec.needles.direction
     placed = place_probes(
-        grid, core_target, sparing, model, empirical, direction=direction, rules=rules
+        grid,
+        core_target,
+        sparing,
+        model,
+        empirical,
+        direction=direction,
+        rules=rules,
+        best_effort=lesion.allocation == "zoned",
     )
     temp = empirical_min_temp(grid, placed.probes, {model.model: empirical})
     lethal = (temp <= spec.cryo.lethal_isotherm_c) & masks[body_name]
@@ -226,10 +236,13 @@ def make_plan(
 
     # -- cryo first: its lethal zone is the ablated core of zoned lesions
     cryo: dict[str, CryoLayout] = {}
+    empirical_cache: dict = {}
     t1 = time.perf_counter()
     for lesion in spec.lesions:
         if lesion.allocation == "cryo" or (lesion.allocation == "zoned" and lesion.core == "cryo"):
-            cryo[lesion.roi] = _plan_cryo(spec, lesion, grid, masks, body_name, backend)
+            cryo[lesion.roi] = _plan_cryo(
+                spec, lesion, grid, masks, body_name, backend, empirical_cache
+            )
     timings["cryo_s"] = time.perf_counter() - t1
     report(progress, 0.3, f"cryo: {sum(len(c.probes) for c in cryo.values())} probes")
 
@@ -272,21 +285,32 @@ def make_plan(
         avoid = np.zeros(grid.shape, bool)
         for m in oar_masks:
             avoid |= m
-        candidates = candidate_seeds(
-            grid,
-            union,
-            masks[body_name],
-            no_go=no_go,
-            entry_region=masks.get(spec.needles.entry_roi),
-            mode=spec.needles.mode,
-            direction=spec.needles.direction,
-            pitch_mm=spec.needles.spacing_mm,
-            seed_spacing_mm=spec.needles.seed_spacing_mm,
-            max_angle_deg=spec.needles.max_angle_deg,
-            n_directions=spec.needles.n_directions,
-            avoid=avoid,
-            clearance_mm=spec.needles.oar_clearance_mm,
-        )
+        # one candidate family per needle direction (lesions may override the global one)
+        by_direction: dict[tuple, np.ndarray] = {}
+        for lesion in seed_lesions:
+            d = tuple(lesion.needle_direction or spec.needles.direction)
+            by_direction.setdefault(d, np.zeros(grid.shape, bool))
+            by_direction[d] |= zones[lesion.roi].seed_target
+        parts = []
+        for d, target in by_direction.items():
+            parts.append(
+                candidate_seeds(
+                    grid,
+                    target,
+                    masks[body_name],
+                    no_go=no_go,
+                    entry_region=masks.get(spec.needles.entry_roi),
+                    mode=spec.needles.mode,
+                    direction=d,
+                    pitch_mm=spec.needles.spacing_mm,
+                    seed_spacing_mm=spec.needles.seed_spacing_mm,
+                    max_angle_deg=spec.needles.max_angle_deg,
+                    n_directions=spec.needles.n_directions,
+                    avoid=avoid,
+                    clearance_mm=spec.needles.oar_clearance_mm,
+                )
+            )
+        candidates = merge_candidates(parts)
         timings["candidates_s"] = time.perf_counter() - t1
         report(progress, 0.35, f"{candidates.n} candidate seeds on {len(candidates.tracks)} tracks")
         # sample points: zones, then OARs near the targets

@@ -77,6 +77,7 @@ class LesionSpec:
     core_margin_mm: float = 10.0
     prescription_gy: float | None = None
     high_risk: tuple[HighRiskZone, ...] = ()
+    needle_direction: tuple[float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class CryoSpec:
     max_spacing_mm: float = 20.0
     direction: tuple[float, float, float] | None = None
     coverage_min_pct: float = 95.0
+    candidate_step_mm: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -315,6 +317,7 @@ def _lesion(t: _Table) -> LesionSpec:
         core_margin_mm=t.number("core_margin_mm", 10.0, minimum=0.0, maximum=100.0),
         prescription_gy=t.number("prescription_gy", None, minimum=0, strict_min=True),
         high_risk=tuple(high),
+        needle_direction=t.vector("needle_direction", None, unit=True),
     )
     t.done()
     return spec
@@ -381,6 +384,7 @@ def _cryo(t: _Table | None) -> CryoSpec:
         max_spacing_mm=t.number("max_spacing_mm", 20.0, minimum=0.0),
         direction=t.vector("direction", None, unit=True),
         coverage_min_pct=t.number("coverage_min_pct", 95.0, minimum=1.0, maximum=100.0),
+        candidate_step_mm=t.number("candidate_step_mm", 5.0, minimum=1.0, maximum=20.0),
     )
     if spec.min_spacing_mm > spec.max_spacing_mm:
         raise ConfigError("min_spacing_mm exceeds max_spacing_mm", key=t.key("min_spacing_mm"))

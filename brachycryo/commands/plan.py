@@ -39,9 +39,10 @@ def execute(spec, out_dir, args) -> int:
 
     with tqdm_callback("plan", disable=args.quiet) as cb:
         result = make_plan(spec, out_dir, backend=args.backend, progress=cb)
-    metrics = evaluate_plan(result)
+    plan_metrics = evaluate_plan(result)
+    metrics = plan_metrics.doc
     paths = write_plan_outputs(
-        result, metrics, out_dir, overwrite=args.overwrite, report_html=not args.no_report
+        result, plan_metrics, out_dir, overwrite=args.overwrite, report_html=not args.no_report
     )
     print(f"{result.n_seeds} seeds on {result.n_needles} needles "
           f"({metrics['total_sk_u']:.2f} U); backend {result.backend}; "

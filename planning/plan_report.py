@@ -1,0 +1,74 @@
+"""The HTML report of a zoned plan, built with :mod:`qa.report` from a :class:`PlanResult`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from qa.evaluate import PlanEvaluation
+from qa.report import Constraint, build_report_html, write_report
+
+from planning.evaluate import PlanMetrics
+from planning.pipeline import PlanResult
+
+_LIMIT_METRIC = {"Dmax": "Dmax", "D0.1cc": "D0.1cc", "D2cc": "D2cc"}
+
+
+def write_plan_report(
+    path: str | os.PathLike,
+    result: PlanResult,
+    plan_metrics: PlanMetrics,
+    *,
+    overwrite: bool = False,
+    render_3d: bool = True,
+) -> Path:
+    """Metrics, constraints, DVHs, isodose slices with zones/seeds/probes, and a 3-D view."""
+    doc = plan_metrics.doc
+    spec = result.spec
+    evaluation = PlanEvaluation(
+        prescription_gy=spec.prescription_gy,
+        dvhs=dict(plan_metrics.dvhs),
+        metrics={k: v for k, v in doc["structures"].items() if "error" not in v},
+        files={"plan": str(spec.source or "in memory")},
+        warnings=[f"binding: {b}" for b in doc.get("binding", [])],
+    )
+    constraints = []
+    for c in doc["constraints"]:
+        metric = _LIMIT_METRIC.get(c["metric"], c["metric"].removesuffix("_pct"))
+        constraints.append(Constraint(c["roi"], metric, "<=", float(c["limit"])))
+    for g in doc["goals"]:
+        constraints.append(Constraint(g["roi"], g["metric"], ">=", float(g["goal"])))
+    rois = []
+    names = [lesion.roi for lesion in spec.lesions] + [o.roi for o in spec.oars]
+    for name in dict.fromkeys(names):
+        if name in result.case.structures.roi_names:
+            rois.append(result.case.structures.roi(name))
+    probes = []
+    isotherms = {}
+    for lesion, layout in result.cryo.items():
+        for p in layout.probes:
+            tip = np.asarray(p.tip_mm)
+            probes.append((tip, tip + p.model.active_length_mm * np.asarray(p.direction)))
+        isotherms[f"{lesion} 0 C"] = layout.ice_0c
+        isotherms[f"{lesion} {spec.cryo.lethal_isotherm_c:g} C"] = layout.lethal
+    for lesion, z in result.zones.items():
+        if z.seed_target is not None:
+            isotherms[f"{lesion} seed target"] = z.seed_target
+    html = build_report_html(
+        evaluation,
+        dose_gy=result.dose_gy,
+        dose_grid=result.grid,
+        ct_hu=result.case.ct.hu,
+        ct_grid=result.case.ct.grid,
+        rois=rois,
+        target=spec.lesions[0].roi,
+        seeds_mm=result.seed_positions_mm,
+        probes_mm=probes,
+        isotherms=isotherms,
+        isotherm_grid=result.grid,
+        constraints=constraints,
+        title=f"brachycryo zoned plan: {result.n_seeds} seeds, {result.n_needles} needles",
+        render_3d=render_3d,
+    )
+    return write_report(path, html, overwrite=overwrite)

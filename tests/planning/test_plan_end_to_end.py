@@ -1,0 +1,151 @@
+"""End to end on a small phantom: outputs, trade-offs, determinism, RTPLAN round trip."""
+
+import json
+
+import numpy as np
+import pytest
+
+from brachycryo.cli import main
+from dicom_io.rtplan import read_rtplan
+from dicom_io.rtstruct import read_rtstruct
+from dose_kernels import Seeds, dose_on_grid
+from planning.evaluate import evaluate_plan
+from planning.outputs import write_plan_outputs
+from planning.pipeline import make_plan
+from planning.spec import parse_plan_spec
+from qa.dvh import dvh_from_mask
+from qa.metrics import structure_metrics
+
+SPEC = {
+    "case": {"phantom": {"seed": 2, "site": "abdomen", "spacing_mm": [4.0, 4.0, 4.0]}},
+    "prescription": {"dose_gy": 110.0, "seed_model": "6711", "activity_mci": 0.8},
+    "lesion": [
+        {
+            "roi": "GTV_Met2",
+            "allocation": "seeds",
+            "margin_mm": 5.0,
+            "needle_direction": [0.0, 1.0, 0.0],
+        },
+        {
+            "roi": "GTV_Met1",
+            "allocation": "zoned",
+            "core": "margin",
+            "core_margin_mm": 4.0,
+            "margin_mm": 5.0,
+            "needle_direction": [1.0, 0.0, 0.0],
+        },
+    ],
+    "oar": [{"roi": "Bowel", "d2cc_gy": 200.0}, {"roi": "Kidney_R", "d2cc_gy": 150.0}],
+    "needles": {"spacing_mm": 8.0, "seed_spacing_mm": 10.0, "no_go": ["Bowel", "Aorta"]},
+    "dose": {"spacing_mm": 3.0, "backend": "numba"},
+    "optimizer": {"time_limit_s": 60.0},
+}
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plan")
+    spec = parse_plan_spec(SPEC)
+    result = make_plan(spec, out)
+    plan_metrics = evaluate_plan(result)
+    paths = write_plan_outputs(result, plan_metrics, out, report_html=True)
+    return result, plan_metrics.doc, paths
+
+
+def test_outputs_and_metrics(planned, dciodvfy):
+    result, metrics, paths = planned
+    assert result.n_seeds > 0 and metrics["feasible"], metrics["binding"]
+    for lesion in ("GTV_Met2", "GTV_Met1"):
+        block = metrics["lesions"][lesion]["seeds"]
+        assert block["v100_pct"] >= 95.0 and block["d90_gy"] >= 110.0
+    assert metrics["lesions"]["GTV_Met1"]["core_volume_cc"] > 0
+    for c in metrics["constraints"]:
+        assert set(c) == {"roi", "metric", "limit", "value", "passed"} and c["passed"]
+    keys = {"volume_cc", "dmin_gy", "dmean_gy", "dmax_gy", "d90_gy", "d98_gy", "d100_gy",
+            "d2cc_gy", "d0.1cc_gy", "v100_pct", "v150_pct", "v200_pct"}  # fmt: skip
+    assert keys <= set(metrics["structures"]["GTV_Met2_SeedTarget"])
+    saved = json.loads(paths["metrics"].read_text())
+    assert saved["n_seeds"] == result.n_seeds
+    rows = paths["needles"].read_text().strip().splitlines()
+    assert len(rows) - 1 == result.n_needles
+    html = paths["report"].read_text()
+    assert "GTV_Met2_SeedTarget" in html and "data:image/png;base64" in html
+    assert sum(int(r.split(",")[8]) for r in rows[1:]) == result.n_seeds
+    zones = read_rtstruct(paths["rtstruct"])
+    assert "GTV_Met2_SeedTarget" in zones.roi_names and "GTV_Met1_Core" in zones.roi_names
+    for p in (paths["rtplan"], paths["rtstruct"]):
+        errors, _ = dciodvfy(p)
+        assert errors == [], p
+
+
+def test_rtplan_reimported_gives_the_same_dvh(planned):
+    result, metrics, paths = planned
+    plan = read_rtplan(paths["rtplan"])
+    assert plan.n_seeds == result.n_seeds
+    dose = dose_on_grid(
+        Seeds(plan.positions_mm, plan.sk_u, plan.directions), result.grid, "6711",
+        backend="numba", dtype=np.float64,
+    )  # fmt: skip
+    mask = result.zones["GTV_Met2"].seed_target
+    m = structure_metrics(dvh_from_mask(mask, result.grid, dose, result.grid), prescription_gy=110)
+    ref = metrics["structures"]["GTV_Met2_SeedTarget"]
+    assert m["d90_gy"] == pytest.approx(ref["d90_gy"], rel=1e-3)
+    assert m["v100_pct"] == pytest.approx(ref["v100_pct"], abs=0.05)
+
+
+def test_same_input_same_plan(planned, tmp_path):
+    result, _, _ = planned
+    again = make_plan(parse_plan_spec(SPEC), tmp_path)
+    np.testing.assert_allclose(again.seed_positions_mm, result.seed_positions_mm)
+
+
+def test_oar_inside_the_margin_forces_a_reported_trade_off(tmp_path, capsys):
+    """Skin lies inside Met2's 10 mm margin; a 40 Gy skin limit cannot coexist with 110 Gy."""
+    doc = {**SPEC, "lesion": [{**SPEC["lesion"][0], "margin_mm": 10.0}],
+           "oar": [{"roi": "Skin", "dmax_gy": 40.0}]}  # fmt: skip
+    spec_path = tmp_path / "plan.toml"
+    spec_path.write_text(_toml(doc))
+    code = main(["plan", str(spec_path), "--out", str(tmp_path / "out"), "--quiet", "--no-report"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "binding" in err and "Skin" in err
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["feasible"] is False and any("Skin" in b for b in metrics["binding"])
+    skin = next(c for c in metrics["constraints"] if c["roi"] == "Skin")
+    assert skin["passed"] and skin["value"] <= 40.0  # the limit holds: coverage gave way
+    goals = {g["metric"]: g for g in metrics["goals"]}
+    assert not (goals["V100"]["passed"] and goals["D90"]["passed"])
+
+
+def _toml(doc) -> str:
+    """Minimal TOML writer for the nested dict/list structure used here."""
+    lines = []
+
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return f'"{v}"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(float(v)) if isinstance(v, float) else str(v)
+
+    def table(prefix, d):
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict | list)
+                   or (isinstance(v, list) and not (v and isinstance(v[0], dict)))}  # fmt: skip
+        if prefix and scalars:
+            lines.append(f"[{prefix}]")
+        for k, v in scalars.items():
+            lines.append(f"{k} = {value(v)}")
+        for k, v in d.items():
+            name = f"{prefix}.{k}" if prefix else k
+            if isinstance(v, dict):
+                table(name, v)
+            elif isinstance(v, list) and v and isinstance(v[0], dict):
+                for item in v:
+                    lines.append(f"[[{name}]]")
+                    for kk, vv in item.items():
+                        lines.append(f"{kk} = {value(vv)}")
+
+    table("", doc)
+    return "\n".join(lines) + "\n"
