@@ -115,7 +115,10 @@ def evaluate_plan(result: PlanResult) -> PlanMetrics:
                 "v150_pct": m.get("v150_pct"),
                 "v200_pct": m.get("v200_pct"),
                 "d90_gy": m.get("d90_gy"),
-                **{k: _clean(v) for k, v in plan_indices(dvhs[name], ref_cc, lrx).items()},
+                **{
+                    k: _clean(v) if isinstance(v, int | float) else v
+                    for k, v in plan_indices(dvhs[name], ref_cc, lrx).items()
+                },
             }
         lesions[lesion.roi] = block
 
