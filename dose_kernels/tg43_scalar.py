@@ -9,16 +9,26 @@ implementation of the same rules, and parity tests compare all of them.
 It is written for the compilers: no numpy calls, only ``math``, and no float literals in
 arithmetic (``one`` and the other constants arrive in the compute dtype, so float32 stays
 float32).  The formulas and the near-source rule are documented in
-:mod:`dose_kernels.dose`.
+:mod:`dose_kernels.dose`.  The numba CPU kernels themselves (:func:`numba_kernels`) live at
+the end of this file, for the on-disk cache's sake (see :mod:`dose_kernels.tg43_numba`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import NamedTuple
 
 from numba.extending import register_jitable
 
-__all__ = ["ATAN_COEFFS", "atan2_nonneg", "atan_constants", "interval", "tg43_rate_per_u"]
+__all__ = [
+    "ATAN_COEFFS",
+    "atan2_nonneg",
+    "atan_constants",
+    "interval",
+    "numba_kernels",
+    "tg43_rate_per_u",
+]
 
 #: atan(t) = t + t·z·Σ c_k z^k, z = t², for |t| <= tan(π/12): a degree-7 least-squares fit on
 #: Chebyshev nodes made for this module (max relative error 2.2e-16 in float64, 1 ulp in
@@ -215,3 +225,226 @@ def tg43_rate_per_u(
         hi = lo + 1
         lg = gl_log[lo] + (r - gl_r[lo]) / (gl_r[hi] - gl_r[lo]) * (gl_log[hi] - gl_log[lo])
     return norm * geom * math.exp(lg) * aniso
+
+
+# --------------------------------------------------------------------------- CPU kernels
+# Defined here, beside the function they inline, so that numba's file-based cache is
+# invalidated whenever that function changes (see dose_kernels.tg43_numba).
+class _Kernels(NamedTuple):
+    points_sum: object
+    grid_sum: object
+    points_matrix: object
+
+
+@functools.cache
+def numba_kernels() -> _Kernels:
+    """Compile (once per process, cached on disk) and return the numba kernels."""
+    import numba
+
+    rate = numba.njit(cache=True, inline="always", error_model="numpy")(tg43_rate_per_u)
+
+    @numba.njit(parallel=True, cache=True, error_model="numpy")
+    def points_sum(
+        pts,
+        spos,
+        sdir,
+        w,
+        cut2,
+        out,
+        line,
+        ln,
+        hl,
+        dmin,
+        r2d,
+        one,
+        sx,
+        norm,
+        gr,
+        gl,
+        gt,
+        fr,
+        ft,
+        ftab,
+        pr,
+        ph,
+        ac,
+    ):
+        m = pts.shape[0]
+        n = spos.shape[0]
+        dt = out.dtype
+        for p in numba.prange(m):
+            acc = 0.0
+            for s in range(n):
+                dx = pts[p, 0] - spos[s, 0]
+                dy = pts[p, 1] - spos[s, 1]
+                dz = pts[p, 2] - spos[s, 2]
+                if dx * dx + dy * dy + dz * dz > cut2:
+                    continue
+                v = rate(
+                    dt.type(dx),
+                    dt.type(dy),
+                    dt.type(dz),
+                    sdir[s, 0],
+                    sdir[s, 1],
+                    sdir[s, 2],
+                    line,
+                    ln,
+                    hl,
+                    dmin,
+                    r2d,
+                    one,
+                    sx,
+                    norm,
+                    gr,
+                    gl,
+                    gt,
+                    fr,
+                    ft,
+                    ftab,
+                    pr,
+                    ph,
+                    ac,
+                )
+                acc += w[s] * v
+            out[p] = acc
+
+    @numba.njit(parallel=True, cache=True, error_model="numpy")
+    def grid_sum(
+        origin,
+        axes,
+        spos,
+        sdir,
+        w,
+        cut2,
+        out,
+        line,
+        ln,
+        hl,
+        dmin,
+        r2d,
+        one,
+        sx,
+        norm,
+        gr,
+        gl,
+        gt,
+        fr,
+        ft,
+        ftab,
+        pr,
+        ph,
+        ac,
+    ):
+        nk, nj, ni = out.shape
+        n = spos.shape[0]
+        dt = out.dtype
+        for kj in numba.prange(nk * nj):
+            k = kj // nj
+            j = kj - k * nj
+            bx = origin[0] + j * axes[1, 0] + k * axes[2, 0]
+            by = origin[1] + j * axes[1, 1] + k * axes[2, 1]
+            bz = origin[2] + j * axes[1, 2] + k * axes[2, 2]
+            for i in range(ni):
+                px = bx + i * axes[0, 0]
+                py = by + i * axes[0, 1]
+                pz = bz + i * axes[0, 2]
+                acc = 0.0
+                for s in range(n):
+                    dx = px - spos[s, 0]
+                    dy = py - spos[s, 1]
+                    dz = pz - spos[s, 2]
+                    if dx * dx + dy * dy + dz * dz > cut2:
+                        continue
+                    v = rate(
+                        dt.type(dx),
+                        dt.type(dy),
+                        dt.type(dz),
+                        sdir[s, 0],
+                        sdir[s, 1],
+                        sdir[s, 2],
+                        line,
+                        ln,
+                        hl,
+                        dmin,
+                        r2d,
+                        one,
+                        sx,
+                        norm,
+                        gr,
+                        gl,
+                        gt,
+                        fr,
+                        ft,
+                        ftab,
+                        pr,
+                        ph,
+                        ac,
+                    )
+                    acc += w[s] * v
+                out[k, j, i] = acc
+
+    @numba.njit(parallel=True, cache=True, error_model="numpy")
+    def points_matrix(
+        pts,
+        spos,
+        sdir,
+        factor,
+        cut2,
+        out,
+        line,
+        ln,
+        hl,
+        dmin,
+        r2d,
+        one,
+        sx,
+        norm,
+        gr,
+        gl,
+        gt,
+        fr,
+        ft,
+        ftab,
+        pr,
+        ph,
+        ac,
+    ):
+        m = pts.shape[0]
+        n = spos.shape[0]
+        dt = out.dtype
+        for p in numba.prange(m):
+            for s in range(n):
+                dx = pts[p, 0] - spos[s, 0]
+                dy = pts[p, 1] - spos[s, 1]
+                dz = pts[p, 2] - spos[s, 2]
+                if dx * dx + dy * dy + dz * dz > cut2:
+                    out[p, s] = 0
+                    continue
+                v = rate(
+                    dt.type(dx),
+                    dt.type(dy),
+                    dt.type(dz),
+                    sdir[s, 0],
+                    sdir[s, 1],
+                    sdir[s, 2],
+                    line,
+                    ln,
+                    hl,
+                    dmin,
+                    r2d,
+                    one,
+                    sx,
+                    norm,
+                    gr,
+                    gl,
+                    gt,
+                    fr,
+                    ft,
+                    ftab,
+                    pr,
+                    ph,
+                    ac,
+                )
+                out[p, s] = factor * v
+
+    return _Kernels(points_sum, grid_sum, points_matrix)
