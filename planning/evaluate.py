@@ -174,6 +174,21 @@ def evaluate_plan(result: PlanResult) -> PlanMetrics:
         goals.append({"roi": zone_roi_name(lesion.roi, "SeedTarget"), "metric": "D90",
                       "goal": lrx, "value": m.get("d90_gy"),
                       "passed": (m.get("d90_gy") or 0) >= lrx - 1e-6})  # fmt: skip
+    cryo_binding = []
+    for lesion in spec.lesions:
+        if lesion.allocation != "cryo" or lesion.roi not in result.cryo:
+            continue
+        c = result.cryo[lesion.roi]
+        passed = 100.0 * c.coverage >= spec.cryo.coverage_min_pct - 1e-6
+        goals.append({"roi": lesion.roi, "metric": f"lethal ({spec.cryo.lethal_isotherm_c:g} C) "
+                      "coverage", "goal": spec.cryo.coverage_min_pct,
+                      "value": _clean(100.0 * c.coverage), "passed": passed})  # fmt: skip
+        if not passed:
+            cryo_binding.append(
+                f"cryo {lesion.roi}: the best layout of <= {spec.cryo.max_probes} "
+                f"{c.probe_model} probes reaches {100 * c.coverage:.1f} % (probe spacing, "
+                f"{spec.cryo.oar_margin_mm:g} mm OAR margin of the 0 C isotherm, max_probes)"
+            )
     sel = result.selection
     doc = {
         "prescription_gy": rx,
@@ -186,8 +201,9 @@ def evaluate_plan(result: PlanResult) -> PlanMetrics:
         "lesions": lesions,
         "constraints": constraints,
         "goals": goals,
-        "feasible": bool(sel.feasible) if sel is not None else True,
-        "binding": list(sel.binding) if sel is not None else [],
+        "feasible": (bool(sel.feasible) if sel is not None else True) and not cryo_binding,
+        "binding": (list(sel.binding) if sel is not None and not sel.feasible else [])
+        + cryo_binding,
         "backend": result.backend,
         "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
     }

@@ -160,7 +160,7 @@ def _plan_cryo(
         min_spacing_mm=spec.cryo.min_spacing_mm,
         max_spacing_mm=spec.cryo.max_spacing_mm,
         max_probes=spec.cryo.max_probes,
-        candidate_step_mm=spec.cryo.candidate_step_mm,
+        candidate_step_mm=_candidate_step_mm(core_target, grid, spec.cryo.candidate_step_mm),
     )
     direction = spec.cryo.direction or spec.needles.direction
     placed = place_probes(
@@ -171,7 +171,7 @@ def _plan_cryo(
         empirical,
         direction=direction,
         rules=rules,
-        best_effort=lesion.allocation == "zoned",
+        best_effort=True,
     )
     temp = empirical_min_temp(grid, placed.probes, {model.model: empirical})
     lethal = (temp <= spec.cryo.lethal_isotherm_c) & masks[body_name]
@@ -184,6 +184,13 @@ def _plan_cryo(
         oar_min_distance_mm=dict(placed.oar_min_distance_mm),
         probe_model=model.model,
     )
+
+
+def _candidate_step_mm(core: np.ndarray, grid: Grid, largest_mm: float) -> float:
+    """Probe-position lattice step: a sixth of the core's equivalent diameter, 2 mm at least."""
+    volume_mm3 = float(core.sum()) * grid.voxel_volume_mm3
+    diameter_mm = (6.0 * volume_mm3 / np.pi) ** (1.0 / 3.0)
+    return float(np.clip(diameter_mm / 6.0, 2.0, largest_mm))
 
 
 def _zone_points(mask: np.ndarray, grid: Grid, rng) -> tuple[np.ndarray, np.ndarray]:
