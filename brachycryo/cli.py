@@ -19,6 +19,7 @@ from brachycryo.errors import BrachyCryoError
 COMMAND_MODULES = (
     "brachycryo.commands.phantom",
     "brachycryo.commands.info",
+    "brachycryo.commands.dvh",
 )
 
 

@@ -353,13 +353,18 @@ def sample_dose_on_grid(
         j0, j1 = j0 - lo[1], j1 - lo[1]
         i0, i1 = i0 - lo[2], i1 - lo[2]
         out_dtype = np.result_type(dose.dtype, np.float32)
-        # interpolate along k, then j, then i (each step only on the voxels needed)
-        wk_ = wk.astype(out_dtype)[:, None, None]
-        a = dose[k0] * (1 - wk_) + dose[k1] * wk_
-        wj_ = wj.astype(out_dtype)[None, :, None]
-        a = a[:, j0] * (1 - wj_) + a[:, j1] * wj_
-        wi_ = wi.astype(out_dtype)[None, None, :]
-        a = a[:, :, i0] * (1 - wi_) + a[:, :, i1] * wi_
+        # interpolate along k, then j, then i (an axis whose points all fall on dose voxel
+        # centres is only indexed); the order keeps each step on the voxels needed
+        a = dose.astype(out_dtype, copy=False)
+        for axis, (x0, x1, w) in enumerate(((k0, k1, wk), (j0, j1, wj), (i0, i1, wi))):
+            lo_ = np.take(a, x0, axis=axis)
+            if np.all(np.abs(w) < 1e-9):
+                a = lo_
+                continue
+            shape = [1, 1, 1]
+            shape[axis] = -1
+            w_ = w.astype(out_dtype).reshape(shape)
+            a = lo_ * (1 - w_) + np.take(a, x1, axis=axis) * w_
         inside = ink[:, None, None] & inj[None, :, None] & ini[None, None, :]
         a = np.where(inside, a, 0).astype(out_dtype, copy=False)
         return a, inside
@@ -506,6 +511,155 @@ def _roi_samples(
     return d.astype(np.float64), spread, vol, ins
 
 
+def _plane_masks(
+    roi: ROI,
+    stack: ContourStack,
+    box: Grid,
+    planes: np.ndarray,
+    n: int,
+    *,
+    thickness_mm: float,
+    end_caps: str,
+    max_pixels: int = 1 << 24,
+) -> dict[int, np.ndarray]:
+    """Even-odd masks of the given contour planes at the box's in-plane sub-point centres.
+
+    Each mask is :func:`roi_fraction` (``supersample=1``) on a grid whose slices lie in
+    contour planes, with the box's in-plane axes refined ``n``-fold, so its pixels are
+    exactly the rasteriser's partial-volume sub-points.  Planes on a regular spacing are
+    filled a group at a time (one grid, one slice per plane).  Shape ``(nj * n, ni * n)``.
+    """
+    _, nj, ni = box.shape
+    col2 = box.direction_matrix[:, 2]
+    sign = 1.0 if float(col2 @ stack.normal) > 0 else -1.0
+    sp = np.asarray(box.spacing_mm) / np.array([n, n, 1.0])
+    first = box.ijk_to_mm(np.array([0.5 / n - 0.5, 0.5 / n - 0.5, 0.0]))
+    h = stack.plane_offsets_mm
+    t = float(thickness_mm)
+    per_call = max(1, max_pixels // (nj * n * ni * n))
+    planes = [int(p) for p in np.sort(planes)]
+    groups: list[list[int]] = []
+    for p in planes:
+        g = groups[-1] if groups else None
+        if (
+            g is not None
+            and len(g) < per_call
+            and abs((h[p] - h[g[0]]) / t - round((h[p] - h[g[0]]) / t)) < 1e-3
+            and round((h[p] - h[g[-1]]) / t) <= 4
+        ):
+            g.append(p)
+        else:
+            groups.append([p])
+    masks = {}
+    for g in groups:
+        steps = [round((h[p] - h[g[0]]) / t) for p in g]
+        origin = first + (sign * h[g[0]] - float(first @ col2)) * col2
+        grid = Grid(
+            (steps[-1] + 1, nj * n, ni * n),
+            origin,
+            (sp[0], sp[1], t),
+            tuple(np.column_stack([box.direction_matrix[:, :2], sign * stack.normal]).reshape(-1)),
+        )
+        frac = roi_fraction(
+            roi, grid, supersample=1, slice_thickness_mm=thickness_mm, end_caps=end_caps
+        )
+        for p, k in zip(g, steps, strict=True):
+            masks[p] = frac[k] > 0.5
+    return masks
+
+
+def _roi_samples_layered(
+    roi: ROI,
+    stack: ContourStack,
+    box: Grid,
+    dose_gy: np.ndarray,
+    dose_grid: Grid,
+    *,
+    supersample: int,
+    thickness_mm: float,
+    end_caps: str,
+    all_subpoints: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_roi_samples` for a box whose k axis is the contour normal (the default lattice).
+
+    Every contour plane is filled once at the sub-point resolution (:func:`_plane_masks`);
+    sub-point ``(s, a, b)`` of voxel ``(k, j, i)`` is inside when the mask of the plane whose
+    slab holds sub-slice ``s`` of layer ``k`` is set at ``(j n + a, i n + b)``.
+    """
+    n = int(supersample)
+    n3 = n**3
+    nk, nj, ni = box.shape
+    voxel_cc = box.voxel_volume_mm3 * _CC_PER_MM3
+    sub = (np.arange(n) + 0.5) / n - 0.5
+    kz = (np.arange(nk)[:, None] + sub[None, :]).reshape(-1)
+    z = box.ijk_to_mm(np.column_stack([np.zeros_like(kz), np.zeros_like(kz), kz])) @ stack.normal
+    plane_of = stack.plane_index(z).reshape(nk, n)
+    used = np.unique(plane_of[plane_of >= 0])
+    if used.size == 0:
+        z0 = np.zeros(0)
+        return z0, z0, z0, np.zeros(0, dtype=bool)
+    masks = _plane_masks(roi, stack, box, used, n, thickness_mm=thickness_mm, end_caps=end_caps)
+    counts2d = {p: m.reshape(nj, n, ni, n).sum(axis=(1, 3)) for p, m in masks.items()}
+    aligned = _aligned_offsets(dose_grid, box) is not None
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    d_box, ins_box = _dose_on(dose_gy, dose_grid, box, aligned)
+    spread_box = spread_widths_gy(d_box)
+    fine_ij = None
+    for k in range(nk):
+        ps = plane_of[k]
+        if np.all(ps < 0):
+            continue
+        count = np.zeros((nj, ni), dtype=np.int32)
+        for p in ps[ps >= 0]:
+            count += counts2d[int(p)]
+        if all_subpoints:
+            part = count > 0
+        else:
+            full = count == n3
+            part = (count > 0) & ~full
+            if full.any():
+                out.append(
+                    (
+                        d_box[k][full],
+                        spread_box[k][full],
+                        np.full(int(full.sum()), voxel_cc),
+                        ins_box[k][full],
+                    )
+                )
+        if not part.any():
+            continue
+        jj, ii = np.nonzero(part)
+        if fine_ij is None:
+            aa, bb = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+            fine_ij = (aa.reshape(-1), bb.reshape(-1))
+        fj = jj[:, None] * n + fine_ij[0][None, :]  # (npart, n*n)
+        fi = ii[:, None] * n + fine_ij[1][None, :]
+        for s in range(n):
+            p = int(ps[s])
+            if p < 0:
+                continue
+            hit = masks[p][fj, fi]
+            sel_v, sel_sub = np.nonzero(hit)
+            if sel_v.size == 0:
+                continue
+            ijk = np.column_stack(
+                [
+                    (fi[sel_v, sel_sub] + 0.5) / n - 0.5,
+                    (fj[sel_v, sel_sub] + 0.5) / n - 0.5,
+                    np.full(sel_v.size, k + sub[s]),
+                ]
+            )
+            d, ins = sample_dose_at_points(dose_gy, dose_grid, box.ijk_to_mm(ijk))
+            spread = spread_box[k][jj[sel_v], ii[sel_v]] / n
+            out.append((d, spread, np.full(d.size, voxel_cc / n3), ins))
+    if not out:
+        z0 = np.zeros(0)
+        return z0, z0, z0, np.zeros(0, dtype=bool)
+    d, spread, vol, ins = (np.concatenate(parts) for parts in zip(*out))
+    spread = np.where(ins, spread, 0.0)
+    return d.astype(np.float64), spread, vol, ins
+
+
 def dvh_from_roi(
     roi: ROI,
     dose_gy: np.ndarray,
@@ -555,16 +709,18 @@ def dvh_from_roi(
         box.voxel_volume_mm3 * _CC_PER_MM3 / int(supersample) ** 3
     )
     all_subpoints = n_sub <= subpoint_limit
-    d, spread, vol_cc, inside = _roi_samples(
-        roi,
-        box,
-        dose_gy,
-        dose_grid,
-        supersample=int(supersample),
-        thickness_mm=stack.thickness_mm,
-        end_caps=end_caps,
-        all_subpoints=all_subpoints,
-    )
+    options = {
+        "supersample": int(supersample),
+        "thickness_mm": stack.thickness_mm,
+        "end_caps": end_caps,
+        "all_subpoints": all_subpoints,
+    }
+    if abs(abs(float(box.slice_normal @ stack.normal)) - 1.0) < 1e-4:
+        d, spread, vol_cc, inside = _roi_samples_layered(
+            roi, stack, box, dose_gy, dose_grid, **options
+        )
+    else:
+        d, spread, vol_cc, inside = _roi_samples(roi, box, dose_gy, dose_grid, **options)
     if d.size == 0:
         raise StructureError("covers no sampling point of the dose grid", roi=roi.name)
     settings = {
