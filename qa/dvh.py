@@ -605,6 +605,8 @@ def _roi_samples_layered(
     d_box, ins_box = _dose_on(dose_gy, dose_grid, box, aligned)
     spread_box = spread_widths_gy(d_box)
     fine_ij = None
+    sub_ijk: list[np.ndarray] = []
+    sub_spread: list[np.ndarray] = []
     for k in range(nk):
         ps = plane_of[k]
         if np.all(ps < 0):
@@ -642,16 +644,20 @@ def _roi_samples_layered(
             sel_v, sel_sub = np.nonzero(hit)
             if sel_v.size == 0:
                 continue
-            ijk = np.column_stack(
-                [
-                    (fi[sel_v, sel_sub] + 0.5) / n - 0.5,
-                    (fj[sel_v, sel_sub] + 0.5) / n - 0.5,
-                    np.full(sel_v.size, k + sub[s]),
-                ]
+            sub_ijk.append(
+                np.column_stack(
+                    [
+                        (fi[sel_v, sel_sub] + 0.5) / n - 0.5,
+                        (fj[sel_v, sel_sub] + 0.5) / n - 0.5,
+                        np.full(sel_v.size, k + sub[s]),
+                    ]
+                )
             )
-            d, ins = sample_dose_at_points(dose_gy, dose_grid, box.ijk_to_mm(ijk))
-            spread = spread_box[k][jj[sel_v], ii[sel_v]] / n
-            out.append((d, spread, np.full(d.size, voxel_cc / n3), ins))
+            sub_spread.append(spread_box[k][jj[sel_v], ii[sel_v]] / n)
+    if sub_ijk:
+        ijk = np.concatenate(sub_ijk)
+        d, ins = sample_dose_at_points(dose_gy, dose_grid, box.ijk_to_mm(ijk))
+        out.append((d, np.concatenate(sub_spread), np.full(d.size, voxel_cc / n3), ins))
     if not out:
         z0 = np.zeros(0)
         return z0, z0, z0, np.zeros(0, dtype=bool)
