@@ -101,7 +101,7 @@ def run_ours(rs: Path, rd: Path) -> dict:
         warnings.simplefilter("ignore")
         dose, structures, _ = load_plan_files(rd, rs)
     read_s = time.perf_counter() - t
-    dose_gy = dose.dose_gy
+    dose_gy = dose.dose_gy.astype(np.float32)  # as qa.evaluate does
     out = {}
     tracemalloc.start()
     t_all = time.perf_counter()
@@ -114,6 +114,7 @@ def run_ours(rs: Path, rd: Path) -> dict:
             "mean_gy": dvh.dmean_gy,
             "max_gy": dvh.dmax_gy,
             "interior_dose": dvh.settings["interior_dose"],
+            "supersample": dvh.settings["supersample"],
         }
     total = time.perf_counter() - t_all
     _, peak = tracemalloc.get_traced_memory()
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
             "ours_mean_gy": o["mean_gy"],
             "peer_mean_gy": p.get("mean_gy"),
             "ours_interior_dose": o["interior_dose"],
+            "ours_supersample": o["supersample"],
         }
     ours_err = [abs(r["ours_volume_error_pct"]) for r in rows.values()]
     peer_err = [

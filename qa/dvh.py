@@ -12,7 +12,8 @@ How a DVH is computed (:func:`dvh_from_roi`):
    ``sampling_grid=`` replaces it with any Grid (e.g. the CT grid).  Only the box around
    the structure is ever built.
 2. **Occupancy.**  Each lattice voxel is split into ``supersample``³ sub-points (default
-   4, i.e. 64) tested with :func:`dicom_io.rasterize.roi_fraction` and its documented rules
+   4, i.e. 64; 2 for structures whose box exceeds 4 million voxels) tested with
+   :func:`dicom_io.rasterize.roi_fraction` and its documented rules
    (README "Structures and volumes"): even-odd in-plane, slab rule between contour planes
    and the **end-cap convention** ``end_caps="full"`` (default: each contour stands for
    its whole CT slice, ``+-t/2`` around its plane) or ``"half"`` (the structure ends at
@@ -55,6 +56,8 @@ from dicom_io.rasterize import ContourStack, contour_stack, roi_fraction, roi_vo
 from dicom_io.rtstruct import ROI
 
 _MAX_BINS = 2_000_000
+#: Lattice voxels in a structure's box above which ``supersample=None`` means 2, not 4.
+AUTO_SUPERSAMPLE_BOX_VOXELS = 1 << 22
 _DEFAULT_MAX_BIN_WIDTH_GY = 0.01
 _CC_PER_MM3 = 1e-3
 
@@ -379,15 +382,34 @@ def sample_dose_at_points(
     """Trilinear dose at points (N, 3) in mm (``map_coordinates`` order 1), and ``inside``."""
     dose_grid.check_volume(dose_gy, "dose_gy")
     ijk = dose_grid.mm_to_ijk(np.asarray(points_mm, dtype=float).reshape(-1, 3))
-    n = np.asarray(dose_grid.size_ijk, dtype=float)
-    inside = np.all((ijk >= -0.5 - 1e-6) & (ijk <= n - 0.5 + 1e-6), axis=1)
-    c = np.clip(ijk, 0.0, n - 1.0)
+    return _dose_at_dose_ijk(dose_gy, dose_grid, ijk[:, 0], ijk[:, 1], ijk[:, 2])
+
+
+def sample_dose_at_grid_ijk(
+    dose_gy: np.ndarray, dose_grid: Grid, grid: Grid, ijk: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_dose_at_points` at continuous indices (N, 3) of another grid.
+
+    The two grids' affines are composed once, so no patient-mm array is built.
+    """
+    dose_grid.check_volume(dose_gy, "dose_gy")
+    m = np.linalg.inv(dose_grid.affine_mm) @ grid.affine_mm
+    ijk = np.asarray(ijk, dtype=float).reshape(-1, 3)
+    i, j, k = ijk[:, 0], ijk[:, 1], ijk[:, 2]
+    cols = [m[a, 0] * i + m[a, 1] * j + m[a, 2] * k + m[a, 3] for a in range(3)]
+    return _dose_at_dose_ijk(dose_gy, dose_grid, *cols)
+
+
+def _dose_at_dose_ijk(dose_gy, dose_grid: Grid, i, j, k) -> tuple[np.ndarray, np.ndarray]:
     dose = np.asarray(dose_gy)
     if not np.issubdtype(dose.dtype, np.floating):
         dose = dose.astype(np.float64)
-    values = map_coordinates(
-        dose, [c[:, 2], c[:, 1], c[:, 0]], order=1, mode="nearest", prefilter=False
-    )
+    inside = np.ones(np.shape(i), dtype=bool)
+    coords = []
+    for c, n in ((k, dose_grid.shape[0]), (j, dose_grid.shape[1]), (i, dose_grid.shape[2])):
+        inside &= (c >= -0.5 - 1e-6) & (c <= n - 0.5 + 1e-6)
+        coords.append(np.clip(c, 0.0, n - 1.0))
+    values = map_coordinates(dose, coords, order=1, mode="nearest", prefilter=False)
     return np.where(inside, values, 0).astype(dose.dtype, copy=False), inside
 
 
@@ -656,7 +678,7 @@ def _roi_samples_layered(
             sub_spread.append(spread_box[k][jj[sel_v], ii[sel_v]] / n)
     if sub_ijk:
         ijk = np.concatenate(sub_ijk)
-        d, ins = sample_dose_at_points(dose_gy, dose_grid, box.ijk_to_mm(ijk))
+        d, ins = sample_dose_at_grid_ijk(dose_gy, dose_grid, box, ijk)
         out.append((d, np.concatenate(sub_spread), np.full(d.size, voxel_cc / n3), ins))
     if not out:
         z0 = np.zeros(0)
@@ -671,7 +693,7 @@ def dvh_from_roi(
     dose_gy: np.ndarray,
     dose_grid: Grid,
     *,
-    supersample: int = 4,
+    supersample: int | None = None,
     subdivide: int = 1,
     sampling_grid: Grid | None = None,
     end_caps: str = "full",
@@ -682,7 +704,10 @@ def dvh_from_roi(
     """DVH of an RTSTRUCT ROI in ``dose_gy`` (indexed [k, j, i] on ``dose_grid``).
 
     See the module docstring for the method.  ``supersample`` sets the partial-volume
-    sub-points per axis, ``subdivide`` refines the dose grid into a finer sampling lattice
+    sub-points per axis (default: 4, or 2 for a structure whose box exceeds
+    :data:`AUTO_SUPERSAMPLE_BOX_VOXELS` lattice voxels - a body outline or skin, where the
+    surface voxels hold a few % of the volume and 8 sub-points each place them well enough),
+    ``subdivide`` refines the dose grid into a finer sampling lattice
     (dose interpolated trilinearly), ``sampling_grid`` replaces that lattice with any grid,
     ``end_caps`` and ``slice_thickness_mm`` are the rasteriser's (``slice_thickness_mm``
     defaults to the smallest spacing between the ROI's contour planes; give the CT slice
@@ -693,7 +718,7 @@ def dvh_from_roi(
     sampling point.
     """
     dose_grid.check_volume(dose_gy, "dose_gy")
-    if int(supersample) < 1:
+    if supersample is not None and int(supersample) < 1:
         raise GeometryError(f"supersample must be >= 1, got {supersample}")
     stack = contour_stack(roi, slice_thickness_mm=slice_thickness_mm, end_caps=end_caps)
     if not np.isfinite(stack.thickness_mm):
@@ -711,6 +736,8 @@ def dvh_from_roi(
         lattice_name = "given grid"
         if box is None:
             raise StructureError("lies outside the sampling grid", roi=roi.name)
+    if supersample is None:
+        supersample = 4 if box.n_voxels <= AUTO_SUPERSAMPLE_BOX_VOXELS else 2
     n_sub = roi_volume_cc(roi, slice_thickness_mm=stack.thickness_mm, end_caps=end_caps) / (
         box.voxel_volume_mm3 * _CC_PER_MM3 / int(supersample) ** 3
     )
@@ -795,6 +822,7 @@ __all__ = [
     "dvh_from_roi",
     "dvh_from_samples",
     "refined_grid",
+    "sample_dose_at_grid_ijk",
     "sample_dose_at_points",
     "sample_dose_on_grid",
     "spread_widths_gy",

@@ -106,7 +106,7 @@ def evaluate_plan(
     *,
     prescription_gy: float | None = None,
     target: str | None = None,
-    supersample: int = 4,
+    supersample: int | None = None,
     end_caps: str = "full",
     slice_thickness_mm: float | None = None,
     progress: ProgressCallback | None = None,
@@ -116,6 +116,8 @@ def evaluate_plan(
     V_ref of the indices is the volume of the whole dose grid at or above the prescription
     (:func:`qa.metrics.isodose_volume_cc`).
     """
+    # the DVH arithmetic in float32 (7 significant digits; halves memory traffic)
+    dose_gy = np.asarray(dose_gy, dtype=np.float32)
     dvhs: dict[str, DVH] = {}
     metrics: dict[str, dict] = {}
     notes: list[str] = []
@@ -148,7 +150,7 @@ def evaluate_plan(
         metrics=metrics,
         indices=indices,
         settings={
-            "supersample": int(supersample),
+            "supersample": "auto (4, or 2 for large boxes)" if supersample is None else supersample,
             "end_caps": end_caps,
             "slice_thickness_mm": slice_thickness_mm,
             "dose_grid_spacing_mm": list(dose_grid.spacing_mm),
@@ -205,7 +207,7 @@ def evaluate_files(
     prescription_gy: float | None = None,
     roi_names: Sequence[str] | None = None,
     target: str | None = None,
-    supersample: int = 4,
+    supersample: int | None = None,
     end_caps: str = "full",
     slice_thickness_mm: float | None = None,
     progress: ProgressCallback | None = None,

@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--supersample",
         type=int,
-        default=4,
-        help="partial-volume sub-points per voxel axis (default 4)",
+        default=None,
+        help="partial-volume sub-points per voxel axis (default 4; 2 for body-sized structures)",
     )
     p.add_argument(
         "--end-caps",
