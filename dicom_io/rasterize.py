@@ -287,7 +287,10 @@ def _rasterise_aligned(stack: ContourStack, grid: Grid, n: int, lo, hi) -> np.nd
             cols = (ijk[:, 0] - lo[0] + 0.5) * n - 0.5
             polys.append((rows, cols))
         fine = _even_odd_fill(polys, (nj * n, ni * n))
-        cache[int(p)] = fine.reshape(nj, n, ni, n).mean(axis=(1, 3), dtype=np.float32)
+        if n == 1:
+            cache[int(p)] = fine.astype(np.float32)
+        else:
+            cache[int(p)] = fine.reshape(nj, n, ni, n).mean(axis=(1, 3), dtype=np.float32)
     for kk in range(nk):
         for s in range(n):
             p = int(planes[kk, s])

@@ -107,9 +107,12 @@ class DVH:
         total = self.volume_cc
         if total <= 0 or not np.isfinite(self.dmin_gy):
             return np.array([0.0]), np.array([0.0])
-        inner = (edges > self.dmin_gy) & (edges < self.dmax_gy)
+        inner = (edges > self.dmin_gy) & (edges <= self.dmax_gy)
         if self.dmax_gy > self.dmin_gy:
-            d = np.concatenate([[self.dmin_gy], edges[inner], [self.dmax_gy]])
+            end = self.dmax_gy
+            if inner.any() and edges[inner][-1] >= end:  # a point mass at dmax on an edge
+                end = np.nextafter(end, np.inf)
+            d = np.concatenate([[self.dmin_gy], edges[inner], [end]])
             v = np.concatenate([[total], cum[inner], [0.0]])
         else:  # every sample has the same dose: a step
             d = np.array([self.dmin_gy, np.nextafter(self.dmin_gy, np.inf)])
@@ -122,7 +125,7 @@ def default_bin_width_gy(dmax_gy: float) -> float:
     if not np.isfinite(dmax_gy) or dmax_gy <= 0:
         return _DEFAULT_MAX_BIN_WIDTH_GY
     w = 10.0 ** np.floor(np.log10(dmax_gy / 1e4))
-    w = min(float(w), _DEFAULT_MAX_BIN_WIDTH_GY)
+    w = min(max(float(w), 1e-9), _DEFAULT_MAX_BIN_WIDTH_GY)
     while dmax_gy / w > _MAX_BINS:
         w *= 10.0
     return w
@@ -153,26 +156,32 @@ def dvh_from_samples(
     where the dose gradient runs along a lattice axis.  The bins are then exact
     integrals of the piecewise-linear cumulative (suffix sums of ramp functions).
     """
-    d = np.asarray(dose_gy, dtype=np.float64).reshape(-1)
+    d = np.asarray(dose_gy).reshape(-1)
+    if d.dtype not in (np.float32, np.float64):
+        d = d.astype(np.float64)
     w = np.asarray(volume_cc, dtype=np.float64).reshape(-1)
-    sp = (
-        np.zeros_like(d)
-        if spread_gy is None
-        else np.asarray(spread_gy, dtype=np.float64).reshape(-1)
-    )
-    if d.shape != w.shape or sp.shape != d.shape:
+    sp = None if spread_gy is None else np.asarray(spread_gy, dtype=d.dtype).reshape(-1)
+    if d.shape != w.shape or (sp is not None and sp.shape != d.shape):
         raise GeometryError(
-            f"dose ({d.size}), volume ({w.size}) and spread ({sp.size}) samples differ in number"
+            f"dose ({d.size}), volume ({w.size}) and spread "
+            f"({d.size if sp is None else sp.size}) samples differ in number"
         )
-    keep = w > 0
-    d, w, sp = d[keep], w[keep], sp[keep]
-    if d.size and not (np.all(np.isfinite(d)) and np.all(np.isfinite(sp))):
+    if d.size and w.min() <= 0:
+        keep = w > 0
+        d, w = d[keep], w[keep]
+        sp = None if sp is None else sp[keep]
+    if d.size and not np.isfinite(d.sum() + (0.0 if sp is None else sp.sum())):
         raise GeometryError(f"structure {name!r}: dose samples contain NaN or inf")
     if d.size and d.min() < 0:
         raise GeometryError(f"structure {name!r}: negative dose {d.min():g} Gy")
-    lo = np.maximum(d - sp / 2, 0.0)
-    hi = d + sp / 2
-    spread = (hi - lo) > 1e-9 * np.maximum(d, 1.0)
+    if sp is None:
+        lo = hi = d
+        spread = np.zeros(d.size, dtype=bool)
+    else:
+        half = sp * 0.5
+        lo = np.maximum(d - half, 0)
+        hi = d + half
+        spread = (hi - lo) > 1e-6 * np.maximum(d, 1)
     dmax = float(hi.max()) if d.size else 0.0
     dmin = float(lo.min()) if d.size else float("nan")
     width = float(bin_width_gy) if bin_width_gy is not None else default_bin_width_gy(dmax)
@@ -185,27 +194,42 @@ def dvh_from_samples(
             f"(at most {_MAX_BINS})"
         )
     edges = np.arange(n_bins + 1, dtype=np.float64) * width
-    pt = ~spread
-    idx = np.minimum((d[pt] / width).astype(np.int64), n_bins - 1)
-    cum = np.concatenate([_suffix(np.bincount(idx, weights=w[pt], minlength=n_bins)), [0.0]])
+    total = float(w.sum())
+    all_spread = bool(spread.all())
+    if all_spread:
+        cum = np.zeros(n_bins + 1)
+        mean_num = float(np.dot((lo + hi).astype(np.float64), w)) / 2
+    else:
+        pt = ~spread
+        dp = d[pt]
+        idx = np.minimum((dp / width).astype(np.int64), n_bins - 1)
+        # exact bin membership at the edges (a dose equal to an edge opens that bin)
+        idx += (idx + 1 < n_bins) & (edges[np.minimum(idx + 1, n_bins)] <= dp)
+        idx -= (idx > 0) & (edges[idx] > dp)
+        cum = np.concatenate([_suffix(np.bincount(idx, weights=w[pt], minlength=n_bins)), [0.0]])
+        mean_num = float(np.dot(dp.astype(np.float64), w[pt]))
     if spread.any():
-        c = w[spread] / (hi[spread] - lo[spread])
-        for t, sign in ((hi[spread], 1.0), (lo[spread], -1.0)):
-            bt = np.minimum((t / width).astype(np.int64), n_bins)
+        if all_spread:
+            lo_s, hi_s, w_s = lo, hi, w
+        else:
+            lo_s, hi_s, w_s = lo[spread], hi[spread], w[spread]
+            mean_num += float(np.dot((lo_s + hi_s).astype(np.float64), w_s)) / 2
+        c = w_s / (hi_s - lo_s)
+        inv = 1.0 / width
+        for t, sign in ((hi_s, 1.0), (lo_s, -1.0)):
+            bt = np.minimum((t * inv).astype(np.int64), n_bins)
             sa = _suffix(np.bincount(bt, weights=c * t, minlength=n_bins + 1))
             sb = _suffix(np.bincount(bt, weights=c, minlength=n_bins + 1))
             cum += sign * (sa - edges * sb)
-    cum[0] = float(w.sum())
+    cum[0] = total
     diff = np.maximum(cum[:-1] - cum[1:], 0.0)
-    total = float(w.sum())
-    mid = np.where(spread, (lo + hi) / 2, d)
     return DVH(
         name=name,
         bin_edges_gy=edges,
         differential_cc=diff,
         dmin_gy=dmin,
         dmax_gy=dmax if d.size else float("nan"),
-        dmean_gy=float(np.dot(mid, w) / total) if total > 0 else float("nan"),
+        dmean_gy=mean_num / total if total > 0 else float("nan"),
         volume_outside_dose_cc=float(volume_outside_dose_cc),
         settings=dict(settings or {}),
         notes=tuple(notes),
@@ -214,8 +238,10 @@ def dvh_from_samples(
 
 def spread_widths_gy(dose_on_grid: np.ndarray) -> np.ndarray:
     """|grad D| x voxel size at each voxel of a sampled dose (central differences, Gy)."""
-    d = np.asarray(dose_on_grid, dtype=np.float64)
-    acc = np.zeros(d.shape)
+    d = np.asarray(dose_on_grid)
+    if d.dtype != np.float32:
+        d = d.astype(np.float64)
+    acc = np.zeros(d.shape, dtype=d.dtype)
     for axis in range(3):
         if d.shape[axis] > 1:
             acc += np.gradient(d, axis=axis) ** 2
@@ -684,8 +710,8 @@ def _roi_samples_layered(
         z0 = np.zeros(0)
         return z0, z0, z0, np.zeros(0, dtype=bool)
     d, spread, vol, ins = (np.concatenate(parts) for parts in zip(*out))
-    spread = np.where(ins, spread, 0.0)
-    return d.astype(np.float64), spread, vol, ins
+    spread = np.where(ins, spread, 0)
+    return d, spread, vol, ins
 
 
 def dvh_from_roi(
