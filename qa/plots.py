@@ -198,7 +198,7 @@ def slice_figure(
     ax.set_ylabel(f"{names[va]} axis (mm)")
     ax.set_title(f"{plane} plane {index}")
     if handles:
-        ax.legend(handles, labels, fontsize=7, loc="lower right", framealpha=0.6)
+        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
