@@ -54,6 +54,7 @@ from brachycryo.errors import GeometryError, StructureError
 from brachycryo.grid import Grid
 from dicom_io.rasterize import ContourStack, contour_stack, roi_fraction, roi_volume_cc
 from dicom_io.rtstruct import ROI
+from qa.histogram_kernels import accumulate
 
 _MAX_BINS = 2_000_000
 #: Lattice voxels in a structure's box above which ``supersample=None`` means 2, not 4.
@@ -145,6 +146,7 @@ def dvh_from_samples(
     volume_outside_dose_cc: float = 0.0,
     settings: dict | None = None,
     notes: tuple[str, ...] = (),
+    backend: str = "auto",
 ) -> DVH:
     """Histogram dose samples weighted by the volume (cm³) each stands for.
 
@@ -155,6 +157,8 @@ def dvh_from_samples(
     sum of three uniforms).  This removes the steps a regular lattice leaves in the DVH
     where the dose gradient runs along a lattice axis.  The bins are then exact
     integrals of the piecewise-linear cumulative (suffix sums of ramp functions).
+    ``backend`` picks the accumulation (:mod:`qa.histogram_kernels`: ``"numpy"`` reference,
+    ``"numba"`` one-pass kernel; ``"auto"``: numba when importable).
     """
     d = np.asarray(dose_gy).reshape(-1)
     if d.dtype not in (np.float32, np.float64):
@@ -175,52 +179,30 @@ def dvh_from_samples(
     if d.size and d.min() < 0:
         raise GeometryError(f"structure {name!r}: negative dose {d.min():g} Gy")
     if sp is None:
-        lo = hi = d
-        spread = np.zeros(d.size, dtype=bool)
-    else:
-        half = sp * 0.5
-        lo = np.maximum(d - half, 0)
-        hi = d + half
-        spread = (hi - lo) > 1e-6 * np.maximum(d, 1)
-    dmax = float(hi.max()) if d.size else 0.0
-    dmin = float(lo.min()) if d.size else float("nan")
-    width = float(bin_width_gy) if bin_width_gy is not None else default_bin_width_gy(dmax)
+        sp = np.zeros_like(d)
+    dmax_bound = float(d.max() + 0.5 * sp.max()) if d.size else 0.0
+    width = float(bin_width_gy) if bin_width_gy is not None else default_bin_width_gy(dmax_bound)
     if not width > 0:
         raise GeometryError(f"bin_width_gy must be positive, got {bin_width_gy}")
-    n_bins = int(np.floor(dmax / width)) + 1
+    n_bins = int(np.floor(dmax_bound / width)) + 1
     if n_bins > _MAX_BINS:
         raise GeometryError(
-            f"bin_width_gy {width:g} gives {n_bins} bins for a maximum of {dmax:g} Gy "
+            f"bin_width_gy {width:g} gives {n_bins} bins for a maximum of {dmax_bound:g} Gy "
             f"(at most {_MAX_BINS})"
         )
     edges = np.arange(n_bins + 1, dtype=np.float64) * width
     total = float(w.sum())
-    all_spread = bool(spread.all())
-    if all_spread:
-        cum = np.zeros(n_bins + 1)
-        mean_num = float(np.dot((lo + hi).astype(np.float64), w)) / 2
+    if d.size:
+        point, a_hi, b_hi, a_lo, b_lo, dmin, dmax, mean_num = accumulate(
+            d, sp, w, width, n_bins, backend=backend
+        )
     else:
-        pt = ~spread
-        dp = d[pt]
-        idx = np.minimum((dp / width).astype(np.int64), n_bins - 1)
-        # exact bin membership at the edges (a dose equal to an edge opens that bin)
-        idx += (idx + 1 < n_bins) & (edges[np.minimum(idx + 1, n_bins)] <= dp)
-        idx -= (idx > 0) & (edges[idx] > dp)
-        cum = np.concatenate([_suffix(np.bincount(idx, weights=w[pt], minlength=n_bins)), [0.0]])
-        mean_num = float(np.dot(dp.astype(np.float64), w[pt]))
-    if spread.any():
-        if all_spread:
-            lo_s, hi_s, w_s = lo, hi, w
-        else:
-            lo_s, hi_s, w_s = lo[spread], hi[spread], w[spread]
-            mean_num += float(np.dot((lo_s + hi_s).astype(np.float64), w_s)) / 2
-        c = w_s / (hi_s - lo_s)
-        inv = 1.0 / width
-        for t, sign in ((hi_s, 1.0), (lo_s, -1.0)):
-            bt = np.minimum((t * inv).astype(np.int64), n_bins)
-            sa = _suffix(np.bincount(bt, weights=c * t, minlength=n_bins + 1))
-            sb = _suffix(np.bincount(bt, weights=c, minlength=n_bins + 1))
-            cum += sign * (sa - edges * sb)
+        point = np.zeros(n_bins)
+        a_hi = b_hi = a_lo = b_lo = np.zeros(n_bins + 1)
+        dmin, dmax, mean_num = float("nan"), 0.0, 0.0
+    cum = np.concatenate([_suffix(point), [0.0]])
+    cum += _suffix(a_hi) - edges * _suffix(b_hi)
+    cum -= _suffix(a_lo) - edges * _suffix(b_lo)
     cum[0] = total
     diff = np.maximum(cum[:-1] - cum[1:], 0.0)
     return DVH(
