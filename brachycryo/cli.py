@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "brachycryo.commands.phantom",
     "brachycryo.commands.info",
     "brachycryo.commands.dose",
+    "brachycryo.commands.dvh",
     "brachycryo.commands.iceball",
     "brachycryo.commands.plan",
     "brachycryo.commands.demo",

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.path import Path as MplPath
-from skimage.draw import polygon as _fill_polygon
 
 from brachycryo.errors import GeometryError, StructureError
 from brachycryo.grid import Grid
@@ -214,12 +213,41 @@ def _with_thickness(stack: ContourStack, grid: Grid) -> ContourStack:
 
 
 def _even_odd_fill(polys_rc: list[tuple[np.ndarray, np.ndarray]], shape: tuple[int, int]):
-    """Even-odd fill of several polygons (row, col coordinates) at pixel centres."""
-    out = np.zeros(shape, dtype=bool)
+    """Even-odd fill of several polygons (row, col coordinates) at pixel centres.
+
+    Scanline form: a pixel centre is inside when a ray from it towards -col crosses an odd
+    number of the polygons' edges (edges are half-open in rows, so a vertex on a pixel row
+    is counted once).  Every edge's crossings with the pixel rows it spans toggle the
+    parity of the pixels to their right; a cumulative sum along each row gives the parity.
+    Cost O(pixels + crossings), independent of the number of vertices per pixel (the
+    per-pixel point-in-polygon test of ``skimage.draw.polygon`` costs O(pixels x
+    vertices), which made large structures at fine resolution slow).
+    """
+    nr, nc = int(shape[0]), int(shape[1])
+    toggles = []
     for rows, cols in polys_rc:
-        rr, cc = _fill_polygon(rows, cols, shape=shape)
-        out[rr, cc] ^= True  # each pixel appears once per polygon
-    return out
+        r0 = np.asarray(rows, dtype=np.float64)
+        c0 = np.asarray(cols, dtype=np.float64)
+        r1 = np.roll(r0, -1)
+        c1 = np.roll(c0, -1)
+        lo = np.clip(np.ceil(np.minimum(r0, r1)), 0, nr).astype(np.int64)
+        hi = np.clip(np.ceil(np.maximum(r0, r1)), 0, nr).astype(np.int64)
+        count = np.maximum(hi - lo, 0)
+        total = int(count.sum())
+        if total == 0:
+            continue
+        edge = np.repeat(np.arange(r0.size), count)
+        first = np.cumsum(count) - count
+        y = lo[edge] + (np.arange(total) - first[edge])
+        dr = r1[edge] - r0[edge]  # never 0 here: a horizontal edge spans no pixel row
+        x = c0[edge] + (y - r0[edge]) * (c1[edge] - c0[edge]) / dr
+        start = np.clip(np.floor(x).astype(np.int64) + 1, 0, nc)
+        toggles.append(y * (nc + 1) + start)
+    if not toggles:
+        return np.zeros((nr, nc), dtype=bool)
+    flat = np.bincount(np.concatenate(toggles), minlength=nr * (nc + 1))
+    parity = np.cumsum(flat.reshape(nr, nc + 1), axis=1, dtype=np.int64)[:, :nc]
+    return (parity & 1).astype(bool)
 
 
 def _crop_ijk(stack: ContourStack, grid: Grid) -> tuple[np.ndarray, np.ndarray] | None:
@@ -259,7 +287,10 @@ def _rasterise_aligned(stack: ContourStack, grid: Grid, n: int, lo, hi) -> np.nd
             cols = (ijk[:, 0] - lo[0] + 0.5) * n - 0.5
             polys.append((rows, cols))
         fine = _even_odd_fill(polys, (nj * n, ni * n))
-        cache[int(p)] = fine.reshape(nj, n, ni, n).mean(axis=(1, 3), dtype=np.float32)
+        if n == 1:
+            cache[int(p)] = fine.astype(np.float32)
+        else:
+            cache[int(p)] = fine.reshape(nj, n, ni, n).mean(axis=(1, 3), dtype=np.float32)
     for kk in range(nk):
         for s in range(n):
             p = int(planes[kk, s])

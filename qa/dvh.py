@@ -12,7 +12,8 @@ How a DVH is computed (:func:`dvh_from_roi`):
    ``sampling_grid=`` replaces it with any Grid (e.g. the CT grid).  Only the box around
    the structure is ever built.
 2. **Occupancy.**  Each lattice voxel is split into ``supersample``³ sub-points (default
-   4, i.e. 64) tested with :func:`dicom_io.rasterize.roi_fraction` and its documented rules
+   4, i.e. 64; 2 for structures whose box exceeds 4 million voxels) tested with
+   :func:`dicom_io.rasterize.roi_fraction` and its documented rules
    (README "Structures and volumes"): even-odd in-plane, slab rule between contour planes
    and the **end-cap convention** ``end_caps="full"`` (default: each contour stands for
    its whole CT slice, ``+-t/2`` around its plane) or ``"half"`` (the structure ends at
@@ -53,8 +54,11 @@ from brachycryo.errors import GeometryError, StructureError
 from brachycryo.grid import Grid
 from dicom_io.rasterize import ContourStack, contour_stack, roi_fraction, roi_volume_cc
 from dicom_io.rtstruct import ROI
+from qa.histogram_kernels import accumulate
 
 _MAX_BINS = 2_000_000
+#: Lattice voxels in a structure's box above which ``supersample=None`` means 2, not 4.
+AUTO_SUPERSAMPLE_BOX_VOXELS = 1 << 22
 _DEFAULT_MAX_BIN_WIDTH_GY = 0.01
 _CC_PER_MM3 = 1e-3
 
@@ -104,9 +108,12 @@ class DVH:
         total = self.volume_cc
         if total <= 0 or not np.isfinite(self.dmin_gy):
             return np.array([0.0]), np.array([0.0])
-        inner = (edges > self.dmin_gy) & (edges < self.dmax_gy)
+        inner = (edges > self.dmin_gy) & (edges <= self.dmax_gy)
         if self.dmax_gy > self.dmin_gy:
-            d = np.concatenate([[self.dmin_gy], edges[inner], [self.dmax_gy]])
+            end = self.dmax_gy
+            if inner.any() and edges[inner][-1] >= end:  # a point mass at dmax on an edge
+                end = np.nextafter(end, np.inf)
+            d = np.concatenate([[self.dmin_gy], edges[inner], [end]])
             v = np.concatenate([[total], cum[inner], [0.0]])
         else:  # every sample has the same dose: a step
             d = np.array([self.dmin_gy, np.nextafter(self.dmin_gy, np.inf)])
@@ -119,7 +126,7 @@ def default_bin_width_gy(dmax_gy: float) -> float:
     if not np.isfinite(dmax_gy) or dmax_gy <= 0:
         return _DEFAULT_MAX_BIN_WIDTH_GY
     w = 10.0 ** np.floor(np.log10(dmax_gy / 1e4))
-    w = min(float(w), _DEFAULT_MAX_BIN_WIDTH_GY)
+    w = min(max(float(w), 1e-9), _DEFAULT_MAX_BIN_WIDTH_GY)
     while dmax_gy / w > _MAX_BINS:
         w *= 10.0
     return w
@@ -139,6 +146,7 @@ def dvh_from_samples(
     volume_outside_dose_cc: float = 0.0,
     settings: dict | None = None,
     notes: tuple[str, ...] = (),
+    backend: str = "auto",
 ) -> DVH:
     """Histogram dose samples weighted by the volume (cm³) each stands for.
 
@@ -149,60 +157,61 @@ def dvh_from_samples(
     sum of three uniforms).  This removes the steps a regular lattice leaves in the DVH
     where the dose gradient runs along a lattice axis.  The bins are then exact
     integrals of the piecewise-linear cumulative (suffix sums of ramp functions).
+    ``backend`` picks the accumulation (:mod:`qa.histogram_kernels`: ``"numpy"`` reference,
+    ``"numba"`` one-pass kernel; ``"auto"``: numba when importable).
     """
-    d = np.asarray(dose_gy, dtype=np.float64).reshape(-1)
+    d = np.asarray(dose_gy).reshape(-1)
+    if d.dtype not in (np.float32, np.float64):
+        d = d.astype(np.float64)
     w = np.asarray(volume_cc, dtype=np.float64).reshape(-1)
-    sp = (
-        np.zeros_like(d)
-        if spread_gy is None
-        else np.asarray(spread_gy, dtype=np.float64).reshape(-1)
-    )
-    if d.shape != w.shape or sp.shape != d.shape:
+    sp = None if spread_gy is None else np.asarray(spread_gy, dtype=d.dtype).reshape(-1)
+    if d.shape != w.shape or (sp is not None and sp.shape != d.shape):
         raise GeometryError(
-            f"dose ({d.size}), volume ({w.size}) and spread ({sp.size}) samples differ in number"
+            f"dose ({d.size}), volume ({w.size}) and spread "
+            f"({d.size if sp is None else sp.size}) samples differ in number"
         )
-    keep = w > 0
-    d, w, sp = d[keep], w[keep], sp[keep]
-    if d.size and not (np.all(np.isfinite(d)) and np.all(np.isfinite(sp))):
+    if d.size and w.min() <= 0:
+        keep = w > 0
+        d, w = d[keep], w[keep]
+        sp = None if sp is None else sp[keep]
+    if d.size and not np.isfinite(d.sum() + (0.0 if sp is None else sp.sum())):
         raise GeometryError(f"structure {name!r}: dose samples contain NaN or inf")
     if d.size and d.min() < 0:
         raise GeometryError(f"structure {name!r}: negative dose {d.min():g} Gy")
-    lo = np.maximum(d - sp / 2, 0.0)
-    hi = d + sp / 2
-    spread = (hi - lo) > 1e-9 * np.maximum(d, 1.0)
-    dmax = float(hi.max()) if d.size else 0.0
-    dmin = float(lo.min()) if d.size else float("nan")
-    width = float(bin_width_gy) if bin_width_gy is not None else default_bin_width_gy(dmax)
+    if sp is None:
+        sp = np.zeros_like(d)
+    dmax_bound = float(d.max() + 0.5 * sp.max()) if d.size else 0.0
+    width = float(bin_width_gy) if bin_width_gy is not None else default_bin_width_gy(dmax_bound)
     if not width > 0:
         raise GeometryError(f"bin_width_gy must be positive, got {bin_width_gy}")
-    n_bins = int(np.floor(dmax / width)) + 1
+    n_bins = int(np.floor(dmax_bound / width)) + 1
     if n_bins > _MAX_BINS:
         raise GeometryError(
-            f"bin_width_gy {width:g} gives {n_bins} bins for a maximum of {dmax:g} Gy "
+            f"bin_width_gy {width:g} gives {n_bins} bins for a maximum of {dmax_bound:g} Gy "
             f"(at most {_MAX_BINS})"
         )
     edges = np.arange(n_bins + 1, dtype=np.float64) * width
-    pt = ~spread
-    idx = np.minimum((d[pt] / width).astype(np.int64), n_bins - 1)
-    cum = np.concatenate([_suffix(np.bincount(idx, weights=w[pt], minlength=n_bins)), [0.0]])
-    if spread.any():
-        c = w[spread] / (hi[spread] - lo[spread])
-        for t, sign in ((hi[spread], 1.0), (lo[spread], -1.0)):
-            bt = np.minimum((t / width).astype(np.int64), n_bins)
-            sa = _suffix(np.bincount(bt, weights=c * t, minlength=n_bins + 1))
-            sb = _suffix(np.bincount(bt, weights=c, minlength=n_bins + 1))
-            cum += sign * (sa - edges * sb)
-    cum[0] = float(w.sum())
-    diff = np.maximum(cum[:-1] - cum[1:], 0.0)
     total = float(w.sum())
-    mid = np.where(spread, (lo + hi) / 2, d)
+    if d.size:
+        point, a_hi, b_hi, a_lo, b_lo, dmin, dmax, mean_num = accumulate(
+            d, sp, w, width, n_bins, backend=backend
+        )
+    else:
+        point = np.zeros(n_bins)
+        a_hi = b_hi = a_lo = b_lo = np.zeros(n_bins + 1)
+        dmin, dmax, mean_num = float("nan"), 0.0, 0.0
+    cum = np.concatenate([_suffix(point), [0.0]])
+    cum += _suffix(a_hi) - edges * _suffix(b_hi)
+    cum -= _suffix(a_lo) - edges * _suffix(b_lo)
+    cum[0] = total
+    diff = np.maximum(cum[:-1] - cum[1:], 0.0)
     return DVH(
         name=name,
         bin_edges_gy=edges,
         differential_cc=diff,
         dmin_gy=dmin,
         dmax_gy=dmax if d.size else float("nan"),
-        dmean_gy=float(np.dot(mid, w) / total) if total > 0 else float("nan"),
+        dmean_gy=mean_num / total if total > 0 else float("nan"),
         volume_outside_dose_cc=float(volume_outside_dose_cc),
         settings=dict(settings or {}),
         notes=tuple(notes),
@@ -211,8 +220,10 @@ def dvh_from_samples(
 
 def spread_widths_gy(dose_on_grid: np.ndarray) -> np.ndarray:
     """|grad D| x voxel size at each voxel of a sampled dose (central differences, Gy)."""
-    d = np.asarray(dose_on_grid, dtype=np.float64)
-    acc = np.zeros(d.shape)
+    d = np.asarray(dose_on_grid)
+    if d.dtype != np.float32:
+        d = d.astype(np.float64)
+    acc = np.zeros(d.shape, dtype=d.dtype)
     for axis in range(3):
         if d.shape[axis] > 1:
             acc += np.gradient(d, axis=axis) ** 2
@@ -353,13 +364,18 @@ def sample_dose_on_grid(
         j0, j1 = j0 - lo[1], j1 - lo[1]
         i0, i1 = i0 - lo[2], i1 - lo[2]
         out_dtype = np.result_type(dose.dtype, np.float32)
-        # interpolate along k, then j, then i (each step only on the voxels needed)
-        wk_ = wk.astype(out_dtype)[:, None, None]
-        a = dose[k0] * (1 - wk_) + dose[k1] * wk_
-        wj_ = wj.astype(out_dtype)[None, :, None]
-        a = a[:, j0] * (1 - wj_) + a[:, j1] * wj_
-        wi_ = wi.astype(out_dtype)[None, None, :]
-        a = a[:, :, i0] * (1 - wi_) + a[:, :, i1] * wi_
+        # interpolate along k, then j, then i (an axis whose points all fall on dose voxel
+        # centres is only indexed); the order keeps each step on the voxels needed
+        a = dose.astype(out_dtype, copy=False)
+        for axis, (x0, x1, w) in enumerate(((k0, k1, wk), (j0, j1, wj), (i0, i1, wi))):
+            lo_ = np.take(a, x0, axis=axis)
+            if np.all(np.abs(w) < 1e-9):
+                a = lo_
+                continue
+            shape = [1, 1, 1]
+            shape[axis] = -1
+            w_ = w.astype(out_dtype).reshape(shape)
+            a = lo_ * (1 - w_) + np.take(a, x1, axis=axis) * w_
         inside = ink[:, None, None] & inj[None, :, None] & ini[None, None, :]
         a = np.where(inside, a, 0).astype(out_dtype, copy=False)
         return a, inside
@@ -374,15 +390,34 @@ def sample_dose_at_points(
     """Trilinear dose at points (N, 3) in mm (``map_coordinates`` order 1), and ``inside``."""
     dose_grid.check_volume(dose_gy, "dose_gy")
     ijk = dose_grid.mm_to_ijk(np.asarray(points_mm, dtype=float).reshape(-1, 3))
-    n = np.asarray(dose_grid.size_ijk, dtype=float)
-    inside = np.all((ijk >= -0.5 - 1e-6) & (ijk <= n - 0.5 + 1e-6), axis=1)
-    c = np.clip(ijk, 0.0, n - 1.0)
+    return _dose_at_dose_ijk(dose_gy, dose_grid, ijk[:, 0], ijk[:, 1], ijk[:, 2])
+
+
+def sample_dose_at_grid_ijk(
+    dose_gy: np.ndarray, dose_grid: Grid, grid: Grid, ijk: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_dose_at_points` at continuous indices (N, 3) of another grid.
+
+    The two grids' affines are composed once, so no patient-mm array is built.
+    """
+    dose_grid.check_volume(dose_gy, "dose_gy")
+    m = np.linalg.inv(dose_grid.affine_mm) @ grid.affine_mm
+    ijk = np.asarray(ijk, dtype=float).reshape(-1, 3)
+    i, j, k = ijk[:, 0], ijk[:, 1], ijk[:, 2]
+    cols = [m[a, 0] * i + m[a, 1] * j + m[a, 2] * k + m[a, 3] for a in range(3)]
+    return _dose_at_dose_ijk(dose_gy, dose_grid, *cols)
+
+
+def _dose_at_dose_ijk(dose_gy, dose_grid: Grid, i, j, k) -> tuple[np.ndarray, np.ndarray]:
     dose = np.asarray(dose_gy)
     if not np.issubdtype(dose.dtype, np.floating):
         dose = dose.astype(np.float64)
-    values = map_coordinates(
-        dose, [c[:, 2], c[:, 1], c[:, 0]], order=1, mode="nearest", prefilter=False
-    )
+    inside = np.ones(np.shape(i), dtype=bool)
+    coords = []
+    for c, n in ((k, dose_grid.shape[0]), (j, dose_grid.shape[1]), (i, dose_grid.shape[2])):
+        inside &= (c >= -0.5 - 1e-6) & (c <= n - 0.5 + 1e-6)
+        coords.append(np.clip(c, 0.0, n - 1.0))
+    values = map_coordinates(dose, coords, order=1, mode="nearest", prefilter=False)
     return np.where(inside, values, 0).astype(dose.dtype, copy=False), inside
 
 
@@ -506,12 +541,167 @@ def _roi_samples(
     return d.astype(np.float64), spread, vol, ins
 
 
+def _plane_masks(
+    roi: ROI,
+    stack: ContourStack,
+    box: Grid,
+    planes: np.ndarray,
+    n: int,
+    *,
+    thickness_mm: float,
+    end_caps: str,
+    max_pixels: int = 1 << 24,
+) -> dict[int, np.ndarray]:
+    """Even-odd masks of the given contour planes at the box's in-plane sub-point centres.
+
+    Each mask is :func:`roi_fraction` (``supersample=1``) on a grid whose slices lie in
+    contour planes, with the box's in-plane axes refined ``n``-fold, so its pixels are
+    exactly the rasteriser's partial-volume sub-points.  Planes on a regular spacing are
+    filled a group at a time (one grid, one slice per plane).  Shape ``(nj * n, ni * n)``.
+    """
+    _, nj, ni = box.shape
+    col2 = box.direction_matrix[:, 2]
+    sign = 1.0 if float(col2 @ stack.normal) > 0 else -1.0
+    sp = np.asarray(box.spacing_mm) / np.array([n, n, 1.0])
+    first = box.ijk_to_mm(np.array([0.5 / n - 0.5, 0.5 / n - 0.5, 0.0]))
+    h = stack.plane_offsets_mm
+    t = float(thickness_mm)
+    per_call = max(1, max_pixels // (nj * n * ni * n))
+    planes = [int(p) for p in np.sort(planes)]
+    groups: list[list[int]] = []
+    for p in planes:
+        g = groups[-1] if groups else None
+        if (
+            g is not None
+            and len(g) < per_call
+            and abs((h[p] - h[g[0]]) / t - round((h[p] - h[g[0]]) / t)) < 1e-3
+            and round((h[p] - h[g[-1]]) / t) <= 4
+        ):
+            g.append(p)
+        else:
+            groups.append([p])
+    masks = {}
+    for g in groups:
+        steps = [round((h[p] - h[g[0]]) / t) for p in g]
+        origin = first + (sign * h[g[0]] - float(first @ col2)) * col2
+        grid = Grid(
+            (steps[-1] + 1, nj * n, ni * n),
+            origin,
+            (sp[0], sp[1], t),
+            tuple(np.column_stack([box.direction_matrix[:, :2], sign * stack.normal]).reshape(-1)),
+        )
+        frac = roi_fraction(
+            roi, grid, supersample=1, slice_thickness_mm=thickness_mm, end_caps=end_caps
+        )
+        for p, k in zip(g, steps, strict=True):
+            masks[p] = frac[k] > 0.5
+    return masks
+
+
+def _roi_samples_layered(
+    roi: ROI,
+    stack: ContourStack,
+    box: Grid,
+    dose_gy: np.ndarray,
+    dose_grid: Grid,
+    *,
+    supersample: int,
+    thickness_mm: float,
+    end_caps: str,
+    all_subpoints: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_roi_samples` for a box whose k axis is the contour normal (the default lattice).
+
+    Every contour plane is filled once at the sub-point resolution (:func:`_plane_masks`);
+    sub-point ``(s, a, b)`` of voxel ``(k, j, i)`` is inside when the mask of the plane whose
+    slab holds sub-slice ``s`` of layer ``k`` is set at ``(j n + a, i n + b)``.
+    """
+    n = int(supersample)
+    n3 = n**3
+    nk, nj, ni = box.shape
+    voxel_cc = box.voxel_volume_mm3 * _CC_PER_MM3
+    sub = (np.arange(n) + 0.5) / n - 0.5
+    kz = (np.arange(nk)[:, None] + sub[None, :]).reshape(-1)
+    z = box.ijk_to_mm(np.column_stack([np.zeros_like(kz), np.zeros_like(kz), kz])) @ stack.normal
+    plane_of = stack.plane_index(z).reshape(nk, n)
+    used = np.unique(plane_of[plane_of >= 0])
+    if used.size == 0:
+        z0 = np.zeros(0)
+        return z0, z0, z0, np.zeros(0, dtype=bool)
+    masks = _plane_masks(roi, stack, box, used, n, thickness_mm=thickness_mm, end_caps=end_caps)
+    counts2d = {p: m.reshape(nj, n, ni, n).sum(axis=(1, 3)) for p, m in masks.items()}
+    aligned = _aligned_offsets(dose_grid, box) is not None
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    d_box, ins_box = _dose_on(dose_gy, dose_grid, box, aligned)
+    spread_box = spread_widths_gy(d_box)
+    fine_ij = None
+    sub_ijk: list[np.ndarray] = []
+    sub_spread: list[np.ndarray] = []
+    for k in range(nk):
+        ps = plane_of[k]
+        if np.all(ps < 0):
+            continue
+        count = np.zeros((nj, ni), dtype=np.int32)
+        for p in ps[ps >= 0]:
+            count += counts2d[int(p)]
+        if all_subpoints:
+            part = count > 0
+        else:
+            full = count == n3
+            part = (count > 0) & ~full
+            if full.any():
+                out.append(
+                    (
+                        d_box[k][full],
+                        spread_box[k][full],
+                        np.full(int(full.sum()), voxel_cc),
+                        ins_box[k][full],
+                    )
+                )
+        if not part.any():
+            continue
+        jj, ii = np.nonzero(part)
+        if fine_ij is None:
+            aa, bb = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+            fine_ij = (aa.reshape(-1), bb.reshape(-1))
+        fj = jj[:, None] * n + fine_ij[0][None, :]  # (npart, n*n)
+        fi = ii[:, None] * n + fine_ij[1][None, :]
+        for s in range(n):
+            p = int(ps[s])
+            if p < 0:
+                continue
+            hit = masks[p][fj, fi]
+            sel_v, sel_sub = np.nonzero(hit)
+            if sel_v.size == 0:
+                continue
+            sub_ijk.append(
+                np.column_stack(
+                    [
+                        (fi[sel_v, sel_sub] + 0.5) / n - 0.5,
+                        (fj[sel_v, sel_sub] + 0.5) / n - 0.5,
+                        np.full(sel_v.size, k + sub[s]),
+                    ]
+                )
+            )
+            sub_spread.append(spread_box[k][jj[sel_v], ii[sel_v]] / n)
+    if sub_ijk:
+        ijk = np.concatenate(sub_ijk)
+        d, ins = sample_dose_at_grid_ijk(dose_gy, dose_grid, box, ijk)
+        out.append((d, np.concatenate(sub_spread), np.full(d.size, voxel_cc / n3), ins))
+    if not out:
+        z0 = np.zeros(0)
+        return z0, z0, z0, np.zeros(0, dtype=bool)
+    d, spread, vol, ins = (np.concatenate(parts) for parts in zip(*out))
+    spread = np.where(ins, spread, 0)
+    return d, spread, vol, ins
+
+
 def dvh_from_roi(
     roi: ROI,
     dose_gy: np.ndarray,
     dose_grid: Grid,
     *,
-    supersample: int = 4,
+    supersample: int | None = None,
     subdivide: int = 1,
     sampling_grid: Grid | None = None,
     end_caps: str = "full",
@@ -522,7 +712,10 @@ def dvh_from_roi(
     """DVH of an RTSTRUCT ROI in ``dose_gy`` (indexed [k, j, i] on ``dose_grid``).
 
     See the module docstring for the method.  ``supersample`` sets the partial-volume
-    sub-points per axis, ``subdivide`` refines the dose grid into a finer sampling lattice
+    sub-points per axis (default: 4, or 2 for a structure whose box exceeds
+    :data:`AUTO_SUPERSAMPLE_BOX_VOXELS` lattice voxels - a body outline or skin, where the
+    surface voxels hold a few % of the volume and 8 sub-points each place them well enough),
+    ``subdivide`` refines the dose grid into a finer sampling lattice
     (dose interpolated trilinearly), ``sampling_grid`` replaces that lattice with any grid,
     ``end_caps`` and ``slice_thickness_mm`` are the rasteriser's (``slice_thickness_mm``
     defaults to the smallest spacing between the ROI's contour planes; give the CT slice
@@ -533,7 +726,7 @@ def dvh_from_roi(
     sampling point.
     """
     dose_grid.check_volume(dose_gy, "dose_gy")
-    if int(supersample) < 1:
+    if supersample is not None and int(supersample) < 1:
         raise GeometryError(f"supersample must be >= 1, got {supersample}")
     stack = contour_stack(roi, slice_thickness_mm=slice_thickness_mm, end_caps=end_caps)
     if not np.isfinite(stack.thickness_mm):
@@ -551,20 +744,24 @@ def dvh_from_roi(
         lattice_name = "given grid"
         if box is None:
             raise StructureError("lies outside the sampling grid", roi=roi.name)
+    if supersample is None:
+        supersample = 4 if box.n_voxels <= AUTO_SUPERSAMPLE_BOX_VOXELS else 2
     n_sub = roi_volume_cc(roi, slice_thickness_mm=stack.thickness_mm, end_caps=end_caps) / (
         box.voxel_volume_mm3 * _CC_PER_MM3 / int(supersample) ** 3
     )
     all_subpoints = n_sub <= subpoint_limit
-    d, spread, vol_cc, inside = _roi_samples(
-        roi,
-        box,
-        dose_gy,
-        dose_grid,
-        supersample=int(supersample),
-        thickness_mm=stack.thickness_mm,
-        end_caps=end_caps,
-        all_subpoints=all_subpoints,
-    )
+    options = {
+        "supersample": int(supersample),
+        "thickness_mm": stack.thickness_mm,
+        "end_caps": end_caps,
+        "all_subpoints": all_subpoints,
+    }
+    if abs(abs(float(box.slice_normal @ stack.normal)) - 1.0) < 1e-4:
+        d, spread, vol_cc, inside = _roi_samples_layered(
+            roi, stack, box, dose_gy, dose_grid, **options
+        )
+    else:
+        d, spread, vol_cc, inside = _roi_samples(roi, box, dose_gy, dose_grid, **options)
     if d.size == 0:
         raise StructureError("covers no sampling point of the dose grid", roi=roi.name)
     settings = {
@@ -633,6 +830,7 @@ __all__ = [
     "dvh_from_roi",
     "dvh_from_samples",
     "refined_grid",
+    "sample_dose_at_grid_ijk",
     "sample_dose_at_points",
     "sample_dose_on_grid",
     "spread_widths_gy",
