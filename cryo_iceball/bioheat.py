@@ -72,6 +72,9 @@ class BioheatOptions:
     record_every_s: float = 10.0
     isotherms_c: tuple[float, ...] = DEFAULT_ISOTHERMS_C
     dtype: str = "float32"
+    #: numba backend only: True/False forces the parallel/serial kernels; None chooses by
+    #: grid size (on a heavily shared CPU the serial kernels can be faster, see cryo_speed)
+    parallel: bool | None = None
 
     def __post_init__(self) -> None:
         if self.outer_boundary not in ("fixed", "adiabatic"):
@@ -263,6 +266,7 @@ def simulate(
             np.array([1.0 / (grid.spacing_mm[a] * 1e-3) ** 2 for a in (2, 1, 0)], dtype=dtype)
         ),
     }
+    state["parallel"] = opts.parallel
     hold_dev = xp.asarray(hold_all)
     km = _backend_module(be)
     voxel_ml = grid.voxel_volume_mm3 * 1e-3

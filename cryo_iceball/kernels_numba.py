@@ -90,7 +90,11 @@ def _kernels(parallel: bool = True):
 
 
 def _for(state: dict):
-    return _kernels(state["h"].size >= PARALLEL_MIN_VOXELS)
+    """Parallel or serial kernels: ``state["parallel"]`` if set, else by grid size."""
+    parallel = state.get("parallel")
+    if parallel is None:
+        parallel = state["h"].size >= PARALLEL_MIN_VOXELS
+    return _kernels(bool(parallel))
 
 
 def step(state: dict, dt: float, arterial_c: float, hold_temp) -> None:
