@@ -32,7 +32,7 @@ from benchmarks.cryo_machine import machine_info, peak_rss_mb  # noqa: E402
 from brachycryo.atomic import write_text_atomic  # noqa: E402
 from brachycryo.backend import gpu_available  # noqa: E402
 from brachycryo.grid import Grid  # noqa: E402
-from cryo_iceball.bioheat import simulate  # noqa: E402
+from cryo_iceball.bioheat import BioheatOptions, simulate  # noqa: E402
 from cryo_iceball.probes import Probe, load_probe_catalogue, protocol  # noqa: E402
 from cryo_iceball.tissue import load_tissues  # noqa: E402
 
@@ -50,11 +50,12 @@ def case():
     return grid, probes, phases, [load_tissues()["soft_tissue"]]
 
 
-def timed(backend: str, max_steps: int | None):
+def timed(backend: str, max_steps: int | None, parallel: bool | None = None):
     grid, probes, phases, tissues = case()
     tracemalloc.start()
     res = simulate(grid, probes, phases, tissues=tissues, initial_temp_c=37.0,
-                   backend=backend, max_steps=max_steps)  # fmt: skip
+                   backend=backend, max_steps=max_steps,
+                   options=BioheatOptions(parallel=parallel))  # fmt: skip
     secs = res.extra["loop_s"]  # time stepping only (setup: rasterisation, schedule)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -89,16 +90,9 @@ def main(argv=None) -> dict:
     secs = secs_run * full_steps / res.n_steps  # = secs_run for a full run
     numpy_full_est = secs_np / args.numpy_steps * n_steps
     # the serial kernel variant, same steps (on a contended machine it can beat the threads)
-    from cryo_iceball import kernels_numba
-
-    saved = kernels_numba.PARALLEL_MIN_VOXELS
-    kernels_numba.PARALLEL_MIN_VOXELS = 10**12
-    try:
-        timed("numba", 2)
-        _, secs_serial, _ = timed("numba", args.numba_steps or args.numpy_steps * 5)
-        serial_steps = args.numba_steps or args.numpy_steps * 5
-    finally:
-        kernels_numba.PARALLEL_MIN_VOXELS = saved
+    timed("numba", 2, parallel=False)
+    serial_steps = args.numba_steps or args.numpy_steps * 5
+    _, secs_serial, _ = timed("numba", serial_steps, parallel=False)
     out["n_steps"] = n_steps
     out["time_step_s"] = res.dt_s
     out["numpy"] = {

@@ -15,11 +15,16 @@ outer layer held at the initial temperature (``outer_boundary="fixed"``) or insu
 Time stepping: **explicit** (forward Euler in ``H``) with a checked limit.  ``T(H)`` is
 Lipschitz with constant ``1/C_min`` (``C_min`` the smallest volumetric heat capacity, frozen
 or unfrozen; the mushy apparent capacity is larger).  Writing the update as
-``H_v' = H_v + dt [sum_e a_e (T_e - T_v) + b_v (T_b - T_v) + ...]`` with face conductances
-``a_e = k_face/h_e^2 <= k_max/h_e^2``, probe couplings and perfusion ``b_v``, the update is
-monotone (non-decreasing in every ``H``) when
+``H_v' = H_v + dt [sum_e a_e (T_e - T_v) + b_v (T_a - T_v) + ...]`` with face conductances
+``a_e = k_face/h_e^2 <= k_max/h_e^2`` and perfusion ``b_v``, the update is monotone
+(non-decreasing in every ``H``) when
 
-    dt <= C_min,v / (k_max (sum_e 1/h_e^2 + c_v) + w_b rho_b c_b)     for every voxel v,
+    dt <= C_min,v / (k_max sum_e 1/h_e^2 + w_b rho_b c_b)     for every voxel v,
+
+The sub-voxel probe coupling ``g_v (T_p - T_v)`` of the voxels beside a probe is taken
+linearised-implicitly, ``H_v' = H_v + dt R_v / (1 + dt g_v / C_app(T_v))``: its factor
+``(1 - dt sum/C)/(1 + dt g_v/C)`` stays non-negative under the same limit, so the stiff
+coupling does not shorten the step and the steady state is unchanged.
 
 which gives the discrete maximum principle and hence stability (the positive-coefficient
 condition; e.g. LeVeque, *Finite Difference Methods*, 2007, sec. 9.4).  This is exact for
@@ -72,6 +77,9 @@ class BioheatOptions:
     record_every_s: float = 10.0
     isotherms_c: tuple[float, ...] = DEFAULT_ISOTHERMS_C
     dtype: str = "float32"
+    #: numba backend only: True/False forces the parallel/serial kernels; None chooses by
+    #: grid size (on a heavily shared CPU the serial kernels can be faster, see cryo_speed)
+    parallel: bool | None = None
 
     def __post_init__(self) -> None:
         if self.outer_boundary not in ("fixed", "adiabatic"):
@@ -114,7 +122,6 @@ def stable_time_step_s(
     grid: Grid,
     tissue_labels: np.ndarray,
     tissues: Sequence[Tissue],
-    couple_coef_per_m2: np.ndarray,
     *,
     safety: float = 0.9,
 ) -> float:
@@ -126,7 +133,7 @@ def stable_time_step_s(
     # faces per axis of an interior voxel: 2 (1 when the axis has 2 voxels, 0 when 1)
     n_ijk = grid.size_ijk
     faces = sum(min(2, n - 1) / (s * 1e-3) ** 2 for n, s in zip(n_ijk, grid.spacing_mm))
-    denom = kmax * (faces + couple_coef_per_m2) + perf_t[tissue_labels]
+    denom = kmax * faces + perf_t[tissue_labels]
     return float(safety * np.min(cmin_t[tissue_labels] / denom))
 
 
@@ -223,9 +230,7 @@ def simulate(
     table64 = kernel_table(tissues, np.float64)
     h0 = enthalpy_from_temp(init, table64[tissue_labels])
 
-    dt_max = stable_time_step_s(
-        grid, tissue_labels, tissues, raster.couple_coef_per_m2, safety=opts.safety
-    )
+    dt_max = stable_time_step_s(grid, tissue_labels, tissues, safety=opts.safety)
     schedule = _phase_schedule(phases, dt_max)
     n_slots = SLOT_PROBE0 + len(probes)
     start_temp = float(np.mean(init))
@@ -263,6 +268,7 @@ def simulate(
             np.array([1.0 / (grid.spacing_mm[a] * 1e-3) ** 2 for a in (2, 1, 0)], dtype=dtype)
         ),
     }
+    state["parallel"] = opts.parallel
     hold_dev = xp.asarray(hold_all)
     km = _backend_module(be)
     voxel_ml = grid.voxel_volume_mm3 * 1e-3

@@ -15,6 +15,7 @@ dev = cuda.jit(device=True)
 temp_of_enthalpy = dev(ks.temp_of_enthalpy)
 enthalpy_of_temp = dev(ks.enthalpy_of_temp)
 liquid_fraction = dev(ks.liquid_fraction)
+apparent_capacity = dev(ks.apparent_capacity)
 slot_active = dev(ks.slot_active)
 
 
@@ -84,5 +85,8 @@ def update_pass(h, tissue, params, hold, hold_temp, couple_coef, couple_slot, te
     if slot_active(cs, hold_temp):
         tp = hold_temp[cs]
         kp = kf + liquid_fraction(tp, ts, tl) * (ku - kf)
-        r += couple_coef[k, j, i] * 0.5 * (kv + kp) * (tp - t)
+        a = couple_coef[k, j, i] * 0.5 * (kv + kp)
+        r += a * (tp - t)
+        capp = apparent_capacity(t, params[tc, 0], params[tc, 1], params[tc, 2], ts, tl)
+        r = r / (1.0 + dt * a / capp)
     h[k, j, i] += dt * r

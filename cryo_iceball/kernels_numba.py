@@ -24,6 +24,7 @@ def _kernels(parallel: bool = True):
     temp_of_enthalpy = jit(ks.temp_of_enthalpy)
     enthalpy_of_temp = jit(ks.enthalpy_of_temp)
     liquid_fraction = jit(ks.liquid_fraction)
+    apparent_capacity = jit(ks.apparent_capacity)
     slot_active = jit(ks.slot_active)
 
     @numba.njit(parallel=parallel, cache=True, error_model="numpy")
@@ -83,14 +84,21 @@ def _kernels(parallel: bool = True):
                 if slot_active(cs, hold_temp):
                     tp = hold_temp[cs]
                     kp = kf + liquid_fraction(tp, ts, tl) * (ku - kf)
-                    r += couple_coef[k, j, i] * 0.5 * (kv + kp) * (tp - t)
+                    a = couple_coef[k, j, i] * 0.5 * (kv + kp)
+                    r += a * (tp - t)
+                    capp = apparent_capacity(t, params[tc, 0], params[tc, 1], params[tc, 2], ts, tl)
+                    r = r / (1.0 + dt * a / capp)
                 h[k, j, i] += dt * r
 
     return temperature_pass, update_pass
 
 
 def _for(state: dict):
-    return _kernels(state["h"].size >= PARALLEL_MIN_VOXELS)
+    """Parallel or serial kernels: ``state["parallel"]`` if set, else by grid size."""
+    parallel = state.get("parallel")
+    if parallel is None:
+        parallel = state["h"].size >= PARALLEL_MIN_VOXELS
+    return _kernels(bool(parallel))
 
 
 def step(state: dict, dt: float, arterial_c: float, hold_temp) -> None:

@@ -3,15 +3,17 @@
 Per voxel ``v`` (free, i.e. not held at a boundary temperature this step)::
 
     H_v += dt * ( sum_faces k_f (T_n - T_v) / h^2                 conduction (conservative)
-                  + c_v k_c (T_p - T_v)                            probe-surface correction
+                  + c_v k_c (T_p - T_v)                            probe surface (implicit, below)
                   + phi_v w_b rho_b c_b (T_a - T_v)                Pennes perfusion
                   + phi_v Q_m )                                    metabolic heat
 
 with ``k_f = (k_v + k_n)/2`` on each face, no flux through the array's outer faces
 (Neumann; hold the outer layer to impose a far-field temperature), ``phi`` the liquid
-fraction, and ``c_v``, ``T_p`` the probe correction of :mod:`cryo_iceball.probes`.  Held
-voxels take ``H = H(T_hold)``.  Pennes, J Appl Physiol 1:93 (1948); enthalpy method after
-Voller & Swaminathan, Numer Heat Transfer B 19:175 (1991).
+fraction, and ``c_v``, ``T_p`` the probe correction of :mod:`cryo_iceball.probes`; where it
+applies, the increment is divided by ``1 + dt c_v k_c / C_app(T_v)`` (linearised-implicit
+coupling, see :mod:`cryo_iceball.bioheat`).  Held voxels take ``H = H(T_hold)``.
+Pennes, J Appl Physiol 1:93 (1948); enthalpy method after Voller & Swaminathan,
+Numer Heat Transfer B 19:175 (1991).
 
 The numba and CUDA kernels implement the same arithmetic; the parity tests compare them.
 """
@@ -90,7 +92,12 @@ def update_pass(
     tp = np.where(on, tp, t)
     phip = np.clip((tp - ts) / (tl - ts), 0, 1)
     kp = kf + phip * (ku - kf)
-    rate += np.where(on, couple_coef * 0.5 * (k + kp) * (tp - t), 0)
+    a = np.where(on, couple_coef * 0.5 * (k + kp), 0)
+    rate += a * (tp - t)
+    # the probe coupling is taken linearised-implicitly (T_v at the new time through the
+    # apparent capacity), so it does not restrict the stable step
+    capp = np.where(t <= ts, p[P_CF], np.where(t >= tl, p[P_CU], p[P_CM]))
+    rate = rate / (1 + dt * a / capp)
     slot_t = hold_temp[np.maximum(hold, 0)]
     held = (hold >= 0) & ~np.isnan(slot_t)
     h += np.where(held, 0, dt * rate).astype(h.dtype)

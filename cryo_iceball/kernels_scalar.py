@@ -27,6 +27,15 @@ def enthalpy_of_temp(t, cf, cu, cm, ts, tl, hl):
     return cm * (t - ts)
 
 
+def apparent_capacity(t, cf, cu, cm, ts, tl):
+    """dH/dT at ``t`` (J/m3/K): frozen, unfrozen or mushy (latent heat included)."""
+    if t <= ts:
+        return cf
+    if t >= tl:
+        return cu
+    return cm
+
+
 def liquid_fraction(t, ts, tl):
     f = (t - ts) / (tl - ts)
     if f < 0.0:

@@ -15,8 +15,8 @@ exchange pass pick the layout; the first n that meets every requirement wins:
 
 When no layout qualifies, :class:`~brachycryo.errors.InfeasiblePlanError` says what binds:
 the OAR(s) the best layout without the OAR constraint would violate, the spacing/edge rule
-if relaxing it makes the plan feasible, else ``max_probes``.  Probes from entry points
-(converging tracks) are not implemented yet.
+if relaxing it makes the plan feasible, else ``max_probes``.  With entry points, each
+candidate target is also tried along the track from each entry point (converging probes).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _Search:
     """Cached per-candidate cooling fields and the constraint checks."""
 
-    def __init__(self, grid, core, oars, model, emp, direction, rules, merge_exponent):
+    def __init__(self, grid, core, oars, model, emp, direction, rules, merge_exponent, entries):
         self.grid, self.core, self.rules = grid, core, rules
         self.model, self.emp, self.m = model, emp, merge_exponent
         pts = grid.voxel_centres_mm()
@@ -86,7 +86,7 @@ class _Search:
         b = np.arange(math.floor(u2.min() / step), math.ceil(u2.max() / step) + 1) * step
         sampling = tuple(grid.spacing_mm[x] for x in (2, 1, 0))
         inside_depth = ndimage.distance_transform_edt(core, sampling=sampling)
-        cands, self.rule_ok = [], []
+        cands, dirs, self.rule_ok = [], [], []
         for x in a:
             for y in b:
                 c = centroid + x * e1 + y * e2
@@ -96,18 +96,20 @@ class _Search:
                 kji = (ijk[2], ijk[1], ijk[0])
                 if not core[kji]:
                     continue
-                cands.append(c)
                 edge_ok = (
                     rules.max_edge_distance_mm is None
                     or inside_depth[kji] <= rules.max_edge_distance_mm + 0.5 * step
                 )
-                self.rule_ok.append(edge_ok)
+                for e in entries if entries is not None else [None]:
+                    cands.append(c)
+                    self.rule_ok.append(edge_ok)
+                    dirs.append(direction if e is None else (e - c) / np.linalg.norm(e - c))
         if not cands:
             raise GeometryError("the core is smaller than the candidate lattice; reduce the step")
         self.cands = np.asarray(cands)
         self.rule_ok = np.asarray(self.rule_ok)
         half = model.active_length_mm / 2 + model.active_offset_mm
-        self.probes = [Probe(model, tuple(c - half * direction), tuple(direction)) for c in cands]
+        self.probes = [Probe(model, tuple(c - half * u), tuple(u)) for c, u in zip(cands, dirs)]
         self.forbid_full = {}
         for name, m in oars.items():
             d = ndimage.distance_transform_edt(~m, sampling=sampling)
@@ -233,11 +235,16 @@ def place_probes(
     empirical: EmpiricalProbe,
     *,
     direction: Sequence[float] = (0.0, 0.0, 1.0),
+    entry_points_mm: Sequence[Sequence[float]] | None = None,
     rules: PlacementRules | None = None,
     merge_exponent: float = DEFAULT_MERGE_EXPONENT,
     best_effort: bool = False,
 ) -> PlacementResult:
-    """Choose the number and positions of parallel probes (see the module docstring).
+    """Choose the number and positions of probes (see the module docstring).
+
+    Parallel probes along ``direction`` by default; with ``entry_points_mm`` every candidate
+    target point is also tried from each entry point (the probe runs from its target toward
+    the entry point, so tracks converge), and ``direction`` is ignored.
 
     With ``best_effort`` (debulking the core of a zoned lesion, where seeds treat what the
     ice does not reach) a layout that misses ``coverage_min`` is returned, the one of at
@@ -257,7 +264,17 @@ def place_probes(
     if d.shape != (3,) or np.linalg.norm(d) < 1e-9:
         raise GeometryError(f"direction must be a non-zero 3-vector, got {direction}")
     d = d / np.linalg.norm(d)
-    s = _Search(grid, core, oars, model, empirical, d, rules, merge_exponent)
+    entries = None
+    if entry_points_mm is not None:
+        entries = np.asarray(entry_points_mm, dtype=float).reshape(-1, 3)
+        if len(entries) == 0 or not np.all(np.isfinite(entries)):
+            raise GeometryError("entry_points_mm must be finite (x, y, z) points")
+        centroid = grid.voxel_centres_mm()[core].mean(axis=0)
+        mean_dir = entries.mean(axis=0) - centroid
+        if np.linalg.norm(mean_dir) < 1e-6:
+            raise GeometryError("the entry points surround the core's centroid")
+        d = mean_dir / np.linalg.norm(mean_dir)  # lattice plane across the mean track
+    s = _Search(grid, core, oars, model, empirical, d, rules, merge_exponent, entries)
 
     best_seen = {"coverage": 0.0}
     best_layout: list[int] | None = None

@@ -11,7 +11,6 @@ import pytest
 
 from brachycryo.backend import gpu_available
 from brachycryo.grid import Grid
-from cryo_iceball import kernels_numba
 from cryo_iceball.bioheat import BioheatOptions, simulate
 from cryo_iceball.probes import Probe, ProbeModel, load_probe_catalogue, protocol
 from cryo_iceball.tissue import load_tissues
@@ -19,7 +18,7 @@ from cryo_iceball.tissue import load_tissues
 TOL = {"float64": 1e-8, "float32": 2e-2}
 
 
-def _case(dtype: str, outer: str, perfused: bool, backend: str):
+def _case(dtype: str, outer: str, perfused: bool, backend: str, parallel: bool | None = None):
     tis = load_tissues()
     tissues = [tis["soft_tissue"] if perfused else tis["gel"], tis["liver"], tis["lung"]]
     grid = Grid(shape=(14, 15, 16), origin_mm=(-8, -7.5, -7), spacing_mm=(1.0, 1.0, 1.0))
@@ -46,7 +45,9 @@ def _case(dtype: str, outer: str, perfused: bool, backend: str):
         initial_temp_c=36.5,
         vessel_mask=vessel,
         backend=backend,
-        options=BioheatOptions(dtype=dtype, outer_boundary=outer, record_every_s=5.0),
+        options=BioheatOptions(
+            dtype=dtype, outer_boundary=outer, record_every_s=5.0, parallel=parallel
+        ),
     )
 
 
@@ -54,10 +55,9 @@ def _case(dtype: str, outer: str, perfused: bool, backend: str):
 @pytest.mark.parametrize("outer", ["fixed", "adiabatic"])
 @pytest.mark.parametrize("perfused", [False, True])
 @pytest.mark.parametrize("parallel", [False, True])
-def test_numba_matches_numpy(dtype, outer, perfused, parallel, monkeypatch):
-    monkeypatch.setattr(kernels_numba, "PARALLEL_MIN_VOXELS", 0 if parallel else 10**12)
+def test_numba_matches_numpy(dtype, outer, perfused, parallel):
     ref = _case(dtype, outer, perfused, "numpy")
-    got = _case(dtype, outer, perfused, "numba")
+    got = _case(dtype, outer, perfused, "numba", parallel)
     assert ref.final_temp_c.dtype == np.dtype(dtype) == got.final_temp_c.dtype
     assert ref.min_temp_c.min() < -100  # the probes froze something
     np.testing.assert_allclose(got.final_temp_c, ref.final_temp_c, rtol=0, atol=TOL[dtype])

@@ -69,3 +69,17 @@ def test_spacing_rule_binds():
     with pytest.raises(InfeasiblePlanError) as exc:
         place_probes(GRID, core, {}, model, EMP, rules=rules)
     assert exc.value.binding == ["min_spacing_mm/max_spacing_mm"]
+
+
+def test_probes_from_entry_points_converge():
+    core = sphere((0, 0, 0), 6.0)
+    model = load_probe_catalogue()["generic_17g"]
+    entries = [(-50.0, 0.0, 80.0), (50.0, 0.0, 80.0)]
+    rules = PlacementRules(candidate_step_mm=2.5)
+    res = place_probes(GRID, core, {}, model, EMP, entry_points_mm=entries, rules=rules)
+    assert res.coverage >= 0.95
+    for p in res.probes:
+        d = np.asarray(p.direction)
+        to_entry = [np.asarray(e) - p.active_centre_mm() for e in entries]
+        cos = max(float(d @ (v / np.linalg.norm(v))) for v in to_entry)
+        assert cos == pytest.approx(1.0, abs=1e-9)  # each track points at an entry point
