@@ -53,10 +53,7 @@ from brachycryo.grid import Grid
 from brachycryo.progress import ProgressCallback, report
 from dicom_io.common import StudyContext
 from dicom_io.ct_series import CTImage, write_ct_series
-
-#: Length and outer diameter of an I-125 seed capsule (e.g. Oncura 6711 / 6702), mm.
-SEED_LENGTH_MM = 4.5
-SEED_DIAMETER_MM = 0.8
+from qa.seed_model import SEED_DIAMETER_MM, SEED_LENGTH_MM
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
@@ -67,13 +64,15 @@ class SeedLayout:
     """Known seeds: centres (n, 3) LPS mm, unit axes (n, 3), needle number and cluster kind.
 
     ``kind[m]`` is ``"isolated"``, ``"end_to_end"`` or ``"side_by_side"`` (the latter two
-    for every seed of a touching pair/chain).
+    for every seed of a touching pair/chain).  ``cluster[m]`` numbers the groups of
+    touching seeds (equal for the seeds of one pair; None: every seed its own group).
     """
 
     positions_mm: np.ndarray
     directions: np.ndarray
     needles: np.ndarray
     kind: tuple[str, ...]
+    cluster: np.ndarray | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -179,7 +178,7 @@ def needle_seed_layout(
     pos = [cand[c] for c in chosen]
     ndl = [int(needle_id[c]) for c in chosen]
     kind = ["isolated"] * n_base
-    partners = rng.choice(n_base, size=n_end_to_end + n_side_by_side, replace=False)
+    partners = _spread_anchors(np.asarray(pos), n_end_to_end + n_side_by_side, rng)
     for m, c in enumerate(partners):
         if m < n_end_to_end:
             pos.append(pos[c] + (SEED_LENGTH_MM + touch_gap_mm) * axis)
@@ -206,11 +205,34 @@ def needle_seed_layout(
     # a touching partner is parallel to the seed it touches
     for m, c in enumerate(partners):
         dirs[n_base + m] = dirs[c]
+    cluster = np.arange(positions.shape[0])
+    for m, c in enumerate(partners):
+        cluster[n_base + m] = c
     return SeedLayout(
         positions_mm=positions,
         directions=dirs / np.linalg.norm(dirs, axis=1, keepdims=True),
         needles=np.asarray(ndl, dtype=int),
         kind=tuple(kind),
+        cluster=cluster,
+    )
+
+
+def _spread_anchors(pos: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` seeds to receive a touching partner, far apart from one another.
+
+    Two clusters closer than two seed lengths plus the separation of isolated seeds could
+    touch each other (a partner overlapping the next cluster); anchors are therefore at
+    least ``2 (L + 0.5) + L + 2.5`` mm apart.
+    """
+    min_sep = 2.0 * (SEED_LENGTH_MM + 0.5) + SEED_LENGTH_MM + 2.5
+    chosen: list[int] = []
+    for c in rng.permutation(pos.shape[0]):
+        if all(np.linalg.norm(pos[c] - pos[o]) >= min_sep for o in chosen):
+            chosen.append(int(c))
+            if len(chosen) == n:
+                return np.asarray(chosen)
+    raise ConfigError(
+        f"the target is too small for {n} well-separated touching clusters", key="n_seeds"
     )
 
 
@@ -233,6 +255,8 @@ def _remove_overlaps(positions, ndl, kind, cand, needle_id, rng, axis):
             c = int(rng.choice(free))
             positions[m] = cand[c]
             ndl[m] = int(needle_id[c])
+    else:
+        raise ConfigError("could not separate the isolated seeds in the target", key="mask")
     return positions, ndl, kind
 
 

@@ -40,7 +40,9 @@ Method (each step is a function below):
    ambiguous count (``|V/v1 - k| > 0.35``) or round are listed as suspicious clusters with
    the reason.
 
-7. **Thick slices** (slice spacing >= 1.5 x the pixel size, >= 20 isolated seeds): the
+7. **Thick slices** (slice spacing >= 1.5 x the pixel size): a single seed's position
+   along the slice axis comes from its end slices and the nominal seed length
+   (:mod:`qa.seed_end_slices`); optionally (off by default) the statistical
    slice-phase (pixel-locking) correction of :func:`_equalise_slice_phase`.
 
 Everything works in the grid's index space and maps to patient mm through the Grid, so
@@ -61,12 +63,11 @@ from brachycryo.errors import ConfigError, GeometryError
 from brachycryo.grid import Grid
 from brachycryo.progress import ProgressCallback, report
 from dicom_io.rtplan import BrachyPlan, BrachySource, seed_implant
+from qa.seed_end_slices import measure_end_slices, refined_position, unit_overlap_signal
+from qa.seed_model import SEED_DIAMETER_MM, SEED_LENGTH_MM
 
 #: Default metal threshold (HU): above cortical bone, below partial-volume seed peaks.
 METAL_THRESHOLD_HU = 2000.0
-#: Nominal I-125 seed capsule (e.g. Oncura 6711 / 6702): length and diameter, mm.
-SEED_LENGTH_MM = 4.5
-SEED_DIAMETER_MM = 0.8
 #: Default lower threshold (HU) of the one-voxel hysteresis growth of metal components.
 EDGE_THRESHOLD_HU = 300.0
 
@@ -82,7 +83,8 @@ class DetectionOptions:
     round_elongation: float = 1.5
     kmeans_iterations: int = 30
     tie_fraction: float = 0.3
-    equalise_slice_phase: bool = True
+    equalise_slice_phase: bool = False
+    end_slice_refinement: bool = True
     min_seeds_for_equalisation: int = 20
 
     def __post_init__(self) -> None:
@@ -163,6 +165,7 @@ class _Component:
     core_volume_mm3: float
     signal: float  # sum of HU above the edge threshold x voxel volume (HU mm3)
     peak_hu: float
+    clipped: np.ndarray  # (n,) voxel at the image maximum (clipped stored range)
     elongation: float = 1.0
     eig: np.ndarray = field(default_factory=lambda: np.ones(3))
     axis_voxel_mm: float = 1.0  # voxel extent along the component's principal axis
@@ -286,6 +289,7 @@ def _components(
     hu: np.ndarray, grid: Grid, opts: DetectionOptions
 ) -> tuple[list[_Component], np.ndarray]:
     core = hu >= opts.metal_threshold_hu
+    clip_hu = float(hu.max())
     labels, n = ndimage.label(core, structure=np.ones((3, 3, 3), dtype=bool))
     if n == 0:
         return [], labels
@@ -311,6 +315,7 @@ def _components(
                 core_volume_mm3=float(core_counts[lab]) * voxel_mm3,
                 signal=float(np.maximum(vals - opts.edge_threshold_hu, 0.0).sum()) * voxel_mm3,
                 peak_hu=float(vals.max()),
+                clipped=vals >= clip_hu,
             )
         )
     return comps, labels
@@ -353,8 +358,10 @@ def _seeds_in_component(c: _Component, ref_eig: np.ndarray, opts: DetectionOptio
     ``s^2 (n^2 - 1) / 12`` to the variance along the axis (less a quarter voxel length
     squared along the axis for the slice quantisation of the ends); a side-by-side pair
     adds ``(d / 2)^2`` across (d = seed diameter), counted when above 80 % of that.  Strong
-    shape evidence (across excess above 1.5 (d/2)^2, or a chain 0.75 seed longer than the
-    signal says) adds the seed even without a tie.
+    evidence adds the seed even without a tie: across, an excess above 1.5 (d/2)^2; along,
+    a chain 0.75 seed longer than the signal says, but only where the voxel extent along
+    the axis is at most a third of a seed length (on thick slices seeds 8-10 mm apart on
+    one needle merge into one component and mimic a longer touching chain).
     """
     if c.ratio < opts.min_volume_fraction:
         return 0
@@ -362,7 +369,10 @@ def _seeds_in_component(c: _Component, ref_eig: np.ndarray, opts: DetectionOptio
     along, across = _shape_excess(c, ref_eig)
     n_along = int(np.rint(along))
     n_across = 2 if across > 0.8 else 1
-    strong = across > 1.5 or along >= k_signal + 0.75
+    # along the axis only where slices are thin: on thick slices seeds 8-10 mm apart on one
+    # needle merge into one component and mimic a longer touching chain
+    thin = c.axis_voxel_mm <= SEED_LENGTH_MM / 3.0
+    strong = across > 1.5 or (thin and along >= k_signal + 0.75)
     if c.elongation < opts.round_elongation:  # a round blob is no chain or pair of seeds
         return k_signal
     if n_along * n_across > k_signal and (c.ratio - k_signal >= opts.tie_fraction or strong):
@@ -458,6 +468,8 @@ def detect_seeds(
     seeds: list[DetectedSeed] = []
     suspicious: list[SuspiciousCluster] = []
     k_axis = grid.slice_normal
+    thick = sp[2] >= 1.5 * max(sp[0], sp[1])
+    ends: list = []
     for n_done, c in enumerate(comps):
         reasons = []
         if c.k == 0:
@@ -501,6 +513,10 @@ def detect_seeds(
             axis, _ = _axis_and_elongation(cov, voxel_cov)
             if axis @ k_axis < 0:
                 axis = -axis
+            if opts.end_slice_refinement and thick and c.k == 1:
+                m = measure_end_slices(arr, grid, c.ijk[:, 2], c.weight, c.clipped, mean, axis)
+                if m is not None:
+                    ends.append((len(seeds), m, mean, axis))
             seeds.append(
                 DetectedSeed(
                     position_mm=(float(mean[0]), float(mean[1]), float(mean[2])),
@@ -511,6 +527,22 @@ def detect_seeds(
                 )
             )
         report(progress, 0.3 + 0.7 * (n_done + 1) / len(comps), "splitting clusters")
+    if ends:
+        unit = unit_overlap_signal([m for _, m, _, _ in ends])
+        for index, m, mean, axis in ends:
+            p = refined_position(m, mean, axis, grid, unit)
+            old = seeds[index]
+            seeds[index] = DetectedSeed(
+                position_mm=(float(p[0]), float(p[1]), float(p[2])),
+                direction=old.direction,
+                confidence=old.confidence,
+                cluster=old.cluster,
+                seeds_in_cluster=old.seeds_in_cluster,
+            )
+        notes.append(
+            f"{len(ends)} single seeds placed across thick slices from their end slices "
+            + ("(signal per unit overlap calibrated)" if unit else "(uncalibrated)")
+        )
     if (
         opts.equalise_slice_phase
         and sp[2] >= 1.5 * max(sp[0], sp[1])

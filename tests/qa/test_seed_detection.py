@@ -94,6 +94,10 @@ def test_layout_has_touching_clusters_and_no_overlaps(implant100):
     # touching partners: centre distance one seed diameter / length plus the small gap
     assert np.all(d[~iso].min(axis=1) < SEED_LENGTH_MM + 0.5)
     assert np.all(d[iso].min(axis=1) >= SEED_LENGTH_MM + 2.0)
+    # seeds of different touching clusters never touch each other
+    other = lay.cluster[:, None] != lay.cluster[None, :]
+    assert np.all(d[other] >= SEED_LENGTH_MM + 2.0)
+    assert np.all(np.bincount(lay.cluster) <= 2)
     np.testing.assert_allclose(np.linalg.norm(lay.directions, axis=1), 1.0, atol=1e-12)
 
 
