@@ -40,10 +40,10 @@ Method (each step is a function below):
    ambiguous count (``|V/v1 - k| > 0.35``) or round are listed as suspicious clusters with
    the reason.
 
-7. **Thick slices** (slice spacing >= 1.5 x the pixel size): a single seed's position
-   along the slice axis comes from its end slices and the nominal seed length
-   (:mod:`qa.seed_end_slices`); optionally (off by default) the statistical
-   slice-phase (pixel-locking) correction of :func:`_equalise_slice_phase`.
+7. **Thick slices** (slice spacing >= 1.5 x the pixel size): where a seed shares no slice
+   with another seed of its component, its position along the slice axis comes from its
+   two end slices and the nominal seed length (:mod:`qa.seed_end_slices`), not from the
+   centroid, which clipping pulls towards slice boundaries.
 
 Everything works in the grid's index space and maps to patient mm through the Grid, so
 oblique grids and anisotropic voxels need nothing special.  Plain numpy / scipy (no
@@ -83,9 +83,7 @@ class DetectionOptions:
     round_elongation: float = 1.5
     kmeans_iterations: int = 30
     tie_fraction: float = 0.3
-    equalise_slice_phase: bool = False
     end_slice_refinement: bool = True
-    min_seeds_for_equalisation: int = 20
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.metal_threshold_hu):
@@ -508,13 +506,23 @@ def detect_seeds(
             if c.k == 1
             else fit * max(contrast, 0.1)
         )
-        for part in _split(c, c.k, opts.kmeans_iterations, seed_var_mm2):
+        parts = _split(c, c.k, opts.kmeans_iterations, seed_var_mm2)
+        slices = [np.rint(c.ijk[part, 2]).astype(int) for part in parts]
+        for n_part, part in enumerate(parts):
             mean, cov = _weighted_moments(c.pos_mm[part], c.weight[part])
             axis, _ = _axis_and_elongation(cov, voxel_cov)
             if axis @ k_axis < 0:
                 axis = -axis
-            if opts.end_slice_refinement and thick and c.k == 1:
-                m = measure_end_slices(arr, grid, c.ijk[:, 2], c.weight, c.clipped, mean, axis)
+            # a seed's own slices: none shared with the other seeds of its component
+            own = all(
+                not np.any((o >= slices[n_part].min()) & (o <= slices[n_part].max()))
+                for q, o in enumerate(slices)
+                if q != n_part
+            )
+            if opts.end_slice_refinement and thick and own:
+                m = measure_end_slices(
+                    arr, grid, c.ijk[part, 2], c.weight[part], c.clipped[part], mean, axis
+                )
                 if m is not None:
                     ends.append((len(seeds), m, mean, axis))
             seeds.append(
@@ -540,16 +548,9 @@ def detect_seeds(
                 seeds_in_cluster=old.seeds_in_cluster,
             )
         notes.append(
-            f"{len(ends)} single seeds placed across thick slices from their end slices "
+            f"{len(ends)} seeds placed across thick slices from their end slices "
             + ("(signal per unit overlap calibrated)" if unit else "(uncalibrated)")
         )
-    if (
-        opts.equalise_slice_phase
-        and sp[2] >= 1.5 * max(sp[0], sp[1])
-        and sum(s.seeds_in_cluster == 1 for s in seeds) >= opts.min_seeds_for_equalisation
-    ):
-        seeds = _equalise_slice_phase(seeds, grid)
-        notes.append("slice-phase (pixel-locking) correction applied along k")
     if not seeds:
         raise ConfigError(
             f"no seeds found: {len(comps)} metal components, all smaller than "
@@ -565,37 +566,6 @@ def detect_seeds(
         seed_count_given=None if seed_count is None else int(seed_count),
         notes=tuple(notes),
     )
-
-
-def _equalise_slice_phase(seeds: list[DetectedSeed], grid: Grid) -> list[DetectedSeed]:
-    """Undo the pull of centroids towards slice boundaries on thick slices ("pixel locking").
-
-    With a clipped (saturated) seed core, the centroid's sub-slice position ``frac(k)`` is
-    biased towards the slice boundaries.  True seed positions are uniformly distributed
-    over the sub-slice phase, so the bias is removed by mapping each seed's phase through
-    the empirical distribution of the isolated seeds' phases (histogram equalisation of
-    the fractional part; Feng, Goree & Liu, Rev. Sci. Instrum. 78:053704, 2007, section
-    on pixel locking).  Applied along the slice axis only, when slices are thick.
-    """
-    pos = np.array([s.position_mm for s in seeds])
-    ijk = grid.mm_to_ijk(pos)
-    phase = ijk[:, 2] - np.floor(ijk[:, 2])
-    iso = np.array([s.seeds_in_cluster == 1 for s in seeds])
-    ref = np.sort(phase[iso])
-    xs = np.concatenate([[0.0], ref, [1.0]])
-    ys = np.concatenate([[0.0], (np.arange(ref.size) + 0.5) / ref.size, [1.0]])
-    ijk[:, 2] = np.floor(ijk[:, 2]) + np.interp(phase, xs, ys)
-    new = grid.ijk_to_mm(ijk)
-    return [
-        DetectedSeed(
-            position_mm=(float(p[0]), float(p[1]), float(p[2])),
-            direction=s.direction,
-            confidence=s.confidence,
-            cluster=s.cluster,
-            seeds_in_cluster=s.seeds_in_cluster,
-        )
-        for p, s in zip(new, seeds, strict=True)
-    ]
 
 
 # ---------------------------------------------------------------------------- plan

@@ -30,6 +30,8 @@ from qa.seed_detection import (
     match_seeds,
     to_plan,
 )
+from qa.seed_end_slices import EndSlices, refined_position, unit_overlap_signal
+from qa.seed_model import SEED_DIAMETER_MM
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +253,59 @@ def test_bad_input_is_named():
         detect_seeds(hu, grid, seed_count=0)
     with pytest.raises(ConfigError, match="edge_threshold_hu"):
         DetectionOptions(edge_threshold_hu=2500.0)
+
+
+# ---------------------------------------------------------------------------- end slices
+@pytest.mark.parametrize("centre_k", [10.0, 10.2, 10.45, 10.7, 10.95])
+@pytest.mark.parametrize("tilt_deg", [0.0, 25.0])
+def test_end_slice_position_exact_when_signals_are_linear(centre_k, tilt_deg):
+    # analytic: a 4.5 mm seed on 3 mm slices; unclipped end-slice signals proportional to
+    # the overlaps put the centre exactly where it is, whatever the centroid said
+    grid = Grid(shape=(30, 20, 20), origin_mm=(0.0, 0.0, 0.0), spacing_mm=(1.0, 1.0, 3.0))
+    t = np.radians(tilt_deg)
+    axis = np.array([np.sin(t), 0.0, np.cos(t)])
+    lz = (SEED_LENGTH_MM * np.cos(t) + SEED_DIAMETER_MM * np.sin(t)) / 3.0
+    lo, hi = centre_k - lz / 2, centre_k + lz / 2
+    first, last = int(np.floor(lo + 0.5)), int(np.floor(hi + 0.5))
+    o_first, o_last = first + 0.5 - lo, hi - (last - 0.5)
+    m = EndSlices(
+        first_k=first,
+        last_k=last,
+        shared_overlap=lz - (last - first - 1),
+        signal_first=1000.0 * o_first,
+        signal_last=1000.0 * o_last,
+        clipped_first=False,
+        clipped_last=False,
+        weight_first=1000.0 * o_first,
+        weight_last=1000.0 * o_last,
+        cos_normal=float(np.cos(t)),
+    )
+    truth = grid.ijk_to_mm([10.0, 10.0, centre_k])
+    start = truth + axis * 0.9  # a centroid off along the seed axis
+    got = refined_position(m, start, axis, grid, unit_signal=1000.0)
+    np.testing.assert_allclose(got, truth, atol=1e-9)
+    # one end clipped: the calibrated signal per unit overlap gives the same answer
+    clipped = EndSlices(**{**m.__dict__, "clipped_last": True, "signal_last": 1.0})
+    np.testing.assert_allclose(
+        refined_position(clipped, start, axis, grid, unit_signal=1000.0), truth, atol=1e-9
+    )
+
+
+def test_unit_overlap_signal_needs_enough_unclipped_seeds():
+    m = EndSlices(3, 5, 0.5, 300.0, 200.0, False, False, 300.0, 200.0, 1.0)
+    assert unit_overlap_signal([m] * 5) == pytest.approx(1000.0)
+    assert unit_overlap_signal([m] * 4) is None
+
+
+# ---------------------------------------------------------------------------- DICOM
+def test_written_series_gives_the_same_detection(tmp_path, ct_3mm, implant100):
+    from dicom_io.common import StudyContext
+    from dicom_io.ct_series import load_ct_series
+    from qa.postimplant_phantom import write_postimplant_ct
+
+    write_postimplant_ct(ct_3mm, tmp_path / "CT", context=StudyContext())
+    loaded = load_ct_series(tmp_path / "CT")
+    assert loaded.grid.same_as(ct_3mm.grid)
+    np.testing.assert_allclose(loaded.hu, np.rint(ct_3mm.hu), atol=0.5)
+    det = detect_seeds(loaded.hu, loaded.grid, seed_count=implant100.n_seeds)
+    _assert_acceptance(det, implant100)
