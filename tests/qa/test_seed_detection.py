@@ -235,6 +235,32 @@ def test_to_plan_builds_an_i125_plan(ct_1mm):
     np.testing.assert_allclose(plan.directions, det.directions, atol=1e-12)
 
 
+def test_detected_plan_round_trips_through_rtplan(tmp_path, ct_3mm):
+    from dicom_io.common import StudyContext, new_uid
+    from dicom_io.rtplan import read_rtplan, write_seed_rtplan
+
+    det = detect_seeds(ct_3mm.hu, ct_3mm.grid)
+    plan = to_plan(
+        det,
+        sk_u=0.6,
+        model="6711",
+        reference_datetime=dt.datetime(2026, 11, 20, 9, 30),
+        referenced_structure_set_uid=new_uid(),
+    )
+    write_seed_rtplan(tmp_path / "RP.dcm", plan, context=StudyContext())
+    back = read_rtplan(tmp_path / "RP.dcm")
+    assert back.n_seeds == det.n_seeds
+    np.testing.assert_allclose(back.positions_mm, det.positions_mm, atol=1e-3)
+    np.testing.assert_allclose(back.sk_u, 0.6)
+
+
+def test_progress_is_reported_in_order(ct_3mm):
+    seen = []
+    detect_seeds(ct_3mm.hu, ct_3mm.grid, progress=lambda f, msg: seen.append(f))
+    assert seen[0] == 0.0 and seen[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(seen) >= 0)
+
+
 # ---------------------------------------------------------------------------- bad input
 def test_bad_input_is_named():
     grid = Grid(shape=(4, 5, 6), origin_mm=(0, 0, 0), spacing_mm=(1, 1, 1))
