@@ -12,42 +12,48 @@ Method (each step is a function below):
    seed may touch only at voxel corners).  Each component is grown by one voxel into its
    neighbours above ``edge_threshold_hu`` (hysteresis): those partial-volume edge voxels
    carry the sub-voxel position information the saturated core has lost.
-3. **Single-seed volume.**  The volume of one seed's metal component depends on the
-   scanner (blur, slice thickness) and is estimated from the image itself: the median of
-   the component volumes, refined three times as the median of the components between
+3. **Single-seed signal.**  A component's metal signal V is the sum of its voxels' HU
+   above ``edge_threshold_hu`` times the voxel volume.  One seed's signal v1 depends on the
+   scanner (blur, slice thickness, clipping) and is estimated from the image itself: the
+   median of the components' signals, refined three times as the median of those between
    0.5 and 1.5 times the previous estimate (isolated seeds outnumber clusters in any
-   implant).  With fewer than three components and a known seed count the total metal
-   volume divided by the count is used.
-4. **Seeds per component** ``k = round(V / v1)`` (a component of 0.3-0.5 ``v1`` still
-   counts as one seed; below ``min_volume_fraction`` it is dropped as suspicious).  When
-   the implanted ``seed_count`` is given, the counts are reconciled: while too few seeds,
-   one is added to the component with the largest excess ``V / v1 - k`` plus half its
-   shape evidence for one seed more (in [0, 1]; the most likely under-split cluster, or
-   a dropped small component); while too many, one is removed
-   from the component whose volume best supports one seed fewer (smallest
-   ``(V / v1 - (k - 1)) x shape factor``; round, seed-unlike blobs (factor 0.25) go first).
-5. **Splitting** a component of ``k > 1`` seeds: weighted k-means on its voxel positions
-   (mm, weights = HU above ``edge_threshold_hu``), started from k points spread along the
-   component's principal axis (end-to-end chains), along its second axis (side-by-side
-   pairs) and from farthest-point seeding; the partition of least weighted inertia wins.
-6. **Per seed**: the centroid (HU-weighted mean of its voxels), the orientation (principal
-   axis of the weighted covariance after subtracting the voxel's own box covariance
-   ``diag(spacing^2 / 12)`` - the second moments of a blurred object are the object's plus
-   the blur's), signed to point along +k of the grid, and a confidence in [0, 1]: the
-   product of a volume-fit term ``exp(-((V/v1 - k) / (0.35 sqrt(k)))^2 / 2)``, a
-   contrast term (peak HU above the threshold) and a shape term (0.25 for a round blob).
-   Components that are too small, too large (more than ``max_seeds_per_cluster``), of
-   ambiguous count (``|V/v1 - k| > 0.35``) or round are listed as suspicious clusters with
-   the reason.
-
+   implant).  With fewer than three components and a known seed count, the total signal
+   divided by the count is used.  The shape of one seed (eigenvalues of its voxel
+   covariance) is the median over components of 0.75-1.25 v1.
+4. **Seeds per component** from the signal ratio ``V / v1`` and the shape
+   (:func:`_seeds_in_component`): on thin slices the shape (chain length along the axis,
+   side-by-side width across) when it agrees with the signal within one seed; on thick
+   slices the rounded signal ratio, the shape breaking ties.  Below
+   ``min_volume_fraction`` of v1 a component is dropped as suspicious.  When the
+   implanted ``seed_count`` is given, the counts are reconciled (:func:`_reconcile`):
+   while too few seeds, one is added to the component that most wants one more (estimate
+   minus count, plus half its shape evidence for one more: an under-split cluster, or a
+   dropped small component); while too many, one is removed from the component whose
+   estimate best supports one seed fewer, round seed-unlike blobs first.
+5. **Splitting** a component of ``k > 1`` seeds (:func:`_split`): a hard-assignment
+   Gaussian mixture with the single-seed covariance oriented along the component's
+   principal axis (k-means in that Mahalanobis metric, voxels weighted by HU above the
+   edge threshold), started from k points spread along the principal axis (end-to-end
+   chains), along the second axis (side-by-side pairs) and from farthest-point seeding;
+   the partition of least inertia wins.
+6. **Per seed**: the centroid (HU-weighted mean of its voxels); the orientation
+   (principal axis of the weighted covariance after subtracting the voxel's own box
+   covariance ``diag(spacing^2 / 12)`` - the second moments of a blurred object are the
+   object's plus the blur's), signed to point along +k of the grid; a confidence in
+   [0, 1], the product of a count-fit term ``exp(-((x - k) / (0.35 sqrt(k)))^2 / 2)``
+   (x = the component's continuous seed-count estimate), a contrast term (peak HU above
+   the threshold) and a shape term (0.25 for a round blob).  Components that are too
+   small, too large (more than ``max_seeds_per_cluster``), of ambiguous count
+   (``|x - k| > 0.35``) or round are listed as suspicious clusters with the reason.
 7. **Thick slices** (slice spacing >= 1.5 x the pixel size): where a seed shares no slice
    with another seed of its component, its position along the slice axis comes from its
    two end slices and the nominal seed length (:mod:`qa.seed_end_slices`), not from the
    centroid, which clipping pulls towards slice boundaries.
 
 Everything works in the grid's index space and maps to patient mm through the Grid, so
-oblique grids and anisotropic voxels need nothing special.  Plain numpy / scipy (no
-backend choice: the work is a few thousand voxels per implant).
+oblique grids and anisotropic voxels need nothing special.  Plain numpy / scipy, no
+backend choice: the work is a few thousand voxels per implant (about 0.3 s for 120
+seeds, see benchmarks/seed_detection.py).
 """
 
 from __future__ import annotations
@@ -168,6 +174,7 @@ class _Component:
     eig: np.ndarray = field(default_factory=lambda: np.ones(3))
     axis_voxel_mm: float = 1.0  # voxel extent along the component's principal axis
     shape_more: float = 0.0  # in [0, 1]: shape evidence for one seed more
+    estimate: float = 0.0  # continuous estimate of the number of seeds
     ratio: float = 0.0
     k: int = 0
 
@@ -346,36 +353,41 @@ def _single_seed_eigenvalues(eigs: list, spacing_mm: np.ndarray) -> np.ndarray:
     return np.array([across, across, SEED_LENGTH_MM**2 / 12.0 + box])
 
 
-def _seeds_in_component(c: _Component, ref_eig: np.ndarray, opts: DetectionOptions) -> int:
-    """Seeds in a component from its metal signal and its shape (module docstring, step 4).
+def _seeds_in_component(
+    c: _Component, ref_eig: np.ndarray, opts: DetectionOptions
+) -> tuple[int, float]:
+    """Seeds in a component, and the continuous estimate behind it (module docstring, step 4).
 
-    Signal: ``k = round(V / v1)``.  Saturation of the stored range makes a cluster's signal
-    grow less than linearly (two touching seeds can give 1.4 single-seed signals), so when
-    ``V / v1 - k >= tie_fraction`` the shape decides whether there is one seed more: a
-    chain of n seeds end to end at a centre distance of one seed length s adds
+    Shape: a chain of n seeds end to end at a centre distance of one seed length s adds
     ``s^2 (n^2 - 1) / 12`` to the variance along the axis (less a quarter voxel length
-    squared along the axis for the slice quantisation of the ends); a side-by-side pair
-    adds ``(d / 2)^2`` across (d = seed diameter), counted when above 80 % of that.  Strong
-    evidence adds the seed even without a tie: across, an excess above 1.5 (d/2)^2; along,
-    a chain 0.75 seed longer than the signal says, but only where the voxel extent along
-    the axis is at most a third of a seed length (on thick slices seeds 8-10 mm apart on
-    one needle merge into one component and mimic a longer touching chain).
+    squared along the axis for the quantisation of the ends); a side-by-side pair adds
+    ``(d / 2)^2`` across (d = seed diameter), counted when above 80 % of that.  Where the
+    voxel extent along the component's axis is at most a third of a seed length (thin
+    slices) and the component is elongated, the shape estimate ``n_along x n_across``
+    is used when it is within one seed of the signal estimate: clipping makes the signal
+    of touching seeds vary from 1.3 to 2.6 single-seed signals for a pair.
+
+    Otherwise (thick slices: seeds 8-10 mm apart on one needle merge into one component
+    and mimic a longer touching chain) the signal decides, ``k = round(V / v1)``, and the
+    shape only breaks ties: when ``V / v1 - k >= tie_fraction`` (or across-excess above
+    1.5 (d/2)^2) and the shape says more, one seed is added.
     """
     if c.ratio < opts.min_volume_fraction:
-        return 0
-    k_signal = max(1, int(np.rint(c.ratio)))
+        return 0, c.ratio
     along, across = _shape_excess(c, ref_eig)
-    n_along = int(np.rint(along))
     n_across = 2 if across > 0.8 else 1
-    # along the axis only where slices are thin: on thick slices seeds 8-10 mm apart on one
-    # needle merge into one component and mimic a longer touching chain
+    elongated = c.elongation >= opts.round_elongation
     thin = c.axis_voxel_mm <= SEED_LENGTH_MM / 3.0
-    strong = across > 1.5 or (thin and along >= k_signal + 0.75)
-    if c.elongation < opts.round_elongation:  # a round blob is no chain or pair of seeds
-        return k_signal
-    if n_along * n_across > k_signal and (c.ratio - k_signal >= opts.tie_fraction or strong):
-        return k_signal + 1
-    return k_signal
+    shape_estimate = along * n_across
+    if thin and elongated and abs(shape_estimate - c.ratio) <= 1.0:
+        return max(1, int(np.rint(shape_estimate))), shape_estimate
+    k_signal = max(1, int(np.rint(c.ratio)))
+    if not elongated:  # a round blob is no chain or pair of seeds
+        return k_signal, c.ratio
+    tie = c.ratio - k_signal >= opts.tie_fraction
+    if int(np.rint(along)) * n_across > k_signal and (tie or across > 1.5):
+        return k_signal + 1, c.ratio
+    return k_signal, c.ratio
 
 
 def _shape_excess(c: _Component, ref_eig: np.ndarray) -> tuple[float, float]:
@@ -389,15 +401,20 @@ def _shape_excess(c: _Component, ref_eig: np.ndarray) -> tuple[float, float]:
 def _reconcile(
     comps: list[_Component], seed_count: int, round_elongation: float, notes: list[str]
 ) -> None:
+    """Make the per-component counts add up to ``seed_count`` (module docstring, step 4)."""
+
+    def wants_more(c: _Component) -> float:
+        return c.estimate - c.k + 0.5 * c.shape_more
+
     total = sum(c.k for c in comps)
     start = total
     while total < seed_count:
-        c = max(comps, key=lambda c: c.ratio - c.k + 0.5 * c.shape_more)
+        c = max(comps, key=wants_more)
         c.k += 1
         total += 1
     while total > seed_count:
         live = [c for c in comps if c.k > 0]
-        c = min(live, key=lambda c: (c.ratio - (c.k - 1)) * _shape_factor(c, round_elongation))
+        c = min(live, key=lambda c: (c.estimate - (c.k - 1)) * _shape_factor(c, round_elongation))
         c.k -= 1
         total -= 1
     if start != seed_count:
@@ -458,9 +475,12 @@ def detect_seeds(
     ref_eig = _single_seed_eigenvalues(eigs, sp)
     seed_var_mm2 = (float(ref_eig[2]), float(0.5 * (ref_eig[0] + ref_eig[1])))
     for c in comps:
-        c.k = _seeds_in_component(c, ref_eig, opts)
+        c.k, c.estimate = _seeds_in_component(c, ref_eig, opts)
         along, across = _shape_excess(c, ref_eig)
-        c.shape_more = float(np.clip(max(across, along - max(c.k, 1)), 0.0, 1.0))
+        # shape evidence for one seed more than assigned (a pair's own across-excess is
+        # already explained once it holds two seeds)
+        more = max(across, along - 1.0) if c.k <= 1 else along * (2 if across > 0.8 else 1) - c.k
+        c.shape_more = float(np.clip(more, 0.0, 1.0))
     if seed_count is not None:
         _reconcile(comps, int(seed_count), opts.round_elongation, notes)
     seeds: list[DetectedSeed] = []
@@ -476,8 +496,11 @@ def detect_seeds(
             reasons.append(f"small ({c.ratio:.2f} x a seed's signal)")
         if c.k > opts.max_seeds_per_cluster:
             reasons.append(f"too large ({c.ratio:.1f} x a seed's signal, {c.k} seeds)")
-        elif c.k >= 1 and abs(c.ratio - c.k) > 0.35:
-            reasons.append(f"ambiguous count ({c.ratio:.2f} x a seed's signal, {c.k} seeds)")
+        elif c.k >= 1 and abs(c.estimate - c.k) > 0.35:
+            reasons.append(
+                f"ambiguous count ({c.ratio:.2f} x a seed's signal, estimate "
+                f"{c.estimate:.2f}, {c.k} seeds)"
+            )
         if c.k >= 1 and c.elongation < opts.round_elongation:
             reasons.append(f"round, not seed-like (elongation {c.elongation:.2f})")
         if reasons:
@@ -492,7 +515,7 @@ def detect_seeds(
             )
         if c.k == 0:
             continue
-        fit = float(np.exp(-0.5 * ((c.ratio - c.k) / (0.35 * np.sqrt(c.k))) ** 2))
+        fit = float(np.exp(-0.5 * ((c.estimate - c.k) / (0.35 * np.sqrt(c.k))) ** 2))
         contrast = float(
             np.clip(
                 (c.peak_hu - opts.metal_threshold_hu)
