@@ -370,7 +370,9 @@ def _seeds_in_component(
     Otherwise (thick slices: seeds 8-10 mm apart on one needle merge into one component
     and mimic a longer touching chain) the signal decides, ``k = round(V / v1)``, and the
     shape only breaks ties: when ``V / v1 - k >= tie_fraction`` (or across-excess above
-    1.5 (d/2)^2) and the shape says more, one seed is added.
+    1.5 (d/2)^2) and the shape says more, one seed is added; the length along the axis
+    only counts to tell one seed from two (beyond that, a touching chain and seeds 8-10 mm
+    apart merged by thick slices look alike).
     """
     if c.ratio < opts.min_volume_fraction:
         return 0, c.ratio
@@ -385,7 +387,10 @@ def _seeds_in_component(
     if not elongated:  # a round blob is no chain or pair of seeds
         return k_signal, c.ratio
     tie = c.ratio - k_signal >= opts.tie_fraction
-    if int(np.rint(along)) * n_across > k_signal and (tie or across > 1.5):
+    # the length along the axis tells one seed from two, but beyond that it cannot tell a
+    # touching chain from seeds 8-10 mm apart merged by thick slices
+    n_along = min(int(np.rint(along)), 2) if k_signal == 1 else 1
+    if n_along * n_across > k_signal and (tie or across > 1.5):
         return k_signal + 1, c.ratio
     return k_signal, c.ratio
 

@@ -158,6 +158,22 @@ def test_detection_60_seeds_oblique_anisotropic_grid(phantom):
     _assert_acceptance(det, lay)
 
 
+def test_detection_feet_first_slice_order_thick_slices(phantom):
+    # feet-first-like orientation: k axis along -z, i axis along -x; 2.5 mm slices
+    lay = _layout(phantom, 80, seed=6)
+    flipped = Grid(
+        shape=(1, 1, 1),
+        origin_mm=(0, 0, 0),
+        spacing_mm=(1, 1, 1),
+        direction=(-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0),
+    )
+    ct = _ct(phantom, lay, (0.9, 0.9, 2.5), seed=6, direction_grid=flipped)
+    assert ct.grid.slice_normal[2] == -1.0
+    det = detect_seeds(ct.hu, ct.grid, seed_count=lay.n_seeds)
+    _assert_acceptance(det, lay)
+    assert any("end slices" in n for n in det.notes)
+
+
 def test_orientation_of_isolated_seeds(ct_1mm, ct_3mm, implant100):
     for ct, limit_deg in ((ct_1mm, 5.0), (ct_3mm, 12.0)):
         det = detect_seeds(ct.hu, ct.grid, seed_count=implant100.n_seeds)
