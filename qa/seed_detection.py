@@ -59,7 +59,7 @@ seeds, see benchmarks/seed_detection.py).
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -80,7 +80,21 @@ EDGE_THRESHOLD_HU = 300.0
 
 @dataclass(frozen=True)
 class DetectionOptions:
-    """Tunable rules of :func:`detect_seeds` (see the module docstring)."""
+    """Tunable rules of :func:`detect_seeds` (see the module docstring).
+
+    * ``metal_threshold_hu``: voxels at or above are metal (step 1).
+    * ``edge_threshold_hu``: one-voxel hysteresis growth of the components (step 2).
+    * ``min_volume_fraction``: components with less than this fraction of one seed's
+      signal are dropped as suspicious (step 4).
+    * ``max_seeds_per_cluster``: components holding more seeds are flagged (step 6).
+    * ``round_elongation``: sqrt of the largest / second eigenvalue below which a
+      component is round, not seed-like (steps 4 and 6).
+    * ``kmeans_iterations``: cap on the splitting iterations (step 5).
+    * ``tie_fraction``: on thick slices, the excess of the signal ratio over its rounded
+      value from which the shape may add a seed (step 4).
+    * ``end_slice_refinement``: place seeds across thick slices from their end slices
+      (step 7).
+    """
 
     metal_threshold_hu: float = METAL_THRESHOLD_HU
     edge_threshold_hu: float = EDGE_THRESHOLD_HU
@@ -106,6 +120,12 @@ class DetectionOptions:
             raise ConfigError("min_volume_fraction must be in (0, 1)", key="min_volume_fraction")
         if self.max_seeds_per_cluster < 1:
             raise ConfigError("max_seeds_per_cluster must be >= 1", key="max_seeds_per_cluster")
+        if not self.round_elongation >= 1.0:
+            raise ConfigError("round_elongation must be >= 1", key="round_elongation")
+        if self.kmeans_iterations < 1:
+            raise ConfigError("kmeans_iterations must be >= 1", key="kmeans_iterations")
+        if not 0.0 <= self.tie_fraction < 0.5:
+            raise ConfigError("tie_fraction must be in [0, 0.5)", key="tie_fraction")
 
 
 @dataclass(frozen=True)
@@ -121,22 +141,31 @@ class DetectedSeed:
 
 @dataclass(frozen=True)
 class SuspiciousCluster:
-    """A metal component worth a look, with why: its centroid, volume and assigned seeds."""
+    """A metal component worth a look, with why.
+
+    ``volume_mm3`` is its volume above the metal threshold, ``signal_ratio`` its metal
+    signal in units of one seed's, ``seeds_assigned`` the seeds it holds in the result.
+    """
 
     cluster: int
     centroid_mm: tuple[float, float, float]
     volume_mm3: float
+    signal_ratio: float
     seeds_assigned: int
     reason: str
 
 
 @dataclass(frozen=True)
 class SeedDetection:
-    """Result of :func:`detect_seeds`."""
+    """Result of :func:`detect_seeds`.
+
+    ``single_seed_signal_hu_mm3`` is the metal signal of one seed estimated from the image
+    (module docstring, step 3); ``notes`` say how it was found and what was reconciled.
+    """
 
     seeds: tuple[DetectedSeed, ...]
     suspicious: tuple[SuspiciousCluster, ...]
-    single_seed_volume_mm3: float
+    single_seed_signal_hu_mm3: float
     metal_threshold_hu: float
     n_components: int
     seed_count_given: int | None = None
@@ -326,18 +355,18 @@ def _components(
     return comps, labels
 
 
-def _single_seed_volume(volumes: np.ndarray, seed_count: int | None) -> tuple[float, str]:
-    if volumes.size >= 3:
-        v = float(np.median(volumes))
+def _single_seed_signal(signals: np.ndarray, seed_count: int | None) -> tuple[float, str]:
+    if signals.size >= 3:
+        v = float(np.median(signals))
         for _ in range(3):
-            sel = volumes[(volumes > 0.5 * v) & (volumes < 1.5 * v)]
+            sel = signals[(signals > 0.5 * v) & (signals < 1.5 * v)]
             if sel.size == 0:
                 break
             v = float(np.median(sel))
         return v, "median of isolated components"
     if seed_count:
-        return float(volumes.sum()) / seed_count, "total metal volume / seed count"
-    return float(np.median(volumes)), "median of fewer than 3 components (uncertain)"
+        return float(signals.sum()) / seed_count, "total metal signal / seed count"
+    return float(np.median(signals)), "median of fewer than 3 components (uncertain)"
 
 
 def _single_seed_eigenvalues(eigs: list, spacing_mm: np.ndarray) -> np.ndarray:
@@ -424,13 +453,84 @@ def _reconcile(
         total -= 1
     if start != seed_count:
         notes.append(
-            f"seed count reconciled: {start} seeds from volumes, {seed_count} implanted "
+            f"seed count reconciled: {start} seeds from signals and shapes, {seed_count} implanted "
             f"({'split' if start < seed_count else 'removed'} {abs(seed_count - start)})"
         )
 
 
 def _shape_factor(c: _Component, round_elongation: float) -> float:
     return 1.0 if c.elongation >= round_elongation else 0.25
+
+
+def _describe(comps: list[_Component], grid: Grid, v1: float, opts: DetectionOptions) -> tuple:
+    """Signal ratio, shape and seed count of every component (module docstring, 3-4).
+
+    Returns the single-seed covariance eigenvalues and the voxel box covariance (mm2).
+    """
+    sp = np.asarray(grid.spacing_mm)
+    d = grid.direction_matrix
+    voxel_cov = d @ np.diag(sp**2 / 12.0) @ d.T
+    eigs = []
+    for c in comps:
+        c.ratio = c.signal / v1
+        _, cov = _weighted_moments(c.pos_mm, c.weight)
+        _, c.elongation = _axis_and_elongation(cov, voxel_cov)
+        c.eig, vecs = np.linalg.eigh(cov)
+        c.axis_voxel_mm = float(np.sum(np.abs(d.T @ vecs[:, -1]) * sp))
+        if 0.75 < c.ratio < 1.25:
+            eigs.append(c.eig)
+    ref_eig = _single_seed_eigenvalues(eigs, sp)
+    for c in comps:
+        c.k, c.estimate = _seeds_in_component(c, ref_eig, opts)
+        along, across = _shape_excess(c, ref_eig)
+        # shape evidence for one seed more than assigned (a pair's own across-excess is
+        # already explained once it holds two seeds)
+        more = max(across, along - 1.0) if c.k <= 1 else along * (2 if across > 0.8 else 1) - c.k
+        c.shape_more = float(np.clip(more, 0.0, 1.0))
+    return ref_eig, voxel_cov
+
+
+def _suspicion(c: _Component, opts: DetectionOptions) -> SuspiciousCluster | None:
+    reasons = []
+    if c.k == 0:
+        reasons.append(f"too small ({c.ratio:.2f} x a seed's signal): dropped")
+    elif c.ratio < 0.5:
+        reasons.append(f"small ({c.ratio:.2f} x a seed's signal)")
+    if c.k > opts.max_seeds_per_cluster:
+        reasons.append(f"too large ({c.ratio:.1f} x a seed's signal, {c.k} seeds)")
+    elif c.k >= 1 and abs(c.estimate - c.k) > 0.35:
+        reasons.append(
+            f"ambiguous count ({c.ratio:.2f} x a seed's signal, estimate "
+            f"{c.estimate:.2f}, {c.k} seeds)"
+        )
+    if c.k >= 1 and c.elongation < opts.round_elongation:
+        reasons.append(f"round, not seed-like (elongation {c.elongation:.2f})")
+    if not reasons:
+        return None
+    centroid = _weighted_moments(c.pos_mm, c.weight)[0]
+    return SuspiciousCluster(
+        cluster=c.label,
+        centroid_mm=(float(centroid[0]), float(centroid[1]), float(centroid[2])),
+        volume_mm3=c.core_volume_mm3,
+        signal_ratio=c.ratio,
+        seeds_assigned=c.k,
+        reason="; ".join(reasons),
+    )
+
+
+def _confidence(c: _Component, opts: DetectionOptions) -> float:
+    """Count fit x contrast x shape, in [0, 1] (module docstring, step 6)."""
+    fit = float(np.exp(-0.5 * ((c.estimate - c.k) / (0.35 * np.sqrt(c.k))) ** 2))
+    margin = 0.25 * abs(opts.metal_threshold_hu) + 1e-9
+    contrast = float(np.clip((c.peak_hu - opts.metal_threshold_hu) / margin, 0.1, 1.0))
+    shape = _shape_factor(c, opts.round_elongation) if c.k == 1 else 1.0
+    return float(np.clip(fit * contrast * shape, 0.0, 1.0))
+
+
+def _own_slices(slices: list[np.ndarray], n: int) -> bool:
+    """True when no other seed of the component has voxels within seed n's slice range."""
+    lo, hi = slices[n].min(), slices[n].max()
+    return all(not np.any((o >= lo) & (o <= hi)) for q, o in enumerate(slices) if q != n)
 
 
 def detect_seeds(
@@ -460,94 +560,29 @@ def detect_seeds(
             key="metal_threshold_hu",
         )
     report(progress, 0.3, f"{len(comps)} metal components")
-    notes: list[str] = []
-    signals = np.array([c.signal for c in comps])
-    v1, how = _single_seed_volume(signals, seed_count)
-    notes.append(f"single-seed metal signal {v1:.4g} HU mm3 ({how})")
-    sp = np.asarray(grid.spacing_mm)
-    d = grid.direction_matrix
-    voxel_cov = d @ np.diag(sp**2 / 12.0) @ d.T
-    eigs = []
-    for c in comps:
-        c.ratio = c.signal / v1
-        mean, cov = _weighted_moments(c.pos_mm, c.weight)
-        _, c.elongation = _axis_and_elongation(cov, voxel_cov)
-        c.eig, vecs = np.linalg.eigh(cov)
-        along_ijk = np.abs(grid.direction_matrix.T @ vecs[:, -1])
-        c.axis_voxel_mm = float(np.sum(along_ijk * sp))
-        if 0.75 < c.ratio < 1.25:
-            eigs.append(c.eig)
-    ref_eig = _single_seed_eigenvalues(eigs, sp)
+    v1, how = _single_seed_signal(np.array([c.signal for c in comps]), seed_count)
+    notes = [f"single-seed metal signal {v1:.4g} HU mm3 ({how})"]
+    ref_eig, voxel_cov = _describe(comps, grid, v1, opts)
     seed_var_mm2 = (float(ref_eig[2]), float(0.5 * (ref_eig[0] + ref_eig[1])))
-    for c in comps:
-        c.k, c.estimate = _seeds_in_component(c, ref_eig, opts)
-        along, across = _shape_excess(c, ref_eig)
-        # shape evidence for one seed more than assigned (a pair's own across-excess is
-        # already explained once it holds two seeds)
-        more = max(across, along - 1.0) if c.k <= 1 else along * (2 if across > 0.8 else 1) - c.k
-        c.shape_more = float(np.clip(more, 0.0, 1.0))
     if seed_count is not None:
         _reconcile(comps, int(seed_count), opts.round_elongation, notes)
+    sp = grid.spacing_mm
+    thick = opts.end_slice_refinement and sp[2] >= 1.5 * max(sp[0], sp[1])
     seeds: list[DetectedSeed] = []
-    suspicious: list[SuspiciousCluster] = []
-    k_axis = grid.slice_normal
-    thick = sp[2] >= 1.5 * max(sp[0], sp[1])
+    suspicious = [s for s in (_suspicion(c, opts) for c in comps) if s is not None]
     ends: list = []
     for n_done, c in enumerate(comps):
-        reasons = []
-        if c.k == 0:
-            reasons.append(f"too small ({c.ratio:.2f} x a seed's signal): dropped")
-        elif c.ratio < 0.5:
-            reasons.append(f"small ({c.ratio:.2f} x a seed's signal)")
-        if c.k > opts.max_seeds_per_cluster:
-            reasons.append(f"too large ({c.ratio:.1f} x a seed's signal, {c.k} seeds)")
-        elif c.k >= 1 and abs(c.estimate - c.k) > 0.35:
-            reasons.append(
-                f"ambiguous count ({c.ratio:.2f} x a seed's signal, estimate "
-                f"{c.estimate:.2f}, {c.k} seeds)"
-            )
-        if c.k >= 1 and c.elongation < opts.round_elongation:
-            reasons.append(f"round, not seed-like (elongation {c.elongation:.2f})")
-        if reasons:
-            suspicious.append(
-                SuspiciousCluster(
-                    cluster=c.label,
-                    centroid_mm=tuple(float(v) for v in _weighted_moments(c.pos_mm, c.weight)[0]),
-                    volume_mm3=c.core_volume_mm3,
-                    seeds_assigned=c.k,
-                    reason="; ".join(reasons),
-                )
-            )
         if c.k == 0:
             continue
-        fit = float(np.exp(-0.5 * ((c.estimate - c.k) / (0.35 * np.sqrt(c.k))) ** 2))
-        contrast = float(
-            np.clip(
-                (c.peak_hu - opts.metal_threshold_hu)
-                / (0.25 * abs(opts.metal_threshold_hu) + 1e-9),
-                0.0,
-                1.0,
-            )
-        )
-        conf_c = (
-            fit * max(contrast, 0.1) * _shape_factor(c, opts.round_elongation)
-            if c.k == 1
-            else fit * max(contrast, 0.1)
-        )
+        confidence = _confidence(c, opts)
         parts = _split(c, c.k, opts.kmeans_iterations, seed_var_mm2)
         slices = [np.rint(c.ijk[part, 2]).astype(int) for part in parts]
         for n_part, part in enumerate(parts):
             mean, cov = _weighted_moments(c.pos_mm[part], c.weight[part])
             axis, _ = _axis_and_elongation(cov, voxel_cov)
-            if axis @ k_axis < 0:
+            if axis @ grid.slice_normal < 0:
                 axis = -axis
-            # a seed's own slices: none shared with the other seeds of its component
-            own = all(
-                not np.any((o >= slices[n_part].min()) & (o <= slices[n_part].max()))
-                for q, o in enumerate(slices)
-                if q != n_part
-            )
-            if opts.end_slice_refinement and thick and own:
+            if thick and _own_slices(slices, n_part):
                 m = measure_end_slices(
                     arr, grid, c.ijk[part, 2], c.weight[part], c.clipped[part], mean, axis
                 )
@@ -557,38 +592,34 @@ def detect_seeds(
                 DetectedSeed(
                     position_mm=(float(mean[0]), float(mean[1]), float(mean[2])),
                     direction=(float(axis[0]), float(axis[1]), float(axis[2])),
-                    confidence=float(np.clip(conf_c, 0.0, 1.0)),
+                    confidence=confidence,
                     cluster=c.label,
                     seeds_in_cluster=c.k,
                 )
             )
         report(progress, 0.3 + 0.7 * (n_done + 1) / len(comps), "splitting clusters")
+    report(progress, 1.0, f"{len(seeds)} seeds")
+    if not seeds:
+        raise ConfigError(
+            f"no seeds found: {len(comps)} metal components, all smaller than "
+            f"{opts.min_volume_fraction} x the single-seed signal",
+            key="metal_threshold_hu",
+        )
     if ends:
         unit = unit_overlap_signal([m for _, m, _, _ in ends])
         for index, m, mean, axis in ends:
             p = refined_position(m, mean, axis, grid, unit)
-            old = seeds[index]
-            seeds[index] = DetectedSeed(
-                position_mm=(float(p[0]), float(p[1]), float(p[2])),
-                direction=old.direction,
-                confidence=old.confidence,
-                cluster=old.cluster,
-                seeds_in_cluster=old.seeds_in_cluster,
+            seeds[index] = replace(
+                seeds[index], position_mm=(float(p[0]), float(p[1]), float(p[2]))
             )
         notes.append(
             f"{len(ends)} seeds placed across thick slices from their end slices "
             + ("(signal per unit overlap calibrated)" if unit else "(uncalibrated)")
         )
-    if not seeds:
-        raise ConfigError(
-            f"no seeds found: {len(comps)} metal components, all smaller than "
-            f"{opts.min_volume_fraction} x the single-seed volume",
-            key="metal_threshold_hu",
-        )
     return SeedDetection(
         seeds=tuple(seeds),
         suspicious=tuple(suspicious),
-        single_seed_volume_mm3=v1,
+        single_seed_signal_hu_mm3=v1,
         metal_threshold_hu=opts.metal_threshold_hu,
         n_components=len(comps),
         seed_count_given=None if seed_count is None else int(seed_count),
