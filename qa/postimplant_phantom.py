@@ -36,8 +36,10 @@ Three steps, each a function:
    * the stored range of the scanner: values clipped to [-1024, ``max_hu``] (3071 HU, the
      12-bit range of most clinical scanners, is where metal saturates).
 
-Everything is deterministic given ``seed``.  :func:`write_postimplant_ct` writes the CT
-as a DICOM series (``dicom_io.ct_series.write_ct_series``).
+Everything is deterministic given ``seed``.  :func:`postimplant_case` does all three for
+a phantom case; :func:`layout_from_plan` takes the known seeds from a plan instead;
+:func:`write_postimplant_ct` writes the CT as a DICOM series
+(``dicom_io.ct_series.write_ct_series``).
 """
 
 from __future__ import annotations
@@ -50,9 +52,11 @@ from scipy import ndimage
 
 from brachycryo.errors import ConfigError, GeometryError
 from brachycryo.grid import Grid
+from brachycryo.phantom import PhantomCase
 from brachycryo.progress import ProgressCallback, report
 from dicom_io.common import StudyContext
 from dicom_io.ct_series import CTImage, write_ct_series
+from dicom_io.rtplan import BrachyPlan
 from qa.seed_model import SEED_DIAMETER_MM, SEED_LENGTH_MM
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
@@ -480,6 +484,58 @@ def render_postimplant_ct(
     np.clip(hu, -1024.0, scanner.max_hu, out=hu)
     report(progress, 1.0, "done")
     return PostImplantCT(hu=hu.astype(np.float32), grid=ct_grid, layout=layout, scanner=scanner)
+
+
+def layout_from_plan(plan: BrachyPlan) -> SeedLayout:
+    """The seeds of a plan (e.g. a pre-plan) as known truth for a post-implant CT.
+
+    Seeds without a direction in the plan get the +z axis.  Touching clusters are not
+    inferred: every seed is ``"isolated"`` in ``kind`` and its own cluster.
+    """
+    pos = plan.positions_mm
+    if pos.shape[0] == 0:
+        raise ConfigError(f"plan {plan.label!r} has no seeds", key="plan")
+    dirs = plan.directions
+    missing = ~np.all(np.isfinite(dirs), axis=1)
+    dirs[missing] = (0.0, 0.0, 1.0)
+    return SeedLayout(
+        positions_mm=pos,
+        directions=dirs / np.linalg.norm(dirs, axis=1, keepdims=True),
+        needles=plan.channel_numbers,
+        kind=("isolated",) * pos.shape[0],
+        cluster=np.arange(pos.shape[0]),
+    )
+
+
+def postimplant_case(
+    case: PhantomCase,
+    *,
+    n_seeds: int = 100,
+    spacing_mm=(0.8, 0.8, 1.0),
+    target: str = "GTV_Bulky",
+    seed: int = 0,
+    scanner: ScannerModel | None = None,
+    margin_mm: float = 20.0,
+    **layout_options,
+) -> PostImplantCT:
+    """One call: seeds on needles in ``target`` of a phantom case, rendered as a CT.
+
+    ``layout_options`` go to :func:`needle_seed_layout` (needle / seed spacing, numbers
+    of touching pairs, ...).
+    """
+    if target not in case.masks:
+        raise ConfigError(
+            f"phantom case has no ROI {target!r}; choose from {sorted(case.masks)}", key="target"
+        )
+    layout = needle_seed_layout(
+        case.masks[target], case.grid, n_seeds=n_seeds, seed=seed, **layout_options
+    )
+    grid = postimplant_grid(
+        case.grid, layout.positions_mm, spacing_mm=spacing_mm, margin_mm=margin_mm
+    )
+    return render_postimplant_ct(
+        case.hu, case.grid, layout, ct_grid=grid, scanner=scanner, seed=seed
+    )
 
 
 def write_postimplant_ct(

@@ -127,6 +127,25 @@ def test_ct_is_deterministic_and_metal_saturates(phantom, implant100, ct_3mm):
     assert np.ptp(ring) > 150
 
 
+def test_postimplant_case_from_a_plan_layout(phantom, implant100):
+    from dicom_io.rtplan import BrachySource, seed_implant
+    from qa.postimplant_phantom import layout_from_plan, postimplant_case
+
+    plan = seed_implant(
+        implant100.positions_mm,
+        list(range(1, implant100.n_seeds + 1)),
+        source=BrachySource(sk_u=0.5, reference_datetime=dt.datetime(2026, 1, 1)),
+        directions=implant100.directions,
+    )
+    lay = layout_from_plan(plan)
+    np.testing.assert_allclose(lay.positions_mm, implant100.positions_mm)
+    np.testing.assert_allclose(lay.directions, implant100.directions, atol=1e-12)
+    ct = postimplant_case(phantom, n_seeds=60, spacing_mm=(1.0, 1.0, 2.0), seed=9)
+    assert ct.layout.n_seeds == 60 and ct.grid.spacing_mm == (1.0, 1.0, 2.0)
+    with pytest.raises(ConfigError, match="no ROI"):
+        postimplant_case(phantom, target="Prostate")
+
+
 # ---------------------------------------------------------------------------- detection
 def test_detection_1mm_slices_without_seed_count(ct_1mm, implant100):
     det = detect_seeds(ct_1mm.hu, ct_1mm.grid)
