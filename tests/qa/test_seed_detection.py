@@ -156,10 +156,29 @@ def test_detection_1mm_slices_without_seed_count(ct_1mm, implant100):
     assert all(0.0 <= s.confidence <= 1.0 for s in det.seeds)
 
 
-def test_detection_3mm_slices_with_seed_count(ct_3mm, implant100):
-    det = detect_seeds(ct_3mm.hu, ct_3mm.grid, seed_count=implant100.n_seeds)
-    assert det.n_seeds == implant100.n_seeds
+@pytest.mark.parametrize("given", [False, True])
+def test_detection_3mm_slices(ct_3mm, implant100, given):
+    count = implant100.n_seeds if given else None
+    det = detect_seeds(ct_3mm.hu, ct_3mm.grid, seed_count=count)
+    if given:
+        assert det.n_seeds == implant100.n_seeds
     _assert_acceptance(det, implant100)
+
+
+def test_detection_120_seeds_a_third_in_touching_pairs(phantom):
+    lay = needle_seed_layout(
+        phantom.masks["GTV_Bulky"],
+        phantom.grid,
+        n_seeds=120,
+        seed=14,
+        n_end_to_end=10,
+        n_side_by_side=10,
+        needle_spacing_mm=7.0,
+        seed_spacing_mm=8.0,
+    )
+    assert (~lay.isolated).sum() == 40
+    ct = _ct(phantom, lay, (0.8, 0.8, 1.0), seed=14)
+    _assert_acceptance(detect_seeds(ct.hu, ct.grid), lay)
 
 
 def test_detection_60_seeds_oblique_anisotropic_grid(phantom):
