@@ -36,8 +36,10 @@ Three steps, each a function:
    * the stored range of the scanner: values clipped to [-1024, ``max_hu``] (3071 HU, the
      12-bit range of most clinical scanners, is where metal saturates).
 
-Everything is deterministic given ``seed``.  :func:`write_postimplant_ct` writes the CT
-as a DICOM series (``dicom_io.ct_series.write_ct_series``).
+Everything is deterministic given ``seed``.  :func:`postimplant_case` does all three for
+a phantom case; :func:`layout_from_plan` takes the known seeds from a plan instead;
+:func:`write_postimplant_ct` writes the CT as a DICOM series
+(``dicom_io.ct_series.write_ct_series``).
 """
 
 from __future__ import annotations
@@ -50,13 +52,12 @@ from scipy import ndimage
 
 from brachycryo.errors import ConfigError, GeometryError
 from brachycryo.grid import Grid
+from brachycryo.phantom import PhantomCase
 from brachycryo.progress import ProgressCallback, report
 from dicom_io.common import StudyContext
 from dicom_io.ct_series import CTImage, write_ct_series
-
-#: Length and outer diameter of an I-125 seed capsule (e.g. Oncura 6711 / 6702), mm.
-SEED_LENGTH_MM = 4.5
-SEED_DIAMETER_MM = 0.8
+from dicom_io.rtplan import BrachyPlan
+from qa.seed_model import SEED_DIAMETER_MM, SEED_LENGTH_MM
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
@@ -67,13 +68,15 @@ class SeedLayout:
     """Known seeds: centres (n, 3) LPS mm, unit axes (n, 3), needle number and cluster kind.
 
     ``kind[m]`` is ``"isolated"``, ``"end_to_end"`` or ``"side_by_side"`` (the latter two
-    for every seed of a touching pair/chain).
+    for every seed of a touching pair/chain).  ``cluster[m]`` numbers the groups of
+    touching seeds (equal for the seeds of one pair; None: every seed its own group).
     """
 
     positions_mm: np.ndarray
     directions: np.ndarray
     needles: np.ndarray
     kind: tuple[str, ...]
+    cluster: np.ndarray | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -179,7 +182,7 @@ def needle_seed_layout(
     pos = [cand[c] for c in chosen]
     ndl = [int(needle_id[c]) for c in chosen]
     kind = ["isolated"] * n_base
-    partners = rng.choice(n_base, size=n_end_to_end + n_side_by_side, replace=False)
+    partners = _spread_anchors(np.asarray(pos), n_end_to_end + n_side_by_side, rng)
     for m, c in enumerate(partners):
         if m < n_end_to_end:
             pos.append(pos[c] + (SEED_LENGTH_MM + touch_gap_mm) * axis)
@@ -206,11 +209,34 @@ def needle_seed_layout(
     # a touching partner is parallel to the seed it touches
     for m, c in enumerate(partners):
         dirs[n_base + m] = dirs[c]
+    cluster = np.arange(positions.shape[0])
+    for m, c in enumerate(partners):
+        cluster[n_base + m] = c
     return SeedLayout(
         positions_mm=positions,
         directions=dirs / np.linalg.norm(dirs, axis=1, keepdims=True),
         needles=np.asarray(ndl, dtype=int),
         kind=tuple(kind),
+        cluster=cluster,
+    )
+
+
+def _spread_anchors(pos: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` seeds to receive a touching partner, far apart from one another.
+
+    Two clusters closer than two seed lengths plus the separation of isolated seeds could
+    touch each other (a partner overlapping the next cluster); anchors are therefore at
+    least ``2 (L + 0.5) + L + 2.5`` mm apart.
+    """
+    min_sep = 2.0 * (SEED_LENGTH_MM + 0.5) + SEED_LENGTH_MM + 2.5
+    chosen: list[int] = []
+    for c in rng.permutation(pos.shape[0]):
+        if all(np.linalg.norm(pos[c] - pos[o]) >= min_sep for o in chosen):
+            chosen.append(int(c))
+            if len(chosen) == n:
+                return np.asarray(chosen)
+    raise ConfigError(
+        f"the target is too small for {n} well-separated touching clusters", key="n_seeds"
     )
 
 
@@ -233,6 +259,8 @@ def _remove_overlaps(positions, ndl, kind, cand, needle_id, rng, axis):
             c = int(rng.choice(free))
             positions[m] = cand[c]
             ndl[m] = int(needle_id[c])
+    else:
+        raise ConfigError("could not separate the isolated seeds in the target", key="mask")
     return positions, ndl, kind
 
 
@@ -456,6 +484,58 @@ def render_postimplant_ct(
     np.clip(hu, -1024.0, scanner.max_hu, out=hu)
     report(progress, 1.0, "done")
     return PostImplantCT(hu=hu.astype(np.float32), grid=ct_grid, layout=layout, scanner=scanner)
+
+
+def layout_from_plan(plan: BrachyPlan) -> SeedLayout:
+    """The seeds of a plan (e.g. a pre-plan) as known truth for a post-implant CT.
+
+    Seeds without a direction in the plan get the +z axis.  Touching clusters are not
+    inferred: every seed is ``"isolated"`` in ``kind`` and its own cluster.
+    """
+    pos = plan.positions_mm
+    if pos.shape[0] == 0:
+        raise ConfigError(f"plan {plan.label!r} has no seeds", key="plan")
+    dirs = plan.directions
+    missing = ~np.all(np.isfinite(dirs), axis=1)
+    dirs[missing] = (0.0, 0.0, 1.0)
+    return SeedLayout(
+        positions_mm=pos,
+        directions=dirs / np.linalg.norm(dirs, axis=1, keepdims=True),
+        needles=plan.channel_numbers,
+        kind=("isolated",) * pos.shape[0],
+        cluster=np.arange(pos.shape[0]),
+    )
+
+
+def postimplant_case(
+    case: PhantomCase,
+    *,
+    n_seeds: int = 100,
+    spacing_mm=(0.8, 0.8, 1.0),
+    target: str = "GTV_Bulky",
+    seed: int = 0,
+    scanner: ScannerModel | None = None,
+    margin_mm: float = 20.0,
+    **layout_options,
+) -> PostImplantCT:
+    """One call: seeds on needles in ``target`` of a phantom case, rendered as a CT.
+
+    ``layout_options`` go to :func:`needle_seed_layout` (needle / seed spacing, numbers
+    of touching pairs, ...).
+    """
+    if target not in case.masks:
+        raise ConfigError(
+            f"phantom case has no ROI {target!r}; choose from {sorted(case.masks)}", key="target"
+        )
+    layout = needle_seed_layout(
+        case.masks[target], case.grid, n_seeds=n_seeds, seed=seed, **layout_options
+    )
+    grid = postimplant_grid(
+        case.grid, layout.positions_mm, spacing_mm=spacing_mm, margin_mm=margin_mm
+    )
+    return render_postimplant_ct(
+        case.hu, case.grid, layout, ct_grid=grid, scanner=scanner, seed=seed
+    )
 
 
 def write_postimplant_ct(

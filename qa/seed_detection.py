@@ -12,46 +12,54 @@ Method (each step is a function below):
    seed may touch only at voxel corners).  Each component is grown by one voxel into its
    neighbours above ``edge_threshold_hu`` (hysteresis): those partial-volume edge voxels
    carry the sub-voxel position information the saturated core has lost.
-3. **Single-seed volume.**  The volume of one seed's metal component depends on the
-   scanner (blur, slice thickness) and is estimated from the image itself: the median of
-   the component volumes, refined three times as the median of the components between
+3. **Single-seed signal.**  A component's metal signal V is the sum of its voxels' HU
+   above ``edge_threshold_hu`` times the voxel volume.  One seed's signal v1 depends on the
+   scanner (blur, slice thickness, clipping) and is estimated from the image itself: the
+   median of the components' signals, refined three times as the median of those between
    0.5 and 1.5 times the previous estimate (isolated seeds outnumber clusters in any
-   implant).  With fewer than three components and a known seed count the total metal
-   volume divided by the count is used.
-4. **Seeds per component** ``k = round(V / v1)`` (a component of 0.3-0.5 ``v1`` still
-   counts as one seed; below ``min_volume_fraction`` it is dropped as suspicious).  When
-   the implanted ``seed_count`` is given, the counts are reconciled: while too few seeds,
-   one is added to the component with the largest excess ``V / v1 - k`` plus half its
-   shape evidence for one seed more (in [0, 1]; the most likely under-split cluster, or
-   a dropped small component); while too many, one is removed
-   from the component whose volume best supports one seed fewer (smallest
-   ``(V / v1 - (k - 1)) x shape factor``; round, seed-unlike blobs (factor 0.25) go first).
-5. **Splitting** a component of ``k > 1`` seeds: weighted k-means on its voxel positions
-   (mm, weights = HU above ``edge_threshold_hu``), started from k points spread along the
-   component's principal axis (end-to-end chains), along its second axis (side-by-side
-   pairs) and from farthest-point seeding; the partition of least weighted inertia wins.
-6. **Per seed**: the centroid (HU-weighted mean of its voxels), the orientation (principal
-   axis of the weighted covariance after subtracting the voxel's own box covariance
-   ``diag(spacing^2 / 12)`` - the second moments of a blurred object are the object's plus
-   the blur's), signed to point along +k of the grid, and a confidence in [0, 1]: the
-   product of a volume-fit term ``exp(-((V/v1 - k) / (0.35 sqrt(k)))^2 / 2)``, a
-   contrast term (peak HU above the threshold) and a shape term (0.25 for a round blob).
-   Components that are too small, too large (more than ``max_seeds_per_cluster``), of
-   ambiguous count (``|V/v1 - k| > 0.35``) or round are listed as suspicious clusters with
-   the reason.
-
-7. **Thick slices** (slice spacing >= 1.5 x the pixel size, >= 20 isolated seeds): the
-   slice-phase (pixel-locking) correction of :func:`_equalise_slice_phase`.
+   implant).  With fewer than three components and a known seed count, the total signal
+   divided by the count is used.  The shape of one seed (eigenvalues of its voxel
+   covariance) is the median over components of 0.75-1.25 v1.
+4. **Seeds per component** from the signal ratio ``V / v1`` and the shape
+   (:func:`_seeds_in_component`): on thin slices the shape (chain length along the axis,
+   side-by-side width across) when it agrees with the signal within one seed; on thick
+   slices the rounded signal ratio, the shape breaking ties.  Below
+   ``min_volume_fraction`` of v1 a component is dropped as suspicious.  When the
+   implanted ``seed_count`` is given, the counts are reconciled (:func:`_reconcile`):
+   while too few seeds, one is added to the component that most wants one more (estimate
+   minus count, plus half its shape evidence for one more: an under-split cluster, or a
+   dropped small component); while too many, one is removed from the component whose
+   estimate best supports one seed fewer, round seed-unlike blobs first.
+5. **Splitting** a component of ``k > 1`` seeds (:func:`_split`): a hard-assignment
+   Gaussian mixture with the single-seed covariance oriented along the component's
+   principal axis (k-means in that Mahalanobis metric, voxels weighted by HU above the
+   edge threshold), started from k points spread along the principal axis (end-to-end
+   chains), along the second axis (side-by-side pairs) and from farthest-point seeding;
+   the partition of least inertia wins.
+6. **Per seed**: the centroid (HU-weighted mean of its voxels); the orientation
+   (principal axis of the weighted covariance after subtracting the voxel's own box
+   covariance ``diag(spacing^2 / 12)`` - the second moments of a blurred object are the
+   object's plus the blur's), signed to point along +k of the grid; a confidence in
+   [0, 1], the product of a count-fit term ``exp(-((x - k) / (0.35 sqrt(k)))^2 / 2)``
+   (x = the component's continuous seed-count estimate), a contrast term (peak HU above
+   the threshold) and a shape term (0.25 for a round blob).  Components that are too
+   small, too large (more than ``max_seeds_per_cluster``), of ambiguous count
+   (``|x - k| > 0.35``) or round are listed as suspicious clusters with the reason.
+7. **Thick slices** (slice spacing >= 1.5 x the pixel size): where a seed shares no slice
+   with another seed of its component, its position along the slice axis comes from its
+   two end slices and the nominal seed length (:mod:`qa.seed_end_slices`), not from the
+   centroid, which clipping pulls towards slice boundaries.
 
 Everything works in the grid's index space and maps to patient mm through the Grid, so
-oblique grids and anisotropic voxels need nothing special.  Plain numpy / scipy (no
-backend choice: the work is a few thousand voxels per implant).
+oblique grids and anisotropic voxels need nothing special.  Plain numpy / scipy, no
+backend choice: the work is a few thousand voxels per implant (about 0.3 s for 120
+seeds, see benchmarks/seed_detection.py).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -61,19 +69,32 @@ from brachycryo.errors import ConfigError, GeometryError
 from brachycryo.grid import Grid
 from brachycryo.progress import ProgressCallback, report
 from dicom_io.rtplan import BrachyPlan, BrachySource, seed_implant
+from qa.seed_end_slices import measure_end_slices, refined_position, unit_overlap_signal
+from qa.seed_model import SEED_DIAMETER_MM, SEED_LENGTH_MM
 
 #: Default metal threshold (HU): above cortical bone, below partial-volume seed peaks.
 METAL_THRESHOLD_HU = 2000.0
-#: Nominal I-125 seed capsule (e.g. Oncura 6711 / 6702): length and diameter, mm.
-SEED_LENGTH_MM = 4.5
-SEED_DIAMETER_MM = 0.8
 #: Default lower threshold (HU) of the one-voxel hysteresis growth of metal components.
 EDGE_THRESHOLD_HU = 300.0
 
 
 @dataclass(frozen=True)
 class DetectionOptions:
-    """Tunable rules of :func:`detect_seeds` (see the module docstring)."""
+    """Tunable rules of :func:`detect_seeds` (see the module docstring).
+
+    * ``metal_threshold_hu``: voxels at or above are metal (step 1).
+    * ``edge_threshold_hu``: one-voxel hysteresis growth of the components (step 2).
+    * ``min_volume_fraction``: components with less than this fraction of one seed's
+      signal are dropped as suspicious (step 4).
+    * ``max_seeds_per_cluster``: components holding more seeds are flagged (step 6).
+    * ``round_elongation``: sqrt of the largest / second eigenvalue below which a
+      component is round, not seed-like (steps 4 and 6).
+    * ``kmeans_iterations``: cap on the splitting iterations (step 5).
+    * ``tie_fraction``: on thick slices, the excess of the signal ratio over its rounded
+      value from which the shape may add a seed (step 4).
+    * ``end_slice_refinement``: place seeds across thick slices from their end slices
+      (step 7).
+    """
 
     metal_threshold_hu: float = METAL_THRESHOLD_HU
     edge_threshold_hu: float = EDGE_THRESHOLD_HU
@@ -82,8 +103,7 @@ class DetectionOptions:
     round_elongation: float = 1.5
     kmeans_iterations: int = 30
     tie_fraction: float = 0.3
-    equalise_slice_phase: bool = True
-    min_seeds_for_equalisation: int = 20
+    end_slice_refinement: bool = True
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.metal_threshold_hu):
@@ -100,6 +120,12 @@ class DetectionOptions:
             raise ConfigError("min_volume_fraction must be in (0, 1)", key="min_volume_fraction")
         if self.max_seeds_per_cluster < 1:
             raise ConfigError("max_seeds_per_cluster must be >= 1", key="max_seeds_per_cluster")
+        if not self.round_elongation >= 1.0:
+            raise ConfigError("round_elongation must be >= 1", key="round_elongation")
+        if self.kmeans_iterations < 1:
+            raise ConfigError("kmeans_iterations must be >= 1", key="kmeans_iterations")
+        if not 0.0 <= self.tie_fraction < 0.5:
+            raise ConfigError("tie_fraction must be in [0, 0.5)", key="tie_fraction")
 
 
 @dataclass(frozen=True)
@@ -115,22 +141,31 @@ class DetectedSeed:
 
 @dataclass(frozen=True)
 class SuspiciousCluster:
-    """A metal component worth a look, with why: its centroid, volume and assigned seeds."""
+    """A metal component worth a look, with why.
+
+    ``volume_mm3`` is its volume above the metal threshold, ``signal_ratio`` its metal
+    signal in units of one seed's, ``seeds_assigned`` the seeds it holds in the result.
+    """
 
     cluster: int
     centroid_mm: tuple[float, float, float]
     volume_mm3: float
+    signal_ratio: float
     seeds_assigned: int
     reason: str
 
 
 @dataclass(frozen=True)
 class SeedDetection:
-    """Result of :func:`detect_seeds`."""
+    """Result of :func:`detect_seeds`.
+
+    ``single_seed_signal_hu_mm3`` is the metal signal of one seed estimated from the image
+    (module docstring, step 3); ``notes`` say how it was found and what was reconciled.
+    """
 
     seeds: tuple[DetectedSeed, ...]
     suspicious: tuple[SuspiciousCluster, ...]
-    single_seed_volume_mm3: float
+    single_seed_signal_hu_mm3: float
     metal_threshold_hu: float
     n_components: int
     seed_count_given: int | None = None
@@ -163,10 +198,12 @@ class _Component:
     core_volume_mm3: float
     signal: float  # sum of HU above the edge threshold x voxel volume (HU mm3)
     peak_hu: float
+    clipped: np.ndarray  # (n,) voxel at the image maximum (clipped stored range)
     elongation: float = 1.0
     eig: np.ndarray = field(default_factory=lambda: np.ones(3))
     axis_voxel_mm: float = 1.0  # voxel extent along the component's principal axis
     shape_more: float = 0.0  # in [0, 1]: shape evidence for one seed more
+    estimate: float = 0.0  # continuous estimate of the number of seeds
     ratio: float = 0.0
     k: int = 0
 
@@ -286,6 +323,7 @@ def _components(
     hu: np.ndarray, grid: Grid, opts: DetectionOptions
 ) -> tuple[list[_Component], np.ndarray]:
     core = hu >= opts.metal_threshold_hu
+    clip_hu = float(hu.max())
     labels, n = ndimage.label(core, structure=np.ones((3, 3, 3), dtype=bool))
     if n == 0:
         return [], labels
@@ -311,23 +349,24 @@ def _components(
                 core_volume_mm3=float(core_counts[lab]) * voxel_mm3,
                 signal=float(np.maximum(vals - opts.edge_threshold_hu, 0.0).sum()) * voxel_mm3,
                 peak_hu=float(vals.max()),
+                clipped=vals >= clip_hu,
             )
         )
     return comps, labels
 
 
-def _single_seed_volume(volumes: np.ndarray, seed_count: int | None) -> tuple[float, str]:
-    if volumes.size >= 3:
-        v = float(np.median(volumes))
+def _single_seed_signal(signals: np.ndarray, seed_count: int | None) -> tuple[float, str]:
+    if signals.size >= 3:
+        v = float(np.median(signals))
         for _ in range(3):
-            sel = volumes[(volumes > 0.5 * v) & (volumes < 1.5 * v)]
+            sel = signals[(signals > 0.5 * v) & (signals < 1.5 * v)]
             if sel.size == 0:
                 break
             v = float(np.median(sel))
         return v, "median of isolated components"
     if seed_count:
-        return float(volumes.sum()) / seed_count, "total metal volume / seed count"
-    return float(np.median(volumes)), "median of fewer than 3 components (uncertain)"
+        return float(signals.sum()) / seed_count, "total metal signal / seed count"
+    return float(np.median(signals)), "median of fewer than 3 components (uncertain)"
 
 
 def _single_seed_eigenvalues(eigs: list, spacing_mm: np.ndarray) -> np.ndarray:
@@ -343,31 +382,46 @@ def _single_seed_eigenvalues(eigs: list, spacing_mm: np.ndarray) -> np.ndarray:
     return np.array([across, across, SEED_LENGTH_MM**2 / 12.0 + box])
 
 
-def _seeds_in_component(c: _Component, ref_eig: np.ndarray, opts: DetectionOptions) -> int:
-    """Seeds in a component from its metal signal and its shape (module docstring, step 4).
+def _seeds_in_component(
+    c: _Component, ref_eig: np.ndarray, opts: DetectionOptions
+) -> tuple[int, float]:
+    """Seeds in a component, and the continuous estimate behind it (module docstring, step 4).
 
-    Signal: ``k = round(V / v1)``.  Saturation of the stored range makes a cluster's signal
-    grow less than linearly (two touching seeds can give 1.4 single-seed signals), so when
-    ``V / v1 - k >= tie_fraction`` the shape decides whether there is one seed more: a
-    chain of n seeds end to end at a centre distance of one seed length s adds
+    Shape: a chain of n seeds end to end at a centre distance of one seed length s adds
     ``s^2 (n^2 - 1) / 12`` to the variance along the axis (less a quarter voxel length
-    squared along the axis for the slice quantisation of the ends); a side-by-side pair
-    adds ``(d / 2)^2`` across (d = seed diameter), counted when above 80 % of that.  Strong
-    shape evidence (across excess above 1.5 (d/2)^2, or a chain 0.75 seed longer than the
-    signal says) adds the seed even without a tie.
+    squared along the axis for the quantisation of the ends); a side-by-side pair adds
+    ``(d / 2)^2`` across (d = seed diameter), counted when above 80 % of that.  Where the
+    voxel extent along the component's axis is at most a third of a seed length (thin
+    slices) and the component is elongated, the shape estimate ``n_along x n_across``
+    is used when it is within one seed of the signal estimate: clipping makes the signal
+    of touching seeds vary from 1.3 to 2.6 single-seed signals for a pair.
+
+    Otherwise (thick slices: seeds 8-10 mm apart on one needle merge into one component
+    and mimic a longer touching chain) the signal decides, ``k = round(V / v1)``, and the
+    shape only breaks ties: when ``V / v1 - k >= tie_fraction`` (or across-excess above
+    1.5 (d/2)^2) and the shape says more, one seed is added; the length along the axis
+    only counts to tell one seed from two (beyond that, a touching chain and seeds 8-10 mm
+    apart merged by thick slices look alike).
     """
     if c.ratio < opts.min_volume_fraction:
-        return 0
-    k_signal = max(1, int(np.rint(c.ratio)))
+        return 0, c.ratio
     along, across = _shape_excess(c, ref_eig)
-    n_along = int(np.rint(along))
     n_across = 2 if across > 0.8 else 1
-    strong = across > 1.5 or along >= k_signal + 0.75
-    if c.elongation < opts.round_elongation:  # a round blob is no chain or pair of seeds
-        return k_signal
-    if n_along * n_across > k_signal and (c.ratio - k_signal >= opts.tie_fraction or strong):
-        return k_signal + 1
-    return k_signal
+    elongated = c.elongation >= opts.round_elongation
+    thin = c.axis_voxel_mm <= SEED_LENGTH_MM / 3.0
+    shape_estimate = along * n_across
+    if thin and elongated and abs(shape_estimate - c.ratio) <= 1.0:
+        return max(1, int(np.rint(shape_estimate))), shape_estimate
+    k_signal = max(1, int(np.rint(c.ratio)))
+    if not elongated:  # a round blob is no chain or pair of seeds
+        return k_signal, c.ratio
+    tie = c.ratio - k_signal >= opts.tie_fraction
+    # the length along the axis tells one seed from two, but beyond that it cannot tell a
+    # touching chain from seeds 8-10 mm apart merged by thick slices
+    n_along = min(int(np.rint(along)), 2) if k_signal == 1 else 1
+    if n_along * n_across > k_signal and (tie or across > 1.5):
+        return k_signal + 1, c.ratio
+    return k_signal, c.ratio
 
 
 def _shape_excess(c: _Component, ref_eig: np.ndarray) -> tuple[float, float]:
@@ -381,26 +435,102 @@ def _shape_excess(c: _Component, ref_eig: np.ndarray) -> tuple[float, float]:
 def _reconcile(
     comps: list[_Component], seed_count: int, round_elongation: float, notes: list[str]
 ) -> None:
+    """Make the per-component counts add up to ``seed_count`` (module docstring, step 4)."""
+
+    def wants_more(c: _Component) -> float:
+        return c.estimate - c.k + 0.5 * c.shape_more
+
     total = sum(c.k for c in comps)
     start = total
     while total < seed_count:
-        c = max(comps, key=lambda c: c.ratio - c.k + 0.5 * c.shape_more)
+        c = max(comps, key=wants_more)
         c.k += 1
         total += 1
     while total > seed_count:
         live = [c for c in comps if c.k > 0]
-        c = min(live, key=lambda c: (c.ratio - (c.k - 1)) * _shape_factor(c, round_elongation))
+        c = min(live, key=lambda c: (c.estimate - (c.k - 1)) * _shape_factor(c, round_elongation))
         c.k -= 1
         total -= 1
     if start != seed_count:
         notes.append(
-            f"seed count reconciled: {start} seeds from volumes, {seed_count} implanted "
+            f"seed count reconciled: {start} seeds from signals and shapes, {seed_count} implanted "
             f"({'split' if start < seed_count else 'removed'} {abs(seed_count - start)})"
         )
 
 
 def _shape_factor(c: _Component, round_elongation: float) -> float:
     return 1.0 if c.elongation >= round_elongation else 0.25
+
+
+def _describe(comps: list[_Component], grid: Grid, v1: float, opts: DetectionOptions) -> tuple:
+    """Signal ratio, shape and seed count of every component (module docstring, 3-4).
+
+    Returns the single-seed covariance eigenvalues and the voxel box covariance (mm2).
+    """
+    sp = np.asarray(grid.spacing_mm)
+    d = grid.direction_matrix
+    voxel_cov = d @ np.diag(sp**2 / 12.0) @ d.T
+    eigs = []
+    for c in comps:
+        c.ratio = c.signal / v1
+        _, cov = _weighted_moments(c.pos_mm, c.weight)
+        _, c.elongation = _axis_and_elongation(cov, voxel_cov)
+        c.eig, vecs = np.linalg.eigh(cov)
+        c.axis_voxel_mm = float(np.sum(np.abs(d.T @ vecs[:, -1]) * sp))
+        if 0.75 < c.ratio < 1.25:
+            eigs.append(c.eig)
+    ref_eig = _single_seed_eigenvalues(eigs, sp)
+    for c in comps:
+        c.k, c.estimate = _seeds_in_component(c, ref_eig, opts)
+        along, across = _shape_excess(c, ref_eig)
+        # shape evidence for one seed more than assigned (a pair's own across-excess is
+        # already explained once it holds two seeds)
+        more = max(across, along - 1.0) if c.k <= 1 else along * (2 if across > 0.8 else 1) - c.k
+        c.shape_more = float(np.clip(more, 0.0, 1.0))
+    return ref_eig, voxel_cov
+
+
+def _suspicion(c: _Component, opts: DetectionOptions) -> SuspiciousCluster | None:
+    reasons = []
+    if c.k == 0:
+        reasons.append(f"too small ({c.ratio:.2f} x a seed's signal): dropped")
+    elif c.ratio < 0.5:
+        reasons.append(f"small ({c.ratio:.2f} x a seed's signal)")
+    if c.k > opts.max_seeds_per_cluster:
+        reasons.append(f"too large ({c.ratio:.1f} x a seed's signal, {c.k} seeds)")
+    elif c.k >= 1 and abs(c.estimate - c.k) > 0.35:
+        reasons.append(
+            f"ambiguous count ({c.ratio:.2f} x a seed's signal, estimate "
+            f"{c.estimate:.2f}, {c.k} seeds)"
+        )
+    if c.k >= 1 and c.elongation < opts.round_elongation:
+        reasons.append(f"round, not seed-like (elongation {c.elongation:.2f})")
+    if not reasons:
+        return None
+    centroid = _weighted_moments(c.pos_mm, c.weight)[0]
+    return SuspiciousCluster(
+        cluster=c.label,
+        centroid_mm=(float(centroid[0]), float(centroid[1]), float(centroid[2])),
+        volume_mm3=c.core_volume_mm3,
+        signal_ratio=c.ratio,
+        seeds_assigned=c.k,
+        reason="; ".join(reasons),
+    )
+
+
+def _confidence(c: _Component, opts: DetectionOptions) -> float:
+    """Count fit x contrast x shape, in [0, 1] (module docstring, step 6)."""
+    fit = float(np.exp(-0.5 * ((c.estimate - c.k) / (0.35 * np.sqrt(c.k))) ** 2))
+    margin = 0.25 * abs(opts.metal_threshold_hu) + 1e-9
+    contrast = float(np.clip((c.peak_hu - opts.metal_threshold_hu) / margin, 0.1, 1.0))
+    shape = _shape_factor(c, opts.round_elongation) if c.k == 1 else 1.0
+    return float(np.clip(fit * contrast * shape, 0.0, 1.0))
+
+
+def _own_slices(slices: list[np.ndarray], n: int) -> bool:
+    """True when no other seed of the component has voxels within seed n's slice range."""
+    lo, hi = slices[n].min(), slices[n].max()
+    return all(not np.any((o >= lo) & (o <= hi)) for q, o in enumerate(slices) if q != n)
 
 
 def detect_seeds(
@@ -430,140 +560,71 @@ def detect_seeds(
             key="metal_threshold_hu",
         )
     report(progress, 0.3, f"{len(comps)} metal components")
-    notes: list[str] = []
-    signals = np.array([c.signal for c in comps])
-    v1, how = _single_seed_volume(signals, seed_count)
-    notes.append(f"single-seed metal signal {v1:.4g} HU mm3 ({how})")
-    sp = np.asarray(grid.spacing_mm)
-    d = grid.direction_matrix
-    voxel_cov = d @ np.diag(sp**2 / 12.0) @ d.T
-    eigs = []
-    for c in comps:
-        c.ratio = c.signal / v1
-        mean, cov = _weighted_moments(c.pos_mm, c.weight)
-        _, c.elongation = _axis_and_elongation(cov, voxel_cov)
-        c.eig, vecs = np.linalg.eigh(cov)
-        along_ijk = np.abs(grid.direction_matrix.T @ vecs[:, -1])
-        c.axis_voxel_mm = float(np.sum(along_ijk * sp))
-        if 0.75 < c.ratio < 1.25:
-            eigs.append(c.eig)
-    ref_eig = _single_seed_eigenvalues(eigs, sp)
+    v1, how = _single_seed_signal(np.array([c.signal for c in comps]), seed_count)
+    notes = [f"single-seed metal signal {v1:.4g} HU mm3 ({how})"]
+    ref_eig, voxel_cov = _describe(comps, grid, v1, opts)
     seed_var_mm2 = (float(ref_eig[2]), float(0.5 * (ref_eig[0] + ref_eig[1])))
-    for c in comps:
-        c.k = _seeds_in_component(c, ref_eig, opts)
-        along, across = _shape_excess(c, ref_eig)
-        c.shape_more = float(np.clip(max(across, along - max(c.k, 1)), 0.0, 1.0))
     if seed_count is not None:
         _reconcile(comps, int(seed_count), opts.round_elongation, notes)
+    sp = grid.spacing_mm
+    thick = opts.end_slice_refinement and sp[2] >= 1.5 * max(sp[0], sp[1])
     seeds: list[DetectedSeed] = []
-    suspicious: list[SuspiciousCluster] = []
-    k_axis = grid.slice_normal
+    suspicious = [s for s in (_suspicion(c, opts) for c in comps) if s is not None]
+    ends: list = []
     for n_done, c in enumerate(comps):
-        reasons = []
-        if c.k == 0:
-            reasons.append(f"too small ({c.ratio:.2f} x a seed's signal): dropped")
-        elif c.ratio < 0.5:
-            reasons.append(f"small ({c.ratio:.2f} x a seed's signal)")
-        if c.k > opts.max_seeds_per_cluster:
-            reasons.append(f"too large ({c.ratio:.1f} x a seed's signal, {c.k} seeds)")
-        elif c.k >= 1 and abs(c.ratio - c.k) > 0.35:
-            reasons.append(f"ambiguous count ({c.ratio:.2f} x a seed's signal, {c.k} seeds)")
-        if c.k >= 1 and c.elongation < opts.round_elongation:
-            reasons.append(f"round, not seed-like (elongation {c.elongation:.2f})")
-        if reasons:
-            suspicious.append(
-                SuspiciousCluster(
-                    cluster=c.label,
-                    centroid_mm=tuple(float(v) for v in _weighted_moments(c.pos_mm, c.weight)[0]),
-                    volume_mm3=c.core_volume_mm3,
-                    seeds_assigned=c.k,
-                    reason="; ".join(reasons),
-                )
-            )
         if c.k == 0:
             continue
-        fit = float(np.exp(-0.5 * ((c.ratio - c.k) / (0.35 * np.sqrt(c.k))) ** 2))
-        contrast = float(
-            np.clip(
-                (c.peak_hu - opts.metal_threshold_hu)
-                / (0.25 * abs(opts.metal_threshold_hu) + 1e-9),
-                0.0,
-                1.0,
-            )
-        )
-        conf_c = (
-            fit * max(contrast, 0.1) * _shape_factor(c, opts.round_elongation)
-            if c.k == 1
-            else fit * max(contrast, 0.1)
-        )
-        for part in _split(c, c.k, opts.kmeans_iterations, seed_var_mm2):
+        confidence = _confidence(c, opts)
+        parts = _split(c, c.k, opts.kmeans_iterations, seed_var_mm2)
+        slices = [np.rint(c.ijk[part, 2]).astype(int) for part in parts]
+        for n_part, part in enumerate(parts):
             mean, cov = _weighted_moments(c.pos_mm[part], c.weight[part])
             axis, _ = _axis_and_elongation(cov, voxel_cov)
-            if axis @ k_axis < 0:
+            if axis @ grid.slice_normal < 0:
                 axis = -axis
+            if thick and _own_slices(slices, n_part):
+                m = measure_end_slices(
+                    arr, grid, c.ijk[part, 2], c.weight[part], c.clipped[part], mean, axis
+                )
+                if m is not None:
+                    ends.append((len(seeds), m, mean, axis))
             seeds.append(
                 DetectedSeed(
                     position_mm=(float(mean[0]), float(mean[1]), float(mean[2])),
                     direction=(float(axis[0]), float(axis[1]), float(axis[2])),
-                    confidence=float(np.clip(conf_c, 0.0, 1.0)),
+                    confidence=confidence,
                     cluster=c.label,
                     seeds_in_cluster=c.k,
                 )
             )
         report(progress, 0.3 + 0.7 * (n_done + 1) / len(comps), "splitting clusters")
-    if (
-        opts.equalise_slice_phase
-        and sp[2] >= 1.5 * max(sp[0], sp[1])
-        and sum(s.seeds_in_cluster == 1 for s in seeds) >= opts.min_seeds_for_equalisation
-    ):
-        seeds = _equalise_slice_phase(seeds, grid)
-        notes.append("slice-phase (pixel-locking) correction applied along k")
+    report(progress, 1.0, f"{len(seeds)} seeds")
     if not seeds:
         raise ConfigError(
             f"no seeds found: {len(comps)} metal components, all smaller than "
-            f"{opts.min_volume_fraction} x the single-seed volume",
+            f"{opts.min_volume_fraction} x the single-seed signal",
             key="metal_threshold_hu",
+        )
+    if ends:
+        unit = unit_overlap_signal([m for _, m, _, _ in ends])
+        for index, m, mean, axis in ends:
+            p = refined_position(m, mean, axis, grid, unit)
+            seeds[index] = replace(
+                seeds[index], position_mm=(float(p[0]), float(p[1]), float(p[2]))
+            )
+        notes.append(
+            f"{len(ends)} seeds placed across thick slices from their end slices "
+            + ("(signal per unit overlap calibrated)" if unit else "(uncalibrated)")
         )
     return SeedDetection(
         seeds=tuple(seeds),
         suspicious=tuple(suspicious),
-        single_seed_volume_mm3=v1,
+        single_seed_signal_hu_mm3=v1,
         metal_threshold_hu=opts.metal_threshold_hu,
         n_components=len(comps),
         seed_count_given=None if seed_count is None else int(seed_count),
         notes=tuple(notes),
     )
-
-
-def _equalise_slice_phase(seeds: list[DetectedSeed], grid: Grid) -> list[DetectedSeed]:
-    """Undo the pull of centroids towards slice boundaries on thick slices ("pixel locking").
-
-    With a clipped (saturated) seed core, the centroid's sub-slice position ``frac(k)`` is
-    biased towards the slice boundaries.  True seed positions are uniformly distributed
-    over the sub-slice phase, so the bias is removed by mapping each seed's phase through
-    the empirical distribution of the isolated seeds' phases (histogram equalisation of
-    the fractional part; Feng, Goree & Liu, Rev. Sci. Instrum. 78:053704, 2007, section
-    on pixel locking).  Applied along the slice axis only, when slices are thick.
-    """
-    pos = np.array([s.position_mm for s in seeds])
-    ijk = grid.mm_to_ijk(pos)
-    phase = ijk[:, 2] - np.floor(ijk[:, 2])
-    iso = np.array([s.seeds_in_cluster == 1 for s in seeds])
-    ref = np.sort(phase[iso])
-    xs = np.concatenate([[0.0], ref, [1.0]])
-    ys = np.concatenate([[0.0], (np.arange(ref.size) + 0.5) / ref.size, [1.0]])
-    ijk[:, 2] = np.floor(ijk[:, 2]) + np.interp(phase, xs, ys)
-    new = grid.ijk_to_mm(ijk)
-    return [
-        DetectedSeed(
-            position_mm=(float(p[0]), float(p[1]), float(p[2])),
-            direction=s.direction,
-            confidence=s.confidence,
-            cluster=s.cluster,
-            seeds_in_cluster=s.seeds_in_cluster,
-        )
-        for p, s in zip(new, seeds, strict=True)
-    ]
 
 
 # ---------------------------------------------------------------------------- plan

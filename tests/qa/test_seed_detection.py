@@ -30,6 +30,8 @@ from qa.seed_detection import (
     match_seeds,
     to_plan,
 )
+from qa.seed_end_slices import EndSlices, refined_position, unit_overlap_signal
+from qa.seed_model import SEED_DIAMETER_MM
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +96,10 @@ def test_layout_has_touching_clusters_and_no_overlaps(implant100):
     # touching partners: centre distance one seed diameter / length plus the small gap
     assert np.all(d[~iso].min(axis=1) < SEED_LENGTH_MM + 0.5)
     assert np.all(d[iso].min(axis=1) >= SEED_LENGTH_MM + 2.0)
+    # seeds of different touching clusters never touch each other
+    other = lay.cluster[:, None] != lay.cluster[None, :]
+    assert np.all(d[other] >= SEED_LENGTH_MM + 2.0)
+    assert np.all(np.bincount(lay.cluster) <= 2)
     np.testing.assert_allclose(np.linalg.norm(lay.directions, axis=1), 1.0, atol=1e-12)
 
 
@@ -121,6 +127,25 @@ def test_ct_is_deterministic_and_metal_saturates(phantom, implant100, ct_3mm):
     assert np.ptp(ring) > 150
 
 
+def test_postimplant_case_from_a_plan_layout(phantom, implant100):
+    from dicom_io.rtplan import BrachySource, seed_implant
+    from qa.postimplant_phantom import layout_from_plan, postimplant_case
+
+    plan = seed_implant(
+        implant100.positions_mm,
+        list(range(1, implant100.n_seeds + 1)),
+        source=BrachySource(sk_u=0.5, reference_datetime=dt.datetime(2026, 1, 1)),
+        directions=implant100.directions,
+    )
+    lay = layout_from_plan(plan)
+    np.testing.assert_allclose(lay.positions_mm, implant100.positions_mm)
+    np.testing.assert_allclose(lay.directions, implant100.directions, atol=1e-12)
+    ct = postimplant_case(phantom, n_seeds=60, spacing_mm=(1.0, 1.0, 2.0), seed=9)
+    assert ct.layout.n_seeds == 60 and ct.grid.spacing_mm == (1.0, 1.0, 2.0)
+    with pytest.raises(ConfigError, match="no ROI"):
+        postimplant_case(phantom, target="Prostate")
+
+
 # ---------------------------------------------------------------------------- detection
 def test_detection_1mm_slices_without_seed_count(ct_1mm, implant100):
     det = detect_seeds(ct_1mm.hu, ct_1mm.grid)
@@ -131,10 +156,29 @@ def test_detection_1mm_slices_without_seed_count(ct_1mm, implant100):
     assert all(0.0 <= s.confidence <= 1.0 for s in det.seeds)
 
 
-def test_detection_3mm_slices_with_seed_count(ct_3mm, implant100):
-    det = detect_seeds(ct_3mm.hu, ct_3mm.grid, seed_count=implant100.n_seeds)
-    assert det.n_seeds == implant100.n_seeds
+@pytest.mark.parametrize("given", [False, True])
+def test_detection_3mm_slices(ct_3mm, implant100, given):
+    count = implant100.n_seeds if given else None
+    det = detect_seeds(ct_3mm.hu, ct_3mm.grid, seed_count=count)
+    if given:
+        assert det.n_seeds == implant100.n_seeds
     _assert_acceptance(det, implant100)
+
+
+def test_detection_120_seeds_a_third_in_touching_pairs(phantom):
+    lay = needle_seed_layout(
+        phantom.masks["GTV_Bulky"],
+        phantom.grid,
+        n_seeds=120,
+        seed=14,
+        n_end_to_end=10,
+        n_side_by_side=10,
+        needle_spacing_mm=7.0,
+        seed_spacing_mm=8.0,
+    )
+    assert (~lay.isolated).sum() == 40
+    ct = _ct(phantom, lay, (0.8, 0.8, 1.0), seed=14)
+    _assert_acceptance(detect_seeds(ct.hu, ct.grid), lay)
 
 
 def test_detection_60_seeds_oblique_anisotropic_grid(phantom):
@@ -150,6 +194,22 @@ def test_detection_60_seeds_oblique_anisotropic_grid(phantom):
     assert not ct.grid.is_axis_aligned()
     det = detect_seeds(ct.hu, ct.grid)
     _assert_acceptance(det, lay)
+
+
+def test_detection_feet_first_slice_order_thick_slices(phantom):
+    # feet-first-like orientation: k axis along -z, i axis along -x; 2.5 mm slices
+    lay = _layout(phantom, 80, seed=6)
+    flipped = Grid(
+        shape=(1, 1, 1),
+        origin_mm=(0, 0, 0),
+        spacing_mm=(1, 1, 1),
+        direction=(-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0),
+    )
+    ct = _ct(phantom, lay, (0.9, 0.9, 2.5), seed=6, direction_grid=flipped)
+    assert ct.grid.slice_normal[2] == -1.0
+    det = detect_seeds(ct.hu, ct.grid, seed_count=lay.n_seeds)
+    _assert_acceptance(det, lay)
+    assert any("end slices" in n for n in det.notes)
 
 
 def test_orientation_of_isolated_seeds(ct_1mm, ct_3mm, implant100):
@@ -229,6 +289,32 @@ def test_to_plan_builds_an_i125_plan(ct_1mm):
     np.testing.assert_allclose(plan.directions, det.directions, atol=1e-12)
 
 
+def test_detected_plan_round_trips_through_rtplan(tmp_path, ct_3mm):
+    from dicom_io.common import StudyContext, new_uid
+    from dicom_io.rtplan import read_rtplan, write_seed_rtplan
+
+    det = detect_seeds(ct_3mm.hu, ct_3mm.grid)
+    plan = to_plan(
+        det,
+        sk_u=0.6,
+        model="6711",
+        reference_datetime=dt.datetime(2026, 11, 20, 9, 30),
+        referenced_structure_set_uid=new_uid(),
+    )
+    write_seed_rtplan(tmp_path / "RP.dcm", plan, context=StudyContext())
+    back = read_rtplan(tmp_path / "RP.dcm")
+    assert back.n_seeds == det.n_seeds
+    np.testing.assert_allclose(back.positions_mm, det.positions_mm, atol=1e-3)
+    np.testing.assert_allclose(back.sk_u, 0.6)
+
+
+def test_progress_is_reported_in_order(ct_3mm):
+    seen = []
+    detect_seeds(ct_3mm.hu, ct_3mm.grid, progress=lambda f, msg: seen.append(f))
+    assert seen[0] == 0.0 and seen[-1] == pytest.approx(1.0)
+    assert np.all(np.diff(seen) >= 0)
+
+
 # ---------------------------------------------------------------------------- bad input
 def test_bad_input_is_named():
     grid = Grid(shape=(4, 5, 6), origin_mm=(0, 0, 0), spacing_mm=(1, 1, 1))
@@ -247,3 +333,59 @@ def test_bad_input_is_named():
         detect_seeds(hu, grid, seed_count=0)
     with pytest.raises(ConfigError, match="edge_threshold_hu"):
         DetectionOptions(edge_threshold_hu=2500.0)
+
+
+# ---------------------------------------------------------------------------- end slices
+@pytest.mark.parametrize("centre_k", [10.0, 10.2, 10.45, 10.7, 10.95])
+@pytest.mark.parametrize("tilt_deg", [0.0, 25.0])
+def test_end_slice_position_exact_when_signals_are_linear(centre_k, tilt_deg):
+    # analytic: a 4.5 mm seed on 3 mm slices; unclipped end-slice signals proportional to
+    # the overlaps put the centre exactly where it is, whatever the centroid said
+    grid = Grid(shape=(30, 20, 20), origin_mm=(0.0, 0.0, 0.0), spacing_mm=(1.0, 1.0, 3.0))
+    t = np.radians(tilt_deg)
+    axis = np.array([np.sin(t), 0.0, np.cos(t)])
+    lz = (SEED_LENGTH_MM * np.cos(t) + SEED_DIAMETER_MM * np.sin(t)) / 3.0
+    lo, hi = centre_k - lz / 2, centre_k + lz / 2
+    first, last = int(np.floor(lo + 0.5)), int(np.floor(hi + 0.5))
+    o_first, o_last = first + 0.5 - lo, hi - (last - 0.5)
+    m = EndSlices(
+        first_k=first,
+        last_k=last,
+        shared_overlap=lz - (last - first - 1),
+        signal_first=1000.0 * o_first,
+        signal_last=1000.0 * o_last,
+        clipped_first=False,
+        clipped_last=False,
+        weight_first=1000.0 * o_first,
+        weight_last=1000.0 * o_last,
+        cos_normal=float(np.cos(t)),
+    )
+    truth = grid.ijk_to_mm([10.0, 10.0, centre_k])
+    start = truth + axis * 0.9  # a centroid off along the seed axis
+    got = refined_position(m, start, axis, grid, unit_signal=1000.0)
+    np.testing.assert_allclose(got, truth, atol=1e-9)
+    # one end clipped: the calibrated signal per unit overlap gives the same answer
+    clipped = EndSlices(**{**m.__dict__, "clipped_last": True, "signal_last": 1.0})
+    np.testing.assert_allclose(
+        refined_position(clipped, start, axis, grid, unit_signal=1000.0), truth, atol=1e-9
+    )
+
+
+def test_unit_overlap_signal_needs_enough_unclipped_seeds():
+    m = EndSlices(3, 5, 0.5, 300.0, 200.0, False, False, 300.0, 200.0, 1.0)
+    assert unit_overlap_signal([m] * 5) == pytest.approx(1000.0)
+    assert unit_overlap_signal([m] * 4) is None
+
+
+# ---------------------------------------------------------------------------- DICOM
+def test_written_series_gives_the_same_detection(tmp_path, ct_3mm, implant100):
+    from dicom_io.common import StudyContext
+    from dicom_io.ct_series import load_ct_series
+    from qa.postimplant_phantom import write_postimplant_ct
+
+    write_postimplant_ct(ct_3mm, tmp_path / "CT", context=StudyContext())
+    loaded = load_ct_series(tmp_path / "CT")
+    assert loaded.grid.same_as(ct_3mm.grid)
+    np.testing.assert_allclose(loaded.hu, np.rint(ct_3mm.hu), atol=0.5)
+    det = detect_seeds(loaded.hu, loaded.grid, seed_count=implant100.n_seeds)
+    _assert_acceptance(det, implant100)
