@@ -142,6 +142,23 @@ class _State:
                 return False
         return True
 
+    def zone_status(self, v100_min: float) -> list[tuple[bool, float]]:
+        """Per zone: (goals met, V100 %)."""
+        out = []
+        for zd, z in zip(self.zone_dose, self.zones, strict=True):
+            st = _zone_stats(zd, z)
+            met = st["v100_pct"] >= v100_min and st["d90_gy"] >= z.prescription_gy
+            out.append((met, st["v100_pct"]))
+        return out
+
+    def keeps(self, before: list[tuple[bool, float]], v100_min: float) -> bool:
+        """True when no zone is worse than ``before`` (met stays met, V100 never drops
+        for a zone that misses its goals)."""
+        for (met0, v0), (met1, v1) in zip(before, self.zone_status(v100_min), strict=True):
+            if (met0 and not met1) or (not met0 and v1 < v0 - 1e-9):
+                return False
+        return True
+
     def oar_ok(self) -> bool:
         return all(
             o.excess_cc(od) <= o.allowed_cc() + 1e-9
@@ -290,23 +307,25 @@ def select_seeds(
         v100 = min(_zone_stats(zd, z)["v100_pct"] for zd, z in zip(st.zone_dose, st.zones))
         report(progress, min(0.8, 0.8 * v100 / max(v100_min_pct, 1e-9)), f"{st.x.sum()} seeds")
     met = st.goals_met(v100_min_pct)
-    # -- prune: remove seeds while the goals hold (least under-dose contribution first)
+    # -- prune: remove seeds (least contribution first) while every zone that meets its
+    # goals still does and no zone that misses them loses coverage
+    before = st.zone_status(v100_min_pct)
+    changed = True
+    while changed and time.perf_counter() - t0 < time_limit_s:
+        changed = False
+        chosen = np.nonzero(st.x)[0]
+        contrib = np.array(
+            [sum(float(z.matrix[:, c] @ z.point_cc) for z in st.zones) for c in chosen]
+        )
+        for c in chosen[np.argsort(contrib)]:
+            st.toggle(int(c), False)
+            if st.keeps(before, v100_min_pct):
+                changed = True
+                it += 1
+            else:
+                st.toggle(int(c), True)
+    report(progress, 0.9, f"pruned to {st.x.sum()} seeds")
     if met:
-        changed = True
-        while changed and time.perf_counter() - t0 < time_limit_s:
-            changed = False
-            chosen = np.nonzero(st.x)[0]
-            contrib = np.array(
-                [sum(float(z.matrix[:, c] @ z.point_cc) for z in st.zones) for c in chosen]
-            )
-            for c in chosen[np.argsort(contrib)]:
-                st.toggle(int(c), False)
-                if st.goals_met(v100_min_pct):
-                    changed = True
-                    it += 1
-                else:
-                    st.toggle(int(c), True)
-        report(progress, 0.9, f"pruned to {st.x.sum()} seeds")
         # -- swap: lower V150 by moving one seed at a time, goals and limits kept
         _swap_for_hot_spots(st, v100_min_pct, max_needles, t0, time_limit_s, log)
     report(progress, 1.0, f"{st.x.sum()} seeds")
