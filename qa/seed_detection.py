@@ -322,32 +322,52 @@ def _check_inputs(hu: np.ndarray, grid: Grid, seed_count: int | None) -> np.ndar
 def _components(
     hu: np.ndarray, grid: Grid, opts: DetectionOptions
 ) -> tuple[list[_Component], np.ndarray]:
+    """Metal components, each grown by one voxel into neighbours above the edge threshold.
+
+    The growth works inside each component's bounding box (plus two voxels), so a full CT
+    costs one labelling pass; a voxel touching the cores of two components goes to
+    neither.
+    """
     core = hu >= opts.metal_threshold_hu
     clip_hu = float(hu.max())
-    labels, n = ndimage.label(core, structure=np.ones((3, 3, 3), dtype=bool))
+    cube = np.ones((3, 3, 3), dtype=bool)
+    labels, n = ndimage.label(core, structure=cube)
     if n == 0:
         return [], labels
-    grown = ndimage.grey_dilation(labels, footprint=np.ones((3, 3, 3), dtype=bool))
-    edge = (labels == 0) & (grown > 0) & (hu >= opts.edge_threshold_hu)
-    labels = np.where(edge, grown, labels)
     voxel_mm3 = grid.voxel_volume_mm3
-    core_counts = np.bincount(np.where(core, labels, 0).ravel(), minlength=n + 1)
     comps = []
     for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
-        sub = labels[sl] == lab
-        kji = np.argwhere(sub) + np.array([s.start for s in sl])
-        vals = hu[sl][sub].astype(float)
+        box = tuple(
+            slice(max(s.start - 2, 0), min(s.stop + 2, size))
+            for s, size in zip(sl, labels.shape, strict=True)
+        )
+        lab_box = labels[box]  # a view: growth is written back into ``labels``
+        mine = lab_box == lab
+        n_core = int(mine.sum())
+        others = core[box] & (lab_box != lab) & (lab_box != 0)
+        edge = (
+            ndimage.binary_dilation(mine, structure=cube)
+            & (lab_box == 0)
+            & (hu[box] >= opts.edge_threshold_hu)
+        )
+        if others.any():  # voxels touching two components' cores go to neither
+            edge &= ~ndimage.binary_dilation(others, structure=cube)
+        lab_box[edge] = lab
+        mine |= edge
+        kji = np.argwhere(mine) + np.array([s.start for s in box])
+        vals = hu[box][mine].astype(float)
         ijk = kji[:, ::-1].astype(float)
+        above = np.maximum(vals - opts.edge_threshold_hu, 0.0)
         comps.append(
             _Component(
                 label=lab,
                 ijk=ijk,
                 pos_mm=grid.ijk_to_mm(ijk),
-                weight=np.maximum(vals - opts.edge_threshold_hu, 0.0) + 1e-3,
-                core_volume_mm3=float(core_counts[lab]) * voxel_mm3,
-                signal=float(np.maximum(vals - opts.edge_threshold_hu, 0.0).sum()) * voxel_mm3,
+                weight=above + 1e-3,
+                core_volume_mm3=n_core * voxel_mm3,
+                signal=float(above.sum()) * voxel_mm3,
                 peak_hu=float(vals.max()),
                 clipped=vals >= clip_hu,
             )
