@@ -543,7 +543,7 @@ def _confidence(c: _Component, opts: DetectionOptions) -> float:
     fit = float(np.exp(-0.5 * ((c.estimate - c.k) / (0.35 * np.sqrt(c.k))) ** 2))
     margin = 0.25 * abs(opts.metal_threshold_hu) + 1e-9
     contrast = float(np.clip((c.peak_hu - opts.metal_threshold_hu) / margin, 0.1, 1.0))
-    shape = _shape_factor(c, opts.round_elongation) if c.k == 1 else 1.0
+    shape = _shape_factor(c, opts.round_elongation)
     return float(np.clip(fit * contrast * shape, 0.0, 1.0))
 
 
