@@ -421,7 +421,10 @@ def _seeds_in_component(
     shape only breaks ties: when ``V / v1 - k >= tie_fraction`` (or across-excess above
     1.5 (d/2)^2) and the shape says more, one seed is added; the length along the axis
     only counts to tell one seed from two (beyond that, a touching chain and seeds 8-10 mm
-    apart merged by thick slices look alike).
+    apart merged by thick slices look alike).  The shape also caps the count: no more
+    than ``floor(n_along + 0.75)`` seeds along the axis, times two across when the width
+    exceeds a single seed's by 0.3 (d/2)^2 (clipping can make a pair's signal look like
+    three seeds').
     """
     if c.ratio < opts.min_volume_fraction:
         return 0, c.ratio
@@ -441,6 +444,11 @@ def _seeds_in_component(
     n_along = min(int(np.rint(along)), 2) if k_signal == 1 else 1
     if n_along * n_across > k_signal and (tie or across > 1.5):
         return k_signal + 1, c.ratio
+    # ... nor can the signal exceed what the shape can hold: seeds along the axis (the
+    # merged-spaced-seed ambiguity only ever lengthens) times two across, if any width
+    cap = max(1, int(np.floor(along + 0.75))) * (2 if across > 0.3 else 1)
+    if k_signal > cap:
+        return cap, float(cap)
     return k_signal, c.ratio
 
 
