@@ -183,38 +183,41 @@ def needle_seed_layout(
     ndl = [int(needle_id[c]) for c in chosen]
     kind = ["isolated"] * n_base
     partners = _spread_anchors(np.asarray(pos), n_end_to_end + n_side_by_side, rng)
-    for m, c in enumerate(partners):
-        if m < n_end_to_end:
-            pos.append(pos[c] + (SEED_LENGTH_MM + touch_gap_mm) * axis)
-            kind[c] = "end_to_end"
-            kind.append("end_to_end")
-        else:
-            ang = rng.uniform(0.0, 2.0 * np.pi)
-            side = np.cos(ang) * u + np.sin(ang) * v
-            pos.append(pos[c] + (SEED_DIAMETER_MM + touch_gap_mm) * side)
-            kind[c] = "side_by_side"
-            kind.append("side_by_side")
-        ndl.append(ndl[c])
-    positions = np.asarray(pos, dtype=float)
-    # a partner may land on a drawn seed of the same needle: drop isolated seeds that
-    # overlap anything (replacing them keeps the count) - simply redraw from the rest
-    positions, ndl, kind = _remove_overlaps(positions, ndl, kind, cand, needle_id, rng, axis)
-    tilt = np.radians(rng.normal(0.0, tilt_sd_deg, positions.shape[0]))
-    phi = rng.uniform(0.0, 2.0 * np.pi, positions.shape[0])
+    # every seed's axis: the needle axis tilted at random (seeds turn a little when
+    # released); a touching partner is parallel to the seed it touches
+    n_all = n_base + len(partners)
+    tilt = np.radians(rng.normal(0.0, tilt_sd_deg, n_all))
+    phi = rng.uniform(0.0, 2.0 * np.pi, n_all)
     dirs = (
         np.cos(tilt)[:, None] * axis
         + (np.sin(tilt) * np.cos(phi))[:, None] * u
         + (np.sin(tilt) * np.sin(phi))[:, None] * v
     )
-    # a touching partner is parallel to the seed it touches
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     for m, c in enumerate(partners):
-        dirs[n_base + m] = dirs[c]
+        d = dirs[c]
+        dirs[n_base + m] = d
+        if m < n_end_to_end:
+            pos.append(pos[c] + (SEED_LENGTH_MM + touch_gap_mm) * d)
+            kind[c] = "end_to_end"
+            kind.append("end_to_end")
+        else:
+            ang = rng.uniform(0.0, 2.0 * np.pi)
+            du, dv = _perpendicular_basis(d)
+            side = np.cos(ang) * du + np.sin(ang) * dv
+            pos.append(pos[c] + (SEED_DIAMETER_MM + touch_gap_mm) * side)
+            kind[c] = "side_by_side"
+            kind.append("side_by_side")
+        ndl.append(ndl[c])
+    positions = np.asarray(pos, dtype=float)
+    # a partner may come close to a drawn isolated seed: such seeds move elsewhere
+    positions, ndl, kind = _remove_overlaps(positions, ndl, kind, cand, needle_id, rng)
     cluster = np.arange(positions.shape[0])
     for m, c in enumerate(partners):
         cluster[n_base + m] = c
     return SeedLayout(
         positions_mm=positions,
-        directions=dirs / np.linalg.norm(dirs, axis=1, keepdims=True),
+        directions=dirs,
         needles=np.asarray(ndl, dtype=int),
         kind=tuple(kind),
         cluster=cluster,
@@ -240,7 +243,14 @@ def _spread_anchors(pos: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     )
 
 
-def _remove_overlaps(positions, ndl, kind, cand, needle_id, rng, axis):
+def _remove_overlaps(
+    positions: np.ndarray,
+    ndl: list[int],
+    kind: list[str],
+    cand: np.ndarray,
+    needle_id: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[int], list[str]]:
     """Replace isolated seeds that come closer than a seed length to another seed."""
     positions = positions.copy()
     ndl, kind = list(ndl), list(kind)

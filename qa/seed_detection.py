@@ -322,32 +322,52 @@ def _check_inputs(hu: np.ndarray, grid: Grid, seed_count: int | None) -> np.ndar
 def _components(
     hu: np.ndarray, grid: Grid, opts: DetectionOptions
 ) -> tuple[list[_Component], np.ndarray]:
+    """Metal components, each grown by one voxel into neighbours above the edge threshold.
+
+    The growth works inside each component's bounding box (plus two voxels), so a full CT
+    costs one labelling pass; a voxel touching the cores of two components goes to
+    neither.
+    """
     core = hu >= opts.metal_threshold_hu
     clip_hu = float(hu.max())
-    labels, n = ndimage.label(core, structure=np.ones((3, 3, 3), dtype=bool))
+    cube = np.ones((3, 3, 3), dtype=bool)
+    labels, n = ndimage.label(core, structure=cube)
     if n == 0:
         return [], labels
-    grown = ndimage.grey_dilation(labels, footprint=np.ones((3, 3, 3), dtype=bool))
-    edge = (labels == 0) & (grown > 0) & (hu >= opts.edge_threshold_hu)
-    labels = np.where(edge, grown, labels)
     voxel_mm3 = grid.voxel_volume_mm3
-    core_counts = np.bincount(np.where(core, labels, 0).ravel(), minlength=n + 1)
     comps = []
     for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
             continue
-        sub = labels[sl] == lab
-        kji = np.argwhere(sub) + np.array([s.start for s in sl])
-        vals = hu[sl][sub].astype(float)
+        box = tuple(
+            slice(max(s.start - 2, 0), min(s.stop + 2, size))
+            for s, size in zip(sl, labels.shape, strict=True)
+        )
+        lab_box = labels[box]  # a view: growth is written back into ``labels``
+        mine = lab_box == lab
+        n_core = int(mine.sum())
+        others = core[box] & (lab_box != lab) & (lab_box != 0)
+        edge = (
+            ndimage.binary_dilation(mine, structure=cube)
+            & (lab_box == 0)
+            & (hu[box] >= opts.edge_threshold_hu)
+        )
+        if others.any():  # voxels touching two components' cores go to neither
+            edge &= ~ndimage.binary_dilation(others, structure=cube)
+        lab_box[edge] = lab
+        mine |= edge
+        kji = np.argwhere(mine) + np.array([s.start for s in box])
+        vals = hu[box][mine].astype(float)
         ijk = kji[:, ::-1].astype(float)
+        above = np.maximum(vals - opts.edge_threshold_hu, 0.0)
         comps.append(
             _Component(
                 label=lab,
                 ijk=ijk,
                 pos_mm=grid.ijk_to_mm(ijk),
-                weight=np.maximum(vals - opts.edge_threshold_hu, 0.0) + 1e-3,
-                core_volume_mm3=float(core_counts[lab]) * voxel_mm3,
-                signal=float(np.maximum(vals - opts.edge_threshold_hu, 0.0).sum()) * voxel_mm3,
+                weight=above + 1e-3,
+                core_volume_mm3=n_core * voxel_mm3,
+                signal=float(above.sum()) * voxel_mm3,
                 peak_hu=float(vals.max()),
                 clipped=vals >= clip_hu,
             )
@@ -401,7 +421,10 @@ def _seeds_in_component(
     shape only breaks ties: when ``V / v1 - k >= tie_fraction`` (or across-excess above
     1.5 (d/2)^2) and the shape says more, one seed is added; the length along the axis
     only counts to tell one seed from two (beyond that, a touching chain and seeds 8-10 mm
-    apart merged by thick slices look alike).
+    apart merged by thick slices look alike).  The shape also caps the count: no more
+    than ``floor(n_along + 0.75)`` seeds along the axis, times two across when the width
+    exceeds a single seed's by 0.3 (d/2)^2 (clipping can make a pair's signal look like
+    three seeds').
     """
     if c.ratio < opts.min_volume_fraction:
         return 0, c.ratio
@@ -421,6 +444,11 @@ def _seeds_in_component(
     n_along = min(int(np.rint(along)), 2) if k_signal == 1 else 1
     if n_along * n_across > k_signal and (tie or across > 1.5):
         return k_signal + 1, c.ratio
+    # ... nor can the signal exceed what the shape can hold: seeds along the axis (the
+    # merged-spaced-seed ambiguity only ever lengthens) times two across, if any width
+    cap = max(1, int(np.floor(along + 0.75))) * (2 if across > 0.3 else 1)
+    if k_signal > cap:
+        return cap, float(cap)
     return k_signal, c.ratio
 
 
@@ -523,7 +551,7 @@ def _confidence(c: _Component, opts: DetectionOptions) -> float:
     fit = float(np.exp(-0.5 * ((c.estimate - c.k) / (0.35 * np.sqrt(c.k))) ** 2))
     margin = 0.25 * abs(opts.metal_threshold_hu) + 1e-9
     contrast = float(np.clip((c.peak_hu - opts.metal_threshold_hu) / margin, 0.1, 1.0))
-    shape = _shape_factor(c, opts.round_elongation) if c.k == 1 else 1.0
+    shape = _shape_factor(c, opts.round_elongation)
     return float(np.clip(fit * contrast * shape, 0.0, 1.0))
 
 
