@@ -27,17 +27,17 @@ Measured error against the physics mode (``benchmarks/results/cryo_empirical.jso
 generic 17G probes, gel at 37 C, 10 min freeze, 1 mm grid, table calibrated from the
 single-probe physics run; 2 in a line, 3 on a triangle, 4 on a square, 15 mm apart):
 
-=========  ===========================  ===========================  ===========================
-probes     0 C volume ratio (Dice)      -20 C                        -40 C
-=========  ===========================  ===========================  ===========================
-1          1.005 (0.99)                 1.017 (0.98)                 1.030 (0.98)
-2          1.156 (0.93)                 1.012 (0.98)                 0.845 (0.91)
-3          1.015 (0.94)                 0.819 (0.90)                 0.635 (0.78)
-4          1.189 (0.91)                 1.011 (0.98)                 0.830 (0.91)
-=========  ===========================  ===========================  ===========================
+=========  =====================  =====================  =====================
+probes     0 C vol. ratio (Dice)  -20 C                  -40 C
+=========  =====================  =====================  =====================
+1          1.004 (0.991)          1.017 (0.984)          1.030 (0.978)
+2          1.153 (0.929)          1.009 (0.983)          0.843 (0.906)
+3          1.010 (0.942)          0.817 (0.899)          0.634 (0.776)
+4          1.183 (0.916)          1.008 (0.977)          0.826 (0.905)
+=========  =====================  =====================  =====================
 
-So: the 0 C ice edge is over-estimated by up to 19 % in volume and the lethal -40 C zone
-under-estimated by 17-36 % for multi-probe layouts; use it to search, and verify the chosen
+So: the 0 C ice edge is over-estimated by up to 18 % in volume and the lethal -40 C zone
+under-estimated by 16-37 % for multi-probe layouts; use it to search, and verify the chosen
 layout with the physics mode (:func:`cryo_iceball.placement.verify_with_physics`).
 """
 
