@@ -398,9 +398,15 @@ def _source_item(src: BrachySource) -> Dataset:
     item.SourceIsotopeName = src.isotope
     item.SourceIsotopeHalfLife = _ds(src.half_life_days)
     item.ReferenceAirKermaRate = _ds(src.sk_u)
-    # 1C "if not a gamma emitter"; dciodvfy requires them always, and they are consistent
-    item.SourceStrengthUnits = "AIR_KERMA_RATE"
-    item.SourceStrength = _ds(src.sk_u)
+    # Source Strength Units / Source Strength are Type 1C: "Required if the source is not a
+    # gamma-emitting (photon) source. May be present otherwise" (PS3.3 C.8.8.15, CP-484), so
+    # for I-125 both presence and absence conform.  dicom3tools' dciodvfy encodes the
+    # condition as "Reference Air Kerma Rate is zero" read as an integer (any value < 1 U
+    # counts as zero) and rejects the attributes otherwise; we write them exactly when that
+    # reading requires them, which keeps every file valid for the standard and the validator.
+    if src.sk_u < 1.0:
+        item.SourceStrengthUnits = "AIR_KERMA_RATE"
+        item.SourceStrength = _ds(src.sk_u)
     when = src.reference_datetime
     if when is None:
         raise DataModelError(f"source {src.number} needs a reference_datetime for its strength")

@@ -24,12 +24,12 @@ from planning.case import PlanningCase, load_case, planning_grid, roi_masks
 from planning.needles import Candidates, candidate_seeds, merge_candidates
 from planning.optimize import OarConstraint, SeedSelection, TargetZone, select_seeds
 from planning.spec import LesionSpec, OarLimit, PlanSpec
-from planning.zones import LesionZones, distance_outside_mm, expand_mm, lesion_zones, shrink_mm
+from planning.zones import LesionZones, expand_mm, lesion_zones, shrink_mm
 
 log = logging.getLogger(__name__)
 
-#: OAR points farther than this from every seed target get no constraint rows (their dose
-#: from seeds in the target is a few % of the prescription at most).
+#: The planning grid extends this far beyond the lesions' margins (half of it on each side
+#: of the outermost structure), so OARs next to the targets lie inside it.
 OAR_NEIGHBOURHOOD_MM = 40.0
 #: Cap on sample points per target zone in the influence matrix (a random, volume-weighted
 #: subsample beyond it).
@@ -193,6 +193,16 @@ def _candidate_step_mm(core: np.ndarray, grid: Grid, largest_mm: float) -> float
     return float(np.clip(diameter_mm / 6.0, 2.0, largest_mm))
 
 
+def _constraint_voxels(roi, grid: Grid, thickness_mm: float) -> np.ndarray:
+    """Voxels touched by ``roi`` (any occupancy), grown by one voxel in all 26 directions."""
+    from scipy import ndimage
+
+    from dicom_io.rasterize import roi_fraction
+
+    touched = roi_fraction(roi, grid, supersample=2, slice_thickness_mm=thickness_mm) > 0
+    return ndimage.binary_dilation(touched, structure=np.ones((3, 3, 3), bool))
+
+
 def _zone_points(mask: np.ndarray, grid: Grid, rng) -> tuple[np.ndarray, np.ndarray]:
     pts = grid.voxel_centres_mm()[mask]
     cc = np.full(pts.shape[0], grid.voxel_volume_mm3 / 1000.0)
@@ -328,10 +338,12 @@ def make_plan(
             zone_defs.append((f"{lesion.roi} seed target", z.seed_target, rx))
             for h in lesion.high_risk:
                 zone_defs.append((f"{lesion.roi} {h.roi}", z.high_risk[h.roi], h.prescription_gy))
-        near = distance_outside_mm(union, grid) <= OAR_NEIGHBOURHOOD_MM
         oar_defs = []
         for limit in spec.oars:
-            m = masks[limit.roi] & near
+            # every voxel whose dose can enter the OAR's DVH: voxels the contours touch, plus
+            # one voxel around them (trilinear interpolation mixes the 8 neighbours), so the
+            # limit holds for the DVH of the written dose, not only at sample points
+            m = _constraint_voxels(case.structures.roi(limit.roi), grid, thickness)
             if not m.any():
                 continue
             oar_total_cc = float(masks[limit.roi].sum()) * grid.voxel_volume_mm3 / 1000.0
@@ -367,8 +379,11 @@ def make_plan(
         for roi, (pts, cc) in oar_point_sets.items():
             oar_rows[roi] = (matrix[offset : offset + len(pts)], cc)
             offset += len(pts)
+        # a 1e-4 relative safety margin covers float32 matrix vs float64 final dose
         constraints = [
-            OarConstraint(roi, metric, kind, lim, vol, oar_rows[roi][0], oar_rows[roi][1])
+            OarConstraint(
+                roi, metric, kind, lim * (1 - 1e-4), vol, oar_rows[roi][0], oar_rows[roi][1]
+            )
             for roi, metric, kind, lim, vol, _ in oar_defs
         ]
         t1 = time.perf_counter()
