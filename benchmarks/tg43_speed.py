@@ -4,8 +4,9 @@ Cases (issue 3): 100 seeds × 128³ voxels and 200 seeds × 256³ voxels, model 
 line formalism, no cut-off unless stated.  An "evaluation" is one seed-voxel pair.
 The numpy reference runs on a few slices and is scaled; numba runs the full grids; CuPy runs
 when a CUDA device is present (else its reason is recorded).  The peer is the TG-43 module
-of pygrpm (AGPL, installed only in its own virtualenv, default ``/work/venvs-tg43`` or
-``$TG43_PEER_PYTHON``), timed on a subset of the same voxels and seeds, and compared with
+of pygrpm (AGPL, installed only in its own virtualenv - ``python -m venv
+~/.cache/brachycryo/peer-venvs/pygrpm && .../bin/pip install pygrpm`` - or the interpreter
+named by ``$TG43_PEER_PYTHON``), timed on a subset of the same voxels and seeds, and compared with
 this engine where both are defined (pygrpm's F is 0 outside its table, 0.5-7 cm).
 
 Run: ``python -m benchmarks.tg43_speed [--quick]``; writes
@@ -38,7 +39,9 @@ from dose_kernels import Seeds, dose_at_points, dose_on_grid  # noqa: E402
 
 MODEL = "IAI-125A"
 RESULT = ROOT / "benchmarks" / "results" / "tg43_speed.json"
-DEFAULT_PEER_PYTHON = "/work/venvs-tg43/bin/python"  # machine-specific: override by env var
+DEFAULT_PEER_PYTHON = str(
+    Path.home() / ".cache" / "brachycryo" / "peer-venvs" / "pygrpm" / "bin" / "python"
+)
 NOTES = [
     "numba cost per seed-voxel evaluation (line, float32) is ~50 ns of CPU time per core "
     "(point: ~31 ns; measured with process_time, single thread): 3 sqrt, 2 atan2 "
