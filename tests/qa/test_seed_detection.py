@@ -166,8 +166,12 @@ def test_detection_3mm_slices(ct_3mm, implant100, given):
 
 
 def test_detection_120_seeds_a_third_in_touching_pairs(phantom):
+    from planning.zones import expand_mm
+
+    # seeds fill the seed target of the bulky lesion: GTV + 10 mm inside the body
+    target = expand_mm(phantom.masks["GTV_Bulky"], phantom.grid, 10.0) & phantom.masks["BODY"]
     lay = needle_seed_layout(
-        phantom.masks["GTV_Bulky"],
+        target,
         phantom.grid,
         n_seeds=120,
         seed=14,
