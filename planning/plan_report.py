@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-from qa.evaluate import PlanEvaluation
-from qa.report import Constraint, build_report_html, write_report
 
 from planning.evaluate import PlanMetrics
 from planning.pipeline import PlanResult
+from qa.evaluate import PlanEvaluation
+from qa.report import Constraint, build_report_html, write_report
 
 _LIMIT_METRIC = {"Dmax": "Dmax", "D0.1cc": "D0.1cc", "D2cc": "D2cc"}
 
@@ -38,7 +38,13 @@ def write_plan_report(
         metric = _LIMIT_METRIC.get(c["metric"], c["metric"].removesuffix("_pct"))
         constraints.append(Constraint(c["roi"], metric, "<=", float(c["limit"])))
     for g in doc["goals"]:
-        constraints.append(Constraint(g["roi"], g["metric"], ">=", float(g["goal"])))
+        if g["metric"] in ("V100", "D90"):
+            constraints.append(Constraint(g["roi"], g["metric"], ">=", float(g["goal"])))
+        else:  # cryo ablation coverage: not a DVH metric, reported as a line of its own
+            state = "met" if g["passed"] else "NOT met"
+            evaluation.warnings.append(
+                f"{g['roi']}: {g['metric']} {g['value']} % (goal {g['goal']} %): {state}"
+            )
     rois = []
     names = [lesion.roi for lesion in spec.lesions] + [o.roi for o in spec.oars]
     for name in dict.fromkeys(names):
