@@ -52,19 +52,40 @@ def load_case(
 
 
 def planning_grid(
-    ct_grid: Grid, rois, structures: StructureSet, pad_mm: float, spacing_mm: float
+    ct_grid: Grid,
+    rois,
+    structures: StructureSet,
+    pad_mm: float,
+    spacing_mm: float,
+    *,
+    oars=(),
+    oar_reach_mm: float = 80.0,
 ) -> Grid:
-    """A grid in the CT's orientation covering the given ROIs plus ``pad_mm``, clipped to the CT."""
-    corners = []
-    for name in rois:
-        stack = contour_stack(structures.roi(name), slice_thickness_mm=ct_grid.spacing_mm[2])
-        corners.append(stack.bounds_mm())
-    pts = np.concatenate(corners)
-    # extents along the CT axes, in mm from the CT origin
+    """A grid in the CT's orientation covering the ROIs plus ``pad_mm``, clipped to the CT.
+
+    The grid also grows to take in the ``oars`` (organs with dose limits) as far as
+    ``oar_reach_mm`` beyond the ROIs, so their DVHs see the dose the seeds give them
+    rather than 0 Gy outside the dose grid; parts farther away are reported as outside.
+    """
     d = ct_grid.direction_matrix
-    local = (pts - np.asarray(ct_grid.origin_mm)) @ d
-    lo = local.min(axis=0) - pad_mm
-    hi = local.max(axis=0) + pad_mm
+
+    def local_extent(names):
+        corners = []
+        for name in names:
+            stack = contour_stack(structures.roi(name), slice_thickness_mm=ct_grid.spacing_mm[2])
+            corners.append(stack.bounds_mm())
+        local = (np.concatenate(corners) - np.asarray(ct_grid.origin_mm)) @ d
+        return local.min(axis=0), local.max(axis=0)
+
+    # extents along the CT axes, in mm from the CT origin
+    lo, hi = local_extent(rois)
+    reach_lo, reach_hi = lo - oar_reach_mm, hi + oar_reach_mm
+    lo = lo - pad_mm
+    hi = hi + pad_mm
+    if oars:
+        olo, ohi = local_extent(oars)
+        lo = np.minimum(lo, np.maximum(olo, reach_lo))
+        hi = np.maximum(hi, np.minimum(ohi, reach_hi))
     ct_lo = -0.5 * np.asarray(ct_grid.spacing_mm)
     ct_hi = (np.asarray(ct_grid.size_ijk) - 0.5) * np.asarray(ct_grid.spacing_mm)
     lo = np.maximum(lo, ct_lo)

@@ -231,7 +231,14 @@ def make_plan(
     thickness = case.ct.grid.spacing_mm[2]
     lesion_rois = [lesion.roi for lesion in spec.lesions]
     pad = max(lesion.margin_mm for lesion in spec.lesions) + OAR_NEIGHBOURHOOD_MM / 2
-    grid = planning_grid(case.ct.grid, lesion_rois, case.structures, pad, spec.dose.spacing_mm)
+    grid = planning_grid(
+        case.ct.grid,
+        lesion_rois,
+        case.structures,
+        pad,
+        spec.dose.spacing_mm,
+        oars=[o.roi for o in spec.oars],
+    )
     wanted = [body_name, *lesion_rois, *(o.roi for o in spec.oars)]
     wanted += [h.roi for lesion in spec.lesions for h in lesion.high_risk]
     masks = roi_masks(case.structures, wanted, grid, slice_thickness_mm=thickness)
