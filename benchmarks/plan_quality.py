@@ -52,9 +52,7 @@ def _baseline(result, lesion: str) -> dict:
                 chosen.append(n)
                 last = cand.depth_mm[n]
     chosen = np.asarray(chosen)
-    ijk = np.rint(grid.mm_to_ijk(cand.positions_mm[chosen])).astype(int)
-    i, j, k = ijk.T
-    chosen = chosen[target[k, j, i]]
+    chosen = chosen[grid.sample_nearest(target, cand.positions_mm[chosen], outside=False)]
     pos, dirs = cand.positions_mm[chosen], cand.directions[chosen]
     dose_1u = dose_on_grid(Seeds(pos, 1.0, dirs), grid, spec.seed_model, dtype=np.float64)
     d90_1u = metric_value(dvh_from_mask(target, grid, dose_1u, grid), "D90")

@@ -173,6 +173,22 @@ class Grid:
         hi = np.asarray(self.size_ijk, dtype=float) - 1.0 + margin_voxels
         return np.all((ijk >= -margin_voxels) & (ijk <= hi), axis=-1)
 
+    def sample_nearest(
+        self, volume: np.ndarray, points_mm: np.ndarray, *, outside: float | bool = 0
+    ) -> np.ndarray:
+        """Values of ``volume`` (on this grid) at the voxels nearest to ``points_mm`` (..., 3).
+
+        Points outside the grid get ``outside``; the result has the volume's dtype.
+        """
+        self.check_volume(volume)
+        pts = np.asarray(points_mm, dtype=float)
+        ijk = np.rint(self.mm_to_ijk(pts)).astype(np.int64)
+        ok = np.all((ijk >= 0) & (ijk < np.asarray(self.size_ijk)), axis=-1)
+        out = np.full(pts.shape[:-1], outside, dtype=np.asarray(volume).dtype)
+        i, j, k = ijk[ok].T
+        out[ok] = volume[k, j, i]
+        return out
+
     def corners_mm(self) -> np.ndarray:
         """The 8 outer corners (voxel boundaries, not centres) in mm, shape (8, 3)."""
         n = np.asarray(self.size_ijk, dtype=float)

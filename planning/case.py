@@ -101,7 +101,7 @@ def planning_grid(
     )
 
 
-def roi_masks(
+def roi_fractions(
     structures: StructureSet,
     names,
     grid: Grid,
@@ -109,7 +109,7 @@ def roi_masks(
     slice_thickness_mm: float,
     required: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Half-occupancy masks (voxel at least half inside, 2x2x2 sub-points) of the named ROIs."""
+    """Occupancy fractions (2x2x2 sub-points per voxel, float32) of the named ROIs."""
     out = {}
     present = {r.name for r in structures.rois}
     for name in dict.fromkeys(names):
@@ -119,8 +119,12 @@ def roi_masks(
                     f"is not in the structure set; ROIs present: {sorted(present)}", roi=name
                 )
             continue
-        frac = roi_fraction(
+        out[name] = roi_fraction(
             structures.roi(name), grid, supersample=2, slice_thickness_mm=slice_thickness_mm
         )
-        out[name] = frac >= 0.5
     return out
+
+
+def half_occupancy(fractions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Masks of the voxels at least half inside each ROI."""
+    return {name: frac >= 0.5 for name, frac in fractions.items()}

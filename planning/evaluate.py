@@ -221,8 +221,4 @@ def evaluate_plan(result: PlanResult) -> PlanMetrics:
 def _seeds_in(result: PlanResult, mask: np.ndarray) -> int:
     if result.n_seeds == 0:
         return 0
-    ijk = np.rint(result.grid.mm_to_ijk(result.seed_positions_mm)).astype(int)
-    size = np.asarray(result.grid.size_ijk)
-    ok = np.all((ijk >= 0) & (ijk < size), axis=1)
-    i, j, k = ijk[ok].T
-    return int(mask[k, j, i].sum())
+    return int(result.grid.sample_nearest(mask, result.seed_positions_mm, outside=False).sum())

@@ -65,13 +65,7 @@ def _basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _lookup(mask: np.ndarray, grid: Grid, pts_mm: np.ndarray) -> np.ndarray:
-    ijk = np.rint(grid.mm_to_ijk(pts_mm)).astype(np.int64)
-    size = np.asarray(grid.size_ijk)
-    ok = np.all((ijk >= 0) & (ijk < size), axis=-1)
-    out = np.zeros(pts_mm.shape[:-1], dtype=bool)
-    i, j, k = ijk[ok].T
-    out[ok] = mask[k, j, i]
-    return out
+    return grid.sample_nearest(mask, pts_mm, outside=False)
 
 
 def cone_directions(nominal: np.ndarray, max_angle_deg: float, n: int) -> list[np.ndarray]:

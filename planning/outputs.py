@@ -32,14 +32,10 @@ ZONE_COLOURS = {
 def resample_mask_nearest(mask: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
     """``mask`` (on ``grid``) sampled at the voxel centres of ``target`` (nearest voxel)."""
     out = np.zeros(target.shape, dtype=bool)
-    for k in range(target.shape[0]):
-        jj, ii = np.meshgrid(np.arange(target.shape[1]), np.arange(target.shape[2]), indexing="ij")
+    jj, ii = np.meshgrid(np.arange(target.shape[1]), np.arange(target.shape[2]), indexing="ij")
+    for k in range(target.shape[0]):  # slice by slice: the CT grid can be large
         pts = target.ijk_to_mm(np.stack([ii, jj, np.full_like(ii, k)], axis=-1).astype(float))
-        ijk = np.rint(grid.mm_to_ijk(pts)).astype(np.int64)
-        ok = np.all((ijk >= 0) & (ijk < np.asarray(grid.size_ijk)), axis=-1)
-        sl = np.zeros(ok.shape, dtype=bool)
-        sl[ok] = mask[ijk[ok][:, 2], ijk[ok][:, 1], ijk[ok][:, 0]]
-        out[k] = sl
+        out[k] = grid.sample_nearest(mask, pts, outside=False)
     return out
 
 

@@ -20,7 +20,7 @@ from brachycryo.errors import ConfigError, DataModelError, InfeasiblePlanError
 from brachycryo.grid import Grid
 from brachycryo.progress import ProgressCallback, report, scaled
 from dose_kernels import Seeds, dose_on_grid, influence_matrix, load_seed_model
-from planning.case import PlanningCase, load_case, planning_grid, roi_masks
+from planning.case import PlanningCase, half_occupancy, load_case, planning_grid, roi_fractions
 from planning.needles import Candidates, candidate_seeds, merge_candidates
 from planning.optimize import OarConstraint, SeedSelection, TargetZone, select_seeds
 from planning.spec import LesionSpec, OarLimit, PlanSpec
@@ -193,18 +193,17 @@ def _candidate_step_mm(core: np.ndarray, grid: Grid, largest_mm: float) -> float
     return float(np.clip(diameter_mm / 6.0, 2.0, largest_mm))
 
 
-def _constraint_voxels(roi, grid: Grid, thickness_mm: float) -> np.ndarray:
-    """Voxels touched by ``roi`` (any occupancy), grown by one voxel in all 26 directions."""
+def _constraint_voxels(fraction: np.ndarray) -> np.ndarray:
+    """Voxels a ROI touches (any occupancy), grown by one voxel in all 26 directions."""
     from scipy import ndimage
 
-    from dicom_io.rasterize import roi_fraction
-
-    touched = roi_fraction(roi, grid, supersample=2, slice_thickness_mm=thickness_mm) > 0
-    return ndimage.binary_dilation(touched, structure=np.ones((3, 3, 3), bool))
+    return ndimage.binary_dilation(fraction > 0, structure=np.ones((3, 3, 3), bool))
 
 
-def _zone_points(mask: np.ndarray, grid: Grid, rng) -> tuple[np.ndarray, np.ndarray]:
-    pts = grid.voxel_centres_mm()[mask]
+def _zone_points(
+    mask: np.ndarray, grid: Grid, centres_mm: np.ndarray, rng
+) -> tuple[np.ndarray, np.ndarray]:
+    pts = centres_mm[mask]
     cc = np.full(pts.shape[0], grid.voxel_volume_mm3 / 1000.0)
     if pts.shape[0] > MAX_ZONE_POINTS:
         idx = np.sort(rng.choice(pts.shape[0], MAX_ZONE_POINTS, replace=False))
@@ -241,7 +240,7 @@ def make_plan(
     )
     wanted = [body_name, *lesion_rois, *(o.roi for o in spec.oars)]
     wanted += [h.roi for lesion in spec.lesions for h in lesion.high_risk]
-    masks = roi_masks(case.structures, wanted, grid, slice_thickness_mm=thickness)
+    fractions = roi_fractions(case.structures, wanted, grid, slice_thickness_mm=thickness)
     optional = [*spec.needles.no_go]
     if spec.needles.mode == "free":
         optional.append(spec.needles.entry_roi)
@@ -253,8 +252,10 @@ def make_plan(
         )
     for name in missing:
         log.warning("no-go structure %r is not in the structure set; ignored", name)
-    masks.update(roi_masks(case.structures, optional, grid, slice_thickness_mm=thickness,
-                           required=False))  # fmt: skip
+    fractions.update(
+        roi_fractions(case.structures, optional, grid, slice_thickness_mm=thickness, required=False)
+    )
+    masks = half_occupancy(fractions)
     report(progress, 0.2, "structures on the planning grid")
     timings["masks_s"] = time.perf_counter() - t0 - timings["case_s"]
 
@@ -350,18 +351,19 @@ def make_plan(
             # every voxel whose dose can enter the OAR's DVH: voxels the contours touch, plus
             # one voxel around them (trilinear interpolation mixes the 8 neighbours), so the
             # limit holds for the DVH of the written dose, not only at sample points
-            m = _constraint_voxels(case.structures.roi(limit.roi), grid, thickness)
+            m = _constraint_voxels(fractions[limit.roi])
             if not m.any():
                 continue
             oar_total_cc = float(masks[limit.roi].sum()) * grid.voxel_volume_mm3 / 1000.0
             for metric, kind, lim, vol_cc, pct in _oar_constraints_for(limit):
                 volume_cc = vol_cc if pct is None else pct / 100.0 * oar_total_cc
                 oar_defs.append((limit.roi, metric, kind, lim, volume_cc, m))
-        point_sets = [_zone_points(m, grid, rng) for _, m, _ in zone_defs]
+        centres = grid.voxel_centres_mm()
+        point_sets = [_zone_points(m, grid, centres, rng) for _, m, _ in zone_defs]
         oar_point_sets = {}
         for roi, *_rest, m in oar_defs:
             if roi not in oar_point_sets:
-                pts = grid.voxel_centres_mm()[m]
+                pts = centres[m]
                 oar_point_sets[roi] = (pts, np.full(len(pts), grid.voxel_volume_mm3 / 1000.0))
         all_pts = np.concatenate(
             [p for p, _ in point_sets] + [p for p, _ in oar_point_sets.values()]

@@ -108,3 +108,12 @@ def test_contains_and_crop():
     np.testing.assert_allclose(c.origin_mm, [1, 1, 1])
     with pytest.raises(GeometryError):
         g.cropped((0, 0, 0), (6, 1, 1))
+
+
+def test_sample_nearest_inside_and_outside():
+    g = Grid((2, 3, 4), (10.0, 20.0, 30.0), (1.0, 2.0, 5.0))
+    vol = np.arange(24, dtype=np.int32).reshape(g.shape)
+    pts = np.array([[10.4, 20.9, 30.0], [13.0, 24.0, 35.0], [9.6, 20.0, 30.0], [10, 20, 50.0]])
+    got = g.sample_nearest(vol, pts, outside=-1)
+    assert got.tolist() == [vol[0, 0, 0], vol[1, 2, 3], vol[0, 0, 0], -1]
+    assert got.dtype == np.int32
