@@ -176,9 +176,10 @@ def simulate(
     """
     opts = options or BioheatOptions()
     be = resolve_backend(backend)
-    if not grid.is_axis_aligned():
-        # the solver's own grid is axis-aligned by design; probes may be oblique
-        raise GeometryError("the bioheat solver needs an axis-aligned grid (resample first)")
+    # Any orientation works: Grid guarantees an orthonormal direction matrix, so the
+    # finite-difference operator (spacing per index axis) is the same in the rotated frame,
+    # and probes and vessels are rasterised in patient coordinates (an oblique CT's grid
+    # is simulated as it is, without resampling onto an axis-aligned one).
     if not phases:
         raise ConfigError("the protocol has no phase", key="protocol")
     if not probes and vessel_mask is None:

@@ -41,7 +41,28 @@ Example::
     centre_mm = [0, 30, 0]
     radius_mm = 8             # a sphere; or size_mm = [x, y, z] for an axis-aligned box
 
-A CT + RTSTRUCT (``ct = ...``) is not supported yet: the loader says so.
+Instead of ``[medium]``, a **CT + RTSTRUCT** case (read and rasterised by
+:mod:`planning.cryo_case`; this module only validates the names and paths)::
+
+    [ct]
+    series = "CT"                 # folder of the CT series (relative to this file)
+    rtstruct = "RS.phantom.dcm"   # its structure set (same Frame of Reference)
+    # series_uid = "1.2.3..."     # when the folder holds several CT series
+    initial_temp_c = 37.0
+    vessels = ["Aorta", "IVC"]    # large vessels: heat sinks held at 37 C
+    oars = ["Kidney_L", "SpinalCord"]   # min distance from the 0 C isotherm in summary.json
+
+    [structures]                  # optional: tissue class per ROI (rows of the tissue table),
+    Liver = "liver"               # overriding the CT-number classes; later lines win where
+    GTV_Bulky = "tumor"           # ROIs overlap
+
+The simulation grid is then the CT's grid (its direction matrix kept, oblique or not)
+cropped to the probes' active zones plus ``margin_mm`` and resampled to ``spacing_mm``.
+Tissue classes come from the CT numbers (:func:`cryo_iceball.tissue.classes_from_hu`:
+lung below -500 HU, soft tissue otherwise; fat and bone have no sourced thermal values, so
+they count as soft tissue unless the ``[catalogue] tissues`` file has rows named ``fat``
+and ``bone``), then from ``[structures]``.  The isotherms are also written as an RTSTRUCT
+on the CT.  ``[[vessel]]`` and ``[[oar]]`` shapes may be given in either form.
 """
 
 from __future__ import annotations
@@ -59,8 +80,19 @@ from cryo_iceball.bioheat import DEFAULT_ISOTHERMS_C, BioheatOptions
 from cryo_iceball.probes import Phase, Probe, load_probe_catalogue
 from cryo_iceball.tissue import Tissue, get_tissue, load_tissues
 
-_TOP = {"medium", "grid", "probe", "protocol", "output", "solver", "catalogue", "oar", "vessel"}
-_NOT_YET = {"ct", "rtstruct", "ct_dir", "structures"}
+_TOP = {
+    "medium",
+    "ct",
+    "structures",
+    "grid",
+    "probe",
+    "protocol",
+    "output",
+    "solver",
+    "catalogue",
+    "oar",
+    "vessel",
+}
 
 
 @dataclass(frozen=True)
@@ -95,10 +127,29 @@ class VesselSegment:
 
 
 @dataclass(frozen=True)
+class CtSource:
+    """The ``[ct]`` + ``[structures]`` tables: paths and ROI names, as plain data.
+
+    ``structures`` is the ordered ``(ROI name, tissue name)`` list of ``[structures]``.
+    """
+
+    series_dir: Path
+    rtstruct: Path
+    series_uid: str | None = None
+    structures: tuple[tuple[str, str], ...] = ()
+    vessels: tuple[str, ...] = ()
+    oars: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class IceballConfig:
-    tissue: Tissue
+    """A validated config.  With ``[medium]``: ``tissue`` and ``grid`` are set, ``ct`` is
+    None.  With ``[ct]``: ``tissue`` and ``grid`` are None (the grid and the tissue map come
+    from the CT, :mod:`planning.cryo_case`) and ``ct`` holds the paths and ROI names."""
+
+    tissue: Tissue | None
     initial_temp_c: float
-    grid: Grid
+    grid: Grid | None
     probes: tuple[Probe, ...]
     phases: tuple[Phase, ...]
     isotherms_c: tuple[float, ...]
@@ -106,11 +157,17 @@ class IceballConfig:
     options: BioheatOptions
     oars: tuple[OarShape, ...] = field(default_factory=tuple)
     vessels: tuple[VesselSegment, ...] = field(default_factory=tuple)
+    ct: CtSource | None = None
+    tissue_table: dict[str, Tissue] = field(default_factory=dict)
+    spacing_mm: float = 1.0
+    margin_mm: float = 30.0
 
-    def vessel_mask(self) -> np.ndarray | None:
+    def vessel_mask(self, grid: Grid | None = None) -> np.ndarray | None:
+        """The ``[[vessel]]`` cylinders on ``grid`` (default: the config's grid)."""
+        grid = grid or self.grid
         if not self.vessels:
             return None
-        return np.any([v.mask(self.grid) for v in self.vessels], axis=0)
+        return np.any([v.mask(grid) for v in self.vessels], axis=0)
 
 
 def _table(doc: dict, key: str, *, required: bool) -> dict:
@@ -166,12 +223,6 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p} is not valid TOML: {exc}") from None
     base = p.parent
-    for key in _NOT_YET & set(doc) | _NOT_YET & set(doc.get("medium", {}) or {}):
-        raise ConfigError(
-            "a CT + RTSTRUCT ice-ball case is not supported yet (needs the DICOM readers); "
-            "give [medium] tissue and initial_temp_c instead",
-            key=key,
-        )
     _check_keys(doc, _TOP, "the config")
 
     cat = _table(doc, "catalogue", required=False)
@@ -179,15 +230,29 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
     probe_cat = load_probe_catalogue(base / cat["probes"] if "probes" in cat else None)
     tissues = load_tissues(base / cat["tissues"] if "tissues" in cat else None)
 
-    med = _table(doc, "medium", required=True)
-    _check_keys(med, {"tissue", "initial_temp_c"}, "[medium]")
-    if not isinstance(med.get("tissue"), str):
-        raise ConfigError("[medium] tissue must be a tissue name", key="medium.tissue")
-    try:
-        tissue = get_tissue(med["tissue"], tissues)
-    except Exception as exc:
-        raise ConfigError(str(exc), key="medium.tissue") from None
-    t0 = _num(med, "initial_temp_c", "medium", default=37.0)
+    has_medium, has_ct = "medium" in doc, "ct" in doc
+    if has_medium == has_ct:
+        raise ConfigError(
+            "give either a [medium] table (a uniform medium) or a [ct] table (a CT + RTSTRUCT)"
+            + (", not both" if has_medium else ""),
+            key="ct" if has_ct else "medium",
+        )
+    tissue, ct = None, None
+    if has_medium:
+        if "structures" in doc:
+            raise ConfigError("[structures] needs a [ct] case", key="structures")
+        med = _table(doc, "medium", required=True)
+        _check_keys(med, {"tissue", "initial_temp_c"}, "[medium]")
+        if not isinstance(med.get("tissue"), str):
+            raise ConfigError("[medium] tissue must be a tissue name", key="medium.tissue")
+        try:
+            tissue = get_tissue(med["tissue"], tissues)
+        except Exception as exc:
+            raise ConfigError(str(exc), key="medium.tissue") from None
+        t0 = _num(med, "initial_temp_c", "medium", default=37.0)
+    else:
+        ct = _ct_source(doc, base, tissues)
+        t0 = _num(doc["ct"], "initial_temp_c", "ct", default=37.0)
 
     probes_raw = doc.get("probe")
     if not isinstance(probes_raw, list) or not probes_raw:
@@ -228,10 +293,11 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
     margin = _num(gtab, "margin_mm", "grid", default=30.0)
     if spacing <= 0 or margin < 0:
         raise ConfigError("grid.spacing_mm must be > 0 and margin_mm >= 0", key="grid")
-    ends = np.array([e for pr in probes for e in pr.active_segment_mm()])
-    grid = Grid.from_bounds(ends.min(axis=0) - margin, ends.max(axis=0) + margin, spacing)
-    if grid.n_voxels > 400**3:
-        raise ConfigError(f"grid of {grid.shape} voxels is too large", key="grid.spacing_mm")
+    grid = None
+    if ct is None:
+        ends = np.array([e for pr in probes for e in pr.active_segment_mm()])
+        grid = Grid.from_bounds(ends.min(axis=0) - margin, ends.max(axis=0) + margin, spacing)
+        check_grid_size(grid)
 
     out = _table(doc, "output", required=False)
     _check_keys(out, {"isotherms_c", "lethal_isotherm_c"}, "[output]")
@@ -290,4 +356,78 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
         options=options,
         oars=tuple(oars),
         vessels=tuple(vessels),
+        ct=ct,
+        tissue_table=tissues,
+        spacing_mm=spacing,
+        margin_mm=margin,
+    )
+
+
+#: Largest simulation grid accepted (voxels).
+MAX_GRID_VOXELS = 400**3
+
+
+def check_grid_size(grid: Grid) -> None:
+    """ConfigError (key ``grid.spacing_mm``) for a grid too large to simulate."""
+    if grid.n_voxels > MAX_GRID_VOXELS:
+        raise ConfigError(
+            f"grid of {grid.shape} voxels is too large (at most {MAX_GRID_VOXELS}); use a "
+            "coarser spacing_mm or a smaller margin_mm",
+            key="grid.spacing_mm",
+        )
+
+
+def _names(tab: dict, key: str, where: str) -> tuple[str, ...]:
+    v = tab.get(key, [])
+    if not isinstance(v, list) or not all(isinstance(x, str) and x.strip() for x in v):
+        raise ConfigError(
+            f"{where}.{key} must be a list of ROI names, got {v!r}", key=f"{where}.{key}"
+        )
+    if len(set(v)) != len(v):
+        raise ConfigError(f"{where}.{key} repeats a ROI name: {v!r}", key=f"{where}.{key}")
+    return tuple(v)
+
+
+def _ct_source(doc: dict, base: Path, tissues: dict[str, Tissue]) -> CtSource:
+    tab = _table(doc, "ct", required=True)
+    _check_keys(
+        tab, {"series", "rtstruct", "series_uid", "initial_temp_c", "vessels", "oars"}, "[ct]"
+    )
+    paths = {}
+    for key in ("series", "rtstruct"):
+        v = tab.get(key)
+        if not isinstance(v, str) or not v.strip():
+            raise ConfigError(
+                f"[ct] {key} must be a path (relative to the config file)", key=f"ct.{key}"
+            )
+        paths[key] = base / v
+    if not paths["series"].is_dir():
+        raise ConfigError(f"CT series folder {paths['series']} does not exist", key="ct.series")
+    if not paths["rtstruct"].is_file():
+        raise ConfigError(f"RTSTRUCT file {paths['rtstruct']} does not exist", key="ct.rtstruct")
+    uid = tab.get("series_uid")
+    if uid is not None and not isinstance(uid, str):
+        raise ConfigError("[ct] series_uid must be a string", key="ct.series_uid")
+    vessels = _names(tab, "vessels", "ct")
+    oars = _names(tab, "oars", "ct")
+    structures = []
+    for roi, name in _table(doc, "structures", required=False).items():
+        if not isinstance(name, str):
+            raise ConfigError(
+                f"[structures] {roi} must name a tissue, got {name!r}", key=f"structures.{roi}"
+            )
+        if name not in tissues:
+            raise ConfigError(
+                f"[structures] {roi}: unknown tissue {name!r}; known: {sorted(tissues)} (add "
+                "rows with a [catalogue] tissues file)",
+                key=f"structures.{roi}",
+            )
+        structures.append((roi, name))
+    return CtSource(
+        series_dir=paths["series"],
+        rtstruct=paths["rtstruct"],
+        series_uid=uid,
+        structures=tuple(structures),
+        vessels=vessels,
+        oars=oars,
     )

@@ -23,10 +23,15 @@ def summary_dict(
     *,
     lethal_isotherm_c: float,
     oar_masks: dict[str, np.ndarray] | None = None,
+    oar_distances_mm: dict[str, float | None] | None = None,
 ) -> dict:
     """``{"isotherms": {"0": {"volume_ml", "axes_mm": [short, middle, long]}, ...},
     "lethal_isotherm_c": .., "oar_min_distance_mm": {ROI: ..}}`` (distance from the 0 C
-    isotherm, voxel centre to voxel centre; 0 when they overlap)."""
+    isotherm, voxel centre to voxel centre; 0 when they overlap).
+
+    ``oar_distances_mm`` (distances computed by the caller, e.g. against OARs on a CT grid
+    beyond the simulation grid) are reported as given, after those of ``oar_masks``.
+    """
     grid = result.grid
     iso = {}
     for t in isotherms_c:
@@ -41,6 +46,8 @@ def summary_dict(
     for name, m in (oar_masks or {}).items():
         d = min_distance_mm(ice, m, grid)
         oars[name] = None if not np.isfinite(d) else round(d, 2)
+    for name, d in (oar_distances_mm or {}).items():
+        oars[name] = None if d is None or not np.isfinite(d) else round(float(d), 2)
     return {
         "isotherms": iso,
         "lethal_isotherm_c": float(lethal_isotherm_c),
@@ -90,9 +97,13 @@ def write_slice_pngs(
 
     grid = result.grid
     paths = []
-    lo = [grid.origin_mm[a] - 0.5 * grid.spacing_mm[a] for a in range(3)]
+    if grid.is_axis_aligned():
+        lo = [grid.origin_mm[a] - 0.5 * grid.spacing_mm[a] for a in range(3)]
+        names, unit = ("x", "y", "z"), "mm, LPS"
+    else:  # oblique grid: distances along the grid's own axes from voxel [0, 0, 0]
+        lo = [-0.5 * grid.spacing_mm[a] for a in range(3)]
+        names, unit = ("i", "j", "k"), "mm along the grid axis"
     hi = [lo[a] + grid.size_ijk[a] * grid.spacing_mm[a] for a in range(3)]
-    names = ("x", "y", "z")
     for plane, (axis, index) in _slice_planes(grid, centre_mm).items():
         img = np.take(result.min_temp_c, index, axis=axis)
         # image axes: rows/cols of the remaining array axes [k, j, i] minus ``axis``
@@ -116,8 +127,8 @@ def write_slice_pngs(
                 ax.contour(xs, ys, ms, levels=[0.5], colors="g", linewidths=1.0)
                 yy, xx = np.argwhere(ms > 0).mean(axis=0)
                 ax.text(xs[int(xx)], ys[int(yy)], name, color="g", fontsize=7)
-        ax.set_xlabel(f"{names[col_ax]} (mm, LPS)")
-        ax.set_ylabel(f"{names[row_ax]} (mm, LPS)")
+        ax.set_xlabel(f"{names[col_ax]} ({unit})")
+        ax.set_ylabel(f"{names[row_ax]} ({unit})")
         ax.set_title(f"minimum temperature, {plane} slice {names[ijk_of[axis]]} index {index}")
         fig.colorbar(im, ax=ax, label="°C")
         path = out_dir / f"slice_{plane}.png"
@@ -140,6 +151,17 @@ def write_slice_pngs(
     return paths
 
 
+OUTPUT_NAMES = ("summary.json", "run_info.json", "volume_vs_time.png") + tuple(
+    f"slice_{p}.png" for p in ("axial", "coronal", "sagittal")
+)
+
+
+def check_outputs_writable(out_dir: str | Path, *, overwrite: bool = False) -> None:
+    """OutputExistsError before any work when an output of :func:`write_outputs` exists."""
+    for name in OUTPUT_NAMES:
+        check_writable(Path(out_dir) / name, overwrite=overwrite)
+
+
 def write_outputs(
     result: BioheatResult,
     out_dir: str | Path,
@@ -150,17 +172,18 @@ def write_outputs(
     centre_mm: np.ndarray,
     overwrite: bool = False,
     run_info: dict | None = None,
+    oar_distances_mm: dict[str, float | None] | None = None,
 ) -> dict:
     """Write summary.json, run_info.json and the PNGs into ``out_dir``; return the summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    targets = ["summary.json", "run_info.json", "volume_vs_time.png"] + [
-        f"slice_{p}.png" for p in ("axial", "coronal", "sagittal")
-    ]
-    for name in targets:  # fail before computing anything is written
-        check_writable(out / name, overwrite=overwrite)
+    check_outputs_writable(out, overwrite=overwrite)
     summary = summary_dict(
-        result, isotherms_c, lethal_isotherm_c=lethal_isotherm_c, oar_masks=oar_masks
+        result,
+        isotherms_c,
+        lethal_isotherm_c=lethal_isotherm_c,
+        oar_masks=oar_masks,
+        oar_distances_mm=oar_distances_mm,
     )
     write_slice_pngs(
         result, out, isotherms_c, centre_mm=centre_mm, overwrite=overwrite, oar_masks=oar_masks

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -193,21 +194,77 @@ def get_tissue(name: str, table: dict[str, Tissue] | None = None) -> Tissue:
         ) from None
 
 
-#: HU windows used by :func:`classes_from_hu` (lower bound inclusive).  Conventional CT
-#: ranges: lung -1000..-500, fat -150..-30 (not in the table: mapped to soft tissue and
-#: reported), soft tissue -30..+100, bone > 300.
+#: HU windows used by :func:`classes_from_hu` (lower bound inclusive), conventional CT
+#: windows: lung / air below -500, fat -150..-30 (here everything from -500 to -30, so no
+#: HU is left unclassified), soft tissue -30..+300, bone from +300.
 HU_LUNG_MAX = -500.0
+HU_FAT_MAX = -30.0
+HU_BONE_MIN = 300.0
 
 
-def classes_from_hu(hu: np.ndarray, *, soft: str = "soft_tissue") -> tuple[np.ndarray, list[str]]:
+def classes_from_hu(
+    hu: np.ndarray,
+    *,
+    soft: str = "soft_tissue",
+    lung: str = "lung",
+    fat: str | None = None,
+    bone: str | None = None,
+) -> tuple[np.ndarray, list[str]]:
     """Map CT numbers to tissue classes: ``(label int8 volume, class names)``.
 
-    Only lung (HU < -500) and soft tissue are separated; fat and bone have no verified
-    thermal parameters in the reference data, so they are treated as ``soft``.
+    HU < -500 is ``lung``; -500 <= HU < -30 is ``fat`` and HU >= +300 is ``bone`` when
+    those class names are given, and ``soft`` otherwise.  The packaged table has **no fat
+    or bone row**: the reference data (``bioheat_parameters.csv``) holds no sourced
+    thermal values for them, so by default they are treated as soft tissue; pass
+    ``fat=``/``bone=`` the names of rows of a user tissue file to separate them.
     """
     hu = np.asarray(hu)
+    names = [soft, lung]
     labels = np.where(hu < HU_LUNG_MAX, 1, 0).astype(np.int8)
-    return labels, [soft, "lung"]
+    if fat is not None:
+        names.append(fat)
+        labels[(hu >= HU_LUNG_MAX) & (hu < HU_FAT_MAX)] = len(names) - 1
+    if bone is not None:
+        names.append(bone)
+        labels[hu >= HU_BONE_MIN] = len(names) - 1
+    return labels, names
+
+
+def tissue_label_map(
+    hu: np.ndarray,
+    table: dict[str, Tissue],
+    *,
+    overrides: Sequence[tuple[str, np.ndarray]] = (),
+    soft: str = "soft_tissue",
+) -> tuple[np.ndarray, list[Tissue], dict[str, int]]:
+    """Per-voxel tissue classes from CT numbers, then per-structure overrides.
+
+    ``hu`` (HU on the simulation grid) gives the classes of :func:`classes_from_hu`; fat
+    and bone are separated only when ``table`` has rows named ``"fat"`` / ``"bone"``
+    (supplied by the user: the packaged table has none, see :func:`classes_from_hu`).
+    ``overrides`` is a sequence of ``(tissue name, boolean mask)``: each sets its voxels to
+    that tissue, later entries winning where masks overlap.  Returns ``(labels int8,
+    tissues indexed by the labels, voxel count per tissue name)``; tissues that end up with
+    no voxel are kept in the list (harmless to the solver).
+    """
+    hu = np.asarray(hu)
+    fat = "fat" if "fat" in table else None
+    bone = "bone" if "bone" in table else None
+    labels, names = classes_from_hu(hu, soft=soft, fat=fat, bone=bone)
+    for name, mask in overrides:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != hu.shape:
+            raise DataModelError(
+                f"override mask for {name!r} has shape {mask.shape}, not {hu.shape}"
+            )
+        if name not in names:
+            names.append(name)
+        labels[mask] = names.index(name)
+    if len(names) > 127:
+        raise DataModelError("more than 127 tissue classes")
+    tissues = [get_tissue(n, table) for n in names]
+    counts = {n: int(np.count_nonzero(labels == i)) for i, n in enumerate(names)}
+    return labels, tissues, counts
 
 
 def kernel_table(tissues: list[Tissue], dtype: np.dtype) -> np.ndarray:
