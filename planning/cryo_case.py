@@ -124,8 +124,11 @@ def resample_linear(
 def _roi(structures: StructureSet, name: str, role: str):
     try:
         return structures.roi(name)
-    except StructureError as exc:
-        raise StructureError(f"{role} ROI not found: {exc}", roi=name) from None
+    except StructureError:
+        raise StructureError(
+            f"the {role} ROI is not in {structures.path}; ROIs present: {structures.roi_names}",
+            roi=name,
+        ) from None
 
 
 def _probe_axis_points(probe: Probe, step_mm: float = 0.25) -> np.ndarray:

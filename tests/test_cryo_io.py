@@ -190,7 +190,7 @@ def test_cli_writes_summary_and_pngs(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "key", "message"),
     [
-        (lambda s: 'ct = "ct_dir"\n' + s, "ct", "not supported yet"),
+        (lambda s: 'ct = "ct_dir"\n' + s, "ct", "not both"),
         (lambda s: s.replace('"generic_17g"', '"nope"'), "probe[0].model", "unknown probe"),
         (lambda s: s.replace('"freeze"', '"boil"'), "protocol[0].phase", "unknown phase"),
         (lambda s: s.replace('tissue = "gel"', 'tissue = "bone"'), "medium.tissue", "bone"),
