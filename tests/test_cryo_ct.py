@@ -389,3 +389,21 @@ def test_oblique_ct(tmp_path, patient):
 def test_medium_form_unchanged():
     tissues = load_tissues()
     assert "bone" not in tissues and "fat" not in tissues  # no sourced values: see tissue.py
+
+
+def test_example_configs(patient, tmp_path):
+    examples = Path(__file__).resolve().parents[1] / "cryo_iceball" / "examples"
+    gel = load_config(examples / "gel_two_probes.toml")
+    assert gel.ct is None and gel.tissue.name == "gel" and len(gel.probes) == 2
+    # the CT example beside a phantom's CT/ and RS.phantom.dcm: its names are valid and its
+    # probes lie in the bulky mass of the full-size phantom
+    folder, _ = patient
+    (folder / "phantom_ct.toml").write_text((examples / "phantom_ct.toml").read_text())
+    cfg = load_config(folder / "phantom_ct.toml")
+    full = build_phantom(seed=0, site="abdomen", spacing_mm=(2.0, 2.0, 2.0))
+    named = {r for r, _ in cfg.ct.structures} | set(cfg.ct.vessels) | set(cfg.ct.oars)
+    assert named <= set(full.masks)
+    for probe in cfg.probes:
+        a, b = (np.asarray(p) for p in probe.active_segment_mm())
+        pts = a + np.linspace(0, 1, 12)[:, None] * (b - a)
+        assert full.grid.sample_nearest(full.masks["GTV_Bulky"], pts).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -232,3 +233,31 @@ def test_hu_classes():
         "soft_tissue",
         "soft_tissue",
     ]
+
+
+def test_hu_classes_with_fat_and_bone_rows_and_overrides():
+    from cryo_iceball.tissue import classes_from_hu, tissue_label_map
+
+    hu = np.array([-900.0, -200.0, -31.0, -30.0, 299.0, 300.0, 1200.0])
+    labels, names = classes_from_hu(hu, fat="fat", bone="bone")
+    assert [names[v] for v in labels] == [
+        "lung", "fat", "fat", "soft_tissue", "soft_tissue", "bone", "bone"
+    ]  # fmt: skip
+    table = load_tissues()
+    # packaged table: no fat or bone rows (no sourced values) -> soft tissue
+    labels, tissues, counts = tissue_label_map(hu, table)
+    assert [tissues[v].name for v in labels] == ["lung"] + ["soft_tissue"] * 6
+    assert counts == {"soft_tissue": 6, "lung": 1}
+    # a user table with a bone row separates bone; overrides win, the later one on overlaps
+    table = dict(table, bone=replace(table["soft_tissue"], name="bone"))
+    first = np.array([1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    second = np.array([0, 0, 1, 1, 0, 0, 0], dtype=bool)
+    labels, tissues, counts = tissue_label_map(
+        hu, table, overrides=[("liver", first), ("gel", second)]
+    )
+    assert [tissues[v].name for v in labels] == [
+        "liver", "liver", "gel", "gel", "soft_tissue", "bone", "bone"
+    ]  # fmt: skip
+    assert counts["bone"] == 2 and counts["lung"] == 0
+    with pytest.raises(DataModelError, match="nope"):
+        tissue_label_map(hu, table, overrides=[("nope", first)])
