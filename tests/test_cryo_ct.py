@@ -24,6 +24,7 @@ from brachycryo.errors import (
 )
 from brachycryo.grid import Grid
 from brachycryo.phantom import build_phantom, write_phantom
+from brachycryo.phantom.anatomy import SITES
 from cryo_iceball.bioheat import BioheatOptions, simulate
 from cryo_iceball.config import load_config
 from cryo_iceball.tissue import load_tissues
@@ -395,18 +396,19 @@ def test_example_configs(patient, tmp_path):
     examples = Path(__file__).resolve().parents[1] / "cryo_iceball" / "examples"
     gel = load_config(examples / "gel_two_probes.toml")
     assert gel.ct is None and gel.tissue.name == "gel" and len(gel.probes) == 2
-    # the CT example beside a phantom's CT/ and RS.phantom.dcm: its names are valid and its
-    # probes lie in the bulky mass of the full-size phantom
-    folder, _ = patient
+    # the CT example beside a phantom's CT/ and RS.phantom.dcm: its names are those of the
+    # phantom's ROIs and its probes lie in the bulky mass
+    folder, phantom = patient
     (folder / "phantom_ct.toml").write_text((examples / "phantom_ct.toml").read_text())
     cfg = load_config(folder / "phantom_ct.toml")
-    full = build_phantom(seed=0, site="abdomen", spacing_mm=(2.0, 2.0, 2.0))
+    anatomy = SITES["abdomen"](np.random.default_rng(0))
+    rois = {o.name for o in (*anatomy.organs, *anatomy.tumours) if o.roi}
     named = {r for r, _ in cfg.ct.structures} | set(cfg.ct.vessels) | set(cfg.ct.oars)
-    assert named <= set(full.masks)
+    assert named <= rois
     for probe in cfg.probes:
         a, b = (np.asarray(p) for p in probe.active_segment_mm())
         pts = a + np.linspace(0, 1, 12)[:, None] * (b - a)
-        assert full.grid.sample_nearest(full.masks["GTV_Bulky"], pts).all()
+        assert phantom.grid.sample_nearest(phantom.masks["GTV_Bulky"], pts).all()
 
 
 def test_solver_is_invariant_under_rotating_grid_and_probes():
