@@ -209,7 +209,11 @@ def evaluate_plan(result: PlanResult) -> PlanMetrics:
     }
     if sel is not None:
         doc["optimizer"] = {
-            "method": "LP relaxation (HiGHS) + greedy construction + prune + hot-spot swaps",
+            "method": (
+                "MILP (HiGHS)"
+                if spec.optimizer.method == "milp"
+                else "LP relaxation (HiGHS) + greedy construction + prune + swaps"
+            ),
             "iterations": sel.iterations,
             "time_s": round(sel.time_s, 3),
             "sample_point_coverage": sel.coverage,

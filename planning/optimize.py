@@ -45,6 +45,25 @@ import numpy as np
 from brachycryo.errors import ConfigError
 from brachycryo.progress import ProgressCallback, report
 
+#: Smallest hot-tail volume (cm³) of the OAR sparing objective (the tail of a Dmax limit).
+SPARING_TAIL_MIN_CC = 0.1
+#: Seeds per unit of sum_o CVaR_o / L_o in the LP for ``oar_sparing_weight = 1`` (where
+#: the greedy divides a candidate's gain by ``1 + weight * its CVaR_o / L_o increase``).
+LP_SPARING_SCALE = 8.0
+#: Share of the V100 allowance the greedy leaves to the points the LP left coldest.
+CONCEDE_FRACTION = 0.8
+#: The greedy multiplies a candidate's gain by ``floor + x_lp``: completions the LP
+#: half-chose come first.
+LP_PREFERENCE_FLOOR = 0.25
+#: Smallest LP value x* of a candidate the LP-ordered completion considers.
+LP_COMPLETION_MIN_X = 0.05
+#: The greedy stops (goals unmet, plan infeasible) when the last ``STALL_SEEDS`` seeds
+#: together raised the zones' V100 (each capped at its goal) by less than
+#: ``STALL_SEEDS * STALL_V100_PCT_PER_SEED``
+#: percentage points: past that point seeds only pile dose (hot spots) beside what blocks.
+STALL_SEEDS = 10
+STALL_V100_PCT_PER_SEED = 0.05
+
 
 @dataclass(frozen=True)
 class OarConstraint:
@@ -71,6 +90,42 @@ class OarConstraint:
 
     def allowed_cc(self) -> float:
         return 0.0 if self.kind == "dmax" else self.volume_cc
+
+    def tail_cc(self) -> float:
+        """Volume of the hot tail whose mean dose is the sparing objective (>= 0.1 cm³)."""
+        return max(self.volume_cc if self.kind != "dmax" else 0.0, SPARING_TAIL_MIN_CC)
+
+    def tail(self, dose_gy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and weights (summing to 1) of the hottest :meth:`tail_cc` of ``dose_gy``.
+
+        ``weights @ dose_gy[indices]`` is the mean dose of that tail, the conditional
+        value-at-risk (CVaR) of Rockafellar and Uryasev (J Risk 2:21, 2000), an upper
+        bound of D_vcc.
+        """
+        n = self.point_cc.size
+        if n == 0:
+            return np.zeros(0, dtype=int), np.zeros(0)
+        order = None
+        cc_max = float(self.point_cc.max())
+        k = int(np.ceil(self.tail_cc() / cc_max)) * 4 + 16 if cc_max > 0 else n
+        if k < n:  # the hottest k points, sorted, when they hold the tail volume
+            top = np.argpartition(dose_gy, n - k)[n - k :]
+            top = top[np.argsort(dose_gy[top])[::-1]]
+            if self.point_cc[top].sum() >= self.tail_cc():
+                order = top
+        if order is None:
+            order = np.argsort(dose_gy)[::-1]
+        cc = self.point_cc[order]
+        cum = np.cumsum(cc)
+        v = min(self.tail_cc(), float(cum[-1]))
+        take = np.clip(v - (cum - cc), 0.0, cc)
+        keep = take > 0
+        return order[keep], (take[keep] / v if v > 0 else take[keep])
+
+    def tail_mean_gy(self, dose_gy: np.ndarray) -> float:
+        """The CVaR of :meth:`tail`: mean dose of the hottest :meth:`tail_cc`."""
+        idx, w = self.tail(dose_gy)
+        return float((w * dose_gy[idx]).sum())
 
 
 @dataclass(frozen=True)
@@ -102,14 +157,20 @@ def _zone_stats(dose: np.ndarray, zone: TargetZone) -> dict[str, float]:
     w = zone.point_cc
     total = float(w.sum())
     rx = zone.prescription_gy
-    order = np.argsort(dose)[::-1]
-    cum = np.cumsum(w[order])
-    i90 = int(np.searchsorted(cum, 0.9 * total))
+    if w[0] == w.min() == w.max():  # equal volumes: D90 is an order statistic
+        i90 = min(int(np.ceil(0.9 * w.size - 1e-9)) - 1, w.size - 1)
+        k = w.size - 1 - max(i90, 0)
+        d90 = float(np.partition(dose, k)[k])
+    else:
+        order = np.argsort(dose)[::-1]
+        cum = np.cumsum(w[order])
+        i90 = int(np.searchsorted(cum, 0.9 * total))
+        d90 = float(dose[order[min(i90, order.size - 1)]])
     return {
         "v100_pct": 100.0 * float(w[dose >= rx].sum()) / total,
         "v150_pct": 100.0 * float(w[dose >= 1.5 * rx].sum()) / total,
         "v200_pct": 100.0 * float(w[dose >= 2.0 * rx].sum()) / total,
-        "d90_gy": float(dose[order[min(i90, order.size - 1)]]),
+        "d90_gy": d90,
     }
 
 
@@ -121,7 +182,15 @@ class _State:
         self.needle = needle
         self.x = np.zeros(n, dtype=bool)
         self.zone_dose = [np.zeros(z.matrix.shape[0]) for z in zones]
+        self.conceded = [np.zeros(z.matrix.shape[0], dtype=bool) for z in zones]
         self.oar_dose = [np.zeros(o.matrix.shape[0]) for o in oars]
+        # column-major copies: adding or removing a seed reads one column of each matrix
+        cols: dict[int, np.ndarray] = {}
+        for m in [z.matrix for z in zones] + [o.matrix for o in oars]:
+            if id(m) not in cols:
+                cols[id(m)] = np.asfortranarray(m)
+        self.zone_cols = [cols[id(z.matrix)] for z in zones]
+        self.oar_cols = [cols[id(o.matrix)] for o in oars]
         self.partners: list[list[int]] = [[] for _ in range(n)]
         for a, b in exclusions:
             self.partners[int(a)].append(int(b))
@@ -130,10 +199,10 @@ class _State:
     def toggle(self, n: int, on: bool) -> None:
         sign = 1.0 if on else -1.0
         self.x[n] = on
-        for zd, z in zip(self.zone_dose, self.zones, strict=True):
-            zd += sign * self.s * z.matrix[:, n]
-        for od, o in zip(self.oar_dose, self.oars, strict=True):
-            od += sign * self.s * o.matrix[:, n]
+        for zd, col in zip(self.zone_dose, self.zone_cols, strict=True):
+            zd += sign * self.s * col[:, n]
+        for od, col in zip(self.oar_dose, self.oar_cols, strict=True):
+            od += sign * self.s * col[:, n]
 
     def goals_met(self, v100_min: float) -> bool:
         for zd, z in zip(self.zone_dose, self.zones, strict=True):
@@ -202,11 +271,15 @@ def _feasible_adds(st: _State, max_needles: int, blocked: dict[str, int], gain: 
 
 
 def _gain(st: _State) -> np.ndarray:
-    """Volume-weighted under-dose reduction (cm³-equivalents) of adding each candidate."""
+    """Volume-weighted under-dose reduction (cm³-equivalents) of adding each candidate.
+
+    Points in ``st.conceded`` (the coldest part of the V100 allowance, chosen by the LP
+    guide) do not count: chasing them is what piles seeds and hot spots beside the OARs.
+    """
     total = np.zeros(st.x.size)
-    for zd, z in zip(st.zone_dose, st.zones, strict=True):
+    for zd, z, skip in zip(st.zone_dose, st.zones, st.conceded, strict=True):
         deficit = np.maximum(z.prescription_gy - zd, 0.0)
-        need = deficit > 0
+        need = (deficit > 0) & ~skip
         if not need.any():
             continue
         contrib = st.s * z.matrix[need]
@@ -228,6 +301,87 @@ def _hot_cost(st: _State) -> np.ndarray:
     return total
 
 
+class _Stall:
+    """Tracks the zones' V100 (capped at the goal) as seeds are added (``STALL_SEEDS``)."""
+
+    def __init__(self) -> None:
+        self.history: list[tuple[int, float]] = []
+
+    def stalled(self, st: _State, v100_min_pct: float, log: list[str]) -> bool:
+        n = int(st.x.sum())
+        v = sum(min(v, v100_min_pct) for _, v in st.zone_status(v100_min_pct))
+        if self.history and self.history[-1][0] == n:
+            return False
+        self.history.append((n, v))
+        if len(self.history) <= STALL_SEEDS:
+            return False
+        n0, v0 = self.history[-1 - STALL_SEEDS]
+        if v - v0 < (n - n0) * STALL_V100_PCT_PER_SEED:
+            log.append(
+                f"coverage stalled: the last {n - n0} seeds raised V100 by {v - v0:.2f} %; "
+                "construction stopped"
+            )
+            return True
+        return False
+
+
+def _try_add(st: _State, cand: int, max_needles: int) -> bool:
+    """Add ``cand`` when spacing, the needle budget and every OAR limit allow it."""
+    if st.x[cand] or st.x[st.partners[cand]].any():
+        return False
+    used = st.needles_used()
+    if len(used) >= max_needles and int(st.needle[cand]) not in used:
+        return False
+    st.toggle(cand, True)
+    if not st.oar_ok():
+        st.toggle(cand, False)
+        return False
+    return True
+
+
+def _gain_of(st: _State, cand: int) -> float:
+    """:func:`_gain` of one candidate."""
+    total = 0.0
+    for zd, z, skip in zip(st.zone_dose, st.zones, st.conceded, strict=True):
+        need = (zd < z.prescription_gy) & ~skip
+        if need.any():
+            contrib = st.s * z.matrix[need, cand]
+            gain = np.minimum(contrib, z.prescription_gy - zd[need]) / z.prescription_gy
+            total += float(gain @ z.point_cc[need]) / float(z.point_cc.sum())
+    return total
+
+
+def _conceded_points(st: _State, x_lp: np.ndarray, v100_min_pct: float) -> list[np.ndarray]:
+    """Per zone, the coldest points under the LP dose, up to ``CONCEDE_FRACTION`` of the
+    V100 allowance (``100 - v100_min`` % of the volume), when they are under-dosed."""
+    out = []
+    for z in st.zones:
+        dose = st.s * (z.matrix @ x_lp.astype(z.matrix.dtype)).astype(np.float64)
+        order = np.argsort(dose, kind="stable")
+        cum = np.cumsum(z.point_cc[order])
+        allowance = CONCEDE_FRACTION * (1.0 - v100_min_pct / 100.0) * float(z.point_cc.sum())
+        take = order[(cum <= allowance) & (dose[order] < z.prescription_gy)]
+        mask = np.zeros(dose.size, dtype=bool)
+        mask[take] = True
+        out.append(mask)
+    return out
+
+
+def _oar_cost(st: _State) -> np.ndarray:
+    """First-order increase of sum_o CVaR_o / L_o (hot-tail mean over limit) per candidate."""
+    total = np.zeros(st.x.size)
+    for od, o in zip(st.oar_dose, st.oars, strict=True):
+        idx, w = o.tail(od)
+        if idx.size:
+            total += st.s * (w @ o.matrix[idx]) / o.limit_gy
+    return total
+
+
+def _oar_load(st: _State) -> float:
+    """sum_o CVaR_o / L_o of the current selection (the OAR sparing objective)."""
+    return sum(o.tail_mean_gy(od) / o.limit_gy for od, o in zip(st.oar_dose, st.oars))
+
+
 def select_seeds(
     zones: Sequence[TargetZone],
     oars: Sequence[OarConstraint],
@@ -239,6 +393,7 @@ def select_seeds(
     v100_min_pct: float = 95.0,
     needle_weight: float = 0.5,
     hot_spot_weight: float = 0.05,
+    oar_sparing_weight: float = 25.0,
     time_limit_s: float = 60.0,
     use_lp: bool = True,
     progress: ProgressCallback | None = None,
@@ -259,6 +414,7 @@ def select_seeds(
     log: list[str] = []
     it = 0
     # -- LP guide and rounding
+    prefer = np.ones(n)
     if use_lp:
         x_lp = lp_relaxation(
             zones,
@@ -266,30 +422,42 @@ def select_seeds(
             sk_u=sk_u,
             exclusions=exclusions,
             v100_min_pct=v100_min_pct,
+            oar_sparing_weight=oar_sparing_weight * LP_SPARING_SCALE,
             time_limit_s=0.5 * time_limit_s,
         )
         if x_lp is not None:
             log.append(
                 f"LP relaxation: sum x = {x_lp.sum():.1f}, {int((x_lp >= 0.5).sum())} >= 0.5"
             )
-            for cand in np.argsort(x_lp)[::-1]:
-                if x_lp[cand] < 0.5:
+            st.conceded = _conceded_points(st, x_lp, v100_min_pct)
+            prefer = LP_PREFERENCE_FLOOR + x_lp
+            n_conc = sum(int(c.sum()) for c in st.conceded)
+            log.append(f"{n_conc} target points left to the V100 allowance (coldest under LP)")
+            # rounding: x* >= 0.5 first; then, while the goals are unmet, the fractional
+            # rest in the LP's order (the LP has already traded coverage against OAR dose
+            # and seed count; a deficit-driven greedy would pile seeds near the OARs)
+            order = np.argsort(-x_lp, kind="stable")
+            for cand in order[x_lp[order] >= 0.5]:
+                _try_add(st, int(cand), max_needles)
+            n_half = int(st.x.sum())
+            stall = _Stall()
+            for cand in order[(x_lp[order] < 0.5) & (x_lp[order] >= LP_COMPLETION_MIN_X)]:
+                if st.goals_met(v100_min_pct) or stall.stalled(st, v100_min_pct, log):
                     break
-                if st.x[st.partners[cand]].any():
-                    continue
-                used = st.needles_used()
-                if len(used) >= max_needles and int(st.needle[cand]) not in used:
-                    continue
-                st.toggle(int(cand), True)
-                if not st.oar_ok():
-                    st.toggle(int(cand), False)
+                if _gain_of(st, int(cand)) > 1e-9:
+                    _try_add(st, int(cand), max_needles)
+            log.append(f"LP rounding: {n_half} seeds at x* >= 0.5, {int(st.x.sum())} after "
+                       "the LP-ordered completion")  # fmt: skip
             report(progress, 0.3, f"LP rounding: {int(st.x.sum())} seeds")
         else:
             log.append("LP relaxation failed; greedy construction from scratch")
     # -- greedy construction
+    stall = _Stall()
     while not st.goals_met(v100_min_pct):
         if time.perf_counter() - t0 > time_limit_s:
             log.append("time limit reached during construction")
+            break
+        if stall.stalled(st, v100_min_pct, log):
             break
         gain = _gain(st)
         ok = _feasible_adds(st, max_needles, blocked, gain)
@@ -299,7 +467,9 @@ def select_seeds(
             break
         used = st.needles_used()
         cost = 1.0 + needle_weight * ~np.isin(st.needle, list(used))
-        score = gain / cost - hot_spot_weight * _hot_cost(st)
+        if oar_sparing_weight > 0:
+            cost = cost * (1.0 + oar_sparing_weight * _oar_cost(st))
+        score = gain * prefer / cost - hot_spot_weight * _hot_cost(st)
         score[~ok] = -np.inf
         best = int(np.argmax(score))
         st.toggle(best, True)
@@ -314,10 +484,15 @@ def select_seeds(
     while changed and time.perf_counter() - t0 < time_limit_s:
         changed = False
         chosen = np.nonzero(st.x)[0]
-        contrib = np.array(
-            [sum(float(z.matrix[:, c] @ z.point_cc) for z in st.zones) for c in chosen]
+        # usefulness: the target dose a seed delivers, as a fraction of the prescribed
+        # dose-volume, less its OAR sparing cost (seeds beside an OAR are tried first)
+        useful = sum(
+            st.s * (z.point_cc @ z.matrix[:, chosen]) / (z.prescription_gy * z.point_cc.sum())
+            for z in st.zones
         )
-        for c in chosen[np.argsort(contrib)]:
+        if oar_sparing_weight > 0:
+            useful = useful / (1.0 + oar_sparing_weight * _oar_cost(st)[chosen])
+        for c in chosen[np.argsort(useful, kind="stable")]:
             st.toggle(int(c), False)
             if st.keeps(before, v100_min_pct):
                 changed = True
@@ -327,7 +502,10 @@ def select_seeds(
     report(progress, 0.9, f"pruned to {st.x.sum()} seeds")
     if met:
         # -- swap: lower V150 by moving one seed at a time, goals and limits kept
-        _swap_for_hot_spots(st, v100_min_pct, max_needles, t0, time_limit_s, log)
+        _swap_for_hot_spots(
+            st, v100_min_pct, max_needles, t0, time_limit_s, log,
+            hot_spot_weight=hot_spot_weight, oar_sparing_weight=oar_sparing_weight,
+        )  # fmt: skip
     report(progress, 1.0, f"{st.x.sum()} seeds")
     coverage = {z.name: _zone_stats(zd, z) for zd, z in zip(st.zone_dose, st.zones, strict=True)}
     oar_excess = {
@@ -352,16 +530,29 @@ def select_seeds(
     )
 
 
-def _swap_for_hot_spots(st, v100_min_pct, max_needles, t0, time_limit_s, log, max_rounds=3):
-    def v150():
-        return sum(_zone_stats(zd, z)["v150_pct"] for zd, z in zip(st.zone_dose, st.zones))
+def _swap_for_hot_spots(
+    st, v100_min_pct, max_needles, t0, time_limit_s, log, *, hot_spot_weight: float,
+    oar_sparing_weight: float, max_rounds: int = 3,
+):  # fmt: skip
+    """Move single seeds while that lowers hot spots and OAR dose, goals and limits kept.
+
+    The objective is ``V150 (fraction, summed over zones) * w_h' + 0.1 w_o * sum_o CVaR_o / L_o``
+    with ``w_h' = 1`` when hot-spot weighting is on; each chosen seed is taken out in turn
+    and the few free candidates with the best gain-minus-OAR-cost score are tried in its
+    place; the best improving swap is kept.
+    """
+    hot_w = 1.0 if hot_spot_weight > 0 else 0.0
+
+    def objective():
+        v150 = sum(_zone_stats(zd, z)["v150_pct"] for zd, z in zip(st.zone_dose, st.zones))
+        return hot_w * v150 / 100.0 + 0.1 * oar_sparing_weight * _oar_load(st)
 
     for _ in range(max_rounds):
         improved = False
-        current = v150()
+        current = objective()
         for c in np.nonzero(st.x)[0]:
             if time.perf_counter() - t0 > time_limit_s:
-                log.append("time limit reached during hot-spot swaps")
+                log.append("time limit reached during swaps")
                 return
             st.toggle(int(c), False)
             used = st.needles_used()
@@ -371,17 +562,17 @@ def _swap_for_hot_spots(st, v100_min_pct, max_needles, t0, time_limit_s, log, ma
             free[int(c)] = False
             if len(used) >= max_needles:
                 free &= np.isin(st.needle, list(used))
-            # nearest free candidates (by needle and depth proximity is unknown here): try
-            # the few with the largest under-dose gain
-            gain = _gain(st)
-            gain[~free] = -np.inf
+            score = _gain(st)
+            if oar_sparing_weight > 0:
+                score = score / (1.0 + oar_sparing_weight * _oar_cost(st))
+            score[~free] = -np.inf
             best_swap = None
-            for cand in np.argsort(gain)[::-1][:8]:
-                if not np.isfinite(gain[cand]):
+            for cand in np.argsort(score)[::-1][:8]:
+                if not np.isfinite(score[cand]):
                     break
                 st.toggle(int(cand), True)
                 if st.oar_ok() and st.goals_met(v100_min_pct):
-                    val = v150()
+                    val = objective()
                     if val < current - 1e-6 and (best_swap is None or val < best_swap[1]):
                         best_swap = (int(cand), val)
                 st.toggle(int(cand), False)
@@ -395,6 +586,23 @@ def _swap_for_hot_spots(st, v100_min_pct, max_needles, t0, time_limit_s, log, ma
             return
 
 
+def oar_lp_points(o: OarConstraint, max_points: int) -> tuple[np.ndarray, float]:
+    """The OAR points a linear model keeps, and the CVaR tail volume over them.
+
+    Points that can get the most dose (all candidates on) first: ``max_points``, more when
+    needed for twice the tail volume, so the hottest tail of any selection lies among them.
+    The tail is capped at the kept volume (CVaR over more volume than exists is unbounded).
+    """
+    pts = np.nonzero(o.point_cc > 0)[0]
+    if pts.size == 0:
+        return pts, 0.0
+    order = pts[np.argsort(o.matrix[pts].sum(axis=1))[::-1]]
+    cum = np.cumsum(o.point_cc[order])
+    n = max(max_points, int(np.searchsorted(cum, 2.0 * o.tail_cc())) + 1)
+    idx = order[:n]
+    return idx, min(o.tail_cc(), float(o.point_cc[idx].sum()))
+
+
 def lp_relaxation(
     zones: Sequence[TargetZone],
     oars: Sequence[OarConstraint],
@@ -406,28 +614,38 @@ def lp_relaxation(
     max_oar_points: int = 600,
     under_dose_weight: float = 50.0,
     hot_weight: float = 0.5,
+    oar_sparing_weight: float = 0.0,
     oar_headroom: float = 0.9,
     time_limit_s: float = 30.0,
     sparsify_fraction: float = 0.02,
     method: str = "highs-ds",
+    second_solve: bool = True,
     seed: int = 0,
 ) -> np.ndarray | None:
     """Solve the linear relaxation of the seed selection with HiGHS; x* in [0, 1] or None.
 
     minimise  sum_n x_n + w * sum_m f_m u_m / Rx_m + w_h * sum_m f_m h_m / Rx_m
+                  + w_o * sum_o C_o / L_o
     s.t.      s * A_T x + u >= Rx        (target points; u >= 0 is the under-dose)
               s * A_T x - h <= 1.5 Rx    (h >= 0 is the dose above 150 %)
-              s * A_O x <= r L           (OAR points; conservative for Dvcc / Vx)
+              s * A_O x <= r L           (Dmax limits: every OAR point)
+              C_o <= L_o                 (Dvcc and Vx limits)
               x_a + x_b <= 1             (excluded pairs),  0 <= x <= 1,
-    with f_m the volume fraction of point m.  The under-dose weight ``w`` (seeds per fully
-    under-dosed target) makes coverage dominate the seed count, as the clinical goal order
-    requires.  V100 >= v100_min allows the coldest (100 - v100_min) % to stay under-dosed:
-    a second solve drops the points with the largest under-dose of the first (up to 80 %
-    of that allowance) so the LP does not spend seeds on points an OAR makes unreachable.
-    The OAR limits carry a headroom ``r`` (default 0.9): rounding and the greedy completion
-    add dose, and a limit met with no margin would block every further seed.  Target
-    entries below ``sparsify_fraction`` of the prescription are dropped from the LP (far
-    seeds; the exact dose is used everywhere after the LP).
+    with f_m the volume fraction of point m and C_o = t_o + (1/v_o) sum_i c_i z_i,
+    z_i >= s * A_O,i x - t_o, z >= 0, the conditional value-at-risk (mean dose of the
+    hottest v_o cm³) in the linear form of Rockafellar and Uryasev (J Risk 2:21, 2000).
+    C_o is an upper bound of D_vcc, so the Dvcc / Vx rows are conservative without the
+    far more conservative "every point below L"; the same construction with a 0.1 cm³
+    tail gives the OAR sparing term (weight ``w_o``, in seeds per limit) for every OAR.
+    The under-dose weight ``w`` (seeds per fully under-dosed target) makes coverage
+    dominate the seed count, as the clinical goal order requires.  V100 >= v100_min allows
+    the coldest (100 - v100_min) % to stay under-dosed: a second solve drops the points
+    with the largest under-dose of the first (up to 80 % of that allowance) so the LP does
+    not spend seeds on points an OAR makes unreachable.  The Dmax rows carry a headroom
+    ``r`` (default 0.9): rounding and the greedy completion add dose, and a limit met with
+    no margin would block every further seed.  Target entries below ``sparsify_fraction``
+    of the prescription are dropped from the LP (far seeds; the exact dose is used
+    everywhere after the LP).
     """
     from scipy import sparse
     from scipy.optimize import linprog
@@ -444,14 +662,13 @@ def lp_relaxation(
     at_all = np.vstack(t_blocks)
     rx_all = np.concatenate(rhs)
     f_all = np.concatenate(frac)
-    o_rows, o_rhs = [], []
+    # OAR blocks: the points that can get the most dose (all candidates on), per constraint
+    oar_blocks = []  # (dose rows, point cc, limit, tail cc, kind)
     for o in oars:
-        if o.matrix.shape[0] == 0:
-            continue
-        dose_max = sk_u * o.matrix.sum(axis=1)
-        idx = np.argsort(dose_max)[::-1][: min(o.matrix.shape[0], max_oar_points)]
-        o_rows.append(sk_u * o.matrix[idx].astype(np.float64))
-        o_rhs.append(np.full(idx.size, oar_headroom * o.limit_gy))
+        idx, tail_cc = oar_lp_points(o, max_oar_points)
+        if idx.size:
+            rows = sk_u * o.matrix[idx].astype(np.float64)
+            oar_blocks.append((rows, o.point_cc[idx], o.limit_gy, tail_cc, o.kind))
     ex = np.asarray(exclusions).reshape(-1, 2)
     e = sparse.csr_matrix(
         (np.ones(2 * len(ex)), (np.repeat(np.arange(len(ex)), 2), ex.reshape(-1))),
@@ -462,27 +679,64 @@ def lp_relaxation(
         at, rx, f = at_all[keep], rx_all[keep], f_all[keep]
         at = np.where(at >= sparsify_fraction * rx[:, None], at, 0.0)
         mt = at.shape[0]
-        z_mt = sparse.csr_matrix((mt, mt))
-        eye = sparse.eye(mt, format="csr")
         at_s = sparse.csr_matrix(at)
-        rows = [
-            sparse.hstack([-at_s, -eye, z_mt]),
-            sparse.hstack([at_s, z_mt, -eye]),
-        ]
-        b = [-rx, 1.5 * rx]
-        for ao, lim in zip(o_rows, o_rhs, strict=True):
-            pad = sparse.csr_matrix((ao.shape[0], 2 * mt))
-            rows.append(sparse.hstack([sparse.csr_matrix(ao), pad]))
-            b.append(lim)
+        # variable layout: x (n) | u (mt) | h (mt) | per OAR block: t (1), z (M_o)
+        n_oar = sum(1 + b[0].shape[0] for b in oar_blocks)
+        n_var = n + 2 * mt + n_oar
+        rows, b = [], []
+
+        def block(parts: list[tuple[int, sparse.spmatrix]], nrows: int) -> sparse.csr_matrix:
+            cols = []
+            at_col = 0
+            for start, mat in parts:
+                if start > at_col:
+                    cols.append(sparse.csr_matrix((nrows, start - at_col)))
+                cols.append(mat)
+                at_col = start + mat.shape[1]
+            if at_col < n_var:
+                cols.append(sparse.csr_matrix((nrows, n_var - at_col)))
+            return sparse.hstack(cols, format="csr")
+
+        eye = sparse.eye(mt, format="csr")
+        rows.append(block([(0, -at_s), (n, -eye)], mt))
+        b.append(-rx)
+        rows.append(block([(0, at_s), (n + mt, -eye)], mt))
+        b.append(1.5 * rx)
+        cost = np.zeros(n_var)
+        cost[:n] = 1.0
+        cost[n : n + mt] = under_dose_weight * n * f / rx
+        cost[n + mt : n + 2 * mt] = hot_weight * n * f / rx
+        bounds = [(0.0, 1.0)] * n + [(0.0, None)] * (2 * mt)
+        col = n + 2 * mt
+        for ao, cc, lim, tail_cc, kind in oar_blocks:
+            mo = ao.shape[0]
+            ao_s = sparse.csr_matrix(ao)
+            # z_i >= s A_i x - t  <=>  s A_i x - t - z_i <= 0
+            rows.append(
+                block([(0, ao_s), (col, sparse.csr_matrix(-np.ones((mo, 1)))),
+                       (col + 1, -sparse.eye(mo, format="csr"))], mo)
+            )  # fmt: skip
+            b.append(np.zeros(mo))
+            cvar = np.zeros(n_var)
+            cvar[col] = 1.0
+            cvar[col + 1 : col + 1 + mo] = cc / tail_cc
+            if kind == "dmax":
+                rows.append(block([(0, ao_s)], mo))
+                b.append(np.full(mo, oar_headroom * lim))
+            else:
+                rows.append(sparse.csr_matrix(cvar.reshape(1, -1)))
+                b.append(np.array([lim]))
+            cost += oar_sparing_weight * cvar / lim
+            bounds += [(None, None)] + [(0.0, None)] * mo
+            col += 1 + mo
         if len(ex):
-            rows.append(sparse.hstack([e, sparse.csr_matrix((len(ex), 2 * mt))]))
+            rows.append(block([(0, e)], len(ex)))
             b.append(np.ones(len(ex)))
-        cost = np.concatenate([np.ones(n), under_dose_weight * n * f / rx, hot_weight * n * f / rx])
         res = linprog(
             cost,
             A_ub=sparse.vstack(rows).tocsc(),
             b_ub=np.concatenate(b),
-            bounds=[(0.0, 1.0)] * n + [(0.0, None)] * (2 * mt),
+            bounds=bounds,
             method=method,
             options={"time_limit": float(time_limit_s) / 2},
         )
@@ -499,7 +753,7 @@ def lp_relaxation(
         order = np.argsort(under / rx_all)[::-1]
         cum = np.cumsum(f_all[order])
         drop = order[(cum <= allowance * f_all.sum()) & (under[order] > 1e-6)]
-        if drop.size:
+        if drop.size and second_solve:
             keep[drop] = False
             x2, _ = solve(keep)
             if x2 is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,10 +21,13 @@ from brachycryo.grid import Grid
 from brachycryo.progress import ProgressCallback, report, scaled
 from dose_kernels import Seeds, dose_on_grid, influence_matrix, load_seed_model
 from planning.case import PlanningCase, half_occupancy, load_case, planning_grid, roi_fractions
+from planning.milp import select_seeds_milp
 from planning.needles import Candidates, candidate_seeds, merge_candidates
 from planning.optimize import OarConstraint, SeedSelection, TargetZone, select_seeds
 from planning.spec import LesionSpec, OarLimit, PlanSpec
 from planning.zones import LesionZones, expand_mm, lesion_zones, shrink_mm
+from qa.dvh import dvh_from_roi
+from qa.metrics import dose_at_volume_cc
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,9 @@ OAR_NEIGHBOURHOOD_MM = 40.0
 #: Cap on sample points per target zone in the influence matrix (a random, volume-weighted
 #: subsample beyond it).
 MAX_ZONE_POINTS = 30000
+#: How often a selection is repeated with lowered optimiser limits when the final DVH
+#: exceeds an OAR limit (see :func:`_verified_selection`).
+VERIFY_ROUNDS = 3
 
 
 @dataclass
@@ -212,6 +218,110 @@ def _zone_points(
     return pts, cc
 
 
+def _final_dose(
+    spec: PlanSpec, grid: Grid, model, backend: str, positions: np.ndarray,
+    directions: np.ndarray, progress: ProgressCallback | None,
+) -> np.ndarray:  # fmt: skip
+    if not positions.shape[0]:
+        return np.zeros(grid.shape)
+    dose = dose_on_grid(
+        Seeds(positions, np.full(positions.shape[0], spec.sk_u), directions),
+        grid,
+        model,
+        backend=backend,
+        formalism=spec.dose.formalism,
+        dtype=np.float64,
+        progress=progress,
+    )
+    if not np.all(np.isfinite(dose)):
+        raise DataModelError("the computed dose contains NaN or inf")
+    return dose
+
+
+def _exact_dv_gy(dvh, kind: str, volume_cc: float) -> float:
+    """The limited quantity on the final DVH: Dmax, or D_vcc (a Vx limit is D_vcc <= x)."""
+    return dvh.dmax_gy if kind == "dmax" else dose_at_volume_cc(dvh, volume_cc)
+
+
+def _verified_selection(
+    spec, case, grid, model, backend, zones, constraints, oar_defs, candidates, timings,
+    progress,
+) -> tuple[SeedSelection, np.ndarray]:  # fmt: skip
+    """Select seeds, compute the dose, and check every OAR limit on the final DVH.
+
+    The optimiser sees each OAR through its voxel centres (occupancy-weighted for volume
+    limits); the reported DVH integrates the contours with trilinear dose interpolation.
+    When the two disagree so that a limit is exceeded on the DVH, that constraint's limit
+    is lowered by the ratio of the excess and the selection is repeated
+    (``VERIFY_ROUNDS`` times at most).  A limit still exceeded afterwards makes the plan
+    infeasible with that limit named as binding: never a silently violated limit.
+    """
+    thickness = case.ct.grid.spacing_mm[2]
+    scale = np.ones(len(constraints))
+    timings["dose_s"] = 0.0
+    notes: list[str] = []
+    for round_ in range(VERIFY_ROUNDS + 1):
+        active = [
+            replace(c, limit_gy=c.limit_gy * f) for c, f in zip(constraints, scale, strict=True)
+        ]
+        first = round_ == 0
+        common = dict(
+            sk_u=spec.sk_u,
+            needle=candidates.needle,
+            exclusions=candidates.exclusions,
+            max_needles=spec.needles.max_needles,
+            v100_min_pct=spec.optimizer.v100_min_pct,
+            needle_weight=spec.optimizer.needle_weight,
+            time_limit_s=spec.optimizer.time_limit_s,
+        )
+        if spec.optimizer.method == "milp":
+            selection, info = select_seeds_milp(zones, active, **common)
+            selection.log.append(f"MILP: {info.status}; gap {info.mip_gap}")
+        else:
+            selection = select_seeds(
+                zones,
+                active,
+                **common,
+                hot_spot_weight=spec.optimizer.hot_spot_weight,
+                oar_sparing_weight=spec.optimizer.oar_sparing_weight,
+                progress=scaled(progress, 0.6, 0.85) if first else None,
+            )
+        t1 = time.perf_counter()
+        chosen = selection.chosen
+        dose = _final_dose(
+            spec, grid, model, backend, candidates.positions_mm[chosen],
+            candidates.directions[chosen], scaled(progress, 0.85, 0.97) if first else None,
+        )  # fmt: skip
+        timings["dose_s"] += time.perf_counter() - t1
+        dvhs: dict[str, object] = {}
+        exceeded = []
+        for n, (roi, metric, kind, lim, vol_cc, _m) in enumerate(oar_defs):
+            if roi not in dvhs:
+                dvhs[roi] = dvh_from_roi(
+                    case.structures.roi(roi), dose, grid, slice_thickness_mm=thickness
+                )
+            value = _exact_dv_gy(dvhs[roi], kind, vol_cc)
+            if value > lim * (1 + 1e-6):
+                exceeded.append((n, f"{roi} {metric}", value, lim))
+        if not exceeded:
+            break
+        for n, name, value, lim in exceeded:
+            notes.append(
+                f"round {round_ + 1}: {name} = {value:.2f} Gy on the DVH > {lim:g} Gy; "
+                f"optimiser limit lowered by {100 * (1 - lim / value):.1f} %"
+            )
+            scale[n] *= lim / value * (1 - 2e-3)
+    selection.log.extend(notes)
+    if exceeded:
+        names = {e[1] for e in exceeded}
+        selection.feasible = False
+        selection.binding = [
+            f"{name} (exceeded on the final DVH after {VERIFY_ROUNDS} corrections)"
+            for _, name, _, _ in exceeded
+        ] + [b for b in selection.binding if b not in names]
+    return selection, dose
+
+
 def make_plan(
     spec: PlanSpec,
     work_dir: str | os.PathLike,
@@ -360,11 +470,17 @@ def make_plan(
                 oar_defs.append((limit.roi, metric, kind, lim, volume_cc, m))
         centres = grid.voxel_centres_mm()
         point_sets = [_zone_points(m, grid, centres, rng) for _, m, _ in zone_defs]
+        # Dmax rows count every point (each may carry the maximum); Dvcc / Vx rows weight
+        # each voxel by the ROI's occupancy, so the ring around the ROI does not eat the
+        # volume allowance (the final DVH check in _verified_selection closes the gap)
         oar_point_sets = {}
+        with_dmax = {roi for roi, _metric, kind, *_ in oar_defs if kind == "dmax"}
         for roi, *_rest, m in oar_defs:
             if roi not in oar_point_sets:
-                pts = centres[m]
-                oar_point_sets[roi] = (pts, np.full(len(pts), grid.voxel_volume_mm3 / 1000.0))
+                voxel_cc = grid.voxel_volume_mm3 / 1000.0
+                if roi not in with_dmax:  # volume limits only: the ring carries no weight
+                    m = m & (fractions[roi] > 0)
+                oar_point_sets[roi] = (centres[m], voxel_cc * fractions[roi][m].astype(float))
         all_pts = np.concatenate(
             [p for p, _ in point_sets] + [p for p, _ in oar_point_sets.values()]
         )
@@ -388,51 +504,30 @@ def make_plan(
         for roi, (pts, cc) in oar_point_sets.items():
             oar_rows[roi] = (matrix[offset : offset + len(pts)], cc)
             offset += len(pts)
+        voxel_cc = grid.voxel_volume_mm3 / 1000.0
         # a 1e-4 relative safety margin covers float32 matrix vs float64 final dose
         constraints = [
             OarConstraint(
-                roi, metric, kind, lim * (1 - 1e-4), vol, oar_rows[roi][0], oar_rows[roi][1]
+                roi, metric, kind, lim * (1 - 1e-4), vol, oar_rows[roi][0],
+                np.full(len(oar_rows[roi][1]), voxel_cc) if kind == "dmax" else oar_rows[roi][1],
             )
             for roi, metric, kind, lim, vol, _ in oar_defs
-        ]
+        ]  # fmt: skip
         t1 = time.perf_counter()
-        selection = select_seeds(
-            target_zones,
-            constraints,
-            sk_u=spec.sk_u,
-            needle=candidates.needle,
-            exclusions=candidates.exclusions,
-            max_needles=spec.needles.max_needles,
-            v100_min_pct=spec.optimizer.v100_min_pct,
-            needle_weight=spec.optimizer.needle_weight,
-            hot_spot_weight=spec.optimizer.hot_spot_weight,
-            time_limit_s=spec.optimizer.time_limit_s,
-            progress=scaled(progress, 0.6, 0.85),
-        )
-        timings["optimizer_s"] = time.perf_counter() - t1
+        selection, dose = _verified_selection(
+            spec, case, grid, model, backend, target_zones, constraints, oar_defs,
+            candidates, timings, progress,
+        )  # fmt: skip
+        timings["optimizer_s"] = time.perf_counter() - t1 - timings["dose_s"]
         chosen = selection.chosen
         positions = candidates.positions_mm[chosen]
         directions = candidates.directions[chosen]
         needles = candidates.needle[chosen]
-    # -- final dose on the planning grid
-    t1 = time.perf_counter()
-    if positions.shape[0]:
-        dose = dose_on_grid(
-            Seeds(positions, np.full(positions.shape[0], spec.sk_u), directions),
-            grid,
-            model,
-            backend=backend,
-            formalism=spec.dose.formalism,
-            dtype=np.float64,
-            progress=scaled(progress, 0.85, 0.97),
-        )
     else:
         dose = np.zeros(grid.shape)
-    timings["dose_s"] = time.perf_counter() - t1
+        timings["dose_s"] = 0.0
     timings["total_s"] = time.perf_counter() - t0
     report(progress, 1.0, f"{positions.shape[0]} seeds")
-    if not np.all(np.isfinite(dose)):
-        raise DataModelError("the computed dose contains NaN or inf")
     return PlanResult(
         spec=spec,
         case=case,

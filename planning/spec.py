@@ -139,6 +139,8 @@ class OptimizerSpec:
     sample_spacing_mm: float = 3.0
     hot_spot_weight: float = 0.05
     needle_weight: float = 0.5
+    oar_sparing_weight: float = 25.0
+    method: str = "heuristic"  # or "milp" (planning/milp.py; small problems, a reference)
 
 
 @dataclass(frozen=True)
@@ -413,6 +415,8 @@ def _optimizer(t: _Table | None) -> OptimizerSpec:
         sample_spacing_mm=t.number("sample_spacing_mm", 3.0, minimum=1.0, maximum=10.0),
         hot_spot_weight=t.number("hot_spot_weight", 0.05, minimum=0.0),
         needle_weight=t.number("needle_weight", 0.5, minimum=0.0),
+        oar_sparing_weight=t.number("oar_sparing_weight", 25.0, minimum=0.0),
+        method=t.text("method", "heuristic", choices=("heuristic", "milp")),
     )
     t.done()
     return spec
