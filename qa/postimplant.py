@@ -468,6 +468,8 @@ def run_postimplant(
     errors (naming the file) for unusable DICOM.
     """
     notes: list[str] = []
+    if not (math.isfinite(float(gate_mm)) and gate_mm > 0):
+        raise ConfigError(f"gate_mm must be a positive distance, got {gate_mm}", key="gate_mm")
     report(progress, 0.0, "reading CT")
     ct = load_ct_series(ct_dir, series_uid=series_uid)
     notes.extend(ct.notes)
