@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -460,3 +461,80 @@ def test_plan_without_prescription_needs_the_option(tmp_path):
     with pytest.raises(ConfigError, match="has none") as e:
         run_postimplant(case.ct_dir, case.rtstruct, plan=case.plan_path)
     assert e.value.key == "prescription_gy"
+
+
+# ---------------------------------------------------------------------------- units
+def test_compare_seeds_classifies_by_the_gate():
+    from qa.seed_comparison import compare_seeds
+
+    plan = np.array([[0.0, 0, 0], [10, 0, 0], [20, 0, 0], [30, 0, 0], [60, 0, 0]])
+    det = np.array(
+        [
+            [0.5, 0, 0],  # plan 0, 0.5 mm
+            [10, 3, 4],  # plan 1, 5 mm
+            [20, 0, 0.2],  # plan 2, 0.2 mm
+            [20.6, 0, 0],  # next to plan 2, which is taken: surplus
+            [31, 0, 0],  # plan 3, 1 mm
+            [0, 40, 0],  # far from everything: migrated there
+        ]
+    )  # plan 4 (60, 0, 0) has no detection: missing
+    c = compare_seeds(plan, det, gate_mm=8.0)
+    np.testing.assert_array_equal(c.plan_of_detection, [0, 1, 2, -1, 3, -1])
+    np.testing.assert_allclose(c.displacement_mm[[0, 1, 2, 4]], [0.5, 5.0, 0.2, 1.0])
+    assert c.missing.tolist() == [4] and c.far.tolist() == [5] and c.surplus.tolist() == [3]
+    assert c.n_matched == 4
+    s = c.displacement_stats()
+    assert s["median_mm"] == pytest.approx(0.75) and s["max_mm"] == pytest.approx(5.0)
+    assert c.nearest_detection_mm(4) == pytest.approx(np.linalg.norm([29, 0, 0]))
+    # an empty detection: every planned seed missing
+    e = compare_seeds(plan, np.zeros((0, 3)))
+    assert e.missing.tolist() == [0, 1, 2, 3, 4] and e.displacement_stats()["n"] == 0
+    with pytest.raises(ConfigError):
+        compare_seeds(plan, det, gate_mm=0.0)
+
+
+def test_dose_grid_covers_seeds_in_the_ct_orientation():
+    from qa.postimplant import dose_grid_around
+
+    a = np.radians(20.0)
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
+    ct = Grid(
+        shape=(40, 100, 100),
+        origin_mm=(-50.0, -50.0, -40.0),
+        spacing_mm=(1.0, 1.0, 2.0),
+        direction=tuple(rot.reshape(-1)),
+    )
+    pts = ct.ijk_to_mm(np.array([[30.0, 40, 10], [60, 55, 25], [45, 70, 18]]))
+    g = dose_grid_around(ct, pts, spacing_mm=2.0, margin_mm=10.0)
+    np.testing.assert_allclose(g.direction_matrix, ct.direction_matrix)
+    assert g.spacing_mm == (2.0, 2.0, 2.0)
+    # every seed with its margin inside, where the CT reaches
+    assert np.all(g.contains_mm(pts, margin_voxels=-4.4))
+    # clipped to the CT: along k the CT holds 80 mm, seeds 10..25 slices plus 10 mm
+    assert g.size_ijk[2] * 2.0 <= 15 * 2.0 + 2 * 10.0 + 2.0
+    # the grid's voxel centres never leave the CT
+    near_edge = ct.ijk_to_mm(np.array([[1.0, 1, 1]]))
+    g2 = dose_grid_around(ct, near_edge, spacing_mm=2.0, margin_mm=30.0)
+    n = np.asarray(g2.size_ijk) - 1
+    corner_centres = g2.ijk_to_mm(
+        np.array([[a, b, c] for a in (0, n[0]) for b in (0, n[1]) for c in (0, n[2])], float)
+    )
+    assert np.all(ct.contains_mm(corner_centres, margin_voxels=0.5))
+    assert g2.size_ijk == (16, 16, 17)  # 31.5 x 31.5 x 33 mm of CT (edge to seed + 30 mm)
+
+
+def test_progress_is_reported_in_order(no_plan_case):
+    c = no_plan_case
+    seen = []
+    run_postimplant(
+        c.ct_dir,
+        c.rtstruct,
+        sk_u=SK_U,
+        model="6711",
+        prescription_gy=RX_GY,
+        dose_spacing_mm=3.0,
+        backend="numpy",
+        progress=lambda f, msg: seen.append(f),
+    )
+    assert seen[0] == 0.0 and seen[-1] == 1.0
+    assert all(b >= a - 1e-12 for a, b in itertools.pairwise(seen))
