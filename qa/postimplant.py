@@ -7,8 +7,13 @@ Steps of :func:`run_postimplant`:
    pre-plan RTPLAN; check that they share one Frame of Reference
    (:class:`~brachycryo.errors.FrameOfReferenceError` otherwise: a pre-plan made on
    another image must first be registered to the post-implant CT).
-2. Detect the seeds (:func:`qa.seed_detection.detect_seeds`).  The implanted seed count
-   reconciles the per-cluster counts; it defaults to the pre-plan's seed count.
+2. Detect the seeds (:func:`qa.seed_detection.detect_seeds`).  A ``seed_count`` given
+   by the user (the implanted count from the implant record) reconciles the per-cluster
+   counts.  Without it the pre-plan's seed count is used as a *guarded* default
+   (:func:`detect_with_plan_count`): seeds are implanted beyond the plan or lost
+   (migrated out of the imaged region) often enough that forcing the plan's count would
+   split a single seed into a ghost pair, or drop a real seed; the count changes it asks
+   for are kept only in clusters where the image or the plan supports them.
 3. Source strength (``sk_u``), TG-43 seed model and prescription come from the pre-plan
    unless given; without a pre-plan they must be given (:class:`ConfigError` naming the
    option).  The detected seeds become a permanent-implant RTPLAN (one channel per seed,
@@ -56,7 +61,13 @@ from dicom_io.rtstruct import ROI, StructureSet, check_against_image, read_rtstr
 from dose_kernels import SeedModel, Seeds, dose_on_grid, load_seed_model
 from qa.evaluate import PlanEvaluation, evaluate_plan
 from qa.seed_comparison import MIGRATION_GATE_MM, SeedComparison, compare_seeds
-from qa.seed_detection import DetectionOptions, SeedDetection, detect_seeds, to_plan
+from qa.seed_detection import (
+    DetectionOptions,
+    SeedDetection,
+    detect_seeds,
+    match_seeds,
+    to_plan,
+)
 
 #: Dose grid margin around the seeds (mm): I-125 dose there is a few % of the dose at 1 cm.
 DOSE_MARGIN_MM = 30.0
@@ -75,6 +86,11 @@ COMPARED_METRICS = (
 _I125 = {"I-125", "I125", "125I"}
 #: Seeds below this detection confidence are listed for review.
 LOW_CONFIDENCE = 0.5
+#: Detection confidence (count fit) from which a cluster's image supports its seed count;
+#: 0.25 lets a cluster of 1.2 seeds' signal be split in two, not one of 1.0 (a ghost).
+SUPPORT_CONFIDENCE = 0.25
+#: A planned seed within this distance (mm) of a detected seed supports its existence.
+PLAN_SUPPORT_MM = 3.0
 
 
 @dataclass
@@ -438,6 +454,87 @@ def _dose(seeds: Seeds, grid: Grid, model: SeedModel, backend: str, progress) ->
     return dose
 
 
+def _per_cluster(det: SeedDetection) -> dict[int, tuple[int, float, np.ndarray]]:
+    """cluster -> (seeds in it, lowest confidence, positions (n, 3) mm)."""
+    out: dict[int, tuple[int, float, list]] = {}
+    for seed in det.seeds:
+        k, conf, pos = out.get(seed.cluster, (seed.seeds_in_cluster, 1.0, []))
+        out[seed.cluster] = (k, min(conf, seed.confidence), [*pos, seed.position_mm])
+    return {c: (k, conf, np.asarray(pos, dtype=float)) for c, (k, conf, pos) in out.items()}
+
+
+def _planned_near(positions_mm: np.ndarray, plan_mm: np.ndarray) -> int:
+    """Distinct planned seeds within :data:`PLAN_SUPPORT_MM` of the given seeds."""
+    return match_seeds(positions_mm, plan_mm, gate_mm=PLAN_SUPPORT_MM).n_matched
+
+
+def detect_with_plan_count(
+    hu: np.ndarray,
+    grid: Grid,
+    plan_mm: np.ndarray,
+    *,
+    options: DetectionOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[SeedDetection, str]:
+    """Detection guided by the pre-plan's seed count where the image or the plan supports it.
+
+    1. Detect without a count.  If that finds as many seeds as planned, done.
+    2. Detect reconciled to the planned count; compare cluster by cluster.  A change of a
+       cluster's count from a (no count) to b (reconciled) is kept when
+
+       * the image supports it: b > 0 and the cluster's count-fit confidence in the
+         reconciled detection is at least :data:`SUPPORT_CONFIDENCE`, or b = 0 and its
+         confidence without a count was below that; or
+       * the plan supports it: b > a and b distinct planned seeds lie within
+         :data:`PLAN_SUPPORT_MM` of the cluster's b seeds (seeds merged on thick slices
+         where planned), or b < a and at most b planned seeds lie near its a seeds.
+
+       A single seed split in two to make up a lost seed's count has neither support
+       (its halves share one planned seed, and its signal is one seed's).
+    3. The supported changes set the count of the final detection (the reconciliation
+       serves the clusters that want a change most first).
+
+    Returns the detection and a sentence saying what was done.
+    """
+    plan_mm = np.asarray(plan_mm, dtype=float).reshape(-1, 3)
+    n_plan = plan_mm.shape[0]
+    free = detect_seeds(hu, grid, options=options, progress=scaled(progress, 0.0, 0.4))
+    if free.n_seeds == n_plan:
+        return free, f"{free.n_seeds} seeds found, as many as planned"
+    forced = detect_seeds(
+        hu, grid, seed_count=n_plan, options=options, progress=scaled(progress, 0.4, 0.7)
+    )
+    by_free, by_forced = _per_cluster(free), _per_cluster(forced)
+    change = 0
+    for cluster in set(by_free) | set(by_forced):
+        a, conf_a, pos_a = by_free.get(cluster, (0, 1.0, np.zeros((0, 3))))
+        b, conf_b, pos_b = by_forced.get(cluster, (0, 1.0, np.zeros((0, 3))))
+        if b == a:
+            continue
+        image = conf_b >= SUPPORT_CONFIDENCE if b > 0 else conf_a < SUPPORT_CONFIDENCE
+        if b > a:
+            plan = _planned_near(pos_b, plan_mm) >= b
+        else:
+            plan = _planned_near(pos_a, plan_mm) <= b
+        if image or plan:
+            change += b - a
+    target = free.n_seeds + change
+    how = (
+        f"the pre-plan has {n_plan} seeds, the image without a count shows "
+        f"{free.n_seeds}; image and plan support {target}"
+    )
+    if target == n_plan:
+        return forced, how
+    if target == free.n_seeds:
+        return free, how + (
+            " (the difference may be seeds lost or added; give the implanted count to force it)"
+        )
+    final = detect_seeds(
+        hu, grid, seed_count=target, options=options, progress=scaled(progress, 0.7, 1.0)
+    )
+    return final, how + " (give the implanted count to force it)"
+
+
 # ---------------------------------------------------------------------------- workflow
 def run_postimplant(
     ct_dir: str | os.PathLike,
@@ -478,20 +575,28 @@ def run_postimplant(
     pre_plan = None if plan is None else _read_plan(plan, notes)
     _check_frames(ct, ss, pre_plan, notes)
     sk_u, seed_model, rx, origin = _resolve_source(pre_plan, sk_u, model, prescription_gy)
-    if pre_plan is not None and seed_count is None:
-        seed_count, origin["seed_count"] = pre_plan.n_seeds, "pre-plan"
-    elif seed_count is not None:
-        origin["seed_count"] = "option"
     rois = _volume_rois(ss, roi_names, notes)
     target_name = _choose_target(rois, target)
     report(progress, 0.05, "detecting seeds")
-    detection = detect_seeds(
-        ct.hu,
-        ct.grid,
-        seed_count=seed_count,
-        options=detection_options,
-        progress=scaled(progress, 0.05, 0.25),
-    )
+    if pre_plan is not None and seed_count is None:
+        origin["seed_count"] = "pre-plan (guarded)"
+        detection, how = detect_with_plan_count(
+            ct.hu,
+            ct.grid,
+            pre_plan.positions_mm,
+            options=detection_options,
+            progress=scaled(progress, 0.05, 0.25),
+        )
+        notes.append(f"seed count: {how}")
+    else:
+        origin["seed_count"] = "option" if seed_count is not None else "none"
+        detection = detect_seeds(
+            ct.hu,
+            ct.grid,
+            seed_count=seed_count,
+            options=detection_options,
+            progress=scaled(progress, 0.05, 0.25),
+        )
     reference = None
     manufacturer = ""
     if pre_plan is not None and pre_plan.sources:
@@ -558,7 +663,9 @@ def run_postimplant(
             "dose_margin_mm": float(dose_margin_mm),
             "migration_gate_mm": float(gate_mm),
             "backend": backend,
-            "seed_count": seed_count,
+            "seed_count": seed_count
+            if seed_count is not None
+            else (None if pre_plan is None else pre_plan.n_seeds),
             "from": origin,
         },
         files=files,
@@ -637,6 +744,7 @@ __all__ = [
     "DOSE_SPACING_MM",
     "OUTPUT_NAMES",
     "PostImplantResult",
+    "detect_with_plan_count",
     "dose_grid_around",
     "run_postimplant",
     "write_postimplant_outputs",
