@@ -159,6 +159,7 @@ class PostImplantResult:
                 "far_detections": [self._detection_doc(int(m)) for m in s.far],
                 "surplus_detections": [self._detection_doc(int(m)) for m in s.surplus],
                 "n_migrated": int(s.missing.size + s.far.size),
+                "suspicious_clusters": self.detection_doc()["suspicious_clusters"],
             },
         }
 

@@ -36,7 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ct", required=True, help="folder of the post-implant CT series")
     p.add_argument("--rtstruct", required=True, help="RTSTRUCT contoured on the post-implant CT")
     p.add_argument("--plan", help="pre-plan RTPLAN (same Frame of Reference as the CT)")
-    p.add_argument("--seed-count", type=int, help="seeds implanted (default: the plan's count)")
+    p.add_argument(
+        "--seed-count",
+        type=int,
+        help="seeds implanted (default: the plan's count, where image or plan supports it)",
+    )
     p.add_argument("--sk-u", type=float, help="air-kerma strength per seed, U (default: plan)")
     p.add_argument("--model", help="TG-43 seed model, e.g. 6711 (default: the plan's)")
     p.add_argument("--prescription-gy", type=float, help="prescription dose, Gy (default: plan)")

@@ -278,6 +278,10 @@ def test_outputs_written_and_inputs_unchanged(tmp_path, exact_case, exact_result
     assert set(doc["structures"]) == {"GTV", "OAR"}
     assert {"d90_gy", "v100_pct", "d2cc_gy", "volume_cc"} <= set(doc["structures"]["GTV"])
     assert doc["comparison"]["seeds"]["matched"] == 60
+    assert (
+        doc["comparison"]["seeds"]["suspicious_clusters"]
+        == (doc["detection"]["suspicious_clusters"])
+    )
     rows = paths["seeds"].read_text().splitlines()
     assert rows[0].startswith("seed_id,x_mm,y_mm,z_mm")
     assert len(rows) == 61 and all(r.split(",")[10] for r in rows[1:])
