@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "brachycryo.commands.dvh",
     "brachycryo.commands.iceball",
     "brachycryo.commands.plan",
+    "brachycryo.commands.postimplant",
     "brachycryo.commands.demo",
 )
 

@@ -157,8 +157,14 @@ def build_report_html(
     constraints: Sequence[Constraint] = (),
     title: str = "brachycryo plan report",
     render_3d: bool = True,
+    extra_sections: Sequence[str] = (),
 ) -> str:
-    """The report as one HTML string (see the module docstring)."""
+    """The report as one HTML string (see the module docstring).
+
+    ``extra_sections`` are HTML fragments (each starting with its ``<h2>`` heading, their
+    text already escaped) placed after the constraints, before the DVH plot; e.g. the
+    plan vs post-implant comparison of :mod:`qa.postimplant_report`.
+    """
     rx = evaluation.prescription_gy
     notes: list[str] = list(evaluation.warnings)
     parts = [f"<h1>{html.escape(title)}</h1>"]
@@ -204,6 +210,7 @@ def build_report_html(
                 f'<td class="{cls}">{word}</td></tr>'
             )
         parts.append("<h2>Constraints</h2><table>" + "".join(rows) + "</table>")
+    parts.extend(extra_sections)
     # DVH plot
     colours = {r.name: r.color_rgb for r in rois}
     fig = dvh_figure(list(evaluation.dvhs.values()), prescription_gy=rx, colours=colours)
