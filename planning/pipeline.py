@@ -53,6 +53,14 @@ class CryoLayout:
     probe_model: str
 
 
+@dataclass(frozen=True)
+class OptimiserProblem:
+    """What the seed optimiser saw: target zones and OAR constraints (with matrices)."""
+
+    zones: list[TargetZone]
+    constraints: list[OarConstraint]
+
+
 @dataclass
 class PlanResult:
     spec: PlanSpec
@@ -69,6 +77,7 @@ class PlanResult:
     dose_gy: np.ndarray
     backend: str
     timings_s: dict[str, float] = field(default_factory=dict)
+    problem: OptimiserProblem | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -246,7 +255,7 @@ def _exact_dv_gy(dvh, kind: str, volume_cc: float) -> float:
 def _verified_selection(
     spec, case, grid, model, backend, zones, constraints, oar_defs, candidates, timings,
     progress,
-) -> tuple[SeedSelection, np.ndarray]:  # fmt: skip
+) -> tuple[SeedSelection, np.ndarray, list[OarConstraint]]:  # fmt: skip
     """Select seeds, compute the dose, and check every OAR limit on the final DVH.
 
     The optimiser sees each OAR through its voxel centres (occupancy-weighted for volume
@@ -319,7 +328,7 @@ def _verified_selection(
             f"{name} (exceeded on the final DVH after {VERIFY_ROUNDS} corrections)"
             for _, name, _, _ in exceeded
         ] + [b for b in selection.binding if b not in names]
-    return selection, dose
+    return selection, dose, active
 
 
 def make_plan(
@@ -328,8 +337,14 @@ def make_plan(
     *,
     backend: str | None = None,
     progress: ProgressCallback | None = None,
+    keep_problem: bool = False,
 ) -> PlanResult:
-    """Plan the case of ``spec`` (phantom cases are written to ``work_dir/case``)."""
+    """Plan the case of ``spec`` (phantom cases are written to ``work_dir/case``).
+
+    ``keep_problem`` keeps the optimiser's input (target zones and the OAR constraints of
+    the last round, with their influence matrices) in :attr:`PlanResult.problem`, e.g. to
+    compare optimisation methods on the same matrices (``benchmarks/plan_quality.py``).
+    """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     backend = resolve_backend(backend or spec.dose.backend)
@@ -408,6 +423,7 @@ def make_plan(
     needles = np.zeros(0, dtype=int)
     candidates = None
     selection = None
+    problem = None
     if seed_lesions:
         t1 = time.perf_counter()
         union = np.zeros(grid.shape, bool)
@@ -514,10 +530,12 @@ def make_plan(
             for roi, metric, kind, lim, vol, _ in oar_defs
         ]  # fmt: skip
         t1 = time.perf_counter()
-        selection, dose = _verified_selection(
+        selection, dose, active = _verified_selection(
             spec, case, grid, model, backend, target_zones, constraints, oar_defs,
             candidates, timings, progress,
         )  # fmt: skip
+        if keep_problem:
+            problem = OptimiserProblem(target_zones, active)
         timings["optimizer_s"] = time.perf_counter() - t1 - timings["dose_s"]
         chosen = selection.chosen
         positions = candidates.positions_mm[chosen]
@@ -543,4 +561,5 @@ def make_plan(
         dose_gy=dose,
         backend=backend,
         timings_s=timings,
+        problem=problem,
     )
