@@ -174,6 +174,16 @@ def evaluate_plan(result: PlanResult) -> PlanMetrics:
         goals.append({"roi": zone_roi_name(lesion.roi, "SeedTarget"), "metric": "D90",
                       "goal": lrx, "value": m.get("d90_gy"),
                       "passed": (m.get("d90_gy") or 0) >= lrx - 1e-6})  # fmt: skip
+        for h in lesion.high_risk:  # each sub-zone against its own prescription
+            name = zone_roi_name(lesion.roi, h.roi)
+            hm = structures.get(name, {})
+            goals.append({"roi": name, "metric": "V100", "goal": spec.optimizer.v100_min_pct,
+                          "prescription_gy": h.prescription_gy, "value": hm.get("v100_pct"),
+                          "passed": (hm.get("v100_pct") or 0)
+                          >= spec.optimizer.v100_min_pct - 1e-6})  # fmt: skip
+            d90 = hm.get("d90_gy")
+            goals.append({"roi": name, "metric": "D90", "goal": h.prescription_gy, "value": d90,
+                          "passed": (d90 or 0) >= h.prescription_gy - 1e-6})  # fmt: skip
     cryo_binding = []
     for lesion in spec.lesions:
         if lesion.allocation != "cryo" or lesion.roi not in result.cryo:
