@@ -479,6 +479,8 @@ def run_batch(
     cohort: CohortIndex = discover_cohort(cohort_dir)
     parts_dir = paths["parts"]
     parts_dir.mkdir(parents=True, exist_ok=True)
+    for stale in parts_dir.glob(".*.tmp"):  # left by a process killed while writing
+        stale.unlink(missing_ok=True)
     entries: dict[str, dict] = {}
     todo: list[WorkUnit] = []
     for u in cohort.units:
