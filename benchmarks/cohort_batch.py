@@ -95,6 +95,12 @@ def _worker_idle_rss_mib() -> float:
     return float("nan")
 
 
+def _mean_cpu(manifest: dict) -> float:
+    """Mean CPU seconds (the computing thread's) per unit: robust to a contended machine."""
+    cpu = [u["cpu_seconds"] for u in manifest["units"] if "cpu_seconds" in u]
+    return round(sum(cpu) / len(cpu), 3) if cpu else float("nan")
+
+
 def run_in_process(cohort: Path, out: Path) -> dict:
     """``workers=1`` (no Dask) in a child process, for a clean peak RSS."""
     code = (
@@ -112,20 +118,21 @@ def run_in_process(cohort: Path, out: Path) -> dict:
         check=True,
     )
     res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["cpu_s_per_unit_mean"] = _mean_cpu(
+        json.loads(out.with_suffix(".manifest.json").read_text())
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     res["peak_rss_mib_per_worker"] = [round(max(after, before) / 1024.0, 1)]
     return res
 
 
 def run_dask(cohort: Path, out: Path, n_workers: int) -> dict:
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
-    from qa.batch import run_batch
+    from qa.batch import local_cluster, run_batch
 
     t0 = time.perf_counter()
-    with LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, Client(cluster) as client:  # fmt: skip
+    with local_cluster(n_workers) as cluster, Client(cluster) as client:
         client.wait_for_workers(n_workers)
         startup = time.perf_counter() - t0
         idle = client.run(_worker_idle_rss_mib)
@@ -143,6 +150,7 @@ def run_dask(cohort: Path, out: Path, n_workers: int) -> dict:
         "peak_rss_mib_per_worker": [round(v, 1) for v in rss.values()],
         "idle_rss_mib_per_worker_after_imports": [round(v, 1) for v in idle.values()],
         "units_per_worker": sorted(per_worker.values()),
+        "cpu_s_per_unit_mean": _mean_cpu(r.manifest),
     }
 
 

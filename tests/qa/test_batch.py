@@ -219,6 +219,8 @@ def test_rows_equal_the_single_plan_command(cohort, full_run):
             assert got[key] == pytest.approx(np.nan if value is None else value, nan_ok=True)
             checked += 1
     assert checked > 100
+    (entry,) = _unit_of(full_run[0].manifest, a.patient_id)
+    assert any("one contour plane: slab thickness 10 mm" in w for w in entry["warnings"])
     extras = set(mine[mine.structure == "GTV_Bulky"]["metric"])
     assert {"d95_gy", "v100gy_pct", "v100gy_cc", "ci", "ei", "hi"} <= extras
 
@@ -347,3 +349,40 @@ def test_missing_dask_names_the_extra(cohort, tmp_path, monkeypatch):
     with pytest.raises(BackendUnavailableError, match=r"brachycryo\[dist\]"):
         run_batch(cohort["root"], tmp_path / "x.parquet", workers=2)
     assert not (tmp_path / "x.parts").exists()
+
+
+def test_a_bad_roi_is_skipped_not_the_plan(cohort, tmp_path):
+    a = cohort["patients"][0]
+    folder = tmp_path / "p"
+    folder.mkdir()
+    shutil.copy(a.rtdoses[0], folder / "rd.dcm")
+    shutil.copy(a.rtplans[0], folder / "rp.dcm")
+    ds = pydicom.dcmread(a.rtstruct)
+    number = max(int(r.ROINumber) for r in ds.StructureSetROISequence) + 1
+    roi = pydicom.Dataset()
+    roi.ROINumber = number
+    roi.ReferencedFrameOfReferenceUID = ds.StructureSetROISequence[0].ReferencedFrameOfReferenceUID
+    roi.ROIName = "Degenerate"
+    roi.ROIGenerationAlgorithm = "MANUAL"
+    ds.StructureSetROISequence.append(roi)
+    contour = pydicom.Dataset()
+    contour.ContourGeometricType = "CLOSED_PLANAR"
+    contour.NumberOfContourPoints = 3
+    contour.ContourData = [0.0, 0.0, 0.0, 10.0, 0.0, 0.0, 20.0, 0.0, 0.0]  # collinear
+    item = pydicom.Dataset()
+    item.ReferencedROINumber = number
+    item.ROIDisplayColor = [255, 0, 0]
+    item.ContourSequence = pydicom.Sequence([contour])
+    ds.ROIContourSequence.append(item)
+    obs = pydicom.Dataset()
+    obs.ObservationNumber = number
+    obs.ReferencedROINumber = number
+    obs.RTROIInterpretedType = "ORGAN"
+    obs.ROIInterpreter = ""
+    ds.RTROIObservationsSequence.append(obs)
+    ds.save_as(folder / "rs.dcm")
+    res = run_batch(folder, tmp_path / "m.parquet")
+    (u,) = res.manifest["units"]
+    assert u["status"] == "ok" and u["n_structures"] == 13
+    assert any("'Degenerate' not evaluated" in w and "zero area" in w for w in u["warnings"])
+    assert "Degenerate" not in set(res.table["structure"])
