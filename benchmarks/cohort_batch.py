@@ -10,13 +10,16 @@ Runs, each on a fresh output (nothing resumed):
 
 * ``in_process`` - ``workers=1``: no Dask, in a child process (its peak RSS from
   ``getrusage(RUSAGE_CHILDREN)``);
-* ``dask_1`` / ``dask_2`` - a ``LocalCluster`` of 1 / 2 single-thread worker processes
-  started by the benchmark (start-up timed apart) and used through its scheduler address,
-  as on a real cluster; peak RSS of each worker from ``getrusage`` inside it.
+* ``dask_1`` / ``dask_2`` - :func:`qa.batch.local_cluster` (1 / 2 single-thread worker
+  processes, the worker environment of ``qa.batch.WORKER_ENVIRON``) started by the
+  benchmark (start-up timed apart) and used through its scheduler address, as on a real
+  cluster; peak RSS of each worker from ``getrusage`` inside it;
+* ``dask_1_dask_default_env`` - the same with Dask's default worker environment
+  (``MALLOC_TRIM_THRESHOLD_=65536``), the reason for ``WORKER_ENVIRON``.
 
-Reported: patients per minute (units per minute; one plan per patient) over the whole
-``run_batch`` call (discovery, evaluation, assembly), the discovery time alone, the
-speed-up of 2 workers over 1, and the peak memory per worker.  The machine this was first
+Reported: patients per minute (one plan per patient) over the whole ``run_batch`` call
+(discovery, evaluation, assembly), the computing thread's CPU seconds per patient (steadier
+than wall-clock on a shared machine), the discovery time alone, the speed-up of 2 workers over 1, and the peak memory per worker.  The machine this was first
 run on has 2 cores shared with other jobs: the 2-worker speed-up there is bounded by 2
 and lowered by contention (see ``load_average_1min`` before and after).
 
@@ -126,13 +129,19 @@ def run_in_process(cohort: Path, out: Path) -> dict:
     return res
 
 
-def run_dask(cohort: Path, out: Path, n_workers: int) -> dict:
-    from dask.distributed import Client
+def run_dask(cohort: Path, out: Path, n_workers: int, *, dask_default_env: bool = False) -> dict:
+    from dask.distributed import Client, LocalCluster
 
     from qa.batch import local_cluster, run_batch
 
     t0 = time.perf_counter()
-    with local_cluster(n_workers) as cluster, Client(cluster) as client:
+    if dask_default_env:  # Dask's own worker environment (MALLOC_TRIM_THRESHOLD_=65536)
+        cluster = LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+    else:
+        cluster = local_cluster(n_workers)
+    with cluster, Client(cluster) as client:
         client.wait_for_workers(n_workers)
         startup = time.perf_counter() - t0
         idle = client.run(_worker_idle_rss_mib)
@@ -178,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         runs["in_process"] = run_in_process(cohort, tmp / "p.parquet")
         runs["dask_1"] = run_dask(cohort, tmp / "d1.parquet", 1)
         runs["dask_2"] = run_dask(cohort, tmp / "d2.parquet", 2)
+        runs["dask_1_dask_default_env"] = run_dask(
+            cohort, tmp / "d1d.parquet", 1, dask_default_env=True
+        )
     for name, r in runs.items():
         r["wall_s"] = round(r["wall_s"], 2)
         r["patients_per_min"] = round(60.0 * len(idx.patients) / r["wall_s"], 2)

@@ -29,7 +29,15 @@ import pytest
 from brachycryo.cli import main
 from brachycryo.errors import BackendUnavailableError
 from dicom_io.common import new_uid
-from qa.batch import COLUMNS, BatchOptions, metric_unit, run_batch, unit_key
+from qa.batch import (
+    COLUMNS,
+    WORKER_ENVIRON,
+    BatchOptions,
+    local_cluster,
+    metric_unit,
+    run_batch,
+    unit_key,
+)
 from qa.cohort_discovery import discover_cohort
 from qa.cohort_phantom import write_cohort_patient
 from qa.evaluate import evaluate_files
@@ -307,9 +315,9 @@ def test_keys_follow_uids_and_options_not_paths(cohort, tmp_path):
 def test_dask_cluster_gives_the_same_table(cohort, full_run, tmp_path):
     distributed = pytest.importorskip("distributed")
     opts = BatchOptions(d_pct=(95.0,), v_gy=(100.0,), target="GTV_Bulky")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster:
+    with local_cluster(2) as cluster, distributed.Client(cluster) as client:
+        env = client.run(lambda: {k: os.environ.get(k) for k in WORKER_ENVIRON})
+        assert list(env.values()) == [{"MALLOC_TRIM_THRESHOLD_": None, "MALLOC_ARENA_MAX": "1"}] * 2
         res = run_batch(
             cohort["root"], tmp_path / "dask.parquet", options=opts,
             scheduler=cluster.scheduler_address,
