@@ -19,9 +19,10 @@ Runs, each on a fresh output (nothing resumed):
 
 Reported: patients per minute (one plan per patient) over the whole ``run_batch`` call
 (discovery, evaluation, assembly), the computing thread's CPU seconds per patient (steadier
-than wall-clock on a shared machine), the discovery time alone, the speed-up of 2 workers over 1, and the peak memory per worker.  The machine this was first
-run on has 2 cores shared with other jobs: the 2-worker speed-up there is bounded by 2
-and lowered by contention (see ``load_average_1min`` before and after).
+than wall-clock on a shared machine), the discovery time alone, the speed-up of 2 workers
+over 1, and the peak memory per worker.  The machine this was first run on has 2 cores
+shared with other jobs: the 2-worker speed-up there is bounded by 2 and lowered by
+contention (see ``load_average_1min`` before and after).
 
 Run: ``python -m benchmarks.cohort_batch [--patients 50] [--workdir DIR]``
 -> ``benchmarks/results/cohort_batch.json``.
