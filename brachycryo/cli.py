@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "brachycryo.commands.info",
     "brachycryo.commands.dose",
     "brachycryo.commands.dvh",
+    "brachycryo.commands.dvh_batch",
     "brachycryo.commands.iceball",
     "brachycryo.commands.plan",
     "brachycryo.commands.postimplant",
