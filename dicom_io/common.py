@@ -175,6 +175,23 @@ def save_dataset(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = Fals
     return Path(path)
 
 
+#: Elements left raw by :func:`_decode_elements` (bulk data parsed by their own readers).
+_BULK_TAGS = frozenset({0x30060050, 0x7FE00010})  # ContourData, PixelData
+
+
+def _decode_elements(ds: Dataset) -> None:
+    """Decode every element now (pydicom decodes lazily), so that corrupt values (an
+    unknown VR, a bad length, a non-numeric IS) fail inside the reader's error handling
+    with the file named, not at some later attribute access; bulk data is left raw."""
+    for tag in list(ds.keys()):
+        if int(tag) in _BULK_TAGS:
+            continue
+        elem = ds[tag]
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                _decode_elements(item)
+
+
 def read_dataset(
     path: str | os.PathLike,
     *,
@@ -194,6 +211,9 @@ def read_dataset(
             warnings.simplefilter("always")
             ds = pydicom.dcmread(p, stop_before_pixels=stop_before_pixels, force=False)
         _check_not_truncated(ds, p, caught)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid values are the readers' to report
+            _decode_elements(ds)
     except DicomInputError:
         raise
     except pydicom.errors.InvalidDicomError as exc:

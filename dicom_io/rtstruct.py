@@ -149,9 +149,18 @@ def _parse_contour(item: Dataset, roi_name: str, path: Path) -> Contour:
         )
     points = data.reshape(-1, 3)
     n_declared = item.get("NumberOfContourPoints", None)
-    if n_declared is not None and int(n_declared) != points.shape[0]:
+    if n_declared is not None:
+        try:
+            n_declared = int(n_declared)
+        except (TypeError, ValueError):
+            raise StructureError(
+                f"NumberOfContourPoints (3006,0046) in {path} is not an integer: "
+                f"{str(n_declared)[:40]!r}",
+                roi=roi_name,
+            ) from None
+    if n_declared is not None and n_declared != points.shape[0]:
         raise StructureError(
-            f"NumberOfContourPoints is {int(n_declared)} but ContourData holds "
+            f"NumberOfContourPoints is {n_declared} but ContourData holds "
             f"{points.shape[0]} points in {path}",
             roi=roi_name,
         )

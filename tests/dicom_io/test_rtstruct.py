@@ -374,3 +374,19 @@ def test_mutated_rtstruct_only_raises_project_errors(analytic, tmp_path, file_ha
         assert file_hashes(out) == before
 
     check()
+
+
+def test_non_integer_point_count_names_the_tag(analytic, tmp_path):
+    """A corrupted NumberOfContourPoints (IS) is a StructureError naming the tag, not a
+    ValueError from int() (found by the mutation test above)."""
+    path, _, _ = analytic
+    marked = _corrupt(
+        path, tmp_path / "marked.dcm", 2, lambda c: setattr(c, "NumberOfContourPoints", 98765)
+    )
+    raw = marked.read_bytes()
+    assert raw.count(b"98765") == 1
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(raw.replace(b"98765", b"9x765"))
+    with pytest.raises(StructureError, match=r"NumberOfContourPoints \(3006,0046\)") as e:
+        read_rtstruct(bad)
+    assert "Cylinder" in str(e.value) and "bad.dcm" in str(e.value)
