@@ -233,6 +233,8 @@ def _spread_anchors(pos: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     """
     min_sep = 2.0 * (SEED_LENGTH_MM + 0.5) + SEED_LENGTH_MM + 2.5
     chosen: list[int] = []
+    if n == 0:  # no touching clusters asked for
+        return np.zeros(0, dtype=int)
     for c in rng.permutation(pos.shape[0]):
         if all(np.linalg.norm(pos[c] - pos[o]) >= min_sep for o in chosen):
             chosen.append(int(c))

@@ -393,3 +393,13 @@ def test_written_series_gives_the_same_detection(tmp_path, ct_3mm, implant100):
     np.testing.assert_allclose(loaded.hu, np.rint(ct_3mm.hu), atol=0.5)
     det = detect_seeds(loaded.hu, loaded.grid, seed_count=implant100.n_seeds)
     _assert_acceptance(det, implant100)
+
+
+def test_layout_without_touching_clusters(phantom):
+    """n_end_to_end = n_side_by_side = 0 gives isolated seeds only (no cluster search)."""
+    lay = needle_seed_layout(
+        phantom.masks["GTV_Bulky"], phantom.grid, n_seeds=40, seed=0,
+        n_end_to_end=0, n_side_by_side=0,
+    )  # fmt: skip
+    assert lay.positions_mm.shape == (40, 3)
+    assert set(lay.kind) == {"isolated"}
