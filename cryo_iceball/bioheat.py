@@ -73,7 +73,7 @@ class BioheatOptions:
     vessel_temp_c: float = 37.0
     outer_boundary: str = "fixed"
     safety: float = 0.9
-    theta_min: float = 0.5
+    theta_min: float = 0.1
     record_every_s: float = 10.0
     isotherms_c: tuple[float, ...] = DEFAULT_ISOTHERMS_C
     dtype: str = "float32"
