@@ -270,14 +270,19 @@ def _feasible_adds(st: _State, max_needles: int, blocked: dict[str, int], gain: 
     return ok
 
 
-def _gain(st: _State) -> np.ndarray:
+def _gain(st: _State, *, unmet_only: bool = False, v100_min: float = 0.0) -> np.ndarray:
     """Volume-weighted under-dose reduction (cm³-equivalents) of adding each candidate.
 
     Points in ``st.conceded`` (the coldest part of the V100 allowance, chosen by the LP
     guide) do not count: chasing them is what piles seeds and hot spots beside the OARs.
+    With ``unmet_only`` only zones that miss their goals count (construction: a zone that
+    meets them needs no more seeds).
     """
     total = np.zeros(st.x.size)
-    for zd, z, skip in zip(st.zone_dose, st.zones, st.conceded, strict=True):
+    met = [m for m, _ in st.zone_status(v100_min)] if unmet_only else [False] * len(st.zones)
+    for zd, z, skip, ok in zip(st.zone_dose, st.zones, st.conceded, met, strict=True):
+        if ok:
+            continue
         deficit = np.maximum(z.prescription_gy - zd, 0.0)
         need = (deficit > 0) & ~skip
         if not need.any():
@@ -339,10 +344,13 @@ def _try_add(st: _State, cand: int, max_needles: int) -> bool:
     return True
 
 
-def _gain_of(st: _State, cand: int) -> float:
-    """:func:`_gain` of one candidate."""
+def _gain_of(st: _State, cand: int, v100_min: float) -> float:
+    """:func:`_gain` of one candidate (zones that miss their goals only)."""
     total = 0.0
-    for zd, z, skip in zip(st.zone_dose, st.zones, st.conceded, strict=True):
+    met = [m for m, _ in st.zone_status(v100_min)]
+    for zd, z, skip, ok in zip(st.zone_dose, st.zones, st.conceded, met, strict=True):
+        if ok:
+            continue
         need = (zd < z.prescription_gy) & ~skip
         if need.any():
             contrib = st.s * z.matrix[need, cand]
@@ -380,6 +388,102 @@ def _oar_cost(st: _State) -> np.ndarray:
 def _oar_load(st: _State) -> float:
     """sum_o CVaR_o / L_o of the current selection (the OAR sparing objective)."""
     return sum(o.tail_mean_gy(od) / o.limit_gy for od, o in zip(st.oar_dose, st.oars))
+
+
+def _construct(
+    st,
+    v100_min_pct,
+    max_needles,
+    needle_weight,
+    hot_spot_weight,
+    oar_sparing_weight,
+    prefer,
+    blocked,
+    t0,
+    time_limit_s,
+    log,
+    progress,
+) -> int:
+    """Greedy construction until the goals hold, coverage stalls or nothing can be added;
+    returns the number of seeds added."""
+    it = 0
+    stall = _Stall()
+    while not st.goals_met(v100_min_pct):
+        if time.perf_counter() - t0 > time_limit_s:
+            log.append("time limit reached during construction")
+            break
+        if stall.stalled(st, v100_min_pct, log):
+            break
+        gain = _gain(st, unmet_only=True, v100_min=v100_min_pct)
+        ok = _feasible_adds(st, max_needles, blocked, gain)
+        ok &= gain > 1e-9
+        if not ok.any():
+            log.append("no feasible candidate raises coverage")
+            break
+        used = st.needles_used()
+        cost = 1.0 + needle_weight * ~np.isin(st.needle, list(used))
+        if oar_sparing_weight > 0:
+            cost = cost * (1.0 + oar_sparing_weight * _oar_cost(st))
+        score = gain * prefer / cost - hot_spot_weight * _hot_cost(st)
+        score[~ok] = -np.inf
+        best = int(np.argmax(score))
+        st.toggle(best, True)
+        it += 1
+        v100 = min(_zone_stats(zd, z)["v100_pct"] for zd, z in zip(st.zone_dose, st.zones))
+        report(progress, min(0.8, 0.8 * v100 / max(v100_min_pct, 1e-9)), f"{st.x.sum()} seeds")
+    return it
+
+
+def _free_candidates(st, exclude: int, max_needles: int) -> np.ndarray:
+    """Candidates that could be added now (spacing and needle budget), ``exclude`` aside."""
+    free = ~st.x
+    for idx in np.nonzero(st.x)[0]:
+        free[st.partners[idx]] = False
+    free[exclude] = False
+    if len(st.needles_used()) >= max_needles:
+        free &= np.isin(st.needle, list(st.needles_used()))
+    return free
+
+
+def _coverage_swaps(st, v100_min_pct, max_needles, t0, time_limit_s, log, max_rounds=2) -> bool:
+    """Move single seeds while that raises the unmet zones' coverage (limits kept); True
+    when any seed moved.  A seed whose neighbours on its needle block the candidate the
+    greedy wants (the seed-spacing rule) is moved there if coverage gains."""
+
+    def coverage():
+        return sum(min(v, v100_min_pct) for _, v in st.zone_status(v100_min_pct))
+
+    moved = 0
+    for _ in range(max_rounds):
+        improved = False
+        current = coverage()
+        for c in np.nonzero(st.x)[0]:
+            if time.perf_counter() - t0 > time_limit_s or st.goals_met(v100_min_pct):
+                break
+            st.toggle(int(c), False)
+            gain = _gain(st, unmet_only=True, v100_min=v100_min_pct)
+            gain[~_free_candidates(st, int(c), max_needles)] = -np.inf
+            best = None
+            for cand in np.argsort(gain)[::-1][:8]:
+                if not gain[cand] > 1e-9:
+                    break
+                st.toggle(int(cand), True)
+                if st.oar_ok():
+                    val = coverage()
+                    if val > current + 1e-6 and (best is None or val > best[1]):
+                        best = (int(cand), val)
+                st.toggle(int(cand), False)
+            if best is not None:
+                st.toggle(best[0], True)
+                current = best[1]
+                improved = True
+                moved += 1
+            else:
+                st.toggle(int(c), True)
+        if not improved:
+            break
+    log.append(f"coverage swaps: {moved} seeds moved")
+    return moved > 0
 
 
 def select_seeds(
@@ -444,38 +548,24 @@ def select_seeds(
             for cand in order[(x_lp[order] < 0.5) & (x_lp[order] >= LP_COMPLETION_MIN_X)]:
                 if st.goals_met(v100_min_pct) or stall.stalled(st, v100_min_pct, log):
                     break
-                if _gain_of(st, int(cand)) > 1e-9:
+                if _gain_of(st, int(cand), v100_min_pct) > 1e-9:
                     _try_add(st, int(cand), max_needles)
             log.append(f"LP rounding: {n_half} seeds at x* >= 0.5, {int(st.x.sum())} after "
                        "the LP-ordered completion")  # fmt: skip
             report(progress, 0.3, f"LP rounding: {int(st.x.sum())} seeds")
         else:
             log.append("LP relaxation failed; greedy construction from scratch")
-    # -- greedy construction
-    stall = _Stall()
-    while not st.goals_met(v100_min_pct):
-        if time.perf_counter() - t0 > time_limit_s:
-            log.append("time limit reached during construction")
+    # -- greedy construction; when it stalls short of the goals, coverage swaps (a seed
+    # moved where the spacing rule blocked the greedy) and one more construction
+    for attempt in range(2):
+        it += _construct(
+            st, v100_min_pct, max_needles, needle_weight, hot_spot_weight, oar_sparing_weight,
+            prefer, blocked, t0, time_limit_s, log, progress,
+        )  # fmt: skip
+        if attempt or st.goals_met(v100_min_pct) or time.perf_counter() - t0 > time_limit_s:
             break
-        if stall.stalled(st, v100_min_pct, log):
+        if not _coverage_swaps(st, v100_min_pct, max_needles, t0, time_limit_s, log):
             break
-        gain = _gain(st)
-        ok = _feasible_adds(st, max_needles, blocked, gain)
-        ok &= gain > 1e-9
-        if not ok.any():
-            log.append("no feasible candidate raises coverage")
-            break
-        used = st.needles_used()
-        cost = 1.0 + needle_weight * ~np.isin(st.needle, list(used))
-        if oar_sparing_weight > 0:
-            cost = cost * (1.0 + oar_sparing_weight * _oar_cost(st))
-        score = gain * prefer / cost - hot_spot_weight * _hot_cost(st)
-        score[~ok] = -np.inf
-        best = int(np.argmax(score))
-        st.toggle(best, True)
-        it += 1
-        v100 = min(_zone_stats(zd, z)["v100_pct"] for zd, z in zip(st.zone_dose, st.zones))
-        report(progress, min(0.8, 0.8 * v100 / max(v100_min_pct, 1e-9)), f"{st.x.sum()} seeds")
     met = st.goals_met(v100_min_pct)
     # -- prune: remove seeds (least contribution first) while every zone that meets its
     # goals still does and no zone that misses them loses coverage
