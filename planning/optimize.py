@@ -645,13 +645,7 @@ def _swap_for_hot_spots(
                 log.append("time limit reached during swaps")
                 return
             st.toggle(int(c), False)
-            used = st.needles_used()
-            free = ~st.x
-            for idx in np.nonzero(st.x)[0]:
-                free[st.partners[idx]] = False
-            free[int(c)] = False
-            if len(used) >= max_needles:
-                free &= np.isin(st.needle, list(used))
+            free = _free_candidates(st, int(c), max_needles)
             score = _gain(st)
             if oar_sparing_weight > 0:
                 score = score / (1.0 + oar_sparing_weight * _oar_cost(st))
@@ -709,7 +703,6 @@ def lp_relaxation(
     time_limit_s: float = 30.0,
     sparsify_fraction: float = 0.02,
     method: str = "highs-ds",
-    second_solve: bool = True,
     seed: int = 0,
 ) -> np.ndarray | None:
     """Solve the linear relaxation of the seed selection with HiGHS; x* in [0, 1] or None.
@@ -843,7 +836,7 @@ def lp_relaxation(
         order = np.argsort(under / rx_all)[::-1]
         cum = np.cumsum(f_all[order])
         drop = order[(cum <= allowance * f_all.sum()) & (under[order] > 1e-6)]
-        if drop.size and second_solve:
+        if drop.size:
             keep[drop] = False
             x2, _ = solve(keep)
             if x2 is not None:
