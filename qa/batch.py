@@ -178,7 +178,7 @@ def evaluate_unit(unit: WorkUnit, options: BatchOptions) -> tuple[list[tuple], d
     """
     from dicom_io.rasterize import contour_stack
     from dicom_io.rtplan import read_rtplan
-    from qa.evaluate import _volume_rois, evaluate_plan, load_plan_files
+    from qa.evaluate import evaluate_plan, load_plan_files, volume_rois
 
     if unit.error:  # discovery found no usable structure set
         raise FrameOfReferenceError(f"{unit.rtdose}: {unit.error}")
@@ -200,7 +200,7 @@ def evaluate_unit(unit: WorkUnit, options: BatchOptions) -> tuple[list[tuple], d
             )
     dose, structures, read_notes = load_plan_files(unit.rtdose, unit.rtstruct)
     notes += read_notes + list(structures.warnings)
-    rois, skipped = _volume_rois(structures, None)
+    rois, skipped = volume_rois(structures, None)
     notes += skipped
     target = None
     if options.target:

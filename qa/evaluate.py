@@ -82,7 +82,12 @@ class PlanEvaluation:
         return write_text_atomic(path, self.to_csv(), overwrite=overwrite)
 
 
-def _volume_rois(structures: StructureSet, names: Sequence[str] | None) -> tuple[list, list]:
+def volume_rois(structures: StructureSet, names: Sequence[str] | None) -> tuple[list, list]:
+    """The ROIs to evaluate and notes on those skipped.
+
+    ``names`` given: those ROIs, each required to have closed contours (StructureError
+    otherwise); none given: every ROI with closed contours, the others noted as skipped.
+    """
     notes = []
     if names:
         rois = [structures.roi(n) for n in names]  # StructureError names a missing ROI
@@ -214,7 +219,7 @@ def evaluate_files(
 ) -> PlanEvaluation:
     """:func:`evaluate_plan` on an RTDOSE file and an RTSTRUCT file (``roi_names``: all)."""
     dose, structures, notes = load_plan_files(rtdose, rtstruct)
-    rois, skipped = _volume_rois(structures, roi_names)
+    rois, skipped = volume_rois(structures, roi_names)
     ev = evaluate_plan(
         dose.dose_gy,
         dose.grid,

@@ -31,7 +31,8 @@ def figure_png(fig: Figure, *, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-def _colour(rgb: tuple[int, int, int] | None, index: int) -> tuple[float, float, float]:
+def roi_colour(rgb: tuple[int, int, int] | None, index: int) -> tuple[float, float, float]:
+    """Matplotlib colour of a structure: its RTSTRUCT display colour, else a fixed cycle."""
     if rgb is not None:
         return tuple(c / 255.0 for c in rgb)
     cycle = ((0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16))
@@ -53,7 +54,7 @@ def dvh_figure(
         d, v = dvh.cumulative_curve()
         if dvh.volume_cc <= 0:
             continue
-        rgb = _colour((colours or {}).get(dvh.name), n)
+        rgb = roi_colour((colours or {}).get(dvh.name), n)
         d = np.concatenate([[0.0], d])
         v = np.concatenate([[dvh.volume_cc], v])
         ax.plot(d, 100.0 * v / dvh.volume_cc, color=rgb, label=dvh.name, lw=1.5)
@@ -137,8 +138,9 @@ def slice_figure(
     for n, (name, (mask, rgb)) in enumerate((structures or {}).items()):
         m = np.asarray(mask)[sl]
         if m.any():
+            colour = roi_colour(rgb, n)
             cs = ax.contour(
-                h_mm, v_mm, m.astype(float), levels=[0.5], colors=[_colour(rgb, n)], linewidths=1.2
+                h_mm, v_mm, m.astype(float), levels=[0.5], colors=[colour], linewidths=1.2
             )
             handles.append(cs.legend_elements()[0][0])
             labels.append(name)

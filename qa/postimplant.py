@@ -59,7 +59,7 @@ from dicom_io.rtdose import write_rtdose
 from dicom_io.rtplan import BrachyPlan, read_rtplan, write_seed_rtplan
 from dicom_io.rtstruct import ROI, StructureSet, check_against_image, read_rtstruct
 from dose_kernels import SeedModel, Seeds, dose_on_grid, load_seed_model
-from qa.evaluate import PlanEvaluation, evaluate_plan
+from qa.evaluate import PlanEvaluation, evaluate_plan, volume_rois
 from qa.seed_comparison import MIGRATION_GATE_MM, SeedComparison, compare_seeds
 from qa.seed_detection import (
     DetectionOptions,
@@ -371,18 +371,8 @@ def _resolve_source(
 
 
 def _volume_rois(ss: StructureSet, names: Sequence[str] | None, notes: list[str]) -> list[ROI]:
-    if names:
-        rois = [ss.roi(n) for n in names]
-        for r in rois:
-            if not r.closed_contours:
-                raise StructureError("has no closed contours; it has no volume", roi=r.name)
-        return rois
-    rois = []
-    for r in ss.rois:
-        if r.closed_contours:
-            rois.append(r)
-        else:
-            notes.append(f"ROI {r.name!r} skipped: no closed contours (points or empty)")
+    rois, skipped = volume_rois(ss, names)
+    notes.extend(skipped)
     if not rois:
         raise StructureError(f"{ss.path} has no ROI with closed contours to evaluate")
     return rois

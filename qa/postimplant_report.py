@@ -11,9 +11,9 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
-from qa.plots import _colour, figure_png
+from qa.plots import figure_png, roi_colour
 from qa.postimplant import COMPARED_METRICS, LOW_CONFIDENCE, PostImplantResult
-from qa.report import _img, build_report_html
+from qa.report import build_report_html, img_tag
 
 _HEADINGS = {
     "d90_gy": "D90 (Gy)",
@@ -83,7 +83,7 @@ def _dvh_comparison_png(result: PostImplantResult) -> bytes:
     for n, (name, post) in enumerate(result.evaluation.dvhs.items()):
         if post.volume_cc <= 0:
             continue
-        rgb = _colour(colours.get(name), n)
+        rgb = roi_colour(colours.get(name), n)
         for dvh, style, tag in (
             (result.plan_evaluation.dvhs.get(name), "--", "plan"),  # type: ignore[union-attr]
             (post, "-", "post-implant"),
@@ -190,7 +190,7 @@ def seeds_section_html(result: PostImplantResult) -> str:
     )
     disp = cmp_.matched_displacements_mm
     if disp.size:
-        parts.append(_img(_histogram_png(disp, cmp_.gate_mm), "displacement histogram"))
+        parts.append(img_tag(_histogram_png(disp, cmp_.gate_mm), "displacement histogram"))
         order = np.argsort(-np.nan_to_num(cmp_.displacement_mm, nan=-1.0))[:N_LARGEST]
         rows = []
         for m in order:
@@ -255,7 +255,7 @@ def build_postimplant_report(result: PostImplantResult, *, render_3d: bool = Tru
         sections.append(comparison_table_html(result))
         sections.append(
             "<h2>DVH: pre-plan (dashed) vs post-implant (solid)</h2>"
-            + _img(_dvh_comparison_png(result), "plan vs post-implant DVH")
+            + img_tag(_dvh_comparison_png(result), "plan vs post-implant DVH")
         )
     sections.append(seeds_section_html(result))
     ev = result.evaluation

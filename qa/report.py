@@ -89,7 +89,8 @@ class Constraint:
         return float(value), bool(_OPS[self.op](value, float(self.limit)))
 
 
-def _img(png: bytes, alt: str) -> str:
+def img_tag(png: bytes, alt: str) -> str:
+    """An ``<img>`` element embedding ``png`` (self-contained HTML)."""
     data = base64.b64encode(png).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
@@ -214,7 +215,7 @@ def build_report_html(
     # DVH plot
     colours = {r.name: r.color_rgb for r in rois}
     fig = dvh_figure(list(evaluation.dvhs.values()), prescription_gy=rx, colours=colours)
-    parts.append("<h2>DVH</h2>" + _img(figure_png(fig), "cumulative DVH"))
+    parts.append("<h2>DVH</h2>" + img_tag(figure_png(fig), "cumulative DVH"))
     # slices
     if ct_hu is not None and ct_grid is not None:
         masks = {}
@@ -247,7 +248,7 @@ def build_report_html(
                 probes_mm=probes_mm,
                 isotherms=iso_ct,
             )
-            imgs.append(_img(figure_png(fig, dpi=90), f"{plane} isodoses"))
+            imgs.append(img_tag(figure_png(fig, dpi=90), f"{plane} isodoses"))
         parts.append(
             "<h2>Isodoses 50 / 100 / 150 / 200 % over CT</h2>"
             f'<div class="images">{"".join(imgs)}</div>'
@@ -273,7 +274,7 @@ def build_report_html(
             probes_mm=probes_mm,
         )
         if png is not None:
-            parts.append("<h2>3-D view</h2>" + _img(png, "3-D view"))
+            parts.append("<h2>3-D view</h2>" + img_tag(png, "3-D view"))
         else:
             parts.append(
                 f'<h2>3-D view</h2><p class="note">3-D view not rendered: {html.escape(why)}</p>'
