@@ -48,13 +48,19 @@ def evaluate_plan(result: PlanResult) -> PlanMetrics:
     structures: dict[str, Any] = {}
     dvhs = {}
 
+    # DVHs the pipeline already computed for the OAR limit check, if of this very dose
+    known = result.roi_dvhs[1] if result.roi_dvhs and result.roi_dvhs[0] is dose else {}
+
     def add_roi(name: str, prescription: float | None) -> None:
         if name in structures:
             return
         try:
-            dvh = dvh_from_roi(
-                result.case.structures.roi(name), dose, grid, slice_thickness_mm=thickness
-            )
+            if name in known:
+                dvh = known[name]
+            else:
+                dvh = dvh_from_roi(
+                    result.case.structures.roi(name), dose, grid, slice_thickness_mm=thickness
+                )
         except BrachyCryoError as exc:
             structures[name] = {"error": str(exc)}
             return

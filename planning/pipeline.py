@@ -78,6 +78,9 @@ class PlanResult:
     backend: str
     timings_s: dict[str, float] = field(default_factory=dict)
     problem: OptimiserProblem | None = None
+    #: (dose, {ROI: DVH}): the contour DVHs the OAR limits were checked on, valid for that
+    #: dose array only (``planning.evaluate`` reuses them when it is ``dose_gy``)
+    roi_dvhs: tuple[np.ndarray, dict] | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -255,7 +258,7 @@ def _exact_dv_gy(dvh, kind: str, volume_cc: float) -> float:
 def _verified_selection(
     spec, case, grid, model, backend, zones, constraints, oar_defs, candidates, timings,
     progress,
-) -> tuple[SeedSelection, np.ndarray, list[OarConstraint]]:  # fmt: skip
+) -> tuple[SeedSelection, np.ndarray, list[OarConstraint], dict]:  # fmt: skip
     """Select seeds, compute the dose, and check every OAR limit on the final DVH.
 
     The optimiser sees each OAR through its voxel centres (occupancy-weighted for volume
@@ -328,7 +331,7 @@ def _verified_selection(
             f"{name} (exceeded on the final DVH after {VERIFY_ROUNDS} corrections)"
             for _, name, _, _ in exceeded
         ] + [b for b in selection.binding if b not in names]
-    return selection, dose, active
+    return selection, dose, active, dvhs
 
 
 def make_plan(
@@ -424,6 +427,7 @@ def make_plan(
     candidates = None
     selection = None
     problem = None
+    roi_dvhs = None
     if seed_lesions:
         t1 = time.perf_counter()
         union = np.zeros(grid.shape, bool)
@@ -530,12 +534,13 @@ def make_plan(
             for roi, metric, kind, lim, vol, _ in oar_defs
         ]  # fmt: skip
         t1 = time.perf_counter()
-        selection, dose, active = _verified_selection(
+        selection, dose, active, oar_dvhs = _verified_selection(
             spec, case, grid, model, backend, target_zones, constraints, oar_defs,
             candidates, timings, progress,
         )  # fmt: skip
         if keep_problem:
             problem = OptimiserProblem(target_zones, active)
+        roi_dvhs = (dose, oar_dvhs)
         timings["optimizer_s"] = time.perf_counter() - t1 - timings["dose_s"]
         chosen = selection.chosen
         positions = candidates.positions_mm[chosen]
@@ -562,4 +567,5 @@ def make_plan(
         backend=backend,
         timings_s=timings,
         problem=problem,
+        roi_dvhs=roi_dvhs,
     )
