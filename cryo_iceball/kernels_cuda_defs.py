@@ -42,7 +42,7 @@ def temperature_pass(h, tissue, params, hold, hold_temp, temp, cond, tmin):
         t = temp_of_enthalpy(h[k, j, i], cf, cu, cm, ts, tl, hl)
     temp[k, j, i] = t
     t = temp[k, j, i]
-    cond[k, j, i] = kf + liquid_fraction(t, ts, tl) * (ku - kf)
+    cond[k, j, i] = kf + liquid_fraction(t, ts, tl, 0.0, 1.0) * (ku - kf)
     if t < tmin[k, j, i]:
         tmin[k, j, i] = t
 
@@ -79,12 +79,12 @@ def update_pass(h, tissue, params, hold, hold_temp, couple_coef, couple_slot, te
     tl = params[tc, 4]
     kf = params[tc, 6]
     ku = params[tc, 7]
-    phi = liquid_fraction(t, ts, tl)
+    phi = liquid_fraction(t, ts, tl, 0.0, 1.0)
     r += phi * (params[tc, 8] * (arterial_c - t) + params[tc, 9])
     cs = couple_slot[k, j, i]
     if slot_active(cs, hold_temp):
         tp = hold_temp[cs]
-        kp = kf + liquid_fraction(tp, ts, tl) * (ku - kf)
+        kp = kf + liquid_fraction(tp, ts, tl, 0.0, 1.0) * (ku - kf)
         a = couple_coef[k, j, i] * 0.5 * (kv + kp)
         r += a * (tp - t)
         capp = apparent_capacity(t, params[tc, 0], params[tc, 1], params[tc, 2], ts, tl)

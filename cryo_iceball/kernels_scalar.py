@@ -4,6 +4,10 @@ Plain Python functions (nothing is compiled at import): :mod:`cryo_iceball.kerne
 wraps them with ``numba.njit`` and :mod:`cryo_iceball.kernels_cuda` with
 ``numba.cuda.jit(device=True)``, so both backends run the same source.  The formulas are
 those of :mod:`cryo_iceball.kernels_numpy` (the reference) and :mod:`cryo_iceball.tissue`.
+
+``zero`` and ``one`` are passed in rather than written as literals so that a caller can
+keep the arithmetic in the arrays' precision (a float literal is float64 in numba and
+would promote float32 arithmetic; see :mod:`cryo_iceball.kernels_numba`).
 """
 
 from __future__ import annotations
@@ -36,12 +40,12 @@ def apparent_capacity(t, cf, cu, cm, ts, tl):
     return cm
 
 
-def liquid_fraction(t, ts, tl):
+def liquid_fraction(t, ts, tl, zero, one):
     f = (t - ts) / (tl - ts)
-    if f < 0.0:
-        return 0.0
-    if f > 1.0:
-        return 1.0
+    if f < zero:
+        return zero
+    if f > one:
+        return one
     return f
 
 
