@@ -183,18 +183,24 @@ def protocol(*pairs: tuple[str, float]) -> tuple[Phase, ...]:
 
 
 # ---------------------------------------------------------------------------- rasterisation
+def _cylinder_coords(points_mm: np.ndarray, a_mm: np.ndarray, b_mm: np.ndarray):
+    """Axial position ``s`` from ``a`` and radial distance of ``points_mm`` (..., 3) relative
+    to the axis ``a -> b``, and the axis length (mm)."""
+    axis = np.asarray(b_mm) - a_mm
+    length = float(np.linalg.norm(axis))
+    u = axis / length
+    rel = np.asarray(points_mm) - a_mm
+    s = rel @ u
+    return s, np.linalg.norm(rel - s[..., None] * u, axis=-1), length
+
+
 def cylinder_sdf_mm(points_mm: np.ndarray, a_mm: np.ndarray, b_mm: np.ndarray, r_mm: float):
     """Signed distance-like function of the finite cylinder (axis a -> b, radius r).
 
     Negative inside, zero exactly on the surface (the value outside the rims is a bound, not
     the exact distance, which is all the surface search needs).
     """
-    axis = b_mm - a_mm
-    length = float(np.linalg.norm(axis))
-    u = axis / length
-    rel = points_mm - a_mm
-    s = rel @ u
-    radial = np.linalg.norm(rel - s[..., None] * u, axis=-1)
+    s, radial, length = _cylinder_coords(points_mm, a_mm, b_mm)
     return np.maximum(radial - r_mm, np.abs(s - 0.5 * length) - 0.5 * length)
 
 
@@ -218,7 +224,16 @@ def rasterise_probes(grid: Grid, probes: Sequence[Probe], *, theta_min: float = 
     """Rasterise probes (any orientation) onto ``grid``.
 
     Voxels whose centres lie inside a probe's active cylinder are held at the probe
-    temperature.  For a free voxel next to a held one, ``theta h`` is the distance to the
+    temperature, and so is every voxel that contains a point of the active zone's axis
+    (centre between the end planes).  A probe thinner than the grid, or one whose axis runs
+    between voxel centres, thus keeps an unbroken column of held voxels instead of holding
+    nothing; beside such an axis voxel the coupling below uses the distance of the free
+    voxel's centre from the probe, since the face line may miss the cylinder.  For a 17G
+    probe between four voxel centres of a 1.5 mm grid (formerly refused), the 0, -20 and
+    -40 C radii after 10 min in soft tissue are within 0.45 mm of the 0.5 mm grid and vary
+    by at most 0.3 mm with the axis position (``tests/test_cryo_analytic.py``).
+
+    For a free voxel next to a held one, ``theta h`` is the distance to the
     surface along that face; the face conductance becomes ``k/(theta h^2)`` instead of
     ``k/h^2``.  To bound that conductance, ``theta`` is rounded: below ``theta_min/2`` the
     voxel is snapped into the probe (surface moved out by at most ``theta_min h/2``),
@@ -233,20 +248,23 @@ def rasterise_probes(grid: Grid, probes: Sequence[Probe], *, theta_min: float = 
     if not 0 < theta_min <= 1:
         raise ConfigError(f"theta_min must be in (0, 1], got {theta_min}", key="theta_min")
     held = np.full(grid.shape, -1, dtype=np.int16)
+    axis_only = np.zeros(grid.shape, dtype=bool)
     centres = grid.voxel_centres_mm()
     sdfs = []
     for n, probe in enumerate(probes):
         a, b = probe.active_segment_mm()
-        sdf = cylinder_sdf_mm(centres, a, b, probe.model.radius_mm)
-        inside = sdf <= 0
+        in_cylinder = cylinder_sdf_mm(centres, a, b, probe.model.radius_mm) <= 0
+        on_axis = _axis_voxels(grid, a, b)
+        inside = in_cylinder | on_axis
         if not np.any(inside):
             raise GeometryError(
-                f"probe {n} ({probe.model.model}) holds no voxel centre: it lies outside the grid "
-                f"or is thinner than the grid can represent (spacing {grid.spacing_mm} mm)"
+                f"probe {n} ({probe.model.model}) holds no voxel: its active zone lies outside "
+                f"the grid"
             )
         if np.any(held[inside] >= 0):
             raise GeometryError(f"probe {n} overlaps probe {int(held[inside].max())}")
         held[inside] = n
+        axis_only |= on_axis & ~in_cylinder
         sdfs.append((a, b, probe.model.radius_mm))
 
     # pass 1 snaps voxels lying within theta_min/2 of the surface into the probe; pass 2
@@ -255,7 +273,7 @@ def rasterise_probes(grid: Grid, probes: Sequence[Probe], *, theta_min: float = 
         coef = np.zeros(grid.shape, dtype=float)
         couple = np.full(grid.shape, -1, dtype=np.int16)
         snap = np.full(grid.shape, -1, dtype=np.int16)
-        for idx, pid, theta, h_m in _surface_crossings(grid, held, centres, sdfs):
+        for idx, pid, theta, h_m in _surface_crossings(grid, held, axis_only, centres, sdfs):
             if not final:
                 near = theta < 0.5 * theta_min
                 snap[tuple(ix[near] for ix in idx)] = pid[near]
@@ -268,17 +286,58 @@ def rasterise_probes(grid: Grid, probes: Sequence[Probe], *, theta_min: float = 
     return ProbeRaster(held=held, couple_coef_per_m2=coef, couple_probe=couple)
 
 
-def _surface_crossings(grid: Grid, held: np.ndarray, centres: np.ndarray, sdfs: list):
+#: samples along a face line when looking for the probe surface
+SURFACE_SAMPLES = 32
+
+
+def _distance_outside_mm(
+    points_mm: np.ndarray, a_mm: np.ndarray, b_mm: np.ndarray, r_mm: float
+) -> np.ndarray:
+    """Euclidean distance (mm) of ``points_mm`` (..., 3) from the finite cylinder (axis
+    ``a -> b``, radius ``r``); 0 inside."""
+    s, radial, length = _cylinder_coords(points_mm, a_mm, b_mm)
+    beyond_cap = np.maximum(np.abs(s - 0.5 * length) - 0.5 * length, 0.0)
+    return np.hypot(np.maximum(radial - r_mm, 0.0), beyond_cap)
+
+
+def _axis_voxels(grid: Grid, a_mm: np.ndarray, b_mm: np.ndarray) -> np.ndarray:
+    """Mask of the voxels that contain a point of the segment ``a -> b`` (sampled every
+    quarter of the smallest spacing) and whose centres lie between the segment's end planes.
+
+    A point on a voxel boundary goes to the lower index (with a 1e-9 voxel tolerance, so
+    that rounding cannot pick a different voxel on a rotated copy of the grid).
+    """
+    a_mm, b_mm = np.asarray(a_mm, dtype=float), np.asarray(b_mm, dtype=float)
+    axis = b_mm - a_mm
+    length = float(np.linalg.norm(axis))
+    n = int(np.ceil(length / (0.25 * min(grid.spacing_mm)))) + 1
+    pts = a_mm + np.linspace(0.0, 1.0, n)[:, None] * axis
+    ijk = np.floor(grid.mm_to_ijk(pts) + 0.5 - 1e-9).astype(np.int64)
+    ijk = ijk[np.all((ijk >= 0) & (ijk < np.asarray(grid.size_ijk)), axis=1)]
+    s = (grid.ijk_to_mm(ijk) - a_mm) @ (axis / length)
+    ijk = ijk[(s >= 0) & (s <= length)]
+    mask = np.zeros(grid.shape, dtype=bool)
+    mask[ijk[:, 2], ijk[:, 1], ijk[:, 0]] = True
+    return mask
+
+
+def _surface_crossings(
+    grid: Grid, held: np.ndarray, axis_only: np.ndarray, centres: np.ndarray, sdfs: list
+):
     """Yield, per face direction, free voxels next to a held one and the surface fraction.
 
     ``theta`` is the fraction of the centre-to-centre step at which the segment from the free
-    voxel's centre toward its held neighbour enters the probe cylinder (bisection); 1 when it
-    does not (the neighbour was snapped into the probe from outside).
+    voxel's centre toward its held neighbour enters the probe cylinder (first of 32 samples
+    inside, then bisection).  When the segment misses the cylinder: 1 if the neighbour is a
+    voxel snapped in from just outside (the surface is at its centre), or, beside a voxel
+    held only because the probe's axis crosses it (``axis_only``: a probe thinner than the
+    grid), the distance of this voxel's centre from the probe in units of the step.
     """
     dmat = grid.direction_matrix
+    samples = np.linspace(0.0, 1.0, SURFACE_SAMPLES + 1)
     for axis_arr, axis_ijk in ((2, 0), (1, 1), (0, 2)):
-        h_m = grid.spacing_mm[axis_ijk] * 1e-3
-        step_mm = dmat[:, axis_ijk] * grid.spacing_mm[axis_ijk]
+        h_mm = grid.spacing_mm[axis_ijk]
+        step_mm = dmat[:, axis_ijk] * h_mm
         for sign in (1, -1):
             nb = np.roll(held, -sign, axis=axis_arr)
             valid = np.ones(grid.shape, dtype=bool)
@@ -291,18 +350,23 @@ def _surface_crossings(grid: Grid, held: np.ndarray, centres: np.ndarray, sdfs: 
             idx = np.nonzero(cand)
             p0 = centres[idx]
             pid = nb[idx]
+            nb_axis_only = np.roll(axis_only, -sign, axis=axis_arr)[idx]
             theta = np.ones(len(pid))
             for n, (a, b, r) in enumerate(sdfs):
                 m = pid == n
                 if not np.any(m):
                     continue
-                lo = np.zeros(int(m.sum()))
-                hi = np.ones(int(m.sum()))
-                end_inside = cylinder_sdf_mm(p0[m] + sign * step_mm, a, b, r) <= 0
+                seg = p0[m][:, None, :] + samples[None, 1:, None] * (sign * step_mm)
+                inside_at = cylinder_sdf_mm(seg, a, b, r) <= 0
+                crosses = inside_at.any(axis=1)
+                first = np.argmax(inside_at, axis=1)
+                hi = np.where(crosses, samples[first + 1], 1.0)
+                lo = np.where(crosses, samples[first], 0.0)
                 for _ in range(30):
                     mid = 0.5 * (lo + hi)
                     inside = cylinder_sdf_mm(p0[m] + mid[:, None] * sign * step_mm, a, b, r) <= 0
                     hi = np.where(inside, mid, hi)
                     lo = np.where(inside, lo, mid)
-                theta[m] = np.where(end_inside, hi, 1.0)
-            yield idx, pid, theta, h_m
+                radial = np.clip(_distance_outside_mm(p0[m], a, b, r) / h_mm, 0.0, 1.0)
+                theta[m] = np.where(nb_axis_only[m], radial, np.where(crosses, hi, 1.0))
+            yield idx, pid, theta, h_mm * 1e-3

@@ -197,26 +197,43 @@ def test_insulated_box_conserves_enthalpy():
         assert np.ptp(res.final_temp_c) < np.ptp(init)  # and it did diffuse
 
 
-def test_thin_probe_insensitive_to_its_place_in_the_voxel():
-    """A 17G probe (radius 0.75 mm) on a 1 mm grid: the ice ball must not depend on where
-    the probe axis falls within a voxel (the sub-voxel surface coupling), and must match
-    the 0.5 mm grid.  Perfused soft tissue, 10 min freeze, 2-D section of a long probe.
-    (With the former ``theta_min = 0.5`` the 1 mm radii spread by more than 0.3 mm.)"""
+def _thin_probe_radii(h_mm: float, offset_voxels: tuple[float, float]) -> list[float]:
+    """0, -20, -40 C radii (mm) round a 17G probe (radius 0.75 mm) after 10 min in perfused
+    soft tissue: 2-D section of a long probe whose axis lies ``offset_voxels`` (x, y) from a
+    voxel centre."""
     cat = load_probe_catalogue()
-    tissue = load_tissues()["soft_tissue"]
+    half = round(20 / h_mm)
+    grid = Grid(
+        shape=(1, 2 * half + 1, 2 * half + 1),
+        origin_mm=(-half * h_mm, -half * h_mm, 0),
+        spacing_mm=(h_mm, h_mm, h_mm),
+    )
+    ox, oy = offset_voxels
+    probe = Probe(cat["generic_17g"], (ox * h_mm, oy * h_mm, -10.0), (0, 0, 1))
+    res = simulate(
+        grid, [probe], protocol(("freeze", 10)), tissues=[load_tissues()["soft_tissue"]],
+        initial_temp_c=37.0, backend=BACKEND, options=BioheatOptions(record_every_s=1e9),
+    )  # fmt: skip
+    return [_radius_2d(res, iso) for iso in (0.0, -20.0, -40.0)]
 
-    def radii(h_mm: float, offset: float) -> list[float]:
-        n = round(40 / h_mm) + 1
-        grid = Grid(shape=(1, n, n), origin_mm=(-20, -20, 0), spacing_mm=(h_mm, h_mm, h_mm))
-        probe = Probe(cat["generic_17g"], (offset * h_mm, 0.3 * offset * h_mm, -10.0), (0, 0, 1))
-        res = simulate(
-            grid, [probe], protocol(("freeze", 10)), tissues=[tissue], initial_temp_c=37.0,
-            backend=BACKEND, options=BioheatOptions(record_every_s=1e9),
-        )  # fmt: skip
-        return [_radius_2d(res, iso) for iso in (0.0, -20.0, -40.0)]
 
-    fine = radii(0.5, 0.0)
-    coarse = np.array([radii(1.0, off) for off in (0.0, 0.25, 0.5)])
+@pytest.mark.parametrize(
+    ("h_mm", "offsets"),
+    [
+        (1.0, [(0.0, 0.0), (0.25, 0.075), (0.5, 0.15)]),
+        # thinner than the grid: the axis between four voxel centres (the corner), or far
+        # enough from every centre that none lies inside the probe
+        (1.5, [(0.0, 0.0), (0.5, 0.5), (0.4, 0.45), (0.5, 0.0)]),
+    ],
+)
+def test_thin_probe_insensitive_to_its_place_in_the_voxel(h_mm, offsets):
+    """A 17G probe on a 1 or 1.5 mm grid: the ice ball must hardly depend on where the probe
+    axis falls within a voxel (the sub-voxel surface coupling), and must match the 0.5 mm
+    grid.  (With the former ``theta_min = 0.5`` the 1 mm radii spread by more than 0.3 mm;
+    before axis voxels were held, a probe holding no voxel centre was refused.)"""
+    fine = _thin_probe_radii(0.5, (0.0, 0.0))
+    coarse = np.array([_thin_probe_radii(h_mm, off) for off in offsets])
     assert fine[0] > 4.0  # a real ice ball formed
-    assert np.all(coarse.max(axis=0) - coarse.min(axis=0) < 0.3), coarse
-    assert np.all(np.abs(coarse - np.asarray(fine)) < 0.5), (coarse, fine)
+    # spread below 0.3 voxel, error against the fine grid below half a voxel
+    assert np.all(coarse.max(axis=0) - coarse.min(axis=0) < 0.3 * h_mm), coarse
+    assert np.all(np.abs(coarse - np.asarray(fine)) < 0.5 * h_mm), (coarse, fine)

@@ -18,7 +18,13 @@ from cryo_iceball import bioheat
 from cryo_iceball.bioheat import BioheatOptions, simulate
 from cryo_iceball.config import load_config
 from cryo_iceball.isotherms import isotherm_key, min_distance_mm, principal_axes
-from cryo_iceball.probes import Probe, load_probe_catalogue, protocol, rasterise_probes
+from cryo_iceball.probes import (
+    Probe,
+    cylinder_sdf_mm,
+    load_probe_catalogue,
+    protocol,
+    rasterise_probes,
+)
 from cryo_iceball.tissue import load_tissues
 
 
@@ -67,10 +73,42 @@ def test_rasterised_probe_volume_any_orientation(direction):
     assert np.all(r.couple_coef_per_m2[r.held >= 0] == 0)
 
 
+@pytest.mark.parametrize("direction", [(0, 0, 1), (0.3, -1, 0.2)])
+def test_thin_probe_between_voxel_centres_holds_an_unbroken_column(direction):
+    """A 17G probe (radius 0.75 mm) on a 2 mm grid whose axis avoids the voxel centres
+    (axial: the probe holds no voxel centre at all; oblique: only a few).  The held voxels
+    form one 26-connected column along the whole active zone, none lies beyond the active
+    zone, and the free voxels beside it are coupled to the probe surface."""
+    from scipy import ndimage
+
+    cat = load_probe_catalogue()
+    model = cat["generic_17g"]
+    grid = Grid.from_bounds((-24, -24, -24), (24, 24, 24), 2.0)
+    d = np.asarray(direction, dtype=float) / np.linalg.norm(direction)
+    tip = np.array([1.0, 1.0, 1.0]) - 15 * d  # 1 mm from a centre on every axis
+    probe = Probe(model, tuple(tip), tuple(d))
+    a, b = probe.active_segment_mm()
+    centres = grid.voxel_centres_mm()
+    n_inside = np.count_nonzero(cylinder_sdf_mm(centres, a, b, model.radius_mm) <= 0)
+    assert n_inside == 0 if direction == (0, 0, 1) else n_inside < 11
+    r = rasterise_probes(grid, [probe])
+    held = r.held >= 0
+    _, n_parts = ndimage.label(held, structure=np.ones((3, 3, 3)))
+    assert n_parts == 1
+    rel = centres[held] - a
+    s = rel @ d
+    radial = np.linalg.norm(rel - s[:, None] * d, axis=1)
+    assert np.all((s >= 0) & (s <= model.active_length_mm))
+    assert np.all(radial <= np.sqrt(3) / 2 * 2.0 + 1e-9)
+    assert held.sum() * 2.0 >= model.active_length_mm  # the whole length, at least 1 per 2 mm
+    assert np.all(r.couple_probe[r.couple_coef_per_m2 > 0] == 0)
+    assert np.count_nonzero(r.couple_coef_per_m2 > 0) >= 2 * model.active_length_mm / 2.0
+
+
 def test_probe_outside_grid_is_an_error():
     cat = load_probe_catalogue()
     grid = Grid.from_bounds((-5, -5, -5), (5, 5, 5), 1.0)
-    with pytest.raises(GeometryError, match="holds no voxel"):
+    with pytest.raises(GeometryError, match="holds no voxel: its active zone lies outside"):
         rasterise_probes(grid, [Probe(cat["generic_17g"], (50, 0, 0), (0, 0, 1))])
 
 
