@@ -230,8 +230,8 @@ def rasterise_probes(grid: Grid, probes: Sequence[Probe], *, theta_min: float = 
     nothing; beside such an axis voxel the coupling below uses the distance of the free
     voxel's centre from the probe, since the face line may miss the cylinder.  For a 17G
     probe on a 1.5 mm grid (between four voxel centres it was formerly refused), the 0, -20
-    and -40 C radii after 10 min in soft tissue are 0.37-0.50 mm smaller than on the 0.5 mm
-    grid (1 mm grid: 0.28-0.35 mm) and vary by at most 0.27 mm with where the axis falls
+    and -40 C radii after 10 min in soft tissue are up to 0.50 mm smaller than on the 0.5 mm
+    grid (1 mm grid: up to 0.35 mm) and vary by at most 0.27 mm with where the axis falls
     (``tests/test_cryo_analytic.py``).
 
     For a free voxel next to a held one, ``theta h`` is the distance to the
