@@ -206,6 +206,14 @@ def _layout(state: dict) -> KernelLayout:
     return lay
 
 
+@functools.cache
+def _constants(dtype: np.dtype) -> np.ndarray:
+    """``zero, half, one`` in ``dtype`` (read-only; one array per dtype, not per step)."""
+    consts = np.array([0.0, 0.5, 1.0], dtype=dtype)
+    consts.flags.writeable = False
+    return consts
+
+
 def _run(state: dict, dt: float, arterial_c: float, hold_temp, advance: bool) -> None:
     s = state
     parallel = s.get("parallel")
@@ -213,11 +221,10 @@ def _run(state: dict, dt: float, arterial_c: float, hold_temp, advance: bool) ->
         parallel = s["h"].size >= PARALLEL_MIN_VOXELS
     lay = _layout(s)
     real = s["h"].dtype.type
-    consts = np.array([0.0, 0.5, 1.0], dtype=s["h"].dtype)
     _kernels(bool(parallel))(
         s["h"], s["tissue"], s["params"], s["hold"], hold_temp, s["couple_coef"],
         s["couple_slot"], s["temp"], s["cond"], s["tmin"], s["inv_h2"], real(dt),
-        real(arterial_c), consts, lay.seg_start, lay.seg_tissue, lay.seg_offsets,
+        real(arterial_c), _constants(s["h"].dtype), lay.seg_start, lay.seg_tissue, lay.seg_offsets,
         lay.special_index, lay.special_kji, lay.held_slot, lay.special_h, lay.held_last, advance,
     )  # fmt: skip
 
