@@ -62,11 +62,11 @@ def _segments(tissue: np.ndarray, max_voxels: int) -> tuple[np.ndarray, ...]:
     n = flat.size
     cuts = [np.array([0, n]), np.flatnonzero(flat[1:] != flat[:-1]) + 1]
     planes = np.arange(nk) * plane
-    # rows j = 0 and j = nj - 1 stand alone (their j-1 / j+1 neighbour is the row itself)
-    for row in (0, 1, nj - 1, nj):
-        cuts.append(planes + min(row, nj) * ni)
+    # every plane starts a segment, and rows j = 0 and j = nj - 1 stand alone (their
+    # j-1 / j+1 neighbour is the row itself); all cuts lie in [0, n]
+    for row in (0, 1, nj - 1):
+        cuts.append(planes + row * ni)
     start = np.unique(np.concatenate(cuts))
-    start = start[(start >= 0) & (start <= n)]
     # split long segments
     pieces = [np.arange(a, b, max_voxels) for a, b in itertools.pairwise(start)]
     seg_start = np.append(np.concatenate(pieces), n).astype(np.int64)
