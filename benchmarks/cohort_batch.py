@@ -1,6 +1,7 @@
-"""Cohort DVH extraction speed: ``qa.batch.run_batch`` on a synthetic cohort, 1 and 2 workers.
+"""Cohort DVH extraction speed: ``brachycryo.cohort.batch.run_batch`` on a synthetic cohort, 1 and
+2 workers.
 
-The cohort: ``--patients`` (default 50) phantom patients (:mod:`qa.cohort_phantom`: abdomen
+The cohort: ``--patients`` (default 50) phantom patients (:mod:`brachycryo.phantoms.cohort`: abdomen
 phantom of seeds 0, 1, ...; 4 x 4 x 5 mm CT, 13 structures from the ~10 L BODY to 3 cc
 metastases; a seed implant of the bulky tumour on a 10 mm lattice, ~100-200 seeds, with its
 RTPLAN and a TG-43 RTDOSE at 3 mm around the tumour), generated once and cached under
@@ -10,8 +11,9 @@ Runs, each on a fresh output (nothing resumed):
 
 * ``in_process`` - ``workers=1``: no Dask, in a child process (its peak RSS from
   ``getrusage(RUSAGE_CHILDREN)``);
-* ``dask_1`` / ``dask_2`` - :func:`qa.batch.local_cluster` (1 / 2 single-thread worker
-  processes, the worker environment of ``qa.batch.WORKER_ENVIRON``) started by the
+* ``dask_1`` / ``dask_2`` - :func:`brachycryo.cohort.batch.local_cluster` (1 / 2 single-thread
+  worker
+  processes, the worker environment of ``brachycryo.cohort.batch.WORKER_ENVIRON``) started by the
   benchmark (start-up timed apart) and used through its scheduler address, as on a real
   cluster; peak RSS of each worker from ``getrusage`` inside it;
 * ``dask_1_dask_default_env`` - the same with Dask's default worker environment
@@ -58,7 +60,7 @@ def _cache_dir(n: int) -> Path:
 
 def ensure_cohort(folder: Path, n: int) -> dict:
     """Generate the cohort unless a complete one (same parameters) is already there."""
-    from qa.cohort_phantom import write_cohort
+    from brachycryo.phantoms.cohort import write_cohort
 
     marker = folder / "cohort.json"
     params = {"n_patients": n, **{k: list(v) if isinstance(v, tuple) else v
@@ -89,9 +91,9 @@ def _worker_maxrss_mib() -> float:
 
 def _worker_idle_rss_mib() -> float:
     """Resident memory after importing the batch code (numba, pydicom, pandas, pyarrow)."""
-    import qa.batch
-    import qa.dvh
-    import qa.evaluate  # noqa: F401
+    import brachycryo.cohort.batch
+    import brachycryo.qa.dvh
+    import brachycryo.qa.evaluate  # noqa: F401
 
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -108,7 +110,8 @@ def _mean_cpu(manifest: dict) -> float:
 def run_in_process(cohort: Path, out: Path) -> dict:
     """``workers=1`` (no Dask) in a child process, for a clean peak RSS."""
     code = (
-        "import json, sys, time; from qa.batch import run_batch; t = time.perf_counter(); "
+        "import json, sys, time; from brachycryo.cohort.batch import run_batch; "
+        "t = time.perf_counter(); "
         "r = run_batch(sys.argv[1], sys.argv[2]); "
         "print(json.dumps({'wall_s': time.perf_counter() - t, 'summary': r.counts}))"
     )
@@ -133,7 +136,7 @@ def run_in_process(cohort: Path, out: Path) -> dict:
 def run_dask(cohort: Path, out: Path, n_workers: int, *, dask_default_env: bool = False) -> dict:
     from dask.distributed import Client, LocalCluster
 
-    from qa.batch import local_cluster, run_batch
+    from brachycryo.cohort.batch import local_cluster, run_batch
 
     t0 = time.perf_counter()
     if dask_default_env:  # Dask's own worker environment (MALLOC_TRIM_THRESHOLD_=65536)
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     cohort_info = ensure_cohort(folder, n)
     cohort = folder / "dicom"
 
-    from qa.cohort_discovery import discover_cohort
+    from brachycryo.cohort.discovery import discover_cohort
 
     t = time.perf_counter()
     idx = discover_cohort(cohort)

@@ -70,7 +70,7 @@ def run_peer(script: str, *args: str, timeout_s: float = 3600) -> dict:
 
 
 def write_results(name: str, data: dict) -> Path:
-    from brachycryo.atomic import write_text_atomic
+    from brachycryo.core.atomic import write_text_atomic
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -25,16 +25,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.cryo_machine import machine_info, peak_rss_mb  # noqa: E402
-from brachycryo.atomic import write_text_atomic  # noqa: E402
-from brachycryo.grid import Grid  # noqa: E402
-from cryo_iceball.bioheat import simulate  # noqa: E402
-from cryo_iceball.empirical import (  # noqa: E402
+from brachycryo.core.atomic import write_text_atomic  # noqa: E402
+from brachycryo.core.grid import Grid  # noqa: E402
+from brachycryo.cryo_iceball.bioheat import simulate  # noqa: E402
+from brachycryo.cryo_iceball.empirical import (  # noqa: E402
     DEFAULT_MERGE_EXPONENT,
     calibrate_from_physics,
     empirical_min_temp,
 )
-from cryo_iceball.probes import Probe, load_probe_catalogue, protocol  # noqa: E402
-from cryo_iceball.tissue import load_tissues  # noqa: E402
+from brachycryo.cryo_iceball.probes import Probe, load_probe_catalogue, protocol  # noqa: E402
+from brachycryo.cryo_iceball.tissue import load_tissues  # noqa: E402
 
 SPACING = 15.0
 ISOS = (0.0, -20.0, -40.0)

@@ -7,7 +7,7 @@ slices) are written as CT + RTSTRUCT + RTDOSE with 1 mm and 2 mm axis-aligned do
 volume, D90, D98 and V100 are compared with the ideal shape's closed form and with the
 exact DVH of the structure as contoured; errors in %.
 
-Both tools run with their defaults: ours ``qa.dvh.dvh_from_roi``; dicompyler-core
+Both tools run with their defaults: ours ``brachycryo.qa.dvh.dvh_from_roi``; dicompyler-core
 ``dvhcalc.get_dvh(rtss, rtdose, roi)`` with ``DVH.statistic('D90')`` etc. and
 ``volume_constraint(Rx, 'Gy')`` (its lookups are nearest-bin; its bins are 1 cGy).
 
@@ -45,10 +45,10 @@ print(json.dumps(out))
 
 
 def main() -> dict:
-    from dicom_io.rtdose import read_rtdose
-    from dicom_io.rtstruct import read_rtstruct
-    from qa.dvh import dvh_from_roi
-    from qa.metrics import dose_at_volume_pct, volume_at_dose_cc
+    from brachycryo.dicom_io.rtdose import read_rtdose
+    from brachycryo.dicom_io.rtstruct import read_rtstruct
+    from brachycryo.qa.dvh import dvh_from_roi
+    from brachycryo.qa.metrics import dose_at_volume_pct, volume_at_dose_cc
     from tests.qa.analytic_dvh import (
         ContouredDVH,
         cases,

@@ -1,11 +1,12 @@
-"""DVH speed: brachycryo's qa.dvh against dicompyler-core 0.5.6 ``get_dvh`` on the same files.
+"""DVH speed: brachycryo's brachycryo.qa.dvh against dicompyler-core 0.5.6 ``get_dvh`` on the same
+files.
 
 The case is the built-in phantom (abdomen, seed 0: 13 structures from a 9.7 L BODY to a
 12 cc spinal cord, contours on 2 mm CT slices) with a seed-implant-like dose (60 point
 sources, 1/r^2 with attenuation) on a 1 mm isotropic dose grid covering the body
 (351 x 251 x 161 voxels), written as RTSTRUCT + RTDOSE.
 
-* ours: :func:`qa.dvh.dvh_from_roi` (default settings: 4^3 partial-volume sub-points,
+* ours: :func:`brachycryo.qa.dvh.dvh_from_roi` (default settings: 4^3 partial-volume sub-points,
   2^3 for the body-sized BODY and Skin boxes, slab-aligned layers, trilinear dose) for
   every structure, timed in this process after the files are read and the numba
   histogram kernel is loaded (its one-off compile time is reported apart); peak memory
@@ -67,9 +68,9 @@ print(json.dumps({"structures": out, "total_s": total, "cpu_s": cpu, "peak_rss_m
 
 def make_case(folder: Path) -> tuple[Path, Path]:
     """Write the phantom (CT + RTSTRUCT) and a seed-like dose on a 1 mm grid; reuse if present."""
-    from brachycryo.grid import Grid
-    from brachycryo.phantom import build_phantom, write_phantom
-    from dicom_io.rtdose import write_rtdose
+    from brachycryo.core.grid import Grid
+    from brachycryo.dicom_io.rtdose import write_rtdose
+    from brachycryo.phantoms import build_phantom, write_phantom
 
     rs, rd = folder / "RS.phantom.dcm", folder / "RD.dcm"
     if rs.exists() and rd.exists():
@@ -101,18 +102,18 @@ def make_case(folder: Path) -> tuple[Path, Path]:
 
 
 def run_ours(rs: Path, rd: Path) -> dict:
-    from dicom_io.rasterize import roi_volume_cc
-    from qa.dvh import dvh_from_roi
-    from qa.evaluate import load_plan_files
+    from brachycryo.dicom_io.rasterize import roi_volume_cc
+    from brachycryo.qa.dvh import dvh_from_roi
+    from brachycryo.qa.evaluate import load_plan_files
 
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dose, structures, _ = load_plan_files(rd, rs)
     read_s = time.perf_counter() - t
-    dose_gy = dose.dose_gy.astype(np.float32)  # as qa.evaluate does
+    dose_gy = dose.dose_gy.astype(np.float32)  # as brachycryo.qa.evaluate does
     # compile (or load from numba's cache) the histogram kernel outside the timing
-    from qa.dvh import dvh_from_samples
+    from brachycryo.qa.dvh import dvh_from_samples
 
     t = time.perf_counter()
     dvh_from_samples(np.ones(4, np.float32), np.ones(4), spread_gy=np.ones(4, np.float32))

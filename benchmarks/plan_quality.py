@@ -9,7 +9,7 @@ planned with the optimiser, and in the same run
   the prescription (the issue's rule), and also scaled to the optimised plan's V100
   (equal coverage), so OAR doses are compared at equal coverage too;
 * the same optimisation problem (the same matrices) is given to the HiGHS MILP of
-  :mod:`planning.milp` with a time limit (``--milp-s``), to justify the default method.
+  :mod:`brachycryo.planning.milp` with a time limit (``--milp-s``), to justify the default method.
 
 Reported per case: V100, D90, V150, V200 of the bulky lesion's seed target, seeds,
 needles, total S_K, OAR metrics (DVH from the contours) of every plan, and run times.
@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dose_kernels import Seeds, dose_on_grid
-from planning.evaluate import evaluate_plan
-from planning.milp import select_seeds_milp
-from planning.pipeline import make_plan
-from planning.spec import load_plan_spec
-from qa.dvh import dvh_from_mask
-from qa.metrics import metric_value, structure_metrics
+from brachycryo.dose_kernels import Seeds, dose_on_grid
+from brachycryo.planning.evaluate import evaluate_plan
+from brachycryo.planning.milp import select_seeds_milp
+from brachycryo.planning.pipeline import make_plan
+from brachycryo.planning.spec import load_plan_spec
+from brachycryo.qa.dvh import dvh_from_mask
+from brachycryo.qa.metrics import metric_value, structure_metrics
 
 RESULTS = Path(__file__).resolve().parent / "results" / "plan_quality.json"
 
@@ -176,7 +176,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--milp-s", type=float, default=120.0, help="MILP time limit (0: skip)")
     args = ap.parse_args()
-    text = resources.files("planning").joinpath("examples/demo_abdomen.toml").read_text()
+    text = resources.files("brachycryo.planning").joinpath("examples/demo_abdomen.toml").read_text()
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "plan.toml"
         spec_path.write_text(text)

@@ -6,9 +6,10 @@ within 2 % of the plan's own D90 when the seeds sit exactly where planned.
 Cases on the abdominal phantom (2 mm voxels): 60 / 100 / 120 seeds (0.4 U model 6711) on
 needles in GTV_Bulky with touching pairs (end-to-end and side-by-side), written as a
 pre-plan RTPLAN; the post-implant CT rendered from those seeds (partial volume, blur,
-metal streaks, noise, 3071 HU clipping: :mod:`qa.postimplant_phantom`) on 1 mm (0.8 x 0.8
+metal streaks, noise, 3071 HU clipping: :mod:`brachycryo.phantoms.postimplant`) on 1 mm (0.8 x 0.8
 x 1 mm), 2 mm and 3 mm (1 x 1 x 3 mm) slices, written as DICOM with an RTSTRUCT of the
-GTV and the OARs on it; then ``qa.postimplant.run_postimplant`` with the plan (dose grid
+GTV and the OARs on it; then ``brachycryo.postimplant.workflow.run_postimplant`` with the plan
+(dose grid
 1 mm).  Per case: ΔD90 and ΔV100 of the GTV, ΔD2cc of the OARs, seeds detected / paired,
 displacement statistics (truth: 0), run time and peak traced memory, and the time of a
 reference pass in the same process (the plan's TG-43 dose on the same grid, numba) as a
@@ -35,19 +36,19 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine_info, write_results  # noqa: E402
-from brachycryo.phantom import build_phantom  # noqa: E402
-from dicom_io.common import StudyContext  # noqa: E402
-from dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan  # noqa: E402
-from dicom_io.rtstruct_write import RoiSpec, write_rtstruct  # noqa: E402
-from dose_kernels import Seeds, dose_on_grid  # noqa: E402
-from qa.postimplant import run_postimplant  # noqa: E402
-from qa.postimplant_phantom import (  # noqa: E402
+from brachycryo.dicom_io.common import StudyContext  # noqa: E402
+from brachycryo.dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan  # noqa: E402
+from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct  # noqa: E402
+from brachycryo.dose_kernels import Seeds, dose_on_grid  # noqa: E402
+from brachycryo.phantoms import build_phantom  # noqa: E402
+from brachycryo.phantoms.postimplant import (  # noqa: E402
     SeedLayout,
     needle_seed_layout,
     postimplant_grid,
     render_postimplant_ct,
     write_postimplant_ct,
 )
+from brachycryo.postimplant.workflow import run_postimplant  # noqa: E402
 
 SK_U = 0.4
 RX_GY = 145.0

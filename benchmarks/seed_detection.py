@@ -31,15 +31,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from brachycryo.grid import Grid  # noqa: E402
-from brachycryo.phantom import build_phantom  # noqa: E402
-from qa.postimplant_phantom import (  # noqa: E402
+from brachycryo.core.grid import Grid  # noqa: E402
+from brachycryo.phantoms import build_phantom  # noqa: E402
+from brachycryo.phantoms.postimplant import (  # noqa: E402
     ScannerModel,
     needle_seed_layout,
     postimplant_grid,
     render_postimplant_ct,
 )
-from qa.seed_detection import detect_seeds, match_seeds  # noqa: E402
+from brachycryo.postimplant.seed_detection import detect_seeds, match_seeds  # noqa: E402
 
 # (name, seeds, layout seed, touching pairs of each kind, scanner overrides)
 CASES = [

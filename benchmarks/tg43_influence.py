@@ -21,8 +21,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.tg43_speed import machine_info  # noqa: E402
-from brachycryo.atomic import write_text_atomic  # noqa: E402
-from dose_kernels import influence_matrix  # noqa: E402
+from brachycryo.core.atomic import write_text_atomic  # noqa: E402
+from brachycryo.dose_kernels import influence_matrix  # noqa: E402
 
 RESULT = ROOT / "benchmarks" / "results" / "tg43_influence.json"
 

@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from brachycryo.atomic import write_text_atomic  # noqa: E402
-from brachycryo.backend import cupy_unavailable_reason  # noqa: E402
-from brachycryo.grid import Grid  # noqa: E402
-from dose_kernels import Seeds, dose_at_points, dose_on_grid  # noqa: E402
+from brachycryo.core.atomic import write_text_atomic  # noqa: E402
+from brachycryo.core.backend import cupy_unavailable_reason  # noqa: E402
+from brachycryo.core.grid import Grid  # noqa: E402
+from brachycryo.dose_kernels import Seeds, dose_at_points, dose_on_grid  # noqa: E402
 
 MODEL = "IAI-125A"
 RESULT = ROOT / "benchmarks" / "results" / "tg43_speed.json"

@@ -2,26 +2,31 @@
 
 Modules (import what you need; nothing here compiles or imports numba at import time):
 
-* :mod:`cryo_iceball.tissue` - tissue classes (``data/tissues.csv``, cited), enthalpy
+* :mod:`brachycryo.cryo_iceball.tissue` - tissue classes (``data/tissues.csv``, cited), enthalpy
   ``H(T)``, CT-number classes.
-* :mod:`cryo_iceball.probes` - probe catalogue (``data/probes.csv``, generic classes,
+* :mod:`brachycryo.cryo_iceball.probes` - probe catalogue (``data/probes.csv``, generic classes,
   user-extendable), placed probes (line segments in any orientation), protocol phases,
   rasterisation with a sub-voxel probe surface.
-* :mod:`cryo_iceball.bioheat` - :func:`~cryo_iceball.bioheat.simulate`: explicit enthalpy
+* :mod:`brachycryo.cryo_iceball.bioheat` - :func:`~brachycryo.cryo_iceball.bioheat.simulate`:
+  explicit enthalpy
   scheme with a checked stability limit; backends ``numpy`` (reference,
-  :mod:`~cryo_iceball.kernels_numpy`), ``numba`` (:mod:`~cryo_iceball.kernels_numba`) and
-  ``cupy`` (numba.cuda kernels launched on CuPy arrays, :mod:`~cryo_iceball.kernels_cuda`).
-* :mod:`cryo_iceball.isotherms` - isotherm masks, volumes, principal axes, OAR distances.
-* :mod:`cryo_iceball.empirical` - fast ellipsoid mode (approximation; error stated there).
-* :mod:`cryo_iceball.placement` - probe layouts covering a core while sparing OARs.
-* :mod:`cryo_iceball.config`, :mod:`cryo_iceball.report` - ``brachycryo iceball`` input/output.
+  :mod:`~brachycryo.cryo_iceball.kernels_numpy`), ``numba``
+  (:mod:`~brachycryo.cryo_iceball.kernels_numba`) and
+  ``cupy`` (numba.cuda kernels launched on CuPy arrays,
+  :mod:`~brachycryo.cryo_iceball.kernels_cuda`).
+* :mod:`brachycryo.cryo_iceball.isotherms` - isotherm masks, volumes, principal axes, OAR distances.
+* :mod:`brachycryo.cryo_iceball.empirical` - fast ellipsoid mode (approximation; error stated
+  there).
+* :mod:`brachycryo.cryo_iceball.placement` - probe layouts covering a core while sparing OARs.
+* :mod:`brachycryo.cryo_iceball.config`, :mod:`brachycryo.cryo_iceball.report` - ``brachycryo
+  iceball`` input/output.
 
 Example::
 
-    from brachycryo.grid import Grid
-    from cryo_iceball.bioheat import simulate
-    from cryo_iceball.probes import Probe, load_probe_catalogue, protocol
-    from cryo_iceball.tissue import load_tissues
+    from brachycryo.core.grid import Grid
+    from brachycryo.cryo_iceball.bioheat import simulate
+    from brachycryo.cryo_iceball.probes import Probe, load_probe_catalogue, protocol
+    from brachycryo.cryo_iceball.tissue import load_tissues
 
     cat = load_probe_catalogue()
     grid = Grid.from_bounds((-30, -30, -50), (30, 30, 50), 1.0)

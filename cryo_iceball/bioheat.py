@@ -6,7 +6,7 @@ Voller & Swaminathan, Numer Heat Transfer B 19:175, 1991)::
     dH/dt = div(k(T) grad T) + phi(T) [w_b rho_b c_b (T_a - T) + Q_m]
 
 ``H`` the volumetric enthalpy, ``phi`` the liquid fraction (perfusion and metabolism are
-switched off when frozen); tissue properties from :mod:`cryo_iceball.tissue`.  Boundary
+switched off when frozen); tissue properties from :mod:`brachycryo.cryo_iceball.tissue`.  Boundary
 conditions: probe active zones held at the probe temperature of the protocol phase (off
 during passive thaw), large vessels held at ``vessel_temp_c`` (heat sinks), and the grid's
 outer layer held at the initial temperature (``outer_boundary="fixed"``) or insulated
@@ -30,7 +30,7 @@ which gives the discrete maximum principle and hence stability (the positive-coe
 condition; e.g. LeVeque, *Finite Difference Methods*, 2007, sec. 9.4).  This is exact for
 temperature-independent ``k``; with ``k(T)`` a ``safety`` factor (default 0.9) is applied and
 every run checks the maximum principle (no voxel colder than the coldest boundary, all
-values finite), raising :class:`~brachycryo.errors.BrachyCryoError` if it fails.
+values finite), raising :class:`~brachycryo.core.errors.BrachyCryoError` if it fails.
 """
 
 from __future__ import annotations
@@ -42,12 +42,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from brachycryo.backend import resolve_backend
-from brachycryo.errors import BrachyCryoError, ConfigError, GeometryError
-from brachycryo.grid import Grid
-from brachycryo.progress import ProgressCallback, report
-from cryo_iceball.probes import Phase, Probe, ProbeRaster, rasterise_probes
-from cryo_iceball.tissue import (
+from brachycryo.core.backend import resolve_backend
+from brachycryo.core.errors import BrachyCryoError, ConfigError, GeometryError
+from brachycryo.core.grid import Grid
+from brachycryo.core.progress import ProgressCallback, report
+from brachycryo.cryo_iceball.probes import Phase, Probe, ProbeRaster, rasterise_probes
+from brachycryo.cryo_iceball.tissue import (
     P_CF,
     P_CU,
     P_KF,
@@ -147,11 +147,11 @@ def _phase_schedule(phases: Sequence[Phase], dt_max: float) -> list[tuple[Phase,
 
 def _backend_module(name: str):
     if name == "numpy":
-        from cryo_iceball import kernels_numpy as km
+        from brachycryo.cryo_iceball import kernels_numpy as km
     elif name == "numba":
-        from cryo_iceball import kernels_numba as km
+        from brachycryo.cryo_iceball import kernels_numba as km
     else:
-        from cryo_iceball import kernels_cuda as km
+        from brachycryo.cryo_iceball import kernels_cuda as km
     return km
 
 

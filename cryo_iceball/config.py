@@ -42,7 +42,7 @@ Example::
     radius_mm = 8             # a sphere; or size_mm = [x, y, z] for an axis-aligned box
 
 Instead of ``[medium]``, a **CT + RTSTRUCT** case (read and rasterised by
-:mod:`planning.cryo_case`; this module only validates the names and paths)::
+:mod:`brachycryo.planning.cryo_case`; this module only validates the names and paths)::
 
     [ct]
     series = "CT"                 # folder of the CT series (relative to this file)
@@ -58,7 +58,7 @@ Instead of ``[medium]``, a **CT + RTSTRUCT** case (read and rasterised by
 
 The simulation grid is then the CT's grid (its direction matrix kept, oblique or not)
 cropped to the probes' active zones plus ``margin_mm`` and resampled to ``spacing_mm``.
-Tissue classes come from the CT numbers (:func:`cryo_iceball.tissue.classes_from_hu`:
+Tissue classes come from the CT numbers (:func:`brachycryo.cryo_iceball.tissue.classes_from_hu`:
 lung below -500 HU, soft tissue otherwise; fat and bone have no sourced thermal values, so
 they count as soft tissue unless the ``[catalogue] tissues`` file has rows named ``fat``
 and ``bone``), then from ``[structures]``.  The isotherms are also written as an RTSTRUCT
@@ -74,11 +74,11 @@ from pathlib import Path
 
 import numpy as np
 
-from brachycryo.errors import ConfigError
-from brachycryo.grid import Grid
-from cryo_iceball.bioheat import DEFAULT_ISOTHERMS_C, BioheatOptions
-from cryo_iceball.probes import Phase, Probe, load_probe_catalogue
-from cryo_iceball.tissue import Tissue, get_tissue, load_tissues
+from brachycryo.core.errors import ConfigError
+from brachycryo.core.grid import Grid
+from brachycryo.cryo_iceball.bioheat import DEFAULT_ISOTHERMS_C, BioheatOptions
+from brachycryo.cryo_iceball.probes import Phase, Probe, load_probe_catalogue
+from brachycryo.cryo_iceball.tissue import Tissue, get_tissue, load_tissues
 
 _TOP = {
     "medium",
@@ -120,7 +120,7 @@ class VesselSegment:
     radius_mm: float
 
     def mask(self, grid: Grid) -> np.ndarray:
-        from cryo_iceball.probes import cylinder_sdf_mm
+        from brachycryo.cryo_iceball.probes import cylinder_sdf_mm
 
         a, b = np.asarray(self.start_mm), np.asarray(self.end_mm)
         return cylinder_sdf_mm(grid.voxel_centres_mm(), a, b, self.radius_mm) <= 0
@@ -145,7 +145,7 @@ class CtSource:
 class IceballConfig:
     """A validated config.  With ``[medium]``: ``tissue`` and ``grid`` are set, ``ct`` is
     None.  With ``[ct]``: ``tissue`` and ``grid`` are None (the grid and the tissue map come
-    from the CT, :mod:`planning.cryo_case`) and ``ct`` holds the paths and ROI names."""
+    from the CT, :mod:`brachycryo.planning.cryo_case`) and ``ct`` holds the paths and ROI names."""
 
     tissue: Tissue | None
     initial_temp_c: float

@@ -1,7 +1,7 @@
 """Empirical ice-ball mode: isotherm ellipsoids per probe, merged by superposition.
 
 **An approximation for interactive planning**, not a substitute for the physics mode
-(:func:`cryo_iceball.bioheat.simulate`).  Each probe model carries a table of isotherm
+(:func:`brachycryo.cryo_iceball.bioheat.simulate`).  Each probe model carries a table of isotherm
 ellipsoids of revolution (full width across the probe, full length along it, centre offset
 along it) for one medium and protocol, either
 
@@ -38,7 +38,7 @@ probes     0 C vol. ratio (Dice)  -20 C                  -40 C
 
 So: the 0 C ice edge is over-estimated by up to 18 % in volume and the lethal -40 C zone
 under-estimated by 16-37 % for multi-probe layouts; use it to search, and verify the chosen
-layout with the physics mode (:func:`cryo_iceball.placement.verify_with_physics`).
+layout with the physics mode (:func:`brachycryo.cryo_iceball.placement.verify_with_physics`).
 """
 
 from __future__ import annotations
@@ -52,11 +52,11 @@ from importlib import resources
 
 import numpy as np
 
-from brachycryo.errors import DataModelError
-from brachycryo.grid import Grid
-from cryo_iceball.bioheat import BioheatOptions, simulate
-from cryo_iceball.probes import Phase, Probe, ProbeModel
-from cryo_iceball.tissue import Tissue
+from brachycryo.core.errors import DataModelError
+from brachycryo.core.grid import Grid
+from brachycryo.cryo_iceball.bioheat import BioheatOptions, simulate
+from brachycryo.cryo_iceball.probes import Phase, Probe, ProbeModel
+from brachycryo.cryo_iceball.tissue import Tissue
 
 DEFAULT_CALIBRATION_ISOTHERMS_C = (0.0, -10.0, -20.0, -30.0, -40.0, -60.0, -80.0, -100.0)
 
@@ -154,7 +154,9 @@ def calibrate_from_physics(
 
 def from_catalogue(model: ProbeModel, *, body_temp_c: float = 37.0) -> EmpiricalProbe:
     """Published single-probe isotherms of ``model`` (rows with width and length known)."""
-    text = resources.files("cryo_iceball").joinpath("data/probe_isotherms.csv").read_text()
+    text = (
+        resources.files("brachycryo.cryo_iceball").joinpath("data/probe_isotherms.csv").read_text()
+    )
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     ells, sources = {}, set()
     for rec in csv.DictReader(io.StringIO("\n".join(lines))):

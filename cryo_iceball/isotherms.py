@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from brachycryo.errors import GeometryError
-from brachycryo.grid import Grid
+from brachycryo.core.errors import GeometryError
+from brachycryo.core.grid import Grid
 
 
 def isotherm_key(temp_c: float) -> str:

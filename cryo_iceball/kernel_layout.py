@@ -2,7 +2,7 @@
 loops.
 
 Built once per simulation from arrays that do not change during it (tissue labels, hold
-slots, probe couplings); :mod:`cryo_iceball.kernels_numba` explains why each list exists.
+slots, probe couplings); :mod:`brachycryo.cryo_iceball.kernels_numba` explains why each list exists.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """GPU kernels written with ``numba.cuda`` and launched on CuPy arrays.
 
 CuPy arrays are passed straight to the kernels through ``__cuda_array_interface__``.  The
-per-voxel arithmetic is the shared source of :mod:`cryo_iceball.kernels_scalar` (the same
-as the numba CPU backend); the numpy reference is :mod:`cryo_iceball.kernels_numpy`.
+per-voxel arithmetic is the shared source of :mod:`brachycryo.cryo_iceball.kernels_scalar` (the same
+as the numba CPU backend); the numpy reference is :mod:`brachycryo.cryo_iceball.kernels_numpy`.
 Because the kernels are numba.cuda (not CuPy RawKernels), their logic is also exercised on
 the CPU under ``NUMBA_ENABLE_CUDASIM=1`` (see ``tests/test_cryo_cuda_sim.py``); the real-GPU
 parity test is marked ``gpu``.  Kernels compile on first use (cached factory).
@@ -17,7 +17,7 @@ THREADS = (32, 8, 4)  # block along (i, j, k): x threads run along i (contiguous
 
 @functools.cache
 def _kernels():
-    from cryo_iceball import kernels_cuda_defs as d
+    from brachycryo.cryo_iceball import kernels_cuda_defs as d
 
     return d.temperature_pass, d.update_pass
 

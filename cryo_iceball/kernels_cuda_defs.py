@@ -2,14 +2,14 @@
 
 Defined at module level so that numba's CUDA simulator can swap in its fake ``cuda`` module
 (it rewrites module globals, not closures).  ``cuda.jit`` compiles on first launch, so
-importing this module compiles nothing.  See :mod:`cryo_iceball.kernels_cuda`.
+importing this module compiles nothing.  See :mod:`brachycryo.cryo_iceball.kernels_cuda`.
 """
 
 from __future__ import annotations
 
 from numba import cuda
 
-from cryo_iceball import kernels_scalar as ks
+from brachycryo.cryo_iceball import kernels_scalar as ks
 
 dev = cuda.jit(device=True)
 temp_of_enthalpy = dev(ks.temp_of_enthalpy)

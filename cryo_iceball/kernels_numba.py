@@ -1,7 +1,8 @@
 """Numba CPU kernels (parallel over grid segments) for the explicit enthalpy step.
 
-Same arithmetic as the numpy reference :mod:`cryo_iceball.kernels_numpy`, using the shared
-scalar functions of :mod:`cryo_iceball.kernels_scalar`; the parity tests compare them.
+Same arithmetic as the numpy reference :mod:`brachycryo.cryo_iceball.kernels_numpy`, using the
+shared
+scalar functions of :mod:`brachycryo.cryo_iceball.kernels_scalar`; the parity tests compare them.
 Compilation is lazy (the factory is cached and runs on first use), ``cache=True``, no
 fastmath (NaN marks an inactive boundary).
 
@@ -10,7 +11,8 @@ below was measured on the benchmark's CPU (``benchmarks/cryo_speed.py``); togeth
 made the step about 9 times faster than a direct per-voxel loop:
 
 * **Segments of one tissue.**  The loops run over flat segments of one tissue class
-  (:mod:`cryo_iceball.kernel_layout`) and read its properties as scalars.  Per-voxel reads
+  (:mod:`brachycryo.cryo_iceball.kernel_layout`) and read its properties as scalars.  Per-voxel
+  reads
   from the property table compile to gathers, cost about seven times the arithmetic and
   keep the loop scalar.
 * **Zero-based views.**  The inner loops index 1-D views from 0.  An index that might be
@@ -43,7 +45,7 @@ import functools
 
 import numpy as np
 
-from cryo_iceball.kernel_layout import KernelLayout, kernel_layout
+from brachycryo.cryo_iceball.kernel_layout import KernelLayout, kernel_layout
 
 #: grids smaller than this run the serial variant (thread wake-up costs more than it saves)
 PARALLEL_MIN_VOXELS = 200_000
@@ -53,7 +55,7 @@ PARALLEL_MIN_VOXELS = 200_000
 def _kernels(parallel: bool = True):
     import numba
 
-    from cryo_iceball import kernels_scalar as ks
+    from brachycryo.cryo_iceball import kernels_scalar as ks
 
     jit = numba.njit(cache=True, inline="always", error_model="numpy")
     temp_of_enthalpy = jit(ks.temp_of_enthalpy)

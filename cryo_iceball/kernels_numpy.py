@@ -9,9 +9,10 @@ Per voxel ``v`` (free, i.e. not held at a boundary temperature this step)::
 
 with ``k_f = (k_v + k_n)/2`` on each face, no flux through the array's outer faces
 (Neumann; hold the outer layer to impose a far-field temperature), ``phi`` the liquid
-fraction, and ``c_v``, ``T_p`` the probe correction of :mod:`cryo_iceball.probes`; where it
+fraction, and ``c_v``, ``T_p`` the probe correction of :mod:`brachycryo.cryo_iceball.probes`; where
+it
 applies, the increment is divided by ``1 + dt c_v k_c / C_app(T_v)`` (linearised-implicit
-coupling, see :mod:`cryo_iceball.bioheat`).  Held voxels take ``H = H(T_hold)``.
+coupling, see :mod:`brachycryo.cryo_iceball.bioheat`).  Held voxels take ``H = H(T_hold)``.
 Pennes, J Appl Physiol 1:93 (1948); enthalpy method after Voller & Swaminathan,
 Numer Heat Transfer B 19:175 (1991).
 
@@ -22,7 +23,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from cryo_iceball.tissue import P_CF, P_CM, P_CU, P_HL, P_KF, P_KU, P_PERF, P_QM, P_TL, P_TS
+from brachycryo.cryo_iceball.tissue import (
+    P_CF,
+    P_CM,
+    P_CU,
+    P_HL,
+    P_KF,
+    P_KU,
+    P_PERF,
+    P_QM,
+    P_TL,
+    P_TS,
+)
 
 
 def _props(params: np.ndarray, tissue: np.ndarray):
@@ -104,7 +116,7 @@ def update_pass(
 
 
 def step(state: dict, dt: float, arterial_c: float, hold_temp: np.ndarray) -> None:
-    """One full step on the arrays in ``state`` (see :mod:`cryo_iceball.bioheat`)."""
+    """One full step on the arrays in ``state`` (see :mod:`brachycryo.cryo_iceball.bioheat`)."""
     s = state
     temperature_pass(s["h"], s["tissue"], s["params"], s["hold"], hold_temp, s["temp"], s["cond"],
                      s["tmin"])  # fmt: skip

@@ -1,13 +1,14 @@
 """Per-voxel arithmetic shared by the numba CPU and the numba.cuda GPU kernels.
 
-Plain Python functions (nothing is compiled at import): :mod:`cryo_iceball.kernels_numba`
-wraps them with ``numba.njit`` and :mod:`cryo_iceball.kernels_cuda` with
+Plain Python functions (nothing is compiled at import): :mod:`brachycryo.cryo_iceball.kernels_numba`
+wraps them with ``numba.njit`` and :mod:`brachycryo.cryo_iceball.kernels_cuda` with
 ``numba.cuda.jit(device=True)``, so both backends run the same source.  The formulas are
-those of :mod:`cryo_iceball.kernels_numpy` (the reference) and :mod:`cryo_iceball.tissue`.
+those of :mod:`brachycryo.cryo_iceball.kernels_numpy` (the reference) and
+:mod:`brachycryo.cryo_iceball.tissue`.
 
 ``zero`` and ``one`` are passed in rather than written as literals so that a caller can
 keep the arithmetic in the arrays' precision (a float literal is float64 in numba and
-would promote float32 arithmetic; see :mod:`cryo_iceball.kernels_numba`).
+would promote float32 arithmetic; see :mod:`brachycryo.cryo_iceball.kernels_numba`).
 """
 
 from __future__ import annotations

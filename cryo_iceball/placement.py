@@ -1,6 +1,6 @@
 """Probe placement: parallel probes whose lethal isotherm covers the core, clear of OARs.
 
-Search with the empirical mode (:mod:`cryo_iceball.empirical`), optionally verified with
+Search with the empirical mode (:mod:`brachycryo.cryo_iceball.empirical`), optionally verified with
 the physics mode.  Probes are parallel to ``direction``; their active zones are centred on
 the core's centroid along that direction.  Candidate axis positions lie on a square lattice
 (``candidate_step_mm``) in the plane across ``direction``.  For n = 1, 2, ... probes a greedy
@@ -13,7 +13,7 @@ exchange pass pick the layout; the first n that meets every requirement wins:
   ``max_spacing_mm`` (20 mm) of another one; every probe inside the core and at most
   ``max_edge_distance_mm`` (10 mm) from its edge; at most ``max_probes``.
 
-When no layout qualifies, :class:`~brachycryo.errors.InfeasiblePlanError` says what binds:
+When no layout qualifies, :class:`~brachycryo.core.errors.InfeasiblePlanError` says what binds:
 the OAR(s) the best layout without the OAR constraint would violate, the spacing/edge rule
 if relaxing it makes the plan feasible, else ``max_probes``.  With entry points, each
 candidate target is also tried along the track from each entry point (converging probes).
@@ -28,10 +28,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import ndimage
 
-from brachycryo.errors import ConfigError, GeometryError, InfeasiblePlanError
-from brachycryo.grid import Grid
-from cryo_iceball.empirical import DEFAULT_MERGE_EXPONENT, EmpiricalProbe, _probe_temperature
-from cryo_iceball.probes import Probe, ProbeModel
+from brachycryo.core.errors import ConfigError, GeometryError, InfeasiblePlanError
+from brachycryo.core.grid import Grid
+from brachycryo.cryo_iceball.empirical import (
+    DEFAULT_MERGE_EXPONENT,
+    EmpiricalProbe,
+    _probe_temperature,
+)
+from brachycryo.cryo_iceball.probes import Probe, ProbeModel
 
 
 @dataclass(frozen=True)
@@ -348,8 +352,8 @@ def verify_with_physics(
     backend: str = "auto",
 ) -> PlacementResult:
     """Re-check a layout with the physics mode; fills ``result.physics`` and returns it."""
-    from cryo_iceball.bioheat import simulate
-    from cryo_iceball.isotherms import min_distance_mm
+    from brachycryo.cryo_iceball.bioheat import simulate
+    from brachycryo.cryo_iceball.isotherms import min_distance_mm
 
     rules = rules or PlacementRules()
     res = simulate(

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brachycryo.errors import ConfigError, DataModelError, GeometryError
-from brachycryo.grid import Grid
+from brachycryo.core.errors import ConfigError, DataModelError, GeometryError
+from brachycryo.core.grid import Grid
 
 PHASES = ("freeze", "passive_thaw", "active_thaw")
 
@@ -115,7 +115,7 @@ def _parse_catalogue(text: str, origin: str) -> dict[str, ProbeModel]:
 
 def load_probe_catalogue(extra_path: str | Path | None = None) -> dict[str, ProbeModel]:
     """The packaged probe classes, updated with the models in ``extra_path`` (same columns)."""
-    text = resources.files("cryo_iceball").joinpath("data/probes.csv").read_text("utf-8")
+    text = resources.files("brachycryo.cryo_iceball").joinpath("data/probes.csv").read_text("utf-8")
     cat = _parse_catalogue(text, "cryo_iceball/data/probes.csv")
     if extra_path is not None:
         p = Path(extra_path)
@@ -240,7 +240,8 @@ def rasterise_probes(grid: Grid, probes: Sequence[Probe], *, theta_min: float = 
     voxel is snapped into the probe (surface moved out by at most ``theta_min h/2``),
     between ``theta_min/2`` and ``theta_min`` it is raised to ``theta_min`` (surface moved in
     by at most ``theta_min h/2``).  The coupling is taken implicitly by the solver
-    (:mod:`cryo_iceball.bioheat`), so the bound does not shorten the time step; the default
+    (:mod:`brachycryo.cryo_iceball.bioheat`), so the bound does not shorten the time step; the
+    default
     0.1 keeps the surface within 0.05 h of its true place.  With 0.5 a 17G probe (radius
     0.75 mm) on a 1 mm grid gave a 0 C ice ball of 10.6-13.3 ml after 10 min in soft tissue
     depending on where its axis fell within a voxel; with 0.1, 12.5-13.0 ml, against

@@ -11,10 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from brachycryo.atomic import atomic_path, check_writable, write_text_atomic
-from brachycryo.grid import Grid
-from cryo_iceball.bioheat import BioheatResult
-from cryo_iceball.isotherms import isotherm_key, min_distance_mm, principal_axes, volume_ml
+from brachycryo.core.atomic import atomic_path, check_writable, write_text_atomic
+from brachycryo.core.grid import Grid
+from brachycryo.cryo_iceball.bioheat import BioheatResult
+from brachycryo.cryo_iceball.isotherms import (
+    isotherm_key,
+    min_distance_mm,
+    principal_axes,
+    volume_ml,
+)
 
 
 def summary_dict(

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brachycryo.errors import DataModelError
+from brachycryo.core.errors import DataModelError
 
 #: Volumetric heat capacity of blood, rho_b c_b = 1000 kg/m3 x 3600 J/kg/K (Go-Smart template;
 #: Micromachines 2025 16:1321).
@@ -171,7 +171,9 @@ def _parse_rows(text: str, origin: str) -> dict[str, Tissue]:
 
 def load_tissues(extra_path: str | Path | None = None) -> dict[str, Tissue]:
     """The packaged tissue table, updated with the rows of ``extra_path`` (same columns)."""
-    text = resources.files("cryo_iceball").joinpath("data/tissues.csv").read_text("utf-8")
+    text = (
+        resources.files("brachycryo.cryo_iceball").joinpath("data/tissues.csv").read_text("utf-8")
+    )
     table = _parse_rows(text, "cryo_iceball/data/tissues.csv")
     if extra_path is not None:
         p = Path(extra_path)

@@ -1,7 +1,7 @@
 """Pieces every DICOM reader and writer shares: safe reading, UIDs, patient/study context.
 
 Reading never modifies the input file; every failure is a
-:class:`~brachycryo.errors.DicomInputError` naming the file (and the tag, where one is to
+:class:`~brachycryo.core.errors.DicomInputError` naming the file (and the tag, where one is to
 blame).  Writing always goes through :func:`save_dataset` (atomic, no silent overwrite).
 """
 
@@ -21,8 +21,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 from brachycryo import __version__
-from brachycryo.atomic import atomic_path
-from brachycryo.errors import DicomInputError
+from brachycryo.core.atomic import atomic_path
+from brachycryo.core.errors import DicomInputError
 
 # SOP classes (PS3.4 Annex B)
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"

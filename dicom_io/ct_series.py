@@ -1,6 +1,6 @@
 """CT image series: read a folder into HU on a Grid; write a volume as a CT series.
 
-Reading rules (each broken rule is a :class:`~brachycryo.errors.SeriesError` naming files):
+Reading rules (each broken rule is a :class:`~brachycryo.core.errors.SeriesError` naming files):
 
 * files are found recursively and grouped by SeriesInstanceUID; ``series_uid`` picks one,
   and when several CT series qualify the error lists them;
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from brachycryo.errors import DicomInputError, SeriesError
-from brachycryo.grid import Grid
-from dicom_io.common import (
+from brachycryo.core.errors import DicomInputError, SeriesError
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.common import (
     CT_IMAGE_STORAGE,
     StudyContext,
     get_floats,
@@ -37,8 +37,8 @@ from dicom_io.common import (
     read_dataset,
     save_dataset,
 )
-from dicom_io.orientation import direction_from_iop, iop_from_direction
-from dicom_io.scan import DicomIndex, scan_folder
+from brachycryo.dicom_io.orientation import direction_from_iop, iop_from_direction
+from brachycryo.dicom_io.scan import DicomIndex, scan_folder
 
 log = logging.getLogger(__name__)
 

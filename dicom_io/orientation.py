@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from brachycryo.errors import GeometryError
+from brachycryo.core.errors import GeometryError
 
 #: ImageOrientationPatient of an axial image in each of the 8 standard patient positions
 #: (row cosines, column cosines), as a scanner writes them for a patient lying on the table.

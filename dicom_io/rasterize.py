@@ -40,9 +40,9 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.path import Path as MplPath
 
-from brachycryo.errors import GeometryError, StructureError
-from brachycryo.grid import Grid
-from dicom_io.rtstruct import CLOSED_PLANAR, ROI
+from brachycryo.core.errors import GeometryError, StructureError
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.rtstruct import CLOSED_PLANAR, ROI
 
 _PLANE_MERGE_TOL_MM = 0.1
 _PLANARITY_TOL_MM = 0.5

@@ -1,4 +1,4 @@
-"""RT Dose objects: write a dose volume on a :class:`~brachycryo.grid.Grid`, read one back.
+"""RT Dose objects: write a dose volume on a :class:`~brachycryo.core.grid.Grid`, read one back.
 
 Writing (:func:`write_rtdose`) follows PS3.3 A.18 (RT Dose IOD) and C.8.8.3 (RT Dose
 Module):
@@ -38,9 +38,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from brachycryo.errors import DataModelError, DicomInputError, GeometryError
-from brachycryo.grid import Grid
-from dicom_io.common import (
+from brachycryo.core.errors import DataModelError, DicomInputError, GeometryError
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.common import (
     RT_DOSE_STORAGE,
     RT_PLAN_STORAGE,
     DicomConformanceWarning,
@@ -52,13 +52,14 @@ from dicom_io.common import (
     read_dataset,
     save_dataset,
 )
-from dicom_io.orientation import direction_from_iop, iop_from_direction
+from brachycryo.dicom_io.orientation import direction_from_iop, iop_from_direction
 
 #: Dose Type (3004,0004) defined terms (C.8.8.3).
 DOSE_TYPES = ("PHYSICAL", "EFFECTIVE", "ERROR")
 #: Dose Summation Types the writer encodes conformantly for a brachytherapy plan: the
 #: whole plan, its fraction group 1, or its application setup 1 (the numbering
-#: :func:`dicom_io.rtplan.write_seed_rtplan` uses).  Others (MULTI_PLAN, BEAM, RECORD, ...)
+#: :func:`brachycryo.dicom_io.rtplan.write_seed_rtplan` uses).  Others (MULTI_PLAN, BEAM, RECORD,
+#: ...)
 #: need references this writer has no data for.
 SUMMATION_TYPES = ("PLAN", "FRACTION", "BRACHY")
 #: Dose units we can read, with the factor to Gy (CGY is not in the standard but is common).

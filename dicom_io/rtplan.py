@@ -36,7 +36,7 @@ Reading other systems' plans (:func:`read_rtplan`)
 Dwell positions are runs of consecutive control points at one position; a run's dwell time
 is ChannelTotalTime x (weight at the end of the run - weight at its start) /
 FinalCumulativeTimeWeight (for PDR: per pulse, C.8.8.15.6).  Non-conformant encodings are
-accepted with a :class:`~dicom_io.common.DicomConformanceWarning` (also listed in
+accepted with a :class:`~brachycryo.dicom_io.common.DicomConformanceWarning` (also listed in
 ``BrachyPlan.warnings``); e.g. a Cumulative Time Weight that resets to 0 at each dwell
 (RobustBrachy's PL001) is read as per-dwell weights.  Without ControlPointOrientation a
 source's direction is the channel's track direction at that position (from the neighbouring
@@ -58,8 +58,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from brachycryo.errors import DataModelError, DicomInputError
-from dicom_io.common import (
+from brachycryo.core.errors import DataModelError, DicomInputError
+from brachycryo.dicom_io.common import (
     RT_PLAN_STORAGE,
     RT_STRUCTURE_SET_STORAGE,
     DicomConformanceWarning,

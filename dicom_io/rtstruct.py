@@ -1,9 +1,9 @@
 """RT Structure Set: data types and the reader (PS3.3 C.8.8.5, C.8.8.6, C.8.8.8).
 
 The reader keeps contours as they are in the file (patient mm); rasterising them onto a
-Grid is :mod:`dicom_io.rasterize`'s job.  Problems that make a ROI unusable (a closed
+Grid is :mod:`brachycryo.dicom_io.rasterize`'s job.  Problems that make a ROI unusable (a closed
 contour with fewer than 3 points, NaN coordinates, a ContourData length that is not
-3 x NumberOfContourPoints) raise :class:`~brachycryo.errors.StructureError` naming the ROI;
+3 x NumberOfContourPoints) raise :class:`~brachycryo.core.errors.StructureError` naming the ROI;
 problems that do not (an empty ROI, a missing colour, a missing referenced series) are
 collected in ``StructureSet.warnings``.
 """
@@ -19,8 +19,8 @@ import numpy as np
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
-from brachycryo.errors import DicomInputError, FrameOfReferenceError, StructureError
-from dicom_io.common import StudyContext, get_value, read_dataset
+from brachycryo.core.errors import DicomInputError, FrameOfReferenceError, StructureError
+from brachycryo.dicom_io.common import StudyContext, get_value, read_dataset
 
 log = logging.getLogger(__name__)
 

@@ -22,15 +22,15 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 from skimage.measure import find_contours
 
-from brachycryo.errors import GeometryError, StructureError
-from dicom_io.common import (
+from brachycryo.core.errors import GeometryError, StructureError
+from brachycryo.dicom_io.common import (
     CT_IMAGE_STORAGE,
     RT_STRUCTURE_SET_STORAGE,
     new_dataset,
     save_dataset,
 )
-from dicom_io.ct_series import CTImage
-from dicom_io.rtstruct import CLOSED_PLANAR, POINT, StructureSet, read_rtstruct
+from brachycryo.dicom_io.ct_series import CTImage
+from brachycryo.dicom_io.rtstruct import CLOSED_PLANAR, POINT, StructureSet, read_rtstruct
 
 #: Detached Study Management SOP Class, the class the standard names for study references.
 STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"

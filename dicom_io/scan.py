@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pydicom
 
-from brachycryo.errors import DicomInputError
+from brachycryo.core.errors import DicomInputError
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 :func:`summarise_folder` returns plain data (JSON-serialisable) for ``brachycryo info``.
 ROI volumes are computed from the contours (even-odd area x slab thickness, see
-:mod:`dicom_io.rasterize`), using the referenced CT's slice spacing when that CT is present.
+:mod:`brachycryo.dicom_io.rasterize`), using the referenced CT's slice spacing when that CT is
+present.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from brachycryo.errors import BrachyCryoError
-from dicom_io.ct_series import load_ct_series
-from dicom_io.rasterize import roi_volume_cc
-from dicom_io.rtdose import read_rtdose
-from dicom_io.rtplan import read_rtplan
-from dicom_io.rtstruct import read_rtstruct
-from dicom_io.scan import scan_folder
+from brachycryo.core.errors import BrachyCryoError
+from brachycryo.dicom_io.ct_series import load_ct_series
+from brachycryo.dicom_io.rasterize import roi_volume_cc
+from brachycryo.dicom_io.rtdose import read_rtdose
+from brachycryo.dicom_io.rtplan import read_rtplan
+from brachycryo.dicom_io.rtstruct import read_rtstruct
+from brachycryo.dicom_io.scan import scan_folder
 
 
 def _ct_summary(folder: Path, uid: str) -> dict[str, Any]:

@@ -2,17 +2,22 @@
 
 Public API::
 
-    from dose_kernels import Seeds, load_seed_model, dose_on_grid, dose_at_points
+    from brachycryo.dose_kernels import Seeds, load_seed_model, dose_on_grid, dose_at_points
     dose_gy = dose_on_grid(Seeds(pos_mm, sk_u, dirs), grid, "6711", backend="auto")
 
 Importing this package compiles nothing (numba kernels are built on first use).
 """
 
-from dose_kernels.dose import dose_at_points, dose_between, dose_on_grid, time_factor_h
-from dose_kernels.influence import influence_matrix
-from dose_kernels.kernel_tables import DEFAULT_MIN_DISTANCE_MM
-from dose_kernels.seed_model import SeedModel, list_seed_models, load_seed_model, read_seed_model
-from dose_kernels.seeds import U_PER_MCI_I125, Seeds, apparent_mci_to_u, u_to_apparent_mci
+from brachycryo.core.seeds import U_PER_MCI_I125, Seeds, apparent_mci_to_u, u_to_apparent_mci
+from brachycryo.dose_kernels.dose import dose_at_points, dose_between, dose_on_grid, time_factor_h
+from brachycryo.dose_kernels.influence import influence_matrix
+from brachycryo.dose_kernels.kernel_tables import DEFAULT_MIN_DISTANCE_MM
+from brachycryo.dose_kernels.seed_model import (
+    SeedModel,
+    list_seed_models,
+    load_seed_model,
+    read_seed_model,
+)
 
 __all__ = [
     "DEFAULT_MIN_DISTANCE_MM",

@@ -38,7 +38,7 @@ after implant, Ḋ₀ · (T½/ln 2) · (e^(−λ t₁) − e^(−λ t₂)).
 
 Backends: ``"numpy"`` (reference, float64 internally), ``"numba"`` (parallel CPU),
 ``"cupy"`` (a numba.cuda kernel run on CuPy arrays), ``"auto"`` (cupy if a GPU is usable,
-else numba); see :func:`brachycryo.backend.resolve_backend`.
+else numba); see :func:`brachycryo.core.backend.resolve_backend`.
 """
 
 from __future__ import annotations
@@ -48,14 +48,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from brachycryo.backend import resolve_backend
-from brachycryo.errors import ConfigError, GeometryError
-from brachycryo.grid import Grid
-from brachycryo.progress import ProgressCallback, report
-from dose_kernels.kernel_tables import DEFAULT_MIN_DISTANCE_MM, KernelTables, pack_tables
-from dose_kernels.seed_model import SeedModel, load_seed_model
-from dose_kernels.seeds import Seeds
-from dose_kernels.tg43_numpy import weighted_sum_points_numpy
+from brachycryo.core.backend import resolve_backend
+from brachycryo.core.errors import ConfigError, GeometryError
+from brachycryo.core.grid import Grid
+from brachycryo.core.progress import ProgressCallback, report
+from brachycryo.core.seeds import Seeds
+from brachycryo.dose_kernels.kernel_tables import DEFAULT_MIN_DISTANCE_MM, KernelTables, pack_tables
+from brachycryo.dose_kernels.seed_model import SeedModel, load_seed_model
+from brachycryo.dose_kernels.tg43_numpy import weighted_sum_points_numpy
 
 __all__ = [
     "dose_at_points",
@@ -103,7 +103,9 @@ def _check_cutoff(cutoff_mm: float | None) -> float | None:
 
 def _prepare(seeds, model, formalism, dtype, min_distance_mm):
     if not isinstance(seeds, Seeds):
-        raise GeometryError(f"seeds must be a dose_kernels.Seeds, got {type(seeds).__name__}")
+        raise GeometryError(
+            f"seeds must be a brachycryo.dose_kernels.Seeds, got {type(seeds).__name__}"
+        )
     m = load_seed_model(model)
     t = pack_tables(m, formalism=formalism, dtype=dtype, min_distance_mm=min_distance_mm)
     return m, t, np.dtype(dtype)
@@ -122,11 +124,11 @@ def _points_sum(points, seeds: Seeds, weights, t: KernelTables, cutoff, dt, back
             report(progress, b / n, "numpy TG-43")
         return out
     if be == "numba":
-        from dose_kernels.tg43_numba import points_sum_numba
+        from brachycryo.dose_kernels.tg43_numba import points_sum_numba
 
         out = points_sum_numba(points, seeds.positions_mm, seeds.directions, weights, t, cutoff, dt)
     else:
-        from dose_kernels.tg43_cuda import points_sum_cuda
+        from brachycryo.dose_kernels.tg43_cuda import points_sum_cuda
 
         out = points_sum_cuda(points, seeds.positions_mm, seeds.directions, weights, t, cutoff, dt)
     report(progress, 1.0, f"{be} TG-43")
@@ -221,13 +223,13 @@ def _dose_on_grid(seeds, grid, t, dt, factor, backend, cutoff_mm, progress):
             report(progress, (k + 1) / nk, "numpy TG-43")
         return out
     if be == "numba":
-        from dose_kernels.tg43_numba import grid_sum_numba
+        from brachycryo.dose_kernels.tg43_numba import grid_sum_numba
 
         out = grid_sum_numba(
             origin, axes, grid.shape, seeds.positions_mm, seeds.directions, weights, t, cutoff, dt
         )
     else:
-        from dose_kernels.tg43_cuda import grid_sum_cuda
+        from brachycryo.dose_kernels.tg43_cuda import grid_sum_cuda
 
         out = grid_sum_cuda(
             origin, axes, grid.shape, seeds.positions_mm, seeds.directions, weights, t, cutoff, dt

@@ -18,14 +18,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from brachycryo.backend import resolve_backend
-from brachycryo.errors import ConfigError
-from brachycryo.progress import ProgressCallback, report
-from dose_kernels.dose import _check_cutoff, _points_array, time_factor_h
-from dose_kernels.kernel_tables import DEFAULT_MIN_DISTANCE_MM, pack_tables
-from dose_kernels.seed_model import SeedModel, load_seed_model
-from dose_kernels.seeds import Seeds
-from dose_kernels.tg43_numpy import matrix_points_numpy
+from brachycryo.core.backend import resolve_backend
+from brachycryo.core.errors import ConfigError
+from brachycryo.core.progress import ProgressCallback, report
+from brachycryo.core.seeds import Seeds
+from brachycryo.dose_kernels.dose import _check_cutoff, _points_array, time_factor_h
+from brachycryo.dose_kernels.kernel_tables import DEFAULT_MIN_DISTANCE_MM, pack_tables
+from brachycryo.dose_kernels.seed_model import SeedModel, load_seed_model
+from brachycryo.dose_kernels.tg43_numpy import matrix_points_numpy
 
 __all__ = ["influence_matrix"]
 
@@ -45,12 +45,12 @@ def _block(points, cands: Seeds, factor, t, cutoff, dt, be, out=None):
             return out
         return res
     if be == "numba":
-        from dose_kernels.tg43_numba import matrix_points_numba
+        from brachycryo.dose_kernels.tg43_numba import matrix_points_numba
 
         return matrix_points_numba(
             points, cands.positions_mm, cands.directions, factor, t, cutoff, dt, out=out
         )
-    from dose_kernels.tg43_cuda import matrix_points_cuda
+    from brachycryo.dose_kernels.tg43_cuda import matrix_points_cuda
 
     res = matrix_points_cuda(points, cands.positions_mm, cands.directions, factor, t, cutoff, dt)
     if out is not None:

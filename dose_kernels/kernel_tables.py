@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from brachycryo.errors import ConfigError, DataModelError
-from dose_kernels.seed_model import SeedModel
-from dose_kernels.tg43_scalar import atan_constants
+from brachycryo.core.errors import ConfigError, DataModelError
+from brachycryo.dose_kernels.seed_model import SeedModel
+from brachycryo.dose_kernels.tg43_scalar import atan_constants
 
 __all__ = [
     "DEFAULT_MIN_DISTANCE_MM",
@@ -29,7 +29,7 @@ __all__ = [
 #: Reference distance of TG-43 (1 cm), in mm.
 R0_MM = 10.0
 #: Points nearer than this to the active line segment (line formalism) or to the source
-#: centre (point formalism) are evaluated at this distance; see :mod:`dose_kernels.dose`.
+#: centre (point formalism) are evaluated at this distance; see :mod:`brachycryo.dose_kernels.dose`.
 DEFAULT_MIN_DISTANCE_MM = 0.5
 FORMALISMS = ("line", "point")
 #: Below ``x = L·ρ < SMALL_X · (r² − L²/4)`` the line-source geometry function is evaluated

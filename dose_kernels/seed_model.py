@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brachycryo.errors import DataModelError
+from brachycryo.core.errors import DataModelError
 
 __all__ = [
     "SeedModel",
@@ -264,7 +264,7 @@ def _key(name: str) -> str:
 
 
 def _packaged_root() -> Path:
-    return Path(str(resources.files("dose_kernels") / "data" / "seed_models"))
+    return Path(str(resources.files("brachycryo.dose_kernels") / "data" / "seed_models"))
 
 
 @functools.cache

@@ -1,6 +1,6 @@
 """CUDA kernels (``numba.cuda``) for the TG-43 dose, launched on CuPy device arrays.
 
-The per-point formula is :func:`dose_kernels.tg43_scalar.tg43_rate_per_u`, compiled as a
+The per-point formula is :func:`brachycryo.dose_kernels.tg43_scalar.tg43_rate_per_u`, compiled as a
 CUDA device function - the same source the numba CPU kernel compiles - so CPU and GPU
 cannot drift.  One thread per voxel (or point, or matrix row), looping over the seeds.
 
@@ -20,8 +20,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import cuda  # a module global: the CUDA simulator swaps it in the kernels' globals
 
-from dose_kernels.kernel_tables import KernelTables
-from dose_kernels.tg43_scalar import tg43_rate_per_u
+from brachycryo.dose_kernels.kernel_tables import KernelTables
+from brachycryo.dose_kernels.tg43_scalar import tg43_rate_per_u
 
 __all__ = ["grid_sum_cuda", "kernels", "matrix_points_cuda", "points_sum_cuda"]
 

@@ -1,4 +1,5 @@
-"""numba CPU kernels (parallel over points / grid rows) built on :mod:`dose_kernels.tg43_scalar`.
+"""numba CPU kernels (parallel over points / grid rows) built on
+:mod:`brachycryo.dose_kernels.tg43_scalar`.
 
 Compiled lazily: nothing is JIT-compiled at import; ``tg43_scalar.numba_kernels`` builds the
 functions on first use (``cache=True`` keeps the machine code between runs).  The kernels
@@ -12,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dose_kernels.kernel_tables import KernelTables
-from dose_kernels.tg43_scalar import numba_kernels
+from brachycryo.dose_kernels.kernel_tables import KernelTables
+from brachycryo.dose_kernels.tg43_scalar import numba_kernels
 
 __all__ = ["grid_sum_numba", "matrix_points_numba", "points_sum_numba"]
 

@@ -2,7 +2,7 @@
 
 Vectorised over points, looping over seeds; computes in float64 whatever the requested
 dtype (the result is cast at the end), so it is the yardstick for the compiled backends.
-Independent of :mod:`dose_kernels.tg43_scalar` (same rules, written with numpy), so a
+Independent of :mod:`brachycryo.dose_kernels.tg43_scalar` (same rules, written with numpy), so a
 parity test between them checks one against the other.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dose_kernels.kernel_tables import SMALL_X, KernelTables
+from brachycryo.dose_kernels.kernel_tables import SMALL_X, KernelTables
 
 __all__ = ["matrix_points_numpy", "rate_per_u_numpy", "weighted_sum_points_numpy"]
 
@@ -48,7 +48,7 @@ def _bilinear_f(r: np.ndarray, theta_deg: np.ndarray, t: KernelTables) -> np.nda
 
 def rate_per_u_numpy(d_mm: np.ndarray, u: np.ndarray, t: KernelTables) -> np.ndarray:
     """Dose rate per U (Gy h⁻¹ U⁻¹, float64) at displacements ``d_mm`` (M, 3) from a seed
-    with unit axis ``u``; formulas in :mod:`dose_kernels.dose`."""
+    with unit axis ``u``; formulas in :mod:`brachycryo.dose_kernels.dose`."""
     d = np.asarray(d_mm, dtype=np.float64)
     u = np.asarray(u, dtype=np.float64)
     z = d @ u

@@ -1,16 +1,18 @@
 """The TG-43U1 dose rate of one seed at one point, as a plain scalar Python function.
 
 This one function is compiled twice - by ``numba.njit`` for the CPU kernel
-(:mod:`dose_kernels.tg43_numba`) and by ``numba.cuda.jit(device=True)`` for the GPU kernel
-(:mod:`dose_kernels.tg43_cuda`) - so the two compiled backends cannot drift apart.  The
-numpy reference (:mod:`dose_kernels.tg43_numpy`) is an independent vectorised
+(:mod:`brachycryo.dose_kernels.tg43_numba`) and by ``numba.cuda.jit(device=True)`` for the GPU
+kernel
+(:mod:`brachycryo.dose_kernels.tg43_cuda`) - so the two compiled backends cannot drift apart.  The
+numpy reference (:mod:`brachycryo.dose_kernels.tg43_numpy`) is an independent vectorised
 implementation of the same rules, and parity tests compare all of them.
 
 It is written for the compilers: no numpy calls, only ``math``, and no float literals in
 arithmetic (``one`` and the other constants arrive in the compute dtype, so float32 stays
 float32).  The formulas and the near-source rule are documented in
-:mod:`dose_kernels.dose`.  The numba CPU kernels themselves (:func:`numba_kernels`) live at
-the end of this file, for the on-disk cache's sake (see :mod:`dose_kernels.tg43_numba`).
+:mod:`brachycryo.dose_kernels.dose`.  The numba CPU kernels themselves (:func:`numba_kernels`) live
+at
+the end of this file, for the on-disk cache's sake (see :mod:`brachycryo.dose_kernels.tg43_numba`).
 """
 
 from __future__ import annotations
@@ -229,7 +231,7 @@ def tg43_rate_per_u(
 
 # --------------------------------------------------------------------------- CPU kernels
 # Defined here, beside the function they inline, so that numba's file-based cache is
-# invalidated whenever that function changes (see dose_kernels.tg43_numba).
+# invalidated whenever that function changes (see brachycryo.dose_kernels.tg43_numba).
 class _Kernels(NamedTuple):
     points_sum: object
     grid_sum: object

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from brachycryo.errors import StructureError
-from brachycryo.grid import Grid
-from brachycryo.phantom import build_phantom, write_phantom
-from brachycryo.progress import ProgressCallback, scaled
-from dicom_io.ct_series import CTImage, load_ct_series
-from dicom_io.rasterize import contour_stack, roi_fraction
-from dicom_io.rtstruct import StructureSet, check_against_image, read_rtstruct
-from planning.spec import CaseSpec
+from brachycryo.core.errors import StructureError
+from brachycryo.core.grid import Grid
+from brachycryo.core.progress import ProgressCallback, scaled
+from brachycryo.dicom_io.ct_series import CTImage, load_ct_series
+from brachycryo.dicom_io.rasterize import contour_stack, roi_fraction
+from brachycryo.dicom_io.rtstruct import StructureSet, check_against_image, read_rtstruct
+from brachycryo.phantoms import build_phantom, write_phantom
+from brachycryo.planning.spec import CaseSpec
 
 
 @dataclass(frozen=True)

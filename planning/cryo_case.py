@@ -1,17 +1,17 @@
 """An ice-ball simulation on a patient CT: CT + RTSTRUCT in, isotherm RTSTRUCT out.
 
-This module composes :mod:`dicom_io` (reading the CT series and the structure set,
-rasterising ROIs, writing an RTSTRUCT) with :mod:`cryo_iceball` (which knows nothing of
+This module composes :mod:`brachycryo.dicom_io` (reading the CT series and the structure set,
+rasterising ROIs, writing an RTSTRUCT) with :mod:`brachycryo.cryo_iceball` (which knows nothing of
 DICOM), for the ``[ct]`` form of the ``brachycryo iceball`` config
-(:mod:`cryo_iceball.config`).
+(:mod:`brachycryo.cryo_iceball.config`).
 
 * **Grid.** The simulation grid is the CT's grid - its direction matrix kept, so an oblique
   or decubitus CT is simulated in its own frame - cropped to the probes' active zones plus
   ``margin_mm`` (clipped at the CT's edges) and resampled to ``spacing_mm``
   (:func:`simulation_grid`).  A probe whose active zone leaves the CT is a
-  :class:`~brachycryo.errors.GeometryError`.
+  :class:`~brachycryo.core.errors.GeometryError`.
 * **Tissues.** CT numbers are resampled (trilinear) onto that grid and classed by
-  :func:`cryo_iceball.tissue.tissue_label_map`; the ``[structures]`` ROIs then override
+  :func:`brachycryo.cryo_iceball.tissue.tissue_label_map`; the ``[structures]`` ROIs then override
   them, in the order given.
 * **Vessels.** The ``vessels`` ROIs are held at ``BioheatOptions.vessel_temp_c`` (37 C):
   large vessels as heat sinks.
@@ -36,17 +36,17 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from brachycryo.errors import GeometryError, StructureError
-from brachycryo.grid import Grid
-from cryo_iceball.bioheat import BioheatResult
-from cryo_iceball.config import CtSource, IceballConfig, check_grid_size
-from cryo_iceball.isotherms import isotherm_key
-from cryo_iceball.probes import Probe
-from cryo_iceball.tissue import Tissue, tissue_label_map
-from dicom_io.ct_series import CTImage, load_ct_series
-from dicom_io.rasterize import roi_mask
-from dicom_io.rtstruct import StructureSet, check_against_image, read_rtstruct
-from dicom_io.rtstruct_write import RoiSpec, write_rtstruct
+from brachycryo.core.errors import GeometryError, StructureError
+from brachycryo.core.grid import Grid
+from brachycryo.cryo_iceball.bioheat import BioheatResult
+from brachycryo.cryo_iceball.config import CtSource, IceballConfig, check_grid_size
+from brachycryo.cryo_iceball.isotherms import isotherm_key
+from brachycryo.cryo_iceball.probes import Probe
+from brachycryo.cryo_iceball.tissue import Tissue, tissue_label_map
+from brachycryo.dicom_io.ct_series import CTImage, load_ct_series
+from brachycryo.dicom_io.rasterize import roi_mask
+from brachycryo.dicom_io.rtstruct import StructureSet, check_against_image, read_rtstruct
+from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct
 
 #: File name of the isotherm structure set in the output folder.
 ISOTHERM_RTSTRUCT_NAME = "RS.iceball.dcm"

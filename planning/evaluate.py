@@ -1,6 +1,6 @@
 """Plan metrics: DVH metrics per structure and zone, per-lesion blocks, constraint checks.
 
-Structures from the RTSTRUCT are evaluated from their contours (``qa.dvh.dvh_from_roi``,
+Structures from the RTSTRUCT are evaluated from their contours (``brachycryo.qa.dvh.dvh_from_roi``,
 as ``brachycryo dvh`` does on the written files); zones the planner made (seed target,
 ablated core, isotherms) from their masks on the planning grid.  Keys follow the DVH
 command's JSON (``d90_gy``, ``v100_pct``, ...).
@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from brachycryo.errors import BrachyCryoError
-from planning.pipeline import PlanResult, _oar_constraints_for
-from qa.dvh import dvh_from_mask, dvh_from_roi
-from qa.metrics import isodose_volume_cc, metric_value, plan_indices, structure_metrics
+from brachycryo.core.errors import BrachyCryoError
+from brachycryo.planning.pipeline import PlanResult, _oar_constraints_for
+from brachycryo.qa.dvh import dvh_from_mask, dvh_from_roi
+from brachycryo.qa.metrics import isodose_volume_cc, metric_value, plan_indices, structure_metrics
 
 
 def _clean(x):

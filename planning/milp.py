@@ -1,6 +1,6 @@
 """Seed selection as a mixed-integer linear programme (HiGHS through ``scipy.optimize.milp``).
 
-The reference against which the default method of :mod:`planning.optimize` (LP guide +
+The reference against which the default method of :mod:`brachycryo.planning.optimize` (LP guide +
 greedy + local search) is judged, on the same matrices; also usable on small problems
 (``[optimizer] method = "milp"``).  Model, on a subsample of the target points:
 
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brachycryo.errors import ConfigError
-from planning.optimize import (
+from brachycryo.core.errors import ConfigError
+from brachycryo.planning.optimize import (
     OarConstraint,
     SeedSelection,
     TargetZone,

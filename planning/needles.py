@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brachycryo.errors import InfeasiblePlanError
-from brachycryo.grid import Grid
+from brachycryo.core.errors import InfeasiblePlanError
+from brachycryo.core.grid import Grid
 
 SAMPLE_STEP_MM = 1.0
 NO_GO_CLEARANCE_MM = 2.0
@@ -171,7 +171,7 @@ def candidate_seeds(
     rejected: dict[str, int] = {}
     if avoid is not None and clearance_mm > 0 and avoid.any():
         # seeds must keep clearance_mm from the OARs: remove the too-close part of the target
-        from planning.zones import distance_outside_mm
+        from brachycryo.planning.zones import distance_outside_mm
 
         near = distance_outside_mm(np.asarray(avoid, bool), grid) < clearance_mm
         target = target & ~near

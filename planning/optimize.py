@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from brachycryo.errors import ConfigError
-from brachycryo.progress import ProgressCallback, report
+from brachycryo.core.errors import ConfigError
+from brachycryo.core.progress import ProgressCallback, report
 
 #: Smallest hot-tail volume (cm³) of the OAR sparing objective (the tail of a Dmax limit).
 SPARING_TAIL_MIN_CC = 0.1

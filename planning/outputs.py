@@ -1,5 +1,9 @@
-"""Write a plan's output folder: RTPLAN, RTDOSE, RTSTRUCT (zones, isotherms), metrics.json,
-the needle / seed list for the procedure, and the HTML report."""
+"""Write a plan's data files: RTPLAN, RTDOSE, RTSTRUCT (zones, isotherms), metrics.json and
+the needle / seed list for the procedure.
+
+The HTML report is a page, one floor up: :func:`brachycryo.reports.plan.write_plan_folder`
+writes these files and then the report.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from brachycryo.atomic import write_text_atomic
-from brachycryo.grid import Grid
-from dicom_io.rtdose import write_rtdose
-from dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan
-from dicom_io.rtstruct_write import RoiSpec, write_rtstruct
-from dose_kernels import load_seed_model
-from planning.evaluate import PlanMetrics, zone_roi_name
-from planning.pipeline import PlanResult
+from brachycryo.core.atomic import write_text_atomic
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.rtdose import write_rtdose
+from brachycryo.dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan
+from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct
+from brachycryo.dose_kernels import load_seed_model
+from brachycryo.planning.evaluate import PlanMetrics, zone_roi_name
+from brachycryo.planning.pipeline import PlanResult
 
 ZONE_COLOURS = {
     "SeedTarget": (0, 200, 255),
@@ -90,9 +94,8 @@ def write_plan_outputs(
     out_dir: str | os.PathLike,
     *,
     overwrite: bool = False,
-    report_html: bool = True,
 ) -> dict[str, Path]:
-    """Write every output file; returns {kind: path}."""
+    """Write every data file (not the report); returns {kind: path}."""
     metrics = plan_metrics.doc
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,9 +139,4 @@ def write_plan_outputs(
     write_text_atomic(paths["metrics"], json.dumps(metrics, indent=2), overwrite=overwrite)
     paths["needles"] = out / "needles.csv"
     write_text_atomic(paths["needles"], needle_table_csv(result), overwrite=overwrite)
-    if report_html:
-        from planning.plan_report import write_plan_report
-
-        paths["report"] = out / "report.html"
-        write_plan_report(paths["report"], result, plan_metrics, overwrite=overwrite)
     return paths

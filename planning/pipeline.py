@@ -1,7 +1,7 @@
 """A complete zoned plan: case -> zones -> cryo probes -> needles -> seeds -> dose -> metrics.
 
 :func:`make_plan` does the computation and returns a :class:`PlanResult`;
-:mod:`planning.outputs` writes it.  The order follows the clinical logic of the zoned
+:mod:`brachycryo.planning.outputs` writes it.  The order follows the clinical logic of the zoned
 strategy: the cryo probe layout is planned first (its lethal zone becomes the ablated core
 of a zoned lesion), then the seeds cover what the ice does not, under hard OAR limits.
 """
@@ -15,19 +15,25 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from brachycryo.backend import resolve_backend
-from brachycryo.errors import ConfigError, DataModelError, InfeasiblePlanError
-from brachycryo.grid import Grid
-from brachycryo.progress import ProgressCallback, report, scaled
-from dose_kernels import Seeds, dose_on_grid, influence_matrix, load_seed_model
-from planning.case import PlanningCase, half_occupancy, load_case, planning_grid, roi_fractions
-from planning.milp import select_seeds_milp
-from planning.needles import Candidates, candidate_seeds, merge_candidates
-from planning.optimize import OarConstraint, SeedSelection, TargetZone, select_seeds
-from planning.spec import LesionSpec, OarLimit, PlanSpec
-from planning.zones import LesionZones, expand_mm, lesion_zones, shrink_mm
-from qa.dvh import dvh_from_roi
-from qa.metrics import dose_at_volume_cc
+from brachycryo.core.backend import resolve_backend
+from brachycryo.core.errors import ConfigError, DataModelError, InfeasiblePlanError
+from brachycryo.core.grid import Grid
+from brachycryo.core.progress import ProgressCallback, report, scaled
+from brachycryo.dose_kernels import Seeds, dose_on_grid, influence_matrix, load_seed_model
+from brachycryo.planning.case import (
+    PlanningCase,
+    half_occupancy,
+    load_case,
+    planning_grid,
+    roi_fractions,
+)
+from brachycryo.planning.milp import select_seeds_milp
+from brachycryo.planning.needles import Candidates, candidate_seeds, merge_candidates
+from brachycryo.planning.optimize import OarConstraint, SeedSelection, TargetZone, select_seeds
+from brachycryo.planning.spec import LesionSpec, OarLimit, PlanSpec
+from brachycryo.planning.zones import LesionZones, expand_mm, lesion_zones, shrink_mm
+from brachycryo.qa.dvh import dvh_from_roi
+from brachycryo.qa.metrics import dose_at_volume_cc
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +85,7 @@ class PlanResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     problem: OptimiserProblem | None = None
     #: (dose, {ROI: DVH}): the contour DVHs the OAR limits were checked on, valid for that
-    #: dose array only (``planning.evaluate`` reuses them when it is ``dose_gy``)
+    #: dose array only (``brachycryo.planning.evaluate`` reuses them when it is ``dose_gy``)
     roi_dvhs: tuple[np.ndarray, dict] | None = None
 
     @property
@@ -120,11 +126,11 @@ def _empirical_probe(model, backend: str):
 
     The calibration simulates one probe in tumour tissue at 37 C with the standard
     freeze 10 min - passive thaw 8 min - freeze 10 min protocol on a 2 mm grid (about 10 s
-    on two cores) and fits ellipsoids to its isotherms (``cryo_iceball.empirical``).
+    on two cores) and fits ellipsoids to its isotherms (``brachycryo.cryo_iceball.empirical``).
     """
-    from cryo_iceball.empirical import calibrate_from_physics, from_catalogue
-    from cryo_iceball.probes import protocol
-    from cryo_iceball.tissue import load_tissues
+    from brachycryo.cryo_iceball.empirical import calibrate_from_physics, from_catalogue
+    from brachycryo.cryo_iceball.probes import protocol
+    from brachycryo.cryo_iceball.tissue import load_tissues
 
     try:
         return from_catalogue(model)
@@ -142,9 +148,9 @@ def _empirical_probe(model, backend: str):
 def _plan_cryo(
     spec: PlanSpec, lesion: LesionSpec, grid, masks, body_name, backend: str, empirical_cache
 ) -> CryoLayout:
-    from cryo_iceball.empirical import empirical_min_temp
-    from cryo_iceball.placement import PlacementRules, place_probes
-    from cryo_iceball.probes import load_probe_catalogue
+    from brachycryo.cryo_iceball.empirical import empirical_min_temp
+    from brachycryo.cryo_iceball.placement import PlacementRules, place_probes
+    from brachycryo.cryo_iceball.probes import load_probe_catalogue
 
     catalogue = load_probe_catalogue()
     if spec.cryo.probe_model not in catalogue:

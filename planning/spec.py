@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from brachycryo.errors import ConfigError
+from brachycryo.core.errors import ConfigError
 
 ALLOCATIONS = ("seeds", "cryo", "zoned")
 U_PER_MCI_I125 = 1.270  # apparent activity of I-125: 1 mCi = 1.270 U (TG-43, 1995)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from brachycryo.errors import StructureError
-from brachycryo.grid import Grid
+from brachycryo.core.errors import StructureError
+from brachycryo.core.grid import Grid
 
 
 def _sampling_kji(grid: Grid) -> tuple[float, float, float]:

@@ -13,7 +13,7 @@ How a DVH is computed (:func:`dvh_from_roi`):
    the structure is ever built.
 2. **Occupancy.**  Each lattice voxel is split into ``supersample``³ sub-points (default
    4, i.e. 64; 2 for structures whose box exceeds 4 million voxels) tested with
-   :func:`dicom_io.rasterize.roi_fraction` and its documented rules
+   :func:`brachycryo.dicom_io.rasterize.roi_fraction` and its documented rules
    (README "Structures and volumes"): even-odd in-plane, slab rule between contour planes
    and the **end-cap convention** ``end_caps="full"`` (default: each contour stands for
    its whole CT slice, ``+-t/2`` around its plane) or ``"half"`` (the structure ends at
@@ -37,7 +37,8 @@ How a DVH is computed (:func:`dvh_from_roi`):
 
 Cumulative DVH values between bin edges are linear interpolations (dose spread uniformly
 within a bin); the curve starts at the exact minimum dose (full volume) and ends at the exact
-maximum dose (zero volume), so Dx read from it (:mod:`qa.metrics`) is never snapped to a bin
+maximum dose (zero volume), so Dx read from it (:mod:`brachycryo.qa.metrics`) is never snapped to a
+bin
 edge and D100 = Dmin, D0 = Dmax (the extremes of the samples' dose ranges).  This follows
 the DVH definitions of AAPM TG-137 (Nath et al., Med Phys 36:5310, 2009) and the analytic
 DVH validation of Nelms et al. (Med Phys 42:4435, 2015).
@@ -50,11 +51,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.ndimage import map_coordinates
 
-from brachycryo.errors import GeometryError, StructureError
-from brachycryo.grid import Grid
-from dicom_io.rasterize import ContourStack, contour_stack, roi_fraction, roi_volume_cc
-from dicom_io.rtstruct import ROI
-from qa.histogram_kernels import accumulate
+from brachycryo.core.errors import GeometryError, StructureError
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.rasterize import ContourStack, contour_stack, roi_fraction, roi_volume_cc
+from brachycryo.dicom_io.rtstruct import ROI
+from brachycryo.qa.histogram_kernels import accumulate
 
 _MAX_BINS = 2_000_000
 #: Lattice voxels in a structure's box above which ``supersample=None`` means 2, not 4.
@@ -157,7 +158,8 @@ def dvh_from_samples(
     sum of three uniforms).  This removes the steps a regular lattice leaves in the DVH
     where the dose gradient runs along a lattice axis.  The bins are then exact
     integrals of the piecewise-linear cumulative (suffix sums of ramp functions).
-    ``backend`` picks the accumulation (:mod:`qa.histogram_kernels`: ``"numpy"`` reference,
+    ``backend`` picks the accumulation (:mod:`brachycryo.qa.histogram_kernels`: ``"numpy"``
+    reference,
     ``"numba"`` one-pass kernel; ``"auto"``: numba when importable).
     """
     d = np.asarray(dose_gy).reshape(-1)

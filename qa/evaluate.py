@@ -27,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from brachycryo.atomic import write_text_atomic
-from brachycryo.errors import FrameOfReferenceError, StructureError
-from brachycryo.grid import Grid
-from brachycryo.progress import ProgressCallback, report
-from dicom_io.rtdose import DoseVolume, read_rtdose
-from dicom_io.rtstruct import ROI, StructureSet, read_rtstruct
-from qa.dvh import DVH, dvh_from_roi
-from qa.metrics import isodose_volume_cc, plan_indices, structure_metrics
+from brachycryo.core.atomic import write_text_atomic
+from brachycryo.core.errors import FrameOfReferenceError, StructureError
+from brachycryo.core.grid import Grid
+from brachycryo.core.progress import ProgressCallback, report
+from brachycryo.dicom_io.rtdose import DoseVolume, read_rtdose
+from brachycryo.dicom_io.rtstruct import ROI, StructureSet, read_rtstruct
+from brachycryo.qa.dvh import DVH, dvh_from_roi
+from brachycryo.qa.metrics import isodose_volume_cc, plan_indices, structure_metrics
 
 
 @dataclass
@@ -119,7 +119,7 @@ def evaluate_plan(
     """DVH and metrics of each ROI; CI / EI / HI of ``target`` when a prescription is given.
 
     V_ref of the indices is the volume of the whole dose grid at or above the prescription
-    (:func:`qa.metrics.isodose_volume_cc`).
+    (:func:`brachycryo.qa.metrics.isodose_volume_cc`).
     """
     # the DVH arithmetic in float32 (7 significant digits; halves memory traffic)
     dose_gy = np.asarray(dose_gy, dtype=np.float32)

@@ -1,7 +1,7 @@
 """Accumulators of the spread-sample DVH histogram: a numpy reference and a numba kernel.
 
 Both return the same five arrays for samples ``(d, s, w)`` (dose, spread, volume) on bins of
-``width`` (see :func:`qa.dvh.dvh_from_samples` for the method): per bin ``b``
+``width`` (see :func:`brachycryo.qa.dvh.dvh_from_samples` for the method): per bin ``b``
 
 * ``point[b]``: volume of the point samples (spread 0) in bin b;
 * ``a_hi[b], b_hi[b]``: sums of ``c * hi`` and ``c`` over spread samples whose upper end
@@ -19,8 +19,8 @@ import functools
 
 import numpy as np
 
-from brachycryo.backend import numba_unavailable_reason
-from brachycryo.errors import BackendUnavailableError
+from brachycryo.core.backend import numba_unavailable_reason
+from brachycryo.core.errors import BackendUnavailableError
 
 _REL_TINY = 1e-6
 

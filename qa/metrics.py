@@ -12,7 +12,7 @@ reporting methods for permanent interstitial brachytherapy for prostate cancer",
 * **Vx %** - the percentage of the volume receiving at least x % of the prescription dose
   (V100, V150, V200); **Vx Gy** - the volume receiving at least x Gy.
 
-Dx is read from the piecewise-linear cumulative DVH (:meth:`qa.dvh.DVH.cumulative_curve`)
+Dx is read from the piecewise-linear cumulative DVH (:meth:`brachycryo.qa.dvh.DVH.cumulative_curve`)
 by linear interpolation between its nodes, never snapped to a bin edge.  Where the curve is
 flat at exactly x (no volume between two doses) Dx is the upper end of the flat part, the
 largest dose that still covers x.
@@ -26,9 +26,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from brachycryo.errors import ConfigError, GeometryError
-from brachycryo.grid import Grid
-from qa.dvh import DVH
+from brachycryo.core.errors import ConfigError, GeometryError
+from brachycryo.core.grid import Grid
+from brachycryo.qa.dvh import DVH
 
 DEFAULT_D_PCT = (90.0, 98.0, 100.0, 50.0)
 DEFAULT_D_CC = (2.0, 0.1)

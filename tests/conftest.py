@@ -34,7 +34,7 @@ _PEER_REQUIREMENTS = [
 
 
 def gpu_skip_reason() -> str | None:
-    from brachycryo.backend import cupy_unavailable_reason
+    from brachycryo.core.backend import cupy_unavailable_reason
 
     return cupy_unavailable_reason()
 

@@ -19,10 +19,10 @@ import pytest
 from scipy.optimize import brentq
 from scipy.special import erf, erfc, k0
 
-from brachycryo.grid import Grid
-from cryo_iceball.bioheat import BioheatOptions, simulate
-from cryo_iceball.probes import Probe, ProbeModel, load_probe_catalogue, protocol
-from cryo_iceball.tissue import BLOOD_RHO_C_J_M3K, Tissue, load_tissues
+from brachycryo.core.grid import Grid
+from brachycryo.cryo_iceball.bioheat import BioheatOptions, simulate
+from brachycryo.cryo_iceball.probes import Probe, ProbeModel, load_probe_catalogue, protocol
+from brachycryo.cryo_iceball.tissue import BLOOD_RHO_C_J_M3K, Tissue, load_tissues
 
 BACKEND = "numba"
 
@@ -188,7 +188,7 @@ def test_insulated_box_conserves_enthalpy():
             options=BioheatOptions(outer_boundary="adiabatic", dtype="float64"),
         )
         table = [t.kernel_row() for t in tis]
-        from cryo_iceball.tissue import enthalpy_from_temp
+        from brachycryo.cryo_iceball.tissue import enthalpy_from_temp
 
         rows = np.stack(table)[labels]
         h0 = enthalpy_from_temp(init, rows).sum()

@@ -1,6 +1,7 @@
-"""Ice balls on a patient CT + RTSTRUCT (planning.cryo_case, ``brachycryo iceball`` [ct]).
+"""Ice balls on a patient CT + RTSTRUCT (brachycryo.planning.cryo_case, ``brachycryo iceball``
+[ct]).
 
-The patient is the phantom (brachycryo.phantom) on a small grid around the bulky para-aortic
+The patient is the phantom (brachycryo.phantoms) on a small grid around the bulky para-aortic
 mass; one 17G probe in the mass ~6 mm from the aorta wall, 10 min freeze.
 """
 
@@ -15,23 +16,23 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from brachycryo.errors import (
+from brachycryo.core.errors import (
     ConfigError,
     FrameOfReferenceError,
     GeometryError,
     OutputExistsError,
     StructureError,
 )
-from brachycryo.grid import Grid
-from brachycryo.phantom import build_phantom, write_phantom
-from brachycryo.phantom.anatomy import SITES
-from cryo_iceball.bioheat import BioheatOptions, simulate
-from cryo_iceball.config import load_config
-from cryo_iceball.tissue import load_tissues
-from dicom_io.ct_series import load_ct_series
-from dicom_io.rasterize import roi_mask, roi_volume_cc
-from dicom_io.rtstruct import read_rtstruct
-from planning.cryo_case import (
+from brachycryo.core.grid import Grid
+from brachycryo.cryo_iceball.bioheat import BioheatOptions, simulate
+from brachycryo.cryo_iceball.config import load_config
+from brachycryo.cryo_iceball.tissue import load_tissues
+from brachycryo.dicom_io.ct_series import load_ct_series
+from brachycryo.dicom_io.rasterize import roi_mask, roi_volume_cc
+from brachycryo.dicom_io.rtstruct import read_rtstruct
+from brachycryo.phantoms import build_phantom, write_phantom
+from brachycryo.phantoms.anatomy import SITES
+from brachycryo.planning.cryo_case import (
     ISOTHERM_RTSTRUCT_NAME,
     isotherm_roi_name,
     load_ct_case,
@@ -93,7 +94,7 @@ def patient(tmp_path_factory):
 
 
 def _cli(argv):
-    from brachycryo.commands import iceball
+    from brachycryo.cli import iceball
 
     p = argparse.ArgumentParser()
     iceball.register(p.add_subparsers())
@@ -330,7 +331,7 @@ def test_frame_of_reference_mismatch(patient, tmp_path):
 
 
 def test_probe_outside_ct_grid_directly():
-    from cryo_iceball.probes import Probe, load_probe_catalogue
+    from brachycryo.cryo_iceball.probes import Probe, load_probe_catalogue
 
     grid = Grid.from_bounds((0, 0, 0), (50, 50, 50), 2.0)
     probe = Probe(load_probe_catalogue()["generic_17g"], (25, 25, 40), (0, 0, 1))
@@ -413,7 +414,7 @@ def test_example_configs(patient, tmp_path):
 
 def test_solver_is_invariant_under_rotating_grid_and_probes():
     """The solver on an oblique grid: rotating grid, probe and vessel together changes nothing."""
-    from cryo_iceball.probes import Probe, load_probe_catalogue, protocol
+    from brachycryo.cryo_iceball.probes import Probe, load_probe_catalogue, protocol
 
     c, s = math.cos(math.radians(25)), math.sin(math.radians(25))
     rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.array([[1, 0, 0], [0, c, -s],

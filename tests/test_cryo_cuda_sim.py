@@ -23,8 +23,8 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     from numba import config
     assert config.ENABLE_CUDASIM
-    from cryo_iceball import kernels_cuda, kernels_numpy
-    from cryo_iceball.tissue import load_tissues, kernel_table, enthalpy_from_temp
+    from brachycryo.cryo_iceball import kernels_cuda, kernels_numpy
+    from brachycryo.cryo_iceball.tissue import load_tissues, kernel_table, enthalpy_from_temp
 
     tis = load_tissues()
     rng = np.random.default_rng(5)
@@ -100,11 +100,11 @@ SIMULATE_SCRIPT = textwrap.dedent(
     fake.count_nonzero = np.count_nonzero
     sys.modules["cupy"] = fake
 
-    from brachycryo.grid import Grid
-    from cryo_iceball import bioheat
-    from cryo_iceball.bioheat import BioheatOptions, simulate
-    from cryo_iceball.probes import Probe, load_probe_catalogue, protocol
-    from cryo_iceball.tissue import load_tissues
+    from brachycryo.core.grid import Grid
+    from brachycryo.cryo_iceball import bioheat
+    from brachycryo.cryo_iceball.bioheat import BioheatOptions, simulate
+    from brachycryo.cryo_iceball.probes import Probe, load_probe_catalogue, protocol
+    from brachycryo.cryo_iceball.tissue import load_tissues
 
     cat = load_probe_catalogue()
     tis = load_tissues()

@@ -7,12 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from brachycryo.errors import DataModelError
-from brachycryo.grid import Grid
-from cryo_iceball.bioheat import simulate
-from cryo_iceball.empirical import calibrate_from_physics, empirical_min_temp, from_catalogue
-from cryo_iceball.probes import Probe, load_probe_catalogue, protocol
-from cryo_iceball.tissue import load_tissues
+from brachycryo.core.errors import DataModelError
+from brachycryo.core.grid import Grid
+from brachycryo.cryo_iceball.bioheat import simulate
+from brachycryo.cryo_iceball.empirical import (
+    calibrate_from_physics,
+    empirical_min_temp,
+    from_catalogue,
+)
+from brachycryo.cryo_iceball.probes import Probe, load_probe_catalogue, protocol
+from brachycryo.cryo_iceball.tissue import load_tissues
 
 PHASES = protocol(("freeze", 2.5))
 

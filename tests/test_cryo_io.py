@@ -12,20 +12,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brachycryo.errors import BrachyCryoError, ConfigError, DataModelError, GeometryError
-from brachycryo.grid import Grid
-from cryo_iceball import bioheat
-from cryo_iceball.bioheat import BioheatOptions, simulate
-from cryo_iceball.config import load_config
-from cryo_iceball.isotherms import isotherm_key, min_distance_mm, principal_axes
-from cryo_iceball.probes import (
+from brachycryo.core.errors import BrachyCryoError, ConfigError, DataModelError, GeometryError
+from brachycryo.core.grid import Grid
+from brachycryo.cryo_iceball import bioheat
+from brachycryo.cryo_iceball.bioheat import BioheatOptions, simulate
+from brachycryo.cryo_iceball.config import load_config
+from brachycryo.cryo_iceball.isotherms import isotherm_key, min_distance_mm, principal_axes
+from brachycryo.cryo_iceball.probes import (
     Probe,
     cylinder_sdf_mm,
     load_probe_catalogue,
     protocol,
     rasterise_probes,
 )
-from cryo_iceball.tissue import load_tissues
+from brachycryo.cryo_iceball.tissue import load_tissues
 
 
 def test_catalogues_packaged_and_extendable(tmp_path):
@@ -193,7 +193,7 @@ def test_vessel_is_a_heat_sink(tmp_path):
 
 
 def _cli(argv):
-    from brachycryo.commands import iceball
+    from brachycryo.cli import iceball
 
     p = argparse.ArgumentParser()
     iceball.register(p.add_subparsers())
@@ -216,7 +216,7 @@ def test_cli_writes_summary_and_pngs(tmp_path):
     assert 0 <= summary["oar_min_distance_mm"]["rectum"] < 12
     for name in ("slice_axial", "slice_coronal", "slice_sagittal", "volume_vs_time"):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
-    from brachycryo.errors import OutputExistsError
+    from brachycryo.core.errors import OutputExistsError
 
     with pytest.raises(OutputExistsError):
         _cli(["iceball", str(cfg), "--out", str(out), "--backend", "numba", "--quiet"])
@@ -261,7 +261,7 @@ def test_probe_boundary_by_phase_and_ramp():
 
 
 def test_hu_classes():
-    from cryo_iceball.tissue import classes_from_hu
+    from brachycryo.cryo_iceball.tissue import classes_from_hu
 
     labels, names = classes_from_hu(np.array([-900.0, -600.0, -100.0, 40.0, 1000.0]))
     assert [names[v] for v in labels] == [
@@ -274,7 +274,7 @@ def test_hu_classes():
 
 
 def test_hu_classes_with_fat_and_bone_rows_and_overrides():
-    from cryo_iceball.tissue import classes_from_hu, tissue_label_map
+    from brachycryo.cryo_iceball.tissue import classes_from_hu, tissue_label_map
 
     hu = np.array([-900.0, -200.0, -31.0, -30.0, 299.0, 300.0, 1200.0])
     labels, names = classes_from_hu(hu, fat="fat", bone="bone")

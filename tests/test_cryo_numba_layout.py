@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryo_iceball import kernels_numba, kernels_numpy
-from cryo_iceball.kernel_layout import kernel_layout
-from cryo_iceball.tissue import enthalpy_from_temp, kernel_table, load_tissues
+from brachycryo.cryo_iceball import kernels_numba, kernels_numpy
+from brachycryo.cryo_iceball.kernel_layout import kernel_layout
+from brachycryo.cryo_iceball.tissue import enthalpy_from_temp, kernel_table, load_tissues
 
 SHAPES = [(1, 1, 9), (9, 1, 1), (1, 7, 1), (3, 1, 5), (2, 2, 2), (4, 5, 6), (6, 7, 11)]
 

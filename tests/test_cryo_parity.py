@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brachycryo.backend import gpu_available
-from brachycryo.grid import Grid
-from cryo_iceball.bioheat import BioheatOptions, simulate
-from cryo_iceball.probes import Probe, ProbeModel, load_probe_catalogue, protocol
-from cryo_iceball.tissue import load_tissues
+from brachycryo.core.backend import gpu_available
+from brachycryo.core.grid import Grid
+from brachycryo.cryo_iceball.bioheat import BioheatOptions, simulate
+from brachycryo.cryo_iceball.probes import Probe, ProbeModel, load_probe_catalogue, protocol
+from brachycryo.cryo_iceball.tissue import load_tissues
 
 TOL = {"float64": 1e-8, "float32": 2e-2}
 

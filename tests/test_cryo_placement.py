@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brachycryo.errors import InfeasiblePlanError
-from brachycryo.grid import Grid
-from cryo_iceball.empirical import EmpiricalProbe, IsothermEllipsoid, empirical_min_temp
-from cryo_iceball.isotherms import min_distance_mm
-from cryo_iceball.placement import PlacementRules, place_probes
-from cryo_iceball.probes import load_probe_catalogue
+from brachycryo.core.errors import InfeasiblePlanError
+from brachycryo.core.grid import Grid
+from brachycryo.cryo_iceball.empirical import EmpiricalProbe, IsothermEllipsoid, empirical_min_temp
+from brachycryo.cryo_iceball.isotherms import min_distance_mm
+from brachycryo.cryo_iceball.placement import PlacementRules, place_probes
+from brachycryo.cryo_iceball.probes import load_probe_catalogue
 
 # a fixed isotherm table (not physics: the search is what is tested here)
 EMP = EmpiricalProbe(

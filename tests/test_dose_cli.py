@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from brachycryo.cli import main
-from brachycryo.grid import Grid
-from dicom_io.common import StudyContext
-from dicom_io.ct_series import write_ct_series
-from dicom_io.rtdose import read_rtdose
-from dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan
-from dose_kernels import Seeds, dose_on_grid, load_seed_model
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.common import StudyContext
+from brachycryo.dicom_io.ct_series import write_ct_series
+from brachycryo.dicom_io.rtdose import read_rtdose
+from brachycryo.dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan
+from brachycryo.dose_kernels import Seeds, dose_on_grid, load_seed_model
 
 
 @pytest.fixture(scope="module")

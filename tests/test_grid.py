@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from brachycryo.errors import GeometryError
-from brachycryo.grid import Grid
-from dicom_io.orientation import PATIENT_POSITION_IOP, direction_from_iop
+from brachycryo.core.errors import GeometryError
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.orientation import PATIENT_POSITION_IOP, direction_from_iop
 
 finite = st.floats(-500, 500, allow_nan=False)
 

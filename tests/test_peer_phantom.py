@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from brachycryo.phantom import build_phantom, write_phantom
-from dicom_io.rasterize import roi_mask, roi_volume_cc
-from dicom_io.rtdose import read_rtdose, write_rtdose
+from brachycryo.dicom_io.rasterize import roi_mask, roi_volume_cc
+from brachycryo.dicom_io.rtdose import read_rtdose, write_rtdose
+from brachycryo.phantoms import build_phantom, write_phantom
 
 PEER_DVH = r"""
 import json, sys

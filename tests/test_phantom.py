@@ -8,11 +8,11 @@ from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
 from brachycryo.cli import build_parser, main
-from brachycryo.errors import ConfigError
-from brachycryo.phantom import build_phantom, write_phantom
-from dicom_io.ct_series import load_ct_series
-from dicom_io.rasterize import roi_volume_cc
-from dicom_io.rtstruct import read_rtstruct
+from brachycryo.core.errors import ConfigError
+from brachycryo.dicom_io.ct_series import load_ct_series
+from brachycryo.dicom_io.rasterize import roi_volume_cc
+from brachycryo.dicom_io.rtstruct import read_rtstruct
+from brachycryo.phantoms import build_phantom, write_phantom
 
 # organ at risk -> largest allowed gap (mm) between it and the bulky tumour
 OARS_NEAR_BULKY = {

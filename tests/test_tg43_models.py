@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brachycryo.errors import DataModelError
-from dose_kernels import list_seed_models, load_seed_model, read_seed_model
-from dose_kernels.seed_model import _packaged_root
+from brachycryo.core.errors import DataModelError
+from brachycryo.dose_kernels import list_seed_models, load_seed_model, read_seed_model
+from brachycryo.dose_kernels.seed_model import _packaged_root
 
 
 @pytest.fixture(scope="session")
@@ -171,7 +171,7 @@ def test_user_model_loads_by_path(tmp_path):
 
 
 def test_models_without_phi_an_refuse_point_formalism():
-    from dose_kernels import Seeds, dose_at_points
+    from brachycryo.dose_kernels import Seeds, dose_at_points
 
     with pytest.raises(DataModelError, match=r"AgX100.*phi_an"):
         dose_at_points(Seeds([[0, 0, 0]], 1.0), [[10, 0, 0]], "AgX100", formalism="point")

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brachycryo.backend import cupy_unavailable_reason
-from brachycryo.grid import Grid
-from dose_kernels import Seeds, dose_at_points, dose_on_grid, influence_matrix
+from brachycryo.core.backend import cupy_unavailable_reason
+from brachycryo.core.grid import Grid
+from brachycryo.dose_kernels import Seeds, dose_at_points, dose_on_grid, influence_matrix
 
 REPO = Path(__file__).resolve().parents[1]
 RTOL = 1e-5
@@ -159,7 +159,7 @@ def test_influence_matrix_times_strength_is_dose(backend):
 
 
 def test_influence_matrix_memory_guard_and_progress():
-    from brachycryo.errors import ConfigError
+    from brachycryo.core.errors import ConfigError
 
     calls = []
     influence_matrix(
@@ -182,9 +182,9 @@ import itertools, json, sys
 import numpy as np
 sys.path.insert(0, {repo!r})
 from tests.test_tg43_parity import SETTINGS, case, away_from_cutoff
-from dose_kernels.kernel_tables import pack_tables
-from dose_kernels.seed_model import load_seed_model
-from dose_kernels import tg43_cuda, tg43_numpy
+from brachycryo.dose_kernels.kernel_tables import pack_tables
+from brachycryo.dose_kernels.seed_model import load_seed_model
+from brachycryo.dose_kernels import tg43_cuda, tg43_numpy
 m = load_seed_model("6711")
 worst = {{}}
 for formalism, cutoff, dtype, oblique in SETTINGS:
@@ -281,7 +281,7 @@ def test_cupy_matches_numpy_on_gpu(formalism, cutoff, dtype, oblique):
 @pytest.mark.parametrize(("dtype", "rtol"), [(np.float64, 2e-15), (np.float32, 4e-7)])
 def test_kernel_atan2_matches_numpy(dtype, rtol):
     """The kernels' polynomial atan2 (y >= 0) against numpy over all octants and extremes."""
-    from dose_kernels.tg43_scalar import atan2_nonneg, atan_constants
+    from brachycryo.dose_kernels.tg43_scalar import atan2_nonneg, atan_constants
 
     rng = np.random.default_rng(5)
     y = np.abs(rng.standard_cauchy(4000))

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brachycryo.errors import BackendUnavailableError, ConfigError, GeometryError
-from brachycryo.grid import Grid
-from dose_kernels import (
+from brachycryo.core.errors import BackendUnavailableError, ConfigError, GeometryError
+from brachycryo.core.grid import Grid
+from brachycryo.dose_kernels import (
     U_PER_MCI_I125,
     Seeds,
     apparent_mci_to_u,

@@ -7,11 +7,11 @@ import pydicom
 import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from brachycryo.errors import BrachyCryoError, DicomInputError, SeriesError
-from brachycryo.grid import Grid
-from dicom_io.common import StudyContext, read_dataset
-from dicom_io.ct_series import load_ct_series, write_ct_series
-from dicom_io.orientation import PATIENT_POSITION_IOP, direction_from_iop
+from brachycryo.core.errors import BrachyCryoError, DicomInputError, SeriesError
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.common import StudyContext, read_dataset
+from brachycryo.dicom_io.ct_series import load_ct_series, write_ct_series
+from brachycryo.dicom_io.orientation import PATIENT_POSITION_IOP, direction_from_iop
 
 
 def _hu(shape, seed=0):

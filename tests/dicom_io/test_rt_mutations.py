@@ -2,7 +2,7 @@
 
 Hypothesis deletes, empties or corrupts a random element (at any depth of the sequences)
 of a valid file we wrote, or flips random bytes of it; reading the result must either
-succeed or raise a :class:`~brachycryo.errors.BrachyCryoError`, and must leave the file
+succeed or raise a :class:`~brachycryo.core.errors.BrachyCryoError`, and must leave the file
 as it was.
 """
 
@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from brachycryo.errors import BrachyCryoError
-from brachycryo.grid import Grid
-from dicom_io.common import StudyContext, new_uid
-from dicom_io.rtdose import read_rtdose, write_rtdose
-from dicom_io.rtplan import BrachySource, read_rtplan, seed_implant, write_seed_rtplan
+from brachycryo.core.errors import BrachyCryoError
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.common import StudyContext, new_uid
+from brachycryo.dicom_io.rtdose import read_rtdose, write_rtdose
+from brachycryo.dicom_io.rtplan import BrachySource, read_rtplan, seed_implant, write_seed_rtplan
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

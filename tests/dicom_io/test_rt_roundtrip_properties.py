@@ -12,10 +12,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brachycryo.grid import Grid
-from dicom_io.common import StudyContext, new_uid
-from dicom_io.rtdose import read_rtdose, write_rtdose
-from dicom_io.rtplan import BrachySource, read_rtplan, seed_implant, write_seed_rtplan
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.common import StudyContext, new_uid
+from brachycryo.dicom_io.rtdose import read_rtdose, write_rtdose
+from brachycryo.dicom_io.rtplan import BrachySource, read_rtplan, seed_implant, write_seed_rtplan
 
 _SETTINGS = settings(
     max_examples=int(os.environ.get("BRACHYCRYO_PROPERTY_EXAMPLES", "40")), deadline=None

@@ -17,17 +17,17 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from brachycryo.errors import (
+from brachycryo.core.errors import (
     BrachyCryoError,
     DataModelError,
     DicomInputError,
     GeometryError,
     OutputExistsError,
 )
-from brachycryo.grid import Grid
-from dicom_io.common import DicomConformanceWarning, StudyContext, new_uid
-from dicom_io.orientation import PATIENT_POSITION_IOP, direction_from_iop
-from dicom_io.rtdose import choose_dose_grid_scaling, read_rtdose, write_rtdose
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.common import DicomConformanceWarning, StudyContext, new_uid
+from brachycryo.dicom_io.orientation import PATIENT_POSITION_IOP, direction_from_iop
+from brachycryo.dicom_io.rtdose import choose_dose_grid_scaling, read_rtdose, write_rtdose
 
 TOP32 = 2**32 - 1
 
@@ -534,7 +534,7 @@ def test_pydicom_sample_with_inconsistent_frames():
 
 def test_format_ds_never_exceeds_16_characters():
     """pydicom's formatter gives 17 characters for -9.999999999999996 ("-10.0000000000000")."""
-    from dicom_io.common import format_ds
+    from brachycryo.dicom_io.common import format_ds
 
     rng = np.random.default_rng(5)
     values = [-9.999999999999996, 99999.99999999999, -0.0, 1e-300, 1.79769313e308]

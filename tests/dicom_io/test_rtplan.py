@@ -20,9 +20,14 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataelem import DataElement
 
-from brachycryo.errors import BrachyCryoError, DataModelError, DicomInputError, OutputExistsError
-from dicom_io.common import DicomConformanceWarning, StudyContext, new_uid
-from dicom_io.rtplan import (
+from brachycryo.core.errors import (
+    BrachyCryoError,
+    DataModelError,
+    DicomInputError,
+    OutputExistsError,
+)
+from brachycryo.dicom_io.common import DicomConformanceWarning, StudyContext, new_uid
+from brachycryo.dicom_io.rtplan import (
     I125_HALF_LIFE_DAYS,
     BrachyPlan,
     BrachySource,
@@ -579,8 +584,8 @@ def test_seed_plan_with_one_control_point_per_seed_and_no_weights(tmp_path, plan
 
 
 def test_plan_and_dose_cross_reference(tmp_path, ctx):
-    from brachycryo.grid import Grid
-    from dicom_io.rtdose import read_rtdose, write_rtdose
+    from brachycryo.core.grid import Grid
+    from brachycryo.dicom_io.rtdose import read_rtdose, write_rtdose
 
     plan_path = tmp_path / "RP.dcm"
     uid = write_seed_rtplan(plan_path, _plan(), context=ctx)

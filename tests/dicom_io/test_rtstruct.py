@@ -7,19 +7,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from brachycryo.errors import (
+from brachycryo.core.errors import (
     BrachyCryoError,
     DicomInputError,
     FrameOfReferenceError,
     OutputExistsError,
     StructureError,
 )
-from brachycryo.grid import Grid
-from dicom_io.common import StudyContext
-from dicom_io.ct_series import load_ct_series, write_ct_series
-from dicom_io.rasterize import roi_contains_points, roi_fraction, roi_mask, roi_volume_cc
-from dicom_io.rtstruct import check_against_image, read_rtstruct
-from dicom_io.rtstruct_write import RoiSpec, write_rtstruct
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.common import StudyContext
+from brachycryo.dicom_io.ct_series import load_ct_series, write_ct_series
+from brachycryo.dicom_io.rasterize import roi_contains_points, roi_fraction, roi_mask, roi_volume_cc
+from brachycryo.dicom_io.rtstruct import check_against_image, read_rtstruct
+from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct
 from tests import analytic_shapes as shapes
 
 CT_GRID = Grid((41, 70, 70), (-69.0, -69.0, -40.0), (2.0, 2.0, 2.0))

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from dose_kernels import influence_matrix
-from planning.optimize import OarConstraint, TargetZone, select_seeds
+from brachycryo.dose_kernels import influence_matrix
+from brachycryo.planning.optimize import OarConstraint, TargetZone, select_seeds
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def _small_kw(small_problem):
 @pytest.fixture(scope="module")
 def small_optimum(small_problem):
     """The proven MILP optimum with a limit that does not bind."""
-    from planning.milp import select_seeds_milp
+    from brachycryo.planning.milp import select_seeds_milp
 
     a_o = small_problem[2]
     wall = OarConstraint("Wall", "d0.1cc", "dvcc", 1e4, 0.1, a_o, np.full(len(a_o), 0.064))
@@ -144,7 +144,7 @@ def test_heuristic_close_to_the_milp_optimum(small_problem, small_optimum):
 def test_milp_respects_a_tight_dvcc_limit(small_problem, small_optimum):
     """The MILP's CVaR rows are conservative: a D0.1cc limit below the free optimum's
     holds on the points (at most 0.1 cc above it)."""
-    from planning.milp import select_seeds_milp
+    from brachycryo.planning.milp import select_seeds_milp
 
     a_o = small_problem[2]
     cc = np.full(len(a_o), 0.064)

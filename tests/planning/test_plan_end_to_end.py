@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from brachycryo.cli import main
-from dicom_io.rtplan import read_rtplan
-from dicom_io.rtstruct import read_rtstruct
-from dose_kernels import Seeds, dose_on_grid
-from planning.evaluate import evaluate_plan
-from planning.outputs import write_plan_outputs
-from planning.pipeline import make_plan
-from planning.spec import parse_plan_spec
-from qa.dvh import dvh_from_mask
-from qa.metrics import metric_value, structure_metrics
+from brachycryo.dicom_io.rtplan import read_rtplan
+from brachycryo.dicom_io.rtstruct import read_rtstruct
+from brachycryo.dose_kernels import Seeds, dose_on_grid
+from brachycryo.planning.evaluate import evaluate_plan
+from brachycryo.planning.pipeline import make_plan
+from brachycryo.planning.spec import parse_plan_spec
+from brachycryo.qa.dvh import dvh_from_mask
+from brachycryo.qa.metrics import metric_value, structure_metrics
+from brachycryo.reports.plan import write_plan_folder
 
 SPEC = {
     "case": {"phantom": {"seed": 2, "site": "abdomen", "spacing_mm": [4.0, 4.0, 4.0]}},
@@ -48,7 +48,7 @@ def planned(tmp_path_factory):
     spec = parse_plan_spec(SPEC)
     result = make_plan(spec, out)
     plan_metrics = evaluate_plan(result)
-    paths = write_plan_outputs(result, plan_metrics, out, report_html=True)
+    paths = write_plan_folder(result, plan_metrics, out, report_html=True)
     return result, plan_metrics.doc, paths
 
 

@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from brachycryo.errors import ConfigError, InfeasiblePlanError, StructureError
-from brachycryo.grid import Grid
-from planning.needles import candidate_seeds
-from planning.spec import parse_plan_spec
-from planning.zones import expand_mm, lesion_zones, shrink_mm
+from brachycryo.core.errors import ConfigError, InfeasiblePlanError, StructureError
+from brachycryo.core.grid import Grid
+from brachycryo.planning.needles import candidate_seeds
+from brachycryo.planning.spec import parse_plan_spec
+from brachycryo.planning.zones import expand_mm, lesion_zones, shrink_mm
 
 BASE = {
     "case": {"phantom": {"seed": 1, "site": "abdomen"}},

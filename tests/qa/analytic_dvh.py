@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import brentq
 
-from brachycryo.grid import Grid
-from dicom_io.common import StudyContext
-from dicom_io.ct_series import write_ct_series
-from dicom_io.rtdose import write_rtdose
-from dicom_io.rtstruct_write import RoiSpec, write_rtstruct
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.common import StudyContext
+from brachycryo.dicom_io.ct_series import write_ct_series
+from brachycryo.dicom_io.rtdose import write_rtdose
+from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct
 from tests.analytic_shapes import circle
 
 CT_SLICE_MM = 2.0

@@ -27,9 +27,7 @@ import pydicom
 import pytest
 
 from brachycryo.cli import main
-from brachycryo.errors import BackendUnavailableError
-from dicom_io.common import new_uid
-from qa.batch import (
+from brachycryo.cohort.batch import (
     COLUMNS,
     WORKER_ENVIRON,
     BatchOptions,
@@ -38,9 +36,11 @@ from qa.batch import (
     run_batch,
     unit_key,
 )
-from qa.cohort_discovery import discover_cohort
-from qa.cohort_phantom import write_cohort_patient
-from qa.evaluate import evaluate_files
+from brachycryo.cohort.discovery import discover_cohort
+from brachycryo.core.errors import BackendUnavailableError
+from brachycryo.dicom_io.common import new_uid
+from brachycryo.phantoms.cohort import write_cohort_patient
+from brachycryo.qa.evaluate import evaluate_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY = {"spacing_mm": (8.0, 8.0, 10.0), "dose_spacing_mm": 5.0, "seed_spacing_mm": 12.0}

@@ -32,10 +32,10 @@ import warnings
 import numpy as np
 import pytest
 
-from dicom_io.rtdose import read_rtdose
-from dicom_io.rtstruct import read_rtstruct
-from qa.dvh import dvh_from_roi
-from qa.metrics import dose_at_volume_pct, volume_at_dose_cc
+from brachycryo.dicom_io.rtdose import read_rtdose
+from brachycryo.dicom_io.rtstruct import read_rtstruct
+from brachycryo.qa.dvh import dvh_from_roi
+from brachycryo.qa.metrics import dose_at_volume_pct, volume_at_dose_cc
 from tests.qa.analytic_dvh import (
     Case,
     ContouredDVH,

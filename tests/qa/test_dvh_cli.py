@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from brachycryo.cli import main
-from dicom_io.common import StudyContext
-from dicom_io.rtdose import read_rtdose, write_rtdose
-from qa.evaluate import evaluate_files
+from brachycryo.dicom_io.common import StudyContext
+from brachycryo.dicom_io.rtdose import read_rtdose, write_rtdose
+from brachycryo.qa.evaluate import evaluate_files
 from tests.qa.analytic_dvh import CaseFiles, cases, write_case_files
 
 REQUIRED = (

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from skimage.draw import polygon
 
-from brachycryo.grid import Grid
-from dicom_io.rasterize import _even_odd_fill
-from dicom_io.rtstruct import ROI, Contour
-from qa.dvh import dvh_from_roi, dvh_from_samples, sample_dose_on_grid
-from qa.metrics import dose_at_volume_pct, structure_metrics
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.rasterize import _even_odd_fill
+from brachycryo.dicom_io.rtstruct import ROI, Contour
+from brachycryo.qa.dvh import dvh_from_roi, dvh_from_samples, sample_dose_on_grid
+from brachycryo.qa.metrics import dose_at_volume_pct, structure_metrics
 from tests.analytic_shapes import circle
 from tests.qa.analytic_dvh import rotation
 
@@ -125,7 +125,7 @@ def test_scanline_even_odd_fill_matches_skimage(seed):
 def test_given_sampling_grid_any_orientation(oblique):
     """A caller's sampling grid (e.g. the CT grid, or one oblique to the contours) gives the
     same volume and dose metrics as the default lattice, to sampling accuracy."""
-    from dicom_io.rasterize import roi_volume_cc
+    from brachycryo.dicom_io.rasterize import roi_volume_cc
 
     dose_grid = Grid((24, 24, 24), (-17.25, -17.25, -17.25), (1.5, 1.5, 1.5))
     c = dose_grid.voxel_centres_mm()

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brachycryo.errors import BackendUnavailableError
-from qa.dvh import dvh_from_samples
-from qa.histogram_kernels import accumulate, accumulate_numba, accumulate_numpy
+from brachycryo.core.errors import BackendUnavailableError
+from brachycryo.qa.dvh import dvh_from_samples
+from brachycryo.qa.histogram_kernels import accumulate, accumulate_numba, accumulate_numpy
 
 
 @given(

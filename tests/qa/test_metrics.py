@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from brachycryo.errors import ConfigError, GeometryError
-from qa.dvh import default_bin_width_gy, dvh_from_samples
-from qa.metrics import (
+from brachycryo.core.errors import ConfigError, GeometryError
+from brachycryo.qa.dvh import default_bin_width_gy, dvh_from_samples
+from brachycryo.qa.metrics import (
     conformity_index,
     dose_at_volume_cc,
     dose_at_volume_pct,
@@ -110,7 +110,7 @@ def test_indices_closed_form():
 
 
 def test_isodose_volume_counts_voxels():
-    from brachycryo.grid import Grid
+    from brachycryo.core.grid import Grid
 
     g = Grid((4, 5, 6), (0, 0, 0), (2.0, 2.0, 2.5))
     dose = np.zeros(g.shape)

@@ -2,7 +2,7 @@
 
 The case: a 60-seed pre-plan (0.4 U model 6711 seeds on parallel needles, 7 mm apart,
 7.5 mm seed spacing) in a 20 mm radius spherical GTV next to a cylindrical OAR; the
-post-implant CT is rendered from the plan's seeds (:mod:`qa.postimplant_phantom`:
+post-implant CT is rendered from the plan's seeds (:mod:`brachycryo.phantoms.postimplant`:
 partial volume, blur, streaks, noise, clipping) and written as DICOM with the RTSTRUCT
 contoured on it, all in one Frame of Reference.
 
@@ -23,24 +23,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brachycryo.errors import (
+from brachycryo.core.errors import (
     ConfigError,
     DicomInputError,
     FrameOfReferenceError,
     OutputExistsError,
 )
-from brachycryo.grid import Grid
-from dicom_io.common import StudyContext
-from dicom_io.rtdose import read_rtdose
-from dicom_io.rtplan import BrachySource, read_rtplan, seed_implant, write_seed_rtplan
-from dicom_io.rtstruct_write import RoiSpec, write_rtstruct
-from qa.postimplant import run_postimplant, write_postimplant_outputs
-from qa.postimplant_phantom import (
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.common import StudyContext
+from brachycryo.dicom_io.rtdose import read_rtdose
+from brachycryo.dicom_io.rtplan import BrachySource, read_rtplan, seed_implant, write_seed_rtplan
+from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct
+from brachycryo.phantoms.postimplant import (
     ScannerModel,
     layout_from_plan,
     render_postimplant_ct,
     write_postimplant_ct,
 )
+from brachycryo.postimplant.workflow import run_postimplant
+from brachycryo.reports.postimplant import write_postimplant_folder
 
 GTV_RADIUS_MM = 20.0
 OAR_CENTRE_Y_MM = 28.0
@@ -258,7 +259,7 @@ def test_d90_within_2_pct_on_an_oblique_ct(tmp_path):
 
 def test_plan_dose_is_recomputed_like_for_like(exact_result):
     """The plan's dose on the same grid from the same engine: the plan seeds' own dose."""
-    from dose_kernels import Seeds, dose_on_grid
+    from brachycryo.dose_kernels import Seeds, dose_on_grid
 
     r = exact_result
     plan = r.pre_plan
@@ -290,7 +291,7 @@ def test_values_come_from_the_plan(exact_result):
 def test_outputs_written_and_inputs_unchanged(tmp_path, exact_case, exact_result):
     before = _digest(exact_case.folder)
     out = tmp_path / "out"
-    paths = write_postimplant_outputs(exact_result, out, render_3d=False)
+    paths = write_postimplant_folder(exact_result, out, render_3d=False)
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["RP.postimplant.dcm", "RD.postimplant.dcm", "seeds.csv", "metrics.json", "report.html"]
     )
@@ -319,15 +320,15 @@ def test_outputs_written_and_inputs_unchanged(tmp_path, exact_case, exact_result
     # no overwrite without asking; nothing partial written
     (out / "seeds.csv").write_text("keep me")
     with pytest.raises(OutputExistsError):
-        write_postimplant_outputs(exact_result, out, render_3d=False)
+        write_postimplant_folder(exact_result, out, render_3d=False)
     assert (out / "seeds.csv").read_text() == "keep me"
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / "report.html").write_text("old")
     with pytest.raises(OutputExistsError):
-        write_postimplant_outputs(exact_result, fresh, render_3d=False)
+        write_postimplant_folder(exact_result, fresh, render_3d=False)
     assert [p.name for p in fresh.iterdir()] == ["report.html"]
-    write_postimplant_outputs(exact_result, fresh, overwrite=True, render_3d=False)
+    write_postimplant_folder(exact_result, fresh, overwrite=True, render_3d=False)
     assert "Pre-plan vs post-implant" in (fresh / "report.html").read_text()
 
 
@@ -394,10 +395,10 @@ def test_lost_seed_with_the_plan_count_is_missing_not_a_ghost(moved):
 def test_plan_count_still_splits_clusters_the_image_supports():
     """Touching seeds on 2 mm slices: without a count one cluster is under-split; the
     plan's count splits it (every seed found, no false positive)."""
-    from brachycryo.phantom import build_phantom
-    from qa.postimplant import detect_with_plan_count
-    from qa.postimplant_phantom import needle_seed_layout, postimplant_grid
-    from qa.seed_detection import detect_seeds, match_seeds
+    from brachycryo.phantoms import build_phantom
+    from brachycryo.phantoms.postimplant import needle_seed_layout, postimplant_grid
+    from brachycryo.postimplant.seed_detection import detect_seeds, match_seeds
+    from brachycryo.postimplant.workflow import detect_with_plan_count
 
     ph = build_phantom(seed=1, spacing_mm=(3.0, 3.0, 3.0))
     lay = needle_seed_layout(
@@ -470,7 +471,7 @@ def test_without_a_plan_dose_and_metrics_but_no_comparison(tmp_path, no_plan_cas
         backend="numba",
     )
     assert r.detection.n_seeds == 20 and r.comparison_doc() is None
-    paths = write_postimplant_outputs(r, tmp_path / "o", render_3d=False)
+    paths = write_postimplant_folder(r, tmp_path / "o", render_3d=False)
     doc = json.loads(paths["metrics"].read_text())
     assert "comparison" not in doc and doc["structures"]["GTV"]["d90_gy"] > 0
     assert "Detected seeds" in paths["report"].read_text()
@@ -491,7 +492,7 @@ def test_frame_of_reference_mismatch_is_named(tmp_path, no_plan_case):
     with pytest.raises(FrameOfReferenceError, match="register the pre-plan"):
         run_postimplant(c.ct_dir, c.rtstruct, plan=other)
     # an RTSTRUCT from another frame
-    from dicom_io.ct_series import load_ct_series
+    from brachycryo.dicom_io.ct_series import load_ct_series
 
     ct = load_ct_series(c.ct_dir)
     foreign = StudyContext()
@@ -539,7 +540,7 @@ def test_plan_without_prescription_needs_the_option(tmp_path):
 
 # ---------------------------------------------------------------------------- units
 def test_compare_seeds_classifies_by_the_gate():
-    from qa.seed_comparison import compare_seeds
+    from brachycryo.postimplant.seed_comparison import compare_seeds
 
     plan = np.array([[0.0, 0, 0], [10, 0, 0], [20, 0, 0], [30, 0, 0], [60, 0, 0]])
     det = np.array(
@@ -568,7 +569,7 @@ def test_compare_seeds_classifies_by_the_gate():
 
 
 def test_dose_grid_covers_seeds_in_the_ct_orientation():
-    from qa.postimplant import dose_grid_around
+    from brachycryo.postimplant.workflow import dose_grid_around
 
     a = np.radians(20.0)
     rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])

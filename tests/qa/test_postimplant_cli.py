@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from brachycryo.cli import main
-from dicom_io.rtplan import read_rtplan
+from brachycryo.dicom_io.rtplan import read_rtplan
 from tests.qa.test_postimplant import RX_GY, SK_U, make_case
 
 ROOT = Path(__file__).resolve().parents[2]

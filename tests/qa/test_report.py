@@ -8,18 +8,18 @@ import re
 import numpy as np
 import pytest
 
-from brachycryo.errors import ConfigError, OutputExistsError
-from brachycryo.grid import Grid
-from brachycryo.phantom import build_phantom
-from dicom_io.rtstruct_write import RoiSpec, write_rtstruct
-from qa.evaluate import evaluate_plan
-from qa.report import Constraint, build_report_html, write_report
+from brachycryo.core.errors import ConfigError, OutputExistsError
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct
+from brachycryo.phantoms import build_phantom
+from brachycryo.qa.evaluate import evaluate_plan
+from brachycryo.reports.html import Constraint, build_report_html, write_report
 
 
 def plan_inputs(tmp_path):
     """Phantom at 3 mm, a seed-like dose around the tumour, two probes and isotherms."""
-    from dicom_io.common import StudyContext
-    from dicom_io.ct_series import write_ct_series
+    from brachycryo.dicom_io.common import StudyContext
+    from brachycryo.dicom_io.ct_series import write_ct_series
 
     case = build_phantom(seed=0, spacing_mm=(3.0, 3.0, 3.0))
     ct = write_ct_series(tmp_path / "CT", case.hu, case.grid, context=StudyContext())

@@ -13,10 +13,11 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from brachycryo.errors import ConfigError, GeometryError
-from brachycryo.grid import Grid
-from brachycryo.phantom import build_phantom
-from qa.postimplant_phantom import (
+from brachycryo.core.errors import ConfigError, GeometryError
+from brachycryo.core.grid import Grid
+from brachycryo.core.seed_capsule import SEED_DIAMETER_MM
+from brachycryo.phantoms import build_phantom
+from brachycryo.phantoms.postimplant import (
     SEED_LENGTH_MM,
     ScannerModel,
     needle_seed_layout,
@@ -24,14 +25,13 @@ from qa.postimplant_phantom import (
     render_postimplant_ct,
     seed_volume_fraction,
 )
-from qa.seed_detection import (
+from brachycryo.postimplant.seed_detection import (
     DetectionOptions,
     detect_seeds,
     match_seeds,
     to_plan,
 )
-from qa.seed_end_slices import EndSlices, refined_position, unit_overlap_signal
-from qa.seed_model import SEED_DIAMETER_MM
+from brachycryo.postimplant.seed_end_slices import EndSlices, refined_position, unit_overlap_signal
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +128,8 @@ def test_ct_is_deterministic_and_metal_saturates(phantom, implant100, ct_3mm):
 
 
 def test_postimplant_case_from_a_plan_layout(phantom, implant100):
-    from dicom_io.rtplan import BrachySource, seed_implant
-    from qa.postimplant_phantom import layout_from_plan, postimplant_case
+    from brachycryo.dicom_io.rtplan import BrachySource, seed_implant
+    from brachycryo.phantoms.postimplant import layout_from_plan, postimplant_case
 
     plan = seed_implant(
         implant100.positions_mm,
@@ -166,7 +166,7 @@ def test_detection_3mm_slices(ct_3mm, implant100, given):
 
 
 def test_detection_120_seeds_a_third_in_touching_pairs(phantom):
-    from planning.zones import expand_mm
+    from brachycryo.planning.zones import expand_mm
 
     # seeds fill the seed target of the bulky lesion: GTV + 10 mm inside the body
     target = expand_mm(phantom.masks["GTV_Bulky"], phantom.grid, 10.0) & phantom.masks["BODY"]
@@ -294,8 +294,8 @@ def test_to_plan_builds_an_i125_plan(ct_1mm):
 
 
 def test_detected_plan_round_trips_through_rtplan(tmp_path, ct_3mm):
-    from dicom_io.common import StudyContext, new_uid
-    from dicom_io.rtplan import read_rtplan, write_seed_rtplan
+    from brachycryo.dicom_io.common import StudyContext, new_uid
+    from brachycryo.dicom_io.rtplan import read_rtplan, write_seed_rtplan
 
     det = detect_seeds(ct_3mm.hu, ct_3mm.grid)
     plan = to_plan(
@@ -383,9 +383,9 @@ def test_unit_overlap_signal_needs_enough_unclipped_seeds():
 
 # ---------------------------------------------------------------------------- DICOM
 def test_written_series_gives_the_same_detection(tmp_path, ct_3mm, implant100):
-    from dicom_io.common import StudyContext
-    from dicom_io.ct_series import load_ct_series
-    from qa.postimplant_phantom import write_postimplant_ct
+    from brachycryo.dicom_io.common import StudyContext
+    from brachycryo.dicom_io.ct_series import load_ct_series
+    from brachycryo.phantoms.postimplant import write_postimplant_ct
 
     write_postimplant_ct(ct_3mm, tmp_path / "CT", context=StudyContext())
     loaded = load_ct_series(tmp_path / "CT")

@@ -1,0 +1,59 @@
+"""The ``brachycryo`` command: a thin argparse layer over the Python API.
+
+Each subcommand lives in its own module under :mod:`brachycryo.cli` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (pydicom's CLI pattern).
+Command modules are imported only when the CLI starts, never by the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from brachycryo import __version__
+from brachycryo.core.errors import BrachyCryoError
+
+# Order is the order shown by ``brachycryo --help``.
+COMMAND_MODULES = (
+    "brachycryo.cli.phantom",
+    "brachycryo.cli.info",
+    "brachycryo.cli.dose",
+    "brachycryo.cli.dvh",
+    "brachycryo.cli.dvh_batch",
+    "brachycryo.cli.iceball",
+    "brachycryo.cli.plan",
+    "brachycryo.cli.postimplant",
+    "brachycryo.cli.demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brachycryo",
+        description="Treatment planning for I-125 seed brachytherapy combined with cryoablation.",
+    )
+    parser.add_argument("--version", action="version", version=f"brachycryo {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what is being done")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except BrachyCryoError as exc:
+        print(f"brachycryo {args.command_name}: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,1 +1,0 @@
-"""One module per ``brachycryo`` subcommand; each exposes ``register(subparsers)``."""

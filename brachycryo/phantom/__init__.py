@@ -1,5 +1,0 @@
-"""Deterministic synthetic patients (CT + RTSTRUCT) for examples, tests and benchmarks."""
-
-from brachycryo.phantom.case import PhantomCase, PhantomFiles, build_phantom, write_phantom
-
-__all__ = ["PhantomCase", "PhantomFiles", "build_phantom", "write_phantom"]

@@ -1,0 +1,99 @@
+"""The HTML report of a zoned plan, built with :mod:`brachycryo.reports.html` from a
+:class:`PlanResult`, and the whole output folder of a plan (data files, then the report)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from brachycryo.planning.evaluate import PlanMetrics
+from brachycryo.planning.outputs import write_plan_outputs
+from brachycryo.planning.pipeline import PlanResult
+from brachycryo.qa.evaluate import PlanEvaluation
+from brachycryo.reports.html import Constraint, build_report_html, write_report
+
+_LIMIT_METRIC = {"Dmax": "Dmax", "D0.1cc": "D0.1cc", "D2cc": "D2cc"}
+
+
+def write_plan_report(
+    path: str | os.PathLike,
+    result: PlanResult,
+    plan_metrics: PlanMetrics,
+    *,
+    overwrite: bool = False,
+    render_3d: bool = True,
+) -> Path:
+    """Metrics, constraints, DVHs, isodose slices with zones/seeds/probes, and a 3-D view."""
+    doc = plan_metrics.doc
+    spec = result.spec
+    evaluation = PlanEvaluation(
+        prescription_gy=spec.prescription_gy,
+        dvhs=dict(plan_metrics.dvhs),
+        metrics={k: v for k, v in doc["structures"].items() if "error" not in v},
+        files={"plan": str(spec.source or "in memory")},
+        warnings=[f"binding: {b}" for b in doc.get("binding", [])],
+    )
+    constraints = []
+    for c in doc["constraints"]:
+        metric = _LIMIT_METRIC.get(c["metric"], c["metric"].removesuffix("_pct"))
+        constraints.append(Constraint(c["roi"], metric, "<=", float(c["limit"])))
+    for g in doc["goals"]:
+        if g["metric"] in ("V100", "D90"):
+            constraints.append(Constraint(g["roi"], g["metric"], ">=", float(g["goal"])))
+        else:  # cryo ablation coverage: not a DVH metric, reported as a line of its own
+            state = "met" if g["passed"] else "NOT met"
+            evaluation.warnings.append(
+                f"{g['roi']}: {g['metric']} {g['value']} % (goal {g['goal']} %): {state}"
+            )
+    rois = []
+    names = [lesion.roi for lesion in spec.lesions] + [o.roi for o in spec.oars]
+    for name in dict.fromkeys(names):
+        if name in result.case.structures.roi_names:
+            rois.append(result.case.structures.roi(name))
+    probes = []
+    isotherms = {}
+    for lesion, layout in result.cryo.items():
+        for p in layout.probes:
+            tip = np.asarray(p.tip_mm)
+            probes.append((tip, tip + p.model.active_length_mm * np.asarray(p.direction)))
+        isotherms[f"{lesion} 0 C"] = layout.ice_0c
+        isotherms[f"{lesion} {spec.cryo.lethal_isotherm_c:g} C"] = layout.lethal
+    for lesion, z in result.zones.items():
+        if z.seed_target is not None:
+            isotherms[f"{lesion} seed target"] = z.seed_target
+    html = build_report_html(
+        evaluation,
+        dose_gy=result.dose_gy,
+        dose_grid=result.grid,
+        ct_hu=result.case.ct.hu,
+        ct_grid=result.case.ct.grid,
+        rois=rois,
+        target=spec.lesions[0].roi,
+        seeds_mm=result.seed_positions_mm,
+        probes_mm=probes,
+        isotherms=isotherms,
+        isotherm_grid=result.grid,
+        constraints=constraints,
+        title=f"brachycryo zoned plan: {result.n_seeds} seeds, {result.n_needles} needles",
+        render_3d=render_3d,
+    )
+    return write_report(path, html, overwrite=overwrite)
+
+
+def write_plan_folder(
+    result: PlanResult,
+    plan_metrics: PlanMetrics,
+    out_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    report_html: bool = True,
+) -> dict[str, Path]:
+    """Every output of a plan: the data files of :func:`write_plan_outputs`, then
+    ``report.html`` (unless ``report_html`` is false); returns {kind: path}."""
+    paths = write_plan_outputs(result, plan_metrics, out_dir, overwrite=overwrite)
+    if report_html:
+        paths["report"] = Path(out_dir) / "report.html"
+        write_plan_report(paths["report"], result, plan_metrics, overwrite=overwrite)
+    return paths
