@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from brachycryo.dose_kernels import Seeds, dose_on_grid
+from brachycryo.core.seeds import Seeds
+from brachycryo.dose_kernels import dose_on_grid
 from brachycryo.planning.evaluate import evaluate_plan
 from brachycryo.planning.milp import select_seeds_milp
 from brachycryo.planning.pipeline import make_plan

@@ -36,10 +36,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine_info, write_results  # noqa: E402
+from brachycryo.core.seeds import Seeds  # noqa: E402
 from brachycryo.dicom_io.common import StudyContext  # noqa: E402
 from brachycryo.dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan  # noqa: E402
 from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct  # noqa: E402
-from brachycryo.dose_kernels import Seeds, dose_on_grid  # noqa: E402
+from brachycryo.dose_kernels import dose_on_grid  # noqa: E402
 from brachycryo.phantoms import build_phantom  # noqa: E402
 from brachycryo.phantoms.postimplant import (  # noqa: E402
     SeedLayout,

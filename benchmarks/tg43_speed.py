@@ -35,7 +35,8 @@ if str(ROOT) not in sys.path:
 from brachycryo.core.atomic import write_text_atomic  # noqa: E402
 from brachycryo.core.backend import cupy_unavailable_reason  # noqa: E402
 from brachycryo.core.grid import Grid  # noqa: E402
-from brachycryo.dose_kernels import Seeds, dose_at_points, dose_on_grid  # noqa: E402
+from brachycryo.core.seeds import Seeds  # noqa: E402
+from brachycryo.dose_kernels import dose_at_points, dose_on_grid  # noqa: E402
 
 MODEL = "IAI-125A"
 RESULT = ROOT / "benchmarks" / "results" / "tg43_speed.json"

@@ -4,8 +4,8 @@ CuPy arrays are passed straight to the kernels through ``__cuda_array_interface_
 per-voxel arithmetic is the shared source of :mod:`brachycryo.cryo_iceball.kernels_scalar` (the same
 as the numba CPU backend); the numpy reference is :mod:`brachycryo.cryo_iceball.kernels_numpy`.
 Because the kernels are numba.cuda (not CuPy RawKernels), their logic is also exercised on
-the CPU under ``NUMBA_ENABLE_CUDASIM=1`` (see ``tests/test_cryo_cuda_sim.py``); the real-GPU
-parity test is marked ``gpu``.  Kernels compile on first use (cached factory).
+the CPU under ``NUMBA_ENABLE_CUDASIM=1`` (see ``tests/cryo_iceball/test_cryo_cuda_sim.py``);
+the real-GPU parity test is marked ``gpu``.  Kernels compile on first use (cached factory).
 """
 
 from __future__ import annotations

@@ -232,7 +232,7 @@ def rasterise_probes(grid: Grid, probes: Sequence[Probe], *, theta_min: float = 
     probe on a 1.5 mm grid (between four voxel centres it was formerly refused), the 0, -20
     and -40 C radii after 10 min in soft tissue are up to 0.50 mm smaller than on the 0.5 mm
     grid (1 mm grid: up to 0.35 mm) and vary by at most 0.27 mm with where the axis falls
-    (``tests/test_cryo_analytic.py``).
+    (``tests/cryo_iceball/test_cryo_analytic.py``).
 
     For a free voxel next to a held one, ``theta h`` is the distance to the
     surface along that face; the face conductance becomes ``k/(theta h^2)`` instead of

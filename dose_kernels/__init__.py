@@ -2,13 +2,13 @@
 
 Public API::
 
-    from brachycryo.dose_kernels import Seeds, load_seed_model, dose_on_grid, dose_at_points
+    from brachycryo.core.seeds import Seeds
+    from brachycryo.dose_kernels import load_seed_model, dose_on_grid, dose_at_points
     dose_gy = dose_on_grid(Seeds(pos_mm, sk_u, dirs), grid, "6711", backend="auto")
 
 Importing this package compiles nothing (numba kernels are built on first use).
 """
 
-from brachycryo.core.seeds import U_PER_MCI_I125, Seeds, apparent_mci_to_u, u_to_apparent_mci
 from brachycryo.dose_kernels.dose import dose_at_points, dose_between, dose_on_grid, time_factor_h
 from brachycryo.dose_kernels.influence import influence_matrix
 from brachycryo.dose_kernels.kernel_tables import DEFAULT_MIN_DISTANCE_MM
@@ -21,10 +21,7 @@ from brachycryo.dose_kernels.seed_model import (
 
 __all__ = [
     "DEFAULT_MIN_DISTANCE_MM",
-    "U_PER_MCI_I125",
     "SeedModel",
-    "Seeds",
-    "apparent_mci_to_u",
     "dose_at_points",
     "dose_between",
     "dose_on_grid",
@@ -33,5 +30,4 @@ __all__ = [
     "load_seed_model",
     "read_seed_model",
     "time_factor_h",
-    "u_to_apparent_mci",
 ]

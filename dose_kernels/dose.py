@@ -104,7 +104,7 @@ def _check_cutoff(cutoff_mm: float | None) -> float | None:
 def _prepare(seeds, model, formalism, dtype, min_distance_mm):
     if not isinstance(seeds, Seeds):
         raise GeometryError(
-            f"seeds must be a brachycryo.dose_kernels.Seeds, got {type(seeds).__name__}"
+            f"seeds must be a brachycryo.core.seeds.Seeds, got {type(seeds).__name__}"
         )
     m = load_seed_model(model)
     t = pack_tables(m, formalism=formalism, dtype=dtype, min_distance_mm=min_distance_mm)

@@ -19,7 +19,8 @@ from brachycryo.core.backend import resolve_backend
 from brachycryo.core.errors import ConfigError, DataModelError, InfeasiblePlanError
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, report, scaled
-from brachycryo.dose_kernels import Seeds, dose_on_grid, influence_matrix, load_seed_model
+from brachycryo.core.seeds import Seeds
+from brachycryo.dose_kernels import dose_on_grid, influence_matrix, load_seed_model
 from brachycryo.planning.case import (
     PlanningCase,
     half_occupancy,

@@ -75,10 +75,11 @@ def _grid(args, plan) -> tuple[Grid, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from brachycryo.core.seeds import Seeds
     from brachycryo.dicom_io.common import StudyContext, read_dataset
     from brachycryo.dicom_io.rtdose import write_rtdose
     from brachycryo.dicom_io.rtplan import read_rtplan
-    from brachycryo.dose_kernels import Seeds, dose_on_grid, load_seed_model
+    from brachycryo.dose_kernels import dose_on_grid, load_seed_model
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

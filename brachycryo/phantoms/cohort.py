@@ -35,9 +35,10 @@ import numpy as np
 from brachycryo.core.errors import ConfigError
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, report, scaled
+from brachycryo.core.seeds import Seeds
 from brachycryo.dicom_io.rtdose import write_rtdose
 from brachycryo.dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan
-from brachycryo.dose_kernels import Seeds, dose_on_grid, load_seed_model
+from brachycryo.dose_kernels import dose_on_grid, load_seed_model
 from brachycryo.phantoms import PhantomCase, build_phantom, write_phantom
 
 #: A common I-125 LDR prescription (TG-137, Nath et al., Med Phys 36:5310, 2009: 145 Gy

@@ -62,11 +62,12 @@ from brachycryo.core.errors import (
 )
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, report, scaled
+from brachycryo.core.seeds import Seeds
 from brachycryo.dicom_io.ct_series import CTImage, load_ct_series
 from brachycryo.dicom_io.rtdose import write_rtdose
 from brachycryo.dicom_io.rtplan import BrachyPlan, read_rtplan, write_seed_rtplan
 from brachycryo.dicom_io.rtstruct import ROI, StructureSet, check_against_image, read_rtstruct
-from brachycryo.dose_kernels import SeedModel, Seeds, dose_on_grid, load_seed_model
+from brachycryo.dose_kernels import SeedModel, dose_on_grid, load_seed_model
 from brachycryo.postimplant.seed_comparison import MIGRATION_GATE_MM, SeedComparison, compare_seeds
 from brachycryo.postimplant.seed_detection import (
     DetectionOptions,

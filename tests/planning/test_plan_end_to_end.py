@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from brachycryo.cli import main
+from brachycryo.core.seeds import Seeds
 from brachycryo.dicom_io.rtplan import read_rtplan
 from brachycryo.dicom_io.rtstruct import read_rtstruct
-from brachycryo.dose_kernels import Seeds, dose_on_grid
+from brachycryo.dose_kernels import dose_on_grid
 from brachycryo.planning.evaluate import evaluate_plan
 from brachycryo.planning.pipeline import make_plan
 from brachycryo.planning.spec import parse_plan_spec

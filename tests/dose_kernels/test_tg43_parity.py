@@ -21,9 +21,10 @@ import pytest
 
 from brachycryo.core.backend import cupy_unavailable_reason
 from brachycryo.core.grid import Grid
-from brachycryo.dose_kernels import Seeds, dose_at_points, dose_on_grid, influence_matrix
+from brachycryo.core.seeds import Seeds
+from brachycryo.dose_kernels import dose_at_points, dose_on_grid, influence_matrix
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RTOL = 1e-5
 CUTOFF_MM = 22.0
 SETTINGS = list(
@@ -181,7 +182,7 @@ CUDASIM_SCRIPT = r"""
 import itertools, json, sys
 import numpy as np
 sys.path.insert(0, {repo!r})
-from tests.test_tg43_parity import SETTINGS, case, away_from_cutoff
+from tests.dose_kernels.test_tg43_parity import SETTINGS, case, away_from_cutoff
 from brachycryo.dose_kernels.kernel_tables import pack_tables
 from brachycryo.dose_kernels.seed_model import load_seed_model
 from brachycryo.dose_kernels import tg43_cuda, tg43_numpy

@@ -7,11 +7,12 @@ import pytest
 
 from brachycryo.cli import main
 from brachycryo.core.grid import Grid
+from brachycryo.core.seeds import Seeds
 from brachycryo.dicom_io.common import StudyContext
 from brachycryo.dicom_io.ct_series import write_ct_series
 from brachycryo.dicom_io.rtdose import read_rtdose
 from brachycryo.dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan
-from brachycryo.dose_kernels import Seeds, dose_on_grid, load_seed_model
+from brachycryo.dose_kernels import dose_on_grid, load_seed_model
 
 
 @pytest.fixture(scope="module")

@@ -166,7 +166,7 @@ def test_label_map_uses_hu_classes_and_overrides(patient, api_runs):
 def test_user_bone_row_separates_bone_by_hu(patient, tmp_path):
     folder, _ = patient
     # a test-only row (the values are the soft-tissue row's; only the class is checked)
-    rows = (Path(__file__).resolve().parents[1] / "cryo_iceball/data/tissues.csv").read_text()
+    rows = (Path(__file__).resolve().parents[2] / "cryo_iceball/data/tissues.csv").read_text()
     header = next(ln for ln in rows.splitlines() if ln.startswith("tissue,"))
     soft = next(ln for ln in rows.splitlines() if ln.startswith("soft_tissue,"))
     (tmp_path / "tissues.csv").write_text(f"{header}\nbone{soft[len('soft_tissue') :]}\n")
@@ -394,7 +394,7 @@ def test_medium_form_unchanged():
 
 
 def test_example_configs(patient, tmp_path):
-    examples = Path(__file__).resolve().parents[1] / "cryo_iceball" / "examples"
+    examples = Path(__file__).resolve().parents[2] / "cryo_iceball" / "examples"
     gel = load_config(examples / "gel_two_probes.toml")
     assert gel.ct is None and gel.tissue.name == "gel" and len(gel.probes) == 2
     # the CT example beside a phantom's CT/ and RS.phantom.dcm: its names are those of the

@@ -17,7 +17,7 @@ from brachycryo.dose_kernels.seed_model import _packaged_root
 @pytest.fixture(scope="session")
 def shared_tg43() -> Path:
     """``shared/data/tg43`` beside the repository root."""
-    d = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tg43"
+    d = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "tg43"
     if not d.is_dir():
         pytest.skip(f"shared reference data not found at {d} (expected beside the repo root)")
     return d
@@ -171,7 +171,8 @@ def test_user_model_loads_by_path(tmp_path):
 
 
 def test_models_without_phi_an_refuse_point_formalism():
-    from brachycryo.dose_kernels import Seeds, dose_at_points
+    from brachycryo.core.seeds import Seeds
+    from brachycryo.dose_kernels import dose_at_points
 
     with pytest.raises(DataModelError, match=r"AgX100.*phi_an"):
         dose_at_points(Seeds([[0, 0, 0]], 1.0), [[10, 0, 0]], "AgX100", formalism="point")

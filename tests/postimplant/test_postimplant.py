@@ -259,7 +259,8 @@ def test_d90_within_2_pct_on_an_oblique_ct(tmp_path):
 
 def test_plan_dose_is_recomputed_like_for_like(exact_result):
     """The plan's dose on the same grid from the same engine: the plan seeds' own dose."""
-    from brachycryo.dose_kernels import Seeds, dose_on_grid
+    from brachycryo.core.seeds import Seeds
+    from brachycryo.dose_kernels import dose_on_grid
 
     r = exact_result
     plan = r.pre_plan

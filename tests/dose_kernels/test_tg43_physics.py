@@ -11,10 +11,8 @@ from hypothesis import strategies as st
 
 from brachycryo.core.errors import BackendUnavailableError, ConfigError, GeometryError
 from brachycryo.core.grid import Grid
+from brachycryo.core.seeds import U_PER_MCI_I125, Seeds, apparent_mci_to_u
 from brachycryo.dose_kernels import (
-    U_PER_MCI_I125,
-    Seeds,
-    apparent_mci_to_u,
     dose_at_points,
     dose_between,
     dose_on_grid,

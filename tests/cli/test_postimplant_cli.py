@@ -12,7 +12,7 @@ import pytest
 
 from brachycryo.cli import main
 from brachycryo.dicom_io.rtplan import read_rtplan
-from tests.qa.test_postimplant import RX_GY, SK_U, make_case
+from tests.postimplant.test_postimplant import RX_GY, SK_U, make_case
 
 ROOT = Path(__file__).resolve().parents[2]
 
