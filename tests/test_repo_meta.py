@@ -44,3 +44,61 @@ def test_no_machine_paths_in_the_repository():
             text = p.read_text(errors="ignore")
             offenders += [f"{name}: {d}" for d in machine_dirs if d in text]
     assert offenders == []
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_every_package_folder_is_listed_for_setuptools():
+    """``packages`` is listed by hand (the package-dir mapping): no folder may be forgotten."""
+    setup = _pyproject()["tool"]["setuptools"]
+    listed = set(setup["packages"])
+    found = set()
+    for pkg, folder in setup["package-dir"].items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(ROOT / folder).parts
+            name = ".".join([pkg, *rel])
+            # a folder mapped on its own is reached through its own entry
+            if not any(name == p or name.startswith(p + ".") for p in setup["package-dir"]
+                       if p != pkg and p.startswith(pkg + ".")):  # fmt: skip
+                found.add(name)
+    assert found == listed
+
+
+def test_wheel_installs_one_import_name_with_its_data(tmp_path):
+    """``pip install .`` adds exactly one top-level import name, ``brachycryo``, and ships the
+    reference data (seed-model tables, tissue and probe tables, example specs)."""
+    import shutil
+    import sys
+    import zipfile
+
+    # build from the tracked files only: a stale build/ folder would leak into the wheel
+    src = tmp_path / "src"
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in tracked:
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(src)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = tmp_path.glob("brachycryo-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"brachycryo"}
+    top_level = next(n for n in names if n.endswith(".dist-info/top_level.txt"))
+    assert zipfile.ZipFile(wheel).read(top_level).decode().split() == ["brachycryo"]
+    setup = _pyproject()["tool"]["setuptools"]
+    for pkg, folder in setup["package-dir"].items():
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in {".csv", ".toml"}:
+                inside = pkg.replace(".", "/") + "/" + path.relative_to(ROOT / folder).as_posix()
+                assert inside in names, f"{inside} is not in the wheel"
+    assert sum(n.startswith("brachycryo/dose_kernels/data/seed_models/") for n in names) >= 48
