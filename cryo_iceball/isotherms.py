@@ -48,8 +48,8 @@ def principal_axes(mask: np.ndarray, grid: Grid) -> PrincipalAxes:
     m = grid.direction_matrix
     cov = cov + m @ np.diag(np.asarray(grid.spacing_mm) ** 2 / 12.0) @ m.T
     lam, vec = np.linalg.eigh(cov)
-    lengths = tuple(float(2.0 * math.sqrt(5.0 * max(v, 0.0))) for v in lam)
-    return PrincipalAxes(lengths, vec, centroid)
+    l0, l1, l2 = (float(2.0 * math.sqrt(5.0 * max(v, 0.0))) for v in lam)
+    return PrincipalAxes((l0, l1, l2), vec, centroid)
 
 
 def min_distance_mm(mask: np.ndarray, other: np.ndarray, grid: Grid) -> float:

@@ -90,7 +90,9 @@ class _Search:
         b = np.arange(math.floor(u2.min() / step), math.ceil(u2.max() / step) + 1) * step
         sampling = tuple(grid.spacing_mm[x] for x in (2, 1, 0))
         inside_depth = ndimage.distance_transform_edt(core, sampling=sampling)
-        cands, dirs, self.rule_ok = [], [], []
+        cands: list[np.ndarray] = []
+        dirs: list[np.ndarray] = []
+        rule_ok: list[bool] = []
         for x in a:
             for y in b:
                 c = centroid + x * e1 + y * e2
@@ -106,12 +108,12 @@ class _Search:
                 )
                 for e in entries if entries is not None else [None]:
                     cands.append(c)
-                    self.rule_ok.append(edge_ok)
+                    rule_ok.append(edge_ok)
                     dirs.append(direction if e is None else (e - c) / np.linalg.norm(e - c))
         if not cands:
             raise GeometryError("the core is smaller than the candidate lattice; reduce the step")
         self.cands = np.asarray(cands)
-        self.rule_ok = np.asarray(self.rule_ok)
+        self.rule_ok = np.asarray(rule_ok)
         half = model.active_length_mm / 2 + model.active_offset_mm
         self.probes = [Probe(model, tuple(c - half * u), tuple(u)) for c, u in zip(cands, dirs)]
         self.forbid_full = {}
@@ -192,7 +194,7 @@ class _Search:
             while len(chosen) < n:
                 pick, pick_s = None, -1.0
                 for c in allowed:
-                    if c in chosen or not self.spacing_ok(chosen, c, rules=rules):
+                    if c in chosen or not self.spacing_ok(chosen, int(c), rules=rules):
                         continue
                     sc = score([*chosen, int(c)])
                     if sc > pick_s:
@@ -316,12 +318,12 @@ def place_probes(
             break
     if not binding:
         relaxed = replace(rules, min_spacing_mm=0.0, max_spacing_mm=math.inf)
-        for label, kw in (
-            ("max_edge_distance_mm", dict(use_edge=False, rules=rules)),
-            ("min_spacing_mm/max_spacing_mm", dict(use_edge=True, rules=relaxed)),
+        for label, use_edge, rules_tried in (
+            ("max_edge_distance_mm", False, rules),
+            ("min_spacing_mm/max_spacing_mm", True, relaxed),
         ):
             for n in range(1, rules.max_probes + 1):
-                found = s.search(n, use_oars=True, **kw)
+                found = s.search(n, use_oars=True, rules=rules_tried, use_edge=use_edge)
                 if found and found[1] >= rules.coverage_min:
                     binding = [label]
                     break
