@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from brachycryo.core.errors import GeometryError
 from brachycryo.core.grid import Grid
 
 
@@ -67,14 +66,3 @@ def min_distance_mm(mask: np.ndarray, other: np.ndarray, grid: Grid) -> float:
     sampling = tuple(grid.spacing_mm[a] for a in (2, 1, 0))
     dist = ndimage.distance_transform_edt(~other, sampling=sampling)
     return float(dist[mask].min())
-
-
-def isotherm_masks(min_temp_c: np.ndarray, temps_c) -> dict[float, np.ndarray]:
-    """``{T: min_temp_c <= T}`` for each requested temperature."""
-    out = {}
-    for t in temps_c:
-        t = float(t)
-        if not math.isfinite(t):
-            raise GeometryError(f"isotherm temperature must be finite, got {t}")
-        out[t] = np.asarray(min_temp_c) <= t
-    return out

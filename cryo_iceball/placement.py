@@ -1,8 +1,9 @@
 """Probe placement: parallel probes whose lethal isotherm covers the core, clear of OARs.
 
-Search with the empirical mode (:mod:`brachycryo.cryo_iceball.empirical`), optionally verified with
-the physics mode.  Probes are parallel to ``direction``; their active zones are centred on
-the core's centroid along that direction.  Candidate axis positions lie on a square lattice
+Search with the empirical mode (:mod:`brachycryo.cryo_iceball.empirical`); verify the chosen
+layout with the physics mode (:func:`brachycryo.cryo_iceball.bioheat.simulate`).  Probes are
+parallel to ``direction``; their active zones are centred on the core's centroid along that
+direction.  Candidate axis positions lie on a square lattice
 (``candidate_step_mm``) in the plane across ``direction``.  For n = 1, 2, ... probes a greedy
 choice (each added probe maximises the covered core; started from every candidate) and one
 exchange pass pick the layout; the first n that meets every requirement wins:
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -64,7 +65,6 @@ class PlacementResult:
     coverage: float
     oar_min_distance_mm: dict[str, float]
     method: str = "empirical"
-    physics: dict = field(default_factory=dict)
 
 
 def _basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -339,39 +339,3 @@ def place_probes(
         binding=binding,
         best=best_seen,
     )
-
-
-def verify_with_physics(
-    result: PlacementResult,
-    grid: Grid,
-    core_mask: np.ndarray,
-    oar_masks: dict[str, np.ndarray],
-    *,
-    tissue,
-    phases,
-    initial_temp_c: float = 37.0,
-    rules: PlacementRules | None = None,
-    backend: str = "auto",
-) -> PlacementResult:
-    """Re-check a layout with the physics mode; fills ``result.physics`` and returns it."""
-    from brachycryo.cryo_iceball.bioheat import simulate
-    from brachycryo.cryo_iceball.isotherms import min_distance_mm
-
-    rules = rules or PlacementRules()
-    res = simulate(
-        grid, result.probes, phases, tissues=[tissue], initial_temp_c=initial_temp_c,
-        backend=backend,
-    )  # fmt: skip
-    core = np.asarray(core_mask, dtype=bool)
-    lethal = res.isotherm_mask(rules.lethal_isotherm_c)
-    ice = res.isotherm_mask(0.0)
-    cov = float(np.count_nonzero(core & lethal)) / float(np.count_nonzero(core))
-    dist = {n: min_distance_mm(ice, np.asarray(m, bool), grid) for n, m in oar_masks.items()}
-    result.physics = {
-        "coverage": cov,
-        "oar_min_distance_mm": dist,
-        "meets_rules": bool(
-            cov >= rules.coverage_min and all(v >= rules.oar_margin_mm for v in dist.values())
-        ),
-    }
-    return result

@@ -36,7 +36,7 @@ THREADS_PER_BLOCK = 256
 class _Launchable(Protocol):
     """A ``cuda.jit`` kernel: ``kernel[blocks, threads_per_block](*args)`` launches it."""
 
-    def __getitem__(self, launch: tuple[int, int]) -> Callable[..., None]: ...
+    def __getitem__(self, _blocks_threads: tuple[int, int], /) -> Callable[..., None]: ...
 
 
 class _Kernels(NamedTuple):
