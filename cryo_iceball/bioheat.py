@@ -39,6 +39,8 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -145,14 +147,256 @@ def _phase_schedule(phases: Sequence[Phase], dt_max: float) -> list[tuple[Phase,
     return out
 
 
-def _backend_module(name: str):
+class _StepKernels(Protocol):
+    """What a backend module (``kernels_numpy``, ``kernels_numba``, ``kernels_cuda``) offers."""
+
+    def step(self, state: dict[str, Any], dt: float, arterial_c: float, hold_temp: Any) -> None: ...
+
+    def temperature_only(self, state: dict[str, Any], hold_temp: Any) -> None: ...
+
+
+def _backend_kernels(name: str) -> _StepKernels:
+    """The kernel module of a resolved backend, imported on first use (numba compiles lazily)."""
     if name == "numpy":
-        from brachycryo.cryo_iceball import kernels_numpy as km
-    elif name == "numba":
-        from brachycryo.cryo_iceball import kernels_numba as km
+        from brachycryo.cryo_iceball import kernels_numpy
+
+        return kernels_numpy
+    if name == "numba":
+        from brachycryo.cryo_iceball import kernels_numba
+
+        return kernels_numba
+    from brachycryo.cryo_iceball import kernels_cuda
+
+    return kernels_cuda
+
+
+def _array_module(backend: str) -> ModuleType:
+    """CuPy for the ``cupy`` backend, else numpy."""
+    if backend == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+@dataclass(frozen=True)
+class _BoundaryLayout:
+    """Where the boundary conditions act on the grid.
+
+    ``hold_slot`` (int16): the slot whose temperature holds a voxel (outer layer, vessel,
+    probe ``p`` at ``SLOT_PROBE0 + p``), -1 where free.  ``couple_slot`` (int16) and
+    ``couple_coef_per_m2``: the sub-voxel probe-surface coupling of the voxels beside a
+    probe (:class:`~brachycryo.cryo_iceball.probes.ProbeRaster`).  ``probe_held``: the
+    probes' active zones.
+    """
+
+    hold_slot: np.ndarray
+    couple_slot: np.ndarray
+    couple_coef_per_m2: np.ndarray
+    probe_held: np.ndarray
+
+
+@dataclass(frozen=True)
+class _StepSchedule:
+    """The time steps to run: their lengths and every hold slot's temperature per step.
+
+    ``slot_temp_c`` (n_steps, n_slots) is in the state's dtype, NaN where a boundary is off;
+    ``n_steps_full`` counts the whole protocol (``max_steps`` may cut ``dt_s`` shorter).
+    """
+
+    dt_s: np.ndarray
+    slot_temp_c: np.ndarray
+    n_steps_full: int
+
+
+def _checked_tissue_labels(
+    grid: Grid, tissue_labels: np.ndarray | None, n_tissues: int
+) -> np.ndarray:
+    """``tissue_labels`` as int8 (default: all zeros), checked to index the tissues."""
+    if tissue_labels is None:
+        tissue_labels = np.zeros(grid.shape, dtype=np.int8)
+    grid.check_volume(tissue_labels, "tissue_labels")
+    tissue_labels = np.asarray(tissue_labels)
+    if tissue_labels.min() < 0 or tissue_labels.max() >= n_tissues:
+        raise ConfigError(
+            f"tissue_labels must index the {n_tissues} tissues given", key="tissue_labels"
+        )
+    return tissue_labels.astype(np.int8)
+
+
+def _outer_shell_mask(shape: tuple[int, int, int]) -> np.ndarray:
+    """The outer faces of every axis with >= 3 voxels.
+
+    A thinner axis is a symmetry (zero-flux) direction, which gives 1D and 2D problems on a
+    3D grid.
+    """
+    shell = np.zeros(shape, dtype=bool)
+    for ax, n in enumerate(shape):
+        if n >= 3:
+            sl: list[slice | int] = [slice(None)] * 3
+            sl[ax] = 0
+            shell[tuple(sl)] = True
+            sl[ax] = -1
+            shell[tuple(sl)] = True
+    return shell
+
+
+def _boundary_layout(
+    grid: Grid,
+    probes: Sequence[Probe],
+    vessel_mask: np.ndarray | None,
+    opts: BioheatOptions,
+) -> _BoundaryLayout:
+    """Rasterise the probes and assign the hold slots of probes, vessels and the outer layer."""
+    if probes:
+        raster = rasterise_probes(grid, probes, theta_min=opts.theta_min)
     else:
-        from brachycryo.cryo_iceball import kernels_cuda as km
-    return km
+        raster = ProbeRaster(
+            held=np.full(grid.shape, -1, dtype=np.int16),
+            couple_coef_per_m2=np.zeros(grid.shape),
+            couple_probe=np.full(grid.shape, -1, dtype=np.int16),
+        )
+    hold = np.where(raster.held >= 0, raster.held + SLOT_PROBE0, -1).astype(np.int16)
+    if vessel_mask is not None:
+        grid.check_volume(vessel_mask, "vessel_mask")
+        vm = np.asarray(vessel_mask, dtype=bool)
+        if np.any(vm & (hold >= 0)):
+            raise GeometryError("a probe's active zone overlaps a vessel")
+        hold[vm] = SLOT_VESSEL
+    if opts.outer_boundary == "fixed":
+        hold[_outer_shell_mask(grid.shape) & (hold < 0)] = SLOT_OUTER
+    couple_slot = np.where(raster.couple_probe >= 0, raster.couple_probe + SLOT_PROBE0, -1)
+    return _BoundaryLayout(
+        hold_slot=hold,
+        couple_slot=couple_slot.astype(np.int16),
+        couple_coef_per_m2=raster.couple_coef_per_m2,
+        probe_held=raster.held >= 0,
+    )
+
+
+def _step_schedule(
+    phases: Sequence[Phase],
+    probes: Sequence[Probe],
+    *,
+    dt_max_s: float,
+    outer_temp_c: float,
+    start_temp_c: float,
+    opts: BioheatOptions,
+    max_steps: int | None,
+) -> _StepSchedule:
+    """Every step of the protocol (stable lengths) with its slot temperatures."""
+    n_slots = SLOT_PROBE0 + len(probes)
+    rows = []
+    for ph, n, dt in _phase_schedule(phases, dt_max_s):
+        for s in range(n):
+            row = np.full(n_slots, np.nan)
+            row[SLOT_OUTER] = outer_temp_c
+            row[SLOT_VESSEL] = opts.vessel_temp_c
+            for p, probe in enumerate(probes):
+                row[SLOT_PROBE0 + p] = probe.model.boundary_temp_c(ph.phase, s * dt, start_temp_c)
+            rows.append((dt, row))
+    n_steps_full = len(rows)
+    if max_steps is not None:
+        rows = rows[: int(max_steps)]
+    return _StepSchedule(
+        dt_s=np.array([d for d, _ in rows]),
+        slot_temp_c=np.stack([r for _, r in rows]).astype(np.dtype(opts.dtype)),
+        n_steps_full=n_steps_full,
+    )
+
+
+def _solver_state(
+    grid: Grid,
+    layout: _BoundaryLayout,
+    tissue_labels: np.ndarray,
+    table64: np.ndarray,
+    h0: np.ndarray,
+    opts: BioheatOptions,
+    xp: ModuleType,
+) -> dict[str, Any]:
+    """The kernels' arrays (on the device for CuPy), in the options' dtype.
+
+    Keys as the kernel modules read them: ``h`` (enthalpy), ``tissue``, ``params``, ``hold``,
+    ``couple_coef``, ``couple_slot``, ``temp``, ``cond``, ``tmin``, ``inv_h2`` (per index
+    axis k, j, i, 1/m^2) and ``parallel`` (numba only).
+    """
+    dtype = np.dtype(opts.dtype)
+    state: dict[str, Any] = {
+        "h": xp.asarray(h0.astype(dtype)),
+        "tissue": xp.asarray(tissue_labels),
+        "params": xp.asarray(table64.astype(dtype)),
+        "hold": xp.asarray(layout.hold_slot),
+        "couple_coef": xp.asarray(layout.couple_coef_per_m2.astype(dtype)),
+        "couple_slot": xp.asarray(layout.couple_slot),
+        "temp": xp.zeros(grid.shape, dtype=dtype),
+        "cond": xp.zeros(grid.shape, dtype=dtype),
+        "tmin": xp.full(grid.shape, np.inf, dtype=dtype),
+        "inv_h2": xp.asarray(
+            np.array([1.0 / (grid.spacing_mm[a] * 1e-3) ** 2 for a in (2, 1, 0)], dtype=dtype)
+        ),
+    }
+    state["parallel"] = opts.parallel
+    return state
+
+
+class _IsothermLog:
+    """Isotherm volumes over time; every record also checks the maximum principle."""
+
+    def __init__(
+        self, isotherms_c: Sequence[float], *, voxel_ml: float, coldest_c: float, xp: ModuleType
+    ) -> None:
+        self.isotherms_c = tuple(float(t) for t in isotherms_c)
+        self.voxel_ml = voxel_ml
+        self.coldest_c = coldest_c
+        self.xp = xp
+        self.times_s: list[float] = []
+        self.volume_ml: dict[float, list[float]] = {t: [] for t in self.isotherms_c}
+
+    def record(self, t_s: float, temp: Any) -> None:
+        """Log the volumes inside each isotherm at ``t_s``; raise if the step went unstable."""
+        self.times_s.append(t_s)
+        for iso in self.isotherms_c:
+            self.volume_ml[iso].append(float(self.xp.count_nonzero(temp <= iso)) * self.voxel_ml)
+        lo = float(temp.min())
+        coldest = self.coldest_c
+        if not math.isfinite(lo) or lo < coldest - 1e-2 * max(1.0, abs(coldest)):
+            raise BrachyCryoError(
+                f"bioheat step went unstable at t = {t_s:.1f} s (T_min = {lo} C below the "
+                f"coldest boundary {coldest} C); reduce options.safety"
+            )
+
+
+def _run_steps(
+    kernels: _StepKernels,
+    state: dict[str, Any],
+    schedule: _StepSchedule,
+    slot_temp_dev: Any,
+    *,
+    arterial_temp_c: float,
+    record_every_s: float,
+    log: _IsothermLog,
+    progress: ProgressCallback | None,
+) -> None:
+    """The time loop: one kernel step per scheduled step, recording every ``record_every_s``.
+
+    Ends with the final temperatures (the last step's boundary values) recorded.
+    """
+    n_total = len(schedule.dt_s)
+    t_now, next_rec = 0.0, 0.0
+    for n in range(n_total):
+        kernels.step(state, float(schedule.dt_s[n]), float(arterial_temp_c), slot_temp_dev[n])
+        if t_now >= next_rec - 1e-9:
+            log.record(t_now, state["temp"])
+            next_rec += record_every_s
+            report(progress, (n + 1) / n_total, f"t = {t_now:.0f} s")
+        t_now += float(schedule.dt_s[n])
+    if n_total:
+        last = slot_temp_dev[n_total - 1]
+    else:
+        n_slots = schedule.slot_temp_c.shape[1]
+        last = log.xp.asarray(np.full(n_slots, np.nan, dtype=schedule.slot_temp_c.dtype))
+    kernels.temperature_only(state, last)
+    log.record(t_now, state["temp"])  # (its device-to-host copy also waits for a GPU to finish)
 
 
 def simulate(
@@ -185,142 +429,65 @@ def simulate(
     if not probes and vessel_mask is None:
         raise ConfigError("no probe given", key="probe")
     tissues = list(tissues)
-    if tissue_labels is None:
-        tissue_labels = np.zeros(grid.shape, dtype=np.int8)
-    grid.check_volume(tissue_labels, "tissue_labels")
-    tissue_labels = np.asarray(tissue_labels)
-    if tissue_labels.min() < 0 or tissue_labels.max() >= len(tissues):
-        raise ConfigError(
-            f"tissue_labels must index the {len(tissues)} tissues given", key="tissue_labels"
-        )
-    tissue_labels = tissue_labels.astype(np.int8)
-    dtype = np.dtype(opts.dtype)
-
-    if probes:
-        raster = rasterise_probes(grid, probes, theta_min=opts.theta_min)
-    else:
-        raster = ProbeRaster(
-            held=np.full(grid.shape, -1, dtype=np.int16),
-            couple_coef_per_m2=np.zeros(grid.shape),
-            couple_probe=np.full(grid.shape, -1, dtype=np.int16),
-        )
-    hold = np.where(raster.held >= 0, raster.held + SLOT_PROBE0, -1).astype(np.int16)
-    if vessel_mask is not None:
-        grid.check_volume(vessel_mask, "vessel_mask")
-        vm = np.asarray(vessel_mask, dtype=bool)
-        if np.any(vm & (hold >= 0)):
-            raise GeometryError("a probe's active zone overlaps a vessel")
-        hold[vm] = SLOT_VESSEL
-    if opts.outer_boundary == "fixed":
-        # the outer faces of every axis with >= 3 voxels; a thinner axis is a symmetry
-        # (zero-flux) direction, which gives 1D and 2D problems on a 3D grid
-        shell = np.zeros(grid.shape, dtype=bool)
-        for ax, n in enumerate(grid.shape):
-            if n >= 3:
-                sl = [slice(None)] * 3
-                sl[ax] = 0
-                shell[tuple(sl)] = True
-                sl[ax] = -1
-                shell[tuple(sl)] = True
-        hold[shell & (hold < 0)] = SLOT_OUTER
-    couple_slot = np.where(raster.couple_probe >= 0, raster.couple_probe + SLOT_PROBE0, -1)
-    couple_slot = couple_slot.astype(np.int16)
+    labels = _checked_tissue_labels(grid, tissue_labels, len(tissues))
+    layout = _boundary_layout(grid, probes, vessel_mask, opts)
+    hold = layout.hold_slot
 
     init = np.broadcast_to(np.asarray(initial_temp_c, dtype=float), grid.shape)
     outer_temp = float(np.mean(init[hold == SLOT_OUTER])) if np.any(hold == SLOT_OUTER) else 37.0
     table64 = kernel_table(tissues, np.float64)
-    h0 = enthalpy_from_temp(init, table64[tissue_labels])
+    h0 = enthalpy_from_temp(init, table64[labels])
+    dt_max = stable_time_step_s(grid, labels, tissues, safety=opts.safety)
+    schedule = _step_schedule(
+        phases,
+        probes,
+        dt_max_s=dt_max,
+        outer_temp_c=outer_temp,
+        start_temp_c=float(np.mean(init)),
+        opts=opts,
+        max_steps=max_steps,
+    )
+    coldest = float(np.nanmin(np.concatenate([schedule.slot_temp_c.ravel(), init.ravel()])))
 
-    dt_max = stable_time_step_s(grid, tissue_labels, tissues, safety=opts.safety)
-    schedule = _phase_schedule(phases, dt_max)
-    n_slots = SLOT_PROBE0 + len(probes)
-    start_temp = float(np.mean(init))
-    rows = []
-    for ph, n, dt in schedule:
-        for s in range(n):
-            row = np.full(n_slots, np.nan)
-            row[SLOT_OUTER] = outer_temp
-            row[SLOT_VESSEL] = opts.vessel_temp_c
-            for p, probe in enumerate(probes):
-                row[SLOT_PROBE0 + p] = probe.model.boundary_temp_c(ph.phase, s * dt, start_temp)
-            rows.append((dt, row))
-    n_steps_full = len(rows)
-    if max_steps is not None:
-        rows = rows[: int(max_steps)]
-    hold_all = np.stack([r for _, r in rows]).astype(dtype)
-    dts = np.array([d for d, _ in rows])
-    coldest = float(np.nanmin(np.concatenate([hold_all.ravel(), init.ravel()])))
-
-    if be == "cupy":
-        import cupy as xp
-    else:
-        xp = np
-    state = {
-        "h": xp.asarray(h0.astype(dtype)),
-        "tissue": xp.asarray(tissue_labels),
-        "params": xp.asarray(table64.astype(dtype)),
-        "hold": xp.asarray(hold),
-        "couple_coef": xp.asarray(raster.couple_coef_per_m2.astype(dtype)),
-        "couple_slot": xp.asarray(couple_slot),
-        "temp": xp.zeros(grid.shape, dtype=dtype),
-        "cond": xp.zeros(grid.shape, dtype=dtype),
-        "tmin": xp.full(grid.shape, np.inf, dtype=dtype),
-        "inv_h2": xp.asarray(
-            np.array([1.0 / (grid.spacing_mm[a] * 1e-3) ** 2 for a in (2, 1, 0)], dtype=dtype)
-        ),
-    }
-    state["parallel"] = opts.parallel
-    hold_dev = xp.asarray(hold_all)
-    km = _backend_module(be)
-    voxel_ml = grid.voxel_volume_mm3 * 1e-3
-    isos = tuple(float(t) for t in opts.isotherms_c)
-    times, vols = [], {t: [] for t in isos}
-    t_now, next_rec = 0.0, 0.0
-    n_total = len(rows)
-
-    def record(temp) -> None:
-        times.append(t_now)
-        for iso in isos:
-            vols[iso].append(float(xp.count_nonzero(temp <= iso)) * voxel_ml)
-        lo = float(temp.min())
-        if not math.isfinite(lo) or lo < coldest - 1e-2 * max(1.0, abs(coldest)):
-            raise BrachyCryoError(
-                f"bioheat step went unstable at t = {t_now:.1f} s (T_min = {lo} C below the "
-                f"coldest boundary {coldest} C); reduce options.safety"
-            )
-
+    xp = _array_module(be)
+    state = _solver_state(grid, layout, labels, table64, h0, opts, xp)
+    log = _IsothermLog(
+        opts.isotherms_c, voxel_ml=grid.voxel_volume_mm3 * 1e-3, coldest_c=coldest, xp=xp
+    )
+    slot_temp_dev = xp.asarray(schedule.slot_temp_c)
+    kernels = _backend_kernels(be)
     t_loop = time.perf_counter()
-    for n in range(n_total):
-        km.step(state, float(dts[n]), float(opts.arterial_temp_c), hold_dev[n])
-        if t_now >= next_rec - 1e-9:
-            record(state["temp"])
-            next_rec += opts.record_every_s
-            report(progress, (n + 1) / n_total, f"t = {t_now:.0f} s")
-        t_now += float(dts[n])
-    # final temperatures (boundary values of the last step)
-    last = hold_dev[n_total - 1] if n_total else xp.asarray(np.full(n_slots, np.nan, dtype=dtype))
-    km.temperature_only(state, last)
-    record(state["temp"])  # (its device-to-host copy also waits for a GPU to finish)
+    _run_steps(
+        kernels,
+        state,
+        schedule,
+        slot_temp_dev,
+        arterial_temp_c=opts.arterial_temp_c,
+        record_every_s=opts.record_every_s,
+        log=log,
+        progress=progress,
+    )
     loop_s = time.perf_counter() - t_loop
     report(progress, 1.0, "done")
 
-    def host(a):
+    def host(a: Any) -> np.ndarray:
         return a.get() if be == "cupy" else np.array(a)
 
+    dts = schedule.dt_s
     return BioheatResult(
         grid=grid,
         min_temp_c=host(state["tmin"]),
         final_temp_c=host(state["temp"]),
-        times_s=np.asarray(times),
-        volume_ml={t: np.asarray(v) for t, v in vols.items()},
+        times_s=np.asarray(log.times_s),
+        volume_ml={t: np.asarray(v) for t, v in log.volume_ml.items()},
         dt_s=float(dts.max()) if len(dts) else 0.0,
-        n_steps=n_total,
+        n_steps=len(dts),
         backend=be,
-        held_mask=raster.held >= 0,
+        held_mask=layout.probe_held,
         extra={
             "dt_max_s": dt_max,
             "coldest_boundary_c": coldest,
-            "n_steps_full": n_steps_full,
+            "n_steps_full": schedule.n_steps_full,
             "loop_s": loop_s,
         },
     )

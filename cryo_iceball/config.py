@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,7 +78,7 @@ import numpy as np
 from brachycryo.core.errors import ConfigError
 from brachycryo.core.grid import Grid
 from brachycryo.cryo_iceball.bioheat import DEFAULT_ISOTHERMS_C, BioheatOptions
-from brachycryo.cryo_iceball.probes import Phase, Probe, load_probe_catalogue
+from brachycryo.cryo_iceball.probes import Phase, Probe, ProbeModel, load_probe_catalogue
 from brachycryo.cryo_iceball.tissue import Tissue, get_tissue, load_tissues
 
 _TOP = {
@@ -164,10 +165,12 @@ class IceballConfig:
 
     def vessel_mask(self, grid: Grid | None = None) -> np.ndarray | None:
         """The ``[[vessel]]`` cylinders on ``grid`` (default: the config's grid)."""
-        grid = grid or self.grid
+        target = grid if grid is not None else self.grid
         if not self.vessels:
             return None
-        return np.any([v.mask(grid) for v in self.vessels], axis=0)
+        if target is None:
+            raise ValueError("a [ct] config has no grid of its own: pass the simulation grid")
+        return np.any([v.mask(target) for v in self.vessels], axis=0)
 
 
 def _table(doc: dict, key: str, *, required: bool) -> dict:
@@ -214,22 +217,66 @@ def _check_keys(tab: dict, allowed: set, where: str) -> None:
 
 
 def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> IceballConfig:
-    """Read and validate a config file; ``isotherms_c`` overrides ``[output] isotherms_c``."""
+    """Read and validate a config file; ``isotherms_c`` overrides ``[output] isotherms_c``.
+
+    The tables are checked in a fixed order (the first problem found is reported): the
+    top-level keys, ``[catalogue]``, ``[medium]`` or ``[ct]``, ``[[probe]]``,
+    ``[[protocol]]``, ``[grid]``, ``[output]``, ``[solver]``, ``[[oar]]``, ``[[vessel]]``.
+    """
     p = Path(path)
+    doc = _read_toml(p)
+    base = p.parent
+    _check_keys(doc, _TOP, "the config")
+    probe_cat, tissues = _catalogues(doc, base)
+    tissue, ct, t0 = _medium_or_ct(doc, base, tissues)
+    probes = _probes(doc, probe_cat)
+    phases = _phases(doc)
+    spacing, margin = _grid_spacing_margin_mm(doc)
+    grid = None if ct is not None else _medium_grid(probes, spacing_mm=spacing, margin_mm=margin)
+    isos, lethal = _isotherms(doc, override_c=isotherms_c)
+    options = _solver_options(doc, isotherms_c=isos)
+    oars = _oar_shapes(doc)
+    vessels = _vessel_segments(doc)
+    return IceballConfig(
+        tissue=tissue,
+        initial_temp_c=t0,
+        grid=grid,
+        probes=probes,
+        phases=phases,
+        isotherms_c=isos,
+        lethal_isotherm_c=lethal,
+        options=options,
+        oars=oars,
+        vessels=vessels,
+        ct=ct,
+        tissue_table=tissues,
+        spacing_mm=spacing,
+        margin_mm=margin,
+    )
+
+
+def _read_toml(p: Path) -> dict:
     try:
-        doc = tomllib.loads(p.read_text("utf-8"))
+        return tomllib.loads(p.read_text("utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config {p}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p} is not valid TOML: {exc}") from None
-    base = p.parent
-    _check_keys(doc, _TOP, "the config")
 
+
+def _catalogues(doc: dict, base: Path) -> tuple[dict[str, ProbeModel], dict[str, Tissue]]:
+    """``[catalogue]``: the probe and tissue tables (packaged, or the user's files)."""
     cat = _table(doc, "catalogue", required=False)
     _check_keys(cat, {"probes", "tissues"}, "[catalogue]")
     probe_cat = load_probe_catalogue(base / cat["probes"] if "probes" in cat else None)
     tissues = load_tissues(base / cat["tissues"] if "tissues" in cat else None)
+    return probe_cat, tissues
 
+
+def _medium_or_ct(
+    doc: dict, base: Path, tissues: dict[str, Tissue]
+) -> tuple[Tissue | None, CtSource | None, float]:
+    """``[medium]`` or ``[ct]`` (exactly one): (tissue, CT source, initial temperature in C)."""
     has_medium, has_ct = "medium" in doc, "ct" in doc
     if has_medium == has_ct:
         raise ConfigError(
@@ -237,23 +284,30 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
             + (", not both" if has_medium else ""),
             key="ct" if has_ct else "medium",
         )
-    tissue, ct = None, None
     if has_medium:
-        if "structures" in doc:
-            raise ConfigError("[structures] needs a [ct] case", key="structures")
-        med = _table(doc, "medium", required=True)
-        _check_keys(med, {"tissue", "initial_temp_c"}, "[medium]")
-        if not isinstance(med.get("tissue"), str):
-            raise ConfigError("[medium] tissue must be a tissue name", key="medium.tissue")
-        try:
-            tissue = get_tissue(med["tissue"], tissues)
-        except Exception as exc:
-            raise ConfigError(str(exc), key="medium.tissue") from None
-        t0 = _num(med, "initial_temp_c", "medium", default=37.0)
-    else:
-        ct = _ct_source(doc, base, tissues)
-        t0 = _num(doc["ct"], "initial_temp_c", "ct", default=37.0)
+        tissue, t0 = _medium(doc, tissues)
+        return tissue, None, t0
+    ct = _ct_source(doc, base, tissues)
+    return None, ct, _num(doc["ct"], "initial_temp_c", "ct", default=37.0)
 
+
+def _medium(doc: dict, tissues: dict[str, Tissue]) -> tuple[Tissue, float]:
+    """``[medium]``: the uniform medium's tissue and initial temperature (C)."""
+    if "structures" in doc:
+        raise ConfigError("[structures] needs a [ct] case", key="structures")
+    med = _table(doc, "medium", required=True)
+    _check_keys(med, {"tissue", "initial_temp_c"}, "[medium]")
+    if not isinstance(med.get("tissue"), str):
+        raise ConfigError("[medium] tissue must be a tissue name", key="medium.tissue")
+    try:
+        tissue = get_tissue(med["tissue"], tissues)
+    except Exception as exc:
+        raise ConfigError(str(exc), key="medium.tissue") from None
+    return tissue, _num(med, "initial_temp_c", "medium", default=37.0)
+
+
+def _probes(doc: dict, probe_cat: dict[str, ProbeModel]) -> tuple[Probe, ...]:
+    """``[[probe]]`` tables: catalogue model, tip and direction."""
     probes_raw = doc.get("probe")
     if not isinstance(probes_raw, list) or not probes_raw:
         raise ConfigError("at least one [[probe]] table is needed", key="probe")
@@ -274,7 +328,11 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
             raise
         except Exception as exc:
             raise ConfigError(str(exc), key=where) from None
+    return tuple(probes)
 
+
+def _phases(doc: dict) -> tuple[Phase, ...]:
+    """``[[protocol]]`` phases in order."""
     prot_raw = doc.get("protocol")
     if not isinstance(prot_raw, list) or not prot_raw:
         raise ConfigError("at least one [[protocol]] phase is needed", key="protocol")
@@ -286,40 +344,58 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
             phases.append(Phase(str(ph.get("phase")), _num(ph, "minutes", where)))
         except ConfigError as exc:
             raise ConfigError(str(exc), key=f"{where}.phase") from None
+    return tuple(phases)
 
+
+def _grid_spacing_margin_mm(doc: dict) -> tuple[float, float]:
+    """``[grid]``: (spacing_mm, margin_mm)."""
     gtab = _table(doc, "grid", required=True)
     _check_keys(gtab, {"spacing_mm", "margin_mm"}, "[grid]")
     spacing = _num(gtab, "spacing_mm", "grid")
     margin = _num(gtab, "margin_mm", "grid", default=30.0)
     if spacing <= 0 or margin < 0:
         raise ConfigError("grid.spacing_mm must be > 0 and margin_mm >= 0", key="grid")
-    grid = None
-    if ct is None:
-        ends = np.array([e for pr in probes for e in pr.active_segment_mm()])
-        grid = Grid.from_bounds(ends.min(axis=0) - margin, ends.max(axis=0) + margin, spacing)
-        check_grid_size(grid)
+    return spacing, margin
 
+
+def _medium_grid(probes: Sequence[Probe], *, spacing_mm: float, margin_mm: float) -> Grid:
+    """The axis-aligned grid of a ``[medium]`` case: the active zones plus the margin."""
+    ends = np.array([e for pr in probes for e in pr.active_segment_mm()])
+    grid = Grid.from_bounds(ends.min(axis=0) - margin_mm, ends.max(axis=0) + margin_mm, spacing_mm)
+    check_grid_size(grid)
+    return grid
+
+
+def _isotherms(doc: dict, *, override_c: list[float] | None) -> tuple[tuple[float, ...], float]:
+    """``[output]``: (isotherms, warmest first, the lethal one included; lethal isotherm)."""
     out = _table(doc, "output", required=False)
     _check_keys(out, {"isotherms_c", "lethal_isotherm_c"}, "[output]")
-    isos = isotherms_c if isotherms_c else out.get("isotherms_c", list(DEFAULT_ISOTHERMS_C))
-    if not isinstance(isos, list | tuple) or not isos:
+    given = override_c if override_c else out.get("isotherms_c", list(DEFAULT_ISOTHERMS_C))
+    if not isinstance(given, list | tuple) or not given:
         raise ConfigError("output.isotherms_c must be a list of temperatures", key="isotherms_c")
     try:
-        isos = tuple(sorted({float(t) for t in isos}, reverse=True))
+        isos = tuple(sorted({float(t) for t in given}, reverse=True))
     except (TypeError, ValueError):
-        raise ConfigError(f"bad isotherm temperatures {isos!r}", key="isotherms_c") from None
+        raise ConfigError(f"bad isotherm temperatures {given!r}", key="isotherms_c") from None
     lethal = _num(out, "lethal_isotherm_c", "output", default=-40.0)
     if lethal not in isos:
         isos = tuple(sorted({*isos, lethal}, reverse=True))
+    return isos, lethal
 
+
+def _solver_options(doc: dict, *, isotherms_c: tuple[float, ...]) -> BioheatOptions:
+    """``[solver]``: the bioheat options."""
     sol = _table(doc, "solver", required=False)
     _check_keys(sol, {"arterial_temp_c", "outer_boundary"}, "[solver]")
-    options = BioheatOptions(
+    return BioheatOptions(
         arterial_temp_c=_num(sol, "arterial_temp_c", "solver", default=37.0),
         outer_boundary=str(sol.get("outer_boundary", "fixed")),
-        isotherms_c=isos,
+        isotherms_c=isotherms_c,
     )
 
+
+def _oar_shapes(doc: dict) -> tuple[OarShape, ...]:
+    """``[[oar]]`` spheres and boxes."""
     oars = []
     for n, o in enumerate(doc.get("oar", []) or []):
         where = f"oar[{n}]"
@@ -336,6 +412,11 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
                 size_mm=_vec3(o, "size_mm", where) if "size_mm" in o else None,
             )
         )
+    return tuple(oars)
+
+
+def _vessel_segments(doc: dict) -> tuple[VesselSegment, ...]:
+    """``[[vessel]]`` cylinders."""
     vessels = []
     for n, v in enumerate(doc.get("vessel", []) or []):
         where = f"vessel[{n}]"
@@ -345,22 +426,7 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
         if r <= 0 or a == b:
             raise ConfigError("a vessel needs radius_mm > 0 and distinct ends", key=where)
         vessels.append(VesselSegment(a, b, r))
-    return IceballConfig(
-        tissue=tissue,
-        initial_temp_c=t0,
-        grid=grid,
-        probes=tuple(probes),
-        phases=tuple(phases),
-        isotherms_c=isos,
-        lethal_isotherm_c=lethal,
-        options=options,
-        oars=tuple(oars),
-        vessels=tuple(vessels),
-        ct=ct,
-        tissue_table=tissues,
-        spacing_mm=spacing,
-        margin_mm=margin,
-    )
+    return tuple(vessels)
 
 
 #: Largest simulation grid accepted (voxels).

@@ -38,7 +38,7 @@ probes     0 C vol. ratio (Dice)  -20 C                  -40 C
 
 So: the 0 C ice edge is over-estimated by up to 18 % in volume and the lethal -40 C zone
 under-estimated by 16-37 % for multi-probe layouts; use it to search, and verify the chosen
-layout with the physics mode (:func:`brachycryo.cryo_iceball.placement.verify_with_physics`).
+layout with the physics mode (:func:`brachycryo.cryo_iceball.bioheat.simulate`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from brachycryo.core.errors import GeometryError
 from brachycryo.core.grid import Grid
 
 
@@ -48,8 +47,8 @@ def principal_axes(mask: np.ndarray, grid: Grid) -> PrincipalAxes:
     m = grid.direction_matrix
     cov = cov + m @ np.diag(np.asarray(grid.spacing_mm) ** 2 / 12.0) @ m.T
     lam, vec = np.linalg.eigh(cov)
-    lengths = tuple(float(2.0 * math.sqrt(5.0 * max(v, 0.0))) for v in lam)
-    return PrincipalAxes(lengths, vec, centroid)
+    l0, l1, l2 = (float(2.0 * math.sqrt(5.0 * max(v, 0.0))) for v in lam)
+    return PrincipalAxes((l0, l1, l2), vec, centroid)
 
 
 def min_distance_mm(mask: np.ndarray, other: np.ndarray, grid: Grid) -> float:
@@ -67,14 +66,3 @@ def min_distance_mm(mask: np.ndarray, other: np.ndarray, grid: Grid) -> float:
     sampling = tuple(grid.spacing_mm[a] for a in (2, 1, 0))
     dist = ndimage.distance_transform_edt(~other, sampling=sampling)
     return float(dist[mask].min())
-
-
-def isotherm_masks(min_temp_c: np.ndarray, temps_c) -> dict[float, np.ndarray]:
-    """``{T: min_temp_c <= T}`` for each requested temperature."""
-    out = {}
-    for t in temps_c:
-        t = float(t)
-        if not math.isfinite(t):
-            raise GeometryError(f"isotherm temperature must be finite, got {t}")
-        out[t] = np.asarray(min_temp_c) <= t
-    return out

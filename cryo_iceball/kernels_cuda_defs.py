@@ -3,6 +3,10 @@
 Defined at module level so that numba's CUDA simulator can swap in its fake ``cuda`` module
 (it rewrites module globals, not closures).  ``cuda.jit`` compiles on first launch, so
 importing this module compiles nothing.  See :mod:`brachycryo.cryo_iceball.kernels_cuda`.
+
+The ``cuda.grid`` calls carry a ``type: ignore``: numba's stubs type an intrinsic as its
+typing function ``(typingctx, ndim)`` that never returns (what calling it from CPython
+does), not as the kernel-side call that numba types when it compiles the kernel.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ slot_active = dev(ks.slot_active)
 
 @cuda.jit
 def temperature_pass(h, tissue, params, hold, hold_temp, temp, cond, tmin):
-    i, j, k = cuda.grid(3)  # x (fastest threads) along i, the contiguous axis
+    # x (fastest threads) along i, the contiguous axis
+    i, j, k = cuda.grid(3)  # type: ignore[call-arg, var-annotated]  # (see the module doc)
     nk, nj, ni = h.shape
     if k >= nk or j >= nj or i >= ni:
         return
@@ -50,7 +55,8 @@ def temperature_pass(h, tissue, params, hold, hold_temp, temp, cond, tmin):
 @cuda.jit
 def update_pass(h, tissue, params, hold, hold_temp, couple_coef, couple_slot, temp, cond,
                 inv_h2, dt, arterial_c):  # fmt: skip
-    i, j, k = cuda.grid(3)  # x (fastest threads) along i, the contiguous axis
+    # x (fastest threads) along i, the contiguous axis
+    i, j, k = cuda.grid(3)  # type: ignore[call-arg, var-annotated]  # (see the module doc)
     nk, nj, ni = h.shape
     if k >= nk or j >= nj or i >= ni:
         return

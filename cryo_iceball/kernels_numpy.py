@@ -86,11 +86,11 @@ def update_pass(
     t, k = temp, cond
     rate = np.zeros_like(h)
     for ax in range(3):
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[ax] = slice(0, -1)
-        hi[ax] = slice(1, None)
-        lo, hi = tuple(lo), tuple(hi)
+        lo_axes = [slice(None)] * 3
+        hi_axes = [slice(None)] * 3
+        lo_axes[ax] = slice(0, -1)
+        hi_axes[ax] = slice(1, None)
+        lo, hi = tuple(lo_axes), tuple(hi_axes)
         flux = 0.5 * (k[lo] + k[hi]) * (t[hi] - t[lo]) * inv_h2[ax]
         rate[lo] += flux
         rate[hi] -= flux

@@ -1,8 +1,9 @@
 """Probe placement: parallel probes whose lethal isotherm covers the core, clear of OARs.
 
-Search with the empirical mode (:mod:`brachycryo.cryo_iceball.empirical`), optionally verified with
-the physics mode.  Probes are parallel to ``direction``; their active zones are centred on
-the core's centroid along that direction.  Candidate axis positions lie on a square lattice
+Search with the empirical mode (:mod:`brachycryo.cryo_iceball.empirical`); verify the chosen
+layout with the physics mode (:func:`brachycryo.cryo_iceball.bioheat.simulate`).  Probes are
+parallel to ``direction``; their active zones are centred on the core's centroid along that
+direction.  Candidate axis positions lie on a square lattice
 (``candidate_step_mm``) in the plane across ``direction``.  For n = 1, 2, ... probes a greedy
 choice (each added probe maximises the covered core; started from every candidate) and one
 exchange pass pick the layout; the first n that meets every requirement wins:
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
@@ -64,7 +65,6 @@ class PlacementResult:
     coverage: float
     oar_min_distance_mm: dict[str, float]
     method: str = "empirical"
-    physics: dict = field(default_factory=dict)
 
 
 def _basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +90,9 @@ class _Search:
         b = np.arange(math.floor(u2.min() / step), math.ceil(u2.max() / step) + 1) * step
         sampling = tuple(grid.spacing_mm[x] for x in (2, 1, 0))
         inside_depth = ndimage.distance_transform_edt(core, sampling=sampling)
-        cands, dirs, self.rule_ok = [], [], []
+        cands: list[np.ndarray] = []
+        dirs: list[np.ndarray] = []
+        rule_ok: list[bool] = []
         for x in a:
             for y in b:
                 c = centroid + x * e1 + y * e2
@@ -106,12 +108,12 @@ class _Search:
                 )
                 for e in entries if entries is not None else [None]:
                     cands.append(c)
-                    self.rule_ok.append(edge_ok)
+                    rule_ok.append(edge_ok)
                     dirs.append(direction if e is None else (e - c) / np.linalg.norm(e - c))
         if not cands:
             raise GeometryError("the core is smaller than the candidate lattice; reduce the step")
         self.cands = np.asarray(cands)
-        self.rule_ok = np.asarray(self.rule_ok)
+        self.rule_ok = np.asarray(rule_ok)
         half = model.active_length_mm / 2 + model.active_offset_mm
         self.probes = [Probe(model, tuple(c - half * u), tuple(u)) for c, u in zip(cands, dirs)]
         self.forbid_full = {}
@@ -192,7 +194,7 @@ class _Search:
             while len(chosen) < n:
                 pick, pick_s = None, -1.0
                 for c in allowed:
-                    if c in chosen or not self.spacing_ok(chosen, c, rules=rules):
+                    if c in chosen or not self.spacing_ok(chosen, int(c), rules=rules):
                         continue
                     sc = score([*chosen, int(c)])
                     if sc > pick_s:
@@ -316,12 +318,12 @@ def place_probes(
             break
     if not binding:
         relaxed = replace(rules, min_spacing_mm=0.0, max_spacing_mm=math.inf)
-        for label, kw in (
-            ("max_edge_distance_mm", dict(use_edge=False, rules=rules)),
-            ("min_spacing_mm/max_spacing_mm", dict(use_edge=True, rules=relaxed)),
+        for label, use_edge, rules_tried in (
+            ("max_edge_distance_mm", False, rules),
+            ("min_spacing_mm/max_spacing_mm", True, relaxed),
         ):
             for n in range(1, rules.max_probes + 1):
-                found = s.search(n, use_oars=True, **kw)
+                found = s.search(n, use_oars=True, rules=rules_tried, use_edge=use_edge)
                 if found and found[1] >= rules.coverage_min:
                     binding = [label]
                     break
@@ -337,39 +339,3 @@ def place_probes(
         binding=binding,
         best=best_seen,
     )
-
-
-def verify_with_physics(
-    result: PlacementResult,
-    grid: Grid,
-    core_mask: np.ndarray,
-    oar_masks: dict[str, np.ndarray],
-    *,
-    tissue,
-    phases,
-    initial_temp_c: float = 37.0,
-    rules: PlacementRules | None = None,
-    backend: str = "auto",
-) -> PlacementResult:
-    """Re-check a layout with the physics mode; fills ``result.physics`` and returns it."""
-    from brachycryo.cryo_iceball.bioheat import simulate
-    from brachycryo.cryo_iceball.isotherms import min_distance_mm
-
-    rules = rules or PlacementRules()
-    res = simulate(
-        grid, result.probes, phases, tissues=[tissue], initial_temp_c=initial_temp_c,
-        backend=backend,
-    )  # fmt: skip
-    core = np.asarray(core_mask, dtype=bool)
-    lethal = res.isotherm_mask(rules.lethal_isotherm_c)
-    ice = res.isotherm_mask(0.0)
-    cov = float(np.count_nonzero(core & lethal)) / float(np.count_nonzero(core))
-    dist = {n: min_distance_mm(ice, np.asarray(m, bool), grid) for n, m in oar_masks.items()}
-    result.physics = {
-        "coverage": cov,
-        "oar_min_distance_mm": dist,
-        "meets_rules": bool(
-            cov >= rules.coverage_min and all(v >= rules.oar_margin_mm for v in dist.values())
-        ),
-    }
-    return result

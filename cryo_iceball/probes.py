@@ -99,7 +99,7 @@ def _parse_catalogue(text: str, origin: str) -> dict[str, ProbeModel]:
         for col in _PROBE_FLOATS:
             raw = rec.get(col)
             try:
-                vals[col] = float(raw)
+                vals[col] = float(raw or "")  # a missing cell (None) fails as an empty one
             except (TypeError, ValueError):
                 raise DataModelError(
                     f"{origin}: probe model {name!r} column {col!r} is not a number ({raw!r})"

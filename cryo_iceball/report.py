@@ -47,12 +47,12 @@ def summary_dict(
             "axes_mm": [round(a, 2) for a in ax.axes_mm],
         }
     ice = result.isotherm_mask(0.0)
-    oars = {}
+    oars: dict[str, float | None] = {}
     for name, m in (oar_masks or {}).items():
         d = min_distance_mm(ice, m, grid)
         oars[name] = None if not np.isfinite(d) else round(d, 2)
-    for name, d in (oar_distances_mm or {}).items():
-        oars[name] = None if d is None or not np.isfinite(d) else round(float(d), 2)
+    for name, given in (oar_distances_mm or {}).items():
+        oars[name] = None if given is None or not np.isfinite(given) else round(float(given), 2)
     return {
         "isotherms": iso,
         "lethal_isotherm_c": float(lethal_isotherm_c),

@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from brachycryo.core.errors import DataModelError
 
@@ -160,7 +161,7 @@ def _parse_rows(text: str, origin: str) -> dict[str, Tissue]:
         for col in _FLOAT_COLUMNS:
             raw = rec.get(col)
             try:
-                vals[col] = float(raw)
+                vals[col] = float(raw or "")  # a missing cell (None) fails as an empty one
             except (TypeError, ValueError):
                 raise DataModelError(
                     f"{origin}: tissue {name!r} column {col!r} is not a number ({raw!r})"
@@ -269,6 +270,6 @@ def tissue_label_map(
     return labels, tissues, counts
 
 
-def kernel_table(tissues: list[Tissue], dtype: np.dtype) -> np.ndarray:
+def kernel_table(tissues: list[Tissue], dtype: DTypeLike) -> np.ndarray:
     """(n_tissues, N_PARAMS) array for the kernels, in ``dtype``."""
     return np.stack([t.kernel_row() for t in tissues]).astype(dtype)

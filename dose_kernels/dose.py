@@ -64,7 +64,6 @@ __all__ = [
     "time_factor_h",
 ]
 
-QUANTITIES = ("total", "rate")
 #: numpy reference: points per chunk (bounds its temporary memory).
 _NUMPY_CHUNK = 1 << 18
 

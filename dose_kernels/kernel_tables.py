@@ -133,9 +133,13 @@ def pack_tables(
     length = model.active_length_mm
     g0 = geometry_factor_line(R0_MM, 90.0, length)
     norm = model.dose_rate_constant_gy_per_h_per_u / g0
+    phi_r: np.ndarray
+    phi: np.ndarray
     if line:
         phi_r, phi = np.ones(1), np.ones(1)
     else:
+        # checked above (has_phi_an); phi_an.csv gives both columns
+        assert model.phi_r_mm is not None and model.phi_an is not None
         phi_r, phi = model.phi_r_mm, model.phi_an
 
     def arr(a: np.ndarray) -> np.ndarray:

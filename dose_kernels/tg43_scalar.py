@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 from numba.extending import register_jitable
@@ -233,9 +234,11 @@ def tg43_rate_per_u(
 # Defined here, beside the function they inline, so that numba's file-based cache is
 # invalidated whenever that function changes (see brachycryo.dose_kernels.tg43_numba).
 class _Kernels(NamedTuple):
-    points_sum: object
-    grid_sum: object
-    points_matrix: object
+    """The compiled CPU kernels; each fills its ``out`` argument (positional arrays)."""
+
+    points_sum: Callable[..., None]
+    grid_sum: Callable[..., None]
+    points_matrix: Callable[..., None]
 
 
 @functools.cache

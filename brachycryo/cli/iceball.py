@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_outputs_writable(out, overwrite=args.overwrite)  # before the long part
     case = None
+    medium: dict[str, object]
     if cfg.ct is not None:
         from brachycryo.planning.cryo_case import ISOTHERM_RTSTRUCT_NAME, load_ct_case
 
@@ -62,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         oar_masks = {o.name: o.mask(grid) for o in cfg.oars} | case.oar_masks
         medium = {"tissue_voxels": case.tissue_voxels}
     else:
+        # a [medium] config has its tissue and grid (IceballConfig)
+        assert cfg.grid is not None and cfg.tissue is not None
         grid, tissues, labels = cfg.grid, [cfg.tissue], None
         vessel_mask = cfg.vessel_mask()
         oar_masks = {o.name: o.mask(grid) for o in cfg.oars}
@@ -84,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     extra: dict = {}
     if case is not None:
         from brachycryo.planning.cryo_case import oar_min_distances_mm, write_isotherm_rtstruct
+
+        assert cfg.ct is not None  # a CT case comes from the [ct] table
 
         oar_distances = oar_min_distances_mm(
             result.isotherm_mask(0.0), grid, case.oar_masks_ct, case.ct.grid

@@ -51,9 +51,3 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = F
     with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool = False) -> Path:
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)

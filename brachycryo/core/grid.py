@@ -26,15 +26,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from brachycryo.core.errors import GeometryError
 
 _ORTHONORMAL_TOL = 1e-4
 
 
-def _as_triplet(
-    values: Sequence[float], name: str, *, positive: bool
-) -> tuple[float, float, float]:
+def _as_triplet(values: ArrayLike, name: str, *, positive: bool) -> tuple[float, float, float]:
     arr = np.asarray(values, dtype=float).reshape(-1)
     if arr.shape != (3,):
         raise GeometryError(f"{name} must have 3 values, got {arr.size}")
@@ -43,6 +42,12 @@ def _as_triplet(
     if positive and not np.all(arr > 0):
         raise GeometryError(f"{name} must be positive, got {arr.tolist()}")
     return (float(arr[0]), float(arr[1]), float(arr[2]))
+
+
+def _as_spacing_triplet(spacing_mm: float | Sequence[float]) -> tuple[float, float, float]:
+    """One spacing for all three axes, or three (i, j, k), checked positive."""
+    sp = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
+    return _as_triplet(sp, "spacing_mm", positive=True)
 
 
 @dataclass(frozen=True)
@@ -95,14 +100,18 @@ class Grid:
         """
         lo = np.asarray(_as_triplet(lower_mm, "lower_mm", positive=False))
         hi = np.asarray(_as_triplet(upper_mm, "upper_mm", positive=False))
-        sp = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
-        sp = np.asarray(_as_triplet(sp, "spacing_mm", positive=True))
+        spacing = _as_spacing_triplet(spacing_mm)
+        sp = np.asarray(spacing)
         if np.any(hi < lo):
             raise GeometryError(f"upper_mm {hi.tolist()} below lower_mm {lo.tolist()}")
         n = np.floor((hi - lo) / sp + 1e-9).astype(int) + 1
         centre = (lo + hi) / 2.0
         origin = centre - (n - 1) * sp / 2.0
-        return cls(shape=(int(n[2]), int(n[1]), int(n[0])), origin_mm=origin, spacing_mm=sp)
+        return cls(
+            shape=(int(n[2]), int(n[1]), int(n[0])),
+            origin_mm=_as_triplet(origin, "origin_mm", positive=False),
+            spacing_mm=spacing,
+        )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -163,10 +172,6 @@ class Grid:
         )
         return self.ijk_to_mm(np.stack([i, j, k], axis=-1))
 
-    def axis_positions_mm(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Offsets of the voxel centres along the i, j and k axes from the origin, in mm."""
-        return tuple(np.arange(n) * s for n, s in zip(self.size_ijk, self.spacing_mm, strict=True))
-
     def contains_mm(self, points_mm: np.ndarray, *, margin_voxels: float = 0.5) -> np.ndarray:
         """Boolean mask: which points lie inside the grid (voxel boundaries, plus a margin)."""
         ijk = self.mm_to_ijk(points_mm)
@@ -203,8 +208,8 @@ class Grid:
     # ------------------------------------------------------------------ derived grids
     def resampled(self, spacing_mm: float | Sequence[float]) -> Grid:
         """A grid of the same orientation covering the same extent with another spacing."""
-        sp = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
-        sp = np.asarray(_as_triplet(sp, "spacing_mm", positive=True))
+        spacing = _as_spacing_triplet(spacing_mm)
+        sp = np.asarray(spacing)
         extent = np.asarray(self.size_ijk) * np.asarray(self.spacing_mm)
         n = np.maximum(1, np.round(extent / sp).astype(int))
         # keep the geometric centre fixed
@@ -213,8 +218,8 @@ class Grid:
         origin = centre - self.direction_matrix @ ((n - 1) * sp / 2.0)
         return Grid(
             shape=(int(n[2]), int(n[1]), int(n[0])),
-            origin_mm=origin,
-            spacing_mm=sp,
+            origin_mm=_as_triplet(origin, "origin_mm", positive=False),
+            spacing_mm=spacing,
             direction=self.direction,
         )
 
@@ -227,7 +232,7 @@ class Grid:
         n = hi - lo
         return Grid(
             shape=(int(n[2]), int(n[1]), int(n[0])),
-            origin_mm=self.ijk_to_mm(lo.astype(float)),
+            origin_mm=_as_triplet(self.ijk_to_mm(lo.astype(float)), "origin_mm", positive=False),
             spacing_mm=self.spacing_mm,
             direction=self.direction,
         )
