@@ -2,6 +2,9 @@
 
 A reader never sees a half-written file, a crash leaves the old file (or nothing) in
 place, and an existing file is only replaced when the caller says ``overwrite=True``.
+The finished file gets the permissions a plain ``open(path, "w")`` would give it
+(0666 less the process umask, e.g. 0644 under umask 022), not ``mkstemp``'s private 0600,
+so that an import service running as another user can read the plans we write.
 """
 
 from __future__ import annotations
@@ -13,6 +16,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from brachycryo.core.errors import OutputExistsError
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the system says it (Linux)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: the classic set-and-restore
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """Permission bits of a newly created regular file: 0666 less the umask."""
+    return 0o666 & ~_umask()
 
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
@@ -41,6 +60,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
         yield tmp
         if not overwrite and target.exists():
             raise OutputExistsError(f"{target} appeared while it was being written")
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, target)
     finally:
         if tmp.exists():
