@@ -139,7 +139,7 @@ class TargetZone:
     prescription_gy: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class SeedSelection:
     """The optimiser's result."""
 
