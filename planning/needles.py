@@ -100,7 +100,7 @@ def _tracks_for_direction(
     """(entry_mm, seed positions, depths) for each usable parallel track along ``d``."""
     u, v = _basis(d)
     pts = grid.voxel_centres_mm()[target]
-    pu, pv, pd = pts @ u, pts @ v, pts @ d
+    pu, pv = pts @ u, pts @ v
     cu, cv = pu.mean(), pv.mean()
     au = np.arange(np.floor((pu.min() - cu) / pitch_mm), np.ceil((pu.max() - cu) / pitch_mm) + 1)
     av = np.arange(np.floor((pv.min() - cv) / pitch_mm), np.ceil((pv.max() - cv) / pitch_mm) + 1)
@@ -140,7 +140,6 @@ def _tracks_for_direction(
             if not keep.any():
                 continue
             out.append((entry, pos[keep], lattice[keep] - t[entry_idx]))
-    del pd
     return out
 
 

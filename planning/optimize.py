@@ -252,7 +252,6 @@ class _State:
 
 def _feasible_adds(st: _State, max_needles: int, blocked: dict[str, int], gain: np.ndarray):
     """Mask of candidates that can be added; counts what blocks the useful ones."""
-    n = st.x.size
     ok = ~st.x
     for idx in np.nonzero(st.x)[0]:
         ok[st.partners[idx]] = False
@@ -278,7 +277,6 @@ def _feasible_adds(st: _State, max_needles: int, blocked: dict[str, int], gain: 
                 key = f"{o.roi} {o.metric}"
                 blocked[key] = blocked.get(key, 0) + int(useful.sum())
             ok[cand[bad]] = False
-    del n
     return ok
 
 

@@ -80,6 +80,27 @@ def test_outputs_and_metrics(planned, dciodvfy):
         assert errors == [], p
 
 
+def test_metrics_json_keys_and_typed_seeds(planned):
+    """metrics.json keeps its key order; the plan's seeds are one Seeds with their needles."""
+    result, _metrics, paths = planned
+    saved = json.loads(paths["metrics"].read_text())
+    assert list(saved) == [
+        "prescription_gy", "seed_model", "sk_u", "n_seeds", "n_needles", "total_sk_u",
+        "structures", "lesions", "constraints", "goals", "feasible", "binding", "backend",
+        "timings_s", "optimizer",
+    ]  # fmt: skip
+    assert list(saved["timings_s"]) == [
+        "case_s", "masks_s", "cryo_s", "candidates_s", "influence_matrix_s", "dose_s",
+        "optimizer_s", "total_s",
+    ]  # fmt: skip
+    assert list(saved["lesions"]["GTV_Met2"]["seeds"])[:6] == [
+        "n_seeds_in_target", "v100_pct", "v150_pct", "v200_pct", "d90_gy", "target",
+    ]  # fmt: skip
+    assert isinstance(result.seeds, Seeds) and len(result.seeds) == result.n_seeds
+    assert result.seed_needles.shape == (result.n_seeds,)
+    np.testing.assert_allclose(result.seeds.sk_u, result.spec.sk_u)
+
+
 def test_rtplan_reimported_gives_the_same_dvh(planned):
     result, metrics, paths = planned
     plan = read_rtplan(paths["rtplan"])
