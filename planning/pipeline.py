@@ -120,7 +120,10 @@ def make_plan(
     report(progress, 0.3, f"cryo: {sum(len(c.probes) for c in cryo.values())} probes")
     zones = plan_zones(spec, structures, {roi: c.lethal for roi, c in cryo.items()})
 
-    seed_plan = _plan_seeds(spec, case, structures, zones, backend, timings, progress, keep_problem)
+    seed_plan = _plan_seeds(
+        spec, case, structures, zones,
+        backend=backend, timings=timings, progress=progress, keep_problem=keep_problem,
+    )  # fmt: skip
     timings["total_s"] = time.perf_counter() - t0
     report(progress, 1.0, f"{len(seed_plan.seeds)} seeds")
     return PlanResult(
@@ -159,6 +162,7 @@ def _plan_seeds(
     case: PlanningCase,
     structures: PlanningStructures,
     zones: dict[str, LesionZones],
+    *,
     backend: str,
     timings: dict[str, float],
     progress: ProgressCallback | None,
