@@ -33,7 +33,7 @@ import numpy as np
 
 from brachycryo.core.seeds import Seeds
 from brachycryo.dose_kernels import dose_on_grid
-from brachycryo.planning.evaluate import evaluate_plan
+from brachycryo.planning.evaluate import evaluate_zoned_plan
 from brachycryo.planning.milp import select_seeds_milp
 from brachycryo.planning.pipeline import make_plan
 from brachycryo.planning.spec import load_plan_spec
@@ -88,15 +88,8 @@ def _baseline(result, lesion: str, v100_pct: float | None) -> dict:
 
 def _oar_metrics(result, dose) -> dict:
     """The limited metric of every OAR limit, from the contours (as metrics.json does)."""
-    out = {}
-    for c in _constraint_rows(result, dose):
-        out[f"{c['roi']} {c['metric']}"] = c["value"]
-    return out
-
-
-def _constraint_rows(result, dose) -> list[dict]:
-    evaluated = dataclasses.replace(result, dose_gy=dose)
-    return evaluate_plan(evaluated).doc["constraints"]
+    evaluated = evaluate_zoned_plan(dataclasses.replace(result, dose_gy=dose))
+    return {f"{c.roi} {c.metric}": c.value for c in evaluated.constraints}
 
 
 def _milp(result, time_limit_s: float) -> dict:
@@ -145,22 +138,23 @@ def run_case(spec, seed: int, work: Path, milp_s: float) -> dict:
     t0 = time.perf_counter()
     result = make_plan(spec, work / f"case{seed}", keep_problem=milp_s > 0)
     plan_s = time.perf_counter() - t0
-    doc = evaluate_plan(result).doc
+    metrics = evaluate_zoned_plan(result)
     lesion = "GTV_Bulky"
+    block = metrics.lesions[lesion]
     ours = {
         "n_seeds": result.n_seeds,
         "n_needles": result.n_needles,
         "total_sk_u": round(result.n_seeds * spec.sk_u, 3),
-        "seed_target": {k: doc["structures"][f"{lesion}_SeedTarget"][k]
+        "seed_target": {k: metrics.structures[f"{lesion}_SeedTarget"].values[k]
                         for k in ("v100_pct", "v150_pct", "v200_pct", "d90_gy")},
-        "oars": {c["roi"] + " " + c["metric"]: c["value"] for c in doc["constraints"]},
-        "constraints_passed": all(c["passed"] for c in doc["constraints"]),
-        "feasible": doc["feasible"],
+        "oars": {c.roi + " " + c.metric: c.value for c in metrics.constraints},
+        "constraints_passed": all(c.passed for c in metrics.constraints),
+        "feasible": metrics.feasible,
         "time_s": round(plan_s, 1),
-        "timings_s": doc["timings_s"],
-        "gtv_bulky_cc": doc["lesions"][lesion]["gtv_volume_cc"],
-        "core_cc": doc["lesions"][lesion]["core_volume_cc"],
-        "seed_target_cc": doc["lesions"][lesion]["seed_target_volume_cc"],
+        "timings_s": metrics.timings_s,
+        "gtv_bulky_cc": block.gtv_volume_cc,
+        "core_cc": block.core_volume_cc,
+        "seed_target_cc": block.seed_target_volume_cc,
     }  # fmt: skip
     ours["sample_point_coverage"] = result.selection.coverage
     t0 = time.perf_counter()

@@ -2,24 +2,32 @@
 
 Structures from the RTSTRUCT are evaluated from their contours (``brachycryo.qa.dvh.dvh_from_roi``,
 as ``brachycryo dvh`` does on the written files); zones the planner made (seed target,
-ablated core, isotherms) from their masks on the planning grid.  Keys follow the DVH
-command's JSON (``d90_gy``, ``v100_pct``, ...).
+ablated core, isotherms) from their masks on the planning grid.  Metric names follow the DVH
+command's JSON (``d90_gy``, ``v100_pct``, ...).  The result is typed
+(:class:`PlanMetrics`); :func:`brachycryo.planning.outputs.metrics_document` writes it as
+``metrics.json``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from brachycryo.core.errors import BrachyCryoError
-from brachycryo.planning.pipeline import PlanResult, _oar_constraints_for
-from brachycryo.qa.dvh import dvh_from_mask, dvh_from_roi
+from brachycryo.planning.cryo_layout import CryoLayout
+from brachycryo.planning.pipeline import PlanResult
+from brachycryo.planning.spec import LesionSpec, PlanSpec
+from brachycryo.planning.zones import LesionZones
+from brachycryo.qa.dvh import DVH, dvh_from_mask, dvh_from_roi
 from brachycryo.qa.metrics import isodose_volume_cc, metric_value, plan_indices, structure_metrics
 
+#: Tolerance of the pass / fail checks of limits and goals.
+CHECK_TOLERANCE = 1e-6
 
-def _clean(x):
+
+def _clean(x: float | None) -> float | None:
+    """``x`` rounded to 4 decimals; None for None, NaN and infinity."""
     if x is None:
         return None
     x = float(x)
@@ -30,215 +38,387 @@ def zone_roi_name(lesion: str, zone: str) -> str:
     return f"{lesion}_{zone}"
 
 
-@dataclass
+@dataclass(frozen=True)
+class StructureMetrics:
+    """The DVH metrics of one structure under the key names of ``brachycryo dvh --json``
+    (:func:`brachycryo.qa.metrics.structure_metrics`), or why there are none (``error``)."""
+
+    values: dict[str, float | None]
+    error: str | None = None
+
+    def get(self, key: str) -> float | None:
+        return self.values.get(key)
+
+
+@dataclass(frozen=True)
+class ProbePlacement:
+    """A cryo probe as reported: tip (mm, 2 decimals) and direction (4 decimals)."""
+
+    tip_mm: tuple[float, ...]
+    direction: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class CryoMetrics:
+    """A lesion's probe layout and its ice (percentages 0-100, volumes in cm³)."""
+
+    probe_model: str
+    n_probes: int
+    probes: tuple[ProbePlacement, ...]
+    core_target_coverage_pct: float | None
+    gtv_ablated_pct: float | None
+    ice_0c_volume_cc: float | None
+    lethal_volume_cc: float | None
+    oar_min_distance_0c_mm: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class SeedTargetMetrics:
+    """A lesion's seed target: seeds inside it, coverage, and the plan indices
+    (:func:`brachycryo.qa.metrics.plan_indices`: CI, EI, HI and the volumes behind them)."""
+
+    n_seeds_in_target: int
+    v100_pct: float | None
+    v150_pct: float | None
+    v200_pct: float | None
+    d90_gy: float | None
+    target: str
+    ci: float | None
+    ei: float | None
+    hi: float | None
+    v_t_cc: float | None
+    v_t_ref_cc: float | None
+    v_ref_cc: float | None
+
+
+@dataclass(frozen=True)
+class LesionMetrics:
+    """One lesion's block: its zones' volumes (cm³), its cryo layout, its seed target."""
+
+    allocation: str
+    prescription_gy: float
+    gtv_volume_cc: float | None
+    core_volume_cc: float | None
+    seed_target_volume_cc: float | None
+    cryo: CryoMetrics | None
+    seeds: SeedTargetMetrics | None
+
+
+@dataclass(frozen=True)
+class ConstraintResult:
+    """An OAR limit on the final dose: ``metric`` as ``metrics.json`` names it (``D2cc``,
+    ``V20Gy_pct``), ``dvh_metric`` as :func:`brachycryo.qa.metrics.metric_value` does
+    (``D2cc``, ``V20Gy``); ``limit`` and ``value`` in the metric's unit (Gy, cm³ or %)."""
+
+    roi: str
+    metric: str
+    limit: float
+    value: float | None
+    passed: bool
+    dvh_metric: str
+
+
+@dataclass(frozen=True)
+class GoalResult:
+    """A coverage goal: V100 (%) or D90 (Gy) of a seed-target zone (``on_dvh``), or the
+    lethal-isotherm coverage (%) of a cryo lesion.  ``prescription_gy`` is set for the
+    V100 of a high-risk sub-zone, which is relative to its own prescription."""
+
+    roi: str
+    metric: str
+    goal: float
+    value: float | None
+    passed: bool
+    prescription_gy: float | None = None
+    on_dvh: bool = True
+
+
+@dataclass(frozen=True)
+class OptimizerSummary:
+    """How the seeds were selected: method, iterations, time, coverage on the sample points
+    ({zone: {v100_pct, d90_gy, v150_pct, v200_pct}}) and the optimiser's log."""
+
+    method: str
+    iterations: int
+    time_s: float
+    sample_point_coverage: dict[str, dict[str, float]]
+    log: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PlanMetrics:
-    """``doc`` is the ``metrics.json`` document; ``dvhs`` the DVHs behind it."""
+    """The metrics of a plan (the content of ``metrics.json``) and the DVHs behind them.
 
-    doc: dict[str, Any]
-    dvhs: dict[str, Any]
+    ``structures`` lists the lesions and their zones, then the OARs, in evaluation order;
+    ``binding`` names what keeps an infeasible plan from its goals; ``timings_s`` (rounded
+    to ms) are the plan's stage times.
+    """
+
+    prescription_gy: float
+    seed_model: str
+    sk_u: float
+    n_seeds: int
+    n_needles: int
+    total_sk_u: float
+    structures: dict[str, StructureMetrics]
+    lesions: dict[str, LesionMetrics]
+    constraints: tuple[ConstraintResult, ...]
+    goals: tuple[GoalResult, ...]
+    feasible: bool
+    binding: tuple[str, ...]
+    backend: str
+    timings_s: dict[str, float]
+    optimizer: OptimizerSummary | None
+    dvhs: dict[str, DVH]
 
 
-def evaluate_plan(result: PlanResult) -> PlanMetrics:
-    """The ``metrics.json`` document of a plan, and its DVHs."""
-    spec = result.spec
-    grid = result.grid
-    dose = result.dose_gy
-    thickness = result.case.ct.grid.spacing_mm[2]
-    rx = spec.prescription_gy
-    structures: dict[str, Any] = {}
-    dvhs = {}
+class _StructureTable:
+    """Structures' metrics and DVHs, filled in evaluation order (the order of the JSON)."""
 
-    # DVHs the pipeline already computed for the OAR limit check, if of this very dose
-    known = result.roi_dvhs[1] if result.roi_dvhs and result.roi_dvhs[0] is dose else {}
+    def __init__(self, result: PlanResult) -> None:
+        self.result = result
+        self.metrics: dict[str, StructureMetrics] = {}
+        self.dvhs: dict[str, DVH] = {}
+        # DVHs the pipeline already computed for the OAR limit check, if of this very dose
+        cached = result.roi_dvhs
+        self.known = cached[1] if cached and cached[0] is result.dose_gy else {}
 
-    def add_roi(name: str, prescription: float | None) -> None:
-        if name in structures:
+    def add_roi(self, name: str, prescription: float | None) -> None:
+        """A structure of the RTSTRUCT, from its contours (once)."""
+        if name in self.metrics:
             return
+        r = self.result
         try:
-            if name in known:
-                dvh = known[name]
+            if name in self.known:
+                dvh = self.known[name]
             else:
                 dvh = dvh_from_roi(
-                    result.case.structures.roi(name), dose, grid, slice_thickness_mm=thickness
-                )
+                    r.case.structures.roi(name), r.dose_gy, r.grid,
+                    slice_thickness_mm=r.case.ct.grid.spacing_mm[2],
+                )  # fmt: skip
         except BrachyCryoError as exc:
-            structures[name] = {"error": str(exc)}
+            self.metrics[name] = StructureMetrics({}, error=str(exc))
             return
-        dvhs[name] = dvh
-        structures[name] = structure_metrics(dvh, prescription_gy=prescription)
+        self.dvhs[name] = dvh
+        self.metrics[name] = StructureMetrics(structure_metrics(dvh, prescription_gy=prescription))
 
-    def add_mask(name: str, mask: np.ndarray | None, prescription: float | None) -> None:
+    def add_mask(self, name: str, mask: np.ndarray | None, prescription: float | None) -> None:
+        """A zone the planner made, from its mask (skipped when empty)."""
         if mask is None or not mask.any():
             return
-        dvh = dvh_from_mask(mask, grid, dose, grid, name=name)
-        dvhs[name] = dvh
-        structures[name] = structure_metrics(dvh, prescription_gy=prescription)
+        grid = self.result.grid
+        dvh = dvh_from_mask(mask, grid, self.result.dose_gy, grid, name=name)
+        self.dvhs[name] = dvh
+        self.metrics[name] = StructureMetrics(structure_metrics(dvh, prescription_gy=prescription))
 
-    lesions: dict[str, Any] = {}
-    for lesion in spec.lesions:
-        lrx = lesion.prescription_gy or rx
-        z = result.zones[lesion.roi]
-        add_roi(lesion.roi, lrx)
-        add_mask(zone_roi_name(lesion.roi, "SeedTarget"), z.seed_target, lrx)
-        add_mask(zone_roi_name(lesion.roi, "Core"), z.core, lrx)
-        for h in lesion.high_risk:
-            add_mask(zone_roi_name(lesion.roi, h.roi), z.high_risk[h.roi], h.prescription_gy)
-        block: dict[str, Any] = {
-            "allocation": lesion.allocation,
-            "prescription_gy": lrx,
-            "gtv_volume_cc": _clean(z.volume_cc("gtv", grid)),
-            "core_volume_cc": _clean(z.volume_cc("core", grid)),
-            "seed_target_volume_cc": _clean(z.volume_cc("seed_target", grid)),
-        }
-        if lesion.roi in result.cryo:
-            c = result.cryo[lesion.roi]
-            gtv = z.gtv
-            block["cryo"] = {
-                "probe_model": c.probe_model,
-                "n_probes": len(c.probes),
-                "probes": [
-                    {
-                        "tip_mm": [round(v, 2) for v in p.tip_mm],
-                        "direction": [round(v, 4) for v in p.direction],
-                    }
-                    for p in c.probes
-                ],
-                "core_target_coverage_pct": _clean(100.0 * c.coverage),
-                "gtv_ablated_pct": _clean(100.0 * (c.lethal & gtv).sum() / gtv.sum()),
-                "ice_0c_volume_cc": _clean(c.ice_0c.sum() * grid.voxel_volume_mm3 / 1000.0),
-                "lethal_volume_cc": _clean(c.lethal.sum() * grid.voxel_volume_mm3 / 1000.0),
-                "oar_min_distance_0c_mm": {k: _clean(v) for k, v in c.oar_min_distance_mm.items()},
-            }
-        if z.seed_target is not None:
-            name = zone_roi_name(lesion.roi, "SeedTarget")
-            m = structures[name]
-            in_lesion = _seeds_in(result, z.seed_target)
-            body = result.masks.get("BODY")
-            ref_cc = isodose_volume_cc(dose, grid, lrx, within=body)
-            block["seeds"] = {
-                "n_seeds_in_target": int(in_lesion),
-                "v100_pct": m.get("v100_pct"),
-                "v150_pct": m.get("v150_pct"),
-                "v200_pct": m.get("v200_pct"),
-                "d90_gy": m.get("d90_gy"),
-                **{
-                    k: _clean(v) if isinstance(v, int | float) else v
-                    for k, v in plan_indices(dvhs[name], ref_cc, lrx).items()
-                },
-            }
-        lesions[lesion.roi] = block
+    def value(self, name: str, key: str) -> float | None:
+        """A metric of a structure; None when the structure or the metric is missing."""
+        m = self.metrics.get(name)
+        return None if m is None else m.get(key)
 
-    constraints = []
-    for limit in spec.oars:
-        add_roi(limit.roi, rx)
-        dvh = dvhs.get(limit.roi)
-        for metric, kind, lim, vol_cc, pct in _oar_constraints_for(limit):
-            if dvh is None:
-                value = None
-            elif kind == "vx":
-                value = metric_value(dvh, f"V{lim:g}Gy_cc" if pct is None else f"V{lim:g}Gy")
-                lim_report = vol_cc if pct is None else pct
-                constraints.append(
-                    {
-                        "roi": limit.roi,
-                        "metric": f"V{lim:g}Gy_{'cc' if pct is None else 'pct'}",
-                        "limit": lim_report,
-                        "value": _clean(value),
-                        "passed": value is not None and value <= lim_report + 1e-6,
-                    }
-                )
-                continue
-            else:
-                value = metric_value(
-                    dvh, {"dmax": "Dmax", "d0.1cc": "D0.1cc", "d2cc": "D2cc"}[metric]
-                )
-            constraints.append(
-                {
-                    "roi": limit.roi,
-                    "metric": {"dmax": "Dmax", "d0.1cc": "D0.1cc", "d2cc": "D2cc"}[metric],
-                    "limit": lim,
-                    "value": _clean(value),
-                    "passed": value is not None and value <= lim + 1e-6,
-                }
+
+def evaluate_zoned_plan(result: PlanResult) -> PlanMetrics:
+    """The metrics of a zoned plan (``metrics.json``), and its DVHs."""
+    spec = result.spec
+    table = _StructureTable(result)
+    lesions = {lesion.roi: _lesion_metrics(result, lesion, table) for lesion in spec.lesions}
+    constraints = _constraint_results(spec, table)
+    goals = _seed_goals(spec, result.zones, table)
+    cryo_goals, cryo_binding = _cryo_goals(spec, result.cryo)
+    sel = result.selection
+    feasible = (bool(sel.feasible) if sel is not None else True) and not cryo_binding
+    binding = (list(sel.binding) if sel is not None and not sel.feasible else []) + cryo_binding
+    return PlanMetrics(
+        prescription_gy=spec.prescription_gy,
+        seed_model=spec.seed_model,
+        sk_u=spec.sk_u,
+        n_seeds=result.n_seeds,
+        n_needles=result.n_needles,
+        total_sk_u=round(result.n_seeds * spec.sk_u, 4),
+        structures=table.metrics,
+        lesions=lesions,
+        constraints=tuple(constraints),
+        goals=tuple(goals + cryo_goals),
+        feasible=feasible,
+        binding=tuple(binding),
+        backend=result.backend,
+        timings_s={k: round(v, 3) for k, v in result.timings_s.items()},
+        optimizer=None if sel is None else _optimizer_summary(spec, result),
+        dvhs=table.dvhs,
+    )
+
+
+def _lesion_metrics(
+    result: PlanResult, lesion: LesionSpec, table: _StructureTable
+) -> LesionMetrics:
+    """A lesion's block; adds the lesion and its zones to ``table``."""
+    lrx = lesion.prescription_gy or result.spec.prescription_gy
+    z = result.zones[lesion.roi]
+    grid = result.grid
+    table.add_roi(lesion.roi, lrx)
+    table.add_mask(zone_roi_name(lesion.roi, "SeedTarget"), z.seed_target, lrx)
+    table.add_mask(zone_roi_name(lesion.roi, "Core"), z.core, lrx)
+    for h in lesion.high_risk:
+        table.add_mask(zone_roi_name(lesion.roi, h.roi), z.high_risk[h.roi], h.prescription_gy)
+    cryo = result.cryo.get(lesion.roi)
+    return LesionMetrics(
+        allocation=lesion.allocation,
+        prescription_gy=lrx,
+        gtv_volume_cc=_clean(z.volume_cc("gtv", grid)),
+        core_volume_cc=_clean(z.volume_cc("core", grid)),
+        seed_target_volume_cc=_clean(z.volume_cc("seed_target", grid)),
+        cryo=None if cryo is None else _cryo_metrics(result, z, cryo),
+        seeds=_seed_target_metrics(result, lesion, z, table),
+    )
+
+
+def _cryo_metrics(result: PlanResult, z: LesionZones, c: CryoLayout) -> CryoMetrics:
+    gtv = z.gtv
+    voxel_mm3 = result.grid.voxel_volume_mm3
+    return CryoMetrics(
+        probe_model=c.probe_model,
+        n_probes=len(c.probes),
+        probes=tuple(
+            ProbePlacement(
+                tip_mm=tuple(round(v, 2) for v in p.tip_mm),
+                direction=tuple(round(v, 4) for v in p.direction),
             )
+            for p in c.probes
+        ),
+        core_target_coverage_pct=_clean(100.0 * c.coverage),
+        gtv_ablated_pct=_clean(100.0 * (c.lethal & gtv).sum() / gtv.sum()),
+        ice_0c_volume_cc=_clean(c.ice_0c.sum() * voxel_mm3 / 1000.0),
+        lethal_volume_cc=_clean(c.lethal.sum() * voxel_mm3 / 1000.0),
+        oar_min_distance_0c_mm={k: _clean(v) for k, v in c.oar_min_distance_mm.items()},
+    )
+
+
+def _seed_target_metrics(
+    result: PlanResult, lesion: LesionSpec, z: LesionZones, table: _StructureTable
+) -> SeedTargetMetrics | None:
+    """The seed-target block of a lesion with seeds (None without a seed target)."""
+    if z.seed_target is None:
+        return None
+    lrx = lesion.prescription_gy or result.spec.prescription_gy
+    name = zone_roi_name(lesion.roi, "SeedTarget")
+    m = table.metrics[name]
+    dvh = table.dvhs[name]
+    ref_cc = isodose_volume_cc(result.dose_gy, result.grid, lrx, within=result.masks.get("BODY"))
+    indices = plan_indices(dvh, ref_cc, lrx)
+    return SeedTargetMetrics(
+        n_seeds_in_target=_seeds_in(result, z.seed_target),
+        v100_pct=m.get("v100_pct"),
+        v150_pct=m.get("v150_pct"),
+        v200_pct=m.get("v200_pct"),
+        d90_gy=m.get("d90_gy"),
+        target=dvh.name,
+        ci=_clean(indices["ci"]),
+        ei=_clean(indices["ei"]),
+        hi=_clean(indices["hi"]),
+        v_t_cc=_clean(indices["v_t_cc"]),
+        v_t_ref_cc=_clean(indices["v_t_ref_cc"]),
+        v_ref_cc=_clean(indices["v_ref_cc"]),
+    )
+
+
+def _constraint_results(spec: PlanSpec, table: _StructureTable) -> list[ConstraintResult]:
+    """Every OAR limit on the final dose (adds the OARs to ``table``)."""
+    out = []
+    for limit in spec.oars:
+        table.add_roi(limit.roi, spec.prescription_gy)
+        dvh = table.dvhs.get(limit.roi)
+        for term in limit.terms():
+            value = None if dvh is None else metric_value(dvh, term.dvh_metric)
+            bound = term.reported_limit
+            out.append(
+                ConstraintResult(
+                    roi=limit.roi,
+                    metric=term.label,
+                    limit=bound,
+                    value=_clean(value),
+                    passed=value is not None and value <= bound + CHECK_TOLERANCE,
+                    dvh_metric=term.dvh_metric,
+                )
+            )
+    return out
+
+
+def _seed_goals(
+    spec: PlanSpec, zones: dict[str, LesionZones], table: _StructureTable
+) -> list[GoalResult]:
+    """V100 and D90 of every seed target, and of its high-risk sub-zones."""
+    v100_goal = spec.optimizer.v100_min_pct
     goals = []
     for lesion in spec.lesions:
-        z = result.zones[lesion.roi]
-        if z.seed_target is None:
+        if zones[lesion.roi].seed_target is None:
             continue
-        m = structures[zone_roi_name(lesion.roi, "SeedTarget")]
-        lrx = lesion.prescription_gy or rx
-        goals.append(
-            {
-                "roi": zone_roi_name(lesion.roi, "SeedTarget"),
-                "metric": "V100",
-                "goal": spec.optimizer.v100_min_pct,
-                "value": m.get("v100_pct"),
-                "passed": (m.get("v100_pct") or 0) >= spec.optimizer.v100_min_pct - 1e-6,
-            }
-        )
-        goals.append({"roi": zone_roi_name(lesion.roi, "SeedTarget"), "metric": "D90",
-                      "goal": lrx, "value": m.get("d90_gy"),
-                      "passed": (m.get("d90_gy") or 0) >= lrx - 1e-6})  # fmt: skip
+        name = zone_roi_name(lesion.roi, "SeedTarget")
+        m = table.metrics[name]
+        lrx = lesion.prescription_gy or spec.prescription_gy
+        v100, d90 = m.get("v100_pct"), m.get("d90_gy")
+        goals.append(_goal(name, "V100", v100_goal, v100))
+        goals.append(_goal(name, "D90", lrx, d90))
         for h in lesion.high_risk:  # each sub-zone against its own prescription
-            name = zone_roi_name(lesion.roi, h.roi)
-            hm = structures.get(name, {})
-            goals.append({"roi": name, "metric": "V100", "goal": spec.optimizer.v100_min_pct,
-                          "prescription_gy": h.prescription_gy, "value": hm.get("v100_pct"),
-                          "passed": (hm.get("v100_pct") or 0)
-                          >= spec.optimizer.v100_min_pct - 1e-6})  # fmt: skip
-            d90 = hm.get("d90_gy")
-            goals.append({"roi": name, "metric": "D90", "goal": h.prescription_gy, "value": d90,
-                          "passed": (d90 or 0) >= h.prescription_gy - 1e-6})  # fmt: skip
-    cryo_binding = []
+            sub = zone_roi_name(lesion.roi, h.roi)
+            v100 = table.value(sub, "v100_pct")
+            goals.append(_goal(sub, "V100", v100_goal, v100, prescription_gy=h.prescription_gy))
+            goals.append(_goal(sub, "D90", h.prescription_gy, table.value(sub, "d90_gy")))
+    return goals
+
+
+def _goal(
+    roi: str, metric: str, goal: float, value: float | None, *, prescription_gy: float | None = None
+) -> GoalResult:
+    """A DVH goal: met when ``value`` (a missing value counts as 0) reaches ``goal``."""
+    passed = (value or 0) >= goal - CHECK_TOLERANCE
+    return GoalResult(roi, metric, goal, value, passed, prescription_gy=prescription_gy)
+
+
+def _cryo_goals(spec: PlanSpec, cryo: dict[str, CryoLayout]) -> tuple[list[GoalResult], list[str]]:
+    """The lethal-isotherm coverage goal of every cryo-only lesion, and the binding
+    reasons of those that miss it."""
+    goals, binding = [], []
     for lesion in spec.lesions:
-        if lesion.allocation != "cryo" or lesion.roi not in result.cryo:
+        if lesion.allocation != "cryo" or lesion.roi not in cryo:
             continue
-        c = result.cryo[lesion.roi]
-        passed = 100.0 * c.coverage >= spec.cryo.coverage_min_pct - 1e-6
-        goals.append({"roi": lesion.roi, "metric": f"lethal ({spec.cryo.lethal_isotherm_c:g} C) "
-                      "coverage", "goal": spec.cryo.coverage_min_pct,
-                      "value": _clean(100.0 * c.coverage), "passed": passed})  # fmt: skip
+        c = cryo[lesion.roi]
+        passed = 100.0 * c.coverage >= spec.cryo.coverage_min_pct - CHECK_TOLERANCE
+        goals.append(
+            GoalResult(
+                roi=lesion.roi,
+                metric=f"lethal ({spec.cryo.lethal_isotherm_c:g} C) coverage",
+                goal=spec.cryo.coverage_min_pct,
+                value=_clean(100.0 * c.coverage),
+                passed=passed,
+                on_dvh=False,
+            )
+        )
         if not passed:
-            cryo_binding.append(
+            binding.append(
                 f"cryo {lesion.roi}: the best layout of <= {spec.cryo.max_probes} "
                 f"{c.probe_model} probes reaches {100 * c.coverage:.1f} % (probe spacing, "
                 f"{spec.cryo.oar_margin_mm:g} mm OAR margin of the 0 C isotherm, max_probes)"
             )
+    return goals, binding
+
+
+def _optimizer_summary(spec: PlanSpec, result: PlanResult) -> OptimizerSummary:
     sel = result.selection
-    doc = {
-        "prescription_gy": rx,
-        "seed_model": spec.seed_model,
-        "sk_u": spec.sk_u,
-        "n_seeds": result.n_seeds,
-        "n_needles": result.n_needles,
-        "total_sk_u": round(result.n_seeds * spec.sk_u, 4),
-        "structures": structures,
-        "lesions": lesions,
-        "constraints": constraints,
-        "goals": goals,
-        "feasible": (bool(sel.feasible) if sel is not None else True) and not cryo_binding,
-        "binding": (list(sel.binding) if sel is not None and not sel.feasible else [])
-        + cryo_binding,
-        "backend": result.backend,
-        "timings_s": {k: round(v, 3) for k, v in result.timings_s.items()},
-    }
-    if sel is not None:
-        doc["optimizer"] = {
-            "method": (
-                "MILP (HiGHS)"
-                if spec.optimizer.method == "milp"
-                else "LP relaxation (HiGHS) + greedy construction + prune + swaps"
-            ),
-            "iterations": sel.iterations,
-            "time_s": round(sel.time_s, 3),
-            "sample_point_coverage": sel.coverage,
-            "log": sel.log,
-        }
-    return PlanMetrics(doc=doc, dvhs=dvhs)
+    assert sel is not None  # called for plans with seeds
+    return OptimizerSummary(
+        method=(
+            "MILP (HiGHS)"
+            if spec.optimizer.method == "milp"
+            else "LP relaxation (HiGHS) + greedy construction + prune + swaps"
+        ),
+        iterations=sel.iterations,
+        time_s=round(sel.time_s, 3),
+        sample_point_coverage=sel.coverage,
+        log=tuple(sel.log),
+    )
 
 
 def _seeds_in(result: PlanResult, mask: np.ndarray) -> int:
     if result.n_seeds == 0:
         return 0
-    return int(result.grid.sample_nearest(mask, result.seed_positions_mm, outside=False).sum())
+    return int(result.grid.sample_nearest(mask, result.seeds.positions_mm, outside=False).sum())

@@ -27,16 +27,21 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from brachycryo.core.errors import ConfigError
 from brachycryo.planning.optimize import (
     OarConstraint,
+    OarRows,
+    SampledTargets,
     SeedSelection,
     TargetZone,
     _zone_stats,
-    oar_lp_points,
+    exclusion_matrix,
+    oar_lp_rows,
+    sample_target_rows,
 )
 
 
@@ -66,97 +71,28 @@ def select_seeds_milp(
     seed: int = 0,
 ) -> tuple[SeedSelection, MilpInfo]:
     """Solve the seed-selection MILP (see the module docstring) within ``time_limit_s``."""
-    from scipy import sparse
-    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.optimize import Bounds, milp
 
     if not zones:
         raise ConfigError("no seed-target zone to optimise")
     t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
     needle = np.asarray(needle)
-    n = zones[0].matrix.shape[1]
-    needles = np.unique(needle)
-    nk = needles.size
-    # sampled target points per zone
-    t_rows, t_rx, t_zone, t_frac = [], [], [], []
-    for zi, z in enumerate(zones):
-        m = z.matrix.shape[0]
-        idx = np.sort(rng.choice(m, min(m, max_target_points), replace=False))
-        t_rows.append(sk_u * z.matrix[idx].astype(np.float64))
-        t_rx.append(np.full(idx.size, z.prescription_gy))
-        t_zone.append(np.full(idx.size, zi))
-        t_frac.append(z.point_cc[idx] / z.point_cc[idx].sum())
-    at = np.vstack(t_rows)
-    rx = np.concatenate(t_rx)
-    zone_of = np.concatenate(t_zone)
-    frac = np.concatenate(t_frac)
-    mt = at.shape[0]
-    oar_blocks = []
-    for o in oars:
-        idx, tail_cc = oar_lp_points(o, max_oar_points)
-        if idx.size:
-            oar_blocks.append(
-                (sk_u * o.matrix[idx].astype(np.float64), o.point_cc[idx], o, tail_cc)
-            )
-    n_aux = sum(1 + b[0].shape[0] for b in oar_blocks if b[2].kind != "dmax")
-    # variables: x (n) | k (nk) | y (mt) | per Dvcc/Vx OAR: t (1), z (M_o)
-    nv = n + nk + mt + n_aux
-    cons = []
-
-    def padded(mat, start: int) -> sparse.csr_matrix:
-        mat = sparse.csr_matrix(mat)
-        left = sparse.csr_matrix((mat.shape[0], start))
-        right = sparse.csr_matrix((mat.shape[0], nv - start - mat.shape[1]))
-        return sparse.hstack([left, mat, right], format="csr")
-
-    # coverage: s A x - Rx y >= 0
-    cov = sparse.hstack(
-        [sparse.csr_matrix(at), sparse.csr_matrix((mt, nk)), sparse.diags(-rx),
-         sparse.csr_matrix((mt, n_aux))], format="csr",
-    )  # fmt: skip
-    cons.append(LinearConstraint(cov, lb=0.0, ub=np.inf))
-    for zi in range(len(zones)):
-        row = np.zeros((1, nv))
-        row[0, n + nk : n + nk + mt] = np.where(zone_of == zi, frac, 0.0)
-        cons.append(LinearConstraint(row, lb=v100_min_pct / 100.0, ub=np.inf))
-    # needles: x_n - k_j <= 0 ; sum k <= max_needles
-    kj = np.searchsorted(needles, needle)
-    link = sparse.csr_matrix(
-        (np.concatenate([np.ones(n), -np.ones(n)]),
-         (np.concatenate([np.arange(n), np.arange(n)]), np.concatenate([np.arange(n), n + kj]))),
-        shape=(n, nv),
-    )  # fmt: skip
-    cons.append(LinearConstraint(link, lb=-np.inf, ub=0.0))
-    budget = np.zeros((1, nv))
-    budget[0, n : n + nk] = 1.0
-    cons.append(LinearConstraint(budget, lb=0, ub=max_needles))
-    ex = np.asarray(exclusions).reshape(-1, 2)
-    if len(ex):
-        e = sparse.csr_matrix(
-            (np.ones(2 * len(ex)), (np.repeat(np.arange(len(ex)), 2), ex.reshape(-1))),
-            shape=(len(ex), n),
-        )
-        cons.append(LinearConstraint(padded(e, 0), lb=-np.inf, ub=1.0))
-    col = n + nk + mt
-    lower = np.zeros(nv)
-    for ao, cc, o, tail_cc in oar_blocks:
-        if o.kind == "dmax":
-            cons.append(LinearConstraint(padded(ao, 0), lb=-np.inf, ub=o.limit_gy))
-            continue
-        mo = ao.shape[0]
-        # s A_i x - t - z_i <= 0 ; t + (1/v) sum c_i z_i <= L
-        blk = sparse.hstack(
-            [sparse.csr_matrix(ao), sparse.csr_matrix((mo, col - n)),
-             sparse.csr_matrix(-np.ones((mo, 1))), -sparse.eye(mo, format="csr"),
-             sparse.csr_matrix((mo, nv - col - 1 - mo))], format="csr",
-        )  # fmt: skip
-        cons.append(LinearConstraint(blk, lb=-np.inf, ub=0.0))
-        row = np.zeros((1, nv))
-        row[0, col] = 1.0
-        row[0, col + 1 : col + 1 + mo] = cc / tail_cc
-        cons.append(LinearConstraint(row, lb=-np.inf, ub=o.limit_gy))
-        lower[col] = -np.inf
-        col += 1 + mo
+    targets = sample_target_rows(
+        zones, sk_u=sk_u, max_points=max_target_points, rng=np.random.default_rng(seed)
+    )
+    layout = _Layout.of(
+        n=int(zones[0].matrix.shape[1]),
+        needles=np.unique(needle),
+        n_points=targets.dose.shape[0],
+        oar_blocks=oar_lp_rows(oars, sk_u=sk_u, max_points=max_oar_points),
+    )
+    cons = [
+        *_coverage_constraints(layout, targets, n_zones=len(zones), v100_min_pct=v100_min_pct),
+        *_needle_constraints(layout, needle, exclusions, max_needles=max_needles),
+    ]
+    oar_cons, lower = _oar_constraints(layout)
+    cons += oar_cons
+    n, nk, mt, nv = layout.n, layout.needles.size, layout.n_points, layout.n_vars
     cost = np.zeros(nv)
     cost[:n] = 1.0
     cost[n : n + nk] = needle_weight
@@ -181,6 +117,117 @@ def select_seeds_milp(
     )
     chosen = np.zeros(0, dtype=int) if res.x is None else np.nonzero(res.x[:n] > 0.5)[0]
     return _exact_selection(zones, oars, sk_u, needle, chosen, v100_min_pct, elapsed), info
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Variables: x (n) | k (needles) | y (n_points) | per Dvcc/Vx OAR: t (1), z (M_o)."""
+
+    n: int
+    needles: np.ndarray  # the needle numbers in use, sorted
+    n_points: int
+    oar_blocks: list[OarRows]
+    n_aux: int
+
+    @classmethod
+    def of(
+        cls, *, n: int, needles: np.ndarray, n_points: int, oar_blocks: list[OarRows]
+    ) -> _Layout:
+        n_aux = sum(1 + b.dose.shape[0] for b in oar_blocks if b.constraint.kind != "dmax")
+        return cls(n, needles, n_points, oar_blocks, n_aux)
+
+    @property
+    def n_vars(self) -> int:
+        return self.n + self.needles.size + self.n_points + self.n_aux
+
+    def padded(self, mat, start: int):
+        """``mat`` as rows over all variables, its first column at ``start``."""
+        from scipy import sparse
+
+        mat = sparse.csr_matrix(mat)
+        left = sparse.csr_matrix((mat.shape[0], start))
+        right = sparse.csr_matrix((mat.shape[0], self.n_vars - start - mat.shape[1]))
+        return sparse.hstack([left, mat, right], format="csr")
+
+
+def _coverage_constraints(
+    layout: _Layout, targets: SampledTargets, *, n_zones: int, v100_min_pct: float
+) -> list[Any]:
+    """s A x - Rx y >= 0 for every target point; sum_m f_m y_m >= V100_min per zone."""
+    from scipy import sparse
+    from scipy.optimize import LinearConstraint
+
+    n, nk, mt, nv = layout.n, layout.needles.size, layout.n_points, layout.n_vars
+    cov = sparse.hstack(
+        [sparse.csr_matrix(targets.dose), sparse.csr_matrix((mt, nk)),
+         sparse.diags(-targets.prescription_gy), sparse.csr_matrix((mt, layout.n_aux))],
+        format="csr",
+    )  # fmt: skip
+    cons = [LinearConstraint(cov, lb=0.0, ub=np.inf)]
+    for zi in range(n_zones):
+        row = np.zeros((1, nv))
+        row[0, n + nk : n + nk + mt] = np.where(targets.zone == zi, targets.fraction, 0.0)
+        cons.append(LinearConstraint(row, lb=v100_min_pct / 100.0, ub=np.inf))
+    return cons
+
+
+def _needle_constraints(
+    layout: _Layout, needle: np.ndarray, exclusions: np.ndarray, *, max_needles: int
+) -> list[Any]:
+    """x_n - k_j <= 0 for the seeds of needle j; sum k <= max_needles; excluded pairs."""
+    from scipy import sparse
+    from scipy.optimize import LinearConstraint
+
+    n, nk, nv = layout.n, layout.needles.size, layout.n_vars
+    kj = np.searchsorted(layout.needles, needle)
+    link = sparse.csr_matrix(
+        (np.concatenate([np.ones(n), -np.ones(n)]),
+         (np.concatenate([np.arange(n), np.arange(n)]), np.concatenate([np.arange(n), n + kj]))),
+        shape=(n, nv),
+    )  # fmt: skip
+    budget = np.zeros((1, nv))
+    budget[0, n : n + nk] = 1.0
+    cons = [
+        LinearConstraint(link, lb=-np.inf, ub=0.0),
+        LinearConstraint(budget, lb=0, ub=max_needles),
+    ]
+    if len(np.asarray(exclusions).reshape(-1, 2)):
+        e = exclusion_matrix(exclusions, n)
+        cons.append(LinearConstraint(layout.padded(e, 0), lb=-np.inf, ub=1.0))
+    return cons
+
+
+def _oar_constraints(layout: _Layout) -> tuple[list[Any], np.ndarray]:
+    """Dmax on every kept OAR point; for D_vcc / Vx, s A_i x - t - z_i <= 0 and
+    t + (1/v) sum c_i z_i <= L (CVaR).  Also the variables' lower bounds (t is free)."""
+    from scipy import sparse
+    from scipy.optimize import LinearConstraint
+
+    nv = layout.n_vars
+    n = layout.n
+    col = n + layout.needles.size + layout.n_points
+    lower = np.zeros(nv)
+    cons = []
+    for blk in layout.oar_blocks:
+        o, ao = blk.constraint, blk.dose
+        if o.kind == "dmax":
+            cons.append(LinearConstraint(layout.padded(ao, 0), lb=-np.inf, ub=o.limit_gy))
+            continue
+        mo = ao.shape[0]
+        # s A_i x - t - z_i <= 0 ; t + (1/v) sum c_i z_i <= L
+        blk_rows = sparse.hstack(
+            [sparse.csr_matrix(ao), sparse.csr_matrix((mo, col - n)),
+             sparse.csr_matrix(-np.ones((mo, 1))), -sparse.eye(mo, format="csr"),
+             sparse.csr_matrix((mo, nv - col - 1 - mo))], format="csr",
+        )  # fmt: skip
+        cons.append(LinearConstraint(blk_rows, lb=-np.inf, ub=0.0))
+        row = np.zeros((1, nv))
+        row[0, col] = 1.0
+        row[0, col + 1 : col + 1 + mo] = blk.point_cc / blk.tail_cc
+        cons.append(LinearConstraint(row, lb=-np.inf, ub=o.limit_gy))
+        lower[col] = -np.inf
+        col += 1 + mo
+    return cons, lower
 
 
 def _exact_selection(zones, oars, sk_u, needle, chosen, v100_min_pct, elapsed) -> SeedSelection:

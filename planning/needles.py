@@ -19,12 +19,16 @@ dose no prescription elsewhere can justify.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from brachycryo.core.errors import InfeasiblePlanError
 from brachycryo.core.grid import Grid
+from brachycryo.planning.case import PlanningStructures
+from brachycryo.planning.spec import PlanSpec, Vec3
+from brachycryo.planning.zones import distance_outside_mm
 
 SAMPLE_STEP_MM = 1.0
 NO_GO_CLEARANCE_MM = 2.0
@@ -96,7 +100,7 @@ def _tracks_for_direction(
     """(entry_mm, seed positions, depths) for each usable parallel track along ``d``."""
     u, v = _basis(d)
     pts = grid.voxel_centres_mm()[target]
-    pu, pv, pd = pts @ u, pts @ v, pts @ d
+    pu, pv = pts @ u, pts @ v
     cu, cv = pu.mean(), pv.mean()
     au = np.arange(np.floor((pu.min() - cu) / pitch_mm), np.ceil((pu.max() - cu) / pitch_mm) + 1)
     av = np.arange(np.floor((pv.min() - cv) / pitch_mm), np.ceil((pv.max() - cv) / pitch_mm) + 1)
@@ -136,7 +140,6 @@ def _tracks_for_direction(
             if not keep.any():
                 continue
             out.append((entry, pos[keep], lattice[keep] - t[entry_idx]))
-    del pd
     return out
 
 
@@ -148,7 +151,7 @@ def candidate_seeds(
     no_go: np.ndarray | None = None,
     entry_region: np.ndarray | None = None,
     mode: str = "template",
-    direction: tuple[float, float, float] = (0.0, 1.0, 0.0),
+    direction: Vec3 = (0.0, 1.0, 0.0),
     pitch_mm: float = 10.0,
     seed_spacing_mm: float = 10.0,
     max_angle_deg: float = 30.0,
@@ -171,8 +174,6 @@ def candidate_seeds(
     rejected: dict[str, int] = {}
     if avoid is not None and clearance_mm > 0 and avoid.any():
         # seeds must keep clearance_mm from the OARs: remove the too-close part of the target
-        from brachycryo.planning.zones import distance_outside_mm
-
         near = distance_outside_mm(np.asarray(avoid, bool), grid) < clearance_mm
         target = target & ~near
         if not target.any():
@@ -180,7 +181,11 @@ def candidate_seeds(
                 f"no seed position keeps {clearance_mm:g} mm from the OARs",
                 binding=["seed-OAR clearance"],
             )
-    positions, directions, needle, depth, tracks = [], [], [], [], []
+    positions: list[np.ndarray] = []
+    directions: list[np.ndarray] = []
+    needles: list[np.ndarray] = []
+    depths: list[np.ndarray] = []
+    tracks: list[NeedleTrack] = []
     for d in dirs:
         for entry, pos, dep in _tracks_for_direction(
             d, target, body, no_go, entry_region if mode == "free" else None, grid,
@@ -190,16 +195,15 @@ def candidate_seeds(
             tracks.append(NeedleTrack(number + 1, entry, d.copy()))
             positions.append(pos)
             directions.append(np.repeat(d[None, :], len(pos), axis=0))
-            needle.append(np.full(len(pos), number))
-            depth.append(dep)
+            needles.append(np.full(len(pos), number))
+            depths.append(dep)
     if not tracks:
         raise InfeasiblePlanError(
             f"no needle track reaches the seed target (rejected: {rejected or 'none'})",
             binding=sorted(rejected) or ["needle geometry"],
         )
-    positions = np.concatenate(positions)
-    needle = np.concatenate(needle)
-    depth = np.concatenate(depth)
+    needle = np.concatenate(needles)
+    depth = np.concatenate(depths)
     pairs = []
     for k in range(len(tracks)):
         idx = np.nonzero(needle == k)[0]
@@ -208,7 +212,7 @@ def candidate_seeds(
                 if abs(depth[idx[a]] - depth[idx[b]]) < seed_spacing_mm - 1e-6:
                     pairs.append((idx[a], idx[b]))
     return Candidates(
-        positions_mm=positions,
+        positions_mm=np.concatenate(positions),
         directions=np.concatenate(directions),
         needle=needle,
         depth_mm=depth,
@@ -222,7 +226,8 @@ def merge_candidates(parts: list[Candidates]) -> Candidates:
     """One candidate set from several (e.g. one per lesion with its own needle direction)."""
     if len(parts) == 1:
         return parts[0]
-    tracks, positions, directions, needle, depth, excl = [], [], [], [], [], []
+    tracks: list[NeedleTrack] = []
+    positions, directions, needle, depth, excl = [], [], [], [], []
     rejected: dict[str, int] = {}
     n_off = 0
     for part in parts:
@@ -245,3 +250,45 @@ def merge_candidates(parts: list[Candidates]) -> Candidates:
         exclusions=np.concatenate(excl).reshape(-1, 2),
         rejected_tracks=rejected,
     )
+
+
+def candidate_needles(
+    spec: PlanSpec, structures: PlanningStructures, seed_targets: Mapping[str, np.ndarray]
+) -> Candidates:
+    """The plan's candidate needles and seeds: one family per needle direction (a lesion
+    may override the spec's), covering the ``seed_targets`` ({lesion ROI: seed target},
+    :func:`brachycryo.planning.zones.seed_targets`), off the no-go structures, clear of
+    every OAR."""
+    grid, masks = structures.grid, structures.masks
+    no_go = np.zeros(grid.shape, bool)
+    for name in spec.needles.no_go:
+        if name in masks:
+            no_go |= masks[name]
+    avoid = np.zeros(grid.shape, bool)
+    for limit in spec.oars:
+        avoid |= masks[limit.roi]
+    by_direction: dict[Vec3, np.ndarray] = {}
+    for lesion in spec.lesions:
+        if lesion.roi in seed_targets:
+            d = lesion.needle_direction or spec.needles.direction
+            by_direction.setdefault(d, np.zeros(grid.shape, bool))
+            by_direction[d] |= seed_targets[lesion.roi]
+    parts = [
+        candidate_seeds(
+            grid,
+            target,
+            masks[structures.body],
+            no_go=no_go,
+            entry_region=masks.get(spec.needles.entry_roi),
+            mode=spec.needles.mode,
+            direction=d,
+            pitch_mm=spec.needles.spacing_mm,
+            seed_spacing_mm=spec.needles.seed_spacing_mm,
+            max_angle_deg=spec.needles.max_angle_deg,
+            n_directions=spec.needles.n_directions,
+            avoid=avoid,
+            clearance_mm=spec.needles.oar_clearance_mm,
+        )
+        for d, target in by_direction.items()
+    ]
+    return merge_candidates(parts)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +139,7 @@ class TargetZone:
     prescription_gy: float
 
 
-@dataclass
+@dataclass(frozen=True)
 class SeedSelection:
     """The optimiser's result."""
 
@@ -175,11 +176,22 @@ def _zone_stats(dose: np.ndarray, zone: TargetZone) -> dict[str, float]:
 
 
 class _State:
-    def __init__(self, zones, oars, sk_u, needle, exclusions, n):
+    """A selection being built: chosen candidates and the dose they give every sample point."""
+
+    def __init__(
+        self,
+        zones: list[TargetZone],
+        oars: list[OarConstraint],
+        sk_u: float,
+        needle: np.ndarray,
+        exclusions: np.ndarray,
+        n: int,
+    ) -> None:
         self.zones = zones
         self.oars = oars
         self.s = float(sk_u)
         self.needle = needle
+        self.exclusions = exclusions
         self.x = np.zeros(n, dtype=bool)
         self.zone_dose = [np.zeros(z.matrix.shape[0]) for z in zones]
         self.conceded = [np.zeros(z.matrix.shape[0], dtype=bool) for z in zones]
@@ -240,7 +252,6 @@ class _State:
 
 def _feasible_adds(st: _State, max_needles: int, blocked: dict[str, int], gain: np.ndarray):
     """Mask of candidates that can be added; counts what blocks the useful ones."""
-    n = st.x.size
     ok = ~st.x
     for idx in np.nonzero(st.x)[0]:
         ok[st.partners[idx]] = False
@@ -266,7 +277,6 @@ def _feasible_adds(st: _State, max_needles: int, blocked: dict[str, int], gain: 
                 key = f"{o.roi} {o.metric}"
                 blocked[key] = blocked.get(key, 0) + int(useful.sum())
             ok[cand[bad]] = False
-    del n
     return ok
 
 
@@ -503,60 +513,20 @@ def select_seeds(
     progress: ProgressCallback | None = None,
 ) -> SeedSelection:
     """Choose seeds (see the module docstring); never violates an OAR limit."""
-    if not zones:
-        raise ConfigError("no seed-target zone to optimise")
-    n = zones[0].matrix.shape[1]
-    for z in zones:
-        if z.matrix.shape[1] != n or z.matrix.shape[0] != z.point_cc.size:
-            raise ConfigError(f"zone {z.name}: matrix and point volumes do not match")
-    for o in oars:
-        if o.matrix.shape[1] != n or o.matrix.shape[0] != o.point_cc.size:
-            raise ConfigError(f"OAR {o.roi}: matrix and point volumes do not match")
+    n = _check_problem(zones, oars)
     t0 = time.perf_counter()
     st = _State(list(zones), list(oars), sk_u, np.asarray(needle), exclusions, n)
     blocked: dict[str, int] = {}
     log: list[str] = []
-    it = 0
     # -- LP guide and rounding
     prefer = np.ones(n)
     if use_lp:
-        x_lp = lp_relaxation(
-            zones,
-            oars,
-            sk_u=sk_u,
-            exclusions=exclusions,
-            v100_min_pct=v100_min_pct,
-            oar_sparing_weight=oar_sparing_weight * LP_SPARING_SCALE,
-            time_limit_s=0.5 * time_limit_s,
+        prefer = _lp_guided_start(
+            st, v100_min_pct, max_needles, oar_sparing_weight, time_limit_s, log, progress
         )
-        if x_lp is not None:
-            log.append(
-                f"LP relaxation: sum x = {x_lp.sum():.1f}, {int((x_lp >= 0.5).sum())} >= 0.5"
-            )
-            st.conceded = _conceded_points(st, x_lp, v100_min_pct)
-            prefer = LP_PREFERENCE_FLOOR + x_lp
-            n_conc = sum(int(c.sum()) for c in st.conceded)
-            log.append(f"{n_conc} target points left to the V100 allowance (coldest under LP)")
-            # rounding: x* >= 0.5 first; then, while the goals are unmet, the fractional
-            # rest in the LP's order (the LP has already traded coverage against OAR dose
-            # and seed count; a deficit-driven greedy would pile seeds near the OARs)
-            order = np.argsort(-x_lp, kind="stable")
-            for cand in order[x_lp[order] >= 0.5]:
-                _try_add(st, int(cand), max_needles)
-            n_half = int(st.x.sum())
-            stall = _Stall()
-            for cand in order[(x_lp[order] < 0.5) & (x_lp[order] >= LP_COMPLETION_MIN_X)]:
-                if st.goals_met(v100_min_pct) or stall.stalled(st, v100_min_pct, log):
-                    break
-                if _gain_of(st, int(cand), v100_min_pct) > 1e-9:
-                    _try_add(st, int(cand), max_needles)
-            log.append(f"LP rounding: {n_half} seeds at x* >= 0.5, {int(st.x.sum())} after "
-                       "the LP-ordered completion")  # fmt: skip
-            report(progress, 0.3, f"LP rounding: {int(st.x.sum())} seeds")
-        else:
-            log.append("LP relaxation failed; greedy construction from scratch")
     # -- greedy construction; when it stalls short of the goals, coverage swaps (a seed
     # moved where the spacing rule blocked the greedy) and one more construction
+    it = 0
     for attempt in range(2):
         it += _construct(
             st, v100_min_pct, max_needles, needle_weight, hot_spot_weight, oar_sparing_weight,
@@ -567,8 +537,91 @@ def select_seeds(
         if not _coverage_swaps(st, v100_min_pct, max_needles, t0, time_limit_s, log):
             break
     met = st.goals_met(v100_min_pct)
-    # -- prune: remove seeds (least contribution first) while every zone that meets its
-    # goals still does and no zone that misses them loses coverage
+    it += _prune(st, v100_min_pct, oar_sparing_weight, t0, time_limit_s)
+    report(progress, 0.9, f"pruned to {st.x.sum()} seeds")
+    if met:
+        # -- swap: lower V150 by moving one seed at a time, goals and limits kept
+        _swap_for_hot_spots(
+            st, v100_min_pct, max_needles, t0, time_limit_s, log,
+            hot_spot_weight=hot_spot_weight, oar_sparing_weight=oar_sparing_weight,
+        )  # fmt: skip
+    report(progress, 1.0, f"{st.x.sum()} seeds")
+    return _selection_of(st, met=met, blocked=blocked, iterations=it, t0=t0, log=log)
+
+
+def _check_problem(zones: Sequence[TargetZone], oars: Sequence[OarConstraint]) -> int:
+    """The number of candidates, after checking that every matrix has that many columns
+    and one row per sample point."""
+    if not zones:
+        raise ConfigError("no seed-target zone to optimise")
+    n = int(zones[0].matrix.shape[1])
+    for z in zones:
+        if z.matrix.shape[1] != n or z.matrix.shape[0] != z.point_cc.size:
+            raise ConfigError(f"zone {z.name}: matrix and point volumes do not match")
+    for o in oars:
+        if o.matrix.shape[1] != n or o.matrix.shape[0] != o.point_cc.size:
+            raise ConfigError(f"OAR {o.roi}: matrix and point volumes do not match")
+    return n
+
+
+def _lp_guided_start(
+    st: _State,
+    v100_min_pct: float,
+    max_needles: int,
+    oar_sparing_weight: float,
+    time_limit_s: float,
+    log: list[str],
+    progress: ProgressCallback | None,
+) -> np.ndarray:
+    """Solve the LP guide and round its solution into ``st``; returns the greedy's
+    preference of each candidate (``LP_PREFERENCE_FLOOR + x*``, or 1 without an LP)."""
+    x_lp = lp_relaxation(
+        st.zones,
+        st.oars,
+        sk_u=st.s,
+        exclusions=st.exclusions,
+        v100_min_pct=v100_min_pct,
+        oar_sparing_weight=oar_sparing_weight * LP_SPARING_SCALE,
+        time_limit_s=0.5 * time_limit_s,
+    )
+    if x_lp is None:
+        log.append("LP relaxation failed; greedy construction from scratch")
+        return np.ones(st.x.size)
+    log.append(f"LP relaxation: sum x = {x_lp.sum():.1f}, {int((x_lp >= 0.5).sum())} >= 0.5")
+    st.conceded = _conceded_points(st, x_lp, v100_min_pct)
+    n_conc = sum(int(c.sum()) for c in st.conceded)
+    log.append(f"{n_conc} target points left to the V100 allowance (coldest under LP)")
+    _round_lp(st, x_lp, v100_min_pct, max_needles, log)
+    report(progress, 0.3, f"LP rounding: {int(st.x.sum())} seeds")
+    return LP_PREFERENCE_FLOOR + x_lp
+
+
+def _round_lp(
+    st: _State, x_lp: np.ndarray, v100_min_pct: float, max_needles: int, log: list[str]
+) -> None:
+    """Rounding: x* >= 0.5 first; then, while the goals are unmet, the fractional rest in
+    the LP's order (the LP has already traded coverage against OAR dose and seed count; a
+    deficit-driven greedy would pile seeds near the OARs)."""
+    order = np.argsort(-x_lp, kind="stable")
+    for cand in order[x_lp[order] >= 0.5]:
+        _try_add(st, int(cand), max_needles)
+    n_half = int(st.x.sum())
+    stall = _Stall()
+    for cand in order[(x_lp[order] < 0.5) & (x_lp[order] >= LP_COMPLETION_MIN_X)]:
+        if st.goals_met(v100_min_pct) or stall.stalled(st, v100_min_pct, log):
+            break
+        if _gain_of(st, int(cand), v100_min_pct) > 1e-9:
+            _try_add(st, int(cand), max_needles)
+    log.append(f"LP rounding: {n_half} seeds at x* >= 0.5, {int(st.x.sum())} after "
+               "the LP-ordered completion")  # fmt: skip
+
+
+def _prune(
+    st: _State, v100_min_pct: float, oar_sparing_weight: float, t0: float, time_limit_s: float
+) -> int:
+    """Remove seeds (least contribution first) while every zone that meets its goals still
+    does and no zone that misses them loses coverage; returns the number removed."""
+    removed = 0
     before = st.zone_status(v100_min_pct)
     changed = True
     while changed and time.perf_counter() - t0 < time_limit_s:
@@ -586,17 +639,17 @@ def select_seeds(
             st.toggle(int(c), False)
             if st.keeps(before, v100_min_pct):
                 changed = True
-                it += 1
+                removed += 1
             else:
                 st.toggle(int(c), True)
-    report(progress, 0.9, f"pruned to {st.x.sum()} seeds")
-    if met:
-        # -- swap: lower V150 by moving one seed at a time, goals and limits kept
-        _swap_for_hot_spots(
-            st, v100_min_pct, max_needles, t0, time_limit_s, log,
-            hot_spot_weight=hot_spot_weight, oar_sparing_weight=oar_sparing_weight,
-        )  # fmt: skip
-    report(progress, 1.0, f"{st.x.sum()} seeds")
+    return removed
+
+
+def _selection_of(
+    st: _State, *, met: bool, blocked: dict[str, int], iterations: int, t0: float, log: list[str]
+) -> SeedSelection:
+    """The :class:`SeedSelection` of the final state; when the goals are unmet, what blocked
+    the useful candidates most often comes first in ``binding``."""
     coverage = {z.name: _zone_stats(zd, z) for zd, z in zip(st.zone_dose, st.zones, strict=True)}
     oar_excess = {
         f"{o.roi} {o.metric}": float(o.excess_cc(od))
@@ -614,7 +667,7 @@ def select_seeds(
         oar_excess_cc=oar_excess,
         binding=binding,
         n_needles=len(st.needles_used()),
-        iterations=it,
+        iterations=iterations,
         time_s=time.perf_counter() - t0,
         log=log,
     )
@@ -730,107 +783,31 @@ def lp_relaxation(
     of the prescription are dropped from the LP (far seeds; the exact dose is used
     everywhere after the LP).
     """
-    from scipy import sparse
-    from scipy.optimize import linprog
-
     rng = np.random.default_rng(seed)
-    n = zones[0].matrix.shape[1]
-    t_blocks, rhs, frac = [], [], []
-    for z in zones:
-        m = z.matrix.shape[0]
-        idx = np.sort(rng.choice(m, min(m, max_target_points), replace=False))
-        t_blocks.append(sk_u * z.matrix[idx].astype(np.float64))
-        rhs.append(np.full(idx.size, z.prescription_gy))
-        frac.append(z.point_cc[idx] / z.point_cc[idx].sum() / len(zones))
-    at_all = np.vstack(t_blocks)
-    rx_all = np.concatenate(rhs)
-    f_all = np.concatenate(frac)
-    # OAR blocks: the points that can get the most dose (all candidates on), per constraint
-    oar_blocks = []  # (dose rows, point cc, limit, tail cc, kind)
-    for o in oars:
-        idx, tail_cc = oar_lp_points(o, max_oar_points)
-        if idx.size:
-            rows = sk_u * o.matrix[idx].astype(np.float64)
-            oar_blocks.append((rows, o.point_cc[idx], o.limit_gy, tail_cc, o.kind))
-    ex = np.asarray(exclusions).reshape(-1, 2)
-    e = sparse.csr_matrix(
-        (np.ones(2 * len(ex)), (np.repeat(np.arange(len(ex)), 2), ex.reshape(-1))),
-        shape=(len(ex), n),
+    n = int(zones[0].matrix.shape[1])
+    targets = sample_target_rows(zones, sk_u=sk_u, max_points=max_target_points, rng=rng)
+    problem = _LpProblem(
+        n=n,
+        dose=targets.dose,
+        prescription_gy=targets.prescription_gy,
+        fraction=targets.fraction / len(zones),
+        oar_blocks=oar_lp_rows(oars, sk_u=sk_u, max_points=max_oar_points),
+        exclusions=exclusion_matrix(exclusions, n),
     )
-
-    def solve(keep: np.ndarray):
-        at, rx, f = at_all[keep], rx_all[keep], f_all[keep]
-        at = np.where(at >= sparsify_fraction * rx[:, None], at, 0.0)
-        mt = at.shape[0]
-        at_s = sparse.csr_matrix(at)
-        # variable layout: x (n) | u (mt) | h (mt) | per OAR block: t (1), z (M_o)
-        n_oar = sum(1 + b[0].shape[0] for b in oar_blocks)
-        n_var = n + 2 * mt + n_oar
-        rows, b = [], []
-
-        def block(parts: list[tuple[int, sparse.spmatrix]], nrows: int) -> sparse.csr_matrix:
-            cols = []
-            at_col = 0
-            for start, mat in parts:
-                if start > at_col:
-                    cols.append(sparse.csr_matrix((nrows, start - at_col)))
-                cols.append(mat)
-                at_col = start + mat.shape[1]
-            if at_col < n_var:
-                cols.append(sparse.csr_matrix((nrows, n_var - at_col)))
-            return sparse.hstack(cols, format="csr")
-
-        eye = sparse.eye(mt, format="csr")
-        rows.append(block([(0, -at_s), (n, -eye)], mt))
-        b.append(-rx)
-        rows.append(block([(0, at_s), (n + mt, -eye)], mt))
-        b.append(1.5 * rx)
-        cost = np.zeros(n_var)
-        cost[:n] = 1.0
-        cost[n : n + mt] = under_dose_weight * n * f / rx
-        cost[n + mt : n + 2 * mt] = hot_weight * n * f / rx
-        bounds = [(0.0, 1.0)] * n + [(0.0, None)] * (2 * mt)
-        col = n + 2 * mt
-        for ao, cc, lim, tail_cc, kind in oar_blocks:
-            mo = ao.shape[0]
-            ao_s = sparse.csr_matrix(ao)
-            # z_i >= s A_i x - t  <=>  s A_i x - t - z_i <= 0
-            rows.append(
-                block([(0, ao_s), (col, sparse.csr_matrix(-np.ones((mo, 1)))),
-                       (col + 1, -sparse.eye(mo, format="csr"))], mo)
-            )  # fmt: skip
-            b.append(np.zeros(mo))
-            cvar = np.zeros(n_var)
-            cvar[col] = 1.0
-            cvar[col + 1 : col + 1 + mo] = cc / tail_cc
-            if kind == "dmax":
-                rows.append(block([(0, ao_s)], mo))
-                b.append(np.full(mo, oar_headroom * lim))
-            else:
-                rows.append(sparse.csr_matrix(cvar.reshape(1, -1)))
-                b.append(np.array([lim]))
-            cost += oar_sparing_weight * cvar / lim
-            bounds += [(None, None)] + [(0.0, None)] * mo
-            col += 1 + mo
-        if len(ex):
-            rows.append(block([(0, e)], len(ex)))
-            b.append(np.ones(len(ex)))
-        res = linprog(
-            cost,
-            A_ub=sparse.vstack(rows).tocsc(),
-            b_ub=np.concatenate(b),
-            bounds=bounds,
-            method=method,
-            options={"time_limit": float(time_limit_s) / 2},
-        )
-        if res.x is None:
-            return None, None
-        return np.clip(res.x[:n], 0.0, 1.0), res.x[n : n + mt]
-
-    keep = np.ones(at_all.shape[0], dtype=bool)
+    options = _LpOptions(
+        under_dose_weight=under_dose_weight,
+        hot_weight=hot_weight,
+        oar_sparing_weight=oar_sparing_weight,
+        oar_headroom=oar_headroom,
+        time_limit_s=time_limit_s,
+        sparsify_fraction=sparsify_fraction,
+        method=method,
+    )
+    rx_all, f_all = problem.prescription_gy, problem.fraction
+    keep = np.ones(problem.dose.shape[0], dtype=bool)
     try:
-        x, under = solve(keep)
-        if x is None:
+        x, under = _solve_lp(problem, keep, options)
+        if x is None or under is None:
             return None
         allowance = 0.8 * (1.0 - v100_min_pct / 100.0)
         order = np.argsort(under / rx_all)[::-1]
@@ -838,9 +815,190 @@ def lp_relaxation(
         drop = order[(cum <= allowance * f_all.sum()) & (under[order] > 1e-6)]
         if drop.size:
             keep[drop] = False
-            x2, _ = solve(keep)
+            x2, _ = _solve_lp(problem, keep, options)
             if x2 is not None:
                 x = x2
     except ValueError:
         return None
     return x
+
+
+@dataclass(frozen=True)
+class SampledTargets:
+    """Target sample points of a linear model: a random subsample of each zone's points."""
+
+    dose: np.ndarray  # (M, N) Gy of each candidate at the seed strength, float64
+    prescription_gy: np.ndarray  # (M,) of each point's zone
+    zone: np.ndarray  # (M,) index of each point's zone
+    fraction: np.ndarray  # (M,) each point's volume fraction of its zone's sampled points
+
+
+def sample_target_rows(
+    zones: Sequence[TargetZone], *, sk_u: float, max_points: int, rng: np.random.Generator
+) -> SampledTargets:
+    """At most ``max_points`` points of every zone (without replacement, in index order)."""
+    rows, rx, zone_of, frac = [], [], [], []
+    for zi, z in enumerate(zones):
+        m = z.matrix.shape[0]
+        idx = np.sort(rng.choice(m, min(m, max_points), replace=False))
+        rows.append(sk_u * z.matrix[idx].astype(np.float64))
+        rx.append(np.full(idx.size, z.prescription_gy))
+        zone_of.append(np.full(idx.size, zi))
+        frac.append(z.point_cc[idx] / z.point_cc[idx].sum())
+    return SampledTargets(
+        dose=np.vstack(rows),
+        prescription_gy=np.concatenate(rx),
+        zone=np.concatenate(zone_of),
+        fraction=np.concatenate(frac),
+    )
+
+
+@dataclass(frozen=True)
+class OarRows:
+    """The OAR points a linear model keeps (:func:`oar_lp_points`) for one constraint."""
+
+    constraint: OarConstraint
+    dose: np.ndarray  # (M_o, N) Gy of each candidate at the seed strength, float64
+    point_cc: np.ndarray  # (M_o,)
+    tail_cc: float
+
+
+def oar_lp_rows(oars: Sequence[OarConstraint], *, sk_u: float, max_points: int) -> list[OarRows]:
+    """:class:`OarRows` of every constraint that has points (the points that can get the
+    most dose with all candidates on, see :func:`oar_lp_points`)."""
+    out = []
+    for o in oars:
+        idx, tail_cc = oar_lp_points(o, max_points)
+        if idx.size:
+            out.append(
+                OarRows(o, sk_u * o.matrix[idx].astype(np.float64), o.point_cc[idx], tail_cc)
+            )
+    return out
+
+
+def exclusion_matrix(exclusions: np.ndarray, n: int):
+    """Sparse (P, n) rows with a 1 at both candidates of each excluded pair (x_a + x_b <= 1)."""
+    from scipy import sparse
+
+    ex = np.asarray(exclusions).reshape(-1, 2)
+    return sparse.csr_matrix(
+        (np.ones(2 * len(ex)), (np.repeat(np.arange(len(ex)), 2), ex.reshape(-1))),
+        shape=(len(ex), n),
+    )
+
+
+@dataclass(frozen=True)
+class _LpProblem:
+    n: int  # candidates
+    dose: np.ndarray  # target rows (SampledTargets.dose)
+    prescription_gy: np.ndarray
+    fraction: np.ndarray  # volume fraction of each point, summing to 1 over all zones
+    oar_blocks: list[OarRows]
+    exclusions: Any  # sparse (P, n)
+
+
+@dataclass(frozen=True)
+class _LpOptions:
+    under_dose_weight: float
+    hot_weight: float
+    oar_sparing_weight: float
+    oar_headroom: float
+    time_limit_s: float
+    sparsify_fraction: float
+    method: str
+
+
+def _lp_row_block(parts: list[tuple[int, Any]], nrows: int, n_var: int):
+    """Sparse rows of ``n_var`` columns with each (start column, matrix) of ``parts``."""
+    from scipy import sparse
+
+    cols = []
+    at_col = 0
+    for start, mat in parts:
+        if start > at_col:
+            cols.append(sparse.csr_matrix((nrows, start - at_col)))
+        cols.append(mat)
+        at_col = start + mat.shape[1]
+    if at_col < n_var:
+        cols.append(sparse.csr_matrix((nrows, n_var - at_col)))
+    return sparse.hstack(cols, format="csr")
+
+
+def _solve_lp(
+    problem: _LpProblem, keep: np.ndarray, opt: _LpOptions
+) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+    """Solve the LP of :func:`lp_relaxation` on the target points ``keep``: (x, u) or None."""
+    from scipy import sparse
+    from scipy.optimize import linprog
+
+    n = problem.n
+    at, rx, f = problem.dose[keep], problem.prescription_gy[keep], problem.fraction[keep]
+    at = np.where(at >= opt.sparsify_fraction * rx[:, None], at, 0.0)
+    mt = at.shape[0]
+    at_s = sparse.csr_matrix(at)
+    # variable layout: x (n) | u (mt) | h (mt) | per OAR block: t (1), z (M_o)
+    n_oar = sum(1 + blk.dose.shape[0] for blk in problem.oar_blocks)
+    n_var = n + 2 * mt + n_oar
+    eye = sparse.eye(mt, format="csr")
+    rows = [
+        _lp_row_block([(0, -at_s), (n, -eye)], mt, n_var),
+        _lp_row_block([(0, at_s), (n + mt, -eye)], mt, n_var),
+    ]
+    b = [-rx, 1.5 * rx]
+    cost = np.zeros(n_var)
+    cost[:n] = 1.0
+    cost[n : n + mt] = opt.under_dose_weight * n * f / rx
+    cost[n + mt : n + 2 * mt] = opt.hot_weight * n * f / rx
+    bounds: list[tuple[float | None, float | None]] = [(0.0, 1.0)] * n + [(0.0, None)] * (2 * mt)
+    col = n + 2 * mt
+    for blk in problem.oar_blocks:
+        blk_rows, blk_b, cvar = _lp_oar_rows(blk, col, n_var, opt.oar_headroom)
+        rows += blk_rows
+        b += blk_b
+        cost += opt.oar_sparing_weight * cvar / blk.constraint.limit_gy
+        bounds += [(None, None)] + [(0.0, None)] * blk.dose.shape[0]
+        col += 1 + blk.dose.shape[0]
+    n_ex = problem.exclusions.shape[0]
+    if n_ex:
+        rows.append(_lp_row_block([(0, problem.exclusions)], n_ex, n_var))
+        b.append(np.ones(n_ex))
+    res = linprog(
+        cost,
+        A_ub=sparse.vstack(rows).tocsc(),
+        b_ub=np.concatenate(b),
+        bounds=bounds,
+        method=opt.method,
+        options={"time_limit": float(opt.time_limit_s) / 2},
+    )
+    if res.x is None:
+        return None, None
+    return np.clip(res.x[:n], 0.0, 1.0), res.x[n : n + mt]
+
+
+def _lp_oar_rows(
+    blk: OarRows, col: int, n_var: int, oar_headroom: float
+) -> tuple[list[Any], list[np.ndarray], np.ndarray]:
+    """The rows (with right-hand sides) of one OAR block whose variables t, z start at
+    ``col``, and its CVaR as a cost row: z_i >= s A_i x - t for every point; then every
+    point below ``oar_headroom`` times the limit (Dmax), or CVaR <= limit (Dvcc, Vx)."""
+    from scipy import sparse
+
+    o = blk.constraint
+    mo = blk.dose.shape[0]
+    ao_s = sparse.csr_matrix(blk.dose)
+    # z_i >= s A_i x - t  <=>  s A_i x - t - z_i <= 0
+    rows = [
+        _lp_row_block([(0, ao_s), (col, sparse.csr_matrix(-np.ones((mo, 1)))),
+                       (col + 1, -sparse.eye(mo, format="csr"))], mo, n_var)
+    ]  # fmt: skip
+    b = [np.zeros(mo)]
+    cvar = np.zeros(n_var)
+    cvar[col] = 1.0
+    cvar[col + 1 : col + 1 + mo] = blk.point_cc / blk.tail_cc
+    if o.kind == "dmax":
+        rows.append(_lp_row_block([(0, ao_s)], mo, n_var))
+        b.append(np.full(mo, oar_headroom * o.limit_gy))
+    else:
+        rows.append(sparse.csr_matrix(cvar.reshape(1, -1)))
+        b.append(np.array([o.limit_gy]))
+    return rows, b, cvar

@@ -13,6 +13,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +23,17 @@ from brachycryo.dicom_io.rtdose import write_rtdose
 from brachycryo.dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan
 from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct
 from brachycryo.dose_kernels import load_seed_model
-from brachycryo.planning.evaluate import PlanMetrics, zone_roi_name
+from brachycryo.planning.evaluate import (
+    ConstraintResult,
+    CryoMetrics,
+    GoalResult,
+    LesionMetrics,
+    OptimizerSummary,
+    PlanMetrics,
+    SeedTargetMetrics,
+    StructureMetrics,
+    zone_roi_name,
+)
 from brachycryo.planning.pipeline import PlanResult
 
 ZONE_COLOURS = {
@@ -77,7 +88,7 @@ def needle_table_csv(result: PlanResult) -> str:
     for number in sorted(set(result.seed_needles.tolist())):
         t = tracks[number]
         sel = result.seed_needles == number
-        pos = result.seed_positions_mm[sel]
+        pos = result.seeds.positions_mm[sel]
         depth = (pos - t.entry_mm) @ t.direction
         order = np.argsort(depth)
         w.writerow(
@@ -96,7 +107,6 @@ def write_plan_outputs(
     overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write every data file (not the report); returns {kind: path}."""
-    metrics = plan_metrics.doc
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -120,10 +130,10 @@ def write_plan_outputs(
             active_length_mm=model.active_length_mm,
         )
         plan = seed_implant(
-            result.seed_positions_mm,
+            result.seeds.positions_mm,
             [int(n) + 1 for n in result.seed_needles],
             source=source,
-            directions=result.seed_directions,
+            directions=result.seeds.directions,
             label="ZONED SEEDS",
             name="brachycryo zoned plan",
             prescription_dose_gy=spec.prescription_gy,
@@ -136,7 +146,105 @@ def write_plan_outputs(
                  referenced_plan_uid=plan_uid, overwrite=overwrite,
                  summation="PLAN" if plan_uid else "MULTI_PLAN")  # fmt: skip
     paths["metrics"] = out / "metrics.json"
-    write_text_atomic(paths["metrics"], json.dumps(metrics, indent=2), overwrite=overwrite)
+    document = json.dumps(metrics_document(plan_metrics), indent=2)
+    write_text_atomic(paths["metrics"], document, overwrite=overwrite)
     paths["needles"] = out / "needles.csv"
     write_text_atomic(paths["needles"], needle_table_csv(result), overwrite=overwrite)
     return paths
+
+
+# ----------------------------------------------------------------------------- metrics.json
+def metrics_document(metrics: PlanMetrics) -> dict[str, Any]:
+    """The ``metrics.json`` document of a plan's metrics (JSON types, keys in file order)."""
+    doc: dict[str, Any] = {
+        "prescription_gy": metrics.prescription_gy,
+        "seed_model": metrics.seed_model,
+        "sk_u": metrics.sk_u,
+        "n_seeds": metrics.n_seeds,
+        "n_needles": metrics.n_needles,
+        "total_sk_u": metrics.total_sk_u,
+        "structures": {name: _structure_json(s) for name, s in metrics.structures.items()},
+        "lesions": {name: _lesion_json(b) for name, b in metrics.lesions.items()},
+        "constraints": [_constraint_json(c) for c in metrics.constraints],
+        "goals": [_goal_json(g) for g in metrics.goals],
+        "feasible": metrics.feasible,
+        "binding": list(metrics.binding),
+        "backend": metrics.backend,
+        "timings_s": dict(metrics.timings_s),
+    }
+    if metrics.optimizer is not None:
+        doc["optimizer"] = _optimizer_json(metrics.optimizer)
+    return doc
+
+
+def _structure_json(s: StructureMetrics) -> dict[str, Any]:
+    return {"error": s.error} if s.error is not None else dict(s.values)
+
+
+def _lesion_json(b: LesionMetrics) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "allocation": b.allocation,
+        "prescription_gy": b.prescription_gy,
+        "gtv_volume_cc": b.gtv_volume_cc,
+        "core_volume_cc": b.core_volume_cc,
+        "seed_target_volume_cc": b.seed_target_volume_cc,
+    }
+    if b.cryo is not None:
+        out["cryo"] = _cryo_json(b.cryo)
+    if b.seeds is not None:
+        out["seeds"] = _seed_target_json(b.seeds)
+    return out
+
+
+def _cryo_json(c: CryoMetrics) -> dict[str, Any]:
+    return {
+        "probe_model": c.probe_model,
+        "n_probes": c.n_probes,
+        "probes": [{"tip_mm": list(p.tip_mm), "direction": list(p.direction)} for p in c.probes],
+        "core_target_coverage_pct": c.core_target_coverage_pct,
+        "gtv_ablated_pct": c.gtv_ablated_pct,
+        "ice_0c_volume_cc": c.ice_0c_volume_cc,
+        "lethal_volume_cc": c.lethal_volume_cc,
+        "oar_min_distance_0c_mm": dict(c.oar_min_distance_0c_mm),
+    }
+
+
+def _seed_target_json(s: SeedTargetMetrics) -> dict[str, Any]:
+    return {
+        "n_seeds_in_target": s.n_seeds_in_target,
+        "v100_pct": s.v100_pct,
+        "v150_pct": s.v150_pct,
+        "v200_pct": s.v200_pct,
+        "d90_gy": s.d90_gy,
+        "target": s.target,
+        "ci": s.ci,
+        "ei": s.ei,
+        "hi": s.hi,
+        "v_t_cc": s.v_t_cc,
+        "v_t_ref_cc": s.v_t_ref_cc,
+        "v_ref_cc": s.v_ref_cc,
+    }
+
+
+def _constraint_json(c: ConstraintResult) -> dict[str, Any]:
+    return {"roi": c.roi, "metric": c.metric, "limit": c.limit, "value": c.value,
+            "passed": c.passed}  # fmt: skip
+
+
+def _goal_json(g: GoalResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"roi": g.roi, "metric": g.metric, "goal": g.goal}
+    if g.prescription_gy is not None:
+        out["prescription_gy"] = g.prescription_gy
+    out["value"] = g.value
+    out["passed"] = g.passed
+    return out
+
+
+def _optimizer_json(o: OptimizerSummary) -> dict[str, Any]:
+    return {
+        "method": o.method,
+        "iterations": o.iterations,
+        "time_s": o.time_s,
+        "sample_point_coverage": o.sample_point_coverage,
+        "log": list(o.log),
+    }

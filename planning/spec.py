@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,12 +48,15 @@ from brachycryo.core.errors import ConfigError
 ALLOCATIONS = ("seeds", "cryo", "zoned")
 U_PER_MCI_I125 = 1.270  # apparent activity of I-125: 1 mCi = 1.270 U (TG-43, 1995)
 
+#: A 3-vector (x, y, z) in patient coordinates (LPS): a spacing in mm or a direction.
+Vec3 = tuple[float, float, float]
+
 
 @dataclass(frozen=True)
 class PhantomCaseSpec:
     seed: int = 0
     site: str = "abdomen"
-    spacing_mm: tuple[float, float, float] = (2.0, 2.0, 2.0)
+    spacing_mm: Vec3 = (2.0, 2.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ class LesionSpec:
     core_margin_mm: float = 10.0
     prescription_gy: float | None = None
     high_risk: tuple[HighRiskZone, ...] = ()
-    needle_direction: tuple[float, float, float] | None = None
+    needle_direction: Vec3 | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,61 @@ class VolumeLimit:
 
 
 @dataclass(frozen=True)
+class OarLimitTerm:
+    """One limit of an OAR, as the optimiser and the plan's metrics use it.
+
+    ``metric`` names it (``dmax``, ``d0.1cc``, ``d2cc``, ``v{dose}gy``); ``kind`` says how
+    it is checked: ``"dmax"`` (no dose above ``limit_gy``), ``"dvcc"`` (D_vcc <= limit),
+    ``"vx"`` (at most ``volume_cc`` cm³, or ``volume_pct`` % of the OAR, at ``limit_gy`` or
+    more).  ``volume_cc`` is 0 for Dmax, 0.1 or 2 for D_vcc, and None for a Vx limit given
+    in % (then ``volume_pct`` is set).
+    """
+
+    metric: str
+    kind: str
+    limit_gy: float
+    volume_cc: float | None
+    volume_pct: float | None = None
+
+    def allowed_cc(self, oar_volume_cc: float) -> float:
+        """The volume (cm³) allowed above ``limit_gy`` in an OAR of ``oar_volume_cc``."""
+        if self.volume_pct is not None:
+            return self.volume_pct / 100.0 * oar_volume_cc
+        assert self.volume_cc is not None  # a limit in cm³ when not in %
+        return self.volume_cc
+
+    @property
+    def dvh_metric(self) -> str:
+        """The metric's name for :func:`brachycryo.qa.metrics.metric_value` and the report
+        (``Dmax``, ``D0.1cc``, ``D2cc``, ``V20Gy`` in %, ``V20Gy_cc`` in cm³)."""
+        if self.kind == "vx":
+            return (
+                f"V{self.limit_gy:g}Gy_cc" if self.volume_pct is None else f"V{self.limit_gy:g}Gy"
+            )
+        return _DOSE_METRIC_NAMES[self.metric]
+
+    @property
+    def label(self) -> str:
+        """The limit's name in ``metrics.json`` (``V20Gy_pct`` for a Vx limit in %)."""
+        if self.kind == "vx":
+            return f"V{self.limit_gy:g}Gy_{'cc' if self.volume_pct is None else 'pct'}"
+        return _DOSE_METRIC_NAMES[self.metric]
+
+    @property
+    def reported_limit(self) -> float:
+        """The limit in the metric's own unit: Gy, or cm³ / % for a Vx limit."""
+        if self.kind != "vx":
+            return self.limit_gy
+        if self.volume_pct is not None:
+            return self.volume_pct
+        assert self.volume_cc is not None  # a limit in cm³ when not in %
+        return self.volume_cc
+
+
+_DOSE_METRIC_NAMES = {"dmax": "Dmax", "d0.1cc": "D0.1cc", "d2cc": "D2cc"}
+
+
+@dataclass(frozen=True)
 class OarLimit:
     roi: str
     dmax_gy: float | None = None
@@ -97,12 +156,25 @@ class OarLimit:
     d2cc_gy: float | None = None
     v: tuple[VolumeLimit, ...] = ()
 
+    def terms(self) -> tuple[OarLimitTerm, ...]:
+        """Every limit of this OAR: Dmax, D0.1cc, D2cc, then the Vx limits in file order."""
+        out = []
+        if self.dmax_gy is not None:
+            out.append(OarLimitTerm("dmax", "dmax", self.dmax_gy, 0.0))
+        if self.d0_1cc_gy is not None:
+            out.append(OarLimitTerm("d0.1cc", "dvcc", self.d0_1cc_gy, 0.1))
+        if self.d2cc_gy is not None:
+            out.append(OarLimitTerm("d2cc", "dvcc", self.d2cc_gy, 2.0))
+        for v in self.v:
+            out.append(OarLimitTerm(f"v{v.dose_gy:g}gy", "vx", v.dose_gy, v.max_cc, v.max_pct))
+        return tuple(out)
+
 
 @dataclass(frozen=True)
 class NeedleSpec:
     mode: str = "template"
     spacing_mm: float = 10.0
-    direction: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    direction: Vec3 = (0.0, 1.0, 0.0)
     seed_spacing_mm: float = 10.0
     max_needles: int = 40
     no_go: tuple[str, ...] = ()
@@ -120,7 +192,7 @@ class CryoSpec:
     oar_margin_mm: float = 5.0
     min_spacing_mm: float = 10.0
     max_spacing_mm: float = 20.0
-    direction: tuple[float, float, float] | None = None
+    direction: Vec3 | None = None
     coverage_min_pct: float = 95.0
     candidate_step_mm: float = 5.0
 
@@ -136,7 +208,6 @@ class DoseSpec:
 class OptimizerSpec:
     v100_min_pct: float = 95.0
     time_limit_s: float = 60.0
-    sample_spacing_mm: float = 3.0
     hot_spot_weight: float = 0.05
     needle_weight: float = 0.5
     oar_sparing_weight: float = 25.0
@@ -172,28 +243,22 @@ class _Table:
     def key(self, name: str) -> str:
         return f"{self.where}.{name}" if self.where else name
 
-    def has(self, name: str) -> bool:
-        return name in self.data
-
     def raw(self, name: str, default: Any = None) -> Any:
         self.used.add(name)
         return self.data.get(name, default)
 
-    def number(
+    def optional_number(
         self,
         name: str,
-        default: float | None = None,
         *,
         minimum: float | None = None,
         maximum: float | None = None,
         strict_min: bool = False,
-        required: bool = False,
     ) -> float | None:
+        """The number at ``name``, checked against the bounds; None when it is absent."""
         value = self.raw(name, None)
         if value is None:
-            if required:
-                raise ConfigError("is required", key=self.key(name))
-            return default
+            return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"must be a number, got {value!r}", key=self.key(name))
         value = float(value)
@@ -206,6 +271,28 @@ class _Table:
             raise ConfigError(f"must be <= {maximum:g}, got {value:g}", key=self.key(name))
         return value
 
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        strict_min: bool = False,
+    ) -> float:
+        """:meth:`optional_number`, ``default`` when the key is absent."""
+        value = self.optional_number(name, minimum=minimum, maximum=maximum, strict_min=strict_min)
+        return default if value is None else value
+
+    def required_number(
+        self, name: str, *, minimum: float | None = None, strict_min: bool = False
+    ) -> float:
+        """:meth:`optional_number`; an absent key is an error."""
+        value = self.optional_number(name, minimum=minimum, strict_min=strict_min)
+        if value is None:
+            raise ConfigError("is required", key=self.key(name))
+        return value
+
     def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
         value = self.raw(name, default)
         if isinstance(value, bool) or not isinstance(value, int):
@@ -214,7 +301,10 @@ class _Table:
             raise ConfigError(f"must be >= {minimum}, got {value}", key=self.key(name))
         return int(value)
 
-    def text(self, name: str, default: str | None = None, *, choices=None) -> str | None:
+    def optional_text(
+        self, name: str, default: str | None = None, *, choices: Sequence[str] | None = None
+    ) -> str | None:
+        """The non-empty string at ``name`` (one of ``choices`` if given), else ``default``."""
         value = self.raw(name, default)
         if value is None:
             return None
@@ -224,22 +314,38 @@ class _Table:
             raise ConfigError(f"must be one of {list(choices)}, got {value!r}", key=self.key(name))
         return value
 
-    def vector(self, name: str, default=None, *, unit: bool = False):
+    def text(self, name: str, default: str, *, choices: Sequence[str] | None = None) -> str:
+        """:meth:`optional_text` with a default that is never None."""
+        value = self.optional_text(name, default, choices=choices)
+        assert value is not None  # the default is a string
+        return value
+
+    def optional_vector(
+        self, name: str, default: Vec3 | None = None, *, unit: bool = False
+    ) -> Vec3 | None:
+        """Three finite numbers at ``name`` (normalised with ``unit``), else ``default``."""
         value = self.raw(name, default)
         if value is None:
             return None
         try:
-            vec = tuple(float(v) for v in value)
+            values = tuple(float(v) for v in value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"must be 3 numbers, got {value!r}", key=self.key(name)) from exc
-        if len(vec) != 3 or not all(math.isfinite(v) for v in vec):
+        if len(values) != 3 or not all(math.isfinite(v) for v in values):
             raise ConfigError(f"must be 3 finite numbers, got {value!r}", key=self.key(name))
+        vec = (values[0], values[1], values[2])
         if unit:
             norm = math.sqrt(sum(v * v for v in vec))
             if norm < 1e-9:
                 raise ConfigError("must not be the zero vector", key=self.key(name))
-            vec = tuple(v / norm for v in vec)
+            vec = (vec[0] / norm, vec[1] / norm, vec[2] / norm)
         return vec
+
+    def vector(self, name: str, default: Vec3, *, unit: bool = False) -> Vec3:
+        """:meth:`optional_vector` with a default that is never None."""
+        value = self.optional_vector(name, default, unit=unit)
+        assert value is not None  # the default is a vector
+        return value
 
     def strings(self, name: str) -> tuple[str, ...]:
         value = self.raw(name, [])
@@ -268,15 +374,15 @@ class _Table:
 
 def _case(t: _Table, base: Path) -> CaseSpec:
     phantom = t.table("phantom")
-    ct = t.text("ct")
-    rs = t.text("rtstruct")
+    ct = t.optional_text("ct")
+    rs = t.optional_text("rtstruct")
     if phantom is not None:
         if ct or rs:
             raise ConfigError("give either phantom or ct + rtstruct, not both", key=t.where)
         spacing = phantom.raw("spacing_mm", [2.0, 2.0, 2.0])
         if isinstance(spacing, int | float):
             spacing = [spacing] * 3
-        vec = _Table({"spacing_mm": spacing}, phantom.where).vector("spacing_mm")
+        vec = _Table({"spacing_mm": spacing}, phantom.where).vector("spacing_mm", (2.0, 2.0, 2.0))
         if min(vec) <= 0:
             raise ConfigError("must be positive", key=phantom.key("spacing_mm"))
         spec = PhantomCaseSpec(
@@ -294,21 +400,19 @@ def _case(t: _Table, base: Path) -> CaseSpec:
 
 
 def _lesion(t: _Table) -> LesionSpec:
-    allocation = t.text("allocation", choices=ALLOCATIONS)
+    allocation = t.optional_text("allocation", choices=ALLOCATIONS)
     if allocation is None:
         raise ConfigError(f"is required ({' | '.join(ALLOCATIONS)})", key=t.key("allocation"))
-    roi = t.text("roi")
+    roi = t.optional_text("roi")
     if roi is None:
         raise ConfigError("is required", key=t.key("roi"))
     high = []
     for h in t.tables("high_risk"):
-        name = h.text("roi")
+        name = h.optional_text("roi")
         if name is None:
             raise ConfigError("is required", key=h.key("roi"))
         high.append(
-            HighRiskZone(
-                name, h.number("prescription_gy", minimum=0, strict_min=True, required=True)
-            )
+            HighRiskZone(name, h.required_number("prescription_gy", minimum=0, strict_min=True))
         )
         h.done()
     spec = LesionSpec(
@@ -317,35 +421,33 @@ def _lesion(t: _Table) -> LesionSpec:
         margin_mm=t.number("margin_mm", 10.0, minimum=0.0, maximum=50.0),
         core=t.text("core", "cryo", choices=("cryo", "margin")),
         core_margin_mm=t.number("core_margin_mm", 10.0, minimum=0.0, maximum=100.0),
-        prescription_gy=t.number("prescription_gy", None, minimum=0, strict_min=True),
+        prescription_gy=t.optional_number("prescription_gy", minimum=0, strict_min=True),
         high_risk=tuple(high),
-        needle_direction=t.vector("needle_direction", None, unit=True),
+        needle_direction=t.optional_vector("needle_direction", unit=True),
     )
     t.done()
     return spec
 
 
 def _oar(t: _Table) -> OarLimit:
-    roi = t.text("roi")
+    roi = t.optional_text("roi")
     if roi is None:
         raise ConfigError("is required", key=t.key("roi"))
     vlims = []
     for v in t.tables("v"):
-        max_cc = v.number("max_cc", None, minimum=0.0)
-        max_pct = v.number("max_pct", None, minimum=0.0, maximum=100.0)
+        max_cc = v.optional_number("max_cc", minimum=0.0)
+        max_pct = v.optional_number("max_pct", minimum=0.0, maximum=100.0)
         if (max_cc is None) == (max_pct is None):
             raise ConfigError("give exactly one of max_cc or max_pct", key=v.where)
         vlims.append(
-            VolumeLimit(
-                v.number("dose_gy", minimum=0, strict_min=True, required=True), max_cc, max_pct
-            )
+            VolumeLimit(v.required_number("dose_gy", minimum=0, strict_min=True), max_cc, max_pct)
         )
         v.done()
     spec = OarLimit(
         roi=roi,
-        dmax_gy=t.number("dmax_gy", None, minimum=0, strict_min=True),
-        d0_1cc_gy=t.number("d0_1cc_gy", None, minimum=0, strict_min=True),
-        d2cc_gy=t.number("d2cc_gy", None, minimum=0, strict_min=True),
+        dmax_gy=t.optional_number("dmax_gy", minimum=0, strict_min=True),
+        d0_1cc_gy=t.optional_number("d0_1cc_gy", minimum=0, strict_min=True),
+        d2cc_gy=t.optional_number("d2cc_gy", minimum=0, strict_min=True),
         v=tuple(vlims),
     )
     if spec.dmax_gy is None and spec.d0_1cc_gy is None and spec.d2cc_gy is None and not vlims:
@@ -384,7 +486,7 @@ def _cryo(t: _Table | None) -> CryoSpec:
         oar_margin_mm=t.number("oar_margin_mm", 5.0, minimum=0.0),
         min_spacing_mm=t.number("min_spacing_mm", 10.0, minimum=0.0),
         max_spacing_mm=t.number("max_spacing_mm", 20.0, minimum=0.0),
-        direction=t.vector("direction", None, unit=True),
+        direction=t.optional_vector("direction", unit=True),
         coverage_min_pct=t.number("coverage_min_pct", 95.0, minimum=1.0, maximum=100.0),
         candidate_step_mm=t.number("candidate_step_mm", 5.0, minimum=1.0, maximum=20.0),
     )
@@ -412,7 +514,6 @@ def _optimizer(t: _Table | None) -> OptimizerSpec:
     spec = OptimizerSpec(
         v100_min_pct=t.number("v100_min_pct", 95.0, minimum=50.0, maximum=100.0),
         time_limit_s=t.number("time_limit_s", 60.0, minimum=1.0),
-        sample_spacing_mm=t.number("sample_spacing_mm", 3.0, minimum=1.0, maximum=10.0),
         hot_spot_weight=t.number("hot_spot_weight", 0.05, minimum=0.0),
         needle_weight=t.number("needle_weight", 0.5, minimum=0.0),
         oar_sparing_weight=t.number("oar_sparing_weight", 25.0, minimum=0.0),
@@ -434,13 +535,13 @@ def parse_plan_spec(data: dict, *, base_dir: str | os.PathLike = ".", source=Non
         raise ConfigError("is required", key="prescription")
     dose_gy = rx.number("dose_gy", 120.0, minimum=0, strict_min=True)
     model = rx.text("seed_model", "6711")
-    sk_u = rx.number("sk_u", None, minimum=0, strict_min=True)
-    mci = rx.number("activity_mci", None, minimum=0, strict_min=True)
-    if (sk_u is None) == (mci is None):
+    sk_u = rx.optional_number("sk_u", minimum=0, strict_min=True)
+    mci = rx.optional_number("activity_mci", minimum=0, strict_min=True)
+    if sk_u is None and mci is not None:
+        sk_u = mci * U_PER_MCI_I125
+    elif sk_u is None or mci is not None:
         raise ConfigError("give exactly one of sk_u (U) or activity_mci (apparent mCi)",
                           key="prescription")  # fmt: skip
-    if sk_u is None:
-        sk_u = mci * U_PER_MCI_I125
     rx.done()
     lesions = tuple(_lesion(t) for t in root.tables("lesion"))
     if not lesions:

@@ -15,6 +15,7 @@ margin is 10 mm in every direction.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,8 @@ from scipy import ndimage
 
 from brachycryo.core.errors import StructureError
 from brachycryo.core.grid import Grid
+from brachycryo.planning.case import PlanningStructures
+from brachycryo.planning.spec import PlanSpec
 
 
 def _sampling_kji(grid: Grid) -> tuple[float, float, float]:
@@ -159,3 +162,39 @@ def lesion_zones(
             raise StructureError("high-risk zone does not overlap the seed target", roi=hname)
         hr[hname] = zone
     return LesionZones(name, allocation, gtv, core_mask, target, hr)
+
+
+def plan_zones(
+    spec: PlanSpec, structures: PlanningStructures, lethal: Mapping[str, np.ndarray]
+) -> dict[str, LesionZones]:
+    """The zones of every lesion (the plan's zones stage).
+
+    ``lethal``: {lesion ROI: lethal zone of its cryo layout}; the part of it within the
+    lesion's margin is the core of that lesion.  A lesion without one and ``core =
+    "margin"`` gets the GTV shrunk by ``core_margin_mm`` as its core.
+    """
+    grid, masks = structures.grid, structures.masks
+    oar_masks = [masks[o.roi] for o in spec.oars]
+    zones: dict[str, LesionZones] = {}
+    for lesion in spec.lesions:
+        core = None
+        if lesion.roi in lethal:
+            core = lethal[lesion.roi] & expand_mm(masks[lesion.roi], grid, lesion.margin_mm)
+        zones[lesion.roi] = lesion_zones(
+            lesion.roi,
+            lesion.allocation,
+            masks[lesion.roi],
+            grid,
+            margin_mm=lesion.margin_mm,
+            core=core,
+            core_margin_mm=lesion.core_margin_mm if lesion.core == "margin" else None,
+            body=masks[structures.body],
+            oars=oar_masks,
+            high_risk={h.roi: masks[h.roi] for h in lesion.high_risk},
+        )
+    return zones
+
+
+def seed_targets(zones: Mapping[str, LesionZones]) -> dict[str, np.ndarray]:
+    """{lesion ROI: seed target} of the lesions that have one, in the order of ``zones``."""
+    return {roi: z.seed_target for roi, z in zones.items() if z.seed_target is not None}

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from typing import TYPE_CHECKING
 
 from brachycryo.core.progress import tqdm_callback
+
+if TYPE_CHECKING:
+    from brachycryo.planning.evaluate import LesionMetrics
+    from brachycryo.planning.spec import PlanSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,43 +38,49 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
 
 
-def execute(spec, out_dir, args) -> int:
-    from brachycryo.planning.evaluate import evaluate_plan
+def execute(spec: PlanSpec, out_dir: str | os.PathLike, args: argparse.Namespace) -> int:
+    """Plan ``spec``, write its outputs to ``out_dir`` and print a summary; the exit code
+    (3 when the plan cannot meet its goals without breaking an OAR limit)."""
+    from brachycryo.planning.evaluate import evaluate_zoned_plan
     from brachycryo.planning.pipeline import make_plan
     from brachycryo.reports.plan import write_plan_folder
 
     with tqdm_callback("plan", disable=args.quiet) as cb:
         result = make_plan(spec, out_dir, backend=args.backend, progress=cb)
-    plan_metrics = evaluate_plan(result)
-    metrics = plan_metrics.doc
+    metrics = evaluate_zoned_plan(result)
     paths = write_plan_folder(
-        result, plan_metrics, out_dir, overwrite=args.overwrite, report_html=not args.no_report
+        result, metrics, out_dir, overwrite=args.overwrite, report_html=not args.no_report
     )
     print(f"{result.n_seeds} seeds on {result.n_needles} needles "
-          f"({metrics['total_sk_u']:.2f} U); backend {result.backend}; "
+          f"({metrics.total_sk_u:.2f} U); backend {result.backend}; "
           f"{result.timings_s['total_s']:.1f} s")  # fmt: skip
-    for name, block in metrics["lesions"].items():
-        parts = [f"{name} ({block['allocation']})"]
-        if "cryo" in block:
-            c = block["cryo"]
-            parts.append(f"{c['n_probes']} probes, GTV ablated {c['gtv_ablated_pct']:.0f} %")
-        if "seeds" in block:
-            s = block["seeds"]
-            parts.append(f"seed target V100 {s['v100_pct']:.1f} %, D90 {s['d90_gy']:.1f} Gy")
-        print("  " + "; ".join(parts))
-    for c in metrics["constraints"]:
-        flag = "ok  " if c["passed"] else "FAIL"
-        print(f"  [{flag}] {c['roi']} {c['metric']} = {c['value']} (limit {c['limit']})")
+    for name, block in metrics.lesions.items():
+        print("  " + _lesion_line(name, block))
+    for c in metrics.constraints:
+        flag = "ok  " if c.passed else "FAIL"
+        print(f"  [{flag}] {c.roi} {c.metric} = {c.value} (limit {c.limit})")
     for kind, path in paths.items():
         print(f"  {kind:<9} {path}")
-    if not metrics["feasible"]:
+    if not metrics.feasible:
         print(
             "plan does not meet its coverage goals without breaking an OAR limit; binding: "
-            + ", ".join(metrics["binding"]),
+            + ", ".join(metrics.binding),
             file=sys.stderr,
         )
         return 3
     return 0
+
+
+def _lesion_line(name: str, block: LesionMetrics) -> str:
+    """``GTV (zoned); 4 probes, GTV ablated 26 %; seed target V100 95.0 %, D90 126.8 Gy``."""
+    parts = [f"{name} ({block.allocation})"]
+    if block.cryo is not None:
+        c = block.cryo
+        parts.append(f"{c.n_probes} probes, GTV ablated {c.gtv_ablated_pct:.0f} %")
+    if block.seeds is not None:
+        s = block.seeds
+        parts.append(f"seed target V100 {s.v100_pct:.1f} %, D90 {s.d90_gy:.1f} Gy")
+    return "; ".join(parts)
 
 
 def run(args: argparse.Namespace) -> int:

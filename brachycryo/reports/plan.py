@@ -14,8 +14,6 @@ from brachycryo.planning.pipeline import PlanResult
 from brachycryo.qa.evaluate import PlanEvaluation
 from brachycryo.reports.html import Constraint, build_report_html, write_report
 
-_LIMIT_METRIC = {"Dmax": "Dmax", "D0.1cc": "D0.1cc", "D2cc": "D2cc"}
-
 
 def write_plan_report(
     path: str | os.PathLike,
@@ -26,26 +24,24 @@ def write_plan_report(
     render_3d: bool = True,
 ) -> Path:
     """Metrics, constraints, DVHs, isodose slices with zones/seeds/probes, and a 3-D view."""
-    doc = plan_metrics.doc
     spec = result.spec
     evaluation = PlanEvaluation(
         prescription_gy=spec.prescription_gy,
         dvhs=dict(plan_metrics.dvhs),
-        metrics={k: v for k, v in doc["structures"].items() if "error" not in v},
+        metrics={k: v.values for k, v in plan_metrics.structures.items() if v.error is None},
         files={"plan": str(spec.source or "in memory")},
-        warnings=[f"binding: {b}" for b in doc.get("binding", [])],
+        warnings=[f"binding: {b}" for b in plan_metrics.binding],
     )
-    constraints = []
-    for c in doc["constraints"]:
-        metric = _LIMIT_METRIC.get(c["metric"], c["metric"].removesuffix("_pct"))
-        constraints.append(Constraint(c["roi"], metric, "<=", float(c["limit"])))
-    for g in doc["goals"]:
-        if g["metric"] in ("V100", "D90"):
-            constraints.append(Constraint(g["roi"], g["metric"], ">=", float(g["goal"])))
+    constraints = [
+        Constraint(c.roi, c.dvh_metric, "<=", float(c.limit)) for c in plan_metrics.constraints
+    ]
+    for g in plan_metrics.goals:
+        if g.on_dvh:
+            constraints.append(Constraint(g.roi, g.metric, ">=", float(g.goal)))
         else:  # cryo ablation coverage: not a DVH metric, reported as a line of its own
-            state = "met" if g["passed"] else "NOT met"
+            state = "met" if g.passed else "NOT met"
             evaluation.warnings.append(
-                f"{g['roi']}: {g['metric']} {g['value']} % (goal {g['goal']} %): {state}"
+                f"{g.roi}: {g.metric} {g.value} % (goal {g.goal} %): {state}"
             )
     rois = []
     names = [lesion.roi for lesion in spec.lesions] + [o.roi for o in spec.oars]
@@ -71,7 +67,7 @@ def write_plan_report(
         ct_grid=result.case.ct.grid,
         rois=rois,
         target=spec.lesions[0].roi,
-        seeds_mm=result.seed_positions_mm,
+        seeds_mm=result.seeds.positions_mm,
         probes_mm=probes,
         isotherms=isotherms,
         isotherm_grid=result.grid,

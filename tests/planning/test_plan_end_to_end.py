@@ -10,7 +10,8 @@ from brachycryo.core.seeds import Seeds
 from brachycryo.dicom_io.rtplan import read_rtplan
 from brachycryo.dicom_io.rtstruct import read_rtstruct
 from brachycryo.dose_kernels import dose_on_grid
-from brachycryo.planning.evaluate import evaluate_plan
+from brachycryo.planning.evaluate import evaluate_zoned_plan
+from brachycryo.planning.outputs import metrics_document
 from brachycryo.planning.pipeline import make_plan
 from brachycryo.planning.spec import parse_plan_spec
 from brachycryo.qa.dvh import dvh_from_mask
@@ -48,9 +49,9 @@ def planned(tmp_path_factory):
     out = tmp_path_factory.mktemp("plan")
     spec = parse_plan_spec(SPEC)
     result = make_plan(spec, out)
-    plan_metrics = evaluate_plan(result)
+    plan_metrics = evaluate_zoned_plan(result)
     paths = write_plan_folder(result, plan_metrics, out, report_html=True)
-    return result, plan_metrics.doc, paths
+    return result, metrics_document(plan_metrics), paths
 
 
 def test_outputs_and_metrics(planned, dciodvfy):
@@ -79,6 +80,27 @@ def test_outputs_and_metrics(planned, dciodvfy):
         assert errors == [], p
 
 
+def test_metrics_json_keys_and_typed_seeds(planned):
+    """metrics.json keeps its key order; the plan's seeds are one Seeds with their needles."""
+    result, _metrics, paths = planned
+    saved = json.loads(paths["metrics"].read_text())
+    assert list(saved) == [
+        "prescription_gy", "seed_model", "sk_u", "n_seeds", "n_needles", "total_sk_u",
+        "structures", "lesions", "constraints", "goals", "feasible", "binding", "backend",
+        "timings_s", "optimizer",
+    ]  # fmt: skip
+    assert list(saved["timings_s"]) == [
+        "case_s", "masks_s", "cryo_s", "candidates_s", "influence_matrix_s", "dose_s",
+        "optimizer_s", "total_s",
+    ]  # fmt: skip
+    assert list(saved["lesions"]["GTV_Met2"]["seeds"])[:6] == [
+        "n_seeds_in_target", "v100_pct", "v150_pct", "v200_pct", "d90_gy", "target",
+    ]  # fmt: skip
+    assert isinstance(result.seeds, Seeds) and len(result.seeds) == result.n_seeds
+    assert result.seed_needles.shape == (result.n_seeds,)
+    np.testing.assert_allclose(result.seeds.sk_u, result.spec.sk_u)
+
+
 def test_rtplan_reimported_gives_the_same_dvh(planned):
     result, metrics, paths = planned
     plan = read_rtplan(paths["rtplan"])
@@ -97,7 +119,7 @@ def test_rtplan_reimported_gives_the_same_dvh(planned):
 def test_same_input_same_plan(planned, tmp_path):
     result, _, _ = planned
     again = make_plan(parse_plan_spec(SPEC), tmp_path)
-    np.testing.assert_allclose(again.seed_positions_mm, result.seed_positions_mm)
+    np.testing.assert_allclose(again.seeds.positions_mm, result.seeds.positions_mm)
 
 
 def test_oar_inside_the_margin_forces_a_reported_trade_off(tmp_path, capsys):
@@ -163,10 +185,10 @@ def test_high_risk_sub_zone_gets_its_own_prescription(tmp_path):
             {**SPEC["lesion"][0], "high_risk": [{"roi": "GTV_Met2", "prescription_gy": 150.0}]}
         ],
     }
-    plain = evaluate_plan(make_plan(parse_plan_spec(base), tmp_path / "a")).doc
+    plain = metrics_document(evaluate_zoned_plan(make_plan(parse_plan_spec(base), tmp_path / "a")))
     result = make_plan(parse_plan_spec(boosted), tmp_path / "b")
-    pm = evaluate_plan(result)
-    doc = pm.doc
+    pm = evaluate_zoned_plan(result)
+    doc = metrics_document(pm)
     zone = "GTV_Met2_GTV_Met2"
     assert zone in doc["structures"]
     goals = [g for g in doc["goals"] if g["roi"] == zone]

@@ -62,6 +62,27 @@ def test_invalid_values_name_the_key(changes, key):
     assert e.value.key == key
 
 
+def test_the_removed_sample_spacing_knob_is_an_unknown_key():
+    """``[optimizer] sample_spacing_mm`` was parsed but never used (the sample points are
+    the planning grid's voxel centres, ``[dose] spacing_mm``): a file that sets it is told so."""
+    with pytest.raises(ConfigError, match="sample_spacing_mm") as e:
+        parse_plan_spec(_with(optimizer={"sample_spacing_mm": 3.0}))
+    assert e.value.key == "optimizer"
+
+
+def test_oar_limit_terms_name_their_metrics():
+    spec = parse_plan_spec(
+        _with(oar=[{"roi": "Aorta", "dmax_gy": 300.0, "d2cc_gy": 250.0,
+                    "v": [{"dose_gy": 100, "max_cc": 1.5}, {"dose_gy": 50, "max_pct": 20}]}])
+    )  # fmt: skip
+    terms = spec.oars[0].terms()
+    assert [t.metric for t in terms] == ["dmax", "d2cc", "v100gy", "v50gy"]
+    assert [t.label for t in terms] == ["Dmax", "D2cc", "V100Gy_cc", "V50Gy_pct"]
+    assert [t.dvh_metric for t in terms] == ["Dmax", "D2cc", "V100Gy_cc", "V50Gy"]
+    assert [t.reported_limit for t in terms] == [300.0, 250.0, 1.5, 20.0]
+    assert [t.allowed_cc(oar_volume_cc=40.0) for t in terms] == [0.0, 2.0, 1.5, 8.0]
+
+
 def test_expand_and_shrink_are_metric():
     g = Grid((41, 41, 41), (-40, -40, -40), (2.0, 2.0, 2.0))
     r = np.linalg.norm(g.voxel_centres_mm(), axis=-1)
