@@ -59,6 +59,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from brachycryo.core.errors import DataModelError, DicomInputError
+from brachycryo.core.seeds import Seeds, directions_or_default
 from brachycryo.dicom_io.common import (
     RT_PLAN_STORAGE,
     RT_STRUCTURE_SET_STORAGE,
@@ -202,6 +203,21 @@ class BrachyPlan:
         return np.array(
             [s.direction if s.direction is not None else nan for s in self.seeds], dtype=float
         ).reshape(-1, 3)
+
+    @property
+    def n_unoriented(self) -> int:
+        """Number of source positions whose axis is unknown (NaN rows of :attr:`directions`)."""
+        return int(np.sum(~np.all(np.isfinite(self.directions), axis=1)))
+
+    def to_seeds(self) -> Seeds:
+        """The plan's source positions as :class:`~brachycryo.core.seeds.Seeds` for a dose engine.
+
+        Each seed has the S_K of its source (:attr:`sk_u`) and its axis, rescaled to unit
+        length; a seed without orientation gets
+        :data:`~brachycryo.core.seeds.DEFAULT_DIRECTION` (count: :attr:`n_unoriented`).
+        """
+        directions = directions_or_default(self.directions)
+        return Seeds(self.positions_mm, self.sk_u, directions, normalize=True)
 
     @property
     def channel_numbers(self) -> np.ndarray:

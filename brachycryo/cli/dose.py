@@ -75,7 +75,6 @@ def _grid(args, plan) -> tuple[Grid, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brachycryo.core.seeds import Seeds
     from brachycryo.dicom_io.common import StudyContext, read_dataset
     from brachycryo.dicom_io.rtdose import write_rtdose
     from brachycryo.dicom_io.rtplan import read_rtplan
@@ -98,13 +97,9 @@ def run(args: argparse.Namespace) -> int:
     if not model_name:
         raise ConfigError(f"{args.rtplan} names no seed model; give --model", key="--model")
     model = load_seed_model(model_name)
-    dirs = plan.directions
-    unknown = ~np.all(np.isfinite(dirs), axis=1)
-    if unknown.any():
-        print(f"warning: {int(unknown.sum())} seed(s) without orientation; taken along +z")
-        dirs = dirs.copy()
-        dirs[unknown] = (0.0, 0.0, 1.0)
-    seeds = Seeds(plan.positions_mm, plan.sk_u, dirs, normalize=True)
+    if plan.n_unoriented:
+        print(f"warning: {plan.n_unoriented} seed(s) without orientation; taken along +z")
+    seeds = plan.to_seeds()
     if args.ct or args.like:
         grid, context = _grid(args, plan)
     else:

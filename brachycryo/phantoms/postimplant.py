@@ -501,21 +501,19 @@ def render_postimplant_ct(
 def layout_from_plan(plan: BrachyPlan) -> SeedLayout:
     """The seeds of a plan (e.g. a pre-plan) as known truth for a post-implant CT.
 
-    Seeds without a direction in the plan get the +z axis.  Touching clusters are not
+    Seeds without a direction in the plan get the default axis (+z, see
+    :meth:`~brachycryo.dicom_io.rtplan.BrachyPlan.to_seeds`).  Touching clusters are not
     inferred: every seed is ``"isolated"`` in ``kind`` and its own cluster.
     """
-    pos = plan.positions_mm
-    if pos.shape[0] == 0:
+    if plan.n_seeds == 0:
         raise ConfigError(f"plan {plan.label!r} has no seeds", key="plan")
-    dirs = plan.directions
-    missing = ~np.all(np.isfinite(dirs), axis=1)
-    dirs[missing] = (0.0, 0.0, 1.0)
+    seeds = plan.to_seeds()
     return SeedLayout(
-        positions_mm=pos,
-        directions=dirs / np.linalg.norm(dirs, axis=1, keepdims=True),
+        positions_mm=seeds.positions_mm,
+        directions=seeds.directions,
         needles=plan.channel_numbers,
-        kind=("isolated",) * pos.shape[0],
-        cluster=np.arange(pos.shape[0]),
+        kind=("isolated",) * len(seeds),
+        cluster=np.arange(len(seeds)),
     )
 
 

@@ -436,13 +436,10 @@ def dose_grid_around(
 
 
 def _seeds_of_plan(plan: BrachyPlan, notes: list[str]) -> Seeds:
-    dirs = plan.directions
-    unknown = ~np.all(np.isfinite(dirs), axis=1)
-    if unknown.any():
-        notes.append(f"pre-plan: {int(unknown.sum())} seed(s) without orientation; taken along +z")
-        dirs = dirs.copy()
-        dirs[unknown] = (0.0, 0.0, 1.0)
-    return Seeds(plan.positions_mm, plan.sk_u, dirs, normalize=True)
+    """The pre-plan's seeds, with a note when some lack an orientation (taken along +z)."""
+    if plan.n_unoriented:
+        notes.append(f"pre-plan: {plan.n_unoriented} seed(s) without orientation; taken along +z")
+    return plan.to_seeds()
 
 
 def _dose(seeds: Seeds, grid: Grid, model: SeedModel, backend: str, progress) -> np.ndarray:
@@ -616,7 +613,7 @@ def run_postimplant(
         points = np.concatenate([points, pre_plan.positions_mm])
     grid = dose_grid_around(ct.grid, points, spacing_mm=dose_spacing_mm, margin_mm=dose_margin_mm)
     report(progress, 0.25, "post-implant dose")
-    post_seeds = Seeds(detection.positions_mm, sk_u, detection.directions, normalize=True)
+    post_seeds = detection.to_seeds(sk_u)
     dose = _dose(post_seeds, grid, seed_model, backend, scaled(progress, 0.25, 0.5))
     plan_dose = None
     if pre_plan is not None:
