@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from brachycryo.core.errors import ConfigError, DataModelError, FrameOfReferenceError
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import tqdm_callback
+
+if TYPE_CHECKING:  # the CLI imports its workers when a command runs
+    from brachycryo.dicom_io.common import StudyContext
+    from brachycryo.dicom_io.rtplan import BrachyPlan
 
 #: Margin around the seeds of the grid made by ``--spacing-mm`` (mm).
 SEED_GRID_MARGIN_MM = 30.0
@@ -47,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, command_name="dose")
 
 
-def _grid(args, plan) -> tuple[Grid, object]:
+def _grid(args: argparse.Namespace, plan: BrachyPlan) -> tuple[Grid, StudyContext | None]:
     from brachycryo.dicom_io.ct_series import load_ct_series
     from brachycryo.dicom_io.rtdose import read_rtdose
 

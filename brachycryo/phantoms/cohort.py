@@ -128,7 +128,9 @@ def write_cohort_patient(
     tumour's D90 is that ratio times ``prescription_gy``.
     """
     out = Path(folder)
-    ratios = (d90_over_rx,) if np.isscalar(d90_over_rx) else tuple(d90_over_rx)
+    ratios = (
+        tuple(d90_over_rx) if isinstance(d90_over_rx, Sequence | np.ndarray) else (d90_over_rx,)
+    )
     if not ratios or any(not (r > 0) for r in ratios):
         raise ConfigError(f"must be positive, got {d90_over_rx}", key="d90_over_rx")
     if case is None:
