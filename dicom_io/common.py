@@ -317,15 +317,3 @@ def get_floats(
     if not np.all(np.isfinite(arr)):
         raise DicomInputError(f"contains NaN or inf: {arr.tolist()}", path=path, tag=keyword)
     return arr
-
-
-def dicom_datetime(date: str, time: str = "") -> _dt.datetime | None:
-    """Combine a DICOM DA and TM value; None when the date is empty or malformed."""
-    date = (date or "").strip()
-    if len(date) < 8:
-        return None
-    time = (time or "").strip().split(".")[0].ljust(6, "0")[:6]
-    try:
-        return _dt.datetime.strptime(date[:8] + time, "%Y%m%d%H%M%S")
-    except ValueError:
-        return None

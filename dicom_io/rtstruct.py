@@ -37,10 +37,6 @@ class Contour:
     geometric_type: str = CLOSED_PLANAR
     referenced_sop_instance_uid: str | None = None
 
-    @property
-    def n_points(self) -> int:
-        return int(self.points_mm.shape[0])
-
 
 @dataclass(frozen=True)
 class ROI:
