@@ -540,7 +540,7 @@ def test_options_are_keyword_built_and_merge_with_keywords(no_plan_case):
         PostImplantOptions(gate_mm=0.0)
     assert e.value.key == "gate_mm"
     with pytest.raises(TypeError):
-        PostImplantOptions(SK_U)  # type: ignore[misc]
+        PostImplantOptions(SK_U)  # keyword-built only
     with pytest.raises(TypeError):
         run_postimplant(c.ct_dir, c.rtstruct, strength=SK_U)
     # keywords override the options object's fields
