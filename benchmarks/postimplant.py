@@ -36,7 +36,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine_info, write_results  # noqa: E402
-from brachycryo.core.seeds import Seeds  # noqa: E402
 from brachycryo.dicom_io.common import StudyContext  # noqa: E402
 from brachycryo.dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan  # noqa: E402
 from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct  # noqa: E402
@@ -98,7 +97,7 @@ def _run_case(folder, phantom, layout, truth, spacing, seed) -> dict:
     plan = r.pre_plan
     t0 = time.perf_counter()
     dose_on_grid(
-        Seeds(plan.positions_mm, plan.sk_u, plan.directions, normalize=True),
+        plan.to_seeds(),
         r.dose_grid,
         "6711",
         backend="numba",

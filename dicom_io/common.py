@@ -18,7 +18,12 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    UID,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
 
 from brachycryo import __version__
 from brachycryo.core.atomic import atomic_path
@@ -111,8 +116,8 @@ def new_dataset(
     now = content_datetime or _dt.datetime.now()
     sop_instance_uid = new_uid()
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = f"BRACHYCRYO_{__version__}"[:16]
@@ -312,15 +317,3 @@ def get_floats(
     if not np.all(np.isfinite(arr)):
         raise DicomInputError(f"contains NaN or inf: {arr.tolist()}", path=path, tag=keyword)
     return arr
-
-
-def dicom_datetime(date: str, time: str = "") -> _dt.datetime | None:
-    """Combine a DICOM DA and TM value; None when the date is empty or malformed."""
-    date = (date or "").strip()
-    if len(date) < 8:
-        return None
-    time = (time or "").strip().split(".")[0].ljust(6, "0")[:6]
-    try:
-        return _dt.datetime.strptime(date[:8] + time, "%Y%m%d%H%M%S")
-    except ValueError:
-        return None

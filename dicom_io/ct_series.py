@@ -154,140 +154,204 @@ def load_ct_series(folder: str | os.PathLike, *, series_uid: str | None = None) 
     return _assemble(datasets, notes)
 
 
-def _assemble(datasets: list[tuple[Path, Dataset]], notes: list[str]) -> CTImage:
-    path0, ds0 = datasets[0]
-    iop0 = get_floats(ds0, "ImageOrientationPatient", 6, path=path0)
+@dataclass(frozen=True)
+class _SliceFormat:
+    """What every slice of a series shares, taken from its first slice (``path``)."""
+
+    path: Path
+    iop: np.ndarray
+    direction: np.ndarray
+    pixel_spacing_mm: np.ndarray  # (row spacing, column spacing)
+    rows: int
+    columns: int
+    frame_of_reference_uid: str
+
+
+def _slice_format(path: Path, ds: Dataset) -> _SliceFormat:
+    iop = get_floats(ds, "ImageOrientationPatient", 6, path=path)
     try:
-        direction = direction_from_iop(iop0)
+        direction = direction_from_iop(iop)
     except Exception as exc:
-        raise SeriesError(str(exc), path=path0, tag="ImageOrientationPatient") from exc
-    normal = direction[:, 2]
-    spacing0 = get_floats(ds0, "PixelSpacing", 2, path=path0)
-    if np.any(spacing0 <= 0):
+        raise SeriesError(str(exc), path=path, tag="ImageOrientationPatient") from exc
+    spacing = get_floats(ds, "PixelSpacing", 2, path=path)
+    if np.any(spacing <= 0):
+        raise SeriesError(f"must be positive, is {spacing.tolist()}", path=path, tag="PixelSpacing")
+    return _SliceFormat(
+        path=path,
+        iop=iop,
+        direction=direction,
+        pixel_spacing_mm=spacing,
+        rows=int(get_value(ds, "Rows", path=path)),
+        columns=int(get_value(ds, "Columns", path=path)),
+        frame_of_reference_uid=str(get_value(ds, "FrameOfReferenceUID", path=path, default="")),
+    )
+
+
+def _check_gantry_tilt(ds: Dataset, path: Path) -> None:
+    tilt = get_value(ds, "GantryDetectorTilt", path=path, default=0)
+    try:
+        tilt_deg = float(tilt)
+    except (TypeError, ValueError):
+        tilt_deg = 0.0
+    if abs(tilt_deg) > 1e-3:
         raise SeriesError(
-            f"must be positive, is {spacing0.tolist()}", path=path0, tag="PixelSpacing"
+            f"gantry tilt of {tilt_deg} degrees: tilted series cannot be held on a regular "
+            "grid; resample it in the scanner software first",
+            path=path,
+            tag="GantryDetectorTilt",
         )
-    rows0 = int(get_value(ds0, "Rows", path=path0))
-    cols0 = int(get_value(ds0, "Columns", path=path0))
-    for0 = str(get_value(ds0, "FrameOfReferenceUID", path=path0, default=""))
 
-    positions = []
-    for path, ds in datasets:
-        iop = get_floats(ds, "ImageOrientationPatient", 6, path=path)
-        if not np.allclose(iop, iop0, atol=1e-4):
-            raise SeriesError(
-                f"ImageOrientationPatient {iop.tolist()} differs from {iop0.tolist()} in {path0}: "
-                "inconsistent orientation within one series",
-                path=path,
-                tag="ImageOrientationPatient",
-            )
-        for_uid = str(get_value(ds, "FrameOfReferenceUID", path=path, default=""))
-        if for_uid != for0:
-            raise SeriesError(
-                f"Frame of Reference {for_uid or '(none)'} differs from {for0 or '(none)'} in "
-                f"{path0}: mixed Frames of Reference within one series",
-                path=path,
-                tag="FrameOfReferenceUID",
-            )
-        sp = get_floats(ds, "PixelSpacing", 2, path=path)
-        if not np.allclose(sp, spacing0, rtol=1e-4):
-            raise SeriesError(
-                f"PixelSpacing {sp.tolist()} differs from {spacing0.tolist()} in {path0}",
-                path=path,
-                tag="PixelSpacing",
-            )
-        if (
-            int(get_value(ds, "Rows", path=path)) != rows0
-            or int(get_value(ds, "Columns", path=path)) != cols0
-        ):
-            raise SeriesError(
-                f"image size differs from {rows0}x{cols0} in {path0}", path=path, tag="Rows"
-            )
-        tilt = get_value(ds, "GantryDetectorTilt", path=path, default=0)
-        try:
-            tilt_deg = float(tilt)
-        except (TypeError, ValueError):
-            tilt_deg = 0.0
-        if abs(tilt_deg) > 1e-3:
-            raise SeriesError(
-                f"gantry tilt of {tilt_deg} degrees: tilted series cannot be held on a regular "
-                "grid; resample it in the scanner software first",
-                path=path,
-                tag="GantryDetectorTilt",
-            )
-        positions.append(get_floats(ds, "ImagePositionPatient", 3, path=path))
 
-    positions = np.asarray(positions)
-    along = positions @ normal
-    order = np.argsort(along, kind="stable")
-    datasets = [datasets[i] for i in order]
-    positions = positions[order]
-    along = along[order]
+def _slice_position_mm(ds: Dataset, path: Path, first: _SliceFormat) -> np.ndarray:
+    """ImagePositionPatient of a slice, after checking that it matches the first slice."""
+    path0 = first.path
+    iop = get_floats(ds, "ImageOrientationPatient", 6, path=path)
+    if not np.allclose(iop, first.iop, atol=1e-4):
+        raise SeriesError(
+            f"ImageOrientationPatient {iop.tolist()} differs from {first.iop.tolist()} in "
+            f"{path0}: inconsistent orientation within one series",
+            path=path,
+            tag="ImageOrientationPatient",
+        )
+    for_uid = str(get_value(ds, "FrameOfReferenceUID", path=path, default=""))
+    for0 = first.frame_of_reference_uid
+    if for_uid != for0:
+        raise SeriesError(
+            f"Frame of Reference {for_uid or '(none)'} differs from {for0 or '(none)'} in "
+            f"{path0}: mixed Frames of Reference within one series",
+            path=path,
+            tag="FrameOfReferenceUID",
+        )
+    sp = get_floats(ds, "PixelSpacing", 2, path=path)
+    if not np.allclose(sp, first.pixel_spacing_mm, rtol=1e-4):
+        raise SeriesError(
+            f"PixelSpacing {sp.tolist()} differs from {first.pixel_spacing_mm.tolist()} in {path0}",
+            path=path,
+            tag="PixelSpacing",
+        )
+    if (
+        int(get_value(ds, "Rows", path=path)) != first.rows
+        or int(get_value(ds, "Columns", path=path)) != first.columns
+    ):
+        raise SeriesError(
+            f"image size differs from {first.rows}x{first.columns} in {path0}",
+            path=path,
+            tag="Rows",
+        )
+    _check_gantry_tilt(ds, path)
+    return get_floats(ds, "ImagePositionPatient", 3, path=path)
 
-    if len(datasets) == 1:
-        slice_spacing = _slice_spacing_fallback(datasets[0][1], datasets[0][0])
-    else:
-        steps = np.diff(along)
-        for n, step in enumerate(steps):
-            if step < 1e-3:
-                raise SeriesError(
-                    f"duplicated slice: {datasets[n][0]} and {datasets[n + 1][0]} are both at "
-                    f"{along[n]:.3f} mm along the slice normal",
-                    path=datasets[n + 1][0],
-                    tag="ImagePositionPatient",
-                )
-        slice_spacing = float(np.median(steps))
-        for n, step in enumerate(steps):
-            if abs(step - slice_spacing) > SPACING_REL_TOL * slice_spacing:
-                what = (
-                    f"missing slice(s): gap of {step:.3f} mm"
-                    if step > slice_spacing
-                    else f"irregular spacing: step of {step:.3f} mm"
-                )
-                raise SeriesError(
-                    f"{what} between {datasets[n][0].name} ({along[n]:.3f} mm) and "
-                    f"{datasets[n + 1][0].name} ({along[n + 1]:.3f} mm) where the series "
-                    f"spacing is {slice_spacing:.3f} mm",
-                    path=datasets[n + 1][0],
-                    tag="ImagePositionPatient",
-                )
-        shifts = np.diff(positions, axis=0) - np.outer(steps, normal)
-        worst = int(np.argmax(np.linalg.norm(shifts, axis=1)))
-        if np.linalg.norm(shifts[worst]) > TILT_TOL_MM * max(1.0, slice_spacing):
+
+def _check_no_duplicate(
+    datasets: list[tuple[Path, Dataset]], along: np.ndarray, steps: np.ndarray
+) -> None:
+    for n, step in enumerate(steps):
+        if step < 1e-3:
             raise SeriesError(
-                "slice positions do not step along the slice normal (in-plane shift of "
-                f"{np.linalg.norm(shifts[worst]):.3f} mm between {datasets[worst][0].name} and "
-                f"{datasets[worst + 1][0].name}): gantry tilt or sheared series",
-                path=datasets[worst + 1][0],
+                f"duplicated slice: {datasets[n][0]} and {datasets[n + 1][0]} are both at "
+                f"{along[n]:.3f} mm along the slice normal",
+                path=datasets[n + 1][0],
                 tag="ImagePositionPatient",
             )
 
-    hu = np.empty((len(datasets), rows0, cols0), dtype=np.float32)
+
+def _check_even_steps(
+    datasets: list[tuple[Path, Dataset]], along: np.ndarray, steps: np.ndarray, spacing: float
+) -> None:
+    for n, step in enumerate(steps):
+        if abs(step - spacing) > SPACING_REL_TOL * spacing:
+            what = (
+                f"missing slice(s): gap of {step:.3f} mm"
+                if step > spacing
+                else f"irregular spacing: step of {step:.3f} mm"
+            )
+            raise SeriesError(
+                f"{what} between {datasets[n][0].name} ({along[n]:.3f} mm) and "
+                f"{datasets[n + 1][0].name} ({along[n + 1]:.3f} mm) where the series "
+                f"spacing is {spacing:.3f} mm",
+                path=datasets[n + 1][0],
+                tag="ImagePositionPatient",
+            )
+
+
+def _check_no_shear(
+    datasets: list[tuple[Path, Dataset]],
+    positions_mm: np.ndarray,
+    steps: np.ndarray,
+    normal: np.ndarray,
+    spacing: float,
+) -> None:
+    shifts = np.diff(positions_mm, axis=0) - np.outer(steps, normal)
+    worst = int(np.argmax(np.linalg.norm(shifts, axis=1)))
+    if np.linalg.norm(shifts[worst]) > TILT_TOL_MM * max(1.0, spacing):
+        raise SeriesError(
+            "slice positions do not step along the slice normal (in-plane shift of "
+            f"{np.linalg.norm(shifts[worst]):.3f} mm between {datasets[worst][0].name} and "
+            f"{datasets[worst + 1][0].name}): gantry tilt or sheared series",
+            path=datasets[worst + 1][0],
+            tag="ImagePositionPatient",
+        )
+
+
+def _slice_spacing_mm(
+    datasets: list[tuple[Path, Dataset]],
+    positions_mm: np.ndarray,
+    along: np.ndarray,
+    normal: np.ndarray,
+) -> float:
+    """Spacing of the sorted slices, checked even (no duplicate, gap or in-plane shift)."""
+    if len(datasets) == 1:
+        return _slice_spacing_fallback(datasets[0][1], datasets[0][0])
+    steps = np.diff(along)
+    _check_no_duplicate(datasets, along, steps)
+    spacing = float(np.median(steps))
+    _check_even_steps(datasets, along, steps, spacing)
+    _check_no_shear(datasets, positions_mm, steps, normal, spacing)
+    return spacing
+
+
+def _hu_volume(datasets: list[tuple[Path, Dataset]], rows: int, columns: int) -> np.ndarray:
+    """HU of the slices, stacked: stored value x RescaleSlope + RescaleIntercept (float32)."""
+    hu = np.empty((len(datasets), rows, columns), dtype=np.float32)
     for k, (path, ds) in enumerate(datasets):
         pixels = _decode_pixels(ds, path)
-        if pixels.shape != (rows0, cols0):
+        if pixels.shape != (rows, columns):
             raise SeriesError(
-                f"pixel array shape {pixels.shape} is not Rows x Columns ({rows0}x{cols0})",
+                f"pixel array shape {pixels.shape} is not Rows x Columns ({rows}x{columns})",
                 path=path,
                 tag="PixelData",
             )
         slope = float(get_floats(ds, "RescaleSlope", 1, path=path, default=np.ones(1))[0])
         intercept = float(get_floats(ds, "RescaleIntercept", 1, path=path, default=np.zeros(1))[0])
         hu[k] = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+    return hu
 
+
+def _assemble(datasets: list[tuple[Path, Dataset]], notes: list[str]) -> CTImage:
+    first = _slice_format(*datasets[0])
+    normal = first.direction[:, 2]
+    unsorted_mm = np.asarray([_slice_position_mm(ds, path, first) for path, ds in datasets])
+    along_unsorted = unsorted_mm @ normal
+    order = np.argsort(along_unsorted, kind="stable")
+    datasets = [datasets[i] for i in order]
+    positions_mm = unsorted_mm[order]
+    along = along_unsorted[order]
+    slice_spacing = _slice_spacing_mm(datasets, positions_mm, along, normal)
+    hu = _hu_volume(datasets, first.rows, first.columns)
+    row_mm, column_mm = (float(v) for v in first.pixel_spacing_mm)
     grid = Grid(
         shape=hu.shape,
-        origin_mm=positions[0],
+        origin_mm=tuple(positions_mm[0]),
         # (along a row = column spacing, down a column = row spacing, slice)
-        spacing_mm=(float(spacing0[1]), float(spacing0[0]), slice_spacing),
-        direction=direction.reshape(-1),
+        spacing_mm=(column_mm, row_mm, slice_spacing),
+        direction=tuple(first.direction.reshape(-1)),
     )
     ds_first = datasets[0][1]
     return CTImage(
         hu=hu,
         grid=grid,
         series_instance_uid=str(ds_first.SeriesInstanceUID),
-        frame_of_reference_uid=for0,
+        frame_of_reference_uid=first.frame_of_reference_uid,
         sop_instance_uids=tuple(str(ds.SOPInstanceUID) for _, ds in datasets),
         paths=tuple(p for p, _ in datasets),
         context=StudyContext.from_dataset(ds_first),
@@ -324,7 +388,7 @@ def write_ct_series(
         origin = grid.ijk_to_mm([0, 0, grid.shape[0] - 1])
         d = d.copy()
         d[:, 2] *= -1
-        grid = Grid(grid.shape, origin, grid.spacing_mm, d.reshape(-1))
+        grid = Grid(grid.shape, tuple(origin), grid.spacing_mm, tuple(d.reshape(-1)))
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     series_uid = new_uid()

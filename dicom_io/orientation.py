@@ -30,7 +30,7 @@ PATIENT_POSITION_IOP: dict[str, tuple[float, ...]] = {
 _UNIT_TOL = 1e-3
 
 
-def direction_from_iop(iop: Sequence[float]) -> np.ndarray:
+def direction_from_iop(iop: Sequence[float] | np.ndarray) -> np.ndarray:
     """3x3 direction matrix (columns: row, column, slice normal) from ImageOrientationPatient.
 
     Raises :class:`GeometryError` when the cosines are not two orthogonal unit vectors

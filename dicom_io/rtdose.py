@@ -163,6 +163,75 @@ def _check_dose(dose: np.ndarray, grid: Grid, path: Path, dose_type: str) -> np.
     return arr
 
 
+def _check_encoding(
+    dose_type: str, summation: str, dose_units: str, bits_allocated: int
+) -> tuple[str, str, str]:
+    """Dose type, summation and units in upper case, each checked against its terms."""
+    dose_type = dose_type.upper()
+    summation = summation.upper()
+    dose_units = dose_units.upper()
+    if dose_type not in DOSE_TYPES:
+        raise DataModelError(f"dose_type must be one of {DOSE_TYPES}, got {dose_type!r}")
+    if summation not in SUMMATION_TYPES:
+        raise DataModelError(f"summation must be one of {SUMMATION_TYPES}, got {summation!r}")
+    if dose_units not in ("GY", "RELATIVE"):
+        raise DataModelError(f"dose_units must be 'GY' or 'RELATIVE', got {dose_units!r}")
+    if bits_allocated not in (16, 32):
+        raise DataModelError(f"bits_allocated must be 16 or 32, got {bits_allocated}")
+    return dose_type, summation, dose_units
+
+
+def _right_handed(dose: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
+    """The dose on a grid whose k axis is +row x column (a left-handed grid is flipped)."""
+    d = grid.direction_matrix
+    if np.linalg.det(d) >= 0:
+        return dose, grid
+    origin = grid.ijk_to_mm([0.0, 0.0, float(grid.shape[0] - 1)])
+    d = d.copy()
+    d[:, 2] *= -1
+    return dose[::-1], Grid(grid.shape, tuple(origin), grid.spacing_mm, tuple(d.reshape(-1)))
+
+
+def _dose_pixels(
+    dose: np.ndarray, *, signed: bool, bits_allocated: int
+) -> tuple[np.ndarray, float]:
+    """(pixel values, DoseGridScaling): dose / scaling rounded to the nearest integer."""
+    value_bits = bits_allocated - 1 if signed else bits_allocated
+    max_abs = float(np.max(np.abs(dose))) if dose.size else 0.0
+    scaling = choose_dose_grid_scaling(max_abs, bits_allocated=value_bits)
+    dtype: type[np.integer]
+    if signed:
+        dtype = np.int32 if bits_allocated == 32 else np.int16
+    else:
+        dtype = np.uint32 if bits_allocated == 32 else np.uint16
+    return np.rint(dose / scaling).astype(dtype), scaling  # rounded, never truncated
+
+
+def _set_image_plane(ds: Dataset, grid: Grid) -> None:
+    """Image Plane (C.7.6.2) of a right-handed grid."""
+    sp_i, sp_j, sp_k = grid.spacing_mm
+    ds.PixelSpacing = [_ds(sp_j), _ds(sp_i)]
+    ds.ImageOrientationPatient = [_ds(v) for v in iop_from_direction(grid.direction_matrix)]
+    ds.ImagePositionPatient = [_ds(v) for v in grid.origin_mm]
+    ds.SliceThickness = _ds(sp_k)
+
+
+def _referenced_plan_item(referenced_plan_uid: str, summation: str) -> Dataset:
+    """An item of the Referenced RT Plan Sequence, down to the fraction group / setup."""
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = RT_PLAN_STORAGE
+    ref.ReferencedSOPInstanceUID = referenced_plan_uid
+    if summation in ("FRACTION", "BRACHY"):
+        fraction = Dataset()
+        fraction.ReferencedFractionGroupNumber = 1
+        if summation == "BRACHY":
+            setup = Dataset()
+            setup.ReferencedBrachyApplicationSetupNumber = 1
+            fraction.ReferencedBrachyApplicationSetupSequence = DicomSequence([setup])
+        ref.ReferencedFractionGroupSequence = DicomSequence([fraction])
+    return ref
+
+
 def write_rtdose(
     path: str | os.PathLike,
     dose_gy: np.ndarray,
@@ -191,37 +260,13 @@ def write_rtdose(
     shape that is not the grid's; an existing ``path`` is only replaced with ``overwrite``.
     """
     out = Path(path)
-    dose_type = dose_type.upper()
-    summation = summation.upper()
-    dose_units = dose_units.upper()
-    if dose_type not in DOSE_TYPES:
-        raise DataModelError(f"dose_type must be one of {DOSE_TYPES}, got {dose_type!r}")
-    if summation not in SUMMATION_TYPES:
-        raise DataModelError(f"summation must be one of {SUMMATION_TYPES}, got {summation!r}")
-    if dose_units not in ("GY", "RELATIVE"):
-        raise DataModelError(f"dose_units must be 'GY' or 'RELATIVE', got {dose_units!r}")
-    if bits_allocated not in (16, 32):
-        raise DataModelError(f"bits_allocated must be 16 or 32, got {bits_allocated}")
-    dose = _check_dose(dose_gy, grid, out, dose_type)
-
+    dose_type, summation, dose_units = _check_encoding(
+        dose_type, summation, dose_units, bits_allocated
+    )
     # store along +row x column: flip a left-handed grid so offsets increase
-    d = grid.direction_matrix
-    if np.linalg.det(d) < 0:
-        dose = dose[::-1]
-        origin = grid.ijk_to_mm([0.0, 0.0, float(grid.shape[0] - 1)])
-        d = d.copy()
-        d[:, 2] *= -1
-        grid = Grid(grid.shape, origin, grid.spacing_mm, d.reshape(-1))
-
+    dose, grid = _right_handed(_check_dose(dose_gy, grid, out, dose_type), grid)
     signed = dose_type == "ERROR"  # PS3.3 C.8.8.3.4.6: two's complement only for ERROR
-    value_bits = bits_allocated - 1 if signed else bits_allocated
-    max_abs = float(np.max(np.abs(dose))) if dose.size else 0.0
-    scaling = choose_dose_grid_scaling(max_abs, bits_allocated=value_bits)
-    if signed:
-        dtype = np.int32 if bits_allocated == 32 else np.int16
-    else:
-        dtype = np.uint32 if bits_allocated == 32 else np.uint16
-    pixels = np.rint(dose / scaling).astype(dtype)  # rounded, never truncated
+    pixels, scaling = _dose_pixels(dose, signed=signed, bits_allocated=bits_allocated)
 
     ds = new_dataset(
         RT_DOSE_STORAGE,
@@ -238,12 +283,7 @@ def write_rtdose(
     ds.ContentDate = ds.InstanceCreationDate
     ds.ContentTime = ds.InstanceCreationTime
     ds.PatientOrientation = ""
-    # Image Plane (C.7.6.2)
-    sp_i, sp_j, sp_k = grid.spacing_mm
-    ds.PixelSpacing = [_ds(sp_j), _ds(sp_i)]
-    ds.ImageOrientationPatient = [_ds(v) for v in iop_from_direction(d)]
-    ds.ImagePositionPatient = [_ds(v) for v in grid.origin_mm]
-    ds.SliceThickness = _ds(sp_k)
+    _set_image_plane(ds, grid)
     # Image Pixel + Multi-frame (C.7.6.3, C.7.6.6) and RT Dose (C.8.8.3)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -262,18 +302,9 @@ def write_rtdose(
         ds.DoseComment = dose_comment
     ds.DoseSummationType = summation
     if referenced_plan_uid:
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = RT_PLAN_STORAGE
-        ref.ReferencedSOPInstanceUID = referenced_plan_uid
-        if summation in ("FRACTION", "BRACHY"):
-            fraction = Dataset()
-            fraction.ReferencedFractionGroupNumber = 1
-            if summation == "BRACHY":
-                setup = Dataset()
-                setup.ReferencedBrachyApplicationSetupNumber = 1
-                fraction.ReferencedBrachyApplicationSetupSequence = DicomSequence([setup])
-            ref.ReferencedFractionGroupSequence = DicomSequence([fraction])
-        ds.ReferencedRTPlanSequence = DicomSequence([ref])
+        ds.ReferencedRTPlanSequence = DicomSequence(
+            [_referenced_plan_item(referenced_plan_uid, summation)]
+        )
     else:
         warnings.warn(
             f"{out}: DoseSummationType {summation} without referenced_plan_uid; PS3.3 "
@@ -282,7 +313,7 @@ def write_rtdose(
             stacklevel=2,
         )
     if multi_frame:
-        ds.GridFrameOffsetVector = [_ds(k * sp_k) for k in range(grid.shape[0])]
+        ds.GridFrameOffsetVector = [_ds(k * grid.spacing_mm[2]) for k in range(grid.shape[0])]
     ds.DoseGridScaling = _ds(scaling)
     ds.PixelData = np.ascontiguousarray(pixels).astype(pixels.dtype.newbyteorder("<")).tobytes()
     return save_dataset(ds, out, overwrite=overwrite)
@@ -344,6 +375,122 @@ def _frame_offsets(
     return offsets
 
 
+def _dose_units(ds: Dataset, path: Path, notes: list[str]) -> tuple[str, str, float]:
+    """(units "GY" or "RELATIVE", DoseUnits as the file says, factor to ``units``)."""
+    units_raw = str(get_value(ds, "DoseUnits", path=path)).strip().upper()
+    if units_raw in _UNIT_TO_GY:
+        if units_raw != "GY":
+            notes.append(f"{path}: DoseUnits {units_raw} (not a standard term) converted to Gy")
+        return "GY", units_raw, _UNIT_TO_GY[units_raw]
+    if units_raw == "RELATIVE":
+        return "RELATIVE", units_raw, 1.0
+    raise DicomInputError(
+        f"is {units_raw!r}; expected GY, CGY or RELATIVE", path=path, tag="DoseUnits"
+    )
+
+
+def _frames_rows_columns(ds: Dataset, path: Path) -> tuple[int, int, int]:
+    """(NumberOfFrames, Rows, Columns), checked non-empty; BitsAllocated checked 16 or 32."""
+    rows = _int_value(ds, "Rows", path)
+    cols = _int_value(ds, "Columns", path)
+    n_frames = int(_int_value(ds, "NumberOfFrames", path)) if "NumberOfFrames" in ds else 1
+    bits = _int_value(ds, "BitsAllocated", path)
+    if bits not in (16, 32):
+        raise DicomInputError(f"is {bits}; RT Dose uses 16 or 32", path=path, tag="BitsAllocated")
+    if rows < 1 or cols < 1 or n_frames < 1:
+        raise DicomInputError(
+            f"image size {n_frames} x {rows} x {cols} is empty", path=path, tag="Rows"
+        )
+    return n_frames, rows, cols
+
+
+def _image_plane(ds: Dataset, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ImagePositionPatient, 3x3 direction matrix, PixelSpacing), checked."""
+    ipp = get_floats(ds, "ImagePositionPatient", 3, path=path)
+    iop = get_floats(ds, "ImageOrientationPatient", 6, path=path)
+    try:
+        direction = direction_from_iop(iop)
+    except GeometryError as exc:
+        raise DicomInputError(str(exc), path=path, tag="ImageOrientationPatient") from None
+    spacing = get_floats(ds, "PixelSpacing", 2, path=path)
+    if np.any(spacing <= 0):
+        raise DicomInputError(
+            f"must be positive, got {spacing.tolist()}", path=path, tag="PixelSpacing"
+        )
+    return ipp, direction, spacing
+
+
+def _dose_grid_scaling(ds: Dataset, path: Path, notes: list[str]) -> float:
+    scaling_raw = get_floats(ds, "DoseGridScaling", 1, path=path, default=None)
+    if scaling_raw is None:
+        notes.append(f"{path}: DoseGridScaling missing; taken as 1")
+        scaling = 1.0
+    else:
+        scaling = float(scaling_raw[0])
+    if not scaling > 0:
+        raise DicomInputError(f"must be positive, got {scaling}", path=path, tag="DoseGridScaling")
+    return scaling
+
+
+def _pixels(ds: Dataset, path: Path, n_frames: int, rows: int, cols: int) -> np.ndarray:
+    """The stored pixel values, shaped (frames, rows, columns)."""
+    if "PixelData" not in ds:
+        raise DicomInputError("is missing", path=path, tag="PixelData")
+    try:
+        pixels = np.asarray(ds.pixel_array)
+    except Exception as exc:
+        raise DicomInputError(
+            f"cannot be decoded ({exc.__class__.__name__}: {exc})", path=path, tag="PixelData"
+        ) from exc
+    if pixels.size != n_frames * rows * cols:
+        raise DicomInputError(
+            f"does not hold {n_frames} frames of {rows} x {cols} pixels",
+            path=path,
+            tag="PixelData",
+        )
+    return pixels.reshape((n_frames, rows, cols))
+
+
+def _frames_along_normal(
+    values: np.ndarray,
+    offsets: np.ndarray,
+    ipp: np.ndarray,
+    normal: np.ndarray,
+    ds: Dataset,
+    path: Path,
+    notes: list[str],
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(values, origin_mm, slice spacing_mm) with the frames stepping along +normal.
+
+    The offsets must be uniform and non-zero; decreasing ones flip the frames.  A single
+    frame is as thick as its SliceThickness (1 mm without one).
+    """
+    if values.shape[0] == 1:
+        thick = get_floats(ds, "SliceThickness", 1, path=path, default=None)
+        sp_k = float(thick[0]) if thick is not None and thick[0] > 0 else 1.0
+        return values, ipp + offsets[0] * normal, sp_k
+    steps = np.diff(offsets)
+    step = float(np.mean(steps))
+    if step == 0 or np.any(np.abs(steps - step) > max(_OFFSET_TOL_MM, 1e-4 * abs(step))):
+        raise DicomInputError(
+            "offsets are not uniformly spaced (a regular grid is required): "
+            f"steps {np.unique(np.round(steps, 4)).tolist()} mm",
+            path=path,
+            tag="GridFrameOffsetVector",
+        )
+    if step < 0:
+        notes.append(f"{path}: GridFrameOffsetVector decreases; frames reversed to +normal")
+        return values[::-1], ipp + offsets[-1] * normal, abs(step)
+    return values, ipp + offsets[0] * normal, abs(step)
+
+
+def _referenced_plan_uid(ds: Dataset, path: Path) -> str | None:
+    ref_seq = get_value(ds, "ReferencedRTPlanSequence", path=path, default=None)
+    if not ref_seq:
+        return None
+    return str(get_value(ref_seq[0], "ReferencedSOPInstanceUID", path=path, default="")) or None
+
+
 def read_rtdose(path: str | os.PathLike) -> DoseVolume:
     """Read an RT Dose file into a :class:`DoseVolume` (values float64, [k, j, i]).
 
@@ -353,110 +500,28 @@ def read_rtdose(path: str | os.PathLike) -> DoseVolume:
     p = Path(path)
     ds = read_dataset(p, modality="RTDOSE")
     notes: list[str] = []
-
-    units_raw = str(get_value(ds, "DoseUnits", path=p)).strip().upper()
-    if units_raw in _UNIT_TO_GY:
-        units, to_unit = "GY", _UNIT_TO_GY[units_raw]
-        if units_raw != "GY":
-            notes.append(f"{p}: DoseUnits {units_raw} (not a standard term) converted to Gy")
-    elif units_raw == "RELATIVE":
-        units, to_unit = "RELATIVE", 1.0
-    else:
-        raise DicomInputError(
-            f"is {units_raw!r}; expected GY, CGY or RELATIVE", path=p, tag="DoseUnits"
-        )
+    units, units_raw, to_unit = _dose_units(ds, p, notes)
     dose_type = str(get_value(ds, "DoseType", path=p, default="")).strip().upper()
     summation = str(get_value(ds, "DoseSummationType", path=p, default="")).strip().upper()
-
-    rows = _int_value(ds, "Rows", p)
-    cols = _int_value(ds, "Columns", p)
-    n_frames = int(_int_value(ds, "NumberOfFrames", p)) if "NumberOfFrames" in ds else 1
-    bits = _int_value(ds, "BitsAllocated", p)
-    if bits not in (16, 32):
-        raise DicomInputError(f"is {bits}; RT Dose uses 16 or 32", path=p, tag="BitsAllocated")
-    if rows < 1 or cols < 1 or n_frames < 1:
-        raise DicomInputError(
-            f"image size {n_frames} x {rows} x {cols} is empty", path=p, tag="Rows"
-        )
-
-    ipp = get_floats(ds, "ImagePositionPatient", 3, path=p)
-    iop = get_floats(ds, "ImageOrientationPatient", 6, path=p)
-    try:
-        direction = direction_from_iop(iop)
-    except GeometryError as exc:
-        raise DicomInputError(str(exc), path=p, tag="ImageOrientationPatient") from None
-    spacing = get_floats(ds, "PixelSpacing", 2, path=p)
-    if np.any(spacing <= 0):
-        raise DicomInputError(
-            f"must be positive, got {spacing.tolist()}", path=p, tag="PixelSpacing"
-        )
+    n_frames, rows, cols = _frames_rows_columns(ds, p)
+    ipp, direction, spacing = _image_plane(ds, p)
     normal = direction[:, 2]
     offsets = _frame_offsets(ds, p, n_frames, ipp, normal, notes)
-
-    scaling_raw = get_floats(ds, "DoseGridScaling", 1, path=p, default=None)
-    if scaling_raw is None:
-        notes.append(f"{p}: DoseGridScaling missing; taken as 1")
-        scaling = 1.0
-    else:
-        scaling = float(scaling_raw[0])
-    if not scaling > 0:
-        raise DicomInputError(f"must be positive, got {scaling}", path=p, tag="DoseGridScaling")
-
-    if "PixelData" not in ds:
-        raise DicomInputError("is missing", path=p, tag="PixelData")
-    try:
-        pixels = np.asarray(ds.pixel_array)
-    except Exception as exc:
-        raise DicomInputError(
-            f"cannot be decoded ({exc.__class__.__name__}: {exc})", path=p, tag="PixelData"
-        ) from exc
-    pixels = (
-        pixels.reshape((n_frames, rows, cols)) if pixels.size == n_frames * rows * cols else None
-    )
-    if pixels is None:
-        raise DicomInputError(
-            f"does not hold {n_frames} frames of {rows} x {cols} pixels", path=p, tag="PixelData"
-        )
+    scaling = _dose_grid_scaling(ds, p, notes)
+    pixels = _pixels(ds, p, n_frames, rows, cols)
     values = pixels.astype(np.float64) * (scaling * to_unit)
-
     # slice spacing from the offsets: uniform, non-zero; decreasing -> flip to +normal
-    if n_frames > 1:
-        steps = np.diff(offsets)
-        step = float(np.mean(steps))
-        if step == 0 or np.any(np.abs(steps - step) > max(_OFFSET_TOL_MM, 1e-4 * abs(step))):
-            raise DicomInputError(
-                "offsets are not uniformly spaced (a regular grid is required): "
-                f"steps {np.unique(np.round(steps, 4)).tolist()} mm",
-                path=p,
-                tag="GridFrameOffsetVector",
-            )
-        origin = ipp + offsets[0] * normal
-        if step < 0:
-            values = values[::-1]
-            origin = ipp + offsets[-1] * normal
-            notes.append(f"{p}: GridFrameOffsetVector decreases; frames reversed to +normal")
-        sp_k = abs(step)
-    else:
-        origin = ipp + offsets[0] * normal
-        thick = get_floats(ds, "SliceThickness", 1, path=p, default=None)
-        sp_k = float(thick[0]) if thick is not None and thick[0] > 0 else 1.0
-
+    values, origin, sp_k = _frames_along_normal(values, offsets, ipp, normal, ds, p, notes)
     try:
         grid = Grid(
             shape=values.shape,
-            origin_mm=origin,
+            origin_mm=tuple(origin),
             spacing_mm=(float(spacing[1]), float(spacing[0]), sp_k),
             direction=tuple(direction.reshape(-1)),
         )
     except GeometryError as exc:
         raise DicomInputError(str(exc), path=p, tag="ImagePositionPatient") from None
-
-    ref_plan = None
-    ref_seq = get_value(ds, "ReferencedRTPlanSequence", path=p, default=None)
-    if ref_seq:
-        ref_plan = (
-            str(get_value(ref_seq[0], "ReferencedSOPInstanceUID", path=p, default="")) or None
-        )
+    ref_plan = _referenced_plan_uid(ds, p)
     if units != "RELATIVE" and dose_type != "ERROR" and values.size and values.min() < 0:
         notes.append(f"{p}: negative {dose_type or 'dose'} values (min {values.min():g})")
     for note in notes:

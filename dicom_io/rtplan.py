@@ -59,6 +59,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from brachycryo.core.errors import DataModelError, DicomInputError
+from brachycryo.core.seeds import Seeds, directions_or_default
 from brachycryo.dicom_io.common import (
     RT_PLAN_STORAGE,
     RT_STRUCTURE_SET_STORAGE,
@@ -202,6 +203,21 @@ class BrachyPlan:
         return np.array(
             [s.direction if s.direction is not None else nan for s in self.seeds], dtype=float
         ).reshape(-1, 3)
+
+    @property
+    def n_unoriented(self) -> int:
+        """Number of source positions whose axis is unknown (NaN rows of :attr:`directions`)."""
+        return int(np.sum(~np.all(np.isfinite(self.directions), axis=1)))
+
+    def to_seeds(self) -> Seeds:
+        """The plan's source positions as :class:`~brachycryo.core.seeds.Seeds` for a dose engine.
+
+        Each seed has the S_K of its source (:attr:`sk_u`) and its axis, rescaled to unit
+        length; a seed without orientation gets
+        :data:`~brachycryo.core.seeds.DEFAULT_DIRECTION` (count: :attr:`n_unoriented`).
+        """
+        directions = directions_or_default(self.directions)
+        return Seeds(self.positions_mm, self.sk_u, directions, normalize=True)
 
     @property
     def channel_numbers(self) -> np.ndarray:
@@ -416,9 +432,16 @@ def _source_item(src: BrachySource) -> Dataset:
     return item
 
 
+def _direction_of(seed: SeedSource) -> tuple[float, float, float]:
+    """A seed's axis, which :func:`_check_plan_for_writing` has checked it to have."""
+    assert seed.direction is not None
+    return seed.direction
+
+
 def _channel_item(number: int, seeds: list[SeedSource], src: BrachySource) -> Dataset:
     pts = np.array([s.position_mm for s in seeds], dtype=float)
-    axis = np.asarray(_unit(np.sum([s.direction for s in seeds], axis=0), "needle axis"))
+    directions = [_direction_of(s) for s in seeds]
+    axis = np.asarray(_unit(np.sum(directions, axis=0), "needle axis"))
     along = pts @ axis
     rel = along.max() - along  # distance from the deepest seed along the needle
     n = len(seeds)
@@ -432,13 +455,13 @@ def _channel_item(number: int, seeds: list[SeedSource], src: BrachySource) -> Da
     ch.NumberOfControlPoints = 2 * n
     ch.FinalCumulativeTimeWeight = _ds(n)
     cps = []
-    for m, s in enumerate(seeds):
+    for m, (s, direction) in enumerate(zip(seeds, directions, strict=True)):
         for half in (0, 1):
             cp = Dataset()
             cp.ControlPointIndex = 2 * m + half
             cp.ControlPointRelativePosition = _ds(rel[m])
             cp.ControlPoint3DPosition = [_ds(v) for v in s.position_mm]
-            cp.ControlPointOrientation = [float(v) for v in s.direction]
+            cp.ControlPointOrientation = [float(v) for v in direction]
             cp.CumulativeTimeWeight = _ds(m + half)
             cps.append(cp)
     ch.BrachyControlPointSequence = DicomSequence(cps)
@@ -645,6 +668,10 @@ def _read_source(r: _Reader, item: Dataset) -> BrachySource:
     )
 
 
+def _triplet(v: np.ndarray) -> tuple[float, float, float]:
+    return (float(v[0]), float(v[1]), float(v[2]))
+
+
 def _track_directions(points: np.ndarray) -> list[tuple[float, float, float] | None]:
     """Direction of a channel's track at each of its distinct positions (central differences)."""
     n = len(points)
@@ -653,19 +680,14 @@ def _track_directions(points: np.ndarray) -> list[tuple[float, float, float] | N
         a, b = points[max(m - 1, 0)], points[min(m + 1, n - 1)]
         d = b - a
         norm = float(np.linalg.norm(d))
-        out.append(None if norm < _SAME_POSITION_MM else tuple(float(x) for x in d / norm))
+        out.append(None if norm < _SAME_POSITION_MM else _triplet(d / norm))
     return out
 
 
-def _read_channel(
-    r: _Reader,
-    ch: Dataset,
-    setup_number: int,
-    sources: Mapping[int, BrachySource],
-    permanent: bool,
-) -> tuple[Channel, list[SeedSource]]:
-    number = r.integer(ch, "ChannelNumber")
-    where = f"channel {number}"
+def _channel_source_number(
+    r: _Reader, ch: Dataset, where: str, sources: Mapping[int, BrachySource]
+) -> int:
+    """The channel's ReferencedSourceNumber (the only source where it is missing)."""
     src_number = r.integer(ch, "ReferencedSourceNumber", None)
     if src_number is None:
         if len(sources) != 1:
@@ -682,15 +704,21 @@ def _read_channel(
             path=r.path,
             tag="ReferencedSourceNumber",
         )
-    total_time = r.number(ch, "ChannelTotalTime", None)
-    movement = r.text(ch, "SourceMovementType").upper()
-    pulses = r.integer(ch, "NumberOfPulses", None)
-    interval = r.number(ch, "PulseRepetitionInterval", None)
-    cps = r.sequence(ch, "BrachyControlPointSequence")
-    n_declared = r.integer(ch, "NumberOfControlPoints", None)
-    if n_declared is not None and n_declared != len(cps):
-        r.note(f"{where}: NumberOfControlPoints {n_declared} but {len(cps)} control points")
+    return int(src_number)
 
+
+@dataclass(frozen=True, eq=False)
+class _ControlPoints:
+    """A channel's control points: positions (n, 3) mm, relative positions (n,) mm and
+    cumulative time weights (n,) (NaN where absent), unit orientations (None where absent)."""
+
+    positions_mm: np.ndarray
+    relative_mm: np.ndarray
+    weights: np.ndarray
+    orientations: list[tuple[float, float, float] | None]
+
+
+def _control_points(r: _Reader, cps: list[Dataset], where: str) -> _ControlPoints:
     pos = np.empty((len(cps), 3))
     rel = np.full(len(cps), math.nan)
     weights = np.full(len(cps), math.nan)
@@ -707,76 +735,130 @@ def _read_channel(
         weights[m] = r.number(cp, "CumulativeTimeWeight", math.nan)
         o = get_floats(cp, "ControlPointOrientation", 3, path=r.path, default=None)
         if o is not None and np.linalg.norm(o) > 1e-6:
-            orient.append(tuple(float(x) for x in o / np.linalg.norm(o)))
+            orient.append(_triplet(o / np.linalg.norm(o)))
         else:
             orient.append(None)
+    return _ControlPoints(pos, rel, weights, orient)
 
-    # runs of consecutive control points at one position = one source position
+
+def _position_runs(positions_mm: np.ndarray) -> list[list[int]]:
+    """Runs of consecutive control points at one position: one source position each."""
     runs: list[list[int]] = []
-    for m in range(len(cps)):
-        if runs and np.linalg.norm(pos[m] - pos[runs[-1][-1]]) < _SAME_POSITION_MM:
+    for m in range(len(positions_mm)):
+        if (
+            runs
+            and np.linalg.norm(positions_mm[m] - positions_mm[runs[-1][-1]]) < _SAME_POSITION_MM
+        ):
             runs[-1].append(m)
         else:
             runs.append([m])
-    # time weights (C.8.8.15.6)
-    dwell_weights: list[float] | None = None
-    scale = None
-    if np.all(np.isfinite(weights)):
-        if weights[0] != 0:
-            r.note(f"{where}: first CumulativeTimeWeight is {weights[0]:g}, not 0")
-        steps = np.diff(weights)
-        dwell_weights = [float(weights[run[-1]] - weights[run[0]]) for run in runs]
-        final = r.number(ch, "FinalCumulativeTimeWeight", None)
-        if np.any(steps < 0):
-            r.note(
-                f"{where}: CumulativeTimeWeight decreases (resets at each dwell), which PS3.3 "
-                "C.8.8.15.6 forbids; each dwell's weight is read as its own increment"
-            )
-            dwell_weights = [
-                float(np.sum(np.clip(np.diff(weights[run]), 0, None))) if len(run) > 1 else 0.0
-                for run in runs
-            ]
-            total_weight = float(sum(dwell_weights))
-            if final is not None and abs(final - total_weight) > 1e-6 * max(1.0, final):
-                r.note(
-                    f"{where}: dwell weights sum to {total_weight:g}, "
-                    f"FinalCumulativeTimeWeight is {final:g}; times scaled by the sum"
-                )
-                final = total_weight
-            elif final is None:
-                final = total_weight
-        elif final is None:
-            r.note(f"{where}: FinalCumulativeTimeWeight missing; the last weight is used")
-            final = float(weights[-1])
-        elif abs(final - weights[-1]) > 1e-6 * max(1.0, final):
-            r.note(
-                f"{where}: FinalCumulativeTimeWeight {final:g} differs from the last "
-                f"CumulativeTimeWeight {weights[-1]:g}"
-            )
-        if total_time is not None and final and final > 0:
-            scale = total_time / final
-    elif np.any(np.isfinite(weights)):
-        r.note(f"{where}: CumulativeTimeWeight missing in some control points; no dwell times")
+    return runs
 
-    track_pts = np.array([pos[run[0]] for run in runs])
-    track_dirs = _track_directions(track_pts)
+
+def _resetting_weights(
+    r: _Reader, where: str, weights: np.ndarray, runs: list[list[int]], final: float | None
+) -> tuple[list[float], float]:
+    """Dwell weights of a channel whose CumulativeTimeWeight resets at each dwell, and the
+    final weight they are a fraction of (their sum, unless FinalCumulativeTimeWeight agrees)."""
+    r.note(
+        f"{where}: CumulativeTimeWeight decreases (resets at each dwell), which PS3.3 "
+        "C.8.8.15.6 forbids; each dwell's weight is read as its own increment"
+    )
+    dwell_weights = [
+        float(np.sum(np.clip(np.diff(weights[run]), 0, None))) if len(run) > 1 else 0.0
+        for run in runs
+    ]
+    total_weight = float(sum(dwell_weights))
+    if final is not None and abs(final - total_weight) > 1e-6 * max(1.0, final):
+        r.note(
+            f"{where}: dwell weights sum to {total_weight:g}, "
+            f"FinalCumulativeTimeWeight is {final:g}; times scaled by the sum"
+        )
+        final = total_weight
+    elif final is None:
+        final = total_weight
+    return dwell_weights, final
+
+
+def _final_weight(r: _Reader, where: str, weights: np.ndarray, final: float | None) -> float:
+    """FinalCumulativeTimeWeight of increasing weights (the last weight where it is missing)."""
+    if final is None:
+        r.note(f"{where}: FinalCumulativeTimeWeight missing; the last weight is used")
+        return float(weights[-1])
+    if abs(final - weights[-1]) > 1e-6 * max(1.0, final):
+        r.note(
+            f"{where}: FinalCumulativeTimeWeight {final:g} differs from the last "
+            f"CumulativeTimeWeight {weights[-1]:g}"
+        )
+    return final
+
+
+def _dwell_weights(
+    r: _Reader,
+    ch: Dataset,
+    where: str,
+    weights: np.ndarray,
+    runs: list[list[int]],
+    total_time: float | None,
+) -> tuple[list[float] | None, float | None]:
+    """(weight of each dwell, seconds per unit weight) by C.8.8.15.6; None where unknown."""
+    if not np.all(np.isfinite(weights)):
+        if np.any(np.isfinite(weights)):
+            r.note(f"{where}: CumulativeTimeWeight missing in some control points; no dwell times")
+        return None, None
+    if weights[0] != 0:
+        r.note(f"{where}: first CumulativeTimeWeight is {weights[0]:g}, not 0")
+    dwell_weights = [float(weights[run[-1]] - weights[run[0]]) for run in runs]
+    final = r.number(ch, "FinalCumulativeTimeWeight", None)
+    if np.any(np.diff(weights) < 0):
+        dwell_weights, final = _resetting_weights(r, where, weights, runs, final)
+    else:
+        final = _final_weight(r, where, weights, final)
+    scale = total_time / final if total_time is not None and final and final > 0 else None
+    return dwell_weights, scale
+
+
+def _read_channel(
+    r: _Reader,
+    ch: Dataset,
+    setup_number: int,
+    sources: Mapping[int, BrachySource],
+    permanent: bool,
+) -> tuple[Channel, list[SeedSource]]:
+    number = r.integer(ch, "ChannelNumber")
+    where = f"channel {number}"
+    src_number = _channel_source_number(r, ch, where, sources)
+    total_time = r.number(ch, "ChannelTotalTime", None)
+    movement = r.text(ch, "SourceMovementType").upper()
+    pulses = r.integer(ch, "NumberOfPulses", None)
+    interval = r.number(ch, "PulseRepetitionInterval", None)
+    cps = r.sequence(ch, "BrachyControlPointSequence")
+    n_declared = r.integer(ch, "NumberOfControlPoints", None)
+    if n_declared is not None and n_declared != len(cps):
+        r.note(f"{where}: NumberOfControlPoints {n_declared} but {len(cps)} control points")
+    points = _control_points(r, cps, where)
+    pos = points.positions_mm
+    runs = _position_runs(pos)
+    dwell_weights, scale = _dwell_weights(r, ch, where, points.weights, runs, total_time)
+    track_dirs = _track_directions(np.array([pos[run[0]] for run in runs]))
     seeds = []
     for q, run in enumerate(runs):
-        direction = next((orient[m] for m in run if orient[m] is not None), None)
+        known = (points.orientations[m] for m in run if points.orientations[m] is not None)
+        direction = next(known, None)
         if direction is None:
             direction = track_dirs[q]
         dwell = None
         if not permanent and dwell_weights is not None and scale is not None:
             dwell = dwell_weights[q] * scale
-        p = pos[run[0]]
+        rel = points.relative_mm[run[0]]
         seeds.append(
             SeedSource(
-                position_mm=(float(p[0]), float(p[1]), float(p[2])),
+                position_mm=_triplet(pos[run[0]]),
                 direction=direction,
                 channel=number,
                 source_number=src_number,
                 dwell_time_s=dwell,
-                relative_position_mm=None if math.isnan(rel[run[0]]) else float(rel[run[0]]),
+                relative_position_mm=None if math.isnan(rel) else float(rel),
             )
         )
     if any(s.direction is None for s in seeds):

@@ -37,10 +37,6 @@ class Contour:
     geometric_type: str = CLOSED_PLANAR
     referenced_sop_instance_uid: str | None = None
 
-    @property
-    def n_points(self) -> int:
-        return int(self.points_mm.shape[0])
-
 
 @dataclass(frozen=True)
 class ROI:
@@ -183,15 +179,16 @@ def _parse_contour(item: Dataset, roi_name: str, path: Path) -> Contour:
     return Contour(points_mm=points, geometric_type=gtype, referenced_sop_instance_uid=ref_uid)
 
 
-def read_rtstruct(path: str | os.PathLike) -> StructureSet:
-    """Read an RTSTRUCT file into a :class:`StructureSet` (contours in patient mm)."""
-    p = Path(path)
-    ds = read_dataset(p, modality="RTSTRUCT")
-    warnings: list[str] = []
-    try:
-        roi_items = list(get_value(ds, "StructureSetROISequence", path=p))
-    except DicomInputError:
-        raise
+@dataclass(frozen=True)
+class _ImageReference:
+    """What the Referenced Frame of Reference Sequence names: frame, series and images."""
+
+    frame_of_reference_uid: str
+    series_uid: str | None
+    sop_instance_uids: frozenset[str]
+
+
+def _image_reference(ds: Dataset) -> _ImageReference:
     for_uid = ""
     series_uid = None
     sop_uids: set[str] = set()
@@ -205,16 +202,22 @@ def read_rtstruct(path: str | os.PathLike) -> StructureSet:
                     uid = str(img.get("ReferencedSOPInstanceUID", "") or "")
                     if uid:
                         sop_uids.add(uid)
-    if series_uid is None:
-        warnings.append("no referenced image series (RTReferencedSeriesSequence is absent)")
+    return _ImageReference(for_uid, series_uid, frozenset(sop_uids))
 
+
+def _interpreted_types(ds: Dataset) -> dict[int, str]:
+    """ROI number -> RTROIInterpretedType (items without a valid number are skipped)."""
     observations: dict[int, str] = {}
     for obs in ds.get("RTROIObservationsSequence", None) or []:
         try:
             observations[int(obs.ReferencedROINumber)] = str(obs.get("RTROIInterpretedType", ""))
         except (AttributeError, TypeError, ValueError):
             continue
+    return observations
 
+
+def _contour_items(ds: Dataset, path: Path) -> dict[int, Dataset]:
+    """ROI number -> its ROIContourSequence item."""
     contour_items: dict[int, Dataset] = {}
     for item in ds.get("ROIContourSequence", None) or []:
         try:
@@ -222,36 +225,59 @@ def read_rtstruct(path: str | os.PathLike) -> StructureSet:
         except (AttributeError, TypeError, ValueError) as exc:
             raise DicomInputError(
                 "an ROIContourSequence item has no valid ReferencedROINumber",
-                path=p,
+                path=path,
                 tag="ReferencedROINumber",
             ) from exc
+    return contour_items
 
+
+def _roi_number(item: Dataset, path: Path) -> int:
+    try:
+        return int(item.ROINumber)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise DicomInputError(
+            "a StructureSetROISequence item has no valid ROINumber", path=path, tag="ROINumber"
+        ) from exc
+
+
+def _roi_contours(
+    citem: Dataset | None, name: str, path: Path, warnings: list[str]
+) -> tuple[list[Contour], tuple[int, int, int] | None]:
+    """(contours, display colour) of one ROI from its ROIContourSequence item."""
+    contours: list[Contour] = []
+    color = None
+    if citem is not None:
+        if "ROIDisplayColor" in citem:
+            color = _parse_color(citem.ROIDisplayColor, name, warnings)
+        for c in citem.get("ContourSequence", None) or []:
+            contours.append(_parse_contour(c, name, path))
+    if not contours:
+        warnings.append(f"ROI {name!r} is empty (no contours)")
+    if any(c.geometric_type in OPEN_TYPES for c in contours):
+        warnings.append(f"ROI {name!r} has open contours; they cannot enclose a volume")
+    return contours, color
+
+
+def read_rtstruct(path: str | os.PathLike) -> StructureSet:
+    """Read an RTSTRUCT file into a :class:`StructureSet` (contours in patient mm)."""
+    p = Path(path)
+    ds = read_dataset(p, modality="RTSTRUCT")
+    warnings: list[str] = []
+    roi_items = list(get_value(ds, "StructureSetROISequence", path=p))
+    reference = _image_reference(ds)
+    if reference.series_uid is None:
+        warnings.append("no referenced image series (RTReferencedSeriesSequence is absent)")
+    observations = _interpreted_types(ds)
+    contour_items = _contour_items(ds, p)
     rois = []
     seen_numbers: set[int] = set()
     for item in roi_items:
-        try:
-            number = int(item.ROINumber)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise DicomInputError(
-                "a StructureSetROISequence item has no valid ROINumber", path=p, tag="ROINumber"
-            ) from exc
+        number = _roi_number(item, p)
         name = str(item.get("ROIName", "") or f"ROI {number}")
         if number in seen_numbers:
             raise StructureError(f"ROINumber {number} is used twice in {p}", roi=name)
         seen_numbers.add(number)
-        roi_for = str(item.get("ReferencedFrameOfReferenceUID", "") or for_uid)
-        citem = contour_items.get(number)
-        contours: list[Contour] = []
-        color = None
-        if citem is not None:
-            if "ROIDisplayColor" in citem:
-                color = _parse_color(citem.ROIDisplayColor, name, warnings)
-            for c in citem.get("ContourSequence", None) or []:
-                contours.append(_parse_contour(c, name, p))
-        if not contours:
-            warnings.append(f"ROI {name!r} is empty (no contours)")
-        if any(c.geometric_type in OPEN_TYPES for c in contours):
-            warnings.append(f"ROI {name!r} has open contours; they cannot enclose a volume")
+        contours, color = _roi_contours(contour_items.get(number), name, p, warnings)
         rois.append(
             ROI(
                 number=number,
@@ -259,7 +285,10 @@ def read_rtstruct(path: str | os.PathLike) -> StructureSet:
                 interpreted_type=observations.get(number, ""),
                 color_rgb=color,
                 contours=tuple(contours),
-                frame_of_reference_uid=roi_for,
+                frame_of_reference_uid=str(
+                    item.get("ReferencedFrameOfReferenceUID", "")
+                    or reference.frame_of_reference_uid
+                ),
                 generation_algorithm=str(item.get("ROIGenerationAlgorithm", "") or ""),
             )
         )
@@ -267,9 +296,9 @@ def read_rtstruct(path: str | os.PathLike) -> StructureSet:
         log.info("%s: %s", p, w)
     return StructureSet(
         rois=tuple(rois),
-        frame_of_reference_uid=for_uid,
-        referenced_series_uid=series_uid,
-        referenced_sop_instance_uids=frozenset(sop_uids),
+        frame_of_reference_uid=reference.frame_of_reference_uid,
+        referenced_series_uid=reference.series_uid,
+        referenced_sop_instance_uids=reference.sop_instance_uids,
         context=StudyContext.from_dataset(ds) if "StudyInstanceUID" in ds else StudyContext(),
         sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
         label=str(ds.get("StructureSetLabel", "") or ""),

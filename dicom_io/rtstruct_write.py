@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import numpy as np
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.tag import Tag
+from pydicom.tag import BaseTag, Tag
 from skimage.measure import find_contours
 
 from brachycryo.core.errors import GeometryError, StructureError
@@ -90,7 +90,11 @@ def mask_to_contours_mm(mask: np.ndarray, ct: CTImage, *, name: str = "") -> lis
     return out
 
 
-def _slice_lookup(ct: CTImage):
+#: Maps a planar contour (n, 3) mm to the SOP Instance UID of its CT slice (None: none).
+_SliceLookup = Callable[[np.ndarray], str | None]
+
+
+def _slice_lookup(ct: CTImage) -> _SliceLookup:
     """Function mapping a planar contour to the SOP Instance UID of the slice it lies on."""
     normal = ct.grid.slice_normal
     slice_h = (
@@ -136,7 +140,7 @@ def _contour_item(points_mm: np.ndarray, gtype: str, sop_uid: str | None) -> Dat
 CONTOUR_DATA_TAG = Tag(0x3006, 0x0050)
 
 
-def _raw_decimal_strings(tag: Tag, values: np.ndarray) -> RawDataElement:
+def _raw_decimal_strings(tag: BaseTag, values: np.ndarray) -> RawDataElement:
     """A DS multi-value element encoded directly (explicit VR little endian).
 
     Building ContourData through pydicom's DS type validates every number one by one,
@@ -150,6 +154,99 @@ def _raw_decimal_strings(tag: Tag, values: np.ndarray) -> RawDataElement:
     if len(data) % 2:
         data += b" "
     return RawDataElement(tag, "DS", len(data), data, 0, False, True)
+
+
+def _check_roi_names(rois: Sequence[RoiSpec]) -> None:
+    if not rois:
+        raise StructureError("nothing to write: no ROIs given")
+    names = [r.name for r in rois]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise StructureError(f"ROI names must be unique; repeated: {dup}")
+
+
+def _referenced_frame(ct: CTImage) -> Dataset:
+    """The Referenced Frame of Reference item: the CT's frame, study, series and images."""
+    images = []
+    for uid in ct.sop_instance_uids:
+        img = Dataset()
+        img.ReferencedSOPClassUID = CT_IMAGE_STORAGE
+        img.ReferencedSOPInstanceUID = uid
+        images.append(img)
+    series = Dataset()
+    series.SeriesInstanceUID = ct.series_instance_uid
+    series.ContourImageSequence = DicomSequence(images)
+    study = Dataset()
+    study.ReferencedSOPClassUID = STUDY_COMPONENT_SOP_CLASS
+    study.ReferencedSOPInstanceUID = ct.context.study_instance_uid
+    study.RTReferencedSeriesSequence = DicomSequence([series])
+    frame = Dataset()
+    frame.FrameOfReferenceUID = ct.frame_of_reference_uid
+    frame.RTReferencedStudySequence = DicomSequence([study])
+    return frame
+
+
+def _explicit_contours(spec: RoiSpec, lookup: _SliceLookup) -> list[Dataset]:
+    contours = []
+    for poly in spec.contours_mm:
+        poly = np.asarray(poly, dtype=float)
+        if poly.ndim != 2 or poly.shape[1] != 3 or poly.shape[0] < 3:
+            raise StructureError(
+                f"a contour must be an (N>=3, 3) array of mm, got shape {poly.shape}",
+                roi=spec.name,
+            )
+        if not np.all(np.isfinite(poly)):
+            raise StructureError("a contour contains NaN or inf", roi=spec.name)
+        contours.append(_contour_item(poly, CLOSED_PLANAR, lookup(poly)))
+    return contours
+
+
+def _roi_contours(spec: RoiSpec, ct: CTImage, lookup: _SliceLookup) -> list[Dataset]:
+    """Contour items of one ROI, from its mask, its points or its explicit contours."""
+    sources = [spec.mask is not None, bool(len(spec.contours_mm)), spec.points_mm is not None]
+    if sum(sources) != 1:
+        raise StructureError("give exactly one of mask, contours_mm or points_mm", roi=spec.name)
+    if spec.mask is not None:
+        polys = mask_to_contours_mm(spec.mask, ct, name=spec.name)
+        if not polys:
+            raise StructureError("mask is empty; an empty ROI would not be written", roi=spec.name)
+        return [_contour_item(p, CLOSED_PLANAR, lookup(p)) for p in polys]
+    if spec.points_mm is not None:
+        pts = np.asarray(spec.points_mm, dtype=float).reshape(-1, 3)
+        if not np.all(np.isfinite(pts)):
+            raise GeometryError(f"ROI {spec.name!r}: points contain NaN or inf")
+        return [_contour_item(p[None, :], POINT, lookup(p[None, :])) for p in pts]
+    return _explicit_contours(spec, lookup)
+
+
+@dataclass(frozen=True)
+class _RoiItems:
+    """One ROI's items of the Structure Set ROI, ROI Contour and RT ROI Observations
+    sequences."""
+
+    roi: Dataset
+    contour: Dataset
+    observation: Dataset
+
+
+def _roi_items(number: int, spec: RoiSpec, ct: CTImage, contours: list[Dataset]) -> _RoiItems:
+    roi = Dataset()
+    roi.ROINumber = number
+    roi.ReferencedFrameOfReferenceUID = ct.frame_of_reference_uid
+    roi.ROIName = spec.name[:64]
+    roi.ROIGenerationAlgorithm = spec.generation_algorithm
+    citem = Dataset()
+    citem.ROIDisplayColor = list(
+        spec.color_rgb or _DEFAULT_COLOURS[(number - 1) % len(_DEFAULT_COLOURS)]
+    )
+    citem.ContourSequence = DicomSequence(contours)
+    citem.ReferencedROINumber = number
+    obs = Dataset()
+    obs.ObservationNumber = number
+    obs.ReferencedROINumber = number
+    obs.RTROIInterpretedType = spec.interpreted_type
+    obs.ROIInterpreter = ""
+    return _RoiItems(roi=roi, contour=citem, observation=obs)
 
 
 def write_rtstruct(
@@ -166,18 +263,12 @@ def write_rtstruct(
 
     Returns the file as read back by :func:`read_rtstruct`.
     """
-    if not rois:
-        raise StructureError("nothing to write: no ROIs given")
-    names = [r.name for r in rois]
-    if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
-        raise StructureError(f"ROI names must be unique; repeated: {dup}")
-    ctx = ct.context
+    _check_roi_names(rois)
     now = content_datetime or _dt.datetime.now()
     ds = new_dataset(
         RT_STRUCTURE_SET_STORAGE,
         "RTSTRUCT",
-        ctx,
+        ct.context,
         series_description=series_description,
         series_number=100,
         content_datetime=now,
@@ -191,79 +282,15 @@ def write_rtstruct(
     ds.StructureSetName = label[:64]
     ds.StructureSetDate = now.strftime("%Y%m%d")
     ds.StructureSetTime = now.strftime("%H%M%S")
-
-    images = []
-    for uid in ct.sop_instance_uids:
-        img = Dataset()
-        img.ReferencedSOPClassUID = CT_IMAGE_STORAGE
-        img.ReferencedSOPInstanceUID = uid
-        images.append(img)
-    series = Dataset()
-    series.SeriesInstanceUID = ct.series_instance_uid
-    series.ContourImageSequence = DicomSequence(images)
-    study = Dataset()
-    study.ReferencedSOPClassUID = STUDY_COMPONENT_SOP_CLASS
-    study.ReferencedSOPInstanceUID = ctx.study_instance_uid
-    study.RTReferencedSeriesSequence = DicomSequence([series])
-    frame = Dataset()
-    frame.FrameOfReferenceUID = ct.frame_of_reference_uid
-    frame.RTReferencedStudySequence = DicomSequence([study])
-    ds.ReferencedFrameOfReferenceSequence = DicomSequence([frame])
-
+    ds.ReferencedFrameOfReferenceSequence = DicomSequence([_referenced_frame(ct)])
     lookup = _slice_lookup(ct)
-    roi_items, contour_items, obs_items = [], [], []
-    for number, spec in enumerate(rois, start=1):
-        sources = [spec.mask is not None, bool(len(spec.contours_mm)), spec.points_mm is not None]
-        if sum(sources) != 1:
-            raise StructureError(
-                "give exactly one of mask, contours_mm or points_mm", roi=spec.name
-            )
-        contours: list[Dataset] = []
-        if spec.mask is not None:
-            polys = mask_to_contours_mm(spec.mask, ct, name=spec.name)
-            if not polys:
-                raise StructureError(
-                    "mask is empty; an empty ROI would not be written", roi=spec.name
-                )
-            contours = [_contour_item(p, CLOSED_PLANAR, lookup(p)) for p in polys]
-        elif spec.points_mm is not None:
-            pts = np.asarray(spec.points_mm, dtype=float).reshape(-1, 3)
-            if not np.all(np.isfinite(pts)):
-                raise GeometryError(f"ROI {spec.name!r}: points contain NaN or inf")
-            contours = [_contour_item(p[None, :], POINT, lookup(p[None, :])) for p in pts]
-        else:
-            for poly in spec.contours_mm:
-                poly = np.asarray(poly, dtype=float)
-                if poly.ndim != 2 or poly.shape[1] != 3 or poly.shape[0] < 3:
-                    raise StructureError(
-                        f"a contour must be an (N>=3, 3) array of mm, got shape {poly.shape}",
-                        roi=spec.name,
-                    )
-                if not np.all(np.isfinite(poly)):
-                    raise StructureError("a contour contains NaN or inf", roi=spec.name)
-                contours.append(_contour_item(poly, CLOSED_PLANAR, lookup(poly)))
-        roi = Dataset()
-        roi.ROINumber = number
-        roi.ReferencedFrameOfReferenceUID = ct.frame_of_reference_uid
-        roi.ROIName = spec.name[:64]
-        roi.ROIGenerationAlgorithm = spec.generation_algorithm
-        roi_items.append(roi)
-        citem = Dataset()
-        citem.ROIDisplayColor = list(
-            spec.color_rgb or _DEFAULT_COLOURS[(number - 1) % len(_DEFAULT_COLOURS)]
-        )
-        citem.ContourSequence = DicomSequence(contours)
-        citem.ReferencedROINumber = number
-        contour_items.append(citem)
-        obs = Dataset()
-        obs.ObservationNumber = number
-        obs.ReferencedROINumber = number
-        obs.RTROIInterpretedType = spec.interpreted_type
-        obs.ROIInterpreter = ""
-        obs_items.append(obs)
-    ds.StructureSetROISequence = DicomSequence(roi_items)
-    ds.ROIContourSequence = DicomSequence(contour_items)
-    ds.RTROIObservationsSequence = DicomSequence(obs_items)
+    items = [
+        _roi_items(number, spec, ct, _roi_contours(spec, ct, lookup))
+        for number, spec in enumerate(rois, start=1)
+    ]
+    ds.StructureSetROISequence = DicomSequence([i.roi for i in items])
+    ds.ROIContourSequence = DicomSequence([i.contour for i in items])
+    ds.RTROIObservationsSequence = DicomSequence([i.observation for i in items])
     ds.ApprovalStatus = "UNAPPROVED"
     save_dataset(ds, path, overwrite=overwrite)
     return read_rtstruct(Path(path))

@@ -42,9 +42,6 @@ class DicomIndex:
     #: (path, modality if it could be read, reason)
     broken: list[tuple[Path, str, str]] = field(default_factory=list)
 
-    def by_modality(self, modality: str) -> list[DicomFileEntry]:
-        return [f for f in self.files if f.modality == modality]
-
     def series(self, modality: str | None = None) -> dict[str, list[DicomFileEntry]]:
         """Files grouped by SeriesInstanceUID (optionally of one modality), in path order."""
         groups: dict[str, list[DicomFileEntry]] = defaultdict(list)
@@ -52,12 +49,6 @@ class DicomIndex:
             if modality is None or f.modality == modality:
                 groups[f.series_instance_uid].append(f)
         return dict(groups)
-
-    def find_sop(self, sop_instance_uid: str) -> DicomFileEntry | None:
-        for f in self.files:
-            if f.sop_instance_uid == sop_instance_uid:
-                return f
-        return None
 
 
 def _entry(path: Path) -> DicomFileEntry:

@@ -243,7 +243,7 @@ def refined_grid(grid: Grid, subdivide: int) -> Grid:
     sp = np.asarray(grid.spacing_mm) / m
     origin = grid.ijk_to_mm(np.full(3, (0.5 / m) - 0.5))
     nk, nj, ni = grid.shape
-    return Grid((nk * m, nj * m, ni * m), origin, sp, grid.direction)
+    return Grid((nk * m, nj * m, ni * m), tuple(origin), tuple(sp), grid.direction)
 
 
 def contour_frame_grid(stack: ContourStack, spacing_mm: float) -> Grid:
@@ -310,7 +310,7 @@ def _lattice_box(lattice: Grid, corners_mm: np.ndarray, *, clip: bool) -> Grid |
     n = hi - lo
     return Grid(
         (int(n[2]), int(n[1]), int(n[0])),
-        lattice.ijk_to_mm(lo.astype(float)),
+        tuple(lattice.ijk_to_mm(lo.astype(float))),
         lattice.spacing_mm,
         lattice.direction,
     )
@@ -354,9 +354,9 @@ def sample_dose_on_grid(
     if aligned is not None and method != "map_coordinates":
         start, step = aligned
         axes = []
-        for a in range(3):  # i, j, k
-            coord = start[a] + step[a] * np.arange(grid.size_ijk[a])
-            axes.append(_axis_weights(coord, dose_grid.size_ijk[a]))
+        for c in range(3):  # i, j, k
+            coord = start[c] + step[c] * np.arange(grid.size_ijk[c])
+            axes.append(_axis_weights(coord, dose_grid.size_ijk[c]))
         (i0, i1, wi, ini), (j0, j1, wj, inj), (k0, k1, wk, ink) = axes
         # crop the dose to the block the interpolation touches
         lo = [int(min(x0.min(), x1.min())) for x0, x1 in ((k0, k1), (j0, j1), (i0, i1))]
@@ -569,9 +569,8 @@ def _plane_masks(
     h = stack.plane_offsets_mm
     t = float(thickness_mm)
     per_call = max(1, max_pixels // (nj * n * ni * n))
-    planes = [int(p) for p in np.sort(planes)]
     groups: list[list[int]] = []
-    for p in planes:
+    for p in (int(p) for p in np.sort(planes)):
         g = groups[-1] if groups else None
         if (
             g is not None
@@ -739,6 +738,7 @@ def dvh_from_roi(
     if sampling_grid is None:
         lattice, lattice_name = default_lattice(stack, dose_grid, subdivide=int(subdivide))
         box = _lattice_box(lattice, stack.bounds_mm(), clip=False)
+        assert box is not None  # an unclipped box always exists
     else:
         if subdivide != 1:
             raise GeometryError("give either subdivide or sampling_grid, not both")
@@ -752,18 +752,29 @@ def dvh_from_roi(
         box.voxel_volume_mm3 * _CC_PER_MM3 / int(supersample) ** 3
     )
     all_subpoints = n_sub <= subpoint_limit
-    options = {
-        "supersample": int(supersample),
-        "thickness_mm": stack.thickness_mm,
-        "end_caps": end_caps,
-        "all_subpoints": all_subpoints,
-    }
     if abs(abs(float(box.slice_normal @ stack.normal)) - 1.0) < 1e-4:
         d, spread, vol_cc, inside = _roi_samples_layered(
-            roi, stack, box, dose_gy, dose_grid, **options
+            roi,
+            stack,
+            box,
+            dose_gy,
+            dose_grid,
+            supersample=int(supersample),
+            thickness_mm=stack.thickness_mm,
+            end_caps=end_caps,
+            all_subpoints=all_subpoints,
         )
     else:
-        d, spread, vol_cc, inside = _roi_samples(roi, box, dose_gy, dose_grid, **options)
+        d, spread, vol_cc, inside = _roi_samples(
+            roi,
+            box,
+            dose_gy,
+            dose_grid,
+            supersample=int(supersample),
+            thickness_mm=stack.thickness_mm,
+            end_caps=end_caps,
+            all_subpoints=all_subpoints,
+        )
     if d.size == 0:
         raise StructureError("covers no sampling point of the dose grid", roi=roi.name)
     settings = {
@@ -775,7 +786,7 @@ def dvh_from_roi(
         "end_caps": end_caps,
         "slice_thickness_mm": float(stack.thickness_mm),
     }
-    notes = []
+    notes: list[str] = []
     outside_cc = float(vol_cc[~inside].sum())
     if outside_cc > 0:
         notes.append(

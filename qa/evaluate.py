@@ -34,7 +34,12 @@ from brachycryo.core.progress import ProgressCallback, report
 from brachycryo.dicom_io.rtdose import DoseVolume, read_rtdose
 from brachycryo.dicom_io.rtstruct import ROI, StructureSet, read_rtstruct
 from brachycryo.qa.dvh import DVH, dvh_from_roi
-from brachycryo.qa.metrics import isodose_volume_cc, plan_indices, structure_metrics
+from brachycryo.qa.metrics import (
+    PlanIndices,
+    isodose_volume_cc,
+    plan_indices,
+    structure_metrics,
+)
 
 
 @dataclass
@@ -44,7 +49,7 @@ class PlanEvaluation:
     prescription_gy: float | None
     dvhs: dict[str, DVH]
     metrics: dict[str, dict[str, float | None]]
-    indices: dict[str, float | str | None] | None = None
+    indices: PlanIndices | None = None
     settings: dict = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -82,13 +87,15 @@ class PlanEvaluation:
         return write_text_atomic(path, self.to_csv(), overwrite=overwrite)
 
 
-def volume_rois(structures: StructureSet, names: Sequence[str] | None) -> tuple[list, list]:
+def volume_rois(
+    structures: StructureSet, names: Sequence[str] | None
+) -> tuple[list[ROI], list[str]]:
     """The ROIs to evaluate and notes on those skipped.
 
     ``names`` given: those ROIs, each required to have closed contours (StructureError
     otherwise); none given: every ROI with closed contours, the others noted as skipped.
     """
-    notes = []
+    notes: list[str] = []
     if names:
         rois = [structures.roi(n) for n in names]  # StructureError names a missing ROI
         for r in rois:

@@ -71,7 +71,7 @@ def _numba_kernel():
         for n in range(d.size):
             dn = np.float64(d[n])
             half = np.float64(s[n]) * 0.5
-            lo = dn - half
+            lo: float = dn - half  # float64 (numba ignores local annotations)
             if lo < 0.0:
                 lo = 0.0
             hi = dn + half

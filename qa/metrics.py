@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from typing import TypedDict
 
 import numpy as np
 
@@ -242,9 +243,32 @@ def metric_value(dvh: DVH, metric: str, *, prescription_gy: float | None = None)
     return volume_at_dose_pct(dvh, _check_rx(prescription_gy) * x / 100.0)
 
 
-def plan_indices(
-    target: DVH, reference_isodose_cc: float, prescription_gy: float
-) -> dict[str, float | None]:
+class PlanIndices(TypedDict):
+    """The implant quality indices of a target (:func:`plan_indices`), None where undefined:
+    the target's name, CI, EI, HI, and the volumes (cc) behind them: V_T, V_T,ref, V_ref."""
+
+    target: str
+    ci: float | None
+    ei: float | None
+    hi: float | None
+    v_t_cc: float | None
+    v_t_ref_cc: float | None
+    v_ref_cc: float | None
+
+
+def numeric_indices(indices: PlanIndices) -> dict[str, float | None]:
+    """The indices without the target's name, in the order of :class:`PlanIndices`."""
+    return {
+        "ci": indices["ci"],
+        "ei": indices["ei"],
+        "hi": indices["hi"],
+        "v_t_cc": indices["v_t_cc"],
+        "v_t_ref_cc": indices["v_t_ref_cc"],
+        "v_ref_cc": indices["v_ref_cc"],
+    }
+
+
+def plan_indices(target: DVH, reference_isodose_cc: float, prescription_gy: float) -> PlanIndices:
     """CI, EI and HI of ``target`` (keys ``ci``, ``ei``, ``hi``) plus the volumes behind them."""
     rx = _check_rx(prescription_gy)
     if reference_isodose_cc < 0:
@@ -265,6 +289,7 @@ def plan_indices(
 
 
 __all__ = [
+    "PlanIndices",
     "conformity_index",
     "dose_at_volume_cc",
     "dose_at_volume_pct",
@@ -272,6 +297,7 @@ __all__ = [
     "homogeneity_index",
     "isodose_volume_cc",
     "metric_value",
+    "numeric_indices",
     "plan_indices",
     "structure_metrics",
     "volume_at_dose_cc",

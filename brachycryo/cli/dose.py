@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from brachycryo.core.errors import ConfigError, DataModelError, FrameOfReferenceError
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import tqdm_callback
+
+if TYPE_CHECKING:  # the CLI imports its workers when a command runs
+    from brachycryo.dicom_io.common import StudyContext
+    from brachycryo.dicom_io.rtplan import BrachyPlan
 
 #: Margin around the seeds of the grid made by ``--spacing-mm`` (mm).
 SEED_GRID_MARGIN_MM = 30.0
@@ -47,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, command_name="dose")
 
 
-def _grid(args, plan) -> tuple[Grid, object]:
+def _grid(args: argparse.Namespace, plan: BrachyPlan) -> tuple[Grid, StudyContext | None]:
     from brachycryo.dicom_io.ct_series import load_ct_series
     from brachycryo.dicom_io.rtdose import read_rtdose
 
@@ -75,7 +80,6 @@ def _grid(args, plan) -> tuple[Grid, object]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brachycryo.core.seeds import Seeds
     from brachycryo.dicom_io.common import StudyContext, read_dataset
     from brachycryo.dicom_io.rtdose import write_rtdose
     from brachycryo.dicom_io.rtplan import read_rtplan
@@ -98,13 +102,9 @@ def run(args: argparse.Namespace) -> int:
     if not model_name:
         raise ConfigError(f"{args.rtplan} names no seed model; give --model", key="--model")
     model = load_seed_model(model_name)
-    dirs = plan.directions
-    unknown = ~np.all(np.isfinite(dirs), axis=1)
-    if unknown.any():
-        print(f"warning: {int(unknown.sum())} seed(s) without orientation; taken along +z")
-        dirs = dirs.copy()
-        dirs[unknown] = (0.0, 0.0, 1.0)
-    seeds = Seeds(plan.positions_mm, plan.sk_u, dirs, normalize=True)
+    if plan.n_unoriented:
+        print(f"warning: {plan.n_unoriented} seed(s) without orientation; taken along +z")
+    seeds = plan.to_seeds()
     if args.ct or args.like:
         grid, context = _grid(args, plan)
     else:

@@ -108,7 +108,7 @@ def summary(result) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brachycryo.postimplant.workflow import OUTPUT_NAMES, run_postimplant
+    from brachycryo.postimplant.workflow import OUTPUT_NAMES, PostImplantOptions, run_postimplant
     from brachycryo.reports.postimplant import write_postimplant_folder
 
     out = Path(args.out)
@@ -116,10 +116,7 @@ def run(args: argparse.Namespace) -> int:
     for name in OUTPUT_NAMES.values():
         check_writable(out / name, overwrite=args.overwrite)
     with tqdm_callback("postimplant", disable=args.quiet) as cb:
-        result = run_postimplant(
-            args.ct,
-            args.rtstruct,
-            plan=args.plan,
+        options = PostImplantOptions(
             seed_count=args.seed_count,
             sk_u=args.sk_u,
             model=args.model,
@@ -129,7 +126,13 @@ def run(args: argparse.Namespace) -> int:
             dose_margin_mm=args.dose_margin_mm,
             gate_mm=args.gate_mm,
             backend=args.backend,
+        )
+        result = run_postimplant(
+            args.ct,
+            args.rtstruct,
+            plan=args.plan,
             series_uid=args.series_uid,
+            options=options,
             progress=cb,
         )
     paths = write_postimplant_folder(

@@ -57,7 +57,13 @@ from brachycryo.core.errors import (
     StructureError,
 )
 from brachycryo.core.progress import ProgressCallback, report
-from brachycryo.qa.metrics import DEFAULT_D_CC, DEFAULT_D_PCT, DEFAULT_V_PCT, structure_metrics
+from brachycryo.qa.metrics import (
+    DEFAULT_D_CC,
+    DEFAULT_D_PCT,
+    DEFAULT_V_PCT,
+    numeric_indices,
+    structure_metrics,
+)
 
 #: Columns of the tidy table, in order.
 COLUMNS = ("patient", "study", "plan", "dose", "structure", "metric", "value", "unit")
@@ -183,8 +189,10 @@ def evaluate_unit(unit: WorkUnit, options: BatchOptions) -> tuple[list[tuple], d
 
     if unit.error:  # discovery found no usable structure set
         raise FrameOfReferenceError(f"{unit.rtdose}: {unit.error}")
+    assert unit.rtstruct is not None  # discovery sets an error where it found none
     notes = list(unit.warnings)
-    rx, rx_source = options.prescription_gy, "option"
+    rx = options.prescription_gy
+    rx_source: str | None = "option"
     if rx is None:
         rx_source = None
         if unit.rtplan:
@@ -255,9 +263,9 @@ def evaluate_unit(unit: WorkUnit, options: BatchOptions) -> tuple[list[tuple], d
         )
         for metric, value in metrics.items():
             rows.append((*ident, roi.name, metric, _clean(value), metric_unit(metric)))
-        for metric, value in (ev.indices or {}).items():
-            if metric != "target":
-                rows.append((*ident, roi.name, metric, _clean(value), metric_unit(metric)))
+        if ev.indices is not None:
+            for metric, index in numeric_indices(ev.indices).items():
+                rows.append((*ident, roi.name, metric, _clean(index), metric_unit(metric)))
     if rois and n_done == 0:
         raise StructureError(f"no ROI of {unit.rtstruct} could be evaluated: {notes[-1]}")
     details = {

@@ -14,10 +14,21 @@ import numpy as np
 
 from brachycryo.core.errors import GeometryError
 
-__all__ = ["U_PER_MCI_I125", "Seeds", "apparent_mci_to_u", "u_to_apparent_mci"]
+__all__ = [
+    "DEFAULT_DIRECTION",
+    "U_PER_MCI_I125",
+    "Seeds",
+    "apparent_mci_to_u",
+    "directions_or_default",
+    "u_to_apparent_mci",
+]
 
 #: Air-kerma strength of 1 mCi apparent activity of I-125, in U (TG-43, 1995).
 U_PER_MCI_I125 = 1.270
+
+#: The axis of a seed whose orientation is not known: +z, cranio-caudal, the usual needle
+#: direction of a perineal template.
+DEFAULT_DIRECTION = (0.0, 0.0, 1.0)
 
 _UNIT_TOL = 1e-6
 
@@ -32,14 +43,23 @@ def u_to_apparent_mci(sk_u: np.ndarray | float) -> np.ndarray | float:
     return np.divide(sk_u, U_PER_MCI_I125)
 
 
+def directions_or_default(directions: np.ndarray) -> np.ndarray:
+    """A copy of (n, 3) seed axes whose unknown rows (any value not finite, e.g. the NaN rows
+    of a plan without orientations) are :data:`DEFAULT_DIRECTION`."""
+    out = np.array(directions, dtype=np.float64).reshape(-1, 3)
+    out[~np.all(np.isfinite(out), axis=1)] = DEFAULT_DIRECTION
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class Seeds:
     """``positions_mm`` (N, 3) LPS, ``directions`` (N, 3) unit axis vectors, ``sk_u`` (N,).
 
-    Arrays are float64 copies, read-only.  ``directions`` defaults to +z (cranio-caudal,
-    the usual needle direction of a perineal template); pass the needle direction of each
-    seed where it is known.  Validation raises :class:`GeometryError` (non-finite position,
-    zero or non-unit direction, non-positive strength).
+    Arrays are float64 copies, read-only.  ``directions`` defaults to
+    :data:`DEFAULT_DIRECTION` (+z, cranio-caudal, the usual needle direction of a perineal
+    template); pass the needle direction of each seed where it is known.  Validation raises
+    :class:`GeometryError` (non-finite position, zero or non-unit direction, non-positive
+    strength).
     """
 
     positions_mm: np.ndarray
@@ -64,7 +84,7 @@ class Seeds:
             bad = int(np.nonzero(~np.all(np.isfinite(pos), axis=1))[0][0])
             raise GeometryError(f"seed {bad}: position {pos[bad].tolist()} is not finite")
         if directions is None:
-            d = np.tile([0.0, 0.0, 1.0], (n, 1))
+            d = np.tile(DEFAULT_DIRECTION, (n, 1))
         else:
             d = np.array(directions, dtype=np.float64)
             if d.shape == (3,):

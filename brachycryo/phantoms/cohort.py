@@ -128,7 +128,9 @@ def write_cohort_patient(
     tumour's D90 is that ratio times ``prescription_gy``.
     """
     out = Path(folder)
-    ratios = (d90_over_rx,) if np.isscalar(d90_over_rx) else tuple(d90_over_rx)
+    ratios = (
+        tuple(d90_over_rx) if isinstance(d90_over_rx, Sequence | np.ndarray) else (d90_over_rx,)
+    )
     if not ratios or any(not (r > 0) for r in ratios):
         raise ConfigError(f"must be positive, got {d90_over_rx}", key="d90_over_rx")
     if case is None:
@@ -138,11 +140,11 @@ def write_cohort_patient(
     report(progress, 0.5, "CT and RTSTRUCT written")
     mask = case.masks[case.index_tumour]
     pos, needles = seed_grid_in_mask(mask, case.grid, spacing_mm=seed_spacing_mm)
-    dirs = np.tile([0.0, 0.0, 1.0], (len(pos), 1))
+    seeds_1u = Seeds(pos, 1.0)  # along the default direction, +z: the needles' axis
     model = load_seed_model(seed_model)
     dgrid = _dose_grid(mask, case.grid, dose_margin_mm, dose_spacing_mm)
     dose_1u = dose_on_grid(
-        Seeds(pos, 1.0, dirs),
+        seeds_1u,
         dgrid,
         model,
         progress=scaled(progress, 0.5, 0.9),
@@ -166,7 +168,7 @@ def write_cohort_patient(
             pos,
             needles,
             source=source,
-            directions=dirs,
+            directions=seeds_1u.directions,
             label=label,
             name=f"synthetic implant {n} (D90 {ratio:g} x Rx)",
             prescription_dose_gy=prescription_gy,

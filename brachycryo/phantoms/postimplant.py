@@ -102,6 +102,71 @@ def _perpendicular_basis(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return u, np.cross(axis, u)
 
 
+def _template_positions(
+    mask: np.ndarray,
+    grid: Grid,
+    frame: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    needle_spacing_mm: float,
+    seed_spacing_mm: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate seed centres (n, 3) mm, needle number of each): a template of needles
+    along ``frame[0]`` (in-plane axes ``frame[1:]``) at a random offset, every position
+    whose whole seed (both ends and centre) lies in ``mask``."""
+    axis, u, v = frame
+    pts = grid.voxel_centres_mm()[np.asarray(mask, dtype=bool)]
+    if pts.shape[0] == 0:
+        raise ConfigError("target mask is empty; no seeds can be placed", key="mask")
+    centre = pts.mean(axis=0)
+    rel = pts - centre
+    a_u, a_v, a_w = rel @ u, rel @ v, rel @ axis
+    gu = np.arange(np.floor(a_u.min() / needle_spacing_mm), a_u.max() / needle_spacing_mm + 1)
+    gv = np.arange(np.floor(a_v.min() / needle_spacing_mm), a_v.max() / needle_spacing_mm + 1)
+    gw = np.arange(np.floor(a_w.min() / seed_spacing_mm), a_w.max() / seed_spacing_mm + 1)
+    offset = rng.uniform(0.0, 1.0, 3)
+    cu, cv, cw = np.meshgrid(
+        (gu + offset[0]) * needle_spacing_mm,
+        (gv + offset[1]) * needle_spacing_mm,
+        (gw + offset[2]) * seed_spacing_mm,
+        indexing="ij",
+    )
+    needle_id = np.broadcast_to(
+        (np.arange(gu.size)[:, None] * gv.size + np.arange(gv.size)[None, :])[:, :, None],
+        cu.shape,
+    )
+    cand = centre + cu.reshape(-1, 1) * u + cv.reshape(-1, 1) * v + cw.reshape(-1, 1) * axis
+    needle_id = needle_id.reshape(-1)
+    # keep candidates whose whole seed (both ends) lies in the mask
+    ok = np.ones(cand.shape[0], dtype=bool)
+    for end in (-0.5, 0.0, 0.5):
+        ijk = np.rint(grid.mm_to_ijk(cand + end * SEED_LENGTH_MM * axis)).astype(int)
+        inside = np.all((ijk >= 0) & (ijk < np.asarray(grid.size_ijk)), axis=1)
+        hit = np.zeros_like(inside)
+        hit[inside] = mask[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]]
+        ok &= hit
+    return cand[ok], needle_id[ok]
+
+
+def _tilted_axes(
+    frame: tuple[np.ndarray, np.ndarray, np.ndarray],
+    n: int,
+    tilt_sd_deg: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """(n, 3) unit seed axes: the needle axis ``frame[0]`` tilted by a random angle (SD
+    ``tilt_sd_deg``) towards a random direction of the plane ``frame[1:]``."""
+    axis, u, v = frame
+    tilt = np.radians(rng.normal(0.0, tilt_sd_deg, n))
+    phi = rng.uniform(0.0, 2.0 * np.pi, n)
+    dirs = (
+        np.cos(tilt)[:, None] * axis
+        + (np.sin(tilt) * np.cos(phi))[:, None] * u
+        + (np.sin(tilt) * np.sin(phi))[:, None] * v
+    )
+    return dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
+
+
 def needle_seed_layout(
     mask: np.ndarray,
     grid: Grid,
@@ -140,37 +205,14 @@ def needle_seed_layout(
     rng = np.random.default_rng([int(seed), 4242])
     axis = _unit(needle_direction)
     u, v = _perpendicular_basis(axis)
-    pts = grid.voxel_centres_mm()[np.asarray(mask, dtype=bool)]
-    if pts.shape[0] == 0:
-        raise ConfigError("target mask is empty; no seeds can be placed", key="mask")
-    centre = pts.mean(axis=0)
-    rel = pts - centre
-    a_u, a_v, a_w = rel @ u, rel @ v, rel @ axis
-    gu = np.arange(np.floor(a_u.min() / needle_spacing_mm), a_u.max() / needle_spacing_mm + 1)
-    gv = np.arange(np.floor(a_v.min() / needle_spacing_mm), a_v.max() / needle_spacing_mm + 1)
-    gw = np.arange(np.floor(a_w.min() / seed_spacing_mm), a_w.max() / seed_spacing_mm + 1)
-    offset = rng.uniform(0.0, 1.0, 3)
-    cu, cv, cw = np.meshgrid(
-        (gu + offset[0]) * needle_spacing_mm,
-        (gv + offset[1]) * needle_spacing_mm,
-        (gw + offset[2]) * seed_spacing_mm,
-        indexing="ij",
+    cand, needle_id = _template_positions(
+        mask,
+        grid,
+        (axis, u, v),
+        needle_spacing_mm=needle_spacing_mm,
+        seed_spacing_mm=seed_spacing_mm,
+        rng=rng,
     )
-    needle_id = np.broadcast_to(
-        (np.arange(gu.size)[:, None] * gv.size + np.arange(gv.size)[None, :])[:, :, None],
-        cu.shape,
-    )
-    cand = centre + cu.reshape(-1, 1) * u + cv.reshape(-1, 1) * v + cw.reshape(-1, 1) * axis
-    needle_id = needle_id.reshape(-1)
-    # keep candidates whose whole seed (both ends) lies in the mask
-    ok = np.ones(cand.shape[0], dtype=bool)
-    for end in (-0.5, 0.0, 0.5):
-        ijk = np.rint(grid.mm_to_ijk(cand + end * SEED_LENGTH_MM * axis)).astype(int)
-        inside = np.all((ijk >= 0) & (ijk < np.asarray(grid.size_ijk)), axis=1)
-        hit = np.zeros_like(inside)
-        hit[inside] = mask[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]]
-        ok &= hit
-    cand, needle_id = cand[ok], needle_id[ok]
     n_base = n_seeds - n_end_to_end - n_side_by_side
     if cand.shape[0] < n_base:
         raise ConfigError(
@@ -185,15 +227,7 @@ def needle_seed_layout(
     partners = _spread_anchors(np.asarray(pos), n_end_to_end + n_side_by_side, rng)
     # every seed's axis: the needle axis tilted at random (seeds turn a little when
     # released); a touching partner is parallel to the seed it touches
-    n_all = n_base + len(partners)
-    tilt = np.radians(rng.normal(0.0, tilt_sd_deg, n_all))
-    phi = rng.uniform(0.0, 2.0 * np.pi, n_all)
-    dirs = (
-        np.cos(tilt)[:, None] * axis
-        + (np.sin(tilt) * np.cos(phi))[:, None] * u
-        + (np.sin(tilt) * np.sin(phi))[:, None] * v
-    )
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    dirs = _tilted_axes((axis, u, v), n_base + len(partners), tilt_sd_deg, rng)
     for m, c in enumerate(partners):
         d = dirs[c]
         dirs[n_base + m] = d
@@ -338,8 +372,8 @@ def postimplant_grid(
     origin = d @ lo
     return Grid(
         shape=(int(n[2]), int(n[1]), int(n[0])),
-        origin_mm=origin,
-        spacing_mm=sp,
+        origin_mm=tuple(origin),
+        spacing_mm=tuple(sp),
         direction=source_grid.direction,
     )
 
@@ -501,21 +535,19 @@ def render_postimplant_ct(
 def layout_from_plan(plan: BrachyPlan) -> SeedLayout:
     """The seeds of a plan (e.g. a pre-plan) as known truth for a post-implant CT.
 
-    Seeds without a direction in the plan get the +z axis.  Touching clusters are not
+    Seeds without a direction in the plan get the default axis (+z, see
+    :meth:`~brachycryo.dicom_io.rtplan.BrachyPlan.to_seeds`).  Touching clusters are not
     inferred: every seed is ``"isolated"`` in ``kind`` and its own cluster.
     """
-    pos = plan.positions_mm
-    if pos.shape[0] == 0:
+    if plan.n_seeds == 0:
         raise ConfigError(f"plan {plan.label!r} has no seeds", key="plan")
-    dirs = plan.directions
-    missing = ~np.all(np.isfinite(dirs), axis=1)
-    dirs[missing] = (0.0, 0.0, 1.0)
+    seeds = plan.to_seeds()
     return SeedLayout(
-        positions_mm=pos,
-        directions=dirs / np.linalg.norm(dirs, axis=1, keepdims=True),
+        positions_mm=seeds.positions_mm,
+        directions=seeds.directions,
         needles=plan.channel_numbers,
-        kind=("isolated",) * pos.shape[0],
-        cluster=np.arange(pos.shape[0]),
+        kind=("isolated",) * len(seeds),
+        cluster=np.arange(len(seeds)),
     )
 
 

@@ -70,6 +70,7 @@ from brachycryo.core.errors import ConfigError, GeometryError
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, report
 from brachycryo.core.seed_capsule import SEED_DIAMETER_MM, SEED_LENGTH_MM
+from brachycryo.core.seeds import Seeds
 from brachycryo.dicom_io.rtplan import BrachyPlan, BrachySource, seed_implant
 from brachycryo.postimplant.seed_end_slices import (
     measure_end_slices,
@@ -191,6 +192,11 @@ class SeedDetection:
     @property
     def confidences(self) -> np.ndarray:
         return np.array([s.confidence for s in self.seeds], dtype=float)
+
+    def to_seeds(self, sk_u: float) -> Seeds:
+        """The detected seeds as :class:`~brachycryo.core.seeds.Seeds` of strength ``sk_u`` (U),
+        each along its detected axis (rescaled to unit length)."""
+        return Seeds(self.positions_mm, sk_u, self.directions, normalize=True)
 
 
 # ---------------------------------------------------------------------------- helpers

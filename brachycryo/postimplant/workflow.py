@@ -48,8 +48,9 @@ import math
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -330,37 +331,49 @@ def _uniform_sk_u(plan: BrachyPlan) -> float:
     return float(values[0])
 
 
-def _resolve_source(
-    plan: BrachyPlan | None, sk_u, model, prescription_gy
-) -> tuple[float, SeedModel, float, dict[str, str]]:
-    """(sk_u, model, prescription, where each came from): option, else the plan."""
-    origin = {}
+@dataclass(frozen=True)
+class _Source:
+    """Strength, seed model and prescription, and where each came from (option / pre-plan)."""
+
+    sk_u: float
+    model: SeedModel
+    prescription_gy: float
+    origin: dict[str, str]
+
+
+def _strength_u(plan: BrachyPlan | None, sk_u: float | None) -> tuple[float, str]:
+    """The seeds' air-kerma strength (U) and where it came from: the option, else the plan."""
+    origin = "option"
     if sk_u is None:
         if plan is None:
             raise ConfigError(
                 "the source strength is needed without a pre-plan (CLI: --sk-u)", key="sk_u"
             )
-        sk_u, origin["sk_u"] = _uniform_sk_u(plan), "pre-plan"
-    else:
-        origin["sk_u"] = "option"
+        sk_u, origin = _uniform_sk_u(plan), "pre-plan"
     if not (math.isfinite(float(sk_u)) and float(sk_u) > 0):
         raise ConfigError(f"sk_u must be a positive strength in U, got {sk_u}", key="sk_u")
-    if model is None:
-        names = sorted({s.model for s in plan.sources if s.model}) if plan is not None else []
-        if plan is None:
-            raise ConfigError(
-                "the seed model is needed without a pre-plan (CLI: --model)", key="model"
-            )
-        if len(names) != 1:
-            raise ConfigError(
-                f"the pre-plan {plan.path} names {names or 'no'} seed model(s); give the "
-                "implanted seed model (CLI: --model)",
-                key="model",
-            )
-        model, origin["model"] = names[0], "pre-plan"
-    else:
-        origin["model"] = "option"
-    seed_model = load_seed_model(model)
+    return float(sk_u), origin
+
+
+def _seed_model_name(plan: BrachyPlan | None, model: str | None) -> tuple[str, str]:
+    """The TG-43 seed model's name and where it came from: the option, else the plan."""
+    if model is not None:
+        return model, "option"
+    if plan is None:
+        raise ConfigError("the seed model is needed without a pre-plan (CLI: --model)", key="model")
+    names = sorted({s.model for s in plan.sources if s.model})
+    if len(names) != 1:
+        raise ConfigError(
+            f"the pre-plan {plan.path} names {names or 'no'} seed model(s); give the "
+            "implanted seed model (CLI: --model)",
+            key="model",
+        )
+    return names[0], "pre-plan"
+
+
+def _prescription_gy(plan: BrachyPlan | None, prescription_gy: float | None) -> tuple[float, str]:
+    """The prescription dose (Gy) and where it came from: the option, else the plan."""
+    origin = "option"
     if prescription_gy is None:
         if plan is None or plan.prescription_dose_gy is None:
             where = "without a pre-plan" if plan is None else f"(the pre-plan {plan.path} has none)"
@@ -368,15 +381,28 @@ def _resolve_source(
                 f"the prescription dose is needed {where} (CLI: --prescription-gy)",
                 key="prescription_gy",
             )
-        prescription_gy, origin["prescription_gy"] = plan.prescription_dose_gy, "pre-plan"
-    else:
-        origin["prescription_gy"] = "option"
+        prescription_gy, origin = plan.prescription_dose_gy, "pre-plan"
     if not (math.isfinite(float(prescription_gy)) and float(prescription_gy) > 0):
         raise ConfigError(
             f"prescription_gy must be a positive dose, got {prescription_gy}",
             key="prescription_gy",
         )
-    return float(sk_u), seed_model, float(prescription_gy), origin
+    return float(prescription_gy), origin
+
+
+def _resolve_source(
+    plan: BrachyPlan | None,
+    sk_u: float | None,
+    model: str | None,
+    prescription_gy: float | None,
+) -> _Source:
+    """Strength, model and prescription: each the option, else the plan's."""
+    origin: dict[str, str] = {}
+    strength_u, origin["sk_u"] = _strength_u(plan, sk_u)
+    model_name, origin["model"] = _seed_model_name(plan, model)
+    seed_model = load_seed_model(model_name)
+    rx_gy, origin["prescription_gy"] = _prescription_gy(plan, prescription_gy)
+    return _Source(strength_u, seed_model, rx_gy, origin)
 
 
 def _volume_rois(ss: StructureSet, names: Sequence[str] | None, notes: list[str]) -> list[ROI]:
@@ -436,13 +462,10 @@ def dose_grid_around(
 
 
 def _seeds_of_plan(plan: BrachyPlan, notes: list[str]) -> Seeds:
-    dirs = plan.directions
-    unknown = ~np.all(np.isfinite(dirs), axis=1)
-    if unknown.any():
-        notes.append(f"pre-plan: {int(unknown.sum())} seed(s) without orientation; taken along +z")
-        dirs = dirs.copy()
-        dirs[unknown] = (0.0, 0.0, 1.0)
-    return Seeds(plan.positions_mm, plan.sk_u, dirs, normalize=True)
+    """The pre-plan's seeds, with a note when some lack an orientation (taken along +z)."""
+    if plan.n_unoriented:
+        notes.append(f"pre-plan: {plan.n_unoriented} seed(s) without orientation; taken along +z")
+    return plan.to_seeds()
 
 
 def _dose(seeds: Seeds, grid: Grid, model: SeedModel, backend: str, progress) -> np.ndarray:
@@ -536,108 +559,245 @@ def detect_with_plan_count(
 
 
 # ---------------------------------------------------------------------------- workflow
-def run_postimplant(
+@dataclass(frozen=True, kw_only=True)
+class PostImplantOptions:
+    """The choices of :func:`run_postimplant` (the ``brachycryo postimplant`` options).
+
+    * ``seed_count`` - the implanted seed count (from the implant record); None: the
+      pre-plan's count as a guarded default (:func:`detect_with_plan_count`), or, without a
+      pre-plan, the count the image shows.
+    * ``sk_u`` (air-kerma strength, U), ``model`` (TG-43 seed model name) and
+      ``prescription_gy`` - None: the pre-plan's (required without one).
+    * ``target`` - the ROI of the implant quality indices (None: the first PTV, CTV or
+      GTV); ``roi_names`` - the evaluated structures (None: all with closed contours).
+    * ``dose_spacing_mm``, ``dose_margin_mm`` - the dose grid (:func:`dose_grid_around`).
+    * ``gate_mm`` - the migration gate of the seed comparison
+      (:func:`~brachycryo.postimplant.seed_comparison.compare_seeds`).
+    * ``detection_options`` - seed detection settings (None: the defaults);
+      ``supersample`` - DVH supersampling (None: :func:`evaluate_plan`'s choice);
+      ``backend`` - of the dose engine.
+
+    Raises :class:`ConfigError` for a ``gate_mm`` that is not a positive distance.
+    """
+
+    seed_count: int | None = None
+    sk_u: float | None = None
+    model: str | None = None
+    prescription_gy: float | None = None
+    target: str | None = None
+    roi_names: Sequence[str] | None = None
+    dose_spacing_mm: float = DOSE_SPACING_MM
+    dose_margin_mm: float = DOSE_MARGIN_MM
+    gate_mm: float = MIGRATION_GATE_MM
+    detection_options: DetectionOptions | None = None
+    supersample: int | None = None
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(float(self.gate_mm)) and self.gate_mm > 0):
+            raise ConfigError(
+                f"gate_mm must be a positive distance, got {self.gate_mm}", key="gate_mm"
+            )
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The files read in step 1 (module docstring)."""
+
+    ct: CTImage
+    structures: StructureSet
+    pre_plan: BrachyPlan | None
+
+
+def _read_inputs(
     ct_dir: str | os.PathLike,
     rtstruct: str | os.PathLike,
-    *,
-    plan: str | os.PathLike | None = None,
-    seed_count: int | None = None,
-    sk_u: float | None = None,
-    model: str | None = None,
-    prescription_gy: float | None = None,
-    target: str | None = None,
-    roi_names: Sequence[str] | None = None,
-    dose_spacing_mm: float = DOSE_SPACING_MM,
-    dose_margin_mm: float = DOSE_MARGIN_MM,
-    gate_mm: float = MIGRATION_GATE_MM,
-    detection_options: DetectionOptions | None = None,
-    supersample: int | None = None,
-    backend: str = "auto",
-    series_uid: str | None = None,
-    progress: ProgressCallback | None = None,
-) -> PostImplantResult:
-    """Post-implant dosimetry of a CT, compared with the pre-plan when given (module doc).
-
-    ``target`` names the ROI of the implant quality indices (default: the first PTV, CTV
-    or GTV); ``roi_names`` limits the evaluated structures (default: all with closed
-    contours).  Raises :class:`ConfigError` for a missing strength / model / prescription,
-    :class:`FrameOfReferenceError` for inputs in different frames, and the readers'
-    errors (naming the file) for unusable DICOM.
-    """
-    notes: list[str] = []
-    if not (math.isfinite(float(gate_mm)) and gate_mm > 0):
-        raise ConfigError(f"gate_mm must be a positive distance, got {gate_mm}", key="gate_mm")
-    report(progress, 0.0, "reading CT")
+    plan: str | os.PathLike | None,
+    series_uid: str | None,
+    notes: list[str],
+) -> _Inputs:
+    """Step 1: the CT, its RTSTRUCT and the pre-plan, checked to share a Frame of Reference."""
     ct = load_ct_series(ct_dir, series_uid=series_uid)
     notes.extend(ct.notes)
     ss = read_rtstruct(rtstruct)
     notes.extend(ss.warnings)
     pre_plan = None if plan is None else _read_plan(plan, notes)
     _check_frames(ct, ss, pre_plan, notes)
-    sk_u, seed_model, rx, origin = _resolve_source(pre_plan, sk_u, model, prescription_gy)
-    rois = _volume_rois(ss, roi_names, notes)
-    target_name = _choose_target(rois, target)
-    report(progress, 0.05, "detecting seeds")
-    if pre_plan is not None and seed_count is None:
+    return _Inputs(ct=ct, structures=ss, pre_plan=pre_plan)
+
+
+def _detect(
+    ct: CTImage,
+    pre_plan: BrachyPlan | None,
+    opts: PostImplantOptions,
+    origin: dict[str, str],
+    notes: list[str],
+    progress: ProgressCallback | None,
+) -> SeedDetection:
+    """Step 2: the seeds, counted by the option, else by the pre-plan (guarded), else freely."""
+    if pre_plan is not None and opts.seed_count is None:
         origin["seed_count"] = "pre-plan (guarded)"
         detection, how = detect_with_plan_count(
             ct.hu,
             ct.grid,
             pre_plan.positions_mm,
-            options=detection_options,
-            progress=scaled(progress, 0.05, 0.25),
+            options=opts.detection_options,
+            progress=progress,
         )
         notes.append(f"seed count: {how}")
-    else:
-        origin["seed_count"] = "option" if seed_count is not None else "none"
-        detection = detect_seeds(
-            ct.hu,
-            ct.grid,
-            seed_count=seed_count,
-            options=detection_options,
-            progress=scaled(progress, 0.05, 0.25),
-        )
+        return detection
+    origin["seed_count"] = "option" if opts.seed_count is not None else "none"
+    return detect_seeds(
+        ct.hu,
+        ct.grid,
+        seed_count=opts.seed_count,
+        options=opts.detection_options,
+        progress=progress,
+    )
+
+
+def _detected_plan(
+    detection: SeedDetection, pre_plan: BrachyPlan | None, source: _Source, ss: StructureSet
+) -> BrachyPlan:
+    """Step 3: the detected seeds as a permanent-implant RTPLAN (reference date and maker
+    of the pre-plan's first source, if any; else now)."""
     reference = None
     manufacturer = ""
     if pre_plan is not None and pre_plan.sources:
         reference = pre_plan.sources[0].reference_datetime
         manufacturer = pre_plan.sources[0].manufacturer
-    detected_plan = to_plan(
+    return to_plan(
         detection,
-        sk_u=sk_u,
-        model=seed_model.name,
+        sk_u=source.sk_u,
+        model=source.model.name,
         reference_datetime=reference or _dt.datetime.now().replace(microsecond=0),
         manufacturer=manufacturer,
-        prescription_dose_gy=rx,
+        prescription_dose_gy=source.prescription_gy,
         referenced_structure_set_uid=ss.sop_instance_uid or None,
     )
+
+
+def _dose_grid(
+    ct: CTImage, detection: SeedDetection, pre_plan: BrachyPlan | None, opts: PostImplantOptions
+) -> Grid:
+    """Step 4: the dose grid around the detected and the planned seeds."""
     points = detection.positions_mm
     if pre_plan is not None:
         points = np.concatenate([points, pre_plan.positions_mm])
-    grid = dose_grid_around(ct.grid, points, spacing_mm=dose_spacing_mm, margin_mm=dose_margin_mm)
+    return dose_grid_around(
+        ct.grid, points, spacing_mm=opts.dose_spacing_mm, margin_mm=opts.dose_margin_mm
+    )
+
+
+def _evaluate(
+    dose_gy: np.ndarray,
+    grid: Grid,
+    rois: Sequence[ROI],
+    *,
+    prescription_gy: float,
+    target: str | None,
+    opts: PostImplantOptions,
+    progress: ProgressCallback | None,
+) -> PlanEvaluation:
+    """Step 5: the DVH metrics of one dose."""
+    return evaluate_plan(
+        dose_gy,
+        grid,
+        rois,
+        prescription_gy=prescription_gy,
+        target=target,
+        supersample=opts.supersample,
+        progress=progress,
+    )
+
+
+def _settings(
+    opts: PostImplantOptions, pre_plan: BrachyPlan | None, origin: dict[str, str]
+) -> dict:
+    """The ``settings`` block of metrics.json."""
+    return {
+        "dose_engine": "TG-43U1 line source, total permanent-implant dose",
+        "dose_spacing_mm": float(opts.dose_spacing_mm),
+        "dose_margin_mm": float(opts.dose_margin_mm),
+        "migration_gate_mm": float(opts.gate_mm),
+        "backend": opts.backend,
+        "seed_count": opts.seed_count
+        if opts.seed_count is not None
+        else (None if pre_plan is None else pre_plan.n_seeds),
+        "from": origin,
+    }
+
+
+def run_postimplant(
+    ct_dir: str | os.PathLike,
+    rtstruct: str | os.PathLike,
+    *,
+    plan: str | os.PathLike | None = None,
+    series_uid: str | None = None,
+    options: PostImplantOptions | None = None,
+    progress: ProgressCallback | None = None,
+    **option_values: Any,
+) -> PostImplantResult:
+    """Post-implant dosimetry of a CT, compared with the pre-plan when given (module doc).
+
+    ``options`` (:class:`PostImplantOptions`), or its fields given here as keywords
+    (``run_postimplant(ct, rs, sk_u=0.4, model="6711", prescription_gy=145)``; they
+    override those of ``options``).  Raises :class:`ConfigError` for a missing strength /
+    model / prescription, :class:`FrameOfReferenceError` for inputs in different frames,
+    and the readers' errors (naming the file) for unusable DICOM.
+    """
+    opts = replace(options or PostImplantOptions(), **option_values)
+    notes: list[str] = []
+    report(progress, 0.0, "reading CT")
+    inputs = _read_inputs(ct_dir, rtstruct, plan, series_uid, notes)
+    ct, ss, pre_plan = inputs.ct, inputs.structures, inputs.pre_plan
+    source = _resolve_source(pre_plan, opts.sk_u, opts.model, opts.prescription_gy)
+    rois = _volume_rois(ss, opts.roi_names, notes)
+    target_name = _choose_target(rois, opts.target)
+    report(progress, 0.05, "detecting seeds")
+    detection = _detect(ct, pre_plan, opts, source.origin, notes, scaled(progress, 0.05, 0.25))
+    detected_plan = _detected_plan(detection, pre_plan, source, ss)
+    grid = _dose_grid(ct, detection, pre_plan, opts)
     report(progress, 0.25, "post-implant dose")
-    post_seeds = Seeds(detection.positions_mm, sk_u, detection.directions, normalize=True)
-    dose = _dose(post_seeds, grid, seed_model, backend, scaled(progress, 0.25, 0.5))
+    post_seeds = detection.to_seeds(source.sk_u)
+    dose = _dose(post_seeds, grid, source.model, opts.backend, scaled(progress, 0.25, 0.5))
     plan_dose = None
     if pre_plan is not None:
         report(progress, 0.5, "pre-plan dose")
-        plan_dose = _dose(
-            _seeds_of_plan(pre_plan, notes), grid, seed_model, backend, scaled(progress, 0.5, 0.75)
-        )
+        plan_seeds = _seeds_of_plan(pre_plan, notes)
+        plan_dose = _dose(plan_seeds, grid, source.model, opts.backend, scaled(progress, 0.5, 0.75))
     report(progress, 0.75, "DVH metrics")
-    kw = dict(prescription_gy=rx, target=target_name, supersample=supersample)
+    rx = source.prescription_gy
     top = 1.0 if pre_plan is None else 0.875
-    evaluation = evaluate_plan(dose, grid, rois, progress=scaled(progress, 0.75, top), **kw)
+    evaluation = _evaluate(
+        dose,
+        grid,
+        rois,
+        prescription_gy=rx,
+        target=target_name,
+        opts=opts,
+        progress=scaled(progress, 0.75, top),
+    )
     plan_eval = None
     if plan_dose is not None:
-        plan_eval = evaluate_plan(plan_dose, grid, rois, progress=scaled(progress, 0.875, 1), **kw)
+        plan_eval = _evaluate(
+            plan_dose,
+            grid,
+            rois,
+            prescription_gy=rx,
+            target=target_name,
+            opts=opts,
+            progress=scaled(progress, 0.875, 1),
+        )
     files = {"ct": str(ct_dir), "rtstruct": str(rtstruct)}
     if plan is not None:
         files["plan"] = str(plan)
     evaluation.files = dict(files)
     comparison = None
     if pre_plan is not None:
-        comparison = compare_seeds(pre_plan.positions_mm, detection.positions_mm, gate_mm=gate_mm)
+        comparison = compare_seeds(
+            pre_plan.positions_mm, detection.positions_mm, gate_mm=opts.gate_mm
+        )
     report(progress, 1.0, f"{detection.n_seeds} seeds")
     return PostImplantResult(
         ct=ct,
@@ -645,8 +805,8 @@ def run_postimplant(
         rtstruct_path=Path(rtstruct),
         detection=detection,
         detected_plan=detected_plan,
-        model=seed_model,
-        sk_u=sk_u,
+        model=source.model,
+        sk_u=source.sk_u,
         prescription_gy=rx,
         dose_grid=grid,
         dose_gy=dose,
@@ -657,17 +817,7 @@ def run_postimplant(
         plan_dose_gy=plan_dose,
         plan_evaluation=plan_eval,
         seeds=comparison,
-        settings={
-            "dose_engine": "TG-43U1 line source, total permanent-implant dose",
-            "dose_spacing_mm": float(dose_spacing_mm),
-            "dose_margin_mm": float(dose_margin_mm),
-            "migration_gate_mm": float(gate_mm),
-            "backend": backend,
-            "seed_count": seed_count
-            if seed_count is not None
-            else (None if pre_plan is None else pre_plan.n_seeds),
-            "from": origin,
-        },
+        settings=_settings(opts, pre_plan, source.origin),
         files=files,
         notes=notes,
     )
@@ -738,6 +888,7 @@ __all__ = [
     "DOSE_MARGIN_MM",
     "DOSE_SPACING_MM",
     "OUTPUT_NAMES",
+    "PostImplantOptions",
     "PostImplantResult",
     "detect_with_plan_count",
     "dose_grid_around",

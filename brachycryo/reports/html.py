@@ -259,11 +259,13 @@ def build_report_html(
         notes.append("no CT given: slice images omitted")
     # 3-D
     if render_3d:
-        tumour = None
+        tumour_mask = None
         if target is not None and ct_grid is not None:
             tumour = next((r for r in rois if r.name == target), None)
+            if tumour is not None:
+                tumour_mask = roi_mask(tumour, ct_grid)
         png, why = render_plan_3d(
-            tumour_mask=None if tumour is None else roi_mask(tumour, ct_grid),
+            tumour_mask=tumour_mask,
             tumour_grid=ct_grid,
             dose_gy=dose_gy,
             dose_grid=dose_grid,

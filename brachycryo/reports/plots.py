@@ -34,7 +34,8 @@ def figure_png(fig: Figure, *, dpi: int = 100) -> bytes:
 def roi_colour(rgb: tuple[int, int, int] | None, index: int) -> tuple[float, float, float]:
     """Matplotlib colour of a structure: its RTSTRUCT display colour, else a fixed cycle."""
     if rgb is not None:
-        return tuple(c / 255.0 for c in rgb)
+        r, g, b = rgb
+        return (r / 255.0, g / 255.0, b / 255.0)
     cycle = ((0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16))
     return cycle[index % len(cycle)]
 
@@ -115,11 +116,13 @@ def slice_figure(
     the tip marked.  Axes are in mm along the grid's own axes (patient LPS when aligned).
     """
     ijk, (ha, va) = _plane_geometry(ct_grid, plane, index)
-    sl = {
-        "axial": np.s_[index, :, :],
-        "coronal": np.s_[:, index, :],
-        "sagittal": np.s_[:, :, index],
-    }[plane]
+    everything = slice(None)
+    plane_slices: dict[str, tuple[int | slice, int | slice, int | slice]] = {
+        "axial": (index, everything, everything),
+        "coronal": (everything, index, everything),
+        "sagittal": (everything, everything, index),
+    }
+    sl = plane_slices[plane]
     sp = ct_grid.spacing_mm
     h_mm = np.arange(ijk.shape[1]) * sp[ha]
     v_mm = np.arange(ijk.shape[0]) * sp[va]
@@ -175,7 +178,7 @@ def slice_figure(
         axis_n = 3 - ha - va
         near = np.abs(s_ijk[:, axis_n] - index) <= 1.0
         if near.any():
-            pts = ax.plot(
+            marks = ax.plot(
                 s_ijk[near, ha] * sp[ha],
                 s_ijk[near, va] * sp[va],
                 "s",
@@ -184,7 +187,7 @@ def slice_figure(
                 mec="k",
                 mew=0.5,
             )
-            handles.append(pts[0])
+            handles.append(marks[0])
             labels.append("seeds")
     for n, (tip, base) in enumerate(probes_mm):
         ends = ct_grid.mm_to_ijk(np.vstack([tip, base]).astype(float))

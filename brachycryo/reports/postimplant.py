@@ -115,7 +115,8 @@ def _dvh_comparison_png(result: PostImplantResult) -> bytes:
 def _histogram_png(displacements_mm: np.ndarray, gate_mm: float) -> bytes:
     fig = Figure(figsize=(6, 3.5))
     ax = fig.add_subplot(1, 1, 1)
-    ax.hist(displacements_mm, bins=np.arange(0.0, gate_mm + 0.5, 0.5), color="#4477aa")
+    bin_edges_mm = np.arange(0.0, gate_mm + 0.5, 0.5).tolist()
+    ax.hist(displacements_mm, bins=bin_edges_mm, color="#4477aa")
     ax.set_xlabel("Seed displacement from plan (mm)")
     ax.set_ylabel("Seeds")
     return figure_png(fig, dpi=90)

@@ -51,7 +51,10 @@ def render_plan_3d(
         return None, f"pyvista is not importable ({exc})"
     try:
         plotter = pv.Plotter(off_screen=True, window_size=list(window_size))
-        plotter.set_background("white")
+        # pyvista delegates set_background / add_legend / view_isometric to its renderer
+        # under functools.wraps(Renderer.<name>), whose stub takes the bound self for an
+        # argument: hence the targeted ignores below
+        plotter.set_background("white")  # type: ignore[arg-type]
         if tumour_mask is not None and tumour_grid is not None:
             s = _surface(tumour_mask, tumour_grid, 0.5)
             if s is not None:
@@ -75,8 +78,8 @@ def render_plan_3d(
             plotter.add_mesh(
                 pv.Line(np.asarray(base, float), np.asarray(tip, float)), color="teal", line_width=4
             )
-        plotter.add_legend(bcolor="white", size=(0.25, 0.2))
-        plotter.view_isometric()
+        plotter.add_legend(bcolor="white", size=(0.25, 0.2))  # type: ignore[call-arg]
+        plotter.view_isometric()  # type: ignore[call-arg]
         img = plotter.screenshot(return_img=True)
         plotter.close()
     except Exception as exc:

@@ -612,3 +612,30 @@ def test_summary_is_json_ready(tmp_path, ctx, shared_data):
     assert ours["sources"][0]["isotope"] == "I-125"
     pdr = read_rtplan(shared_data / "dicom" / "brachy_rtplans" / "pyTG43_RP.PDR.dcm").summary()
     assert pdr["total_treatment_time_s"] == pytest.approx(399.9 * 43, rel=1e-9)
+
+
+def test_plan_to_seeds_takes_unknown_orientations_along_default_direction():
+    """The one conversion of a plan to core Seeds: S_K per source, axes unit, unknown -> +z."""
+    from dataclasses import replace
+
+    from brachycryo.core.seeds import DEFAULT_DIRECTION
+
+    plan = _plan(source=_source(sk_u=0.6))
+    seeds = plan.to_seeds()
+    assert plan.n_unoriented == 0 and len(seeds) == plan.n_seeds
+    np.testing.assert_array_equal(seeds.positions_mm, plan.positions_mm)
+    np.testing.assert_allclose(seeds.directions, plan.directions, atol=1e-12)
+    np.testing.assert_array_equal(seeds.sk_u, np.full(plan.n_seeds, 0.6))
+    unknown = (2, 7)
+    lost = replace(
+        plan,
+        seeds=tuple(
+            replace(s, direction=None) if m in unknown else s for m, s in enumerate(plan.seeds)
+        ),
+    )
+    assert lost.n_unoriented == 2
+    dirs = lost.to_seeds().directions
+    np.testing.assert_array_equal(dirs[list(unknown)], [DEFAULT_DIRECTION] * 2)
+    np.testing.assert_allclose(
+        np.delete(dirs, unknown, axis=0), np.delete(seeds.directions, unknown, axis=0)
+    )

@@ -532,6 +532,28 @@ def test_empty_ct_folder_and_bad_options_are_named(tmp_path, no_plan_case):
     assert e.value.key == "dose_spacing_mm"
 
 
+def test_options_are_keyword_built_and_merge_with_keywords(no_plan_case):
+    from brachycryo.postimplant.workflow import PostImplantOptions
+
+    c = no_plan_case
+    with pytest.raises(ConfigError) as e:
+        PostImplantOptions(gate_mm=0.0)
+    assert e.value.key == "gate_mm"
+    with pytest.raises(TypeError):
+        PostImplantOptions(SK_U)  # keyword-built only
+    with pytest.raises(TypeError):
+        run_postimplant(c.ct_dir, c.rtstruct, strength=SK_U)
+    # keywords override the options object's fields
+    with pytest.raises(ConfigError) as e:
+        run_postimplant(
+            c.ct_dir,
+            c.rtstruct,
+            options=PostImplantOptions(sk_u=SK_U, model="6711", prescription_gy=RX_GY),
+            dose_spacing_mm=0.0,
+        )
+    assert e.value.key == "dose_spacing_mm"
+
+
 def test_plan_without_prescription_needs_the_option(tmp_path):
     case = make_case(tmp_path, n_seeds=20, prescription_gy=None)
     with pytest.raises(ConfigError, match="has none") as e:

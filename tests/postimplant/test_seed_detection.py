@@ -403,3 +403,22 @@ def test_layout_without_touching_clusters(phantom):
     )  # fmt: skip
     assert lay.positions_mm.shape == (40, 3)
     assert set(lay.kind) == {"isolated"}
+
+
+def test_detection_to_seeds_is_the_one_conversion_for_dose():
+    from brachycryo.postimplant.seed_detection import DetectedSeed, SeedDetection
+
+    det = SeedDetection(
+        seeds=(
+            DetectedSeed((1.0, 2.0, 3.0), (0.0, 0.0, 2.0), 0.9, 1, 1),
+            DetectedSeed((4.0, 5.0, 6.0), (0.6, 0.8, 0.0), 0.8, 2, 1),
+        ),
+        suspicious=(),
+        single_seed_signal_hu_mm3=1.0,
+        metal_threshold_hu=2000.0,
+        n_components=2,
+    )
+    seeds = det.to_seeds(0.45)
+    np.testing.assert_array_equal(seeds.positions_mm, det.positions_mm)
+    np.testing.assert_allclose(seeds.directions, [[0, 0, 1], [0.6, 0.8, 0]])
+    np.testing.assert_array_equal(seeds.sk_u, [0.45, 0.45])
