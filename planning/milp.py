@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from brachycryo.core.deadline import NO_LIMIT, WallClock
 from brachycryo.core.errors import ConfigError
 from brachycryo.planning.optimize import (
     OarConstraint,
@@ -43,6 +44,9 @@ from brachycryo.planning.optimize import (
     oar_lp_rows,
     sample_target_rows,
 )
+
+#: Branch-and-bound nodes allowed to HiGHS: a work limit, the same on every machine.
+MILP_NODE_LIMIT = 20_000
 
 
 @dataclass(frozen=True)
@@ -67,10 +71,20 @@ def select_seeds_milp(
     needle_weight: float = 0.5,
     max_target_points: int = 1500,
     max_oar_points: int = 600,
-    time_limit_s: float = 60.0,
+    node_limit: int = MILP_NODE_LIMIT,
+    time_limit_s: float | None = None,
+    clock: WallClock = NO_LIMIT,
     seed: int = 0,
 ) -> tuple[SeedSelection, MilpInfo]:
-    """Solve the seed-selection MILP (see the module docstring) within ``time_limit_s``."""
+    """Solve the seed-selection MILP (see the module docstring) within ``node_limit``
+    branch-and-bound nodes (deterministic).
+
+    ``time_limit_s`` is for references only (``benchmarks/plan_quality.py`` gives HiGHS a
+    long time to report its best bound): what a time-limited solve returns depends on the
+    machine, so planning never sets it.  ``clock`` fails the run when its optional
+    ``max_wall_s`` passes (HiGHS is given the remaining time, and a solve it stops yields
+    no result).
+    """
     from scipy.optimize import Bounds, milp
 
     if not zones:
@@ -105,8 +119,9 @@ def select_seeds_milp(
         constraints=cons,
         integrality=integrality,
         bounds=Bounds(lower, upper),
-        options={"time_limit": float(time_limit_s), "disp": False},
+        options=_highs_options(node_limit, time_limit_s, clock),
     )
+    clock.check("the MILP")
     elapsed = time.perf_counter() - t0
     gap = getattr(res, "mip_gap", None)
     info = MilpInfo(
@@ -117,6 +132,14 @@ def select_seeds_milp(
     )
     chosen = np.zeros(0, dtype=int) if res.x is None else np.nonzero(res.x[:n] > 0.5)[0]
     return _exact_selection(zones, oars, sk_u, needle, chosen, v100_min_pct, elapsed), info
+
+
+def _highs_options(node_limit: int, time_limit_s: float | None, clock: WallClock) -> dict:
+    options: dict = {"node_limit": int(node_limit), "disp": False}
+    limits = [t for t in (time_limit_s, clock.remaining_s()) if t is not None]
+    if limits:
+        options["time_limit"] = max(min(limits), 1e-3)
+    return options
 
 
 @dataclass(frozen=True)

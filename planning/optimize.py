@@ -43,8 +43,16 @@ from typing import Any
 
 import numpy as np
 
+from brachycryo.core.deadline import NO_LIMIT, WallClock
 from brachycryo.core.errors import ConfigError
 from brachycryo.core.progress import ProgressCallback, report
+
+#: HiGHS simplex iterations allowed to the LP guide: a work limit, the same on every machine
+#: (the demo's LP guide needs a few thousand).  An LP that reaches it is logged and the
+#: greedy construction starts from scratch - identically on every machine.
+LP_MAX_ITERATIONS = 1_000_000
+#: HiGHS dual simplex: serial and deterministic (same pivots, same solution, any machine).
+LP_METHOD = "highs-ds"
 
 #: Smallest hot-tail volume (cm³) of the OAR sparing objective (the tail of a Dmax limit).
 SPARING_TAIL_MIN_CC = 0.1
@@ -409,8 +417,7 @@ def _construct(
     oar_sparing_weight,
     prefer,
     blocked,
-    t0,
-    time_limit_s,
+    clock: WallClock,
     log,
     progress,
 ) -> int:
@@ -419,9 +426,7 @@ def _construct(
     it = 0
     stall = _Stall()
     while not st.goals_met(v100_min_pct):
-        if time.perf_counter() - t0 > time_limit_s:
-            log.append("time limit reached during construction")
-            break
+        clock.check("the greedy construction")
         if stall.stalled(st, v100_min_pct, log):
             break
         gain = _gain(st, unmet_only=True, v100_min=v100_min_pct)
@@ -455,7 +460,7 @@ def _free_candidates(st, exclude: int, max_needles: int) -> np.ndarray:
     return free
 
 
-def _coverage_swaps(st, v100_min_pct, max_needles, t0, time_limit_s, log, max_rounds=2) -> bool:
+def _coverage_swaps(st, v100_min_pct, max_needles, clock: WallClock, log, max_rounds=2) -> bool:
     """Move single seeds while that raises the unmet zones' coverage (limits kept); True
     when any seed moved.  A seed whose neighbours on its needle block the candidate the
     greedy wants (the seed-spacing rule) is moved there if coverage gains."""
@@ -468,7 +473,8 @@ def _coverage_swaps(st, v100_min_pct, max_needles, t0, time_limit_s, log, max_ro
         improved = False
         current = coverage()
         for c in np.nonzero(st.x)[0]:
-            if time.perf_counter() - t0 > time_limit_s or st.goals_met(v100_min_pct):
+            clock.check("the coverage swaps")
+            if st.goals_met(v100_min_pct):
                 break
             st.toggle(int(c), False)
             gain = _gain(st, unmet_only=True, v100_min=v100_min_pct)
@@ -508,11 +514,18 @@ def select_seeds(
     needle_weight: float = 0.5,
     hot_spot_weight: float = 0.05,
     oar_sparing_weight: float = 25.0,
-    time_limit_s: float = 60.0,
+    lp_max_iterations: int = LP_MAX_ITERATIONS,
     use_lp: bool = True,
+    clock: WallClock = NO_LIMIT,
     progress: ProgressCallback | None = None,
 ) -> SeedSelection:
-    """Choose seeds (see the module docstring); never violates an OAR limit."""
+    """Choose seeds (see the module docstring); never violates an OAR limit.
+
+    Every step is bounded by counts (simplex iterations, candidates, swap rounds), never by
+    elapsed time: the same problem gives the same selection on any machine under any load.
+    ``clock`` only fails the run (:class:`~brachycryo.core.errors.WallClockLimitError`)
+    when its optional ``max_wall_s`` has passed.
+    """
     n = _check_problem(zones, oars)
     t0 = time.perf_counter()
     st = _State(list(zones), list(oars), sk_u, np.asarray(needle), exclusions, n)
@@ -522,7 +535,14 @@ def select_seeds(
     prefer = np.ones(n)
     if use_lp:
         prefer = _lp_guided_start(
-            st, v100_min_pct, max_needles, oar_sparing_weight, time_limit_s, log, progress
+            st,
+            v100_min_pct,
+            max_needles,
+            oar_sparing_weight,
+            lp_max_iterations,
+            clock,
+            log,
+            progress,
         )
     # -- greedy construction; when it stalls short of the goals, coverage swaps (a seed
     # moved where the spacing rule blocked the greedy) and one more construction
@@ -530,19 +550,19 @@ def select_seeds(
     for attempt in range(2):
         it += _construct(
             st, v100_min_pct, max_needles, needle_weight, hot_spot_weight, oar_sparing_weight,
-            prefer, blocked, t0, time_limit_s, log, progress,
+            prefer, blocked, clock, log, progress,
         )  # fmt: skip
-        if attempt or st.goals_met(v100_min_pct) or time.perf_counter() - t0 > time_limit_s:
+        if attempt or st.goals_met(v100_min_pct):
             break
-        if not _coverage_swaps(st, v100_min_pct, max_needles, t0, time_limit_s, log):
+        if not _coverage_swaps(st, v100_min_pct, max_needles, clock, log):
             break
     met = st.goals_met(v100_min_pct)
-    it += _prune(st, v100_min_pct, oar_sparing_weight, t0, time_limit_s)
+    it += _prune(st, v100_min_pct, oar_sparing_weight, clock)
     report(progress, 0.9, f"pruned to {st.x.sum()} seeds")
     if met:
         # -- swap: lower V150 by moving one seed at a time, goals and limits kept
         _swap_for_hot_spots(
-            st, v100_min_pct, max_needles, t0, time_limit_s, log,
+            st, v100_min_pct, max_needles, clock, log,
             hot_spot_weight=hot_spot_weight, oar_sparing_weight=oar_sparing_weight,
         )  # fmt: skip
     report(progress, 1.0, f"{st.x.sum()} seeds")
@@ -569,7 +589,8 @@ def _lp_guided_start(
     v100_min_pct: float,
     max_needles: int,
     oar_sparing_weight: float,
-    time_limit_s: float,
+    lp_max_iterations: int,
+    clock: WallClock,
     log: list[str],
     progress: ProgressCallback | None,
 ) -> np.ndarray:
@@ -582,10 +603,14 @@ def _lp_guided_start(
         exclusions=st.exclusions,
         v100_min_pct=v100_min_pct,
         oar_sparing_weight=oar_sparing_weight * LP_SPARING_SCALE,
-        time_limit_s=0.5 * time_limit_s,
+        max_iterations=lp_max_iterations,
+        clock=clock,
     )
     if x_lp is None:
-        log.append("LP relaxation failed; greedy construction from scratch")
+        log.append(
+            "LP relaxation found no solution within its work limit "
+            f"({lp_max_iterations} simplex iterations); greedy construction from scratch"
+        )
         return np.ones(st.x.size)
     log.append(f"LP relaxation: sum x = {x_lp.sum():.1f}, {int((x_lp >= 0.5).sum())} >= 0.5")
     st.conceded = _conceded_points(st, x_lp, v100_min_pct)
@@ -616,15 +641,14 @@ def _round_lp(
                "the LP-ordered completion")  # fmt: skip
 
 
-def _prune(
-    st: _State, v100_min_pct: float, oar_sparing_weight: float, t0: float, time_limit_s: float
-) -> int:
+def _prune(st: _State, v100_min_pct: float, oar_sparing_weight: float, clock: WallClock) -> int:
     """Remove seeds (least contribution first) while every zone that meets its goals still
     does and no zone that misses them loses coverage; returns the number removed."""
     removed = 0
     before = st.zone_status(v100_min_pct)
     changed = True
-    while changed and time.perf_counter() - t0 < time_limit_s:
+    while changed:
+        clock.check("the pruning")
         changed = False
         chosen = np.nonzero(st.x)[0]
         # usefulness: the target dose a seed delivers, as a fraction of the prescribed
@@ -674,7 +698,7 @@ def _selection_of(
 
 
 def _swap_for_hot_spots(
-    st, v100_min_pct, max_needles, t0, time_limit_s, log, *, hot_spot_weight: float,
+    st, v100_min_pct, max_needles, clock: WallClock, log, *, hot_spot_weight: float,
     oar_sparing_weight: float, max_rounds: int = 3,
 ):  # fmt: skip
     """Move single seeds while that lowers hot spots and OAR dose, goals and limits kept.
@@ -694,9 +718,7 @@ def _swap_for_hot_spots(
         improved = False
         current = objective()
         for c in np.nonzero(st.x)[0]:
-            if time.perf_counter() - t0 > time_limit_s:
-                log.append("time limit reached during swaps")
-                return
+            clock.check("the hot-spot swaps")
             st.toggle(int(c), False)
             free = _free_candidates(st, int(c), max_needles)
             score = _gain(st)
@@ -753,9 +775,9 @@ def lp_relaxation(
     hot_weight: float = 0.5,
     oar_sparing_weight: float = 0.0,
     oar_headroom: float = 0.9,
-    time_limit_s: float = 30.0,
+    max_iterations: int = LP_MAX_ITERATIONS,
+    clock: WallClock = NO_LIMIT,
     sparsify_fraction: float = 0.02,
-    method: str = "highs-ds",
     seed: int = 0,
 ) -> np.ndarray | None:
     """Solve the linear relaxation of the seed selection with HiGHS; x* in [0, 1] or None.
@@ -799,9 +821,9 @@ def lp_relaxation(
         hot_weight=hot_weight,
         oar_sparing_weight=oar_sparing_weight,
         oar_headroom=oar_headroom,
-        time_limit_s=time_limit_s,
+        max_iterations=max_iterations,
+        clock=clock,
         sparsify_fraction=sparsify_fraction,
-        method=method,
     )
     rx_all, f_all = problem.prescription_gy, problem.fraction
     keep = np.ones(problem.dose.shape[0], dtype=bool)
@@ -903,9 +925,9 @@ class _LpOptions:
     hot_weight: float
     oar_sparing_weight: float
     oar_headroom: float
-    time_limit_s: float
+    max_iterations: int
+    clock: WallClock
     sparsify_fraction: float
-    method: str
 
 
 def _lp_row_block(parts: list[tuple[int, Any]], nrows: int, n_var: int):
@@ -967,12 +989,23 @@ def _solve_lp(
         A_ub=sparse.vstack(rows).tocsc(),
         b_ub=np.concatenate(b),
         bounds=bounds,
-        method=opt.method,
-        options={"time_limit": float(opt.time_limit_s) / 2},
+        method=LP_METHOD,
+        options=_highs_options(opt),
     )
+    opt.clock.check("the LP guide")  # a HiGHS time limit that fired is the clock's, not a result
     if res.x is None:
         return None, None
     return np.clip(res.x[:n], 0.0, 1.0), res.x[n : n + mt]
+
+
+def _highs_options(opt: _LpOptions) -> dict[str, Any]:
+    """HiGHS limits: a simplex iteration count (deterministic); a time limit only as the
+    optional safety net, whose firing fails the run."""
+    options: dict[str, Any] = {"maxiter": int(opt.max_iterations)}
+    remaining_s = opt.clock.remaining_s()
+    if remaining_s is not None:
+        options["time_limit"] = max(remaining_s, 1e-3)
+    return options
 
 
 def _lp_oar_rows(

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from brachycryo.core.backend import resolve_backend
+from brachycryo.core.deadline import WallClock
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, report, scaled
 from brachycryo.core.seeds import Seeds
@@ -100,15 +101,21 @@ def make_plan(
 ) -> PlanResult:
     """Plan the case of ``spec`` (phantom cases are written to ``work_dir/case``).
 
+    No stage decides anything from elapsed time, so the plan is the same on any machine;
+    ``[optimizer] max_wall_s``, when set, fails the run with
+    :class:`~brachycryo.core.errors.WallClockLimitError` (no plan) once it has passed.
+
     ``keep_problem`` keeps the optimiser's input (target zones and the OAR constraints of
     the last round, with their influence matrices) in :attr:`PlanResult.problem`, e.g. to
     compare optimisation methods on the same matrices (``benchmarks/plan_quality.py``).
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    clock = WallClock(spec.optimizer.max_wall_s)
     backend = resolve_backend(backend or spec.dose.backend)
     case = load_case(spec.case, work_dir, progress=scaled(progress, 0.0, 0.1))
     timings["case_s"] = time.perf_counter() - t0
+    clock.check("reading the case")
     structures = structures_on_grid(spec, case)
     report(progress, 0.2, "structures on the planning grid")
     timings["masks_s"] = time.perf_counter() - t0 - timings["case_s"]
@@ -117,12 +124,14 @@ def make_plan(
     t1 = time.perf_counter()
     cryo = plan_cryo_layouts(spec, structures, backend=backend)
     timings["cryo_s"] = time.perf_counter() - t1
+    clock.check("the cryo probe layout")
     report(progress, 0.3, f"cryo: {sum(len(c.probes) for c in cryo.values())} probes")
     zones = plan_zones(spec, structures, {roi: c.lethal for roi, c in cryo.items()})
 
     seed_plan = _plan_seeds(
         spec, case, structures, zones,
         backend=backend, timings=timings, progress=progress, keep_problem=keep_problem,
+        clock=clock,
     )  # fmt: skip
     timings["total_s"] = time.perf_counter() - t0
     report(progress, 1.0, f"{len(seed_plan.seeds)} seeds")
@@ -167,6 +176,7 @@ def _plan_seeds(
     timings: dict[str, float],
     progress: ProgressCallback | None,
     keep_problem: bool,
+    clock: WallClock,
 ) -> _SeedPlan:
     """Candidate needles, influence matrix, verified seed selection (timed into
     ``timings``); no seeds and zero dose when no lesion has a seed target."""
@@ -189,10 +199,11 @@ def _plan_seeds(
         progress=scaled(progress, 0.35, 0.6),
     )  # fmt: skip
     timings["influence_matrix_s"] = time.perf_counter() - t1
+    clock.check("the influence matrix")
     t1 = time.perf_counter()
     verified = select_verified_seeds(
         spec, case, structures.grid, model, problem, limits, candidates,
-        backend=backend, progress=progress,
+        backend=backend, clock=clock, progress=progress,
     )  # fmt: skip
     timings["dose_s"] = verified.dose_time_s
     timings["optimizer_s"] = time.perf_counter() - t1 - timings["dose_s"]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from brachycryo.core.deadline import NO_LIMIT, WallClock
 from brachycryo.core.errors import DataModelError
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, scaled
@@ -78,6 +79,7 @@ def select_verified_seeds(
     candidates: Candidates,
     *,
     backend: str,
+    clock: WallClock = NO_LIMIT,
     progress: ProgressCallback | None = None,
 ) -> VerifiedSeeds:
     """Select seeds, compute the dose, and check every OAR limit on the final DVH (see the
@@ -92,7 +94,7 @@ def select_verified_seeds(
         )
         first = round_ == 0
         selection = select_seeds_for(
-            spec, problem.zones, active, candidates,
+            spec, problem.zones, active, candidates, clock=clock,
             progress=scaled(progress, 0.6, 0.85) if first else None,
         )  # fmt: skip
         t1 = time.perf_counter()
@@ -103,6 +105,7 @@ def select_verified_seeds(
         )  # fmt: skip
         dose_time_s += time.perf_counter() - t1
         dvhs, exceeded = limits_on_dvh(case, grid, dose, limits)
+        clock.check("the final dose and its DVH check")
         if not exceeded:
             break
         for e in exceeded:
@@ -129,6 +132,7 @@ def select_seeds_for(
     constraints: Sequence[OarConstraint],
     candidates: Candidates,
     *,
+    clock: WallClock = NO_LIMIT,
     progress: ProgressCallback | None = None,
 ) -> SeedSelection:
     """One selection by the spec's method: the heuristic, or the MILP (its status logged)."""
@@ -138,14 +142,15 @@ def select_seeds_for(
             zones, constraints, sk_u=spec.sk_u, needle=candidates.needle,
             exclusions=candidates.exclusions, max_needles=spec.needles.max_needles,
             v100_min_pct=opt.v100_min_pct, needle_weight=opt.needle_weight,
-            time_limit_s=opt.time_limit_s,
+            node_limit=opt.milp_node_limit, clock=clock,
         )  # fmt: skip
         return replace(selection, log=[*selection.log, f"MILP: {info.status}; gap {info.mip_gap}"])
     return select_seeds(
         zones, constraints, sk_u=spec.sk_u, needle=candidates.needle,
         exclusions=candidates.exclusions, max_needles=spec.needles.max_needles,
         v100_min_pct=opt.v100_min_pct, needle_weight=opt.needle_weight,
-        time_limit_s=opt.time_limit_s, hot_spot_weight=opt.hot_spot_weight,
+        lp_max_iterations=opt.lp_max_iterations, clock=clock,
+        hot_spot_weight=opt.hot_spot_weight,
         oar_sparing_weight=opt.oar_sparing_weight, progress=progress,
     )  # fmt: skip
 

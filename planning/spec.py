@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from brachycryo.core.errors import ConfigError
+from brachycryo.planning.milp import MILP_NODE_LIMIT
+from brachycryo.planning.optimize import LP_MAX_ITERATIONS
 
 ALLOCATIONS = ("seeds", "cryo", "zoned")
 U_PER_MCI_I125 = 1.270  # apparent activity of I-125: 1 mCi = 1.270 U (TG-43, 1995)
@@ -206,8 +208,14 @@ class DoseSpec:
 
 @dataclass(frozen=True)
 class OptimizerSpec:
+    """Optimiser settings.  Work is bounded by counts, never by elapsed time, so a plan is
+    the same on a quiet or a loaded machine; ``max_wall_s`` (None: none) is a safety net
+    that fails the run, with no plan, when it takes longer."""
+
     v100_min_pct: float = 95.0
-    time_limit_s: float = 60.0
+    lp_max_iterations: int = LP_MAX_ITERATIONS
+    milp_node_limit: int = MILP_NODE_LIMIT
+    max_wall_s: float | None = None
     hot_spot_weight: float = 0.05
     needle_weight: float = 0.5
     oar_sparing_weight: float = 25.0
@@ -511,9 +519,18 @@ def _dose(t: _Table | None) -> DoseSpec:
 def _optimizer(t: _Table | None) -> OptimizerSpec:
     if t is None:
         return OptimizerSpec()
+    if "time_limit_s" in t.data:
+        raise ConfigError(
+            "was removed: the optimiser's work is bounded by counts (lp_max_iterations, "
+            "milp_node_limit), so a plan no longer depends on the machine's speed; set "
+            "max_wall_s for a safety net that fails the run instead",
+            key=t.key("time_limit_s"),
+        )
     spec = OptimizerSpec(
         v100_min_pct=t.number("v100_min_pct", 95.0, minimum=50.0, maximum=100.0),
-        time_limit_s=t.number("time_limit_s", 60.0, minimum=1.0),
+        lp_max_iterations=t.integer("lp_max_iterations", LP_MAX_ITERATIONS, minimum=1),
+        milp_node_limit=t.integer("milp_node_limit", MILP_NODE_LIMIT, minimum=1),
+        max_wall_s=t.optional_number("max_wall_s", minimum=0.0, strict_min=True),
         hot_spot_weight=t.number("hot_spot_weight", 0.05, minimum=0.0),
         needle_weight=t.number("needle_weight", 0.5, minimum=0.0),
         oar_sparing_weight=t.number("oar_sparing_weight", 25.0, minimum=0.0),

@@ -56,4 +56,4 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except BrachyCryoError as exc:
         print(f"brachycryo {args.command_name}: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import shutil
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from brachycryo.core.progress import tqdm_callback
@@ -38,14 +42,32 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
 
 
+@contextlib.contextmanager
+def _nothing_left_on_failure(out_dir: Path) -> Iterator[None]:
+    """When planning fails (a bad case, the wall-clock safety net, Ctrl-C), remove what
+    this run created before it: the output folder, or the phantom case written into it."""
+    created_out = not out_dir.exists()
+    case_dir = out_dir / "case"
+    created_case = not case_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if created_out and out_dir.exists():
+            shutil.rmtree(out_dir)
+        elif created_case and case_dir.exists():
+            shutil.rmtree(case_dir)
+        raise
+
+
 def execute(spec: PlanSpec, out_dir: str | os.PathLike, args: argparse.Namespace) -> int:
     """Plan ``spec``, write its outputs to ``out_dir`` and print a summary; the exit code
-    (3 when the plan cannot meet its goals without breaking an OAR limit)."""
+    (3 when the plan cannot meet its goals without breaking an OAR limit; 4, with nothing
+    written, when ``[optimizer] max_wall_s`` passed first)."""
     from brachycryo.planning.evaluate import evaluate_zoned_plan
     from brachycryo.planning.pipeline import make_plan
     from brachycryo.reports.plan import write_plan_folder
 
-    with tqdm_callback("plan", disable=args.quiet) as cb:
+    with _nothing_left_on_failure(Path(out_dir)), tqdm_callback("plan", disable=args.quiet) as cb:
         result = make_plan(spec, out_dir, backend=args.backend, progress=cb)
     metrics = evaluate_zoned_plan(result)
     paths = write_plan_folder(

@@ -14,6 +14,9 @@ from os import PathLike
 class BrachyCryoError(Exception):
     """Base class of every error brachycryo raises on purpose."""
 
+    #: Exit status of the ``brachycryo`` command when this error ends it.
+    exit_code: int = 1
+
 
 class DicomInputError(BrachyCryoError):
     """A DICOM file cannot be used: unreadable, wrong modality, missing or bad tag.
@@ -82,3 +85,13 @@ class InfeasiblePlanError(BrachyCryoError):
         self.binding = list(binding or [])
         self.best = dict(best or {})
         super().__init__(message)
+
+
+class WallClockLimitError(BrachyCryoError):
+    """The optional wall-clock safety net (``[optimizer] max_wall_s``) fired.
+
+    Work is never cut short by the clock: results are the same on any machine.  This error
+    only says that a run took longer than the user allowed; it produces no result at all.
+    """
+
+    exit_code = 4

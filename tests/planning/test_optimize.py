@@ -38,7 +38,7 @@ def _select(problem, oar_limit_gy, sk_u=0.6, rx=120.0, max_needles=25):
     zone = TargetZone("T", a_t, np.full(len(target), 0.008), rx)
     oar = OarConstraint("Cord", "dmax", "dmax", oar_limit_gy, 0.0, a_o, np.full(len(a_o), 0.008))
     return select_seeds([zone], [oar], sk_u=sk_u, needle=needle, exclusions=excl,
-                        max_needles=max_needles, time_limit_s=30)  # fmt: skip
+                        max_needles=max_needles)  # fmt: skip
 
 
 def test_feasible_problem_meets_goals_and_limits(problem):
@@ -112,7 +112,7 @@ def _small_zone(small_problem):
 
 def _small_kw(small_problem):
     _, _, _, needle, excl = small_problem
-    return dict(sk_u=0.5, needle=needle, exclusions=excl, max_needles=9, time_limit_s=60)
+    return dict(sk_u=0.5, needle=needle, exclusions=excl, max_needles=9)
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,6 @@ SPEC = {
     "oar": [{"roi": "Bowel", "d2cc_gy": 200.0}, {"roi": "Kidney_R", "d2cc_gy": 150.0}],
     "needles": {"spacing_mm": 8.0, "seed_spacing_mm": 10.0, "no_go": ["Bowel", "Aorta"]},
     "dose": {"spacing_mm": 3.0, "backend": "numba"},
-    "optimizer": {"time_limit_s": 60.0},
 }
 
 
