@@ -20,7 +20,12 @@ from brachycryo.planning.pipeline import PlanResult
 from brachycryo.planning.spec import LesionSpec, PlanSpec
 from brachycryo.planning.zones import LesionZones
 from brachycryo.qa.dvh import DVH, dvh_from_mask, dvh_from_roi
-from brachycryo.qa.metrics import isodose_volume_cc, metric_value, plan_indices, structure_metrics
+from brachycryo.qa.metrics import (
+    isodose_volumes_by_target_cc,
+    metric_value,
+    plan_indices,
+    structure_metrics,
+)
 
 #: Tolerance of the pass / fail checks of limits and goals.
 CHECK_TOLERANCE = 1e-6
@@ -221,7 +226,11 @@ def evaluate_zoned_plan(result: PlanResult) -> PlanMetrics:
     """The metrics of a zoned plan (``metrics.json``), and its DVHs."""
     spec = result.spec
     table = _StructureTable(result)
-    lesions = {lesion.roi: _lesion_metrics(result, lesion, table) for lesion in spec.lesions}
+    ref_cc = _reference_isodose_cc(result)
+    lesions = {
+        lesion.roi: _lesion_metrics(result, lesion, table, ref_cc.get(lesion.roi))
+        for lesion in spec.lesions
+    }
     constraints = _constraint_results(spec, table)
     goals = _seed_goals(spec, result.zones, table)
     cryo_goals, cryo_binding = _cryo_goals(spec, result.cryo)
@@ -249,9 +258,10 @@ def evaluate_zoned_plan(result: PlanResult) -> PlanMetrics:
 
 
 def _lesion_metrics(
-    result: PlanResult, lesion: LesionSpec, table: _StructureTable
+    result: PlanResult, lesion: LesionSpec, table: _StructureTable, ref_cc: float | None
 ) -> LesionMetrics:
-    """A lesion's block; adds the lesion and its zones to ``table``."""
+    """A lesion's block (``ref_cc``: its reference isodose volume, None without seeds);
+    adds the lesion and its zones to ``table``."""
     lrx = lesion.prescription_gy or result.spec.prescription_gy
     z = result.zones[lesion.roi]
     grid = result.grid
@@ -268,7 +278,7 @@ def _lesion_metrics(
         core_volume_cc=_clean(z.volume_cc("core", grid)),
         seed_target_volume_cc=_clean(z.volume_cc("seed_target", grid)),
         cryo=None if cryo is None else _cryo_metrics(result, z, cryo),
-        seeds=_seed_target_metrics(result, lesion, z, table),
+        seeds=_seed_target_metrics(result, lesion, z, table, ref_cc),
     )
 
 
@@ -293,17 +303,44 @@ def _cryo_metrics(result: PlanResult, z: LesionZones, c: CryoLayout) -> CryoMetr
     )
 
 
+def _reference_isodose_cc(result: PlanResult) -> dict[str, float]:
+    """Each seed-target lesion's V_ref: the body volume receiving at least its prescription
+    and nearer to its seed target than to any other lesion's
+    (:func:`brachycryo.qa.metrics.isodose_volumes_by_target_cc`).  With one seed lesion this
+    is the whole prescription isodose volume in the body."""
+    lesions = [
+        lesion for lesion in result.spec.lesions
+        if result.zones[lesion.roi].seed_target is not None
+    ]  # fmt: skip
+    targets = [result.zones[lesion.roi].seed_target for lesion in lesions]
+    levels = [lesion.prescription_gy or result.spec.prescription_gy for lesion in lesions]
+    volumes = isodose_volumes_by_target_cc(
+        result.dose_gy,
+        result.grid,
+        [t for t in targets if t is not None],
+        levels,
+        within=result.masks.get("BODY"),
+    )
+    return {lesion.roi: v for lesion, v in zip(lesions, volumes, strict=True)}
+
+
 def _seed_target_metrics(
-    result: PlanResult, lesion: LesionSpec, z: LesionZones, table: _StructureTable
+    result: PlanResult,
+    lesion: LesionSpec,
+    z: LesionZones,
+    table: _StructureTable,
+    ref_cc: float | None,
 ) -> SeedTargetMetrics | None:
-    """The seed-target block of a lesion with seeds (None without a seed target)."""
+    """The seed-target block of a lesion with seeds (None without a seed target); its CI and
+    EI use the lesion's own reference isodose volume ``ref_cc``
+    (:func:`_reference_isodose_cc`)."""
     if z.seed_target is None:
         return None
     lrx = lesion.prescription_gy or result.spec.prescription_gy
     name = zone_roi_name(lesion.roi, "SeedTarget")
     m = table.metrics[name]
     dvh = table.dvhs[name]
-    ref_cc = isodose_volume_cc(result.dose_gy, result.grid, lrx, within=result.masks.get("BODY"))
+    assert ref_cc is not None  # every lesion with a seed target has one
     indices = plan_indices(dvh, ref_cc, lrx)
     return SeedTargetMetrics(
         n_seeds_in_target=_seeds_in(result, z.seed_target),

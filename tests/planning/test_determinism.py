@@ -3,6 +3,8 @@ and a machine whose clock races; the wall-clock limit only ever fails a run, wit
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -36,9 +38,16 @@ def _seeds(out) -> tuple[np.ndarray, np.ndarray, list[int]]:
     return plan.positions_mm, plan.sk_u, plan.channel_numbers.tolist()
 
 
-def test_same_rtplan_on_a_saturated_machine(tmp_path):
-    code, quiet = _plan_cli(tmp_path, "quiet", SPEC)
+@pytest.fixture(scope="module")
+def quiet(tmp_path_factory):
+    """The plan of SPEC on a quiet machine: (exit code, output folder)."""
+    code, out = _plan_cli(tmp_path_factory.mktemp("quiet"), "quiet", SPEC)
     assert code in (0, 3)
+    return code, out
+
+
+def test_same_rtplan_on_a_saturated_machine(tmp_path, quiet):
+    code, quiet = quiet
     busy = max(4, 3 * (os.cpu_count() or 2))
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_burn, args=(time.time() + 600,)) for _ in range(busy)]
@@ -57,6 +66,24 @@ def test_same_rtplan_on_a_saturated_machine(tmp_path):
     np.testing.assert_array_equal(pos_l, pos_q)  # seed by seed, in order
     np.testing.assert_array_equal(sk_l, sk_q)
     assert ch_l == ch_q
+
+
+@pytest.mark.parametrize(("backend", "threads"), [("numpy", None), ("numba", "1"), ("numba", "2")])
+def test_same_rtplan_with_any_backend_and_thread_count(tmp_path, quiet, backend, threads):
+    """The influence matrix and dose from numpy or numba, on 1 or 2 threads: same plan."""
+    code, reference = quiet
+    spec_path = tmp_path / "plan.toml"
+    spec_path.write_text(_toml({**SPEC, "dose": {**SPEC["dose"], "backend": backend}}))
+    env = dict(os.environ)
+    if threads:
+        env["NUMBA_NUM_THREADS"] = threads
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "brachycryo.cli", "plan", str(spec_path), "--out", str(out),
+           "--quiet", "--no-report"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    for got, want in zip(_seeds(out), _seeds(reference), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_a_racing_clock_changes_nothing(tmp_path, monkeypatch):

@@ -100,6 +100,23 @@ def test_metrics_json_keys_and_typed_seeds(planned):
     np.testing.assert_allclose(result.seeds.sk_u, result.spec.sk_u)
 
 
+def test_each_lesion_has_its_own_reference_isodose_volume(planned):
+    """Two seed lesions: their CI / EI use the prescription isodose volume around each, and
+    the two volumes add up to the whole prescription isodose volume in the body."""
+    from brachycryo.qa.metrics import conformity_index, isodose_volume_cc
+
+    result, metrics, _ = planned
+    blocks = {k: v["seeds"] for k, v in metrics["lesions"].items() if v.get("seeds")}
+    assert set(blocks) == {"GTV_Met1", "GTV_Met2"}
+    whole = isodose_volume_cc(result.dose_gy, result.grid, 110.0, within=result.masks["BODY"])
+    assert sum(b["v_ref_cc"] for b in blocks.values()) == pytest.approx(whole, abs=2e-3)
+    for name, b in blocks.items():
+        assert 0 < b["v_ref_cc"] < whole
+        assert b["v_t_ref_cc"] <= b["v_ref_cc"] + 1e-3  # the lesion's own coverage is in it
+        dvh = evaluate_zoned_plan(result).dvhs[f"{name}_SeedTarget"]
+        assert b["ci"] == pytest.approx(conformity_index(dvh, b["v_ref_cc"], 110.0), abs=1e-3)
+
+
 def test_rtplan_reimported_gives_the_same_dvh(planned):
     result, metrics, paths = planned
     plan = read_rtplan(paths["rtplan"])

@@ -148,3 +148,52 @@ def test_bad_samples_raise_project_errors():
         dvh_from_samples(np.array([-1.0]), np.ones(1))
     with pytest.raises(GeometryError):
         dvh_from_samples(np.ones(3), np.ones(2))
+
+
+# ------------------------------------------------- reference isodose volume per target
+def _two_lesion_field():
+    """Two exponential dose clouds at x = -20 and +20 mm (the right one 3x hotter) and a
+    5 mm target sphere in each; returns grid, dose, target masks and voxel x (mm)."""
+    from brachycryo.core.grid import Grid
+
+    grid = Grid.from_bounds((-40, -20, -20), (40, 20, 20), 2.0)
+    kk, jj, ii = np.indices(grid.shape)
+    pts = grid.ijk_to_mm(np.stack([ii, jj, kk], axis=-1).astype(float))
+    r_a = np.linalg.norm(pts - np.array([-20.0, 0, 0]), axis=-1)
+    r_b = np.linalg.norm(pts - np.array([20.0, 0, 0]), axis=-1)
+    dose = 100.0 * (np.exp(-r_a / 6.0) + 3.0 * np.exp(-r_b / 6.0))
+    return grid, dose, r_a <= 5.0, r_b <= 5.0, pts[..., 0]
+
+
+def test_each_target_gets_the_isodose_cloud_around_it():
+    from brachycryo.qa.metrics import isodose_volume_cc, isodose_volumes_by_target_cc
+
+    grid, dose, a, b, x = _two_lesion_field()
+    level = 50.0
+    v_a, v_b = isodose_volumes_by_target_cc(dose, grid, [a, b], [level, level])
+    total = isodose_volume_cc(dose, grid, level)
+    assert v_a + v_b == pytest.approx(total)  # a partition of the isodose volume
+    # the clouds do not meet: each target gets exactly its own
+    assert v_a == pytest.approx(isodose_volume_cc(np.where(x < 0, dose, 0), grid, level))
+    assert v_b > 3 * v_a  # the hotter lesion's cloud is larger
+    # one target alone: the whole isodose volume
+    assert isodose_volumes_by_target_cc(dose, grid, [a], [level]) == [pytest.approx(total)]
+
+
+def test_each_target_at_its_own_prescription():
+    from brachycryo.qa.metrics import isodose_volume_cc, isodose_volumes_by_target_cc
+
+    grid, dose, a, b, x = _two_lesion_field()
+    v_a, v_b = isodose_volumes_by_target_cc(dose, grid, [a, b], [50.0, 150.0])
+    assert v_a == pytest.approx(isodose_volume_cc(np.where(x < 0, dose, 0), grid, 50.0))
+    assert v_b == pytest.approx(isodose_volume_cc(np.where(x > 0, dose, 0), grid, 150.0))
+
+
+def test_reference_isodose_per_target_refuses_bad_input():
+    from brachycryo.qa.metrics import isodose_volumes_by_target_cc
+
+    grid, dose, a, b, _ = _two_lesion_field()
+    with pytest.raises(GeometryError, match="2 targets but 1"):
+        isodose_volumes_by_target_cc(dose, grid, [a, b], [50.0])
+    with pytest.raises(GeometryError, match="empty"):
+        isodose_volumes_by_target_cc(dose, grid, [np.zeros_like(a)], [50.0])
