@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brachycryo.core.errors import ConfigError, StructureError
+from brachycryo.core.errors import ConfigError, OutputExistsError, StructureError
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, scaled
 from brachycryo.dicom_io.ct_series import CTImage, load_ct_series
@@ -38,17 +38,27 @@ class PlanningCase:
 
 
 def load_case(
-    spec: CaseSpec, work_dir: str | os.PathLike, *, progress: ProgressCallback | None = None
+    spec: CaseSpec,
+    work_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> PlanningCase:
-    """CT + RTSTRUCT of the plan; the phantom is written to ``work_dir/case`` first."""
+    """CT + RTSTRUCT of the plan; the phantom is written to ``work_dir/case`` first (an
+    existing ``case/`` is replaced only with ``overwrite``: the plans of an earlier run
+    reference its CT)."""
     if spec.phantom is not None:
         ph = spec.phantom
         case = build_phantom(
             seed=ph.seed, site=ph.site, spacing_mm=ph.spacing_mm, progress=scaled(progress, 0, 0.5)
         )
-        files = write_phantom(
-            Path(work_dir) / "case", case, overwrite=True, progress=scaled(progress, 0.5, 1)
-        )
+        folder = Path(work_dir) / "case"
+        if folder.exists() and not overwrite:
+            raise OutputExistsError(
+                f"{folder} exists (an earlier plan's phantom CT); pass overwrite=True "
+                "(CLI: --overwrite) to replace it"
+            )
+        files = write_phantom(folder, case, overwrite=overwrite, progress=scaled(progress, 0.5, 1))
         return PlanningCase(files.ct, files.structures, files.rtstruct)
     assert spec.ct is not None and spec.rtstruct is not None  # the spec gives both, or a phantom
     ct = load_ct_series(spec.ct)

@@ -99,6 +99,17 @@ def needle_table_csv(result: PlanResult) -> str:
     return buf.getvalue()
 
 
+#: Every file a plan writes into its output folder, by kind (``report`` by the report layer).
+PLAN_OUTPUT_NAMES = {
+    "rtstruct": "RS.zones.dcm",
+    "rtplan": "RP.seeds.dcm",
+    "rtdose": "RD.plan.dcm",
+    "metrics": "metrics.json",
+    "needles": "needles.csv",
+    "report": "report.html",
+}
+
+
 def write_plan_outputs(
     result: PlanResult,
     plan_metrics: PlanMetrics,
@@ -106,7 +117,11 @@ def write_plan_outputs(
     *,
     overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Write every data file (not the report); returns {kind: path}."""
+    """Write every data file (not the report); returns {kind: path}.
+
+    A plan without seeds (cryo only, or a seed plan whose every candidate is blocked) has no
+    RTPLAN and no RTDOSE; its zones, isotherms, metrics and (empty) needle list are written.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -114,7 +129,7 @@ def write_plan_outputs(
     spec = result.spec
     rois = _zone_rois(result)
     if rois:
-        paths["rtstruct"] = out / "RS.zones.dcm"
+        paths["rtstruct"] = out / PLAN_OUTPUT_NAMES["rtstruct"]
         write_rtstruct(paths["rtstruct"], rois, ct, label="zones", overwrite=overwrite,
                        series_description="brachycryo zones and isotherms")  # fmt: skip
     plan_uid = None
@@ -139,16 +154,17 @@ def write_plan_outputs(
             prescription_dose_gy=spec.prescription_gy,
             referenced_structure_set_uid=result.case.structures.sop_instance_uid,
         )
-        paths["rtplan"] = out / "RP.seeds.dcm"
+        paths["rtplan"] = out / PLAN_OUTPUT_NAMES["rtplan"]
         plan_uid = write_seed_rtplan(paths["rtplan"], plan, context=ct.context, overwrite=overwrite)
-    paths["rtdose"] = out / "RD.plan.dcm"
-    write_rtdose(paths["rtdose"], result.dose_gy, result.grid, context=ct.context,
-                 referenced_plan_uid=plan_uid, overwrite=overwrite,
-                 summation="PLAN" if plan_uid else "MULTI_PLAN")  # fmt: skip
-    paths["metrics"] = out / "metrics.json"
+    if plan_uid is not None:  # a plan without seeds (cryo only, or every seed blocked)
+        paths["rtdose"] = out / PLAN_OUTPUT_NAMES["rtdose"]  # has no seed dose to write
+        write_rtdose(paths["rtdose"], result.dose_gy, result.grid, context=ct.context,
+                     referenced_plan_uid=plan_uid, overwrite=overwrite,
+                     summation="PLAN")  # fmt: skip
+    paths["metrics"] = out / PLAN_OUTPUT_NAMES["metrics"]
     document = json.dumps(metrics_document(plan_metrics), indent=2)
     write_text_atomic(paths["metrics"], document, overwrite=overwrite)
-    paths["needles"] = out / "needles.csv"
+    paths["needles"] = out / PLAN_OUTPUT_NAMES["needles"]
     write_text_atomic(paths["needles"], needle_table_csv(result), overwrite=overwrite)
     return paths
 

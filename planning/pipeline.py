@@ -98,6 +98,7 @@ def make_plan(
     backend: str | None = None,
     progress: ProgressCallback | None = None,
     keep_problem: bool = False,
+    overwrite: bool = False,
 ) -> PlanResult:
     """Plan the case of ``spec`` (phantom cases are written to ``work_dir/case``).
 
@@ -108,12 +109,13 @@ def make_plan(
     ``keep_problem`` keeps the optimiser's input (target zones and the OAR constraints of
     the last round, with their influence matrices) in :attr:`PlanResult.problem`, e.g. to
     compare optimisation methods on the same matrices (``benchmarks/plan_quality.py``).
+    ``overwrite`` lets a phantom case replace an existing ``work_dir/case``.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     clock = WallClock(spec.optimizer.max_wall_s)
     backend = resolve_backend(backend or spec.dose.backend)
-    case = load_case(spec.case, work_dir, progress=scaled(progress, 0.0, 0.1))
+    case = load_case(spec.case, work_dir, overwrite=overwrite, progress=scaled(progress, 0.0, 0.1))
     timings["case_s"] = time.perf_counter() - t0
     clock.check("reading the case")
     structures = structures_on_grid(spec, case)

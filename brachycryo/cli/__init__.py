@@ -57,3 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrachyCryoError as exc:
         print(f"brachycryo {args.command_name}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"brachycryo {args.command_name}: interrupted", file=sys.stderr)
+        return 130

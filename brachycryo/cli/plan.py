@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from brachycryo.core.atomic import check_writable
 from brachycryo.core.progress import tqdm_callback
 
 if TYPE_CHECKING:
@@ -64,11 +65,16 @@ def execute(spec: PlanSpec, out_dir: str | os.PathLike, args: argparse.Namespace
     (3 when the plan cannot meet its goals without breaking an OAR limit; 4, with nothing
     written, when ``[optimizer] max_wall_s`` passed first)."""
     from brachycryo.planning.evaluate import evaluate_zoned_plan
+    from brachycryo.planning.outputs import PLAN_OUTPUT_NAMES
     from brachycryo.planning.pipeline import make_plan
     from brachycryo.reports.plan import write_plan_folder
 
+    for name in PLAN_OUTPUT_NAMES.values():  # refuse before computing, not after
+        check_writable(Path(out_dir) / name, overwrite=args.overwrite)
     with _nothing_left_on_failure(Path(out_dir)), tqdm_callback("plan", disable=args.quiet) as cb:
-        result = make_plan(spec, out_dir, backend=args.backend, progress=cb)
+        result = make_plan(
+            spec, out_dir, backend=args.backend, progress=cb, overwrite=args.overwrite
+        )
     metrics = evaluate_zoned_plan(result)
     paths = write_plan_folder(
         result, metrics, out_dir, overwrite=args.overwrite, report_html=not args.no_report
@@ -85,7 +91,7 @@ def execute(spec: PlanSpec, out_dir: str | os.PathLike, args: argparse.Namespace
         print(f"  {kind:<9} {path}")
     if not metrics.feasible:
         print(
-            "plan does not meet its coverage goals without breaking an OAR limit; binding: "
+            "plan does not meet its goals within its limits; binding: "
             + ", ".join(metrics.binding),
             file=sys.stderr,
         )

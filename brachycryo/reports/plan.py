@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from brachycryo.planning.evaluate import PlanMetrics
-from brachycryo.planning.outputs import write_plan_outputs
+from brachycryo.planning.outputs import PLAN_OUTPUT_NAMES, write_plan_outputs
 from brachycryo.planning.pipeline import PlanResult
 from brachycryo.qa.evaluate import PlanEvaluation
 from brachycryo.reports.html import Constraint, build_report_html, write_report
@@ -90,6 +90,6 @@ def write_plan_folder(
     ``report.html`` (unless ``report_html`` is false); returns {kind: path}."""
     paths = write_plan_outputs(result, plan_metrics, out_dir, overwrite=overwrite)
     if report_html:
-        paths["report"] = Path(out_dir) / "report.html"
+        paths["report"] = Path(out_dir) / PLAN_OUTPUT_NAMES["report"]
         write_plan_report(paths["report"], result, plan_metrics, overwrite=overwrite)
     return paths
