@@ -928,6 +928,7 @@ class _LpOptions:
     max_iterations: int
     clock: WallClock
     sparsify_fraction: float
+    seed_cost: float = 1.0  # 0: minimise the under-dose alone (the coverage bound)
 
 
 def _lp_row_block(parts: list[tuple[int, Any]], nrows: int, n_var: int):
@@ -968,7 +969,7 @@ def _solve_lp(
     ]
     b = [-rx, 1.5 * rx]
     cost = np.zeros(n_var)
-    cost[:n] = 1.0
+    cost[:n] = opt.seed_cost
     cost[n : n + mt] = opt.under_dose_weight * n * f / rx
     cost[n + mt : n + 2 * mt] = opt.hot_weight * n * f / rx
     bounds: list[tuple[float | None, float | None]] = [(0.0, 1.0)] * n + [(0.0, None)] * (2 * mt)

@@ -22,6 +22,7 @@ from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, scaled
 from brachycryo.core.seeds import Seeds
 from brachycryo.dose_kernels import SeedModel, dose_on_grid
+from brachycryo.planning.binding import explain_binding, prove_binding
 from brachycryo.planning.case import PlanningCase
 from brachycryo.planning.influence import OarDvhLimit, OptimiserProblem
 from brachycryo.planning.milp import select_seeds_milp
@@ -115,6 +116,8 @@ def select_verified_seeds(
                 f"{100 * (1 - e.limit_gy / e.value_gy):.1f} %"
             )
             scale[e.index] *= e.limit_gy / e.value_gy * (1 - LOWERING_MARGIN)
+    if not selection.feasible:
+        selection = _with_proven_binding(spec, selection, problem.zones, active, candidates, clock)
     return VerifiedSeeds(
         selection=_with_dvh_findings(selection, notes, exceeded),
         seeds=seeds,
@@ -207,6 +210,32 @@ def limits_on_dvh(
 def _limited_quantity_gy(dvh: DVH, lim: OarDvhLimit) -> float:
     """The limited quantity on the final DVH: Dmax, or D_vcc (a Vx limit is D_vcc <= x)."""
     return dvh.dmax_gy if lim.term.kind == "dmax" else dose_at_volume_cc(dvh, lim.allowed_cc)
+
+
+def _with_proven_binding(
+    spec: PlanSpec,
+    selection: SeedSelection,
+    zones: Sequence[TargetZone],
+    constraints: Sequence[OarConstraint],
+    candidates: Candidates,
+    clock: WallClock,
+) -> SeedSelection:
+    """The infeasible selection with ``binding`` replaced by what the relaxation proves
+    (:mod:`brachycryo.planning.binding`); the tally it replaces stays in the log."""
+    suspects = list(selection.binding)
+    if not suspects or suspects[0].startswith("candidate geometry"):
+        return selection  # nothing was blocked: no candidate reaches the cold points
+    proof = prove_binding(
+        zones, constraints, suspects, sk_u=spec.sk_u, exclusions=candidates.exclusions,
+        max_iterations=spec.optimizer.lp_max_iterations, clock=clock,
+    )  # fmt: skip
+    bounds = ", ".join(f"{k}: {v:.4g}" for k, v in proof.bound_without.items())
+    log = [
+        *selection.log,
+        f"blocked candidates by constraint (a tally, not a proof): {', '.join(suspects)}",
+        f"linear under-dose bound {proof.bound_all}; with one constraint relaxed: {bounds}",
+    ]
+    return replace(selection, binding=explain_binding(proof, suspects), log=log)
 
 
 def _with_dvh_findings(
