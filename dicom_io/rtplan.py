@@ -818,6 +818,30 @@ def _dwell_weights(
     return dwell_weights, scale
 
 
+def _seed_positions(
+    r: _Reader, where: str, runs: list[list[int]], dwell_weights: list[float] | None
+) -> tuple[list[list[int]], list[float] | None]:
+    """The position runs of a seed channel that hold a seed: those with time weight.
+
+    C.8.8.15.6 gives a control point position a time only through the increase of the
+    Cumulative Time Weight across it; a position whose weight does not increase has no
+    source there.  Oncentra Prostate writes each seed as four control points, two at the
+    seed (weights 0 -> 100) and two 1 mm further on with weights 0, 0: read as positions,
+    every seed would count twice (the plan's TotalReferenceAirKerma shows the factor).
+    Where a channel gives no weights at all, every position is a seed.
+    """
+    if dwell_weights is None or not any(w > 0 for w in dwell_weights):
+        return runs, dwell_weights
+    keep = [q for q, w in enumerate(dwell_weights) if w > 0]
+    if len(keep) < len(runs):
+        r.note(
+            f"{where}: {len(runs) - len(keep)} of {len(runs)} control-point positions have no "
+            "time weight and hold no seed (as Oncentra writes a zero-weight pair 1 mm beyond "
+            "each seed); they are not read as seeds"
+        )
+    return [runs[q] for q in keep], [dwell_weights[q] for q in keep]
+
+
 def _read_channel(
     r: _Reader,
     ch: Dataset,
@@ -826,7 +850,7 @@ def _read_channel(
     permanent: bool,
 ) -> tuple[Channel, list[SeedSource]]:
     number = r.integer(ch, "ChannelNumber")
-    where = f"channel {number}"
+    where = f"application setup {setup_number}, channel {number}"
     src_number = _channel_source_number(r, ch, where, sources)
     total_time = r.number(ch, "ChannelTotalTime", None)
     movement = r.text(ch, "SourceMovementType").upper()
@@ -840,6 +864,8 @@ def _read_channel(
     pos = points.positions_mm
     runs = _position_runs(pos)
     dwell_weights, scale = _dwell_weights(r, ch, where, points.weights, runs, total_time)
+    if permanent:
+        runs, dwell_weights = _seed_positions(r, where, runs, dwell_weights)
     track_dirs = _track_directions(np.array([pos[run[0]] for run in runs]))
     seeds = []
     for q, run in enumerate(runs):

@@ -639,3 +639,36 @@ def test_plan_to_seeds_takes_unknown_orientations_along_default_direction():
     np.testing.assert_allclose(
         np.delete(dirs, unknown, axis=0), np.delete(seeds.directions, unknown, axis=0)
     )
+
+
+def test_oncentra_zero_weight_points_are_not_seeds(tmp_path, plan_file):
+    """Oncentra Prostate writes a seed as four control points: two at the seed (cumulative
+    weight 0 -> 100) and two 1 mm further on with weights 0, 0.  Only the seeds count."""
+    import copy
+
+    ds = pydicom.dcmread(plan_file)
+    original = read_rtplan(plan_file)
+    for ch in ds.ApplicationSetupSequence[0].ChannelSequence:
+        cps = list(ch.BrachyControlPointSequence)
+        new = []
+        for first in cps[::2]:  # our encoding: a pair of points per seed
+            at = [float(v) for v in first.ControlPoint3DPosition]
+            beyond = [at[0], at[1], at[2] + 1.0]
+            for pos, weight in ((at, 0.0), (at, 100.0), (beyond, 0.0), (beyond, 0.0)):
+                cp = copy.deepcopy(first)
+                cp.ControlPoint3DPosition = pos
+                cp.CumulativeTimeWeight = weight
+                new.append(cp)
+        for i, cp in enumerate(new):
+            cp.ControlPointIndex = i
+        ch.BrachyControlPointSequence = pydicom.sequence.Sequence(new)
+        ch.NumberOfControlPoints = len(new)
+        ch.FinalCumulativeTimeWeight = 100.0
+    other = tmp_path / "oncentra.dcm"
+    ds.save_as(other)
+    with pytest.warns(DicomConformanceWarning, match="no time weight and hold no seed"):
+        plan = read_rtplan(other)
+    assert plan.n_seeds == original.n_seeds
+    np.testing.assert_allclose(plan.positions_mm, original.positions_mm, atol=1e-6)
+    assert plan.sk_u.sum() == pytest.approx(original.sk_u.sum())
+    assert any("application setup 1, channel 1:" in w for w in plan.warnings)
