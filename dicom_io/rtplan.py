@@ -902,6 +902,71 @@ def _read_channel(
     return channel, seeds
 
 
+def _referenced_source_numbers(r: _Reader, ds: Dataset) -> set[int]:
+    """Every ReferencedSourceNumber of every channel of every application setup."""
+    numbers = set()
+    for setup in r.sequence(ds, "ApplicationSetupSequence"):
+        for ch in r.sequence(setup, "ChannelSequence", required=False):
+            number = r.integer(ch, "ReferencedSourceNumber", None)
+            if number is not None:
+                numbers.add(int(number))
+    return numbers
+
+
+def _read_sources(r: _Reader, ds: Dataset) -> dict[int, BrachySource]:
+    """The Source Sequence by SourceNumber.  A source with no strength that no channel
+    references (a spacer or dummy source: Oncentra writes isotope ``---`` with
+    ReferenceAirKermaRate 0) is skipped with a note; a referenced one is an error."""
+    referenced = _referenced_source_numbers(r, ds)
+    sources: dict[int, BrachySource] = {}
+    for item in r.sequence(ds, "SourceSequence"):
+        number = r.integer(item, "SourceNumber")
+        strength = r.number(item, "ReferenceAirKermaRate", None)
+        if number not in referenced and not (strength is not None and strength > 0):
+            isotope = r.text(item, "SourceIsotopeName")
+            r.note(
+                f"source {number} (isotope {isotope!r}, ReferenceAirKermaRate {strength}) has "
+                "no strength and no channel uses it (a spacer or dummy source); ignored"
+            )
+            continue
+        src = _read_source(r, item)
+        if src.number in sources:
+            raise DicomInputError(
+                f"SourceNumber {src.number} appears twice", path=r.path, tag="SourceSequence"
+            )
+        sources[src.number] = src
+    if not sources:
+        raise DicomInputError("holds no source with a strength", path=r.path, tag="SourceSequence")
+    return sources
+
+
+def _read_setups(
+    r: _Reader, ds: Dataset, sources: Mapping[int, BrachySource], permanent: bool
+) -> tuple[list[Channel], list[SeedSource], str]:
+    """Channels and sources of every application setup; a setup without channels (e.g. an
+    UNDEFINED setup some systems add) is skipped with a note naming it."""
+    channels: list[Channel] = []
+    seeds: list[SeedSource] = []
+    setup_type = ""
+    for setup in r.sequence(ds, "ApplicationSetupSequence"):
+        setup_number = r.integer(setup, "ApplicationSetupNumber", 1)
+        kind = r.text(setup, "ApplicationSetupType")
+        items = r.sequence(setup, "ChannelSequence", required=False)
+        if not items:
+            r.note(f"application setup {setup_number} ({kind or 'no type'}) has no channels")
+            continue
+        setup_type = setup_type or kind
+        for ch in items:
+            channel, ch_seeds = _read_channel(r, ch, setup_number, sources, permanent)
+            channels.append(channel)
+            seeds.extend(ch_seeds)
+    if not channels:
+        raise DicomInputError(
+            "no application setup has a channel", path=r.path, tag="ChannelSequence"
+        )
+    return channels, seeds, setup_type
+
+
 def read_rtplan(path: str | os.PathLike) -> BrachyPlan:
     """Read a brachytherapy RT Plan (ours or another system's) into a :class:`BrachyPlan`.
 
@@ -925,25 +990,8 @@ def read_rtplan(path: str | os.PathLike) -> BrachyPlan:
     treatment_type = r.text(ds, "BrachyTreatmentType").upper()
     permanent = technique == "PERMANENT"
 
-    sources: dict[int, BrachySource] = {}
-    for item in r.sequence(ds, "SourceSequence"):
-        src = _read_source(r, item)
-        if src.number in sources:
-            raise DicomInputError(
-                f"SourceNumber {src.number} appears twice", path=p, tag="SourceSequence"
-            )
-        sources[src.number] = src
-
-    channels: list[Channel] = []
-    seeds: list[SeedSource] = []
-    setup_type = ""
-    for setup in r.sequence(ds, "ApplicationSetupSequence"):
-        setup_number = r.integer(setup, "ApplicationSetupNumber", 1)
-        setup_type = setup_type or r.text(setup, "ApplicationSetupType")
-        for ch in r.sequence(setup, "ChannelSequence"):
-            channel, ch_seeds = _read_channel(r, ch, setup_number, sources, permanent)
-            channels.append(channel)
-            seeds.extend(ch_seeds)
+    sources = _read_sources(r, ds)
+    channels, seeds, setup_type = _read_setups(r, ds, sources, permanent)
 
     prescription = None
     for dref in r.sequence(ds, "DoseReferenceSequence", required=False):

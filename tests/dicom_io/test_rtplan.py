@@ -672,3 +672,38 @@ def test_oncentra_zero_weight_points_are_not_seeds(tmp_path, plan_file):
     np.testing.assert_allclose(plan.positions_mm, original.positions_mm, atol=1e-6)
     assert plan.sk_u.sum() == pytest.approx(original.sk_u.sum())
     assert any("application setup 1, channel 1:" in w for w in plan.warnings)
+
+
+def test_spacer_source_and_empty_setup_are_skipped_with_a_note(tmp_path, plan_file):
+    """Oncentra adds an unreferenced spacer source (isotope '---', strength 0) and an
+    UNDEFINED application setup without a Channel Sequence: the plan stays readable."""
+    import copy
+
+    ds = pydicom.dcmread(plan_file)
+    spacer = copy.deepcopy(ds.SourceSequence[0])
+    spacer.SourceNumber = 2
+    spacer.SourceIsotopeName = "---"
+    spacer.ReferenceAirKermaRate = 0
+    ds.SourceSequence.append(spacer)
+    empty = pydicom.Dataset()
+    empty.ApplicationSetupNumber = 2
+    empty.ApplicationSetupType = "UNDEFINED"
+    ds.ApplicationSetupSequence.append(empty)
+    other = tmp_path / "spacer.dcm"
+    ds.save_as(other)
+    with pytest.warns(DicomConformanceWarning) as record:
+        plan = read_rtplan(other)
+    original = read_rtplan(plan_file)
+    assert plan.n_seeds == original.n_seeds and len(plan.sources) == 1
+    text = " ".join(str(w.message) for w in record)
+    assert "source 2 (isotope '---'" in text and "spacer" in text
+    assert "application setup 2 (UNDEFINED) has no channels" in text
+
+
+def test_a_referenced_source_without_strength_is_still_an_error(tmp_path, plan_file):
+    ds = pydicom.dcmread(plan_file)
+    ds.SourceSequence[0].ReferenceAirKermaRate = 0
+    bad = tmp_path / "zero.dcm"
+    ds.save_as(bad)
+    with pytest.raises(DicomInputError, match="ReferenceAirKermaRate"):
+        read_rtplan(bad)
