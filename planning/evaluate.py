@@ -125,7 +125,8 @@ class ConstraintResult:
 
 @dataclass(frozen=True)
 class GoalResult:
-    """A coverage goal: V100 (%) or D90 (Gy) of a seed-target zone (``on_dvh``), or the
+    """A goal: V100 (%) or D90 (Gy) of a seed-target zone (``on_dvh``), at least ``goal``;
+    its V150 / V200 (%), at most ``goal`` (``at_most``: the hot-spot goals); or the
     lethal-isotherm coverage (%) of a cryo lesion.  ``prescription_gy`` is set for the
     V100 of a high-risk sub-zone, which is relative to its own prescription."""
 
@@ -136,6 +137,7 @@ class GoalResult:
     passed: bool
     prescription_gy: float | None = None
     on_dvh: bool = True
+    at_most: bool = False
 
 
 @dataclass(frozen=True)
@@ -383,7 +385,8 @@ def _constraint_results(spec: PlanSpec, table: _StructureTable) -> list[Constrai
 def _seed_goals(
     spec: PlanSpec, zones: dict[str, LesionZones], table: _StructureTable
 ) -> list[GoalResult]:
-    """V100 and D90 of every seed target, and of its high-risk sub-zones."""
+    """V100 and D90 of every seed target and of its high-risk sub-zones; V150 and V200 of
+    every seed target (hot-spot goals, :meth:`PlanSpec.hot_spot_goals`)."""
     v100_goal = spec.optimizer.v100_min_pct
     goals = []
     for lesion in spec.lesions:
@@ -395,6 +398,9 @@ def _seed_goals(
         v100, d90 = m.get("v100_pct"), m.get("d90_gy")
         goals.append(_goal(name, "V100", v100_goal, v100))
         goals.append(_goal(name, "D90", lrx, d90))
+        hot = spec.hot_spot_goals(lesion)
+        goals.append(_upper_goal(name, "V150", hot.v150_max_pct, m.get("v150_pct")))
+        goals.append(_upper_goal(name, "V200", hot.v200_max_pct, m.get("v200_pct")))
         for h in lesion.high_risk:  # each sub-zone against its own prescription
             sub = zone_roi_name(lesion.roi, h.roi)
             v100 = table.value(sub, "v100_pct")
@@ -409,6 +415,13 @@ def _goal(
     """A DVH goal: met when ``value`` (a missing value counts as 0) reaches ``goal``."""
     passed = (value or 0) >= goal - CHECK_TOLERANCE
     return GoalResult(roi, metric, goal, value, passed, prescription_gy=prescription_gy)
+
+
+def _upper_goal(roi: str, metric: str, goal: float, value: float | None) -> GoalResult:
+    """A hot-spot goal: met when ``value`` (a missing value does not meet it) stays at or
+    below ``goal``."""
+    passed = value is not None and value <= goal + CHECK_TOLERANCE
+    return GoalResult(roi, metric, goal, value, passed, at_most=True)
 
 
 def _cryo_goals(spec: PlanSpec, cryo: dict[str, CryoLayout]) -> tuple[list[GoalResult], list[str]]:

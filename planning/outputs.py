@@ -249,6 +249,8 @@ def _constraint_json(c: ConstraintResult) -> dict[str, Any]:
 
 def _goal_json(g: GoalResult) -> dict[str, Any]:
     out: dict[str, Any] = {"roi": g.roi, "metric": g.metric, "goal": g.goal}
+    if g.at_most:
+        out["at_most"] = True
     if g.prescription_gy is not None:
         out["prescription_gy"] = g.prescription_gy
     out["value"] = g.value

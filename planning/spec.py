@@ -84,6 +84,24 @@ class LesionSpec:
     prescription_gy: float | None = None
     high_risk: tuple[HighRiskZone, ...] = ()
     needle_direction: Vec3 | None = None
+    v150_max_pct: float | None = None  # hot-spot goals of this lesion; None: the plan's
+    v200_max_pct: float | None = None
+
+
+#: Hot-spot goals of a seed target when the spec sets none: the upper ends of the ranges
+#: the Seattle Prostate Institute recommends for I-125 prostate implants (V150 30-60 %,
+#: V200 10-20 %; Rev Urol 2004;6 Suppl 4:S37-S48, Table 2).  Goals, reported pass/fail;
+#: practice for other sites is institutional, so set them per plan or per lesion.
+V150_MAX_PCT = 60.0
+V200_MAX_PCT = 20.0
+
+
+@dataclass(frozen=True)
+class HotSpotGoals:
+    """Upper goals (% of the seed target) for its V150 and V200, reported pass/fail."""
+
+    v150_max_pct: float = V150_MAX_PCT
+    v200_max_pct: float = V200_MAX_PCT
 
 
 @dataclass(frozen=True)
@@ -234,7 +252,19 @@ class PlanSpec:
     cryo: CryoSpec = field(default_factory=CryoSpec)
     dose: DoseSpec = field(default_factory=DoseSpec)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    goals: HotSpotGoals = field(default_factory=HotSpotGoals)
     source: Path | None = None
+
+    def hot_spot_goals(self, lesion: LesionSpec) -> HotSpotGoals:
+        """The lesion's own hot-spot goals where it sets them, else the plan's ``[goals]``."""
+        return HotSpotGoals(
+            v150_max_pct=_first(lesion.v150_max_pct, self.goals.v150_max_pct),
+            v200_max_pct=_first(lesion.v200_max_pct, self.goals.v200_max_pct),
+        )
+
+
+def _first(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 # ----------------------------------------------------------------------------- checking
@@ -432,9 +462,23 @@ def _lesion(t: _Table) -> LesionSpec:
         prescription_gy=t.optional_number("prescription_gy", minimum=0, strict_min=True),
         high_risk=tuple(high),
         needle_direction=t.optional_vector("needle_direction", unit=True),
+        v150_max_pct=t.optional_number("v150_max_pct", minimum=0.0, maximum=100.0),
+        v200_max_pct=t.optional_number("v200_max_pct", minimum=0.0, maximum=100.0),
     )
     t.done()
     return spec
+
+
+def _goals(t: _Table | None) -> HotSpotGoals:
+    """The plan's ``[goals]``: hot-spot goals of every seed target."""
+    if t is None:
+        return HotSpotGoals()
+    goals = HotSpotGoals(
+        v150_max_pct=t.number("v150_max_pct", V150_MAX_PCT, minimum=0.0, maximum=100.0),
+        v200_max_pct=t.number("v200_max_pct", V200_MAX_PCT, minimum=0.0, maximum=100.0),
+    )
+    t.done()
+    return goals
 
 
 def _oar(t: _Table) -> OarLimit:
@@ -578,6 +622,7 @@ def parse_plan_spec(data: dict, *, base_dir: str | os.PathLike = ".", source=Non
         cryo=_cryo(root.table("cryo")),
         dose=_dose(root.table("dose")),
         optimizer=_optimizer(root.table("optimizer")),
+        goals=_goals(root.table("goals")),
         source=None if source is None else Path(source),
     )
     root.done()

@@ -87,6 +87,10 @@ def execute(spec: PlanSpec, out_dir: str | os.PathLike, args: argparse.Namespace
     for c in metrics.constraints:
         flag = "ok  " if c.passed else "FAIL"
         print(f"  [{flag}] {c.roi} {c.metric} = {c.value} (limit {c.limit})")
+    for g in metrics.goals:
+        if g.at_most:  # hot-spot goals: reported, they do not make a plan infeasible
+            state = "met" if g.passed else "NOT met"
+            print(f"  [goal] {g.roi} {g.metric} = {g.value} % (goal <= {g.goal:g} %): {state}")
     for kind, path in paths.items():
         print(f"  {kind:<9} {path}")
     if not metrics.feasible:

@@ -37,7 +37,8 @@ def write_plan_report(
     ]
     for g in plan_metrics.goals:
         if g.on_dvh:
-            constraints.append(Constraint(g.roi, g.metric, ">=", float(g.goal)))
+            op = "<=" if g.at_most else ">="
+            constraints.append(Constraint(g.roi, g.metric, op, float(g.goal)))
         else:  # cryo ablation coverage: not a DVH metric, reported as a line of its own
             state = "met" if g.passed else "NOT met"
             evaluation.warnings.append(

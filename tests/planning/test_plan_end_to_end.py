@@ -221,3 +221,35 @@ def test_high_risk_sub_zone_gets_its_own_prescription(tmp_path):
         assert doc["binding"]
     # the boost raises the GTV's dose over the plan without it
     assert doc["structures"]["GTV_Met2"]["d90_gy"] > plain["structures"]["GTV_Met2"]["d90_gy"] + 5.0
+
+
+def test_hot_spot_goals_reported_for_every_seed_target(planned):
+    """V150 <= 60 % and V200 <= 20 % of each seed target (defaults), reported pass/fail."""
+    _, metrics, _ = planned
+    hot = [g for g in metrics["goals"] if g.get("at_most")]
+    targets = {f"{k}_SeedTarget" for k, v in metrics["lesions"].items() if v.get("seeds")}
+    assert {(g["roi"], g["metric"]) for g in hot} == {
+        (t, m) for t in targets for m in ("V150", "V200")
+    }
+    for g in hot:
+        assert g["goal"] == {"V150": 60.0, "V200": 20.0}[g["metric"]]
+        value = metrics["structures"][g["roi"]][f"{g['metric'].lower()}_pct"]
+        assert g["value"] == value and g["passed"] == (value <= g["goal"] + 1e-6)
+
+
+def test_hot_spot_goals_from_the_spec_and_per_lesion():
+    from brachycryo.core.errors import ConfigError
+
+    doc = {**SPEC, "goals": {"v150_max_pct": 50.0},
+           "lesion": [{**SPEC["lesion"][0], "v200_max_pct": 15.0}, SPEC["lesion"][1]]}  # fmt: skip
+    spec = parse_plan_spec(doc)
+    met2, met1 = spec.lesions
+    assert (spec.hot_spot_goals(met2).v150_max_pct, spec.hot_spot_goals(met2).v200_max_pct) == (
+        50.0,
+        15.0,
+    )
+    assert spec.hot_spot_goals(met1).v200_max_pct == 20.0
+    with pytest.raises(ConfigError, match="goals.v150_max_pct"):
+        parse_plan_spec({**SPEC, "goals": {"v150_max_pct": 150.0}})
+    with pytest.raises(ConfigError, match="goals"):
+        parse_plan_spec({**SPEC, "goals": {"v300_max_pct": 5.0}})
