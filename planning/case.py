@@ -50,8 +50,9 @@ def load_case(
     if spec.phantom is not None:
         ph = spec.phantom
         case = build_phantom(
-            seed=ph.seed, site=ph.site, spacing_mm=ph.spacing_mm, progress=scaled(progress, 0, 0.5)
-        )
+            seed=ph.seed, site=ph.site, spacing_mm=ph.spacing_mm,
+            extra_metastases=ph.extra_metastases, progress=scaled(progress, 0, 0.5),
+        )  # fmt: skip
         folder = Path(work_dir) / "case"
         if folder.exists() and not overwrite:
             raise OutputExistsError(

@@ -59,6 +59,7 @@ class PhantomCaseSpec:
     seed: int = 0
     site: str = "abdomen"
     spacing_mm: Vec3 = (2.0, 2.0, 2.0)
+    extra_metastases: int = 0
 
 
 @dataclass(frozen=True)
@@ -427,6 +428,7 @@ def _case(t: _Table, base: Path) -> CaseSpec:
             seed=phantom.integer("seed", 0),
             site=phantom.text("site", "abdomen"),
             spacing_mm=vec,
+            extra_metastases=phantom.integer("extra_metastases", 0),
         )
         phantom.done()
         t.done()

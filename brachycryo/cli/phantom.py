@@ -29,6 +29,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=(1.0, 1.0, 2.0),
         help="voxel spacing in mm (default 1 1 2)",
     )
+    p.add_argument(
+        "--extra-metastases",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N small metastases GTV_Met3, GTV_Met4, ... (default 0)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run, command_name="phantom")
@@ -40,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             site=args.site,
             spacing_mm=tuple(args.spacing_mm),
+            extra_metastases=args.extra_metastases,
             progress=scaled(cb, 0.0, 0.6),
         )
         files = write_phantom(

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from brachycryo.core.errors import ConfigError
 
 Shape = Callable[[np.ndarray], np.ndarray]
 
@@ -324,6 +326,60 @@ def abdomen(rng: np.random.Generator) -> Anatomy:
         extent_mm=((-175.0, 175.0), (-120.0, 130.0), zr),
         index_tumour="GTV_Bulky",
     )
+
+
+#: The most extra metastases a phantom can carry (the trials implant seeds into 5-10).
+MAX_EXTRA_METASTASES = 12
+#: Extra metastases keep this far (mm) from every organ at risk, other tumour and the skin.
+_MET_CLEARANCE_MM = 8.0
+_MAX_DRAWS = 4000
+
+
+def with_metastases(anatomy: Anatomy, count: int, rng: np.random.Generator) -> Anatomy:
+    """``anatomy`` with ``count`` extra small metastases ``GTV_Met3``, ``GTV_Met4``, ...
+
+    Each is a lobulated nodule of 7-11 mm mean radius in soft tissue or liver, its centre
+    drawn uniformly inside the body (rejection sampling with ``rng``) and kept only where a
+    ball of its radius plus 8 mm touches no organ at risk, no other tumour and no body
+    surface, so every nodule can be implanted; the site's own tumours are unchanged.
+    """
+    if not 0 <= int(count) <= MAX_EXTRA_METASTASES:
+        raise ConfigError(f"must be 0-{MAX_EXTRA_METASTASES}, got {count}", key="extra_metastases")
+    keep_out = [o.shape for o in anatomy.organs if o.is_oar and o.name != "Liver"]
+    keep_out += [o.shape for o in anatomy.tumours]
+    tumours = list(anatomy.tumours)
+    (x0, x1), (y0, y1), (z0, z1) = anatomy.extent_mm
+    ball = _unit_ball_points()
+    draws = 0
+    while len(tumours) < len(anatomy.tumours) + count and draws < _MAX_DRAWS:
+        draws += 1
+        centre = rng.uniform((x0, y0, z0 + 15.0), (x1, y1, z1 - 15.0))
+        radius = rng.uniform(7.0, 11.0)
+        around = centre + (radius + _MET_CLEARANCE_MM) * ball
+        if not anatomy.body(around).all() or any(s(around).any() for s in keep_out):
+            continue
+        shape = Lobulated.random(
+            rng, centre, (radius, radius, radius), n_lobes=2,
+            lobe_radius_mm=(0.5 * radius, 0.7 * radius), amplitude=0.08,
+        )  # fmt: skip
+        n = len(tumours) - len(anatomy.tumours) + 3
+        tumours.append(Organ(f"GTV_Met{n}", shape, 50.0, "GTV", (120, 0, 220), 14.0))
+        keep_out.append(shape)
+    if len(tumours) < len(anatomy.tumours) + count:
+        raise ConfigError(
+            f"found room for {len(tumours) - len(anatomy.tumours)} extra metastases "
+            f"after {draws} draws, not {count}",
+            key="extra_metastases",
+        )
+    return replace(anatomy, tumours=tuple(tumours))
+
+
+def _unit_ball_points() -> np.ndarray:
+    """Centre, 26 directions on the unit sphere and their halves: a ball probe."""
+    d = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], float)
+    d = d[np.any(d != 0, axis=1)]
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    return np.vstack([np.zeros((1, 3)), d, 0.5 * d])
 
 
 def pelvis(rng: np.random.Generator) -> Anatomy:

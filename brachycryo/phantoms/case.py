@@ -22,7 +22,7 @@ from brachycryo.dicom_io.common import StudyContext
 from brachycryo.dicom_io.ct_series import CTImage, write_ct_series
 from brachycryo.dicom_io.rtstruct import StructureSet
 from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct
-from brachycryo.phantoms.anatomy import SITES, Anatomy, Organ
+from brachycryo.phantoms.anatomy import SITES, Anatomy, Organ, with_metastases
 
 AIR_HU = -1000.0
 DEFAULT_SPACING_MM = (1.0, 1.0, 2.0)
@@ -56,14 +56,19 @@ def build_phantom(
     site: str = "abdomen",
     spacing_mm: float | tuple[float, float, float] = DEFAULT_SPACING_MM,
     grid: Grid | None = None,
+    extra_metastases: int = 0,
     progress: ProgressCallback | None = None,
 ) -> PhantomCase:
-    """Voxelise the phantom of ``site`` and ``seed`` (deterministic) onto a grid."""
+    """Voxelise the phantom of ``site`` and ``seed`` (deterministic) onto a grid;
+    ``extra_metastases`` adds small nodules ``GTV_Met3``, ... (:func:`with_metastases`)."""
     if site not in SITES:
         raise ConfigError(f"unknown phantom site {site!r}; choose from {sorted(SITES)}", key="site")
     if int(seed) < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed}", key="seed")
     anatomy = SITES[site](np.random.default_rng(int(seed)))
+    if extra_metastases:  # their own random stream: the site's anatomy stays as it is
+        met_rng = np.random.default_rng([int(seed), 104729])
+        anatomy = with_metastases(anatomy, int(extra_metastases), met_rng)
     if grid is None:
         grid = phantom_grid(anatomy, spacing_mm)
     noise_rng = np.random.default_rng([int(seed), 7919])

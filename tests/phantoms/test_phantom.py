@@ -131,3 +131,26 @@ def test_info_on_real_files(shared_data, capsys):
     assert main(["info", str(shared_data / "dicom" / "dicompyler_core_example")]) == 0
     text = capsys.readouterr().out
     assert "Areola" in text and "empty" in text and "Heart" in text
+
+
+def test_extra_metastases_are_placed_clear_of_organs_and_reproducible():
+    from brachycryo.core.errors import ConfigError
+
+    plain = build_phantom(seed=3, spacing_mm=5.0)
+    many = build_phantom(seed=3, spacing_mm=5.0, extra_metastases=8)
+    again = build_phantom(seed=3, spacing_mm=5.0, extra_metastases=8)
+    extra = [f"GTV_Met{n}" for n in range(3, 11)]
+    assert set(many.masks) == set(plain.masks) | set(extra)
+    for name in plain.masks:  # the site's own anatomy is unchanged
+        assert np.array_equal(many.masks[name], plain.masks[name])
+    oars = [n for n, o in many.organs.items() if o.is_oar and n != "Liver" and n in many.masks]
+    taken = np.zeros(many.grid.shape, dtype=bool)
+    for name in extra:
+        m = many.masks[name]
+        assert 0.5 < many.volume_cc(name) < 10.0
+        assert not any((m & many.masks[o]).any() for o in oars)
+        assert not (m & taken).any()  # no two nodules overlap
+        taken |= m
+        assert np.array_equal(m, again.masks[name])
+    with pytest.raises(ConfigError, match="extra_metastases"):
+        build_phantom(seed=3, spacing_mm=5.0, extra_metastases=13)
