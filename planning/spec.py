@@ -7,6 +7,7 @@ Paths are relative to the TOML file's folder.  Example (see ``planning/examples/
     [case.phantom]             # or: [case] ct = "CT/", rtstruct = "RS.dcm"
     seed = 0
     site = "abdomen"
+    extra_metastases = 0       # up to 12 more small nodules GTV_Met3, GTV_Met4, ...
 
     [prescription]
     dose_gy = 120.0            # matched peripheral dose, Gy
@@ -19,6 +20,7 @@ Paths are relative to the TOML file's folder.  Example (see ``planning/examples/
     margin_mm = 10.0           # seed target = GTV + margin, clipped to BODY, off OARs
     core = "cryo"              # core = lethal zone of the cryo plan, or "margin"
     core_margin_mm = 10.0      # with core = "margin": the GTV shrunk by this much
+    v150_max_pct = 60.0        # hot-spot goals of this lesion (default: the plan's [goals])
 
     [[oar]]
     roi = "SpinalCord"
@@ -31,6 +33,13 @@ Paths are relative to the TOML file's folder.  Example (see ``planning/examples/
     seed_spacing_mm = 10.0
     max_needles = 40
     no_go = ["Vertebra", "Aorta", "SpinalCord", "Bowel"]
+
+    [goals]                    # hot-spot goals of every seed target, reported pass/fail
+    v150_max_pct = 60.0
+    v200_max_pct = 20.0
+
+    [optimizer]                # work limits only: the plan is the same on any machine
+    max_wall_s = 600.0         # optional safety net: past it the run fails (exit 4)
 """
 
 from __future__ import annotations
