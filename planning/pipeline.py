@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -51,6 +51,7 @@ from brachycryo.planning.needles import Candidates, candidate_needles
 from brachycryo.planning.optimize import SeedSelection
 from brachycryo.planning.selection import VerifiedSeeds, select_verified_seeds
 from brachycryo.planning.spec import PlanSpec
+from brachycryo.planning.strength import choose_strength
 from brachycryo.planning.zones import LesionZones, plan_zones, seed_targets
 from brachycryo.qa.dvh import DVH
 
@@ -138,7 +139,7 @@ def make_plan(
     timings["total_s"] = time.perf_counter() - t0
     report(progress, 1.0, f"{len(seed_plan.seeds)} seeds")
     return PlanResult(
-        spec=spec,
+        spec=seed_plan.spec,
         case=case,
         grid=structures.grid,
         masks=structures.masks,
@@ -166,6 +167,7 @@ class _SeedPlan:
     seeds: Seeds
     needles: np.ndarray
     dose_gy: np.ndarray
+    spec: PlanSpec  # with the chosen strength where the spec let the planner choose it
 
 
 def _plan_seeds(
@@ -188,7 +190,9 @@ def _plan_seeds(
         timings["dose_s"] = 0.0
         no_seeds = Seeds(np.zeros((0, 3)), spec.sk_u, np.zeros((0, 3)))
         grid = structures.grid
-        return _SeedPlan(None, None, None, no_seeds, np.zeros(0, dtype=int), np.zeros(grid.shape))
+        return _SeedPlan(
+            None, None, None, no_seeds, np.zeros(0, dtype=int), np.zeros(grid.shape), spec
+        )
     t1 = time.perf_counter()
     candidates = candidate_needles(spec, structures, targets)
     timings["candidates_s"] = time.perf_counter() - t1
@@ -203,11 +207,17 @@ def _plan_seeds(
     timings["influence_matrix_s"] = time.perf_counter() - t1
     clock.check("the influence matrix")
     t1 = time.perf_counter()
+    spec, strength_log = choose_strength(spec, problem, candidates, clock=clock)
     verified = select_verified_seeds(
         spec, case, structures.grid, model, problem, limits, candidates,
         backend=backend, clock=clock, progress=progress,
     )  # fmt: skip
+    if strength_log:
+        selection = replace(verified.selection, log=[*strength_log, *verified.selection.log])
+        verified = replace(verified, selection=selection)
     timings["dose_s"] = verified.dose_time_s
     timings["optimizer_s"] = time.perf_counter() - t1 - timings["dose_s"]
     kept = OptimiserProblem(problem.zones, verified.constraints) if keep_problem else None
-    return _SeedPlan(candidates, verified, kept, verified.seeds, verified.needles, verified.dose_gy)
+    return _SeedPlan(
+        candidates, verified, kept, verified.seeds, verified.needles, verified.dose_gy, spec
+    )

@@ -257,6 +257,7 @@ class PlanSpec:
     seed_model: str
     sk_u: float
     lesions: tuple[LesionSpec, ...]
+    sk_u_choices: tuple[float, ...] = ()  # sk_u = "auto" or a list: chosen when planning
     oars: tuple[OarLimit, ...] = ()
     needles: NeedleSpec = field(default_factory=NeedleSpec)
     cryo: CryoSpec = field(default_factory=CryoSpec)
@@ -607,13 +608,7 @@ def parse_plan_spec(data: dict, *, base_dir: str | os.PathLike = ".", source=Non
         raise ConfigError("is required", key="prescription")
     dose_gy = rx.number("dose_gy", 120.0, minimum=0, strict_min=True)
     model = rx.text("seed_model", "6711")
-    sk_u = rx.optional_number("sk_u", minimum=0, strict_min=True)
-    mci = rx.optional_number("activity_mci", minimum=0, strict_min=True)
-    if sk_u is None and mci is not None:
-        sk_u = mci * U_PER_MCI_I125
-    elif sk_u is None or mci is not None:
-        raise ConfigError("give exactly one of sk_u (U) or activity_mci (apparent mCi)",
-                          key="prescription")  # fmt: skip
+    sk_u, sk_u_choices = _strength(rx)
     rx.done()
     lesions = tuple(_lesion(t) for t in root.tables("lesion"))
     if not lesions:
@@ -627,6 +622,7 @@ def parse_plan_spec(data: dict, *, base_dir: str | os.PathLike = ".", source=Non
         prescription_gy=dose_gy,
         seed_model=model,
         sk_u=sk_u,
+        sk_u_choices=sk_u_choices,
         lesions=lesions,
         oars=oars,
         needles=_needles(root.table("needles")),
@@ -638,6 +634,48 @@ def parse_plan_spec(data: dict, *, base_dir: str | os.PathLike = ".", source=Non
     )
     root.done()
     return spec
+
+
+#: ``sk_u = "auto"``: 0.3 to 0.8 mCi apparent activity in 0.1 mCi steps, the range of the
+#: CT-guided I-125 implants this engine plans (see ``planning/examples/demo_abdomen.toml``).
+AUTO_SK_U: tuple[float, ...] = tuple(
+    round(m * U_PER_MCI_I125, 4) for m in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+)
+
+
+def _strength(rx: _Table) -> tuple[float, tuple[float, ...]]:
+    """The seed strength (U) and, for ``sk_u = "auto"`` or a list, the strengths to choose
+    from (:mod:`brachycryo.planning.strength`); exactly one of sk_u / activity_mci."""
+    raw = rx.raw("sk_u")
+    choices: tuple[float, ...] = ()
+    if raw == "auto" or isinstance(raw, list):
+        if raw == "auto":
+            choices = AUTO_SK_U
+        else:
+            choices = tuple(_positive(v, rx.key("sk_u")) for v in raw)
+            if not choices:
+                raise ConfigError("must list at least one strength", key=rx.key("sk_u"))
+        if "activity_mci" in rx.data:
+            raise ConfigError("give exactly one of sk_u (U) or activity_mci (apparent mCi)",
+                              key="prescription")  # fmt: skip
+        rx.used.add("activity_mci")
+        return max(choices), choices
+    sk_u = rx.optional_number("sk_u", minimum=0, strict_min=True)
+    mci = rx.optional_number("activity_mci", minimum=0, strict_min=True)
+    if sk_u is None and mci is not None:
+        return mci * U_PER_MCI_I125, ()
+    if sk_u is None or mci is not None:
+        raise ConfigError("give exactly one of sk_u (U) or activity_mci (apparent mCi)",
+                          key="prescription")  # fmt: skip
+    return sk_u, ()
+
+
+def _positive(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"must list numbers (U), got {value!r}", key=key)
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"must be positive and finite, got {value}", key=key)
+    return float(value)
 
 
 def load_plan_spec(path: str | os.PathLike) -> PlanSpec:
