@@ -248,7 +248,9 @@ def place_probes(
 ) -> PlacementResult:
     """Choose the number and positions of probes (see the module docstring).
 
-    Parallel probes along ``direction`` by default; with ``entry_points_mm`` every candidate
+    Parallel probes along ``direction`` by default (each probe's axis tip -> handle, i.e.
+    pointing back out along its track; a planner passes the reverse of its insertion
+    direction); with ``entry_points_mm`` every candidate
     target point is also tried from each entry point (the probe runs from its target toward
     the entry point, so tracks converge), and ``direction`` is ignored.
 

@@ -154,7 +154,7 @@ def _plan_cryo(
         _spared_masks(spec, masks),
         model,
         empirical,
-        direction=spec.cryo.direction or spec.needles.direction,
+        direction=probe_axis(spec),
         rules=_placement_rules(spec, core_target, grid),
         best_effort=True,
     )
@@ -176,3 +176,11 @@ def _candidate_step_mm(core: np.ndarray, grid: Grid, largest_mm: float) -> float
     volume_mm3 = float(core.sum()) * grid.voxel_volume_mm3
     diameter_mm = (6.0 * volume_mm3 / np.pi) ** (1.0 / 3.0)
     return float(np.clip(diameter_mm / 6.0, 2.0, largest_mm))
+
+
+def probe_axis(spec: PlanSpec) -> tuple[float, float, float]:
+    """The probes' axis tip -> handle (:class:`~brachycryo.cryo_iceball.probes.Probe`): the
+    reverse of the insertion direction (``[cryo] direction``, else ``[needles] direction``,
+    both skin -> depth), so the tip is the deep end and the handle outside the patient."""
+    insertion = np.asarray(spec.cryo.direction or spec.needles.direction, dtype=float)
+    return (-float(insertion[0]), -float(insertion[1]), -float(insertion[2]))

@@ -222,7 +222,7 @@ class CryoSpec:
     oar_margin_mm: float = 5.0
     min_spacing_mm: float = 10.0
     max_spacing_mm: float = 20.0
-    direction: Vec3 | None = None
+    direction: Vec3 | None = None  # probe insertion (skin -> depth); None: the needles'
     coverage_min_pct: float = 95.0
     candidate_step_mm: float = 5.0
 
