@@ -143,6 +143,29 @@ def _tracks_for_direction(
     return out
 
 
+def _clear_of(
+    grid: Grid, target: np.ndarray, avoid: Mapping[str, np.ndarray], clearance_mm: float
+) -> np.ndarray:
+    """``target`` less what lies within ``clearance_mm`` of any OAR of ``avoid``; when
+    nothing is left, :class:`InfeasiblePlanError` naming the OARs that took it."""
+    near = {
+        name: distance_outside_mm(np.asarray(m, bool), grid) < clearance_mm
+        for name, m in avoid.items()
+        if np.asarray(m).any()
+    }
+    left = target.copy()
+    for m in near.values():
+        left &= ~m
+    if left.any() or not target.any():
+        return left
+    names = [name for name, m in near.items() if (m & target).any()]
+    raise InfeasiblePlanError(
+        f"no seed position keeps {clearance_mm:g} mm from the OARs: every point of the seed "
+        f"target lies within that distance of {', '.join(names)}",
+        binding=["seed-OAR clearance", *names],
+    )
+
+
 def candidate_seeds(
     grid: Grid,
     target: np.ndarray,
@@ -156,7 +179,7 @@ def candidate_seeds(
     seed_spacing_mm: float = 10.0,
     max_angle_deg: float = 30.0,
     n_directions: int = 7,
-    avoid: np.ndarray | None = None,
+    avoid: Mapping[str, np.ndarray] | None = None,
     clearance_mm: float = 0.0,
 ) -> Candidates:
     """Candidate needle tracks and seed positions covering ``target`` (see module docstring)."""
@@ -172,15 +195,8 @@ def candidate_seeds(
     if mode == "free":
         dirs = cone_directions(d0, max_angle_deg, n_directions)
     rejected: dict[str, int] = {}
-    if avoid is not None and clearance_mm > 0 and avoid.any():
-        # seeds must keep clearance_mm from the OARs: remove the too-close part of the target
-        near = distance_outside_mm(np.asarray(avoid, bool), grid) < clearance_mm
-        target = target & ~near
-        if not target.any():
-            raise InfeasiblePlanError(
-                f"no seed position keeps {clearance_mm:g} mm from the OARs",
-                binding=["seed-OAR clearance"],
-            )
+    if avoid and clearance_mm > 0:
+        target = _clear_of(grid, target, avoid, clearance_mm)
     positions: list[np.ndarray] = []
     directions: list[np.ndarray] = []
     needles: list[np.ndarray] = []
@@ -264,9 +280,7 @@ def candidate_needles(
     for name in spec.needles.no_go:
         if name in masks:
             no_go |= masks[name]
-    avoid = np.zeros(grid.shape, bool)
-    for limit in spec.oars:
-        avoid |= masks[limit.roi]
+    avoid = {limit.roi: masks[limit.roi] for limit in spec.oars}
     by_direction: dict[Vec3, np.ndarray] = {}
     for lesion in spec.lesions:
         if lesion.roi in seed_targets:

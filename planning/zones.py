@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from brachycryo.core.errors import StructureError
+from brachycryo.core.errors import InfeasiblePlanError, StructureError
 from brachycryo.core.grid import Grid
 from brachycryo.planning.case import PlanningStructures
 from brachycryo.planning.spec import PlanSpec
@@ -87,14 +87,14 @@ def seed_target_mask(
     *,
     margin_mm: float,
     body: np.ndarray | None,
-    oars: list[np.ndarray],
+    oars: Mapping[str, np.ndarray],
     core: np.ndarray | None,
 ) -> np.ndarray:
     """(GTV + margin) ∩ BODY − OARs − core."""
     target = expand_mm(gtv, grid, margin_mm)
     if body is not None:
         target &= body
-    for oar in oars:
+    for oar in oars.values():
         target &= ~oar
     if core is not None:
         target &= ~core
@@ -111,7 +111,7 @@ def lesion_zones(
     core: np.ndarray | None = None,
     core_margin_mm: float | None = None,
     body: np.ndarray | None = None,
-    oars: list[np.ndarray] | None = None,
+    oars: Mapping[str, np.ndarray] | None = None,
     high_risk: dict[str, np.ndarray] | None = None,
 ) -> LesionZones:
     """Build the zones of a lesion.
@@ -122,7 +122,7 @@ def lesion_zones(
     gtv = np.asarray(gtv, dtype=bool)
     if not gtv.any():
         raise StructureError("GTV is empty on the planning grid", roi=name)
-    oars = oars or []
+    oars = oars or {}
     core_mask = None
     if allocation in ("zoned", "cryo"):
         if core is not None:
@@ -148,10 +148,7 @@ def lesion_zones(
             core=core_mask if allocation == "zoned" else None,
         )
         if not target.any():
-            raise StructureError(
-                "the seed target is empty (GTV + margin lies inside the core or the OARs)",
-                roi=name,
-            )
+            _empty_seed_target(name, gtv, grid, margin_mm, body, oars, core_mask)
     hr = {}
     for hname, m in (high_risk or {}).items():
         grid.check_volume(m, f"high-risk zone {hname}")
@@ -174,7 +171,7 @@ def plan_zones(
     "margin"`` gets the GTV shrunk by ``core_margin_mm`` as its core.
     """
     grid, masks = structures.grid, structures.masks
-    oar_masks = [masks[o.roi] for o in spec.oars]
+    oar_masks = {o.roi: masks[o.roi] for o in spec.oars}
     zones: dict[str, LesionZones] = {}
     for lesion in spec.lesions:
         core = None
@@ -193,6 +190,38 @@ def plan_zones(
             high_risk={h.roi: masks[h.roi] for h in lesion.high_risk},
         )
     return zones
+
+
+def _empty_seed_target(
+    name: str,
+    gtv: np.ndarray,
+    grid: Grid,
+    margin_mm: float,
+    body: np.ndarray | None,
+    oars: Mapping[str, np.ndarray],
+    core: np.ndarray | None,
+) -> None:
+    """Raise :class:`InfeasiblePlanError` naming what takes the whole of GTV + margin: the
+    body outline, the core, and each OAR with the share of GTV + margin it covers."""
+    grown = expand_mm(gtv, grid, margin_mm)
+    total = max(int(grown.sum()), 1)
+    reasons, binding = [], []
+    if body is not None and not (grown & body).any():
+        reasons.append("it lies outside the body outline")
+        binding.append("BODY")
+    if core is not None and (grown & core).any():
+        reasons.append(f"the core covers {100.0 * (grown & core).sum() / total:.0f} % of it")
+        binding.append("core")
+    for roi, mask in oars.items():
+        share = 100.0 * (grown & mask).sum() / total
+        if share > 0:
+            reasons.append(f"OAR {roi} covers {share:.0f} % of it")
+            binding.append(roi)
+    raise InfeasiblePlanError(
+        f"lesion {name}: the seed target is empty: GTV + {margin_mm:g} mm is removed "
+        f"entirely ({'; '.join(reasons) or 'no reason found'})",
+        binding=binding,
+    )
 
 
 def seed_targets(zones: Mapping[str, LesionZones]) -> dict[str, np.ndarray]:

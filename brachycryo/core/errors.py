@@ -79,7 +79,11 @@ class OutputExistsError(BrachyCryoError):
 
 
 class InfeasiblePlanError(BrachyCryoError):
-    """A plan request cannot be met; ``binding`` lists the constraints that bind."""
+    """A plan request cannot be met; ``binding`` lists the constraints that bind.
+
+    The ``brachycryo`` command exits with 3, as for a plan that misses its goals."""
+
+    exit_code = 3
 
     def __init__(self, message: str, *, binding: list | None = None, best: dict | None = None):
         self.binding = list(binding or [])

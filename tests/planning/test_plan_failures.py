@@ -84,3 +84,34 @@ def test_ctrl_c_exits_130_and_leaves_no_partial_folder(tmp_path, capsys, monkeyp
     assert code == 130
     assert capsys.readouterr().err.strip().endswith("interrupted")
     assert not out.exists()
+
+
+def test_gtv_listed_as_an_oar_names_it_and_exits_3(tmp_path, capsys):
+    """The seed target of a lesion whose GTV is also an OAR is empty: say which OAR."""
+    doc = {**SPEC, "oar": [*SPEC["oar"], {"roi": "GTV_Met2", "dmax_gy": 500.0}]}
+    code, _ = _run(tmp_path, doc, "--no-report")
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "within that distance of GTV_Met2" in err
+
+
+def test_seed_positions_too_close_to_named_oars(tmp_path, capsys):
+    import numpy as np
+
+    from brachycryo.core.errors import InfeasiblePlanError
+    from brachycryo.core.grid import Grid
+    from brachycryo.planning.needles import candidate_seeds
+
+    grid = Grid.from_bounds((-20, -20, -20), (20, 20, 20), 2.0)
+    target = np.zeros(grid.shape, bool)
+    target[9:11, 9:11, 9:11] = True
+    oar = np.zeros(grid.shape, bool)
+    oar[8:13, 8:13, 11:13] = True  # 2-4 mm from every target voxel
+    far = np.zeros(grid.shape, bool)
+    far[0, 0, 0] = True
+    with pytest.raises(
+        InfeasiblePlanError, match=r"5 mm .* within that distance of Rectum$"
+    ) as exc:
+        candidate_seeds(grid, target, np.ones(grid.shape, bool),
+                        avoid={"Rectum": oar, "Far": far}, clearance_mm=5.0)  # fmt: skip
+    assert exc.value.binding == ["seed-OAR clearance", "Rectum"]

@@ -101,7 +101,9 @@ def test_zoned_lesion_zones():
     gtv = r <= 20.0
     oar = np.linalg.norm(c - [0, 27, 0], axis=-1) <= 5.0
     body = np.ones(g.shape, bool)
-    z = lesion_zones("L", "zoned", gtv, g, margin_mm=10, core_margin_mm=8, body=body, oars=[oar])
+    z = lesion_zones(
+        "L", "zoned", gtv, g, margin_mm=10, core_margin_mm=8, body=body, oars={"OAR": oar}
+    )
     assert z.core is not None and (z.core <= gtv).all() and r[z.core].max() <= 12.5
     assert not (z.seed_target & z.core).any() and not (z.seed_target & oar).any()
     assert z.seed_target[(r > 14) & (r < 28) & ~oar].mean() > 0.95
@@ -125,6 +127,21 @@ def test_needles_avoid_no_go_and_respect_spacing():
         assert cands.needle[a] == cands.needle[b]
         assert abs(cands.depth_mm[a] - cands.depth_mm[b]) < 10.0
     with pytest.raises(InfeasiblePlanError) as e:
-        candidate_seeds(g, target, body, avoid=np.ones(g.shape, bool), clearance_mm=5.0)
+        candidate_seeds(g, target, body, avoid={"OAR": np.ones(g.shape, bool)}, clearance_mm=5.0)
     assert "seed-OAR clearance" in e.value.binding
     assert math.isfinite(cands.depth_mm.max())
+
+
+def test_empty_seed_target_names_what_took_it():
+    from brachycryo.core.errors import InfeasiblePlanError
+
+    g = Grid.from_bounds((-30, -30, -30), (30, 30, 30), 2.0)
+    c = g.voxel_centres_mm()
+    r = np.linalg.norm(c, axis=-1)
+    gtv = r <= 8.0
+    big_oar = r <= 25.0
+    body = np.ones(g.shape, bool)
+    with pytest.raises(InfeasiblePlanError, match=r"lesion L: .*OAR Liver covers 100 %") as exc:
+        lesion_zones("L", "seeds", gtv, g, margin_mm=5, body=body, oars={"Liver": big_oar,
+                     "Far": r >= 29.0})  # fmt: skip
+    assert exc.value.binding == ["Liver"] and exc.value.exit_code == 3
