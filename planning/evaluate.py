@@ -57,10 +57,15 @@ class StructureMetrics:
 
 @dataclass(frozen=True)
 class ProbePlacement:
-    """A cryo probe as reported: tip (mm, 2 decimals) and direction (4 decimals)."""
+    """A cryo probe as reported: tip (mm, 2 decimals), direction tip -> handle (4
+    decimals), skin entry (mm) and insertion depth (mm), and the no-go structures its
+    track crosses (:mod:`brachycryo.planning.probe_tracks`)."""
 
     tip_mm: tuple[float, ...]
     direction: tuple[float, ...]
+    entry_mm: tuple[float, ...] = ()
+    insertion_depth_mm: float | None = None
+    crosses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,12 @@ def evaluate_zoned_plan(result: PlanResult) -> PlanMetrics:
     constraints = _constraint_results(spec, table)
     goals = _seed_goals(spec, result.zones, table)
     cryo_goals, cryo_binding = _cryo_goals(spec, result.cryo)
+    cryo_binding += [
+        f"cryo {t.lesion}: probe {t.number}'s track crosses {', '.join(t.crosses)} "
+        f"(within {spec.needles.oar_clearance_mm:g} mm)"
+        for t in result.probe_tracks
+        if t.crosses
+    ]
     sel = result.selection
     feasible = (bool(sel.feasible) if sel is not None else True) and not cryo_binding
     binding = (list(sel.binding) if sel is not None and not sel.feasible else []) + cryo_binding
@@ -292,10 +303,14 @@ def _cryo_metrics(result: PlanResult, z: LesionZones, c: CryoLayout) -> CryoMetr
         n_probes=len(c.probes),
         probes=tuple(
             ProbePlacement(
-                tip_mm=tuple(round(v, 2) for v in p.tip_mm),
-                direction=tuple(round(v, 4) for v in p.direction),
+                tip_mm=tuple(round(v, 2) for v in t.tip_mm),
+                direction=tuple(round(v, 4) for v in t.direction),
+                entry_mm=tuple(round(v, 2) for v in t.entry_mm),
+                insertion_depth_mm=round(t.insertion_depth_mm, 2),
+                crosses=t.crosses,
             )
-            for p in c.probes
+            for t in result.probe_tracks
+            if t.lesion == c.lesion
         ),
         core_target_coverage_pct=_clean(100.0 * c.coverage),
         gtv_ablated_pct=_clean(100.0 * (c.lethal & gtv).sum() / gtv.sum()),

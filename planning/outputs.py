@@ -30,6 +30,7 @@ from brachycryo.planning.evaluate import (
     LesionMetrics,
     OptimizerSummary,
     PlanMetrics,
+    ProbePlacement,
     SeedTargetMetrics,
     StructureMetrics,
     zone_roi_name,
@@ -106,8 +107,30 @@ PLAN_OUTPUT_NAMES = {
     "rtdose": "RD.plan.dcm",
     "metrics": "metrics.json",
     "needles": "needles.csv",
+    "probes": "probes.csv",
     "report": "report.html",
 }
+
+
+def probe_table_csv(result: PlanResult) -> str:
+    """One row per cryo probe, as the physician inserts it (convention and track check:
+    :mod:`brachycryo.planning.probe_tracks`): entry on the skin, tip, direction tip ->
+    handle, insertion depth, the freezing zone, and the no-go structures the track crosses."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["probe_id", "lesion", "model", "entry_x_mm", "entry_y_mm", "entry_z_mm",
+                "tip_x_mm", "tip_y_mm", "tip_z_mm", "dir_x", "dir_y", "dir_z",
+                "insertion_depth_mm", "active_start_mm", "active_end_mm", "entry_on_skin",
+                "crosses"])  # fmt: skip
+    for t in result.probe_tracks:
+        w.writerow(
+            [t.number, t.lesion, t.model, *(f"{v:.1f}" for v in t.entry_mm),
+             *(f"{v:.1f}" for v in t.tip_mm), *(f"{v:.4f}" for v in t.direction),
+             f"{t.insertion_depth_mm:.1f}", " ".join(f"{v:.1f}" for v in t.active_start_mm),
+             " ".join(f"{v:.1f}" for v in t.active_end_mm), int(t.entry_on_skin),
+             ";".join(t.crosses)]
+        )  # fmt: skip
+    return buf.getvalue()
 
 
 def write_plan_outputs(
@@ -166,6 +189,9 @@ def write_plan_outputs(
     write_text_atomic(paths["metrics"], document, overwrite=overwrite)
     paths["needles"] = out / PLAN_OUTPUT_NAMES["needles"]
     write_text_atomic(paths["needles"], needle_table_csv(result), overwrite=overwrite)
+    if result.probe_tracks:
+        paths["probes"] = out / PLAN_OUTPUT_NAMES["probes"]
+        write_text_atomic(paths["probes"], probe_table_csv(result), overwrite=overwrite)
     return paths
 
 
@@ -212,11 +238,21 @@ def _lesion_json(b: LesionMetrics) -> dict[str, Any]:
     return out
 
 
+def _probe_json(p: ProbePlacement) -> dict[str, Any]:
+    return {
+        "tip_mm": list(p.tip_mm),
+        "direction": list(p.direction),
+        "entry_mm": list(p.entry_mm),
+        "insertion_depth_mm": p.insertion_depth_mm,
+        "crosses": list(p.crosses),
+    }
+
+
 def _cryo_json(c: CryoMetrics) -> dict[str, Any]:
     return {
         "probe_model": c.probe_model,
         "n_probes": c.n_probes,
-        "probes": [{"tip_mm": list(p.tip_mm), "direction": list(p.direction)} for p in c.probes],
+        "probes": [_probe_json(p) for p in c.probes],
         "core_target_coverage_pct": c.core_target_coverage_pct,
         "gtv_ablated_pct": c.gtv_ablated_pct,
         "ice_0c_volume_cc": c.ice_0c_volume_cc,

@@ -49,6 +49,7 @@ from brachycryo.planning.influence import (
 )
 from brachycryo.planning.needles import Candidates, candidate_needles
 from brachycryo.planning.optimize import SeedSelection
+from brachycryo.planning.probe_tracks import ProbeTrack, plan_probe_tracks
 from brachycryo.planning.selection import VerifiedSeeds, select_verified_seeds
 from brachycryo.planning.spec import PlanSpec
 from brachycryo.planning.strength import choose_strength
@@ -82,6 +83,8 @@ class PlanResult:
     #: (dose, {ROI: DVH}): the contour DVHs the OAR limits were checked on, valid for that
     #: dose array only (``brachycryo.planning.evaluate`` reuses them when it is ``dose_gy``)
     roi_dvhs: tuple[np.ndarray, dict[str, DVH]] | None = None
+    #: every cryo probe's track: skin entry, depth, no-go structures crossed
+    probe_tracks: tuple[ProbeTrack, ...] = ()
 
     @property
     def n_seeds(self) -> int:
@@ -126,6 +129,7 @@ def make_plan(
     # -- cryo first: its lethal zone is the ablated core of zoned lesions
     t1 = time.perf_counter()
     cryo = plan_cryo_layouts(spec, structures, backend=backend)
+    cryo, tracks = plan_probe_tracks(spec, case, cryo)
     timings["cryo_s"] = time.perf_counter() - t1
     clock.check("the cryo probe layout")
     report(progress, 0.3, f"cryo: {sum(len(c.probes) for c in cryo.values())} probes")
@@ -154,6 +158,7 @@ def make_plan(
         timings_s=timings,
         problem=seed_plan.problem,
         roi_dvhs=(seed_plan.dose_gy, seed_plan.verified.oar_dvhs) if seed_plan.verified else None,
+        probe_tracks=tuple(tracks),
     )
 
 

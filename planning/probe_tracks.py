@@ -1,0 +1,197 @@
+"""Cryo probe tracks as a physician inserts them: skin entry, depth, and what they cross.
+
+Convention (the one of :class:`brachycryo.cryo_iceball.probes.Probe`): ``tip_mm`` is the
+deep end, ``direction`` the unit axis tip -> handle, pointing back out of the patient; the
+freezing zone runs from ``tip + active_offset`` for ``active_length`` along it.  The entry
+point is where the axis, followed from the tip toward the handle, leaves the body outline
+(sampled every quarter voxel on the planning grid); the insertion depth is the distance
+from entry to tip.  The track from entry to tip is checked against the plan's no-go
+structures (``[needles] no_go``) with the seed needles' clearance (``[needles]
+oar_clearance_mm``): a probe whose shaft would pass through the aorta or a kidney is
+reported with the structure it crosses, as the seed needles are stopped before them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from brachycryo.core.grid import Grid
+from brachycryo.cryo_iceball.probes import Probe
+from brachycryo.dicom_io.rasterize import roi_mask
+from brachycryo.planning.case import PlanningCase, body_roi_name
+from brachycryo.planning.cryo_layout import CryoLayout
+from brachycryo.planning.spec import PlanSpec
+from brachycryo.planning.zones import distance_outside_mm
+
+
+@dataclass(frozen=True)
+class ProbeTrack:
+    """One probe of a lesion's layout with its track (all positions LPS mm)."""
+
+    lesion: str
+    number: int  # 1-based within the plan
+    model: str
+    tip_mm: tuple[float, float, float]
+    direction: tuple[float, float, float]  # tip -> handle
+    entry_mm: tuple[float, float, float]
+    entry_on_skin: bool  # False: the planning grid ends before the body outline does
+    insertion_depth_mm: float
+    active_start_mm: tuple[float, float, float]
+    active_end_mm: tuple[float, float, float]
+    crosses: tuple[str, ...]  # no-go structures within the clearance of the track
+
+
+def _triplet(v: np.ndarray) -> tuple[float, float, float]:
+    return (float(v[0]), float(v[1]), float(v[2]))
+
+
+def _entry(probe: Probe, body: np.ndarray, grid: Grid) -> tuple[np.ndarray, bool]:
+    """The last point inside ``body`` along the axis from the tip outward, and whether the
+    axis leaves the body there (rather than the grid)."""
+    tip = np.asarray(probe.tip_mm)
+    axis = np.asarray(probe.direction)
+    step = 0.25 * min(grid.spacing_mm)
+    reach = float(np.linalg.norm(np.asarray(grid.shape[::-1]) * grid.spacing_mm))
+    t = np.arange(0.0, reach + step, step)
+    pts = tip + t[:, None] * axis
+    inside_grid = grid.contains_mm(pts)
+    in_body = grid.sample_nearest(body, pts, outside=False) & inside_grid
+    out = np.nonzero(~in_body)[0]
+    if out.size == 0:
+        return pts[-1], False
+    last = max(int(out[0]) - 1, 0)
+    return pts[last], bool(inside_grid[out[0]])
+
+
+def _crossed(
+    tip: np.ndarray,
+    entry: np.ndarray,
+    near: Mapping[str, np.ndarray],
+    grid: Grid,
+) -> tuple[str, ...]:
+    """No-go structures whose clearance zone (``near``) the segment entry -> tip enters."""
+    length = float(np.linalg.norm(entry - tip))
+    n = max(2, int(np.ceil(length / (0.25 * min(grid.spacing_mm)))) + 1)
+    pts = tip + np.linspace(0.0, 1.0, n)[:, None] * (entry - tip)
+    return tuple(
+        name for name, zone in near.items() if grid.sample_nearest(zone, pts, outside=False).any()
+    )
+
+
+def probe_tracks(
+    layouts: Mapping[str, Sequence[Probe]],
+    grid: Grid,
+    body: np.ndarray,
+    no_go: Mapping[str, np.ndarray],
+    *,
+    clearance_mm: float,
+) -> list[ProbeTrack]:
+    """The tracks of every probe of ``layouts`` ({lesion: probes}), numbered in order."""
+    near = {
+        name: distance_outside_mm(np.asarray(m, bool), grid) < max(clearance_mm, 1e-9)
+        for name, m in no_go.items()
+        if np.asarray(m).any()
+    }
+    tracks: list[ProbeTrack] = []
+    for lesion, probes in layouts.items():
+        for probe in probes:
+            tip = np.asarray(probe.tip_mm)
+            entry, on_skin = _entry(probe, body, grid)
+            start, end = probe.active_segment_mm()
+            tracks.append(
+                ProbeTrack(
+                    lesion=lesion,
+                    number=len(tracks) + 1,
+                    model=probe.model.model,
+                    tip_mm=_triplet(tip),
+                    direction=probe.direction,
+                    entry_mm=_triplet(entry),
+                    entry_on_skin=on_skin,
+                    insertion_depth_mm=float(np.linalg.norm(entry - tip)),
+                    active_start_mm=_triplet(start),
+                    active_end_mm=_triplet(end),
+                    crosses=_crossed(tip, entry, near, grid),
+                )
+            )
+    return tracks
+
+
+#: Voxel size (mm) of the CT-wide grid the tracks are followed on (at least the CT's own).
+TRACK_GRID_MM = 2.0
+
+
+def reversed_probe(probe: Probe) -> Probe:
+    """The same freezing zone reached from the other side: the axis reversed, the tip moved
+    to the other end so that ``active_segment_mm`` covers the same segment."""
+    _, end = probe.active_segment_mm()
+    axis = -np.asarray(probe.direction)
+    tip = end - probe.model.active_offset_mm * axis
+    return Probe(probe.model, _triplet(tip), _triplet(axis))
+
+
+def _track_cost(tracks: Sequence[ProbeTrack]) -> tuple[int, float]:
+    """Fewer crossed structures first, then the shorter mean insertion."""
+    return (sum(len(t.crosses) for t in tracks), float(np.mean([t.insertion_depth_mm
+                                                                  for t in tracks])))  # fmt: skip
+
+
+def oriented_tracks(
+    layouts: Mapping[str, Sequence[Probe]],
+    grid: Grid,
+    body: np.ndarray,
+    no_go: Mapping[str, np.ndarray],
+    *,
+    clearance_mm: float,
+    may_reverse: bool,
+) -> tuple[dict[str, tuple[Probe, ...]], list[ProbeTrack]]:
+    """Each lesion's probes from the side whose tracks cross fewer no-go structures, then
+    are shorter (``may_reverse``: the insertion direction was not given for cryo, so the
+    approach side is the planner's choice), and every track."""
+    chosen: dict[str, tuple[Probe, ...]] = {}
+    for lesion, probes in layouts.items():
+        options = [tuple(probes)]
+        if may_reverse and probes:
+            options.append(tuple(reversed_probe(p) for p in probes))
+        costs = [
+            _track_cost(probe_tracks({lesion: o}, grid, body, no_go, clearance_mm=clearance_mm))
+            if o else (0, 0.0)
+            for o in options
+        ]  # fmt: skip
+        chosen[lesion] = options[int(np.argmin([c[0] * 1e6 + c[1] for c in costs]))]
+    return chosen, probe_tracks(chosen, grid, body, no_go, clearance_mm=clearance_mm)
+
+
+def track_grid(case: PlanningCase) -> Grid:
+    """The CT's extent at :data:`TRACK_GRID_MM` (or the CT's own coarser spacing)."""
+    spacing = np.maximum(np.asarray(case.ct.grid.spacing_mm), TRACK_GRID_MM)
+    return case.ct.grid.resampled(_triplet(spacing))
+
+
+def plan_probe_tracks(
+    spec: PlanSpec, case: PlanningCase, cryo: Mapping[str, CryoLayout]
+) -> tuple[dict[str, CryoLayout], list[ProbeTrack]]:
+    """Stage: every cryo layout's probes oriented to their approach side and their tracks,
+    followed over the whole CT (the body outline and the no-go structures rasterised on
+    :func:`track_grid`)."""
+    if not any(c.probes for c in cryo.values()):
+        return dict(cryo), []
+    grid = track_grid(case)
+    thickness = case.ct.grid.spacing_mm[2]
+    body = roi_mask(case.structures.roi(body_roi_name(case)), grid, slice_thickness_mm=thickness)
+    no_go = {
+        name: roi_mask(case.structures.roi(name), grid, slice_thickness_mm=thickness)
+        for name in spec.needles.no_go
+        if name in case.structures.roi_names
+    }
+    probes, tracks = oriented_tracks(
+        {lesion: c.probes for lesion, c in cryo.items()},
+        grid,
+        body,
+        no_go,
+        clearance_mm=spec.needles.oar_clearance_mm,
+        may_reverse=spec.cryo.direction is None,
+    )
+    return {k: replace(c, probes=probes[k]) for k, c in cryo.items()}, tracks
