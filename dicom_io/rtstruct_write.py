@@ -1,10 +1,15 @@
 """Write an RT Structure Set from masks, contours or points, referencing a CT series.
 
 Masks on the CT grid are turned into per-slice closed contours by marching squares at the
-0.5 level (:func:`skimage.measure.find_contours`): outer boundaries and hole boundaries
-become separate contours, so the even-odd reading rule restores holes and islands, and a
-binary mask read back onto the same grid gives the same voxels.  Every contour references
-the CT image it lies on; the Structure Set references the whole series (PS3.3 C.8.8.5).
+0.5 level (:func:`skimage.measure.find_contours`), so a binary mask read back onto the same
+grid gives the same voxels.  A region with holes is written as one keyhole contour per
+connected region (PS3.3 C.8.8.6.3: each hole joined to its outer boundary by a zero-width
+cut, see :mod:`brachycryo.dicom_io.keyhole`), not as separate outer and inner contours,
+whose meaning depends on the reader (plastimatch fills them); an island inside a hole is
+its own contour.  Explicit contours are written the same way: nested contours on a plane
+are joined into keyhole contours, and contours that cross or touch are refused.  Every
+contour references the CT image it lies on; the Structure Set references the whole series
+(PS3.3 C.8.8.5).
 """
 
 from __future__ import annotations
@@ -30,7 +35,16 @@ from brachycryo.dicom_io.common import (
     save_dataset,
 )
 from brachycryo.dicom_io.ct_series import CTImage
-from brachycryo.dicom_io.rtstruct import CLOSED_PLANAR, POINT, StructureSet, read_rtstruct
+from brachycryo.dicom_io.keyhole import first_meeting_pair, keyhole_loops
+from brachycryo.dicom_io.rasterize import contour_stack
+from brachycryo.dicom_io.rtstruct import (
+    CLOSED_PLANAR,
+    POINT,
+    ROI,
+    Contour,
+    StructureSet,
+    read_rtstruct,
+)
 
 #: Detached Study Management SOP Class, the class the standard names for study references.
 STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"
@@ -66,8 +80,23 @@ class RoiSpec:
     generation_algorithm: str = "AUTOMATIC"
 
 
+def _slice_loops_ij(values: np.ndarray) -> list[np.ndarray]:
+    """Closed marching-squares loops (i, j index coordinates) of one 2-D slice [j, i]."""
+    loops = []
+    for c in find_contours(np.pad(values, 1, constant_values=0.0), level=0.5):
+        rc = c[:-1] if np.allclose(c[0], c[-1]) else c
+        if rc.shape[0] >= 3:
+            loops.append(np.column_stack([rc[:, 1] - 1.0, rc[:, 0] - 1.0]))
+    return loops
+
+
 def mask_to_contours_mm(mask: np.ndarray, ct: CTImage, *, name: str = "") -> list[np.ndarray]:
-    """Closed contours (mm, one (N, 3) array each) of a mask on the CT grid, slice by slice."""
+    """Closed contours (mm, one (N, 3) array each) of a mask on the CT grid, slice by slice.
+
+    One keyhole contour per connected region of a slice (holes joined by zero-width cuts,
+    PS3.3 C.8.8.6.3).  The cuts run along the image rows; for a binary mask they lie
+    between rows of voxel centres, so no voxel centre lies on one.
+    """
     grid = ct.grid
     if mask.shape != grid.shape:
         raise StructureError(
@@ -80,13 +109,8 @@ def mask_to_contours_mm(mask: np.ndarray, ct: CTImage, *, name: str = "") -> lis
         raise StructureError("mask contains NaN or inf", roi=name or None)
     out = []
     for k in np.nonzero(values.reshape(values.shape[0], -1).max(axis=1) >= 0.5)[0]:
-        padded = np.pad(values[k], 1, constant_values=0.0)
-        for c in find_contours(padded, level=0.5):
-            rc = c[:-1] if np.allclose(c[0], c[-1]) else c
-            if rc.shape[0] < 3:
-                continue
-            ijk = np.column_stack([rc[:, 1] - 1.0, rc[:, 0] - 1.0, np.full(rc.shape[0], float(k))])
-            out.append(grid.ijk_to_mm(ijk))
+        for ij in keyhole_loops(_slice_loops_ij(values[k])):
+            out.append(grid.ijk_to_mm(np.column_stack([ij, np.full(ij.shape[0], float(k))])))
     return out
 
 
@@ -186,19 +210,74 @@ def _referenced_frame(ct: CTImage) -> Dataset:
     return frame
 
 
-def _explicit_contours(spec: RoiSpec, lookup: _SliceLookup) -> list[Dataset]:
-    contours = []
-    for poly in spec.contours_mm:
-        poly = np.asarray(poly, dtype=float)
-        if poly.ndim != 2 or poly.shape[1] != 3 or poly.shape[0] < 3:
+def _checked_polygon(poly, name: str) -> np.ndarray:
+    poly = np.asarray(poly, dtype=float)
+    if poly.ndim != 2 or poly.shape[1] != 3 or poly.shape[0] < 3:
+        raise StructureError(
+            f"a contour must be an (N>=3, 3) array of mm, got shape {poly.shape}", roi=name
+        )
+    if not np.all(np.isfinite(poly)):
+        raise StructureError("a contour contains NaN or inf", roi=name)
+    return poly
+
+
+def _keyhole_explicit(polys: list[np.ndarray], name: str) -> list[np.ndarray]:
+    """Explicit contours with the nested ones of each plane joined into keyhole contours.
+
+    Contours are grouped into planes as the reader does (:func:`contour_stack`, which
+    refuses non-parallel or non-planar contours); contours of one plane that cross or
+    touch have no reader-independent meaning and are refused.  Contours of zero area
+    enclose nothing and are dropped.
+    """
+    if len(polys) == 1:
+        return polys
+    stack = contour_stack(ROI(number=0, name=name, contours=tuple(Contour(p) for p in polys)))
+    out: list[np.ndarray] = []
+    for offset, uv, mm in zip(
+        stack.plane_offsets_mm, stack.polygons, stack.polygons_mm, strict=True
+    ):
+        if len(uv) == 1:
+            out.append(mm[0])
+            continue
+        pair = first_meeting_pair(uv)
+        if pair is not None:
             raise StructureError(
-                f"a contour must be an (N>=3, 3) array of mm, got shape {poly.shape}",
-                roi=spec.name,
+                f"contours {pair[0] + 1} and {pair[1] + 1} of the plane at {offset:.2f} mm along "
+                "the contour normal cross or touch; the region they enclose would depend on "
+                "the reader's fill rule (PS3.3 C.8.8.6.3): give contours that neither cross "
+                "nor touch, or a mask",
+                roi=name,
             )
-        if not np.all(np.isfinite(poly)):
-            raise StructureError("a contour contains NaN or inf", roi=spec.name)
-        contours.append(_contour_item(poly, CLOSED_PLANAR, lookup(poly)))
-    return contours
+        out.extend(keyhole_loops(uv, mm))
+    return out
+
+
+def _explicit_contours(spec: RoiSpec, lookup: _SliceLookup) -> list[Dataset]:
+    polys = [_checked_polygon(p, spec.name) for p in spec.contours_mm]
+    return [
+        _contour_item(poly, CLOSED_PLANAR, lookup(poly))
+        for poly in _without_repeats(_keyhole_explicit(polys, spec.name), spec.name)
+    ]
+
+
+def _without_repeats(polys: list[np.ndarray], name: str) -> list[np.ndarray]:
+    """Contours as written (mm to 4 decimals) without consecutive repeated points.
+
+    PS3.3 C.8.8.6.1: a CLOSED_PLANAR contour does not repeat its first point at its end;
+    points that round to the same written value would be zero-length edges.
+    """
+    out = []
+    for poly in polys:
+        pts = np.round(poly, 4) + 0.0  # + 0.0 turns -0.0 into 0.0
+        keep = np.any(pts != np.roll(pts, 1, axis=0), axis=1)
+        pts = pts[keep] if keep.any() else pts[:1]
+        if pts.shape[0] < 3:
+            raise StructureError(
+                "a contour has fewer than 3 distinct points at 0.1 um; it encloses no area",
+                roi=name,
+            )
+        out.append(pts)
+    return out
 
 
 def _roi_contours(spec: RoiSpec, ct: CTImage, lookup: _SliceLookup) -> list[Dataset]:
@@ -210,7 +289,9 @@ def _roi_contours(spec: RoiSpec, ct: CTImage, lookup: _SliceLookup) -> list[Data
         polys = mask_to_contours_mm(spec.mask, ct, name=spec.name)
         if not polys:
             raise StructureError("mask is empty; an empty ROI would not be written", roi=spec.name)
-        return [_contour_item(p, CLOSED_PLANAR, lookup(p)) for p in polys]
+        return [
+            _contour_item(p, CLOSED_PLANAR, lookup(p)) for p in _without_repeats(polys, spec.name)
+        ]
     if spec.points_mm is not None:
         pts = np.asarray(spec.points_mm, dtype=float).reshape(-1, 3)
         if not np.all(np.isfinite(pts)):
