@@ -140,7 +140,8 @@ class _Loop:
 
 
 def _cut_line(loop: _Loop, all_y: np.ndarray) -> float:
-    """A line ``y = y0`` through the loop's span that holds no vertex of the plane."""
+    """A line ``y = y0`` through the loop's span that holds no vertex of the plane (nor any
+    ordinate to avoid, which ``all_y`` includes)."""
     ylo, yhi = float(loop.xy[:, 1].min()), float(loop.xy[:, 1].max())
     ys = all_y[(all_y >= ylo) & (all_y <= yhi)]
     gaps = np.diff(ys)
@@ -170,10 +171,10 @@ def _join(target: _Loop, a: int, i_pt: tuple, hole: _Loop, b: int, s_pt: tuple) 
     )
 
 
-def _join_one_hole(loops: list[_Loop], h: int) -> None:
+def _join_one_hole(loops: list[_Loop], h: int, avoid_y: np.ndarray) -> None:
     """Join hole loop ``loops[h]`` to the first boundary right of it (in place)."""
     hole = loops[h]
-    y0 = _cut_line(hole, np.unique(np.concatenate([lp.xy[:, 1] for lp in loops])))
+    y0 = _cut_line(hole, np.unique(np.concatenate([avoid_y] + [lp.xy[:, 1] for lp in loops])))
     edges, xs, ts = _crossings(hole.xy, y0)
     k = int(np.argmax(xs))
     b, s_x = int(edges[k]), float(xs[k])
@@ -199,7 +200,10 @@ def _join_one_hole(loops: list[_Loop], h: int) -> None:
 
 
 def keyhole_loops(
-    loops_xy: Sequence[np.ndarray], loops_full: Sequence[np.ndarray] | None = None
+    loops_xy: Sequence[np.ndarray],
+    loops_full: Sequence[np.ndarray] | None = None,
+    *,
+    avoid_y: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """One polygon per connected region of a plane, holes joined by zero-width cuts.
 
@@ -207,8 +211,10 @@ def keyhole_loops(
     neither cross nor touch one another (see :func:`first_meeting_pair`); the region is
     their even-odd combination.  ``loops_full`` ((n, d), the same points in any
     coordinates, e.g. patient mm) are carried along and returned; by default the xy loops
-    themselves are.  Loops of zero area are returned unchanged.
+    themselves are.  No cut runs along a line ``y = v`` for ``v`` in ``avoid_y`` (e.g. the
+    rows of voxel centres).  Loops of zero area are returned unchanged.
     """
+    avoid = np.zeros(0) if avoid_y is None else np.asarray(avoid_y, dtype=float).ravel()
     full = list(loops_full) if loops_full is not None else list(loops_xy)
     areas = [signed_area(np.asarray(xy, dtype=float)) for xy in loops_xy]
     keep = [i for i, a in enumerate(areas) if a != 0.0]
@@ -223,5 +229,5 @@ def keyhole_loops(
             xy, pts = xy[::-1].copy(), pts[::-1].copy()
         loops.append(_Loop(xy=xy, full=pts, hole=hole))
     while any(lp.hole for lp in loops):
-        _join_one_hole(loops, next(i for i, lp in enumerate(loops) if lp.hole))
+        _join_one_hole(loops, next(i for i, lp in enumerate(loops) if lp.hole), avoid)
     return [lp.full for lp in loops] + passed

@@ -15,6 +15,7 @@ contour references the CT image it lies on; the Structure Set references the who
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,14 +81,62 @@ class RoiSpec:
     generation_algorithm: str = "AUTOMATIC"
 
 
+#: Longest value an explicit-VR element with a 2-byte length can hold (PS3.5 7.1.2); PS3.3
+#: C.8.8.6 notes that a longer Contour Data may not be encodable in an explicit VR syntax.
+MAX_CONTOUR_DATA_BYTES = 0xFFFE
+
+
+def _without_collinear(loop: np.ndarray) -> np.ndarray:
+    """The loop without vertices that lie on the straight line through their neighbours
+    (same direction on): the polygon is unchanged, the contour shorter."""
+    prev = np.roll(loop, 1, axis=0)
+    nxt = np.roll(loop, -1, axis=0)
+    d0, d1 = loop - prev, nxt - loop
+    cross = d0[:, 0] * d1[:, 1] - d0[:, 1] * d1[:, 0]
+    straight = (cross == 0) & (np.einsum("ij,ij->i", d0, d1) > 0)
+    return loop if straight.all() else loop[~straight]
+
+
 def _slice_loops_ij(values: np.ndarray) -> list[np.ndarray]:
     """Closed marching-squares loops (i, j index coordinates) of one 2-D slice [j, i]."""
     loops = []
     for c in find_contours(np.pad(values, 1, constant_values=0.0), level=0.5):
         rc = c[:-1] if np.allclose(c[0], c[-1]) else c
         if rc.shape[0] >= 3:
-            loops.append(np.column_stack([rc[:, 1] - 1.0, rc[:, 0] - 1.0]))
+            loops.append(_without_collinear(np.column_stack([rc[:, 1] - 1.0, rc[:, 0] - 1.0])))
     return loops
+
+
+def _slice_polygons_ij(values: np.ndarray) -> list[np.ndarray]:
+    """Keyhole polygons (i, j) of one slice, each starting at its leftmost vertex.
+
+    Cuts avoid the rows of voxel centres (integer j).  The leftmost vertex of a
+    marching-squares loop lies on a row of voxel centres, never on a band edge of
+    :func:`_band_polygons_ij`.
+    """
+    rows = np.arange(values.shape[0], dtype=float)
+    out = []
+    for poly in keyhole_loops(_slice_loops_ij(values), avoid_y=rows):
+        first = int(np.lexsort((poly[:, 1], poly[:, 0]))[0])
+        out.append(np.roll(poly, -first, axis=0))
+    return out
+
+
+def _band_polygons_ij(values: np.ndarray, n_bands: int) -> list[np.ndarray]:
+    """Polygons of the slice cut into ``n_bands`` bands of whole rows of voxels.
+
+    The bands' polygons meet on lines midway between rows of voxel centres: disjoint
+    regions whose union holds exactly the slice's voxel centres, for any reader.
+    """
+    rows = np.nonzero(values.max(axis=1) >= 0.5)[0]
+    edges = np.linspace(rows[0], rows[-1] + 1, n_bands + 1).round().astype(int)
+    out = []
+    for lo, hi in itertools.pairwise(edges):
+        band = np.zeros_like(values)
+        band[lo:hi] = values[lo:hi]
+        if band.max() >= 0.5:
+            out.extend(_slice_polygons_ij(band))
+    return out
 
 
 def mask_to_contours_mm(mask: np.ndarray, ct: CTImage, *, name: str = "") -> list[np.ndarray]:
@@ -95,7 +144,9 @@ def mask_to_contours_mm(mask: np.ndarray, ct: CTImage, *, name: str = "") -> lis
 
     One keyhole contour per connected region of a slice (holes joined by zero-width cuts,
     PS3.3 C.8.8.6.3).  The cuts run along the image rows; for a binary mask they lie
-    between rows of voxel centres, so no voxel centre lies on one.
+    between rows of voxel centres, so no voxel centre lies on one.  A slice whose contour
+    would not fit one Contour Data element (:data:`MAX_CONTOUR_DATA_BYTES`) is cut into
+    bands of rows, each with its own contours.
     """
     grid = ct.grid
     if mask.shape != grid.shape:
@@ -109,8 +160,23 @@ def mask_to_contours_mm(mask: np.ndarray, ct: CTImage, *, name: str = "") -> lis
         raise StructureError("mask contains NaN or inf", roi=name or None)
     out = []
     for k in np.nonzero(values.reshape(values.shape[0], -1).max(axis=1) >= 0.5)[0]:
-        for ij in keyhole_loops(_slice_loops_ij(values[k])):
-            out.append(grid.ijk_to_mm(np.column_stack([ij, np.full(ij.shape[0], float(k))])))
+        polys, n_bands = _slice_polygons_ij(values[k]), 1
+        while True:
+            polys_mm = [
+                grid.ijk_to_mm(np.column_stack([ij, np.full(ij.shape[0], float(k))]))
+                for ij in polys
+            ]
+            if all(len(_ds_bytes(p.reshape(-1))) <= MAX_CONTOUR_DATA_BYTES for p in polys_mm):
+                break
+            if n_bands >= values.shape[1]:
+                raise StructureError(
+                    f"slice {k} cannot be written in Contour Data elements of at most "
+                    f"{MAX_CONTOUR_DATA_BYTES} bytes",
+                    roi=name or None,
+                )
+            n_bands = min(2 * n_bands, values.shape[1])
+            polys = _band_polygons_ij(values[k], n_bands)
+        out.extend(polys_mm)
     return out
 
 
@@ -164,19 +230,36 @@ def _contour_item(points_mm: np.ndarray, gtype: str, sop_uid: str | None) -> Dat
 CONTOUR_DATA_TAG = Tag(0x3006, 0x0050)
 
 
+def _ds_text(value: float) -> str:
+    """A DS value to 4 decimals without trailing zeros ("12.5", "-3", "0")."""
+    text = f"{value:.4f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _ds_bytes(values: np.ndarray) -> bytes:
+    """The DS multi-value encoding of ``values`` (backslash-separated, even length)."""
+    texts = [_ds_text(v) for v in values]
+    if any(len(t) > 16 for t in texts):
+        raise StructureError("a contour coordinate does not fit a DS value (|x| >= 1e11 mm)")
+    data = "\\".join(texts).encode("ascii")
+    return data + b" " if len(data) % 2 else data
+
+
 def _raw_decimal_strings(tag: BaseTag, values: np.ndarray) -> RawDataElement:
     """A DS multi-value element encoded directly (explicit VR little endian).
 
     Building ContourData through pydicom's DS type validates every number one by one,
     which dominated writing large structure sets; the encoding here is the same text
-    (4 decimals, at most 16 characters per value, backslash-separated, even length).
+    (4 decimals without trailing zeros, at most 16 characters per value,
+    backslash-separated, even length).
     """
-    text = "\\".join(f"{v:.4f}" for v in values)
-    if any(len(t) > 16 for t in text.split("\\")):
-        raise StructureError("a contour coordinate does not fit a DS value (|x| >= 1e11 mm)")
-    data = text.encode("ascii")
-    if len(data) % 2:
-        data += b" "
+    data = _ds_bytes(values)
+    if len(data) > MAX_CONTOUR_DATA_BYTES:
+        raise StructureError(
+            f"a contour of {values.size // 3} points needs {len(data)} bytes of Contour Data, "
+            f"more than the {MAX_CONTOUR_DATA_BYTES} an explicit-VR element holds (PS3.3 "
+            "C.8.8.6); split it into several contours"
+        )
     return RawDataElement(tag, "DS", len(data), data, 0, False, True)
 
 
