@@ -472,3 +472,19 @@ def test_slices_too_long_for_one_contour_are_cut_into_bands(holes_case, tmp_path
     centres_ij = np.column_stack([ii.ravel(), jj.ravel()]).astype(float)
     for k, polys in planes.items():
         assert np.array_equal(_union_nonzero(polys, centres_ij), mask[k].ravel()), k
+
+
+@pytest.mark.peer
+def test_plastimatch_reads_every_phantom_structure(plastimatch_masks, tmp_path):
+    """The issue's case: plastimatch read the phantom's Skin (a shell) as 9647 cc, the whole
+    body, instead of 679 cc, and the Vertebra without its canal (325 cc, not 290 cc).  Now
+    it reads every structure as exactly the voxels of the mask that was written."""
+    from brachycryo.phantoms import build_phantom, write_phantom
+
+    case = build_phantom(seed=0, spacing_mm=(2.0, 2.0, 2.0))
+    files = write_phantom(tmp_path / "ph", case)
+    peer = plastimatch_masks(files.rtstruct, tmp_path / "ph" / "CT", tmp_path / "pm")
+    voxel_cc = case.grid.voxel_volume_mm3 / 1000
+    for name, mask in case.masks.items():
+        print(f"{name}: mask {mask.sum() * voxel_cc:.2f} cc, plastimatch {peer[name]:.2f} cc")
+        assert peer[name] == pytest.approx(mask.sum() * voxel_cc, abs=0.5 * voxel_cc), name
