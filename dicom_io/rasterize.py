@@ -5,7 +5,10 @@ The rules (documented for users in README "Structures and volumes"):
 * **In-plane**: the even-odd rule.  A point is inside a ROI's cross-section when it lies
   inside an odd number of the ROI's closed contours on that plane, so holes (a contour
   inside another) and islands inside holes come out right whatever the contours'
-  winding direction.  A binary mask tests voxel centres.
+  winding direction.  CLOSED_PLANAR and CLOSEDPLANAR_XOR contours are read alike: the
+  XOR combination PS3.3 C.8.8.6.3 prescribes for the latter is the even-odd rule (see
+  :mod:`brachycryo.dicom_io.rtstruct`), and a keyhole contour's zero-width cut is crossed
+  twice or not at all.  A binary mask tests voxel centres.
 * **Between planes (slab rule)**: a contour plane at offset ``h`` along the contour normal
   stands for the slab ``[h - t/2, h + t/2)``, where ``t`` is the ROI's slice thickness (the
   ``slice_thickness_mm`` given, normally the CT slice spacing; otherwise the smallest

@@ -1,5 +1,16 @@
 """RT Structure Set: data types and the reader (PS3.3 C.8.8.5, C.8.8.6, C.8.8.8).
 
+Closed contours are CLOSED_PLANAR or CLOSEDPLANAR_XOR (PS3.3 2024c C.8.8.6.1, C.8.8.6.3).
+The XOR contours of a plane are combined by geometric exclusive disjunction, two at a
+time, in any order.  That is exactly the even-odd rule the rasteriser applies to closed
+contours (:mod:`brachycryo.dicom_io.rasterize`): a point lies in the XOR of the regions
+R1 ... Rn when it lies in an odd number of them, and, whether the polygons are simple or
+not, a ray from the point crosses the boundaries of all of them an odd number of times
+exactly when the crossing counts of the single polygons (each odd when the point is in
+that polygon's even-odd region) have an odd sum, since parities add.  Both types are
+therefore read the same way; a keyhole contour (C.8.8.6.3) is one CLOSED_PLANAR contour
+whose zero-width cut changes no crossing parity.
+
 The reader keeps contours as they are in the file (patient mm); rasterising them onto a
 Grid is :mod:`brachycryo.dicom_io.rasterize`'s job.  Problems that make a ROI unusable (a closed
 contour with fewer than 3 points, NaN coordinates, a ContourData length that is not
@@ -25,6 +36,9 @@ from brachycryo.dicom_io.common import StudyContext, get_value, read_dataset
 log = logging.getLogger(__name__)
 
 CLOSED_PLANAR = "CLOSED_PLANAR"
+CLOSEDPLANAR_XOR = "CLOSEDPLANAR_XOR"
+#: Contour Geometric Types that enclose an area (combined by the even-odd rule, see above).
+CLOSED_TYPES = (CLOSED_PLANAR, CLOSEDPLANAR_XOR)
 POINT = "POINT"
 OPEN_TYPES = ("OPEN_PLANAR", "OPEN_NONPLANAR")
 
@@ -52,7 +66,8 @@ class ROI:
 
     @property
     def closed_contours(self) -> tuple[Contour, ...]:
-        return tuple(c for c in self.contours if c.geometric_type == CLOSED_PLANAR)
+        """CLOSED_PLANAR and CLOSEDPLANAR_XOR contours (both read by the even-odd rule)."""
+        return tuple(c for c in self.contours if c.geometric_type in CLOSED_TYPES)
 
     @property
     def points_mm(self) -> np.ndarray:
@@ -162,9 +177,9 @@ def _parse_contour(item: Dataset, roi_name: str, path: Path) -> Contour:
         )
     if not np.all(np.isfinite(points)):
         raise StructureError(f"ContourData in {path} contains NaN or inf", roi=roi_name)
-    if gtype == CLOSED_PLANAR and points.shape[0] < 3:
+    if gtype in CLOSED_TYPES and points.shape[0] < 3:
         raise StructureError(
-            f"a CLOSED_PLANAR contour in {path} has {points.shape[0]} point(s); at least 3 are "
+            f"a {gtype} contour in {path} has {points.shape[0]} point(s); at least 3 are "
             "needed to enclose an area",
             roi=roi_name,
         )
@@ -255,6 +270,11 @@ def _roi_contours(
         warnings.append(f"ROI {name!r} is empty (no contours)")
     if any(c.geometric_type in OPEN_TYPES for c in contours):
         warnings.append(f"ROI {name!r} has open contours; they cannot enclose a volume")
+    if {CLOSED_PLANAR, CLOSEDPLANAR_XOR} <= {c.geometric_type for c in contours}:
+        warnings.append(
+            f"ROI {name!r} mixes CLOSED_PLANAR and CLOSEDPLANAR_XOR contours; all its closed "
+            "contours of a plane are combined by the even-odd rule (XOR)"
+        )
     return contours, color
 
 

@@ -1,9 +1,11 @@
-"""Shared fixtures: reference data, the DICOM validator, and the dicompyler-core peer.
+"""Shared fixtures: reference data, the DICOM validator, and peer readers.
 
 dicompyler-core 0.5.6 (its latest release) imports only with pydicom < 3 while brachycryo
 uses pydicom 3, so the peer runs in its own virtualenv, built once per machine under the
-user's cache folder and called in a subprocess; tests that need it skip with the reason
-when it cannot be installed (e.g. no access to the package index).
+user's cache folder and called in a subprocess; rt-utils (which needs OpenCV) gets its own
+virtualenv the same way.  Tests that need a peer skip with the reason when it cannot be
+installed (e.g. no access to the package index).  plastimatch is a system tool (Debian
+package ``plastimatch``, installed by ``.ci/run``); its tests skip when it is missing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 DICOMPYLER_CORE_VERSION = "0.5.6"
+RT_UTILS_VERSION = "1.2.7"
+_RT_UTILS_REQUIREMENTS = [f"rt-utils=={RT_UTILS_VERSION}"]
 _PEER_REQUIREMENTS = [
     f"dicompyler-core=={DICOMPYLER_CORE_VERSION}",
     "pydicom>=2.4,<3",
@@ -84,12 +88,14 @@ def dciodvfy():
     return run
 
 
-def _peer_venv_dir() -> Path:
+def _peer_venv_dir(name: str = f"dicompyler-core-{DICOMPYLER_CORE_VERSION}") -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "brachycryo" / "peer-venvs" / f"dicompyler-core-{DICOMPYLER_CORE_VERSION}"
+    return base / "brachycryo" / "peer-venvs" / name
 
 
-def _build_peer_venv(target: Path) -> tuple[Path | None, str]:
+def _build_peer_venv(
+    target: Path, requirements: list[str] = _PEER_REQUIREMENTS
+) -> tuple[Path | None, str]:
     python = target / "bin" / "python"
     marker = target / ".complete"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +108,7 @@ def _build_peer_venv(target: Path) -> tuple[Path | None, str]:
         venv.EnvBuilder(with_pip=True, clear=True).create(target)
         proc = subprocess.run(
             [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-            + _PEER_REQUIREMENTS,
+            + requirements,
             capture_output=True,
             text=True,
             timeout=900,
@@ -121,12 +127,19 @@ def dicompyler_peer():
     The script gets ``args`` in ``sys.argv[1:]`` and must print one JSON document as the
     last line of its standard output.
     """
+    return _peer_runner(
+        f"dicompyler-core {DICOMPYLER_CORE_VERSION}", _peer_venv_dir(), _PEER_REQUIREMENTS
+    )
+
+
+def _peer_runner(label: str, target: Path, requirements: list[str]):
+    """Callable ``(script, *args) -> JSON`` in the peer virtualenv ``target`` (or skip)."""
     try:
-        python, err = _build_peer_venv(_peer_venv_dir())
+        python, err = _build_peer_venv(target, requirements)
     except Exception as exc:  # no network, no venv module, ...
         python, err = None, f"{exc.__class__.__name__}: {exc}"
     if python is None:
-        pytest.skip(f"dicompyler-core {DICOMPYLER_CORE_VERSION} peer could not be installed: {err}")
+        pytest.skip(f"{label} peer could not be installed: {err}")
 
     def run(script: str, *args: str | os.PathLike):
         proc = subprocess.run(
@@ -137,8 +150,58 @@ def dicompyler_peer():
             check=False,
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"dicompyler-core peer failed:\n{proc.stderr[-4000:]}")
+            raise RuntimeError(f"{label} peer failed:\n{proc.stderr[-4000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def rt_utils_peer():
+    """Callable ``(script, *args) -> JSON`` running ``script`` under rt-utils 1.2.7.
+
+    Same contract as :func:`dicompyler_peer`, in a virtualenv of its own.
+    """
+    return _peer_runner(
+        f"rt-utils {RT_UTILS_VERSION}",
+        _peer_venv_dir(f"rt-utils-{RT_UTILS_VERSION}"),
+        _RT_UTILS_REQUIREMENTS,
+    )
+
+
+@pytest.fixture(scope="session")
+def plastimatch_masks():
+    """Callable ``(rtstruct, ct_dir, out_dir) -> {roi name: volume cc}`` from plastimatch.
+
+    ``plastimatch convert --input RS --referenced-ct CT --output-prefix OUT`` rasterises
+    every ROI onto the CT grid as ``OUT/<name>.mha``; the volume is the count of its
+    non-zero voxels times the voxel volume.  Skips when plastimatch is not installed
+    (Debian package ``plastimatch``; ``.ci/run`` installs it).
+    """
+    exe = shutil.which("plastimatch")
+    if exe is None:
+        pytest.skip("plastimatch (Debian package plastimatch) is not installed")
+
+    def run(rtstruct: str | os.PathLike, ct_dir: str | os.PathLike, out_dir: str | os.PathLike):
+        import numpy as np
+        import SimpleITK as sitk
+
+        cmd = [exe, "convert", "--input", str(rtstruct), "--referenced-ct", str(ct_dir)]
+        proc = subprocess.run(
+            cmd + ["--output-prefix", str(out_dir)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"plastimatch failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
+        out = {}
+        for mha in sorted(Path(out_dir).glob("*.mha")):
+            image = sitk.ReadImage(str(mha))
+            voxel_mm3 = float(np.prod(image.GetSpacing()))
+            out[mha.stem] = np.count_nonzero(sitk.GetArrayFromImage(image)) * voxel_mm3 / 1000
+        return out
 
     return run
 
