@@ -46,6 +46,7 @@ import numpy as np
 
 from benchmarks.annealing import anneal, anneal_sweep
 from benchmarks.common import machine_info
+from brachycryo.core.errors import BrachyCryoError
 from brachycryo.core.seeds import Seeds
 from brachycryo.dose_kernels import dose_on_grid
 from brachycryo.planning.evaluate import evaluate_zoned_plan
@@ -65,15 +66,15 @@ def _demo() -> dict:
 
 
 def _pelvis() -> dict:
-    """Pelvic side-wall recurrence: zoned bulky (cryo core), a cryo and a seed metastasis;
-    needles anterior -> posterior lateral to the bladder."""
+    """Pelvic side-wall recurrence by seeds (GTV + 5 mm: no cryo core, whose 0 C isotherm
+    could not keep 5 mm from the bladder and iliac vessels) and a seed metastasis (GTV_Met1,
+    against the sacrum, is left out: no cryo layout keeps 5 mm from the bone); needles
+    anterior -> posterior lateral to the bladder."""
     return {
         "case": {"phantom": {"seed": 0, "site": "pelvis", "spacing_mm": [2.0, 2.0, 2.0]}},
         "prescription": {"dose_gy": 110.0, "seed_model": "6711", "activity_mci": 0.8},
         "lesion": [
-            {"roi": "GTV_Bulky", "allocation": "zoned", "margin_mm": 10.0, "core": "cryo",
-             "core_margin_mm": 8.0},
-            {"roi": "GTV_Met1", "allocation": "cryo"},
+            {"roi": "GTV_Bulky", "allocation": "seeds", "margin_mm": 5.0},
             {"roi": "GTV_Met2", "allocation": "seeds", "margin_mm": 5.0},
         ],
         "oar": [
@@ -136,6 +137,15 @@ def _metastases8(seed: int) -> dict:
     return doc
 
 
+def _bulky_scaled(site: str, seed: int, scale: float) -> dict:
+    """The demo (abdomen) or pelvis spec on a phantom whose bulky mass is scaled by
+    ``scale`` (``build_phantom(bulky_scale=...)``, written by :func:`run_case`)."""
+    doc = _with_seed(_demo() if site == "abdomen" else _pelvis(), seed)
+    doc["case"]["phantom"]["bulky_scale"] = scale  # taken out by run_case
+    doc["needles"]["max_needles"] = 100
+    return doc
+
+
 #: name -> (description, spec document)
 CASES: dict[str, tuple[str, Any]] = {
     **{f"demo{s}": (f"demo abdomen, phantom seed {s}", lambda s=s: _with_seed(_demo(), s))
@@ -149,6 +159,10 @@ CASES: dict[str, tuple[str, Any]] = {
     "high_risk": ("demo seed 0, GTV_Met2 high-risk sub-zone at 150 Gy", lambda: _high_risk(0)),
     "oar_abutting": ("demo seed 1, Kidney_L abutting the seed target, D2cc <= 90 Gy",
                      lambda: _oar_abutting(1)),
+    "bulky_large": ("abdomen seed 2, bulky mass scaled x1.45 (~390 mL)",
+                    lambda: _bulky_scaled("abdomen", 2, 1.45)),
+    "bulky_small": ("pelvis seed 2, bulky mass scaled x0.92 (~105 mL)",
+                    lambda: _bulky_scaled("pelvis", 2, 0.92)),
     "mets8": ("8 seed metastases (own prescriptions 110-145 Gy) + 1 cryo, seed 0",
               lambda: _metastases8(0)),
 }  # fmt: skip
@@ -372,12 +386,16 @@ def run_case(
     if coarse_mm:
         doc["case"]["phantom"]["spacing_mm"] = [coarse_mm] * 3
         doc["dose"]["spacing_mm"] = coarse_mm
+    phantom = dict(doc["case"]["phantom"])
+    if "bulky_scale" in phantom:  # a phantom the spec cannot describe: written here
+        doc["case"] = _write_scaled_phantom(phantom, work / "phantom")
     spec = parse_plan_spec(doc, base_dir=work)
     case: dict[str, Any] = {"case": name, "description": description}
     result, case["ours"] = _ours(spec, work / name)
     case["phantom"] = {
-        "site": spec.case.phantom.site, "seed": spec.case.phantom.seed,
-        "extra_metastases": spec.case.phantom.extra_metastases,
+        "site": phantom["site"], "seed": phantom["seed"],
+        "extra_metastases": phantom.get("extra_metastases", 0),
+        "bulky_scale": phantom.get("bulky_scale", 1.0),
         "gtv_cc": {k: _r(float(np.sum(v.gtv)) * result.grid.voxel_volume_mm3 / 1000.0)
                    for k, v in result.zones.items()},
     }  # fmt: skip
@@ -397,6 +415,18 @@ def run_case(
             ours = case["ours"]["objective"]
             case["ours"]["gap_to_milp_bound_pct"] = round(100 * (ours - bound) / ours, 2)
     return case
+
+
+def _write_scaled_phantom(phantom: dict, folder: Path) -> dict:
+    """Build and write the phantom with its bulky_scale; the spec's [case] for it."""
+    from brachycryo.phantoms import build_phantom, write_phantom
+
+    case = build_phantom(
+        seed=phantom["seed"], site=phantom["site"], spacing_mm=tuple(phantom["spacing_mm"]),
+        extra_metastases=phantom.get("extra_metastases", 0), bulky_scale=phantom["bulky_scale"],
+    )  # fmt: skip
+    files = write_phantom(folder, case)
+    return {"ct": str(files.ct_folder), "rtstruct": str(files.rtstruct)}
 
 
 def _summary(c: dict) -> str:
@@ -451,10 +481,16 @@ def main() -> None:
 
             shutil.rmtree(work)
         work.mkdir(parents=True)
-        cases.append(
-            run_case(name, work, milp_s=args.milp_s, sa_factor=args.sa_factor,
-                     sa_iter=args.sa_iterations, coarse_mm=args.coarse_mm)
-        )  # fmt: skip
+        try:
+            cases.append(
+                run_case(name, work, milp_s=args.milp_s, sa_factor=args.sa_factor,
+                         sa_iter=args.sa_iterations, coarse_mm=args.coarse_mm)
+            )  # fmt: skip
+        except BrachyCryoError as exc:  # the case is reported, the run goes on
+            cases.append({"case": name, "description": CASES[name][0], "error": str(exc)})
+            print(f"{name}: {exc}", flush=True)
+            _write(args, cases)
+            continue
         print(_summary(cases[-1]), flush=True)
         _write(args, cases)
 
