@@ -64,6 +64,7 @@ class AnnealResult:
     accepted: int
     time_s: float
     weights: AnnealWeights
+    setup_s: float = 0.0  # building the transposed matrices, within time_s
     sweep: list[dict] = field(default_factory=list)
 
 
@@ -217,6 +218,7 @@ def anneal(
     st = _State(np.zeros(ann.n, dtype=bool), dose0, np.zeros(n_needles_all, dtype=int), 0.0)
     st.penalty = prob.penalty(dose0)
     cost = ann.objective(st)
+    setup_s = time.perf_counter() - t0
     t_start = _initial_temperature(ann, st, cost, p_shift)
     alpha = t_final_ratio ** (1.0 / max(iterations, 1))
     best, best_cost, temp, accepted = st, cost, t_start, 0
@@ -236,7 +238,7 @@ def anneal(
     elapsed = time.perf_counter() - t0
     chosen = np.flatnonzero(best.x)
     sel = _exact_selection(list(zones), list(oars), sk_u, ann.needle, chosen, v100_min_pct, elapsed)
-    return AnnealResult(sel, best_cost, iterations, accepted, elapsed, weights)
+    return AnnealResult(sel, best_cost, iterations, accepted, elapsed, weights, setup_s)
 
 
 def _initial_temperature(ann: _Annealer, st: _State, cost: float, p_shift: float) -> float:
