@@ -262,7 +262,7 @@ def abdomen(rng: np.random.Generator, bulky_scale: float = 1.0) -> Anatomy:
     lob = Lobulated.random(
         rng, (50.0, 16.0, 0.0), (38.0, 26.0, 33.0), n_lobes=5, lobe_radius_mm=(12.0, 18.0)
     )
-    lob = scaled(lob, (50.0, 16.0, 0.0), bulky_scale)
+    bulky_lob = scaled(lob, (50.0, 16.0, 0.0), bulky_scale)
     oar_keepout = union(
         lambda p: ellipsoid((78.0, 55.0, 0.0), (31.0, 25.0, 53.0), _rotation_z(-30))(p),
         elliptic_cylinder_z((18.0, 36.0), (15.0, 15.0), zr),
@@ -285,7 +285,7 @@ def abdomen(rng: np.random.Generator, bulky_scale: float = 1.0) -> Anatomy:
         ),
         lambda p: ~elliptic_cylinder_z((0.0, 5.0), (145.0, 95.0), zr)(p),
     )
-    bulky = difference(lob, oar_keepout)
+    bulky = difference(bulky_lob, oar_keepout)
     met1 = intersection(
         Lobulated.random(
             rng,
@@ -427,7 +427,7 @@ def pelvis(rng: np.random.Generator, bulky_scale: float = 1.0) -> Anatomy:
     lob = Lobulated.random(
         rng, (50.0, 12.0, 5.0), (27.0, 31.0, 34.0), n_lobes=5, lobe_radius_mm=(12.0, 18.0)
     )
-    lob = scaled(lob, (50.0, 12.0, 5.0), bulky_scale)
+    bulky_lob = scaled(lob, (50.0, 12.0, 5.0), bulky_scale)
     keepout = union(
         elliptic_cylinder_z((0.0, 45.0), (22.0, 20.0), zr),
         ellipsoid((0.0, -35.0, -10.0), (49.0, 42.0, 44.0)),
@@ -435,7 +435,7 @@ def pelvis(rng: np.random.Generator, bulky_scale: float = 1.0) -> Anatomy:
         tube(np.array([[40, 30, 70], [70, 20, 0], [90, 0, -70]], float), 10.0),
         elliptic_cylinder_z((0.0, 80.0), (48.0, 19.0), zr),
     )
-    bulky = difference(lob, keepout)
+    bulky = difference(bulky_lob, keepout)
     met1 = difference(
         Lobulated.random(
             rng,
