@@ -103,6 +103,21 @@ def grown(shape_fn: Callable[[np.ndarray, float], np.ndarray], margin_mm: float)
     return lambda p: shape_fn(p, margin_mm)
 
 
+def scaled(shape: Shape, centre_mm, factor: float) -> Shape:
+    """``shape`` scaled by ``factor`` about ``centre_mm`` (its volume by ``factor`` cubed);
+    ``shape`` itself when ``factor`` is 1, so the unscaled phantom stays bit for bit."""
+    if factor == 1.0:
+        return shape
+    c = np.asarray(centre_mm, float)
+    return lambda p: shape(c + (p - c) / factor)
+
+
+def _check_bulky_scale(bulky_scale: float) -> float:
+    if not 0.5 <= float(bulky_scale) <= 2.0:
+        raise ConfigError(f"must be in 0.5-2.0, got {bulky_scale}", key="bulky_scale")
+    return float(bulky_scale)
+
+
 @dataclass(frozen=True)
 class Lobulated:
     """Union of ellipsoidal lobes with a smoothly perturbed surface.
@@ -194,8 +209,12 @@ def _rotation_z(deg: float) -> np.ndarray:
     return np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1.0]])
 
 
-def abdomen(rng: np.random.Generator) -> Anatomy:
-    """Abdomen at the renal level: bulky left para-aortic mass, two metastases."""
+def abdomen(rng: np.random.Generator, bulky_scale: float = 1.0) -> Anatomy:
+    """Abdomen at the renal level: bulky left para-aortic mass, two metastases.
+
+    ``bulky_scale`` scales the bulky mass about its centre before the organs' keep-out is
+    cut from it (volume up to ``bulky_scale`` cubed; 1: the standard phantom)."""
+    bulky_scale = _check_bulky_scale(bulky_scale)
     zr = (-80.0, 80.0)
     body = elliptic_cylinder_z((0.0, 5.0), (165.0, 115.0), zr)
     fat_inner = elliptic_cylinder_z((0.0, 5.0), (150.0, 100.0), zr)
@@ -243,6 +262,7 @@ def abdomen(rng: np.random.Generator) -> Anatomy:
     lob = Lobulated.random(
         rng, (50.0, 16.0, 0.0), (38.0, 26.0, 33.0), n_lobes=5, lobe_radius_mm=(12.0, 18.0)
     )
+    bulky_lob = scaled(lob, (50.0, 16.0, 0.0), bulky_scale)
     oar_keepout = union(
         lambda p: ellipsoid((78.0, 55.0, 0.0), (31.0, 25.0, 53.0), _rotation_z(-30))(p),
         elliptic_cylinder_z((18.0, 36.0), (15.0, 15.0), zr),
@@ -265,7 +285,7 @@ def abdomen(rng: np.random.Generator) -> Anatomy:
         ),
         lambda p: ~elliptic_cylinder_z((0.0, 5.0), (145.0, 95.0), zr)(p),
     )
-    bulky = difference(lob, oar_keepout)
+    bulky = difference(bulky_lob, oar_keepout)
     met1 = intersection(
         Lobulated.random(
             rng,
@@ -382,8 +402,11 @@ def _unit_ball_points() -> np.ndarray:
     return np.vstack([np.zeros((1, 3)), d, 0.5 * d])
 
 
-def pelvis(rng: np.random.Generator) -> Anatomy:
-    """Pelvis: bulky left side-wall recurrence beside rectum and bladder, two metastases."""
+def pelvis(rng: np.random.Generator, bulky_scale: float = 1.0) -> Anatomy:
+    """Pelvis: bulky left side-wall recurrence beside rectum and bladder, two metastases.
+
+    ``bulky_scale`` as in :func:`abdomen`."""
+    bulky_scale = _check_bulky_scale(bulky_scale)
     zr = (-70.0, 70.0)
     body = elliptic_cylinder_z((0.0, 0.0), (175.0, 120.0), zr)
     fat_inner = elliptic_cylinder_z((0.0, 0.0), (158.0, 103.0), zr)
@@ -404,6 +427,7 @@ def pelvis(rng: np.random.Generator) -> Anatomy:
     lob = Lobulated.random(
         rng, (50.0, 12.0, 5.0), (27.0, 31.0, 34.0), n_lobes=5, lobe_radius_mm=(12.0, 18.0)
     )
+    bulky_lob = scaled(lob, (50.0, 12.0, 5.0), bulky_scale)
     keepout = union(
         elliptic_cylinder_z((0.0, 45.0), (22.0, 20.0), zr),
         ellipsoid((0.0, -35.0, -10.0), (49.0, 42.0, 44.0)),
@@ -411,7 +435,7 @@ def pelvis(rng: np.random.Generator) -> Anatomy:
         tube(np.array([[40, 30, 70], [70, 20, 0], [90, 0, -70]], float), 10.0),
         elliptic_cylinder_z((0.0, 80.0), (48.0, 19.0), zr),
     )
-    bulky = difference(lob, keepout)
+    bulky = difference(bulky_lob, keepout)
     met1 = difference(
         Lobulated.random(
             rng,

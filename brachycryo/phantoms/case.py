@@ -57,15 +57,18 @@ def build_phantom(
     spacing_mm: float | tuple[float, float, float] = DEFAULT_SPACING_MM,
     grid: Grid | None = None,
     extra_metastases: int = 0,
+    bulky_scale: float = 1.0,
     progress: ProgressCallback | None = None,
 ) -> PhantomCase:
     """Voxelise the phantom of ``site`` and ``seed`` (deterministic) onto a grid;
-    ``extra_metastases`` adds small nodules ``GTV_Met3``, ... (:func:`with_metastases`)."""
+    ``extra_metastases`` adds small nodules ``GTV_Met3``, ... (:func:`with_metastases`);
+    ``bulky_scale`` (0.5-2) scales the bulky mass about its centre (1: the standard
+    phantom, unchanged bit for bit; the random draws are the same for every scale)."""
     if site not in SITES:
         raise ConfigError(f"unknown phantom site {site!r}; choose from {sorted(SITES)}", key="site")
     if int(seed) < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed}", key="seed")
-    anatomy = SITES[site](np.random.default_rng(int(seed)))
+    anatomy = SITES[site](np.random.default_rng(int(seed)), bulky_scale=bulky_scale)
     if extra_metastases:  # their own random stream: the site's anatomy stays as it is
         met_rng = np.random.default_rng([int(seed), 104729])
         anatomy = with_metastases(anatomy, int(extra_metastases), met_rng)

@@ -154,3 +154,30 @@ def test_extra_metastases_are_placed_clear_of_organs_and_reproducible():
         assert np.array_equal(m, again.masks[name])
     with pytest.raises(ConfigError, match="extra_metastases"):
         build_phantom(seed=3, spacing_mm=5.0, extra_metastases=13)
+
+
+@pytest.mark.parametrize("site", ["abdomen", "pelvis"])
+def test_bulky_scale_scales_only_the_bulky_mass(site):
+    """Scaling by s about its centre multiplies the mass's volume by at most s^3 (less
+    where the organs' keep-out cuts it); every other structure and the default phantom
+    stay as they are."""
+    from brachycryo.core.errors import ConfigError
+
+    plain = build_phantom(seed=1, site=site, spacing_mm=4.0)
+    same = build_phantom(seed=1, site=site, spacing_mm=4.0, bulky_scale=1.0)
+    assert np.array_equal(plain.hu, same.hu)
+    v0 = plain.volume_cc("GTV_Bulky")
+    for s in (0.8, 1.3):
+        big = build_phantom(seed=1, site=site, spacing_mm=4.0, bulky_scale=s)
+        for name in plain.masks:
+            if name not in ("GTV_Bulky", "BODY"):
+                assert np.array_equal(
+                    big.masks[name] & ~big.masks["GTV_Bulky"],
+                    plain.masks[name] & ~big.masks["GTV_Bulky"],
+                ), name
+        v = big.volume_cc("GTV_Bulky")
+        assert (v > v0) == (s > 1)
+        assert v <= s**3 * v0 * 1.1  # voxelisation at 4 mm
+        assert v >= 0.5 * s**3 * v0
+    with pytest.raises(ConfigError, match="bulky_scale"):
+        build_phantom(seed=1, site=site, spacing_mm=4.0, bulky_scale=3.0)
