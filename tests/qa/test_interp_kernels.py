@@ -228,3 +228,41 @@ def test_dose_range_clips_the_spread():
     assert dvh.dmean_gy == pytest.approx((10.0 + 10.25) / 2)
     free = dvh_from_samples(d, w, spread_gy=s)  # no range: [5, 15], as before
     assert free.dmin_gy == 5.0 and free.dmax_gy == 15.0
+
+
+CACHE_PROBE = r"""
+import json
+import numpy as np
+from brachycryo.qa import interp_kernels as K, interp_kernels_numba as N
+d = np.ones((3, 4, 5), np.float32)
+c = [np.array([0.5, 1.5])] * 3
+K.trilinear_numba(d, *c)
+K.corner_range_numba(d, *c, np.eye(3) * 0.2)
+K.element_intervals_numba(d, *c, np.eye(3) * 0.2, np.ones(2), np.ones(2, bool))
+m = np.ones((2, 3, 4), bool)
+K.lattice_intervals_numba(np.ones((3, 4, 5), np.float32), m, d[:2, :3, :4], d[:2, :3, :4], m)
+t = (np.array([0]), np.array([1]), np.array([0.5]))
+K.separable_numba(d, t, t, t)
+K.gradient_norm_numba(d)
+names = ["points", "corners", "intervals", "lattice", "separable", "grad_norm"]
+print(json.dumps({n: sum(getattr(N, n).stats.cache_misses.values()) for n in names}))
+"""
+
+
+def test_numba_kernels_load_from_the_disk_cache():
+    """Each kernel compiles once per machine, not in every process: a second process finds
+    every kernel in numba's cache (a kernel calling jitted helpers from a closure would
+    miss it every time and spend about a second compiling on each CLI call)."""
+    import json
+    import subprocess
+    import sys
+
+    if K.numba_unavailable_reason() is not None:
+        pytest.skip(K.numba_unavailable_reason())
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run(
+            [sys.executable, "-c", CACHE_PROBE], capture_output=True, text=True, check=True
+        )
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert all(v == 0 for v in runs[1].values()), runs
