@@ -23,45 +23,79 @@ How a DVH is computed (:func:`dvh_from_roi`):
    structures (fewer than ``subpoint_limit`` sub-points) are sampled at every sub-point.
 3. **Dose at the sampling points**: trilinear interpolation on the dose grid's index
    coordinates (positions mapped through the Grid transforms): three separable 1-D linear
-   interpolations when the lattice has the dose grid's orientation (points on dose voxel
-   centres get the stored value exactly), :func:`scipy.ndimage.map_coordinates` (order 1)
-   otherwise.  Points within half a voxel outside the dose grid take the edge value;
-   points further out get 0 Gy and count as outside.
+   interpolations when the lattice has the dose grid's orientation, point by point
+   otherwise (:mod:`brachycryo.qa.interp_kernels`, the interpolant of
+   :func:`scipy.ndimage.map_coordinates` with order 1, each step ``a + w (b - a)``: a
+   uniform dose is reproduced exactly, points on dose voxel centres get the stored value).
+   Points within half a voxel outside the dose grid take the edge value; points further
+   out get 0 Gy and count as outside.
 4. **Histogram** (:func:`dvh_from_samples`).  Each sample spreads its volume uniformly
    over the dose range across its volume element (``|grad D| x element size``, central
    differences): a linear dose variation inside the element, which removes the steps a
-   regular lattice leaves where a gradient runs along a lattice axis.  Bins start at 0 Gy
+   regular lattice leaves where a gradient runs along a lattice axis.  That interval is
+   clipped to the doses the element takes: ``[min, max]`` of the interpolated dose at the
+   element's centre and 8 corners (:func:`brachycryo.qa.interp_kernels.clip_intervals`).
+   In a dose linear across the element the clip never acts (the corners span
+   ``sum |g_a h_a| >= |grad D| h``); next to a seed, where the central difference spans
+   orders of magnitude, the unclipped spread reached far past the dose the element holds
+   (a target's Dmin at 0 Gy, a body's Dmax above the RTDOSE maximum).  Bins start at 0 Gy
    and are ``bin_width_gy`` wide (default: the largest power of ten <= max dose / 10 000,
    at most 0.01 Gy: 0.01 Gy for 100-1000 Gy seed implants, finer for lower doses; at most
    2 000 000 bins), and hold the exact integrals of the piecewise-linear cumulative.
 
 Cumulative DVH values between bin edges are linear interpolations (dose spread uniformly
 within a bin); the curve starts at the exact minimum dose (full volume) and ends at the exact
-maximum dose (zero volume), so Dx read from it (:mod:`brachycryo.qa.metrics`) is never snapped to a
-bin
-edge and D100 = Dmin, D0 = Dmax (the extremes of the samples' dose ranges).  This follows
-the DVH definitions of AAPM TG-137 (Nath et al., Med Phys 36:5310, 2009) and the analytic
-DVH validation of Nelms et al. (Med Phys 42:4435, 2015).
+maximum dose (zero volume), so Dx read from it (:mod:`brachycryo.qa.metrics`) is never
+snapped to a bin edge and D100 = Dmin, D0 = Dmax (the extremes of the samples' intervals).
+This follows the DVH definitions of AAPM TG-137 (Nath et al., Med Phys 36:5310, 2009) and
+the analytic DVH validation of Nelms et al. (Med Phys 42:4435, 2015).
+
+**What the extremes can be** (:func:`dvh_from_roi`).  A sample's volume element is the
+lattice voxel it stands for (interior voxels sampled at their centres) or the sub-voxel of
+an inside sub-point; together they are the structure as rasterised, reaching at most half
+a sub-voxel beyond the contours.  As every sample's interval lies within the doses its own
+element takes,
+
+* Dmin (= D100) >= the minimum and Dmax (= D0) <= the maximum of the trilinearly
+  interpolated dose over those elements (any lattice orientation; to the rounding of the
+  dose's precision), hence within the stored doses of the dose cells they overlap and
+  never beyond the RTDOSE's own extremes;
+* every Dx lies between Dmin and Dmax, and a dose uniform over the cells the structure
+  reaches gives Dmin = Dmax = every Dx = that dose, exactly;
+* volume outside the dose grid is a point at 0 Gy, and says so
+  (:attr:`DVH.volume_outside_dose_cc`).
+
+The mean dose is the volume-weighted mean of the intervals' midpoints.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
 from brachycryo.core.errors import GeometryError, StructureError
 from brachycryo.core.grid import Grid
 from brachycryo.dicom_io.rasterize import ContourStack, contour_stack, roi_fraction, roi_volume_cc
 from brachycryo.dicom_io.rtstruct import ROI
 from brachycryo.qa.histogram_kernels import accumulate
+from brachycryo.qa.interp_kernels import (
+    clip_intervals,
+    element_intervals,
+    gradient_norm,
+    lattice_intervals,
+    separable,
+    trilinear,
+)
 
 _MAX_BINS = 2_000_000
 #: Lattice voxels in a structure's box above which ``supersample=None`` means 2, not 4.
 AUTO_SUPERSAMPLE_BOX_VOXELS = 1 << 22
 _DEFAULT_MAX_BIN_WIDTH_GY = 0.01
 _CC_PER_MM3 = 1e-3
+#: a mask filling less than 1 / this of its box is sampled voxel by voxel, not on a lattice
+_SPARSE_MASK_RATIO = 12
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +176,7 @@ def dvh_from_samples(
     volume_cc: np.ndarray,
     *,
     spread_gy: np.ndarray | None = None,
+    dose_range_gy: tuple[np.ndarray, np.ndarray] | None = None,
     name: str = "",
     bin_width_gy: float | None = None,
     volume_outside_dose_cc: float = 0.0,
@@ -156,33 +191,77 @@ def dvh_from_samples(
     the dose range across the volume element it stands for when the dose varies linearly
     there (``w = |grad D| x element size``; a uniform of the same variance as the exact
     sum of three uniforms).  This removes the steps a regular lattice leaves in the DVH
-    where the dose gradient runs along a lattice axis.  The bins are then exact
-    integrals of the piecewise-linear cumulative (suffix sums of ramp functions).
+    where the dose gradient runs along a lattice axis.  ``dose_range_gy = (lo, hi)``, doses
+    that each sample's element takes (e.g. the dose at its corners), clips that interval to
+    ``[min(lo_s, d_s), max(hi_s, d_s)]`` where the dose is not linear there (next to a seed
+    the central difference spans orders of magnitude): no sample's volume then lies outside
+    the doses its element takes, and the DVH's extremes stay within them.  The bins are
+    exact integrals of the piecewise-linear cumulative (suffix sums of ramp functions).
     ``backend`` picks the accumulation (:mod:`brachycryo.qa.histogram_kernels`: ``"numpy"``
-    reference,
-    ``"numba"`` one-pass kernel; ``"auto"``: numba when importable).
+    reference, ``"numba"`` one-pass kernel; ``"auto"``: numba when importable).
     """
+    d, w, sp, bounds = _checked_samples(dose_gy, volume_cc, spread_gy, dose_range_gy, name)
+    c_lo, c_hi = (0.0, np.inf) if bounds is None else bounds
+    lo, hi = clip_intervals(d, sp, c_lo, c_hi)
+    return _dvh_from_intervals(
+        lo,
+        hi,
+        w,
+        name=name,
+        bin_width_gy=bin_width_gy,
+        volume_outside_dose_cc=volume_outside_dose_cc,
+        settings=settings,
+        notes=notes,
+        backend=backend,
+    )
+
+
+def _checked_samples(dose_gy, volume_cc, spread_gy, dose_range_gy, name: str):
+    """Flat dose, volume, spread and (lo, hi) range arrays; samples without volume dropped."""
     d = np.asarray(dose_gy).reshape(-1)
     if d.dtype not in (np.float32, np.float64):
         d = d.astype(np.float64)
     w = np.asarray(volume_cc, dtype=np.float64).reshape(-1)
-    sp = None if spread_gy is None else np.asarray(spread_gy, dtype=d.dtype).reshape(-1)
-    if d.shape != w.shape or (sp is not None and sp.shape != d.shape):
+    sp = np.zeros_like(d) if spread_gy is None else np.asarray(spread_gy, d.dtype).reshape(-1)
+    bounds = (
+        None
+        if dose_range_gy is None
+        else tuple(np.asarray(b, dtype=d.dtype).reshape(-1) for b in dose_range_gy)
+    )
+    sizes = [w.size, sp.size, *(() if bounds is None else (b.size for b in bounds))]
+    if any(n != d.size for n in sizes):
         raise GeometryError(
-            f"dose ({d.size}), volume ({w.size}) and spread "
-            f"({d.size if sp is None else sp.size}) samples differ in number"
+            f"dose ({d.size}), volume, spread and range samples differ in number ({sizes})"
         )
     if d.size and w.min() <= 0:
         keep = w > 0
-        d, w = d[keep], w[keep]
-        sp = None if sp is None else sp[keep]
-    if d.size and not np.isfinite(d.sum() + (0.0 if sp is None else sp.sum())):
+        d, w, sp = d[keep], w[keep], sp[keep]
+        bounds = None if bounds is None else tuple(b[keep] for b in bounds)
+    if d.size and not np.isfinite(d.sum() + sp.sum()):
         raise GeometryError(f"structure {name!r}: dose samples contain NaN or inf")
     if d.size and d.min() < 0:
         raise GeometryError(f"structure {name!r}: negative dose {d.min():g} Gy")
-    if sp is None:
-        sp = np.zeros_like(d)
-    dmax_bound = float(d.max() + 0.5 * sp.max()) if d.size else 0.0
+    return d, w, sp, bounds
+
+
+def _dvh_from_intervals(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    w: np.ndarray,
+    *,
+    name: str,
+    bin_width_gy: float | None,
+    volume_outside_dose_cc: float = 0.0,
+    settings: dict | None = None,
+    notes: tuple[str, ...] = (),
+    backend: str = "auto",
+) -> DVH:
+    """The DVH of samples spreading volumes ``w`` (cm³, > 0) over dose intervals [lo, hi]."""
+    if lo.size and not np.isfinite(lo.sum() + hi.sum()):
+        raise GeometryError(f"structure {name!r}: dose samples contain NaN or inf")
+    if lo.size and lo.min() < 0:
+        raise GeometryError(f"structure {name!r}: negative dose {lo.min():g} Gy")
+    dmax_bound = float(hi.max()) if lo.size else 0.0
     width = float(bin_width_gy) if bin_width_gy is not None else default_bin_width_gy(dmax_bound)
     if not width > 0:
         raise GeometryError(f"bin_width_gy must be positive, got {bin_width_gy}")
@@ -194,14 +273,14 @@ def dvh_from_samples(
         )
     edges = np.arange(n_bins + 1, dtype=np.float64) * width
     total = float(w.sum())
-    if d.size:
+    if lo.size:
         point, a_hi, b_hi, a_lo, b_lo, dmin, dmax, mean_num = accumulate(
-            d, sp, w, width, n_bins, backend=backend
+            lo, hi, w, width, n_bins, backend=backend
         )
     else:
         point = np.zeros(n_bins)
         a_hi = b_hi = a_lo = b_lo = np.zeros(n_bins + 1)
-        dmin, dmax, mean_num = float("nan"), 0.0, 0.0
+        dmin, dmax, mean_num = float("nan"), float("nan"), 0.0
     cum = np.concatenate([_suffix(point), [0.0]])
     cum += _suffix(a_hi) - edges * _suffix(b_hi)
     cum -= _suffix(a_lo) - edges * _suffix(b_lo)
@@ -212,7 +291,7 @@ def dvh_from_samples(
         bin_edges_gy=edges,
         differential_cc=diff,
         dmin_gy=dmin,
-        dmax_gy=dmax if d.size else float("nan"),
+        dmax_gy=dmax,
         dmean_gy=mean_num / total if total > 0 else float("nan"),
         volume_outside_dose_cc=float(volume_outside_dose_cc),
         settings=dict(settings or {}),
@@ -221,15 +300,9 @@ def dvh_from_samples(
 
 
 def spread_widths_gy(dose_on_grid: np.ndarray) -> np.ndarray:
-    """|grad D| x voxel size at each voxel of a sampled dose (central differences, Gy)."""
-    d = np.asarray(dose_on_grid)
-    if d.dtype != np.float32:
-        d = d.astype(np.float64)
-    acc = np.zeros(d.shape, dtype=d.dtype)
-    for axis in range(3):
-        if d.shape[axis] > 1:
-            acc += np.gradient(d, axis=axis) ** 2
-    return np.sqrt(acc)
+    """|grad D| x voxel size at each voxel of a sampled dose (central differences, Gy;
+    :func:`brachycryo.qa.interp_kernels.gradient_norm`)."""
+    return gradient_norm(np.asarray(dose_on_grid))
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -320,7 +393,7 @@ def _axis_weights(coord: np.ndarray, n: int):
     """Linear-interpolation indices and weights along one axis; ``inside`` = within the grid."""
     inside = (coord >= -0.5 - 1e-6) & (coord <= n - 0.5 + 1e-6)
     c = np.clip(coord, 0.0, n - 1.0)
-    i0 = np.minimum(np.floor(c).astype(np.intp), max(n - 2, 0))
+    i0 = np.minimum(np.floor(c).astype(np.intp), n - 1)  # a node: weight 0, exact
     w = c - i0
     i1 = np.minimum(i0 + 1, n - 1)
     return i0, i1, w, inside
@@ -340,59 +413,86 @@ def sample_dose_on_grid(
     """Trilinear dose at every voxel centre of ``grid``, and a mask of centres inside the dose grid.
 
     ``method`` is ``"separable"`` (grids of the same orientation: three 1-D linear
-    interpolations along the dose grid's axes), ``"map_coordinates"`` (any orientation:
-    :func:`scipy.ndimage.map_coordinates`, order 1, on dose index coordinates) or
-    ``"auto"``.  Both give the trilinear interpolant; centres within half a voxel outside
-    the dose grid take the edge value, centres further out get 0 and ``inside`` False.
+    interpolations along the dose grid's axes), ``"points"`` (any orientation: each centre
+    on its own, :func:`brachycryo.qa.interp_kernels.trilinear`; ``"map_coordinates"``, the
+    name of its former scipy implementation, is accepted) or ``"auto"``.  Both give the
+    trilinear interpolant of :func:`scipy.ndimage.map_coordinates` (order 1) with
+    constant-exact steps ``a + w (b - a)``; centres within half a voxel outside the dose grid
+    take the edge value, centres further out get 0 and ``inside`` False.
     """
+    values, inside = _interp_on_grid(dose_gy, dose_grid, grid, method)
+    return np.where(inside, values, 0).astype(values.dtype, copy=False), inside
+
+
+def _interp_on_grid(
+    dose_gy: np.ndarray, dose_grid: Grid, grid: Grid, method: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_dose_on_grid` with the edge value (clamped coordinates) everywhere."""
     dose_grid.check_volume(dose_gy, "dose_gy")
-    if method not in ("auto", "separable", "map_coordinates"):
-        raise GeometryError(f"method must be auto, separable or map_coordinates, got {method!r}")
+    if method not in ("auto", "separable", "points", "map_coordinates"):
+        raise GeometryError(f"method must be auto, separable or points, got {method!r}")
     aligned = _aligned_offsets(dose_grid, grid)
     if method == "separable" and aligned is None:
         raise GeometryError("separable interpolation needs grids of the same orientation")
-    if aligned is not None and method != "map_coordinates":
-        start, step = aligned
-        axes = []
-        for c in range(3):  # i, j, k
-            coord = start[c] + step[c] * np.arange(grid.size_ijk[c])
-            axes.append(_axis_weights(coord, dose_grid.size_ijk[c]))
-        (i0, i1, wi, ini), (j0, j1, wj, inj), (k0, k1, wk, ink) = axes
-        # crop the dose to the block the interpolation touches
-        lo = [int(min(x0.min(), x1.min())) for x0, x1 in ((k0, k1), (j0, j1), (i0, i1))]
-        hi = [int(max(x0.max(), x1.max())) + 1 for x0, x1 in ((k0, k1), (j0, j1), (i0, i1))]
-        dose = np.asarray(dose_gy)[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        k0, k1 = k0 - lo[0], k1 - lo[0]
-        j0, j1 = j0 - lo[1], j1 - lo[1]
-        i0, i1 = i0 - lo[2], i1 - lo[2]
-        out_dtype = np.result_type(dose.dtype, np.float32)
-        # interpolate along k, then j, then i (an axis whose points all fall on dose voxel
-        # centres is only indexed); the order keeps each step on the voxels needed
-        a = dose.astype(out_dtype, copy=False)
-        for axis, (x0, x1, w) in enumerate(((k0, k1, wk), (j0, j1, wj), (i0, i1, wi))):
-            lo_ = np.take(a, x0, axis=axis)
-            if np.all(np.abs(w) < 1e-9):
-                a = lo_
-                continue
-            shape = [1, 1, 1]
-            shape[axis] = -1
-            w_ = w.astype(out_dtype).reshape(shape)
-            a = lo_ * (1 - w_) + np.take(a, x1, axis=axis) * w_
-        inside = ink[:, None, None] & inj[None, :, None] & ini[None, None, :]
-        a = np.where(inside, a, 0).astype(out_dtype, copy=False)
-        return a, inside
-    pts = grid.voxel_centres_mm().reshape(-1, 3)
-    values, inside = sample_dose_at_points(dose_gy, dose_grid, pts)
+    if aligned is not None and method in ("auto", "separable"):
+        return _interp_separable(dose_gy, dose_grid, grid, *aligned)
+    values, inside = _dose_at_points_clamped(
+        dose_gy, dose_grid, grid.voxel_centres_mm().reshape(-1, 3)
+    )
     return values.reshape(grid.shape), inside.reshape(grid.shape)
+
+
+def _interp_separable(
+    dose_gy: np.ndarray, dose_grid: Grid, grid: Grid, start: np.ndarray, step: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    axes = []
+    for c in range(3):  # i, j, k
+        coord = start[c] + step[c] * np.arange(grid.size_ijk[c])
+        axes.append(_axis_weights(coord, dose_grid.size_ijk[c]))
+    (i0, i1, wi, ini), (j0, j1, wj, inj), (k0, k1, wk, ink) = axes
+    # crop the dose to the block the interpolation touches
+    lo = [int(min(x0.min(), x1.min())) for x0, x1 in ((k0, k1), (j0, j1), (i0, i1))]
+    hi = [int(max(x0.max(), x1.max())) + 1 for x0, x1 in ((k0, k1), (j0, j1), (i0, i1))]
+    dose = np.asarray(dose_gy)[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    k0, k1 = k0 - lo[0], k1 - lo[0]
+    j0, j1 = j0 - lo[1], j1 - lo[1]
+    i0, i1 = i0 - lo[2], i1 - lo[2]
+    # interpolate along k, then j, then i, each step a + w (b - a): exact for a constant
+    # dose and on nodes, within [a, b] up to one rounding
+    a = separable(dose, (k0, k1, wk), (j0, j1, wj), (i0, i1, wi))
+    inside = ink[:, None, None] & inj[None, :, None] & ini[None, None, :]
+    return a, inside
 
 
 def sample_dose_at_points(
     dose_gy: np.ndarray, dose_grid: Grid, points_mm: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Trilinear dose at points (N, 3) in mm (``map_coordinates`` order 1), and ``inside``."""
+    """Trilinear dose at points (N, 3) in mm (:func:`brachycryo.qa.interp_kernels.trilinear`),
+    0 beyond half a voxel outside the dose grid, and ``inside``."""
+    values, inside = _dose_at_points_clamped(dose_gy, dose_grid, points_mm)
+    return np.where(inside, values, 0).astype(values.dtype, copy=False), inside
+
+
+def _dose_at_points_clamped(dose_gy, dose_grid: Grid, points_mm) -> tuple[np.ndarray, np.ndarray]:
     dose_grid.check_volume(dose_gy, "dose_gy")
     ijk = dose_grid.mm_to_ijk(np.asarray(points_mm, dtype=float).reshape(-1, 3))
     return _dose_at_dose_ijk(dose_gy, dose_grid, ijk[:, 0], ijk[:, 1], ijk[:, 2])
+
+
+def _grid_to_dose_ijk(dose_grid: Grid, grid: Grid) -> np.ndarray:
+    """The affine (3 x 4) from ``grid``'s continuous indices to ``dose_grid``'s."""
+    return (np.linalg.inv(dose_grid.affine_mm) @ grid.affine_mm)[:3]
+
+
+def _dose_ijk_of(
+    dose_grid: Grid, grid: Grid, ijk: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dose-grid index coordinates (i, j, k columns) of continuous indices (N, 3) of ``grid``."""
+    m = _grid_to_dose_ijk(dose_grid, grid)
+    ijk = np.asarray(ijk, dtype=float).reshape(-1, 3)
+    i, j, k = ijk[:, 0], ijk[:, 1], ijk[:, 2]
+    di, dj, dk = (m[a, 0] * i + m[a, 1] * j + m[a, 2] * k + m[a, 3] for a in range(3))
+    return di, dj, dk
 
 
 def sample_dose_at_grid_ijk(
@@ -403,24 +503,21 @@ def sample_dose_at_grid_ijk(
     The two grids' affines are composed once, so no patient-mm array is built.
     """
     dose_grid.check_volume(dose_gy, "dose_gy")
-    m = np.linalg.inv(dose_grid.affine_mm) @ grid.affine_mm
-    ijk = np.asarray(ijk, dtype=float).reshape(-1, 3)
-    i, j, k = ijk[:, 0], ijk[:, 1], ijk[:, 2]
-    cols = [m[a, 0] * i + m[a, 1] * j + m[a, 2] * k + m[a, 3] for a in range(3)]
-    return _dose_at_dose_ijk(dose_gy, dose_grid, *cols)
+    values, inside = _dose_at_dose_ijk(dose_gy, dose_grid, *_dose_ijk_of(dose_grid, grid, ijk))
+    return np.where(inside, values, 0).astype(values.dtype, copy=False), inside
+
+
+def _inside_dose_grid(dose_grid: Grid, i, j, k) -> np.ndarray:
+    """Dose index coordinates within half a voxel of the dose grid's outermost centres."""
+    inside = np.ones(np.shape(i), dtype=bool)
+    for c, n in ((k, dose_grid.shape[0]), (j, dose_grid.shape[1]), (i, dose_grid.shape[2])):
+        inside &= (c >= -0.5 - 1e-6) & (c <= n - 0.5 + 1e-6)
+    return inside
 
 
 def _dose_at_dose_ijk(dose_gy, dose_grid: Grid, i, j, k) -> tuple[np.ndarray, np.ndarray]:
-    dose = np.asarray(dose_gy)
-    if not np.issubdtype(dose.dtype, np.floating):
-        dose = dose.astype(np.float64)
-    inside = np.ones(np.shape(i), dtype=bool)
-    coords = []
-    for c, n in ((k, dose_grid.shape[0]), (j, dose_grid.shape[1]), (i, dose_grid.shape[2])):
-        inside &= (c >= -0.5 - 1e-6) & (c <= n - 0.5 + 1e-6)
-        coords.append(np.clip(c, 0.0, n - 1.0))
-    values = map_coordinates(dose, coords, order=1, mode="nearest", prefilter=False)
-    return np.where(inside, values, 0).astype(dose.dtype, copy=False), inside
+    """Clamped trilinear dose at dose index coordinates, and ``inside`` (within half a voxel)."""
+    return trilinear(np.asarray(dose_gy), i, j, k), _inside_dose_grid(dose_grid, i, j, k)
 
 
 def _samples_to_dvh(
@@ -462,10 +559,74 @@ def _samples_to_dvh(
 
 
 def _dose_on(dose_gy, dose_grid, grid, aligned):
-    if aligned:
-        return sample_dose_on_grid(dose_gy, dose_grid, grid)
-    d, ins = sample_dose_at_points(dose_gy, dose_grid, grid.voxel_centres_mm().reshape(-1, 3))
-    return d.reshape(grid.shape), ins.reshape(grid.shape)
+    return sample_dose_on_grid(dose_gy, dose_grid, grid, method="auto" if aligned else "points")
+
+
+class _Samples(NamedTuple):
+    """DVH samples of a structure: each spreads its volume (cm³) over the dose interval
+    ``[lo_gy, hi_gy]`` (:func:`brachycryo.qa.interp_kernels.clip_intervals`); ``inside``
+    flags the samples inside the dose grid (the others are points at 0 Gy)."""
+
+    lo_gy: np.ndarray
+    hi_gy: np.ndarray
+    volume_cc: np.ndarray
+    inside: np.ndarray
+
+
+def _joined(parts: list[_Samples]) -> _Samples:
+    if not parts:
+        z = np.zeros(0)
+        return _Samples(z, z, z, np.zeros(0, dtype=bool))
+    lo, hi, vol, ins = (np.concatenate(x) for x in zip(*parts, strict=True))
+    return _Samples(lo, hi, vol, ins)
+
+
+def _corner_lattice(dose_gy: np.ndarray, dose_grid: Grid, grid: Grid) -> np.ndarray:
+    """Clamped trilinear dose at the voxel corners of ``grid``, shape ``grid.shape + 1``."""
+    nk, nj, ni = grid.shape
+    corners = Grid(
+        (nk + 1, nj + 1, ni + 1),
+        tuple(grid.ijk_to_mm(np.full(3, -0.5))),
+        grid.spacing_mm,
+        grid.direction,
+    )
+    return _interp_on_grid(dose_gy, dose_grid, corners)[0]
+
+
+def _voxel_samples(
+    dose_gy, dose_grid: Grid, grid: Grid, mask: np.ndarray, d, ins, spread, vol_cc: float
+) -> _Samples:
+    """Samples at the ``mask`` voxels of ``grid`` (C order), each standing for its voxel:
+    centre dose ``d``, inside flags ``ins``, spreads ``spread`` (arrays on ``grid``).
+
+    The corner doses come from one interpolation on the voxel-corner lattice of the part of
+    ``grid`` around the mask, or sample by sample where the mask fills little of it (a
+    shell such as a skin contour)."""
+    lo_ijk = [int(np.flatnonzero(mask.any(axis=ax))[0]) for ax in ((0, 1), (0, 2), (1, 2))]
+    hi_ijk = [int(np.flatnonzero(mask.any(axis=ax))[-1]) + 1 for ax in ((0, 1), (0, 2), (1, 2))]
+    sl = tuple(slice(a, b) for a, b in zip(lo_ijk[::-1], hi_ijk[::-1], strict=True))
+    sub = grid.cropped(lo_ijk, hi_ijk)
+    mask = mask[sl]
+    n = int(np.count_nonzero(mask))
+    if n * _SPARSE_MASK_RATIO < sub.n_voxels:
+        kk, jj, ii = np.nonzero(mask)
+        ijk = np.column_stack([ii, jj, kk]).astype(float)
+        return _point_samples(dose_gy, dose_grid, sub, ijk, 0.5, spread[sl][mask], vol_cc)
+    corners = _corner_lattice(dose_gy, dose_grid, sub)
+    lo, hi = lattice_intervals(corners, mask, d[sl], spread[sl], ins[sl])
+    return _Samples(lo, hi, np.full(n, vol_cc), ins[sl][mask])
+
+
+def _point_samples(
+    dose_gy, dose_grid: Grid, grid: Grid, ijk: np.ndarray, half_voxels: float, spread, vol_cc
+) -> _Samples:
+    """Samples at continuous indices ``ijk`` (N, 3) of ``grid``, each standing for the box of
+    ``half_voxels`` of ``grid``'s voxels either side of it (its volume element)."""
+    cols = _dose_ijk_of(dose_grid, grid, ijk)
+    ins = _inside_dose_grid(dose_grid, *cols)
+    half_edges = _grid_to_dose_ijk(dose_grid, grid)[:, :3] * half_voxels
+    lo, hi = element_intervals(np.asarray(dose_gy), *cols, half_edges, spread, ins)
+    return _Samples(lo, hi, np.full(lo.size, vol_cc), ins)
 
 
 def _roi_samples(
@@ -479,8 +640,9 @@ def _roi_samples(
     end_caps: str,
     all_subpoints: bool,
     max_points: int = 1 << 23,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Dose samples, their spreads (Gy), volumes (cm³) and inside-dose-grid flags on ``box``.
+) -> _Samples:
+    """Dose samples, their spreads (Gy), volumes (cm³), inside-dose-grid flags and element
+    dose ranges on ``box``.
 
     The ROI is rasterised on ``box`` refined ``n``-fold (``n = supersample``; the sub-voxel
     centres are exactly the rasteriser's partial-volume sub-points) a few slices at a time.
@@ -488,14 +650,15 @@ def _roi_samples(
     of its centre; a boundary voxel contributes ``1/n³`` of its volume at the dose of each
     sub-point inside, so partial voxels are weighted by where the ROI occupies them.  With
     ``all_subpoints`` every voxel is sampled at its sub-points (small structures).  Each
-    sample's spread is the dose range across its element (:func:`spread_widths_gy`).
+    sample's spread is the dose range across its element (:func:`spread_widths_gy`), its
+    range that of the dose at the element's centre and 8 corners.
     """
     n = int(supersample)
     n3 = n**3
     nk, nj, ni = box.shape
     voxel_cc = box.voxel_volume_mm3 * _CC_PER_MM3
     chunk = max(1, int(max_points // max(1, nj * ni * n3)))
-    out: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    out: list[_Samples] = []
     aligned = _aligned_offsets(dose_grid, box) is not None
     for k0 in range(0, nk, chunk):
         k1 = min(nk, k0 + chunk)
@@ -516,7 +679,9 @@ def _roi_samples(
         if all_subpoints:
             d, ins = _dose_on(dose_gy, dose_grid, fine_grid, aligned)
             spread = spread_widths_gy(d)
-            out.append((d[inc], spread[inc], np.full(int(inc.sum()), voxel_cc / n3), ins[inc]))
+            out.append(
+                _voxel_samples(dose_gy, dose_grid, fine_grid, inc, d, ins, spread, voxel_cc / n3)
+            )
             continue
         count = inc.reshape(k1 - k0, n, nj, n, ni, n).sum(axis=(1, 3, 5))
         full = count == n3
@@ -525,22 +690,18 @@ def _roi_samples(
         spread_box = spread_widths_gy(d_box)
         if full.any():
             out.append(
-                (d_box[full], spread_box[full], np.full(int(full.sum()), voxel_cc), ins_box[full])
+                _voxel_samples(dose_gy, dose_grid, sub, full, d_box, ins_box, spread_box, voxel_cc)
             )
         if part.any():
             # inside sub-points of the boundary voxels, as fine-grid indices
             part_fine = np.repeat(np.repeat(np.repeat(part, n, 0), n, 1), n, 2)
             kk, jj, ii = np.nonzero(inc & part_fine)
-            pts = fine_grid.ijk_to_mm(np.column_stack([ii, jj, kk]).astype(float))
-            d, ins = sample_dose_at_points(dose_gy, dose_grid, pts)
+            ijk = np.column_stack([ii, jj, kk]).astype(float)
             spread = spread_box[kk // n, jj // n, ii // n] / n
-            out.append((d, spread, np.full(d.size, voxel_cc / n3), ins))
-    if not out:
-        z = np.zeros(0)
-        return z, z, z, np.zeros(0, dtype=bool)
-    d, spread, vol, ins = (np.concatenate(parts) for parts in zip(*out))
-    spread = np.where(ins, spread, 0.0)  # no spread across the dose grid's edge
-    return d.astype(np.float64), spread, vol, ins
+            out.append(
+                _point_samples(dose_gy, dose_grid, fine_grid, ijk, 0.5, spread, voxel_cc / n3)
+            )
+    return _joined(out)
 
 
 def _plane_masks(
@@ -610,7 +771,7 @@ def _roi_samples_layered(
     thickness_mm: float,
     end_caps: str,
     all_subpoints: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> _Samples:
     """:func:`_roi_samples` for a box whose k axis is the contour normal (the default lattice).
 
     Every contour plane is filled once at the sub-point resolution (:func:`_plane_masks`);
@@ -627,14 +788,14 @@ def _roi_samples_layered(
     plane_of = stack.plane_index(z).reshape(nk, n)
     used = np.unique(plane_of[plane_of >= 0])
     if used.size == 0:
-        z0 = np.zeros(0)
-        return z0, z0, z0, np.zeros(0, dtype=bool)
+        return _joined([])
     masks = _plane_masks(roi, stack, box, used, n, thickness_mm=thickness_mm, end_caps=end_caps)
     counts2d = {p: m.reshape(nj, n, ni, n).sum(axis=(1, 3)) for p, m in masks.items()}
     aligned = _aligned_offsets(dose_grid, box) is not None
-    out: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    out: list[_Samples] = []
     d_box, ins_box = _dose_on(dose_gy, dose_grid, box, aligned)
     spread_box = spread_widths_gy(d_box)
+    full3d = np.zeros(box.shape, dtype=bool)  # voxels with every sub-point inside
     fine_ij = None
     sub_ijk: list[np.ndarray] = []
     sub_spread: list[np.ndarray] = []
@@ -648,17 +809,8 @@ def _roi_samples_layered(
         if all_subpoints:
             part = count > 0
         else:
-            full = count == n3
-            part = (count > 0) & ~full
-            if full.any():
-                out.append(
-                    (
-                        d_box[k][full],
-                        spread_box[k][full],
-                        np.full(int(full.sum()), voxel_cc),
-                        ins_box[k][full],
-                    )
-                )
+            full3d[k] = count == n3
+            part = (count > 0) & ~full3d[k]
         if not part.any():
             continue
         jj, ii = np.nonzero(part)
@@ -685,16 +837,15 @@ def _roi_samples_layered(
                 )
             )
             sub_spread.append(spread_box[k][jj[sel_v], ii[sel_v]] / n)
+    if full3d.any():
+        out.append(
+            _voxel_samples(dose_gy, dose_grid, box, full3d, d_box, ins_box, spread_box, voxel_cc)
+        )
     if sub_ijk:
         ijk = np.concatenate(sub_ijk)
-        d, ins = sample_dose_at_grid_ijk(dose_gy, dose_grid, box, ijk)
-        out.append((d, np.concatenate(sub_spread), np.full(d.size, voxel_cc / n3), ins))
-    if not out:
-        z0 = np.zeros(0)
-        return z0, z0, z0, np.zeros(0, dtype=bool)
-    d, spread, vol, ins = (np.concatenate(parts) for parts in zip(*out))
-    spread = np.where(ins, spread, 0)
-    return d, spread, vol, ins
+        spread = np.concatenate(sub_spread)
+        out.append(_point_samples(dose_gy, dose_grid, box, ijk, 0.5 / n, spread, voxel_cc / n3))
+    return _joined(out)
 
 
 def dvh_from_roi(
@@ -753,7 +904,7 @@ def dvh_from_roi(
     )
     all_subpoints = n_sub <= subpoint_limit
     if abs(abs(float(box.slice_normal @ stack.normal)) - 1.0) < 1e-4:
-        d, spread, vol_cc, inside = _roi_samples_layered(
+        samples = _roi_samples_layered(
             roi,
             stack,
             box,
@@ -765,7 +916,7 @@ def dvh_from_roi(
             all_subpoints=all_subpoints,
         )
     else:
-        d, spread, vol_cc, inside = _roi_samples(
+        samples = _roi_samples(
             roi,
             box,
             dose_gy,
@@ -775,7 +926,7 @@ def dvh_from_roi(
             end_caps=end_caps,
             all_subpoints=all_subpoints,
         )
-    if d.size == 0:
+    if samples.lo_gy.size == 0:
         raise StructureError("covers no sampling point of the dose grid", roi=roi.name)
     settings = {
         "supersample": int(supersample),
@@ -787,15 +938,15 @@ def dvh_from_roi(
         "slice_thickness_mm": float(stack.thickness_mm),
     }
     notes: list[str] = []
-    outside_cc = float(vol_cc[~inside].sum())
+    outside_cc = float(samples.volume_cc[~samples.inside].sum())
     if outside_cc > 0:
         notes.append(
             f"{outside_cc:.3f} cc of {roi.name!r} lies outside the dose grid (counted at 0 Gy)"
         )
-    return dvh_from_samples(
-        d,
-        vol_cc,
-        spread_gy=spread,
+    return _dvh_from_intervals(
+        samples.lo_gy,
+        samples.hi_gy,
+        samples.volume_cc,
         name=roi.name,
         bin_width_gy=bin_width_gy,
         volume_outside_dose_cc=outside_cc,

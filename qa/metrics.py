@@ -55,10 +55,13 @@ def dose_at_volume_cc(dvh: DVH, volume_cc: float) -> float:
     if j <= 0:
         return float(d[0])
     if j >= d.size:
-        return float(d[-1])
+        return float(dvh.dmax_gy)
     v0, v1 = v[j - 1], v[j]
     t = (v0 - x) / (v0 - v1)
-    return float(d[j - 1] + t * (d[j] - d[j - 1]))
+    dose = d[j - 1] + t * (d[j] - d[j - 1])
+    # a point mass's step ends one ulp above its dose (the curve's doses must increase):
+    # Dx is a dose of the structure, in [Dmin, Dmax]
+    return float(min(max(dose, dvh.dmin_gy), dvh.dmax_gy))
 
 
 def dose_at_volume_pct(dvh: DVH, percent: float) -> float:
