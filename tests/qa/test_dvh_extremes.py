@@ -89,9 +89,10 @@ def _point_source(grid: Grid, seeds_mm, strength=2000.0, core_mm=0.3) -> np.ndar
 
 
 def _reach_mm(dvh, grid: Grid) -> float:
-    """Half a sub-voxel along each axis: how far a sample's element reaches past the ROI."""
+    """How far a sample's element can reach past the ROI: half a sub-voxel's diagonal (an
+    element's corner lies half a sub-voxel beyond an inside sub-point along every axis)."""
     n = dvh.settings["supersample"]
-    return 0.5 * max(dvh.settings["sampling_spacing_mm"]) / n + 1e-6
+    return np.sqrt(3) / 2 * max(dvh.settings["sampling_spacing_mm"]) / n + 1e-6
 
 
 #: interior sampling: every sub-point (small structures) or voxel centres (body-sized ones)
@@ -179,7 +180,8 @@ def test_uniform_dose_in_structure_gives_that_dose_exactly(interior, dtype):
     discs = _disc_stack(centre, 8.6)  # planes -7.5 ... 8.5, slabs -8.5 ... 9.5
     c = grid.voxel_centres_mm()
     cheb = np.max(np.abs(c), axis=-1)  # the plateau is a cube
-    # the structure reaches |x|, |y| <= 8.6 * 1.0016 + reach, |z| <= 9.5 + reach: cells to 10
+    # the structure reaches |x|, |y| <= 8.6 * 1.0016 + reach, |z| <= 9.5 + reach (reach
+    # <= 0.44 mm): cells to 10 mm
     dose = np.where(cheb <= 10.0 + 1e-9, 57.0, 57.0 + 400.0 * (cheb - 10.0)).astype(dtype)
     dvh = dvh_from_roi(
         _roi(centre, discs),
