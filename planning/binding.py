@@ -29,9 +29,7 @@ from brachycryo.planning.optimize import (
     _LpOptions,
     _LpProblem,
     _solve_lp,
-    exclusion_matrix,
-    oar_lp_rows,
-    sample_target_rows,
+    lp_problem,
 )
 
 #: A suspect binds when relaxing it lowers the under-dose bound by at least this fraction.
@@ -75,17 +73,13 @@ def prove_binding(
 ) -> BindingProof:
     """Solve the coverage bound with all constraints and with each OAR-limit or
     seed-spacing suspect removed (suspects named as in ``SeedSelection.binding``)."""
-    n = int(zones[0].matrix.shape[1])
-    targets = sample_target_rows(
-        zones, sk_u=sk_u, max_points=max_target_points, rng=np.random.default_rng(0)
-    )
-    full = _LpProblem(
-        n=n,
-        dose=targets.dose,
-        prescription_gy=targets.prescription_gy,
-        fraction=targets.fraction / len(zones),
-        oar_blocks=oar_lp_rows(oars, sk_u=sk_u, max_points=max_oar_points),
-        exclusions=exclusion_matrix(exclusions, n),
+    full = lp_problem(
+        zones,
+        oars,
+        sk_u=sk_u,
+        exclusions=exclusions,
+        max_target_points=max_target_points,
+        max_oar_points=max_oar_points,
     )
     options = _LpOptions(
         under_dose_weight=1.0,

@@ -805,17 +805,10 @@ def lp_relaxation(
     of the prescription are dropped from the LP (far seeds; the exact dose is used
     everywhere after the LP).
     """
-    rng = np.random.default_rng(seed)
-    n = int(zones[0].matrix.shape[1])
-    targets = sample_target_rows(zones, sk_u=sk_u, max_points=max_target_points, rng=rng)
-    problem = _LpProblem(
-        n=n,
-        dose=targets.dose,
-        prescription_gy=targets.prescription_gy,
-        fraction=targets.fraction / len(zones),
-        oar_blocks=oar_lp_rows(oars, sk_u=sk_u, max_points=max_oar_points),
-        exclusions=exclusion_matrix(exclusions, n),
-    )
+    problem = lp_problem(
+        zones, oars, sk_u=sk_u, exclusions=exclusions, max_target_points=max_target_points,
+        max_oar_points=max_oar_points, seed=seed,
+    )  # fmt: skip
     options = _LpOptions(
         under_dose_weight=under_dose_weight,
         hot_weight=hot_weight,
@@ -843,6 +836,32 @@ def lp_relaxation(
     except ValueError:
         return None
     return x
+
+
+def lp_problem(
+    zones: Sequence[TargetZone],
+    oars: Sequence[OarConstraint],
+    *,
+    sk_u: float,
+    exclusions: np.ndarray,
+    max_target_points: int,
+    max_oar_points: int,
+    seed: int = 0,
+) -> _LpProblem:
+    """The linear model's data: sampled target rows (``seed`` for the sampling), the OAR
+    rows and the exclusion pairs, shared by the LP guide and the binding proof."""
+    n = int(zones[0].matrix.shape[1])
+    targets = sample_target_rows(
+        zones, sk_u=sk_u, max_points=max_target_points, rng=np.random.default_rng(seed)
+    )
+    return _LpProblem(
+        n=n,
+        dose=targets.dose,
+        prescription_gy=targets.prescription_gy,
+        fraction=targets.fraction / len(zones),
+        oar_blocks=oar_lp_rows(oars, sk_u=sk_u, max_points=max_oar_points),
+        exclusions=exclusion_matrix(exclusions, n),
+    )
 
 
 @dataclass(frozen=True)
