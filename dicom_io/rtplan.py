@@ -78,6 +78,8 @@ from brachycryo.dicom_io.common import (
 I125_HALF_LIFE_DAYS = 59.40
 
 _SOURCE_TYPES = ("POINT", "LINE", "CYLINDER", "SPHERE")
+#: BrachyTreatmentType defined terms of remote afterloaders (PS3.3 C.8.8.15).
+AFTERLOADER_TYPES = ("HDR", "MDR", "PDR")
 _SAME_POSITION_MM = 1e-3
 _SECONDS_PER_DAY = 86400.0
 
@@ -185,6 +187,16 @@ class BrachyPlan:
     sop_instance_uid: str = ""
     path: Path | None = None
     warnings: tuple[str, ...] = field(default=())
+    #: TotalReferenceAirKerma (300A,0250) summed over the application setups (µGy at 1 m),
+    #: None when no setup gives it.
+    total_reference_air_kerma: float | None = None
+
+    @property
+    def is_afterloader(self) -> bool:
+        """True for a remote-afterloading plan (BrachyTreatmentType HDR, MDR or PDR, PS3.3
+        C.8.8.15): its source positions are dwell positions of one stepping source, not
+        seeds, and S_K is that source's strength, not a per-position strength to sum."""
+        return self.treatment_type in AFTERLOADER_TYPES
 
     # -- views as arrays
     @property
@@ -231,6 +243,7 @@ class BrachyPlan:
             "label": self.label,
             "technique": self.technique,
             "treatment_type": self.treatment_type,
+            "afterloader": self.is_afterloader,
             "n_channels": len({s.channel for s in self.seeds}),
             "n_sources_positions": self.n_seeds,
             "sources": [
@@ -246,7 +259,9 @@ class BrachyPlan:
                 }
                 for s in self.sources
             ],
-            "total_sk_u": float(np.sum(self.sk_u)),
+            # an afterloader's dwell positions share one source: no sum of strengths
+            "total_sk_u": None if self.is_afterloader else float(np.sum(self.sk_u)),
+            "total_reference_air_kerma_ugy_at_1m": self.total_reference_air_kerma,
             "total_treatment_time_s": float(np.nansum(t)) if timed else None,
             "prescription_dose_gy": self.prescription_dose_gy,
             "warnings": list(self.warnings),
@@ -999,6 +1014,7 @@ def read_rtplan(path: str | os.PathLike) -> BrachyPlan:
             prescription = r.number(dref, "TargetPrescriptionDose", None)
             if prescription is not None:
                 break
+    total_kerma = _total_reference_air_kerma(r, ds)
     struct_uid = None
     refs = r.sequence(ds, "ReferencedStructureSetSequence", required=False)
     if refs:
@@ -1020,4 +1036,16 @@ def read_rtplan(path: str | os.PathLike) -> BrachyPlan:
         sop_instance_uid=r.text(ds, "SOPInstanceUID"),
         path=p,
         warnings=tuple(r.notes),
+        total_reference_air_kerma=total_kerma,
     )
+
+
+def _total_reference_air_kerma(r: _Reader, ds: Dataset) -> float | None:
+    """TotalReferenceAirKerma (Type 1 in each Application Setup, PS3.3 C.8.8.15) summed over
+    the setups that give one; None if none does."""
+    values = [
+        r.number(setup, "TotalReferenceAirKerma", None)
+        for setup in r.sequence(ds, "ApplicationSetupSequence")
+    ]
+    given = [v for v in values if v is not None]
+    return float(sum(given)) if given else None

@@ -19,7 +19,7 @@ from brachycryo.core.errors import BrachyCryoError
 from brachycryo.dicom_io.ct_series import load_ct_series
 from brachycryo.dicom_io.rasterize import roi_volume_cc
 from brachycryo.dicom_io.rtdose import read_rtdose
-from brachycryo.dicom_io.rtplan import read_rtplan
+from brachycryo.dicom_io.rtplan import BrachyPlan, read_rtplan
 from brachycryo.dicom_io.rtstruct import read_rtstruct
 from brachycryo.dicom_io.scan import scan_folder
 
@@ -119,6 +119,8 @@ def _plan_summary(path: Path) -> dict[str, Any]:
     with warnings.catch_warnings():  # the reader's warnings are kept in plan.warnings
         warnings.simplefilter("ignore")
         plan = read_rtplan(path)
+    if plan.is_afterloader:
+        return _afterloader_summary(path, plan)
     sk = plan.sk_u
     out: dict[str, Any] = {
         "path": str(path),
@@ -133,6 +135,37 @@ def _plan_summary(path: Path) -> dict[str, Any]:
         "total_sk_u": round(float(sk.sum()), 4) if sk.size else 0.0,
         "frame_of_reference_uid": plan.frame_of_reference_uid,
     }
+    if plan.prescription_dose_gy is not None:
+        out["prescription_gy"] = plan.prescription_dose_gy
+    if plan.warnings:
+        out["warnings"] = list(plan.warnings)
+    return out
+
+
+def _afterloader_summary(path: Path, plan: BrachyPlan) -> dict[str, Any]:
+    """An HDR/MDR/PDR plan: one stepping source per Source Sequence item, its dwell positions
+    and times — never the dwell positions as seeds nor a sum of S_K over them."""
+    times = plan.treatment_times_s
+    timed = bool(np.any(np.isfinite(times)))
+    out: dict[str, Any] = {
+        "path": str(path),
+        "label": plan.label,
+        "plan": f"{plan.treatment_type} afterloader (not a seed implant)",
+        "technique": plan.technique,
+        "sources": [
+            f"#{src.number} {src.isotope or '?'} {src.model or src.manufacturer or ''} "
+            f"S_K {src.sk_u:g} U".replace("  ", " ")
+            for src in plan.sources
+        ],
+        "n_channels": len({int(c) for c in plan.channel_numbers}),
+        "n_dwell_positions": plan.n_seeds,
+        "total_dwell_time_s": round(float(np.nansum(times)), 3) if timed else None,
+        "total_reference_air_kerma_ugy_at_1m": plan.total_reference_air_kerma,
+        "frame_of_reference_uid": plan.frame_of_reference_uid,
+    }
+    pulses = {c.number_of_pulses for c in plan.channels if c.number_of_pulses}
+    if pulses:
+        out["pulses"] = sorted(pulses)
     if plan.prescription_dose_gy is not None:
         out["prescription_gy"] = plan.prescription_dose_gy
     if plan.warnings:

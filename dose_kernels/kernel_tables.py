@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from brachycryo.core.errors import ConfigError, DataModelError
+from brachycryo.core.errors import ConfigError
 from brachycryo.dose_kernels.seed_model import SeedModel
 from brachycryo.dose_kernels.tg43_scalar import atan_constants
 
@@ -125,11 +125,6 @@ def pack_tables(
             key="min_distance_mm",
         )
     line = formalism == "line"
-    if not line and not model.has_phi_an:
-        raise DataModelError(
-            f"seed model {model.name!r} has no phi_an table (phi_an.csv): the point-source (1D) "
-            "formalism cannot be used with it; use formalism='line'"
-        )
     length = model.active_length_mm
     g0 = geometry_factor_line(R0_MM, 90.0, length)
     norm = model.dose_rate_constant_gy_per_h_per_u / g0
@@ -138,9 +133,8 @@ def pack_tables(
     if line:
         phi_r, phi = np.ones(1), np.ones(1)
     else:
-        # checked above (has_phi_an); phi_an.csv gives both columns
-        assert model.phi_r_mm is not None and model.phi_an is not None
-        phi_r, phi = model.phi_r_mm, model.phi_an
+        # the published table, or φ_an derived from F(r, θ) (model.phi_an_source says which)
+        phi_r, phi = model.phi_an_table()
 
     def arr(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a, dtype=dt)

@@ -3,14 +3,16 @@
 A seed model is a folder holding
 
 * ``params.csv`` - ``parameter,value,unit`` rows: ``name``, ``aliases`` (``;``-separated),
-  ``nuclide``, ``Lambda`` (dose-rate constant, cGy h^-1 U^-1), ``L`` (active length used in
-  the line-source geometry function, cm), ``half_life`` (d), ``consensus_report``;
+  ``manufacturer`` (``;``-separated names a plan's SourceManufacturer may carry),
+  ``nuclide``, ``Lambda`` (dose-rate constant, cGy h^-1 U^-1), ``L`` (active length used
+  in the line-source geometry function, cm), ``half_life`` (d), ``consensus_report``;
 * ``gL.csv`` - ``r_cm,gL``: the line-source radial dose function g_L(r);
 * ``F.csv`` - ``theta_deg,r=<r>cm,...``: the 2D anisotropy function F(r, θ), one row per
   polar angle from 0 to 90° (F is symmetric about 90°; a missing 90° row is added with
   F = 1, its value by definition, TG-43U1 Eq. 4), one column per radius;
-* ``phi_an.csv`` (optional) - ``r_cm,phi_an``: the 1D anisotropy function, needed only by
-  the point-source (1D) formalism.
+* ``phi_an.csv`` (optional) - ``r_cm,phi_an``: the 1D anisotropy function of the
+  point-source (1D) formalism.  Without it, φ_an(r) is derived from F(r, θ) at F's radii
+  (:func:`derive_phi_an`), and :attr:`SeedModel.phi_an_source` says so.
 
 Lines starting with ``#`` are provenance comments.  The tables are in the units of the
 AAPM reports (cm, cGy h^-1 U^-1, days); :func:`read_seed_model` converts them **once**
@@ -35,9 +37,12 @@ from brachycryo.core.errors import DataModelError
 
 __all__ = [
     "SeedModel",
+    "SeedModelSuggestion",
+    "derive_phi_an",
     "list_seed_models",
     "load_seed_model",
     "read_seed_model",
+    "suggest_seed_models",
 ]
 
 CM_TO_MM = 10.0
@@ -68,6 +73,7 @@ class SeedModel:
     phi_r_mm: np.ndarray | None = None
     phi_an: np.ndarray | None = None
     aliases: tuple[str, ...] = ()
+    manufacturers: tuple[str, ...] = ()
     consensus_report: str = ""
     source: str = ""
     provenance: tuple[str, ...] = field(default=(), repr=False)
@@ -79,7 +85,60 @@ class SeedModel:
 
     @property
     def has_phi_an(self) -> bool:
+        """True when the model folder gives a published φ_an(r) table (``phi_an.csv``)."""
         return self.phi_an is not None
+
+    @property
+    def phi_an_source(self) -> str:
+        """Where the 1D formalism's φ_an(r) comes from: the model's table, or F(r, θ)."""
+        if self.has_phi_an:
+            return "phi_an.csv table"
+        return "derived from F(r,theta) (solid-angle-weighted mean, TG-43U1)"
+
+    def phi_an_table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(r_mm, φ_an) for the point-source formalism: the published table if the model has
+        one, else :func:`derive_phi_an` at the radii of F(r, θ)."""
+        if self.phi_r_mm is not None and self.phi_an is not None:
+            return self.phi_r_mm, self.phi_an
+        return derive_phi_an(self)
+
+
+#: Angular step (degrees) of the quadrature in :func:`derive_phi_an`.  F is linear between
+#: tabulated angles and β(r, θ) is smooth, so the trapezoid rule on this grid is exact to
+#: < 1e-5 relative (checked against a 10x finer grid in the tests).
+PHI_AN_STEP_DEG = 0.05
+
+
+def derive_phi_an(model: SeedModel) -> tuple[np.ndarray, np.ndarray]:
+    """φ_an(r) at the radii of F(r, θ), from F and the line-source geometry function.
+
+    TG-43U1 (Rivard et al., Med Phys 31:633, 2004) defines the 1D anisotropy function as the
+    ratio of the solid-angle-weighted dose rate at distance r to the dose rate on the
+    transverse axis at the same r (the φ_an of the 1D formalism, Eqs. 10-11):
+
+        φ_an(r) = ∫₀^π Ḋ(r, θ) sin θ dθ / (2 Ḋ(r, θ₀)),   θ₀ = 90°.
+
+    With the 2D formalism (Eq. 1), Ḋ(r, θ) / Ḋ(r, θ₀) = F(r, θ) G_L(r, θ) / G_L(r, θ₀)
+    (F(r, θ₀) = 1); F is symmetric about 90°, and G_L(r, θ) sin θ = β(r, θ) / (L r) with
+    β the angle the active line subtends (TG-43U1 Eq. 4), so
+
+        φ_an(r) = ∫₀^{π/2} F(r, θ) β(r, θ) dθ / β(r, π/2),
+
+    an integrand that stays finite on the axis (β → 0 beyond the tips, β → π inside
+    r < L/2).  F is interpolated linearly in θ, as the 2D kernels do; the integral is the
+    trapezoid rule on a :data:`PHI_AN_STEP_DEG` grid.  Against the consensus φ_an tables
+    the derived values agree within the consensus data's few-% precision (tests).
+    """
+    theta = np.radians(np.linspace(0.0, 90.0, round(90.0 / PHI_AN_STEP_DEG) + 1))
+    length = model.active_length_mm
+    out = np.empty(model.f_r_mm.size)
+    for j, r in enumerate(model.f_r_mm):
+        f = np.interp(np.degrees(theta), model.f_theta_deg, model.f_table[:, j])
+        beta = np.arctan2(length * r * np.sin(theta), r * r - 0.25 * length * length)
+        integrand = f * beta
+        integral = float(np.sum(0.5 * (integrand[1:] + integrand[:-1]) * np.diff(theta)))
+        out[j] = integral / float(beta[-1])
+    return model.f_r_mm.copy(), out
 
 
 # --------------------------------------------------------------------------- reading
@@ -218,6 +277,11 @@ def _positive_param(params: dict, key: str, unit: str, path: Path) -> float:
     return v
 
 
+def _split_list(params: dict, key: str) -> tuple[str, ...]:
+    """A ``;``-separated parameter (``aliases``, ``manufacturer``) as a tuple of names."""
+    return tuple(a.strip() for a in params.get(key, ("", ""))[0].split(";") if a.strip())
+
+
 def read_seed_model(folder: str | Path) -> SeedModel:
     """Read and validate a seed model folder (format in the module docstring).
 
@@ -237,7 +301,7 @@ def read_seed_model(folder: str | Path) -> SeedModel:
         phi_r, phi = _two_column_table(folder / "phi_an.csv", "r_cm", "phi_an")
         phi_r = phi_r * CM_TO_MM
     name = params.get("name", (folder.name, ""))[0] or folder.name
-    aliases = tuple(a.strip() for a in params.get("aliases", ("", ""))[0].split(";") if a.strip())
+    aliases = _split_list(params, "aliases")
     return SeedModel(
         name=name,
         nuclide=params.get("nuclide", ("I-125", ""))[0],
@@ -252,6 +316,7 @@ def read_seed_model(folder: str | Path) -> SeedModel:
         phi_r_mm=phi_r,
         phi_an=phi,
         aliases=aliases,
+        manufacturers=_split_list(params, "manufacturer"),
         consensus_report=params.get("consensus_report", ("", ""))[0],
         source=str(folder),
         provenance=tuple(comments),
@@ -307,3 +372,73 @@ def load_seed_model(name_or_folder: str | Path | SeedModel) -> SeedModel:
             f"{', '.join(list_seed_models())} (or give the path of a model folder)"
         )
     return _load_packaged(folder)
+
+
+# --------------------------------------------------------------------------- suggestion
+_I125_KEYS = {"i125", "125i", "iodine125"}
+
+
+@dataclass(frozen=True)
+class SeedModelSuggestion:
+    """Shipped seed models that fit a plan's source description, best first.
+
+    ``unique`` is True when exactly one model fits best (a manufacturer named by the plan
+    matched, and no other model of that maker has an active length as close); ``reason``
+    says what matched, for the user to check.
+    """
+
+    candidates: tuple[str, ...]
+    unique: bool
+    reason: str
+
+    @property
+    def best(self) -> str | None:
+        return self.candidates[0] if self.unique else None
+
+
+def _maker_matches(model: SeedModel, manufacturer_key: str) -> bool:
+    keys = [_key(m) for m in model.manufacturers] + [_key(a) for a in model.aliases]
+    return any(k and (k in manufacturer_key or manufacturer_key in k) for k in keys)
+
+
+def suggest_seed_models(
+    manufacturer: str = "", isotope: str = "", active_length_mm: float | None = None
+) -> SeedModelSuggestion:
+    """Which shipped models a source without SourceModelID may be (PS3.3 C.8.8.15 Source
+    Sequence: SourceManufacturer, SourceIsotopeName, ActiveSourceLength).
+
+    Models of another nuclide are excluded (all shipped models are I-125).  When the
+    manufacturer matches a model's ``manufacturer`` or alias names (case, spaces and
+    punctuation ignored, either name containing the other), only those models remain.  The
+    remaining models are ranked by |L - ActiveSourceLength|; L is the active length of the
+    TG-43 geometry function, which may differ from the vendor's physical length, so the
+    length ranks and never excludes.  The suggestion is ``unique`` only with a manufacturer
+    match and a single closest length.
+    """
+    iso = _key(isotope)
+    if iso and iso not in _I125_KEYS:
+        return SeedModelSuggestion((), False, f"isotope {isotope!r}: only I-125 models ship")
+    models = [_load_packaged(p) for p in sorted(set(_packaged_index().values()))]
+    maker = _key(manufacturer)
+    by_maker = [m for m in models if maker and _maker_matches(m, maker)]
+    pool = by_maker or models
+    why = [f"isotope {isotope or 'not given'}"]
+    why.append(
+        f"manufacturer {manufacturer!r} matches {len(by_maker)} model(s)"
+        if by_maker
+        else f"manufacturer {manufacturer or 'not given'} matches no shipped model"
+    )
+    if active_length_mm is not None and math.isfinite(active_length_mm):
+        pool.sort(key=lambda m: (abs(m.active_length_mm - active_length_mm), m.name))
+        gaps = [abs(m.active_length_mm - active_length_mm) for m in pool]
+        n_best = sum(1 for g in gaps if g <= gaps[0] + 1e-6)
+        why.append(
+            f"ActiveSourceLength {active_length_mm:g} mm (closest model L "
+            f"{pool[0].active_length_mm:g} mm)"
+        )
+    else:
+        pool.sort(key=lambda m: m.name)
+        n_best = len(pool)
+        why.append("no ActiveSourceLength")
+    unique = bool(by_maker) and n_best == 1
+    return SeedModelSuggestion(tuple(m.name for m in pool), unique, "; ".join(why))

@@ -42,8 +42,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--like", help="existing RTDOSE: dose on its grid")
     p.add_argument("--spacing-mm", type=float, help="grid spacing (alone: grid around the seeds)")
     p.add_argument("--out", required=True, help="RTDOSE file to write")
-    p.add_argument("--model", help="TG-43 seed model (default: the plan's SourceModelID)")
-    p.add_argument("--formalism", choices=["line", "point"], default="line")
+    p.add_argument(
+        "--model",
+        help=(
+            "TG-43 seed model (default: the plan's SourceModelID); 'auto' takes the model "
+            "suggested from SourceManufacturer/SourceIsotopeName/ActiveSourceLength when "
+            "the plan has no model ID and the match is unique (it says which and why)"
+        ),
+    )
+    p.add_argument(
+        "--formalism",
+        choices=["line", "point"],
+        default="line",
+        help="2D line source, or the 1D point-source approximation with φ_an(r) (the "
+        "model's table, or derived from F(r,θ) when it has none)",
+    )
     p.add_argument("--backend", choices=["auto", "numpy", "numba", "cupy"], default="auto")
     p.add_argument("--dose-rate", action="store_true", help="write the initial dose rate (Gy/h)")
     p.add_argument("--cutoff-mm", type=float, help="ignore seed-voxel pairs farther than this")
@@ -81,6 +94,7 @@ def _grid(args: argparse.Namespace, plan: BrachyPlan) -> tuple[Grid, StudyContex
 
 def run(args: argparse.Namespace) -> int:
     from brachycryo.dicom_io.common import StudyContext, read_dataset
+    from brachycryo.dicom_io.plan_model import choose_seed_model
     from brachycryo.dicom_io.rtdose import write_rtdose
     from brachycryo.dicom_io.rtplan import read_rtplan
     from brachycryo.dose_kernels import dose_on_grid, load_seed_model
@@ -92,16 +106,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {w.message}")
     if plan.n_seeds == 0:
         raise DataModelError(f"{args.rtplan} holds no source positions")
+    if plan.is_afterloader:
+        raise DataModelError(
+            f"{args.rtplan} is an {plan.treatment_type or plan.technique} afterloader plan "
+            f"({plan.n_seeds} dwell positions of a stepping source); this engine computes "
+            "I-125 LDR seed (TG-43U1 permanent implant) dose only"
+        )
     isotopes = {src.isotope.replace(" ", "").upper() for src in plan.sources}
     if not isotopes <= {"I-125", "I125", "125I"}:
         raise DataModelError(
             f"{args.rtplan}: sources are {sorted(isotopes)}; this engine computes I-125 seed "
             "(TG-43U1 permanent implant) dose only"
         )
-    model_name = args.model or next((s.model for s in plan.sources if s.model), None)
-    if not model_name:
-        raise ConfigError(f"{args.rtplan} names no seed model; give --model", key="--model")
-    model = load_seed_model(model_name)
+    choice = choose_seed_model(plan, args.model)
+    if choice.origin != "option":
+        print(f"seed model {choice.name}: {choice.origin}")
+    model = load_seed_model(choice.name)
+    if args.formalism == "point":
+        print(f"point-source formalism: phi_an(r) {model.phi_an_source}")
     if plan.n_unoriented:
         print(f"warning: {plan.n_unoriented} seed(s) without orientation; taken along +z")
     seeds = plan.to_seeds()

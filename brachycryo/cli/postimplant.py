@@ -42,7 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="seeds implanted (default: the plan's count, where image or plan supports it)",
     )
     p.add_argument("--sk-u", type=float, help="air-kerma strength per seed, U (default: plan)")
-    p.add_argument("--model", help="TG-43 seed model, e.g. 6711 (default: the plan's)")
+    p.add_argument(
+        "--model",
+        help="TG-43 seed model, e.g. 6711 (default: the plan's); 'auto': the model suggested "
+        "from the plan's SourceManufacturer/isotope/ActiveSourceLength when unique",
+    )
     p.add_argument("--prescription-gy", type=float, help="prescription dose, Gy (default: plan)")
     p.add_argument("--target", help="target ROI of CI / EI / HI (default: first PTV/CTV/GTV)")
     p.add_argument(

@@ -65,6 +65,7 @@ from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, report, scaled
 from brachycryo.core.seeds import Seeds
 from brachycryo.dicom_io.ct_series import CTImage, load_ct_series
+from brachycryo.dicom_io.plan_model import AUTO, choose_seed_model
 from brachycryo.dicom_io.rtdose import write_rtdose
 from brachycryo.dicom_io.rtplan import BrachyPlan, read_rtplan, write_seed_rtplan
 from brachycryo.dicom_io.rtstruct import ROI, StructureSet, check_against_image, read_rtstruct
@@ -356,19 +357,14 @@ def _strength_u(plan: BrachyPlan | None, sk_u: float | None) -> tuple[float, str
 
 
 def _seed_model_name(plan: BrachyPlan | None, model: str | None) -> tuple[str, str]:
-    """The TG-43 seed model's name and where it came from: the option, else the plan."""
-    if model is not None:
+    """The TG-43 seed model's name and where it came from: the option, else the plan's
+    SourceModelID, else (``model="auto"``) the model suggested from the plan's sources."""
+    if model is not None and model.lower() != AUTO:
         return model, "option"
     if plan is None:
         raise ConfigError("the seed model is needed without a pre-plan (CLI: --model)", key="model")
-    names = sorted({s.model for s in plan.sources if s.model})
-    if len(names) != 1:
-        raise ConfigError(
-            f"the pre-plan {plan.path} names {names or 'no'} seed model(s); give the "
-            "implanted seed model (CLI: --model)",
-            key="model",
-        )
-    return names[0], "pre-plan"
+    choice = choose_seed_model(plan, model)
+    return choice.name, "pre-plan" if choice.origin.startswith("the plan") else choice.origin
 
 
 def _prescription_gy(plan: BrachyPlan | None, prescription_gy: float | None) -> tuple[float, str]:

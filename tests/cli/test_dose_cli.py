@@ -13,6 +13,7 @@ from brachycryo.dicom_io.ct_series import write_ct_series
 from brachycryo.dicom_io.rtdose import read_rtdose
 from brachycryo.dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan
 from brachycryo.dose_kernels import dose_on_grid, load_seed_model
+from tests.dicom_io.test_afterloader_plans import write_hdr_plan
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,87 @@ def test_other_systems_plans(shared_data, tmp_path, capsys):
     assert code == 1
     assert "I-125" in capsys.readouterr().err
     assert not (tmp_path / "x.dcm").exists()
+
+
+# ------------------------------------------------ plans without SourceModelID (issue 14.3)
+def _anonymous_seed_plan(root, manufacturer, length_mm, sk_u=0.55):
+    """A seed plan as Oncentra Prostate writes it: no SourceModelID, but SourceManufacturer,
+    SourceIsotopeName and ActiveSourceLength."""
+    ctx = StudyContext()
+    pos = np.array([[0, 0, -5.0], [0, 0, 5.0], [8, 0, -5.0], [8, 0, 5.0], [8, 0, 15.0]])
+    src = BrachySource(
+        sk_u=sk_u,
+        reference_datetime=dt.datetime(2026, 1, 1),
+        model="",
+        manufacturer=manufacturer,
+        active_length_mm=length_mm,
+    )
+    plan = seed_implant(pos, [1, 1, 2, 2, 2], source=src, referenced_structure_set_uid="1.2.3")
+    path = root / f"RP_{manufacturer.split()[0]}.dcm"
+    write_seed_rtplan(path, plan, context=ctx)
+    return path, pos
+
+
+def test_plan_without_model_id_suggests_and_auto_chooses(tmp_path, capsys):
+    path, pos = _anonymous_seed_plan(tmp_path, "Nucletron B.V.", 3.4)
+    out = tmp_path / "RD.dcm"
+    args = ["dose", "--rtplan", str(path), "--spacing-mm", "4", "--out", str(out), "--quiet",
+            "--backend", "numpy"]  # fmt: skip
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "130.002" in err and "--model auto" in err and "Nucletron" in err
+    assert not out.exists()
+    assert main([*args, "--model", "auto"]) == 0
+    said = capsys.readouterr().out
+    assert "--model auto chose 130.002" in said and "ActiveSourceLength 3.4 mm" in said
+    assert "5 seeds (130.002, 2.75 U in total)" in said
+    rd = read_rtdose(out)
+    seeds = Seeds(pos, 0.55, np.tile([0, 0, 1.0], (len(pos), 1)))
+    expected = dose_on_grid(seeds, rd.grid, "130.002", backend="numpy", dtype=np.float64)
+    np.testing.assert_allclose(rd.dose_gy, expected, rtol=1e-5, atol=rd.dose_grid_scaling)
+
+
+def test_auto_refuses_an_ambiguous_match(tmp_path, capsys):
+    path, _ = _anonymous_seed_plan(tmp_path, "Amersham", 3.0)
+    code = main(["dose", "--rtplan", str(path), "--spacing-mm", "4", "--out",
+                 str(tmp_path / "RD.dcm"), "--quiet", "--model", "auto"])  # fmt: skip
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "cannot choose" in err and "6702, 6711, 6733" in err
+
+
+def test_point_formalism_for_a_model_without_phi_an_table(case, capsys):
+    """--formalism point with AgX100 (no phi_an.csv): φ_an derived from F, and said so."""
+    root, _, pos = case
+    out = root / "RD_point.dcm"
+    assert main(["dose", "--rtplan", str(root / "RP.dcm"), "--spacing-mm", "4", "--out",
+                 str(out), "--quiet", "--model", "AgX100", "--formalism", "point",
+                 "--backend", "numpy"]) == 0  # fmt: skip
+    assert "phi_an(r) derived from F(r,theta)" in capsys.readouterr().out
+    rd = read_rtdose(out)
+    seeds = Seeds(pos, 0.7, np.tile([0, 0, 1.0], (len(pos), 1)))
+    expected = dose_on_grid(
+        seeds, rd.grid, "AgX100", formalism="point", backend="numpy", dtype=np.float64
+    )
+    np.testing.assert_allclose(rd.dose_gy, expected, rtol=1e-5, atol=rd.dose_grid_scaling)
+
+
+# ------------------------------------------------------------- HDR/PDR plans (issue 14.4)
+@pytest.mark.parametrize("kind", ["HDR", "PDR"])
+def test_dose_refuses_afterloader_plans(tmp_path, capsys, kind):
+    path = tmp_path / "RP.dcm"
+    write_hdr_plan(path, kind)
+    out = tmp_path / "RD.dcm"
+    code = main(["dose", "--rtplan", str(path), "--spacing-mm", "5", "--out", str(out),
+                 "--quiet"])  # fmt: skip
+    assert code != 0 and not out.exists()
+    err = capsys.readouterr().err
+    assert f"{kind} afterloader plan" in err and "9 dwell positions" in err and "LDR" in err
+
+
+def test_info_says_hdr_plan(tmp_path, capsys):
+    write_hdr_plan(tmp_path / "RP.hdr.dcm")
+    assert main(["info", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "plan=HDR afterloader (not a seed implant)" in text and "n_dwell_positions=9" in text
+    assert "total_sk_u" not in text
