@@ -45,6 +45,13 @@ CONSENSUS_LAMBDA = {
 }
 
 
+def test_selectseed_active_length_is_its_radioactive_layer():
+    """130.002: L = 0.34 cm, the length of the AgCl/AgI layer on the silver rod in the CLRP
+    TG-43 database geometry (Safigholi et al. 2020; egs_brachy SelectSeed_130.002.geom), as
+    TG-43U1 defines L; the 0.30 cm of the TPOR transcription was wrong."""
+    assert load_seed_model("130.002").active_length_mm == pytest.approx(3.4)
+
+
 def test_all_i125_models_shipped():
     names = set(list_seed_models())
     assert names == set(CONSENSUS_LAMBDA)
