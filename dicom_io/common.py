@@ -40,6 +40,23 @@ UID_PREFIX = "1.2.826.0.1.3680043.8.498."
 
 MANUFACTURER = "brachycryo"
 
+#: SeriesNumber of each kind of series brachycryo writes, so that the series of one study
+#: never share a number (General Series C.7.3.1: "a number that identifies this Series";
+#: dciodvfy/dcentvfy report repeats).  The post-implant objects and the RTDOSE of
+#: ``brachycryo dose`` may join the planning study, so they have numbers of their own.
+SERIES_NUMBERS: dict[str, int] = {
+    "ct": 1,
+    "rtstruct": 2,  # the case's structures (phantom, or the user's)
+    "rtstruct_zones": 3,
+    "rtstruct_iceball": 4,
+    "rtplan": 5,
+    "rtdose": 6,
+    "ct_postimplant": 7,
+    "rtplan_postimplant": 8,
+    "rtdose_postimplant": 9,
+    "rtdose_recomputed": 10,  # ``brachycryo dose``
+}
+
 
 class DicomConformanceWarning(UserWarning):
     """A DICOM object departs from the standard but can still be used (the message says how).

@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from brachycryo.core.errors import DicomInputError, SeriesError
+from brachycryo.core.errors import DataModelError, DicomInputError, SeriesError
 from brachycryo.core.grid import Grid
 from brachycryo.dicom_io.common import (
     CT_IMAGE_STORAGE,
+    SERIES_NUMBERS,
     StudyContext,
     get_floats,
     get_value,
@@ -360,6 +361,11 @@ def _assemble(datasets: list[tuple[Path, Dataset]], notes: list[str]) -> CTImage
     )
 
 
+#: BodyPartExamined values (PS3.16 Annex L) of unpaired parts that :func:`write_ct_series`
+#: accepts: with them General Series Laterality is omitted (PS3.3 C.7.3.1, Type 2C).
+UNPAIRED_BODY_PARTS = ("ABDOMEN", "PELVIS", "ABDOMENPELVIS", "CHEST", "LIVER", "PROSTATE")
+
+
 def write_ct_series(
     folder: str | os.PathLike,
     hu: np.ndarray,
@@ -367,12 +373,19 @@ def write_ct_series(
     *,
     context: StudyContext,
     series_description: str = "brachycryo CT",
-    series_number: int = 1,
+    series_number: int = SERIES_NUMBERS["ct"],
     kvp: float = 120.0,
     overwrite: bool = False,
     file_prefix: str = "CT",
+    body_part: str = "",
 ) -> CTImage:
     """Write ``hu`` (indexed [k, j, i] on ``grid``) as a CT Image Storage series, one file a slice.
+
+    ``body_part`` (BodyPartExamined, PS3.16 Annex L) is one of :data:`UNPAIRED_BODY_PARTS`
+    or "" (unknown).  General Series Laterality (0020,0060) is Type 2C, required for paired
+    body parts only (PS3.3 C.7.3.1): with an unpaired body part it is absent; with an
+    unknown body part it is present and empty, which the standard reserves for "unknown"
+    (dciodvfy then warns, correctly: it cannot tell whether the part is paired).
 
     Stored values are signed 16-bit with RescaleIntercept -1024 (HU rounded to the nearest
     integer and clipped to the storable range).  Grids whose k axis is opposite to
@@ -380,6 +393,11 @@ def write_ct_series(
     reader sorts them.  Returns the written series as a :class:`CTImage`.
     """
     grid.check_volume(hu, "hu")
+    if body_part and body_part not in UNPAIRED_BODY_PARTS:
+        raise DataModelError(
+            f"body_part {body_part!r} is not one of the unpaired body parts "
+            f"{UNPAIRED_BODY_PARTS} (a paired one would need a Laterality); nothing written"
+        )
     if not np.all(np.isfinite(hu)):
         raise DicomInputError("HU volume contains NaN or inf; nothing written", path=folder)
     d = grid.direction_matrix
@@ -415,8 +433,9 @@ def write_ct_series(
         ds.ContentTime = context.study_time
         ds.AcquisitionNumber = 1
         ds.PatientPosition = context.patient_position
-        ds.BodyPartExamined = ""
-        ds.Laterality = ""
+        ds.BodyPartExamined = body_part
+        if not body_part:
+            ds.Laterality = ""  # Type 2C: body part unknown, so laterality unknown
         ds.FrameOfReferenceUID = context.frame_of_reference_uid
         ds.PositionReferenceIndicator = ""
         ds.KVP = f"{kvp:g}"

@@ -43,6 +43,7 @@ from brachycryo.core.grid import Grid
 from brachycryo.dicom_io.common import (
     RT_DOSE_STORAGE,
     RT_PLAN_STORAGE,
+    SERIES_NUMBERS,
     DicomConformanceWarning,
     StudyContext,
     format_ds,
@@ -245,7 +246,7 @@ def write_rtdose(
     bits_allocated: int = 32,
     dose_comment: str = "",
     series_description: str = "brachycryo dose",
-    series_number: int = 1,
+    series_number: int = SERIES_NUMBERS["rtdose"],
     overwrite: bool = False,
 ) -> Path:
     """Write ``dose_gy`` (indexed [k, j, i] on ``grid``) as an RT Dose file.

@@ -63,6 +63,7 @@ from brachycryo.core.seeds import Seeds, directions_or_default
 from brachycryo.dicom_io.common import (
     RT_PLAN_STORAGE,
     RT_STRUCTURE_SET_STORAGE,
+    SERIES_NUMBERS,
     DicomConformanceWarning,
     StudyContext,
     format_ds,
@@ -78,6 +79,17 @@ from brachycryo.dicom_io.common import (
 I125_HALF_LIFE_DAYS = 59.40
 
 _SOURCE_TYPES = ("POINT", "LINE", "CYLINDER", "SPHERE")
+#: ApplicationSetupType (300A,0232) of the seed plans we write.  The attribute is Type 1 with
+#: Defined Terms (PS3.3 C.8.8.15): FLETCHER_SUIT, DELCLOS, BLOEDORN, JOSLIN_FLYNN,
+#: CHANDIGARH, MANCHESTER, HENSCHKE (intracavitary applicators), NASOPHARYNGEAL, OESOPHAGEAL,
+#: ENDOBRONCHIAL, ENDORECTAL (intraluminal), SYED_NEBLETT (a gynaecological interstitial
+#: template) and PERINEAL (the perineal template of interstitial needle implants).  Our
+#: implants are interstitial needles through a template (planning/needles.py); PERINEAL is
+#: the one term for a template of interstitial needles that is not tied to a gynaecological
+#: applicator, so it is written (the former "OTHER" is no defined term; dciodvfy warned).
+#: The approach actually used (e.g. percutaneous, abdomen) is not encoded by any term; the
+#: plan's label goes into ApplicationSetupName.
+SEED_APPLICATION_SETUP_TYPE = "PERINEAL"
 #: BrachyTreatmentType defined terms of remote afterloaders (PS3.3 C.8.8.15).
 AFTERLOADER_TYPES = ("HDR", "MDR", "PDR")
 _SAME_POSITION_MM = 1e-3
@@ -181,7 +193,7 @@ class BrachyPlan:
     name: str = ""
     prescription_dose_gy: float | None = None
     referenced_structure_set_uid: str | None = None
-    application_setup_type: str = "OTHER"
+    application_setup_type: str = SEED_APPLICATION_SETUP_TYPE
     channels: tuple[Channel, ...] = ()
     frame_of_reference_uid: str = ""
     sop_instance_uid: str = ""
@@ -335,7 +347,7 @@ def seed_implant(
     name: str = "",
     prescription_dose_gy: float | None = None,
     referenced_structure_set_uid: str | None = None,
-    application_setup_type: str = "OTHER",
+    application_setup_type: str = SEED_APPLICATION_SETUP_TYPE,
 ) -> BrachyPlan:
     """A permanent-implant :class:`BrachyPlan` from seed positions and needle numbers.
 
@@ -489,7 +501,7 @@ def write_seed_rtplan(
     *,
     context: StudyContext,
     series_description: str = "brachycryo seed plan",
-    series_number: int = 1,
+    series_number: int = SERIES_NUMBERS["rtplan"],
     overwrite: bool = False,
 ) -> str:
     """Write a permanent seed implant as an RT Plan (encoding: see the module docstring).

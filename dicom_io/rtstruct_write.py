@@ -32,6 +32,7 @@ from brachycryo.core.errors import GeometryError, StructureError
 from brachycryo.dicom_io.common import (
     CT_IMAGE_STORAGE,
     RT_STRUCTURE_SET_STORAGE,
+    SERIES_NUMBERS,
     new_dataset,
     save_dataset,
 )
@@ -420,6 +421,7 @@ def write_rtstruct(
     *,
     label: str = "brachycryo",
     series_description: str = "brachycryo structures",
+    series_number: int = SERIES_NUMBERS["rtstruct"],
     overwrite: bool = False,
     content_datetime: _dt.datetime | None = None,
 ) -> StructureSet:
@@ -434,7 +436,7 @@ def write_rtstruct(
         "RTSTRUCT",
         ct.context,
         series_description=series_description,
-        series_number=100,
+        series_number=series_number,
         content_datetime=now,
     )
     ds.OperatorsName = ""

@@ -43,6 +43,7 @@ from brachycryo.cryo_iceball.config import CtSource, IceballConfig, check_grid_s
 from brachycryo.cryo_iceball.isotherms import isotherm_key
 from brachycryo.cryo_iceball.probes import Probe
 from brachycryo.cryo_iceball.tissue import Tissue, tissue_label_map
+from brachycryo.dicom_io.common import SERIES_NUMBERS
 from brachycryo.dicom_io.ct_series import CTImage, load_ct_series
 from brachycryo.dicom_io.rasterize import roi_mask
 from brachycryo.dicom_io.rtstruct import StructureSet, check_against_image, read_rtstruct
@@ -302,6 +303,7 @@ def write_isotherm_rtstruct(
         ct,
         label="iceball",
         series_description="brachycryo ice-ball isotherms",
+        series_number=SERIES_NUMBERS["rtstruct_iceball"],
         overwrite=overwrite,
     )
     return written, notes

@@ -19,6 +19,7 @@ import numpy as np
 
 from brachycryo.core.atomic import write_text_atomic
 from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.common import SERIES_NUMBERS
 from brachycryo.dicom_io.rtdose import write_rtdose
 from brachycryo.dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan
 from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct
@@ -139,8 +140,11 @@ def write_plan_outputs(
     out_dir: str | os.PathLike,
     *,
     overwrite: bool = False,
+    dose_bits: int = 32,
 ) -> dict[str, Path]:
     """Write every data file (not the report); returns {kind: path}.
+
+    ``dose_bits`` is the RTDOSE pixel size, 32 or 16 (see :func:`write_rtdose`).
 
     A plan without seeds (cryo only, or a seed plan whose every candidate is blocked) has no
     RTPLAN and no RTDOSE; its zones, isotherms, metrics and (empty) needle list are written.
@@ -151,10 +155,15 @@ def write_plan_outputs(
     ct = result.case.ct
     spec = result.spec
     rois = _zone_rois(result)
+    # the plan references the structure set it was made on: the zones (seed target), else
+    # the case's (PS3.3 C.8.8.9 Referenced Structure Set Sequence)
+    planned_on = result.case.structures.sop_instance_uid
     if rois:
         paths["rtstruct"] = out / PLAN_OUTPUT_NAMES["rtstruct"]
-        write_rtstruct(paths["rtstruct"], rois, ct, label="zones", overwrite=overwrite,
-                       series_description="brachycryo zones and isotherms")  # fmt: skip
+        zones = write_rtstruct(paths["rtstruct"], rois, ct, label="zones", overwrite=overwrite,
+                               series_description="brachycryo zones and isotherms",
+                               series_number=SERIES_NUMBERS["rtstruct_zones"])  # fmt: skip
+        planned_on = zones.sop_instance_uid
     plan_uid = None
     if result.n_seeds:
         model = load_seed_model(spec.seed_model)
@@ -175,7 +184,7 @@ def write_plan_outputs(
             label="ZONED SEEDS",
             name="brachycryo zoned plan",
             prescription_dose_gy=spec.prescription_gy,
-            referenced_structure_set_uid=result.case.structures.sop_instance_uid,
+            referenced_structure_set_uid=planned_on,
         )
         paths["rtplan"] = out / PLAN_OUTPUT_NAMES["rtplan"]
         plan_uid = write_seed_rtplan(paths["rtplan"], plan, context=ct.context, overwrite=overwrite)
@@ -183,7 +192,7 @@ def write_plan_outputs(
         paths["rtdose"] = out / PLAN_OUTPUT_NAMES["rtdose"]  # has no seed dose to write
         write_rtdose(paths["rtdose"], result.dose_gy, result.grid, context=ct.context,
                      referenced_plan_uid=plan_uid, overwrite=overwrite,
-                     summation="PLAN")  # fmt: skip
+                     summation="PLAN", bits_allocated=dose_bits)  # fmt: skip
     paths["metrics"] = out / PLAN_OUTPUT_NAMES["metrics"]
     document = json.dumps(metrics_document(plan_metrics), indent=2)
     write_text_atomic(paths["metrics"], document, overwrite=overwrite)

@@ -22,6 +22,19 @@ if TYPE_CHECKING:  # the CLI imports its workers when a command runs
     from brachycryo.dicom_io.common import StudyContext
     from brachycryo.dicom_io.rtplan import BrachyPlan
 
+#: Help of ``--dose-bits`` (dose, plan, demo, postimplant).
+DOSE_BITS_HELP = (
+    "RTDOSE pixel size: 32 (default; step = max dose / 4.29e9) or 16 (readable by every "
+    "tool, dicom3tools included; each voxel reads back within DoseGridScaling / 2 <= max "
+    "dose / 131070 of the computed dose)"
+)
+
+
+def add_dose_bits_option(p: argparse.ArgumentParser) -> None:
+    """``--dose-bits {32,16}``: BitsAllocated of the written RTDOSE (PS3.3 C.8.8.3)."""
+    p.add_argument("--dose-bits", type=int, choices=[32, 16], default=32, help=DOSE_BITS_HELP)
+
+
 #: Margin around the seeds of the grid made by ``--spacing-mm`` (mm).
 SEED_GRID_MARGIN_MM = 30.0
 
@@ -60,6 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["auto", "numpy", "numba", "cupy"], default="auto")
     p.add_argument("--dose-rate", action="store_true", help="write the initial dose rate (Gy/h)")
     p.add_argument("--cutoff-mm", type=float, help="ignore seed-voxel pairs farther than this")
+    add_dose_bits_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run, command_name="dose")
@@ -93,7 +107,7 @@ def _grid(args: argparse.Namespace, plan: BrachyPlan) -> tuple[Grid, StudyContex
 
 
 def run(args: argparse.Namespace) -> int:
-    from brachycryo.dicom_io.common import StudyContext, read_dataset
+    from brachycryo.dicom_io.common import SERIES_NUMBERS, StudyContext, read_dataset
     from brachycryo.dicom_io.plan_model import choose_seed_model
     from brachycryo.dicom_io.rtdose import write_rtdose
     from brachycryo.dicom_io.rtplan import read_rtplan
@@ -156,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         grid,
         context=context,
         referenced_plan_uid=plan.sop_instance_uid or None,
+        series_number=SERIES_NUMBERS["rtdose_recomputed"],
+        bits_allocated=args.dose_bits,
         dose_comment=(
             f"TG-43U1 {args.formalism} source, model {model.name}, "
             + ("initial dose rate (Gy/h)" if args.dose_rate else "total permanent-implant dose")

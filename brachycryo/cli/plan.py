@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from brachycryo.cli.dose import add_dose_bits_option
 from brachycryo.core.atomic import check_writable
 from brachycryo.core.progress import tqdm_callback
 
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["auto", "numpy", "numba", "cupy"], default=None,
                    help="dose backend (default: the spec's [dose] backend, else auto)")  # fmt: skip
+    add_dose_bits_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
@@ -77,7 +79,12 @@ def execute(spec: PlanSpec, out_dir: str | os.PathLike, args: argparse.Namespace
         )
     metrics = evaluate_zoned_plan(result)
     paths = write_plan_folder(
-        result, metrics, out_dir, overwrite=args.overwrite, report_html=not args.no_report
+        result,
+        metrics,
+        out_dir,
+        overwrite=args.overwrite,
+        report_html=not args.no_report,
+        dose_bits=args.dose_bits,
     )
     print(f"{result.n_seeds} seeds on {result.n_needles} needles "
           f"({metrics.total_sk_u:.2f} U); backend {result.backend}; "

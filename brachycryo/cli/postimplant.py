@@ -13,6 +13,7 @@ import argparse
 import math
 from pathlib import Path
 
+from brachycryo.cli.dose import add_dose_bits_option
 from brachycryo.core.atomic import check_writable
 from brachycryo.core.progress import tqdm_callback
 
@@ -71,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=["auto", "numpy", "numba", "cupy"], default="auto")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-3d", action="store_true", help="no 3-D picture in the report")
+    add_dose_bits_option(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=run, command_name="postimplant")
@@ -140,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             progress=cb,
         )
     paths = write_postimplant_folder(
-        result, out, overwrite=args.overwrite, render_3d=not args.no_3d
+        result, out, overwrite=args.overwrite, render_3d=not args.no_3d, dose_bits=args.dose_bits
     )
     if not args.quiet:
         print(summary(result))

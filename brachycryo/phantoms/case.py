@@ -132,6 +132,7 @@ def write_phantom(
         case.grid,
         context=context,
         series_description=f"Phantom CT {case.site}",
+        body_part=case.site.upper(),  # ABDOMEN or PELVIS: unpaired, no Laterality
         overwrite=overwrite,
     )
     report(progress, 0.5, "CT written")

@@ -54,7 +54,7 @@ from brachycryo.core.errors import ConfigError, GeometryError
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, report
 from brachycryo.core.seed_capsule import SEED_DIAMETER_MM, SEED_LENGTH_MM
-from brachycryo.dicom_io.common import StudyContext
+from brachycryo.dicom_io.common import SERIES_NUMBERS, StudyContext
 from brachycryo.dicom_io.ct_series import CTImage, write_ct_series
 from brachycryo.dicom_io.rtplan import BrachyPlan
 from brachycryo.phantoms import PhantomCase
@@ -596,5 +596,6 @@ def write_postimplant_ct(
         ct.grid,
         context=context,
         series_description="brachycryo post-implant CT (synthetic)",
+        series_number=SERIES_NUMBERS["ct_postimplant"],
         overwrite=overwrite,
     )

@@ -64,6 +64,7 @@ from brachycryo.core.errors import (
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, report, scaled
 from brachycryo.core.seeds import Seeds
+from brachycryo.dicom_io.common import SERIES_NUMBERS
 from brachycryo.dicom_io.ct_series import CTImage, load_ct_series
 from brachycryo.dicom_io.plan_model import AUTO, choose_seed_model
 from brachycryo.dicom_io.rtdose import write_rtdose
@@ -835,8 +836,10 @@ def write_postimplant_outputs(
     *,
     overwrite: bool = False,
     report_html: bool = True,
+    dose_bits: int = 32,
 ) -> dict[str, Path]:
     """Write the data files (module docstring) into ``out_dir``; returns {kind: path}.
+    ``dose_bits``: RTDOSE pixel size, 32 or 16 (see :func:`write_rtdose`).
 
     With ``report_html`` the report's path is checked and listed with the others in
     ``metrics.json``; the page itself is written one floor up, by
@@ -859,6 +862,7 @@ def write_postimplant_outputs(
         result.detected_plan,
         context=context,
         series_description="brachycryo post-implant seeds",
+        series_number=SERIES_NUMBERS["rtplan_postimplant"],
         overwrite=overwrite,
     )
     write_rtdose(
@@ -867,6 +871,8 @@ def write_postimplant_outputs(
         result.dose_grid,
         context=context,
         referenced_plan_uid=plan_uid,
+        series_number=SERIES_NUMBERS["rtdose_postimplant"],
+        bits_allocated=dose_bits,
         dose_comment=f"TG-43U1 line source, model {result.model.name}, post-implant seeds",
         series_description="brachycryo post-implant dose",
         overwrite=overwrite,

@@ -86,10 +86,13 @@ def write_plan_folder(
     *,
     overwrite: bool = False,
     report_html: bool = True,
+    dose_bits: int = 32,
 ) -> dict[str, Path]:
     """Every output of a plan: the data files of :func:`write_plan_outputs`, then
     ``report.html`` (unless ``report_html`` is false); returns {kind: path}."""
-    paths = write_plan_outputs(result, plan_metrics, out_dir, overwrite=overwrite)
+    paths = write_plan_outputs(
+        result, plan_metrics, out_dir, overwrite=overwrite, dose_bits=dose_bits
+    )
     if report_html:
         paths["report"] = Path(out_dir) / PLAN_OUTPUT_NAMES["report"]
         write_plan_report(paths["report"], result, plan_metrics, overwrite=overwrite)

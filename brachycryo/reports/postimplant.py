@@ -296,10 +296,13 @@ def write_postimplant_folder(
     overwrite: bool = False,
     report_html: bool = True,
     render_3d: bool = True,
+    dose_bits: int = 32,
 ) -> dict[str, Path]:
     """Every post-implant output: the data files of :func:`write_postimplant_outputs`, then
     ``report.html`` (unless ``report_html`` is false); returns {kind: path}."""
-    paths = write_postimplant_outputs(result, out_dir, overwrite=overwrite, report_html=report_html)
+    paths = write_postimplant_outputs(
+        result, out_dir, overwrite=overwrite, report_html=report_html, dose_bits=dose_bits
+    )
     if report_html:
         paths["report"] = Path(out_dir) / OUTPUT_NAMES["report"]
         write_report(

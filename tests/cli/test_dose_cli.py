@@ -3,6 +3,7 @@
 import datetime as dt
 
 import numpy as np
+import pydicom
 import pytest
 
 from brachycryo.cli import main
@@ -154,3 +155,22 @@ def test_info_says_hdr_plan(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "plan=HDR afterloader (not a seed implant)" in text and "n_dwell_positions=9" in text
     assert "total_sk_u" not in text
+
+
+def test_dose_bits_16_reads_back_within_the_stated_bound(case, dciodvfy):
+    """--dose-bits 16: dicom3tools can check the file, and every voxel is within
+    DoseGridScaling / 2 <= max / 131070 of the engine's dose (issue 14.7)."""
+    root, grid, pos = case
+    out = root / "RD_16.dcm"
+    assert main(["dose", "--rtplan", str(root / "RP.dcm"), "--ct", str(root / "ct"), "--out",
+                 str(out), "--quiet", "--backend", "numpy", "--dose-bits", "16"]) == 0  # fmt: skip
+    ds = pydicom.dcmread(out)
+    assert (
+        ds.BitsAllocated == 16 and ds.SeriesNumber != pydicom.dcmread(root / "RP.dcm").SeriesNumber
+    )
+    rd = read_rtdose(out)
+    expected = _expected(pos, grid)
+    assert rd.dose_grid_scaling <= expected.max() / 65535 * (1 + 1e-8)
+    assert np.max(np.abs(rd.dose_gy - expected)) <= rd.dose_grid_scaling / 2 * (1 + 1e-6)
+    errors, _ = dciodvfy(out)
+    assert errors == [], errors

@@ -7,7 +7,7 @@ import pydicom
 import pytest
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from brachycryo.core.errors import BrachyCryoError, DicomInputError, SeriesError
+from brachycryo.core.errors import BrachyCryoError, DataModelError, DicomInputError, SeriesError
 from brachycryo.core.grid import Grid
 from brachycryo.dicom_io.common import StudyContext, read_dataset
 from brachycryo.dicom_io.ct_series import load_ct_series, write_ct_series
@@ -206,9 +206,20 @@ def test_real_files_load(shared_data):
 
 
 def test_written_ct_passes_dciodvfy(tmp_path, dciodvfy):
-    ct, _, _ = _write(tmp_path)
-    errors, _ = dciodvfy(ct.paths[0])
+    """No Error, and no Laterality warning for an unpaired body part: General Series
+    Laterality is Type 2C (paired body parts only, PS3.3 C.7.3.1), so it is absent, not
+    empty (issue 14.7).  With the body part unknown it stays empty ("unknown")."""
+    ct, _, _ = _write(tmp_path, body_part="ABDOMEN")
+    errors, warnings_ = dciodvfy(ct.paths[0])
     assert errors == []
+    assert not [w for w in warnings_ if "Laterality" in w], warnings_
+    ds = pydicom.dcmread(ct.paths[0], stop_before_pixels=True)
+    assert "Laterality" not in ds and ds.BodyPartExamined == "ABDOMEN"
+    unknown, _, _ = _write(tmp_path, name="unknown")
+    errors, _ = dciodvfy(unknown.paths[0])
+    assert errors == [] and pydicom.dcmread(unknown.paths[0]).Laterality == ""
+    with pytest.raises(DataModelError, match="BREAST"):
+        _write(tmp_path, name="paired", body_part="BREAST")
 
 
 def test_write_refuses_overwrite_and_nan(tmp_path):

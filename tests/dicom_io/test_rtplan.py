@@ -200,8 +200,11 @@ def test_dciodvfy_accepts_our_plans(tmp_path, ctx, dciodvfy, make):
     plan = make()
     path = tmp_path / "plan.dcm"
     write_seed_rtplan(path, plan, context=ctx)
-    errors, _warnings = dciodvfy(path)
+    errors, warnings_ = dciodvfy(path)
     assert errors == [], errors
+    # a Defined Term of PS3.3 C.8.8.15 (PERINEAL; "OTHER" was none, issue 14.7)
+    assert not [w for w in warnings_ if "ApplicationSetupType" in w], warnings_
+    assert pydicom.dcmread(path).ApplicationSetupSequence[0].ApplicationSetupType == "PERINEAL"
     back = read_rtplan(path)
     assert np.max(np.abs(back.positions_mm - plan.positions_mm)) < 1e-9
     assert np.max(np.abs(back.directions - plan.directions)) < 1e-6

@@ -253,3 +253,29 @@ def test_hot_spot_goals_from_the_spec_and_per_lesion():
         parse_plan_spec({**SPEC, "goals": {"v150_max_pct": 150.0}})
     with pytest.raises(ConfigError, match="goals"):
         parse_plan_spec({**SPEC, "goals": {"v300_max_pct": 5.0}})
+
+
+def test_written_series_are_distinct_and_the_plan_references_the_zones(planned, dciodvfy):
+    """Issue 14.7: one SeriesNumber per written series of the study; the RTPLAN references
+    the structure set it was planned on (the zones, holding the seed targets); dciodvfy has
+    no Laterality (CT) or ApplicationSetupType (RTPLAN) warning."""
+    import pydicom
+
+    result, _, paths = planned
+    files = {
+        "ct": result.case.ct.paths[0],
+        "case_rs": result.case.structures.path,
+        "zones": paths["rtstruct"],
+        "rtplan": paths["rtplan"],
+        "rtdose": paths["rtdose"],
+    }
+    ds = {k: pydicom.dcmread(p, stop_before_pixels=True) for k, p in files.items()}
+    assert len({d.StudyInstanceUID for d in ds.values()}) == 1
+    numbers = [int(d.SeriesNumber) for d in ds.values()]
+    assert len(set(numbers)) == len(numbers), numbers
+    referenced = ds["rtplan"].ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID
+    assert referenced == ds["zones"].SOPInstanceUID != ds["case_rs"].SOPInstanceUID
+    assert read_rtplan(paths["rtplan"]).referenced_structure_set_uid == referenced
+    for kind, word in (("ct", "Laterality"), ("rtplan", "ApplicationSetupType")):
+        errors, warnings_ = dciodvfy(files[kind])
+        assert errors == [] and not [w for w in warnings_ if word in w], warnings_
