@@ -17,6 +17,7 @@ import numpy as np
 
 from brachycryo.core.errors import BrachyCryoError
 from brachycryo.dicom_io.ct_series import load_ct_series
+from brachycryo.dicom_io.plan_model import suggest_for_plan
 from brachycryo.dicom_io.rasterize import roi_volume_cc
 from brachycryo.dicom_io.rtdose import read_rtdose
 from brachycryo.dicom_io.rtplan import BrachyPlan, read_rtplan
@@ -135,6 +136,10 @@ def _plan_summary(path: Path) -> dict[str, Any]:
         "total_sk_u": round(float(sk.sum()), 4) if sk.size else 0.0,
         "frame_of_reference_uid": plan.frame_of_reference_uid,
     }
+    if not out["models"]:  # no SourceModelID: what `dose --model auto` would say
+        hint = suggest_for_plan(plan)
+        out["suggested_model"] = hint.best or f"ambiguous: {', '.join(hint.candidates[:6])}"
+        out["suggestion_basis"] = hint.reason
     if plan.prescription_dose_gy is not None:
         out["prescription_gy"] = plan.prescription_dose_gy
     if plan.warnings:

@@ -101,6 +101,8 @@ def test_plan_without_model_id_suggests_and_auto_chooses(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "130.002" in err and "--model auto" in err and "Nucletron" in err
     assert not out.exists()
+    assert main(["info", str(path)]) == 0
+    assert "suggested_model=130.002" in capsys.readouterr().out
     assert main([*args, "--model", "auto"]) == 0
     said = capsys.readouterr().out
     assert "--model auto chose 130.002" in said and "ActiveSourceLength 3.4 mm" in said
