@@ -77,6 +77,38 @@ def _zone_rois(result: PlanResult) -> list[RoiSpec]:
     return rois
 
 
+#: Display colours of the probe ROIs (the report draws them in the same colours).
+PROBE_TRACK_COLOUR = (255, 230, 0)
+PROBE_TIP_COLOUR = (255, 0, 200)
+
+
+def probe_roi_names(number: int) -> tuple[str, str]:
+    """The zones RTSTRUCT's ROI names of probe ``number`` (1-based): track and tip."""
+    return f"Probe{number}_track", f"Probe{number}_tip"
+
+
+def _probe_rois(result: PlanResult) -> list[RoiSpec]:
+    """Two ROIs per cryo probe, numbered as in probes.csv: its track from the skin entry to
+    the tip, an open contour (OPEN_NONPLANAR unless it lies in an image plane; PS3.3
+    C.8.8.6.1), and its tip, a POINT contour.
+
+    RTROIInterpretedType (PS3.3 C.8.8.8) has no term for an ablation probe: the track is
+    CONTROL ("ROI to be used in control of dose optimization and calculation", the term
+    planning systems use for helper structures that are neither target nor organ, as the
+    isotherm ROIs here), the tip MARKER (a marked point, the type point ROIs take).  The
+    brachytherapy terms (BRACHY_CHANNEL, ...) would make a planning system take the probe
+    for a source channel.
+    """
+    rois = []
+    for t in result.probe_tracks:
+        track, tip = probe_roi_names(t.number)
+        rois.append(RoiSpec(track, lines_mm=[np.array([t.entry_mm, t.tip_mm])],
+                            interpreted_type="CONTROL", color_rgb=PROBE_TRACK_COLOUR))  # fmt: skip
+        rois.append(RoiSpec(tip, points_mm=np.array([t.tip_mm]), interpreted_type="MARKER",
+                            color_rgb=PROBE_TIP_COLOUR))  # fmt: skip
+    return rois
+
+
 def needle_table_csv(result: PlanResult) -> str:
     """One row per needle: entry point, direction, depth to the deepest seed, seed positions."""
     buf = io.StringIO()
@@ -152,6 +184,7 @@ def write_plan_outputs(
     spec = result.spec
     rois = _zone_rois(result)
     if rois:
+        rois += _probe_rois(result)
         paths["rtstruct"] = out / PLAN_OUTPUT_NAMES["rtstruct"]
         write_rtstruct(paths["rtstruct"], rois, ct, label="zones", overwrite=overwrite,
                        series_description="brachycryo zones and isotherms")  # fmt: skip
