@@ -12,6 +12,7 @@ import datetime as _dt
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,25 +110,50 @@ def _probe_rois(result: PlanResult) -> list[RoiSpec]:
     return rois
 
 
+@dataclass(frozen=True)
+class UsedNeedle:
+    """A needle that carries seeds: entry on the skin, insertion direction, the depth of its
+    deepest seed along it, and its seeds' positions from the shallowest (mm)."""
+
+    number: int
+    entry_mm: np.ndarray
+    direction: np.ndarray
+    depth_mm: float
+    seed_positions_mm: np.ndarray
+
+    @property
+    def deepest_mm(self) -> np.ndarray:
+        return self.entry_mm + self.depth_mm * self.direction
+
+
+def used_needles(result: PlanResult) -> list[UsedNeedle]:
+    """The plan's needles that carry seeds, in needle order."""
+    if result.candidates is None or result.n_seeds == 0:
+        return []
+    tracks = result.candidates.tracks
+    out = []
+    for number in sorted(set(result.seed_needles.tolist())):
+        t = tracks[number]
+        pos = result.seeds.positions_mm[result.seed_needles == number]
+        depth = (pos - t.entry_mm) @ t.direction
+        order = np.argsort(depth)
+        out.append(UsedNeedle(t.number, np.asarray(t.entry_mm, float),
+                              np.asarray(t.direction, float), float(depth.max()),
+                              pos[order]))  # fmt: skip
+    return out
+
+
 def needle_table_csv(result: PlanResult) -> str:
     """One row per needle: entry point, direction, depth to the deepest seed, seed positions."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["needle_id", "entry_x_mm", "entry_y_mm", "entry_z_mm", "dir_x", "dir_y", "dir_z",
                 "depth_mm", "n_seeds", "seed_positions_mm"])  # fmt: skip
-    if result.candidates is None or result.n_seeds == 0:
-        return buf.getvalue()
-    tracks = result.candidates.tracks
-    for number in sorted(set(result.seed_needles.tolist())):
-        t = tracks[number]
-        sel = result.seed_needles == number
-        pos = result.seeds.positions_mm[sel]
-        depth = (pos - t.entry_mm) @ t.direction
-        order = np.argsort(depth)
+    for n in used_needles(result):
         w.writerow(
-            [t.number, *(f"{v:.1f}" for v in t.entry_mm), *(f"{v:.4f}" for v in t.direction),
-             f"{depth.max():.1f}", int(sel.sum()),
-             ";".join(" ".join(f"{v:.1f}" for v in p) for p in pos[order])]
+            [n.number, *(f"{v:.1f}" for v in n.entry_mm), *(f"{v:.4f}" for v in n.direction),
+             f"{n.depth_mm:.1f}", len(n.seed_positions_mm),
+             ";".join(" ".join(f"{v:.1f}" for v in p) for p in n.seed_positions_mm)]
         )  # fmt: skip
     return buf.getvalue()
 
