@@ -1,5 +1,5 @@
-"""Write a plan's data files: RTPLAN, RTDOSE, RTSTRUCT (zones, isotherms), metrics.json and
-the needle / seed list for the procedure.
+"""Write a plan's data files: RTPLAN, RTDOSE, RTSTRUCT (zones, isotherms, the cryo probes'
+tracks and tips), metrics.json and the needle / seed and probe lists for the procedure.
 
 The HTML report is a page, one floor up: :func:`brachycryo.reports.plan.write_plan_folder`
 writes these files and then the report.
@@ -208,9 +208,8 @@ def write_plan_outputs(
     paths: dict[str, Path] = {}
     ct = result.case.ct
     spec = result.spec
-    rois = _zone_rois(result)
+    rois = _zone_rois(result) + _probe_rois(result)
     if rois:
-        rois += _probe_rois(result)
         paths["rtstruct"] = out / PLAN_OUTPUT_NAMES["rtstruct"]
         write_rtstruct(paths["rtstruct"], rois, ct, label="zones", overwrite=overwrite,
                        series_description="brachycryo zones and isotherms")  # fmt: skip
