@@ -14,6 +14,7 @@ Example::
     model = "generic_2p4mm"
     tip_mm = [0.0, 0.0, -20.0]
     direction = [0.0, 0.0, 1.0]   # unit vector from the tip toward the handle
+    entry_mm = [0.0, 0.0, 60.0]   # optional: where it enters the patient (skin)
 
     [[protocol]]
     phase = "freeze"          # freeze | passive_thaw | active_thaw
@@ -51,10 +52,30 @@ Instead of ``[medium]``, a **CT + RTSTRUCT** case (read and rasterised by
     initial_temp_c = 37.0
     vessels = ["Aorta", "IVC"]    # large vessels: heat sinks held at 37 C
     oars = ["Kidney_L", "SpinalCord"]   # min distance from the 0 C isotherm in summary.json
+    # body = "BODY"               # the body outline (default: BODY, else the EXTERNAL ROI)
 
     [structures]                  # optional: tissue class per ROI (rows of the tissue table),
     Liver = "liver"               # overriding the CT-number classes; later lines win where
     GTV_Bulky = "tumor"           # ROIs overlap
+
+Probe direction and handle (the convention of :class:`~brachycryo.cryo_iceball.probes.Probe`
+and of the planner's ``probes.csv``): ``direction`` points from the tip toward the handle,
+back out along the track; a direction written as the insertion (skin -> tip) puts the
+handle inside the patient.  What can be checked of that, and is (:func:`handle_flags`):
+
+* always, with ``entry_mm``: the entry lies on the probe's axis (within 1 mm) on the handle
+  side, beyond the active zone (else a :class:`~brachycryo.core.errors.ConfigError`);
+* with a body (a ``[ct]`` case with a BODY / EXTERNAL ROI, or ``[ct] body``): the tip lies
+  in the body, and the axis from the tip toward the handle leaves the body within the CT
+  (else the handle would lie inside the patient); with ``entry_mm``, the entry lies within
+  a voxel of where it does;
+* without a body (``[medium]``): the medium has no skin, so a probe is taken to enter from
+  the simulated block's edge and nothing is checked; with ``entry_mm``, an entry more than
+  a voxel inside the block is flagged: the block's tissue then runs on past the skin along
+  the shaft toward the handle, where the patient has none.
+
+Flags are warnings (printed and kept in ``run_info.json``), not errors: the simulation is
+still physics of the probes as given.
 
 The simulation grid is then the CT's grid (its direction matrix kept, oblique or not)
 cropped to the probes' active zones plus ``margin_mm`` and resampled to ``spacing_mm``.
@@ -69,7 +90,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +161,16 @@ class CtSource:
     structures: tuple[tuple[str, str], ...] = ()
     vessels: tuple[str, ...] = ()
     oars: tuple[str, ...] = ()
+    body: str | None = None  # the body outline ROI (None: BODY, else the EXTERNAL one)
+
+
+@dataclass(frozen=True)
+class ProbeFlag:
+    """A probe placed where a physician could not have inserted it (see the module
+    docstring): ``probe`` indexes ``[[probe]]`` (0-based)."""
+
+    probe: int
+    message: str
 
 
 @dataclass(frozen=True)
@@ -162,6 +193,8 @@ class IceballConfig:
     tissue_table: dict[str, Tissue] = field(default_factory=dict)
     spacing_mm: float = 1.0
     margin_mm: float = 30.0
+    #: ``[[probe]] entry_mm`` of each probe (None: not given), in ``probes`` order
+    entries_mm: tuple[tuple[float, float, float] | None, ...] = ()
 
     def vessel_mask(self, grid: Grid | None = None) -> np.ndarray | None:
         """The ``[[vessel]]`` cylinders on ``grid`` (default: the config's grid)."""
@@ -229,7 +262,7 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
     _check_keys(doc, _TOP, "the config")
     probe_cat, tissues = _catalogues(doc, base)
     tissue, ct, t0 = _medium_or_ct(doc, base, tissues)
-    probes = _probes(doc, probe_cat)
+    probes, entries = _probes(doc, probe_cat)
     phases = _phases(doc)
     spacing, margin = _grid_spacing_margin_mm(doc)
     grid = None if ct is not None else _medium_grid(probes, spacing_mm=spacing, margin_mm=margin)
@@ -252,6 +285,7 @@ def load_config(path: str | Path, *, isotherms_c: list[float] | None = None) -> 
         tissue_table=tissues,
         spacing_mm=spacing,
         margin_mm=margin,
+        entries_mm=entries,
     )
 
 
@@ -306,29 +340,189 @@ def _medium(doc: dict, tissues: dict[str, Tissue]) -> tuple[Tissue, float]:
     return tissue, _num(med, "initial_temp_c", "medium", default=37.0)
 
 
-def _probes(doc: dict, probe_cat: dict[str, ProbeModel]) -> tuple[Probe, ...]:
-    """``[[probe]]`` tables: catalogue model, tip and direction."""
+def _probes(
+    doc: dict, probe_cat: dict[str, ProbeModel]
+) -> tuple[tuple[Probe, ...], tuple[tuple[float, float, float] | None, ...]]:
+    """``[[probe]]`` tables: catalogue model, tip, direction and the optional entry."""
     probes_raw = doc.get("probe")
     if not isinstance(probes_raw, list) or not probes_raw:
         raise ConfigError("at least one [[probe]] table is needed", key="probe")
     probes = []
+    entries: list[tuple[float, float, float] | None] = []
     for n, pr in enumerate(probes_raw):
         where = f"probe[{n}]"
-        _check_keys(pr, {"model", "tip_mm", "direction"}, where)
+        _check_keys(pr, {"model", "tip_mm", "direction", "entry_mm"}, where)
         model = pr.get("model")
         if model not in probe_cat:
             raise ConfigError(
                 f"unknown probe model {model!r}; known: {sorted(probe_cat)}", key=f"{where}.model"
             )
         try:
-            probes.append(
-                Probe(probe_cat[model], _vec3(pr, "tip_mm", where), _vec3(pr, "direction", where))
+            probe = Probe(
+                probe_cat[model], _vec3(pr, "tip_mm", where), _vec3(pr, "direction", where)
             )
         except ConfigError:
             raise
         except Exception as exc:
             raise ConfigError(str(exc), key=where) from None
-    return tuple(probes)
+        probes.append(probe)
+        given = "entry_mm" in pr
+        entries.append(_entry(probe, _vec3(pr, "entry_mm", where), where) if given else None)
+    return tuple(probes), tuple(entries)
+
+
+#: How far (mm) ``entry_mm`` may lie off the probe's axis.
+ENTRY_AXIS_TOLERANCE_MM = 1.0
+
+
+def _entry(
+    probe: Probe, entry: tuple[float, float, float], where: str
+) -> tuple[float, float, float]:
+    """``entry_mm`` checked against the probe: on its axis, on the handle side beyond the
+    active zone (the handle lies outside the patient, the freezing zone inside)."""
+    rel = np.asarray(entry) - np.asarray(probe.tip_mm)
+    axis = np.asarray(probe.direction)
+    along = float(rel @ axis)
+    off_axis = float(np.linalg.norm(rel - along * axis))
+    if off_axis > ENTRY_AXIS_TOLERANCE_MM:
+        raise ConfigError(
+            f"{where}: entry_mm lies {off_axis:.1f} mm off the probe's axis (through tip_mm "
+            f"along direction); at most {ENTRY_AXIS_TOLERANCE_MM:g} mm",
+            key=f"{where}.entry_mm",
+        )
+    _, active_end = probe.active_segment_mm()
+    needed = float((active_end - np.asarray(probe.tip_mm)) @ axis)
+    if along < needed:
+        side = "the tip side" if along < 0 else "within the active zone"
+        raise ConfigError(
+            f"{where}: entry_mm lies on {side} ({along:.1f} mm from the tip along direction; "
+            f"the active zone ends {needed:.1f} mm from it): direction points from the tip "
+            "toward the handle, back out along the track, so the handle would lie inside the "
+            "patient; give the reverse of the insertion direction",
+            key=f"{where}.direction",
+        )
+    return entry
+
+
+def _inside_run_mm(
+    mask: np.ndarray, grid: Grid, start_mm: np.ndarray, axis: np.ndarray
+) -> tuple[float, bool]:
+    """How far the axis from ``start_mm`` runs inside ``mask`` (sampled every quarter of
+    the finest voxel), and whether it leaves the mask before the grid ends."""
+    step = 0.25 * min(grid.spacing_mm)
+    reach = float(np.linalg.norm(np.asarray(grid.shape[::-1]) * grid.spacing_mm))
+    t = np.arange(0.0, reach + step, step)
+    pts = start_mm + t[:, None] * axis
+    in_grid = grid.contains_mm(pts)
+    inside = grid.sample_nearest(mask, pts, outside=False) & in_grid
+    out = np.nonzero(~inside)[0]
+    if out.size == 0:
+        return float(t[-1]), False
+    return float(t[max(int(out[0]) - 1, 0)]), bool(in_grid[out[0]])
+
+
+def handle_flags(
+    cfg: IceballConfig,
+    *,
+    body: np.ndarray | None = None,
+    body_grid: Grid | None = None,
+    body_name: str = "BODY",
+    avoid: Mapping[str, np.ndarray] | None = None,
+) -> list[ProbeFlag]:
+    """Probes whose handle would lie inside the patient, as far as the config lets one
+    tell (see the module docstring): with ``body`` (a mask on ``body_grid``, e.g. the CT's
+    BODY ROI) the tip must lie in it, the axis toward the handle must leave it within the
+    grid, and the shaft from the tip to the skin must not run through the ``avoid``
+    structures (masks on ``body_grid``: the case's vessels and OARs; a direction written
+    as the insertion sends the shaft on through the patient); without, only a
+    ``[medium]`` probe's ``entry_mm`` is checked against the simulated block."""
+    flags: list[ProbeFlag] = []
+    entries = cfg.entries_mm or (None,) * len(cfg.probes)
+    for n, (probe, entry) in enumerate(zip(cfg.probes, entries, strict=True)):
+        tip, axis = np.asarray(probe.tip_mm), np.asarray(probe.direction)
+        if body is not None and body_grid is not None:
+            flags += _body_flags(n, tip, axis, entry, _Outline(body, body_grid, body_name))
+            flags += _shaft_flags(n, tip, axis, _Outline(body, body_grid, body_name), avoid)
+        elif entry is not None and cfg.grid is not None:
+            flags += _medium_flags(n, np.asarray(entry), axis, cfg.grid)
+    return flags
+
+
+def _medium_flags(n: int, entry: np.ndarray, axis: np.ndarray, grid: Grid) -> list[ProbeFlag]:
+    """The flag of probe ``n`` entering at ``entry`` inside a uniform block (empty: none)."""
+    run_mm, _ = _inside_run_mm(np.ones(grid.shape, bool), grid, entry, axis)
+    if run_mm <= max(grid.spacing_mm):
+        return []
+    message = (
+        f"probe[{n}]: the simulated medium runs on {run_mm:.0f} mm past entry_mm toward the "
+        "handle: the shaft there, outside the patient, lies in the modelled tissue (reduce "
+        "[grid] margin_mm, or give a [ct] case)"
+    )
+    return [ProbeFlag(n, message)]
+
+
+@dataclass(frozen=True)
+class _Outline:
+    """The body outline: its mask on its grid, and its ROI name."""
+
+    mask: np.ndarray
+    grid: Grid
+    name: str
+
+
+def _shaft_flags(
+    n: int,
+    tip: np.ndarray,
+    axis: np.ndarray,
+    body: _Outline,
+    avoid: Mapping[str, np.ndarray] | None,
+) -> list[ProbeFlag]:
+    """Probe ``n``'s shaft from the tip to the skin through an ``avoid`` structure."""
+    depth_mm, leaves = _inside_run_mm(body.mask, body.grid, tip, axis)
+    if not avoid or not leaves:
+        return []
+    step = 0.25 * min(body.grid.spacing_mm)
+    pts = tip + np.arange(0.0, depth_mm + step, step)[:, None] * axis
+    crossed = [name for name, m in avoid.items()
+               if body.grid.sample_nearest(m, pts, outside=False).any()]  # fmt: skip
+    if not crossed:
+        return []
+    message = (
+        f"probe[{n}]: its shaft from the tip to the skin ({depth_mm:.0f} mm toward the "
+        f"handle) runs through {', '.join(crossed)}; direction points from the tip back "
+        "out along the track: is it the insertion direction?"
+    )
+    return [ProbeFlag(n, message)]
+
+
+def _body_flags(
+    n: int,
+    tip: np.ndarray,
+    axis: np.ndarray,
+    entry: tuple[float, float, float] | None,
+    outline: _Outline,
+) -> list[ProbeFlag]:
+    """The flags of probe ``n`` against the body outline (empty: none)."""
+    body, grid, body_name = outline.mask, outline.grid, outline.name
+    if not grid.sample_nearest(body, tip[None, :], outside=False)[0]:
+        return [ProbeFlag(n, f"probe[{n}]: its tip lies outside {body_name}")]
+    depth_mm, leaves = _inside_run_mm(body, grid, tip, axis)
+    if not leaves:
+        message = (
+            f"probe[{n}]: the axis from its tip toward the handle (direction) stays inside "
+            f"{body_name} to the edge of the CT ({depth_mm:.0f} mm), no skin within the "
+            "scan: the handle would lie inside the patient (unless the scan is cut short "
+            "there); direction points from the tip back out along the track (the reverse "
+            "of the insertion)"
+        )
+        return [ProbeFlag(n, message)]
+    skin = tip + depth_mm * axis
+    miss_mm = float(np.linalg.norm(np.asarray(entry) - skin)) if entry is not None else 0.0
+    if miss_mm > max(grid.spacing_mm):
+        where = ", ".join(f"{v:.1f}" for v in skin)
+        message = f"probe[{n}]: entry_mm is {miss_mm:.1f} mm from where its axis leaves "
+        return [ProbeFlag(n, message + f"{body_name} ({where})")]
+    return []
 
 
 def _phases(doc: dict) -> tuple[Phase, ...]:
@@ -457,7 +651,9 @@ def _names(tab: dict, key: str, where: str) -> tuple[str, ...]:
 def _ct_source(doc: dict, base: Path, tissues: dict[str, Tissue]) -> CtSource:
     tab = _table(doc, "ct", required=True)
     _check_keys(
-        tab, {"series", "rtstruct", "series_uid", "initial_temp_c", "vessels", "oars"}, "[ct]"
+        tab,
+        {"series", "rtstruct", "series_uid", "initial_temp_c", "vessels", "oars", "body"},
+        "[ct]",
     )
     paths = {}
     for key in ("series", "rtstruct"):
@@ -476,6 +672,9 @@ def _ct_source(doc: dict, base: Path, tissues: dict[str, Tissue]) -> CtSource:
         raise ConfigError("[ct] series_uid must be a string", key="ct.series_uid")
     vessels = _names(tab, "vessels", "ct")
     oars = _names(tab, "oars", "ct")
+    body = tab.get("body")
+    if body is not None and (not isinstance(body, str) or not body.strip()):
+        raise ConfigError("[ct] body must name the body outline ROI", key="ct.body")
     structures = []
     for roi, name in _table(doc, "structures", required=False).items():
         if not isinstance(name, str):
@@ -496,4 +695,5 @@ def _ct_source(doc: dict, base: Path, tissues: dict[str, Tissue]) -> CtSource:
         structures=tuple(structures),
         vessels=vessels,
         oars=oars,
+        body=body,
     )

@@ -40,7 +40,10 @@ CLOSEDPLANAR_XOR = "CLOSEDPLANAR_XOR"
 #: Contour Geometric Types that enclose an area (combined by the even-odd rule, see above).
 CLOSED_TYPES = (CLOSED_PLANAR, CLOSEDPLANAR_XOR)
 POINT = "POINT"
-OPEN_TYPES = ("OPEN_PLANAR", "OPEN_NONPLANAR")
+OPEN_PLANAR = "OPEN_PLANAR"
+OPEN_NONPLANAR = "OPEN_NONPLANAR"
+#: Open contours: lines (e.g. a probe's track), read as such, never filled.
+OPEN_TYPES = (OPEN_PLANAR, OPEN_NONPLANAR)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,11 @@ class ROI:
         """The ROI's POINT contours as an (N, 3) array (e.g. markers, seeds)."""
         pts = [c.points_mm for c in self.contours if c.geometric_type == POINT]
         return np.concatenate(pts, axis=0) if pts else np.zeros((0, 3))
+
+    @property
+    def lines_mm(self) -> tuple[np.ndarray, ...]:
+        """The ROI's open contours (OPEN_PLANAR, OPEN_NONPLANAR), one (N, 3) polyline each."""
+        return tuple(c.points_mm for c in self.contours if c.geometric_type in OPEN_TYPES)
 
     @property
     def is_empty(self) -> bool:

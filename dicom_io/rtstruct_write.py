@@ -1,4 +1,4 @@
-"""Write an RT Structure Set from masks, contours or points, referencing a CT series.
+"""Write an RT Structure Set from masks, contours, lines or points, referencing a CT series.
 
 Masks on the CT grid are turned into per-slice closed contours by marching squares at the
 0.5 level (:func:`skimage.measure.find_contours`), so a binary mask read back onto the same
@@ -10,6 +10,14 @@ its own contour.  Explicit contours are written the same way: nested contours on
 are joined into keyhole contours, and contours that cross or touch are refused.  Every
 contour references the CT image it lies on; the Structure Set references the whole series
 (PS3.3 C.8.8.5).
+
+Lines (e.g. a cryo probe's track from the skin to its tip) are open contours (PS3.3
+C.8.8.6.1): OPEN_PLANAR when every point lies in one CT image plane (the contour then
+references that image, as closed contours do), OPEN_NONPLANAR otherwise, without an image
+reference.  Any straight segment is coplanar in the strict geometric sense; "planar" is
+taken here as lying in the plane of an image, because readers that sort contours by image
+(by the Contour Image Sequence or by the z of the first point) take a planar contour to lie
+in one slice, which a track across slices does not.  Points are one POINT contour each.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ from brachycryo.dicom_io.keyhole import first_meeting_pair, keyhole_loops
 from brachycryo.dicom_io.rasterize import contour_stack
 from brachycryo.dicom_io.rtstruct import (
     CLOSED_PLANAR,
+    OPEN_NONPLANAR,
+    OPEN_PLANAR,
     POINT,
     ROI,
     Contour,
@@ -67,7 +77,8 @@ _DEFAULT_COLOURS = [
 
 @dataclass(frozen=True)
 class RoiSpec:
-    """One ROI to write: a mask on the CT grid, explicit contours (mm), or points (mm).
+    """One ROI to write: a mask on the CT grid, explicit contours (mm), open lines (mm,
+    one (N >= 2, 3) polyline each) or points (mm).
 
     ``interpreted_type`` is an RTROIInterpretedType (EXTERNAL, PTV, CTV, GTV, ORGAN,
     AVOIDANCE, MARKER, CONTROL, ...).
@@ -77,6 +88,7 @@ class RoiSpec:
     mask: np.ndarray | None = None
     contours_mm: Sequence[np.ndarray] = field(default=())
     points_mm: np.ndarray | None = None
+    lines_mm: Sequence[np.ndarray] = field(default=())
     interpreted_type: str = "ORGAN"
     color_rgb: tuple[int, int, int] | None = None
     generation_algorithm: str = "AUTOMATIC"
@@ -364,11 +376,38 @@ def _without_repeats(polys: list[np.ndarray], name: str) -> list[np.ndarray]:
     return out
 
 
+def _line_contours(spec: RoiSpec, ct: CTImage, lookup: _SliceLookup) -> list[Dataset]:
+    """Open contour items of ``spec.lines_mm``: OPEN_PLANAR when a line lies in a plane of
+    the CT's images (referencing the image when it lies on one), else OPEN_NONPLANAR (see
+    the module docstring)."""
+    tol = 0.01 * ct.grid.spacing_mm[2] + 1e-3  # as the slice lookup's
+    out = []
+    for line in spec.lines_mm:
+        pts = np.round(np.asarray(line, dtype=float), 4) + 0.0
+        if pts.ndim != 2 or pts.shape[1] != 3 or pts.shape[0] < 2:
+            raise StructureError(
+                f"a line must be an (N>=2, 3) array of mm, got shape {pts.shape}", roi=spec.name
+            )
+        if not np.all(np.isfinite(pts)):
+            raise StructureError("a line contains NaN or inf", roi=spec.name)
+        if not np.any(np.ptp(pts, axis=0) > 0):
+            raise StructureError("a line's points all coincide at 0.1 um", roi=spec.name)
+        in_image_plane = float(np.ptp(pts @ ct.grid.slice_normal)) <= tol
+        gtype = OPEN_PLANAR if in_image_plane else OPEN_NONPLANAR
+        out.append(_contour_item(pts, gtype, lookup(pts) if in_image_plane else None))
+    return out
+
+
 def _roi_contours(spec: RoiSpec, ct: CTImage, lookup: _SliceLookup) -> list[Dataset]:
-    """Contour items of one ROI, from its mask, its points or its explicit contours."""
-    sources = [spec.mask is not None, bool(len(spec.contours_mm)), spec.points_mm is not None]
+    """Contour items of one ROI, from its mask, points, lines or explicit contours."""
+    sources = [spec.mask is not None, bool(len(spec.contours_mm)), spec.points_mm is not None,
+               bool(len(spec.lines_mm))]  # fmt: skip
     if sum(sources) != 1:
-        raise StructureError("give exactly one of mask, contours_mm or points_mm", roi=spec.name)
+        raise StructureError(
+            "give exactly one of mask, contours_mm, lines_mm or points_mm", roi=spec.name
+        )
+    if len(spec.lines_mm):
+        return _line_contours(spec, ct, lookup)
     if spec.mask is not None:
         polys = mask_to_contours_mm(spec.mask, ct, name=spec.name)
         if not polys:

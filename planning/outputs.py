@@ -1,5 +1,5 @@
-"""Write a plan's data files: RTPLAN, RTDOSE, RTSTRUCT (zones, isotherms), metrics.json and
-the needle / seed list for the procedure.
+"""Write a plan's data files: RTPLAN, RTDOSE, RTSTRUCT (zones, isotherms, the cryo probes'
+tracks and tips), metrics.json and the needle / seed and probe lists for the procedure.
 
 The HTML report is a page, one floor up: :func:`brachycryo.reports.plan.write_plan_folder`
 writes these files and then the report.
@@ -12,6 +12,7 @@ import datetime as _dt
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,25 +79,82 @@ def _zone_rois(result: PlanResult) -> list[RoiSpec]:
     return rois
 
 
+#: Display colours of the probe ROIs (the report draws them in the same colours).
+PROBE_TRACK_COLOUR = (255, 230, 0)
+PROBE_TIP_COLOUR = (255, 0, 200)
+
+
+def probe_roi_names(number: int) -> tuple[str, str]:
+    """The zones RTSTRUCT's ROI names of probe ``number`` (1-based): track and tip."""
+    return f"Probe{number}_track", f"Probe{number}_tip"
+
+
+def _probe_rois(result: PlanResult) -> list[RoiSpec]:
+    """Two ROIs per cryo probe, numbered as in probes.csv: its track from the skin entry to
+    the tip, an open contour (OPEN_NONPLANAR unless it lies in an image plane; PS3.3
+    C.8.8.6.1), and its tip, a POINT contour.
+
+    RTROIInterpretedType (PS3.3 C.8.8.8) has no term for an ablation probe: the track is
+    CONTROL ("ROI to be used in control of dose optimization and calculation", the term
+    planning systems use for helper structures that are neither target nor organ, as the
+    isotherm ROIs here), the tip MARKER (a marked point, the type point ROIs take).  The
+    brachytherapy terms (BRACHY_CHANNEL, ...) would make a planning system take the probe
+    for a source channel.
+    """
+    rois = []
+    for t in result.probe_tracks:
+        track, tip = probe_roi_names(t.number)
+        rois.append(RoiSpec(track, lines_mm=[np.array([t.entry_mm, t.tip_mm])],
+                            interpreted_type="CONTROL", color_rgb=PROBE_TRACK_COLOUR))  # fmt: skip
+        rois.append(RoiSpec(tip, points_mm=np.array([t.tip_mm]), interpreted_type="MARKER",
+                            color_rgb=PROBE_TIP_COLOUR))  # fmt: skip
+    return rois
+
+
+@dataclass(frozen=True)
+class UsedNeedle:
+    """A needle that carries seeds: entry on the skin, insertion direction, the depth of its
+    deepest seed along it, and its seeds' positions from the shallowest (mm)."""
+
+    number: int
+    entry_mm: np.ndarray
+    direction: np.ndarray
+    depth_mm: float
+    seed_positions_mm: np.ndarray
+
+    @property
+    def deepest_mm(self) -> np.ndarray:
+        return self.entry_mm + self.depth_mm * self.direction
+
+
+def used_needles(result: PlanResult) -> list[UsedNeedle]:
+    """The plan's needles that carry seeds, in needle order."""
+    if result.candidates is None or result.n_seeds == 0:
+        return []
+    tracks = result.candidates.tracks
+    out = []
+    for number in sorted(set(result.seed_needles.tolist())):
+        t = tracks[number]
+        pos = result.seeds.positions_mm[result.seed_needles == number]
+        depth = (pos - t.entry_mm) @ t.direction
+        order = np.argsort(depth)
+        out.append(UsedNeedle(t.number, np.asarray(t.entry_mm, float),
+                              np.asarray(t.direction, float), float(depth.max()),
+                              pos[order]))  # fmt: skip
+    return out
+
+
 def needle_table_csv(result: PlanResult) -> str:
     """One row per needle: entry point, direction, depth to the deepest seed, seed positions."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["needle_id", "entry_x_mm", "entry_y_mm", "entry_z_mm", "dir_x", "dir_y", "dir_z",
                 "depth_mm", "n_seeds", "seed_positions_mm"])  # fmt: skip
-    if result.candidates is None or result.n_seeds == 0:
-        return buf.getvalue()
-    tracks = result.candidates.tracks
-    for number in sorted(set(result.seed_needles.tolist())):
-        t = tracks[number]
-        sel = result.seed_needles == number
-        pos = result.seeds.positions_mm[sel]
-        depth = (pos - t.entry_mm) @ t.direction
-        order = np.argsort(depth)
+    for n in used_needles(result):
         w.writerow(
-            [t.number, *(f"{v:.1f}" for v in t.entry_mm), *(f"{v:.4f}" for v in t.direction),
-             f"{depth.max():.1f}", int(sel.sum()),
-             ";".join(" ".join(f"{v:.1f}" for v in p) for p in pos[order])]
+            [n.number, *(f"{v:.1f}" for v in n.entry_mm), *(f"{v:.4f}" for v in n.direction),
+             f"{n.depth_mm:.1f}", len(n.seed_positions_mm),
+             ";".join(" ".join(f"{v:.1f}" for v in p) for p in n.seed_positions_mm)]
         )  # fmt: skip
     return buf.getvalue()
 
@@ -154,7 +212,7 @@ def write_plan_outputs(
     paths: dict[str, Path] = {}
     ct = result.case.ct
     spec = result.spec
-    rois = _zone_rois(result)
+    rois = _zone_rois(result) + _probe_rois(result)
     # the plan references the structure set it was made on: the zones (seed target), else
     # the case's (PS3.3 C.8.8.9 Referenced Structure Set Sequence)
     planned_on = result.case.structures.sop_instance_uid

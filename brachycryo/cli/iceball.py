@@ -37,6 +37,49 @@ def register(subparsers) -> None:
     p.set_defaults(func=run, command_name="iceball")
 
 
+def _body_outline(case, name: str | None):
+    """(mask on the CT grid, ROI name) of the body outline of a CT case: ``[ct] body``,
+    else BODY, else the first EXTERNAL ROI; (None, reason) when there is none."""
+    from brachycryo.dicom_io.rasterize import roi_mask
+
+    structures = case.structures
+    if name is None:
+        external = [r.name for r in structures.rois if r.interpreted_type.upper() == "EXTERNAL"]
+        name = "BODY" if "BODY" in structures.roi_names else next(iter(external), None)
+        if name is None:
+            return None, "the structure set has no BODY / EXTERNAL ROI: probe handles not checked"
+    roi = structures.roi(name)  # StructureError names a missing [ct] body
+    thickness = case.ct.grid.spacing_mm[2]
+    return roi_mask(roi, case.ct.grid, slice_thickness_mm=thickness), roi.name
+
+
+def _probe_flags(cfg, case) -> list[str]:
+    """Warnings on probes a physician could not have inserted as given (handle inside the
+    patient; :func:`brachycryo.cryo_iceball.config.handle_flags`)."""
+    from brachycryo.cryo_iceball.config import handle_flags
+
+    if case is None:
+        return [f.message for f in handle_flags(cfg)]
+    assert cfg.ct is not None  # a CT case comes from the [ct] table
+    body, name = _body_outline(case, cfg.ct.body)
+    if body is None:
+        return [name]
+    avoid = dict(case.oar_masks_ct) | _vessels_on_ct(case, cfg.ct.vessels)
+    flags = handle_flags(cfg, body=body, body_grid=case.ct.grid, body_name=name, avoid=avoid)
+    return [f.message for f in flags]
+
+
+def _vessels_on_ct(case, names) -> dict:
+    """The ``[ct] vessels`` ROIs rasterised on the CT grid."""
+    from brachycryo.dicom_io.rasterize import roi_mask
+
+    thickness = case.ct.grid.spacing_mm[2]
+    return {
+        name: roi_mask(case.structures.roi(name), case.ct.grid, slice_thickness_mm=thickness)
+        for name in names
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -69,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         vessel_mask = cfg.vessel_mask()
         oar_masks = {o.name: o.mask(grid) for o in cfg.oars}
         medium = {"tissue": cfg.tissue.name}
+    probe_flags = _probe_flags(cfg, case)
+    for flag in probe_flags:
+        log.warning("%s", flag)
     with tqdm_callback("iceball", disable=args.quiet) as cb:
         result = simulate(
             grid,
@@ -121,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
             for p in cfg.probes
         ],
         protocol=[{"phase": ph.phase, "minutes": ph.minutes} for ph in cfg.phases],
+        probe_flags=probe_flags,
         **extra,
     )
     summary = write_outputs(

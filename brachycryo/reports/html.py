@@ -3,12 +3,14 @@
 Contents: the metrics table of every structure, the plan indices (CI, EI, HI), each
 constraint with its value and pass / fail, the cumulative DVH plot, isodose lines at 50,
 100, 150 and 200 % of the prescription over axial, coronal and sagittal CT slices through
-the target (with structures, seeds, cryoprobes and isotherms), and a 3-D picture
+the target (with structures, seeds, seed needles, cryoprobe tracks, tips and active zones,
+and isotherms), and a 3-D picture
 (:mod:`brachycryo.reports.render3d`; replaced by a note saying why when off-screen rendering fails).
 
 The report takes plain inputs - a :class:`brachycryo.qa.evaluate.PlanEvaluation`, the dose on its
-Grid, the CT on its Grid, ROIs, seed positions (mm), probe segments (tip, base in mm) and
-isotherm masks on a Grid - so it depends on neither the dose engine nor the cryo model.
+Grid, the CT on its Grid, ROIs, seed positions (mm), the probes and needles as inserted
+(:class:`~brachycryo.reports.plots.Instruments`) and isotherm masks on a Grid - so it
+depends on neither the dose engine nor the cryo model.
 """
 
 from __future__ import annotations
@@ -33,7 +35,14 @@ from brachycryo.dicom_io.rtstruct import ROI
 from brachycryo.qa.dvh import sample_dose_at_points
 from brachycryo.qa.evaluate import PlanEvaluation
 from brachycryo.qa.metrics import metric_value
-from brachycryo.reports.plots import PLANES, dvh_figure, figure_png, slice_figure
+from brachycryo.reports.plots import (
+    NO_INSTRUMENTS,
+    PLANES,
+    Instruments,
+    dvh_figure,
+    figure_png,
+    slice_figure,
+)
 from brachycryo.reports.render3d import render_plan_3d
 
 _OPS = {">=": lambda v, lim: v >= lim, "<=": lambda v, lim: v <= lim}
@@ -152,7 +161,7 @@ def build_report_html(
     rois: Sequence[ROI] = (),
     target: str | None = None,
     seeds_mm: np.ndarray | None = None,
-    probes_mm: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+    instruments: Instruments = NO_INSTRUMENTS,
     isotherms: Mapping[str, np.ndarray] | None = None,
     isotherm_grid: Grid | None = None,
     constraints: Sequence[Constraint] = (),
@@ -161,6 +170,10 @@ def build_report_html(
     extra_sections: Sequence[str] = (),
 ) -> str:
     """The report as one HTML string (see the module docstring).
+
+    ``instruments`` (cryo probes and seed needles as inserted) are drawn on the slices
+    (:func:`~brachycryo.reports.plots.slice_figure`), the probes' active zones in the 3-D
+    view.
 
     ``extra_sections`` are HTML fragments (each starting with its ``<h2>`` heading, their
     text already escaped) placed after the constraints, before the DVH plot; e.g. the
@@ -245,8 +258,8 @@ def build_report_html(
                 prescription_gy=rx,
                 structures=masks,
                 seeds_mm=seeds_mm,
-                probes_mm=probes_mm,
                 isotherms=iso_ct,
+                instruments=instruments,
             )
             imgs.append(img_tag(figure_png(fig, dpi=90), f"{plane} isodoses"))
         parts.append(
@@ -273,7 +286,7 @@ def build_report_html(
             isotherms=isotherms,
             isotherm_grid=isotherm_grid,
             seeds_mm=seeds_mm,
-            probes_mm=probes_mm,
+            probes_mm=instruments.active_zones_mm,
         )
         if png is not None:
             parts.append("<h2>3-D view</h2>" + img_tag(png, "3-D view"))

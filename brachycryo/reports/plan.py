@@ -6,13 +6,29 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from brachycryo.planning.evaluate import PlanMetrics
-from brachycryo.planning.outputs import PLAN_OUTPUT_NAMES, write_plan_outputs
+from brachycryo.planning.outputs import PLAN_OUTPUT_NAMES, used_needles, write_plan_outputs
 from brachycryo.planning.pipeline import PlanResult
 from brachycryo.qa.evaluate import PlanEvaluation
 from brachycryo.reports.html import Constraint, build_report_html, write_report
+from brachycryo.reports.plots import Instruments, NeedleOverlay, ProbeOverlay
+
+
+def _triplet(v) -> tuple[float, float, float]:
+    return (float(v[0]), float(v[1]), float(v[2]))
+
+
+def plan_instruments(result: PlanResult) -> Instruments:
+    """The plan's cryo probes as inserted (skin entry, tip, active zone; the tracks of
+    probes.csv) and its seed needles (entry to deepest seed; needles.csv), to draw."""
+    probes = [
+        ProbeOverlay(t.entry_mm, t.tip_mm, t.active_start_mm, t.active_end_mm)
+        for t in result.probe_tracks
+    ]
+    needles = [
+        NeedleOverlay(_triplet(n.entry_mm), _triplet(n.deepest_mm)) for n in used_needles(result)
+    ]
+    return Instruments(probes=probes, needles=needles)
 
 
 def write_plan_report(
@@ -49,12 +65,8 @@ def write_plan_report(
     for name in dict.fromkeys(names):
         if name in result.case.structures.roi_names:
             rois.append(result.case.structures.roi(name))
-    probes = []
     isotherms = {}
     for lesion, layout in result.cryo.items():
-        for p in layout.probes:
-            tip = np.asarray(p.tip_mm)
-            probes.append((tip, tip + p.model.active_length_mm * np.asarray(p.direction)))
         isotherms[f"{lesion} 0 C"] = layout.ice_0c
         isotherms[f"{lesion} {spec.cryo.lethal_isotherm_c:g} C"] = layout.lethal
     for lesion, z in result.zones.items():
@@ -69,7 +81,7 @@ def write_plan_report(
         rois=rois,
         target=spec.lesions[0].roi,
         seeds_mm=result.seeds.positions_mm,
-        probes_mm=probes,
+        instruments=plan_instruments(result),
         isotherms=isotherms,
         isotherm_grid=result.grid,
         constraints=constraints,

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from brachycryo.core.grid import Grid
 from brachycryo.qa.dvh import DVH, sample_dose_at_points
@@ -21,6 +24,134 @@ from brachycryo.qa.dvh import DVH, sample_dose_at_points
 ISODOSE_LEVELS_PCT = (50, 100, 150, 200)
 ISODOSE_COLOURS = {50: "#1f77ff", 100: "#ff2020", 150: "#ffb000", 200: "#ff00ff"}
 PLANES = ("axial", "coronal", "sagittal")
+#: Colours of the instrument overlays (the probe ones are the zones RTSTRUCT's colours).
+PROBE_TRACK_COLOUR = "#ffe600"
+PROBE_ACTIVE_COLOUR = "#00ffff"
+PROBE_TIP_COLOUR = "#ff00c8"
+NEEDLE_COLOUR = "#7cfc00"
+
+
+@dataclass(frozen=True)
+class ProbeOverlay:
+    """A cryo probe as inserted (LPS mm): its track from the skin entry to the tip, and its
+    freezing (active) zone on that track."""
+
+    entry_mm: tuple[float, float, float]
+    tip_mm: tuple[float, float, float]
+    active_start_mm: tuple[float, float, float]
+    active_end_mm: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class NeedleOverlay:
+    """A seed needle (LPS mm): from its skin entry to its deepest seed."""
+
+    entry_mm: tuple[float, float, float]
+    end_mm: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Instruments:
+    """What was inserted: cryo probes and seed needles, drawn on the report's figures."""
+
+    probes: Sequence[ProbeOverlay] = ()
+    needles: Sequence[NeedleOverlay] = ()
+
+    @property
+    def active_zones_mm(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each probe's active zone as (tip-side end, handle-side end), mm."""
+        return [(np.asarray(p.active_start_mm), np.asarray(p.active_end_mm)) for p in self.probes]
+
+
+#: No probes, no needles (the default of the figures and the report).
+NO_INSTRUMENTS = Instruments()
+
+
+@dataclass(frozen=True)
+class _PlaneView:
+    """How a CT plane is drawn: the in-plane axes (h, v), the normal axis and the plane's
+    index on it, and the grid (positions drawn in mm along the grid's axes)."""
+
+    grid: Grid
+    ha: int
+    va: int
+    index: int
+
+    @property
+    def normal_axis(self) -> int:
+        return 3 - self.ha - self.va
+
+    def hv(self, ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sp = self.grid.spacing_mm
+        return ijk[..., self.ha] * sp[self.ha], ijk[..., self.va] * sp[self.va]
+
+    def in_slice(self, ijk: np.ndarray) -> np.ndarray:
+        """Whether points lie in the slice: within half a voxel of the plane."""
+        return np.abs(ijk[..., self.normal_axis] - self.index) <= 0.5
+
+
+def _slab_part(view: _PlaneView, a_ijk: np.ndarray, b_ijk: np.ndarray) -> np.ndarray | None:
+    """The part of segment a -> b (index coordinates) within the slice, as its two ends,
+    or None when the segment does not reach the slice."""
+    n = view.normal_axis
+    lo, hi = view.index - 0.5, view.index + 0.5
+    da = float(b_ijk[n] - a_ijk[n])
+    if abs(da) < 1e-12:
+        return np.array([a_ijk, b_ijk]) if lo <= a_ijk[n] <= hi else None
+    t0, t1 = sorted(((lo - a_ijk[n]) / da, (hi - a_ijk[n]) / da))
+    t0, t1 = max(t0, 0.0), min(t1, 1.0)
+    if t0 > t1:
+        return None
+    return np.array([a_ijk + t0 * (b_ijk - a_ijk), a_ijk + t1 * (b_ijk - a_ijk)])
+
+
+def _draw_segment(ax: Axes, view: _PlaneView, a_mm, b_mm, colour: str, width: float) -> None:
+    """A straight segment: its projection onto the plane dashed, the part within the slice
+    solid (a marker where it only crosses the slice)."""
+    ends = view.grid.mm_to_ijk(np.vstack([a_mm, b_mm]).astype(float))
+    h, v = view.hv(ends)
+    ax.plot(h, v, "--", color=colour, lw=0.6 * width, alpha=0.7)
+    part = _slab_part(view, ends[0], ends[1])
+    if part is None:
+        return
+    ph, pv = view.hv(part)
+    if float(np.hypot(np.ptp(ph), np.ptp(pv))) < min(view.grid.spacing_mm):
+        ax.plot([ph.mean()], [pv.mean()], "X", color=colour, ms=6, mec="k", mew=0.5)
+    else:
+        ax.plot(ph, pv, "-", color=colour, lw=width)
+
+
+def _draw_instruments(
+    ax: Axes, view: _PlaneView, instruments: Instruments
+) -> tuple[list, list[str]]:
+    """Probe tracks, active zones and tips and seed needles; their legend entries."""
+    probes, needles = instruments.probes, instruments.needles
+    for needle in needles:
+        _draw_segment(ax, view, needle.entry_mm, needle.end_mm, NEEDLE_COLOUR, 1.2)
+    for probe in probes:
+        _draw_segment(ax, view, probe.entry_mm, probe.tip_mm, PROBE_TRACK_COLOUR, 1.6)
+        _draw_segment(ax, view, probe.active_start_mm, probe.active_end_mm,
+                      PROBE_ACTIVE_COLOUR, 4.0)  # fmt: skip
+        tip = view.grid.mm_to_ijk(np.asarray(probe.tip_mm, float))
+        h, v = view.hv(tip)
+        filled = bool(view.in_slice(tip))
+        ax.plot([h], [v], "o", ms=6, mec=PROBE_TIP_COLOUR, mew=1.5,
+                color=PROBE_TIP_COLOUR if filled else "none")  # fmt: skip
+    handles: list = []
+    labels: list[str] = []
+    if probes:
+        handles += [Line2D([], [], color=PROBE_TRACK_COLOUR, lw=1.6),
+                    Line2D([], [], color=PROBE_ACTIVE_COLOUR, lw=4.0),
+                    Line2D([], [], ls="none", marker="o", color=PROBE_TIP_COLOUR)]  # fmt: skip
+        labels += ["probe tracks (skin -> tip)", "probe active zones", "probe tips"]
+    if needles:
+        handles.append(Line2D([], [], color=NEEDLE_COLOUR, lw=1.2))
+        labels.append("seed needles")
+    if probes or needles:
+        handles += [Line2D([], [], color="0.6", ls="--", lw=1.0),
+                    Line2D([], [], ls="none", marker="X", color="0.6", mec="k")]  # fmt: skip
+        labels += ["dashed: projected onto the slice", "X: crosses the slice"]
+    return handles, labels
 
 
 def figure_png(fig: Figure, *, dpi: int = 100) -> bytes:
@@ -103,17 +234,20 @@ def slice_figure(
     prescription_gy: float | None = None,
     structures: Mapping[str, tuple[np.ndarray, tuple[int, int, int] | None]] | None = None,
     seeds_mm: np.ndarray | None = None,
-    probes_mm: Sequence[tuple[np.ndarray, np.ndarray]] = (),
     isotherms: Mapping[str, np.ndarray] | None = None,
     window: tuple[float, float] = (-160.0, 240.0),
+    instruments: Instruments = NO_INSTRUMENTS,
 ) -> Figure:
     """One CT plane (axial k, coronal j or sagittal i) with isodose lines and overlays.
 
     ``structures`` maps names to (mask on ``ct_grid``, colour); ``isotherms`` maps labels
     to masks on ``ct_grid``; isodose lines are drawn at 50/100/150/200 % of
     ``prescription_gy`` from the dose interpolated (trilinear) onto the plane.  Seeds
-    within one slice of the plane are marked; probes are drawn as their projection with
-    the tip marked.  Axes are in mm along the grid's own axes (patient LPS when aligned).
+    within one slice of the plane are marked.  The ``instruments``' probes (tracks from the
+    skin to the tip, active zones, tips) and seed needles (entry to deepest seed) are drawn
+    projected onto the plane (dashed), solid where they run within the slice (half a voxel
+    of the plane), with an X where they only cross it; a probe's tip is filled when it lies
+    in the slice.  Axes are in mm along the grid's own axes (patient LPS when aligned).
     """
     ijk, (ha, va) = _plane_geometry(ct_grid, plane, index)
     everything = slice(None)
@@ -189,13 +323,11 @@ def slice_figure(
             )
             handles.append(marks[0])
             labels.append("seeds")
-    for n, (tip, base) in enumerate(probes_mm):
-        ends = ct_grid.mm_to_ijk(np.vstack([tip, base]).astype(float))
-        line = ax.plot(ends[:, ha] * sp[ha], ends[:, va] * sp[va], "-", color="#00ffff", lw=2)
-        ax.plot(ends[0, ha] * sp[ha], ends[0, va] * sp[va], "o", color="#00ffff", ms=4)
-        if n == 0:
-            handles.append(line[0])
-            labels.append("cryoprobes")
+    more_handles, more_labels = _draw_instruments(
+        ax, _PlaneView(ct_grid, ha, va, index), instruments
+    )
+    handles += more_handles
+    labels += more_labels
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     names = "ijk"
@@ -210,7 +342,11 @@ def slice_figure(
 
 __all__ = [
     "ISODOSE_LEVELS_PCT",
+    "NO_INSTRUMENTS",
     "PLANES",
+    "Instruments",
+    "NeedleOverlay",
+    "ProbeOverlay",
     "dvh_figure",
     "figure_png",
     "slice_figure",

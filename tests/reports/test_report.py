@@ -14,6 +14,7 @@ from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct
 from brachycryo.phantoms import build_phantom
 from brachycryo.qa.evaluate import evaluate_plan
 from brachycryo.reports.html import Constraint, build_report_html, write_report
+from brachycryo.reports.plots import Instruments, NeedleOverlay, ProbeOverlay
 
 
 def plan_inputs(tmp_path):
@@ -74,7 +75,13 @@ def report(tmp_path_factory):
         rois=rs.rois,
         target=target,
         seeds_mm=seeds,
-        probes_mm=probes,
+        instruments=Instruments(
+            probes=[
+                ProbeOverlay(tuple(base), tuple(tip), tuple(tip), tuple(tip + [0, 0, 40.0]))
+                for tip, base in probes
+            ],
+            needles=[NeedleOverlay(tuple(seeds[0] + [0, -80.0, 0]), tuple(seeds[0]))],
+        ),
         isotherms=isotherms,
         isotherm_grid=case.grid,
         constraints=constraints,
@@ -122,3 +129,62 @@ def test_write_report_is_atomic_and_refuses_overwrite(report):
     with pytest.raises(OutputExistsError):
         write_report(path, text)
     write_report(path, text, overwrite=True)
+
+
+# ----------------------------------------------------------------------------- instruments
+FIG_GRID = Grid((11, 20, 30), (0.0, 0.0, 0.0), (2.0, 2.0, 4.0))  # x 0..58, y 0..38, z 0..40
+
+
+def _lines(fig, colour):
+    from matplotlib.colors import to_hex
+
+    ax = fig.axes[0]
+    return [ln for ln in ax.get_lines() if to_hex(ln.get_color()) == colour and ln.get_xdata().size]
+
+
+def test_slab_part_is_the_segment_within_half_a_voxel_of_the_plane():
+    from brachycryo.reports.plots import _PlaneView, _slab_part
+
+    view = _PlaneView(FIG_GRID, 0, 1, 5)  # axial plane k = 5
+    a, b = np.array([0.0, 0.0, 0.0]), np.array([10.0, 20.0, 10.0])  # k 0 -> 10
+    np.testing.assert_allclose(_slab_part(view, a, b), [[4.5, 9.0, 4.5], [5.5, 11.0, 5.5]])
+    np.testing.assert_allclose(_slab_part(view, b, a), [[5.5, 11.0, 5.5], [4.5, 9.0, 4.5]])
+    flat = np.array([[1.0, 2.0, 5.2], [8.0, 3.0, 5.2]])  # in the slice: all of it
+    np.testing.assert_allclose(_slab_part(view, *flat), flat)
+    assert _slab_part(view, flat[0] + [0, 0, 1], flat[1] + [0, 0, 1]) is None  # next slice
+    assert _slab_part(view, a, np.array([0.0, 0.0, 4.0])) is None  # stops before the slice
+
+
+def test_slice_figure_draws_tracks_tips_zones_needles_with_a_legend():
+    """An axial track in the slice is drawn solid where it lies; a track along z only
+    crosses the slice (an X); the legend names every kind."""
+    from brachycryo.reports.plots import (
+        NEEDLE_COLOUR,
+        PROBE_ACTIVE_COLOUR,
+        PROBE_TRACK_COLOUR,
+        slice_figure,
+    )
+
+    z5 = 20.0  # k = 5
+    in_slice = ProbeOverlay((50.0, 10.0, z5), (10.0, 10.0, z5), (10.0, 10.0, z5), (30.0, 10.0, z5))
+    across = ProbeOverlay((20.0, 30.0, 40.0), (20.0, 30.0, 4.0), (20.0, 30.0, 4.0),
+                          (20.0, 30.0, 12.0))  # fmt: skip
+    needle = NeedleOverlay((40.0, 0.0, 8.0), (40.0, 36.0, 8.0))  # in slice k = 2 only
+    hu = np.zeros(FIG_GRID.shape)
+    drawn = Instruments(probes=[in_slice, across], needles=[needle])
+    fig = slice_figure(hu, FIG_GRID, "axial", 5, instruments=drawn)
+    solid = [ln for ln in _lines(fig, PROBE_TRACK_COLOUR) if ln.get_linestyle() == "-"]
+    assert len(solid) == 1  # only the in-slice track runs in the slice
+    np.testing.assert_allclose(solid[0].get_xdata(), [50.0, 10.0])
+    np.testing.assert_allclose(solid[0].get_ydata(), [10.0, 10.0])
+    crosses = [ln for ln in _lines(fig, PROBE_TRACK_COLOUR) if ln.get_marker() == "X"]
+    assert len(crosses) == 1
+    np.testing.assert_allclose([crosses[0].get_xdata()[0], crosses[0].get_ydata()[0]], [20, 30])
+    zone = [ln for ln in _lines(fig, PROBE_ACTIVE_COLOUR) if ln.get_linestyle() == "-"]
+    np.testing.assert_allclose(zone[0].get_xdata(), [10.0, 30.0])
+    needle_lines = _lines(fig, NEEDLE_COLOUR)
+    assert [ln.get_linestyle() for ln in needle_lines] == ["--"]  # projected only
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    for label in ("probe tracks (skin -> tip)", "probe active zones", "probe tips",
+                  "seed needles"):  # fmt: skip
+        assert label in labels
