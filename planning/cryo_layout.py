@@ -122,19 +122,19 @@ def _empirical_probe(model: ProbeModel, backend: str) -> EmpiricalProbe:
         )
 
 
-def _core_target(lesion: LesionSpec, gtv: np.ndarray, grid: Grid) -> np.ndarray:
+def core_target(lesion: LesionSpec, gtv: np.ndarray, grid: Grid) -> np.ndarray:
     """What the probes must ablate: the GTV shrunk by ``core_margin_mm`` for a zoned
     lesion, the whole GTV for a cryo lesion."""
     if lesion.allocation != "zoned":
         return gtv
-    core_target = shrink_mm(gtv, grid, lesion.core_margin_mm) & gtv
-    if not core_target.any():
+    target = shrink_mm(gtv, grid, lesion.core_margin_mm) & gtv
+    if not target.any():
         raise InfeasiblePlanError(
             f"lesion {lesion.roi}: nothing lies {lesion.core_margin_mm:g} mm inside the "
             "GTV for cryo to ablate",
             binding=[f"lesion {lesion.roi} core_margin_mm"],
         )
-    return core_target
+    return target
 
 
 def _spared_masks(spec: PlanSpec, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -304,10 +304,10 @@ def _plan_cryo(
     if model.model not in empirical_cache:
         empirical_cache[model.model] = _empirical_probe(model, backend)
     empirical = empirical_cache[model.model]
-    core_target = _core_target(lesion, masks[lesion.roi], grid)
+    target = core_target(lesion, masks[lesion.roi], grid)
     if obstacles is not None:
         obstacles.refused.clear()
-    placed = _place(spec, lesion, structures, core_target, model, empirical, obstacles)
+    placed = _place(spec, lesion, structures, target, model, empirical, obstacles)
     temp = empirical_min_temp(grid, placed.probes, {model.model: empirical})
     body = masks[structures.body]
     return CryoLayout(

@@ -102,8 +102,54 @@ class SeedTargetMetrics:
 
 
 @dataclass(frozen=True)
+class RegionCoverage:
+    """Percent (0-100) of a region treated: by ice or dose (``combined``: inside the lethal
+    isotherm or at least the prescription from the seeds), by ice alone, by dose alone."""
+
+    combined_pct: float | None
+    ice_pct: float | None
+    dose_pct: float | None
+
+    def to_json(self) -> dict[str, float | None]:
+        return {"combined_pct": self.combined_pct, "ice_pct": self.ice_pct,
+                "dose_pct": self.dose_pct}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SequentialMetrics:
+    """A cryo lesion planned around implanted seeds (``[case] implanted_plan``).
+
+    ``probes``: (tip mm, direction tip -> handle, closest approach of the track tip -> skin
+    entry to an implanted seed, mm); ``coverage``: {"core", "margin", "gtv"} ->
+    :class:`RegionCoverage`.  The core is the core target (the GTV shrunk by
+    ``core_margin_mm`` for a zoned lesion, the GTV for a cryo lesion), the margin the
+    lesion's GTV + ``margin_mm`` inside the body less that core, the gtv the whole GTV."""
+
+    implanted_plan: str
+    n_implanted_seeds: int
+    seed_clearance_mm: float
+    probes: tuple[tuple[tuple[float, ...], tuple[float, ...], float | None], ...]
+    min_probe_seed_distance_mm: float | None
+    coverage: dict[str, RegionCoverage]
+
+    def to_json(self) -> dict:
+        return {
+            "implanted_plan": self.implanted_plan,
+            "n_implanted_seeds": self.n_implanted_seeds,
+            "seed_clearance_mm": self.seed_clearance_mm,
+            "probes": [
+                {"tip_mm": list(t), "direction": list(d), "min_seed_distance_mm": m}
+                for t, d, m in self.probes
+            ],
+            "min_probe_seed_distance_mm": self.min_probe_seed_distance_mm,
+            "coverage": {k: v.to_json() for k, v in self.coverage.items()},
+        }
+
+
+@dataclass(frozen=True)
 class LesionMetrics:
-    """One lesion's block: its zones' volumes (cm³), its cryo layout, its seed target."""
+    """One lesion's block: its zones' volumes (cm³), its cryo layout, its seed target, and
+    with implanted seeds its combined (ice or dose) coverage."""
 
     allocation: str
     prescription_gy: float
@@ -112,6 +158,7 @@ class LesionMetrics:
     seed_target_volume_cc: float | None
     cryo: CryoMetrics | None
     seeds: SeedTargetMetrics | None
+    sequential: SequentialMetrics | None = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +339,61 @@ def _lesion_metrics(
         seed_target_volume_cc=_clean(z.volume_cc("seed_target", grid)),
         cryo=None if cryo is None else _cryo_metrics(result, z, cryo),
         seeds=_seed_target_metrics(result, lesion, z, table, ref_cc),
+        sequential=None if cryo is None else _sequential_metrics(result, lesion, cryo),
+    )
+
+
+def _pct(part: np.ndarray, region: np.ndarray) -> float | None:
+    n = int(np.count_nonzero(region))
+    return None if n == 0 else _clean(100.0 * np.count_nonzero(part & region) / n)
+
+
+def sequential_regions(result: PlanResult, lesion: LesionSpec) -> dict[str, np.ndarray]:
+    """The regions whose combined coverage is reported: core target, margin, GTV."""
+    from brachycryo.planning.cryo_layout import core_target
+    from brachycryo.planning.zones import expand_mm
+
+    gtv = result.zones[lesion.roi].gtv
+    core = core_target(lesion, gtv, result.grid)
+    margin = expand_mm(gtv, result.grid, lesion.margin_mm) & ~core
+    body = result.masks.get("BODY")
+    if body is not None:
+        margin &= body
+    return {"core": core, "margin": margin, "gtv": gtv}
+
+
+def _sequential_metrics(
+    result: PlanResult, lesion: LesionSpec, c: CryoLayout
+) -> SequentialMetrics | None:
+    """The combined coverage and probe-seed distances of a cryo lesion with implanted seeds."""
+    from brachycryo.planning.implanted import segment_point_distance_mm
+
+    implanted = result.implanted
+    if implanted is None:
+        return None
+    lrx = lesion.prescription_gy or result.spec.prescription_gy
+    ice = c.lethal
+    dose = result.dose_gy >= lrx - CHECK_TOLERANCE
+    coverage = {
+        name: RegionCoverage(_pct(ice | dose, m), _pct(ice, m), _pct(dose, m))
+        for name, m in sequential_regions(result, lesion).items()
+    }
+    seeds = implanted.seeds.positions_mm
+    probes = []
+    for t in result.probe_tracks:
+        if t.lesion != lesion.roi:
+            continue
+        d = segment_point_distance_mm(np.asarray(t.tip_mm), np.asarray(t.entry_mm), seeds)
+        probes.append((tuple(round(v, 2) for v in t.tip_mm),
+                       tuple(round(v, 4) for v in t.direction), _clean(float(d.min()))))  # fmt: skip
+    distances = [p[2] for p in probes if p[2] is not None]
+    return SequentialMetrics(
+        implanted_plan=str(implanted.path),
+        n_implanted_seeds=implanted.n_seeds,
+        seed_clearance_mm=result.spec.cryo.seed_clearance_mm,
+        probes=tuple(probes),
+        min_probe_seed_distance_mm=min(distances) if distances else None,
+        coverage=coverage,
     )
 
 
