@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from brachycryo.core.errors import BrachyCryoError
+from brachycryo.core.grid import Grid
 from brachycryo.planning.cryo_layout import CryoLayout
 from brachycryo.planning.pipeline import PlanResult
 from brachycryo.planning.spec import LesionSpec, PlanSpec
-from brachycryo.planning.zones import LesionZones
+from brachycryo.planning.zones import LesionZones, expand_mm, shrink_mm
 from brachycryo.qa.dvh import DVH, dvh_from_mask, dvh_from_roi
 from brachycryo.qa.metrics import (
     isodose_volumes_by_target_cc,
@@ -348,17 +349,37 @@ def _pct(part: np.ndarray, region: np.ndarray) -> float | None:
     return None if n == 0 else _clean(100.0 * np.count_nonzero(part & region) / n)
 
 
-def sequential_regions(result: PlanResult, lesion: LesionSpec) -> dict[str, np.ndarray]:
-    """The regions whose combined coverage is reported: core target, margin, GTV."""
-    from brachycryo.planning.cryo_layout import core_target
-    from brachycryo.planning.zones import expand_mm
+def coverage_grid(result: PlanResult, lesion: LesionSpec) -> Grid:
+    """The planning CT's voxels around the lesion (GTV + ``margin_mm`` + one planning
+    voxel): the combined coverage is counted on CT voxels, the ones the isotherm ROIs are
+    drawn on, so that it can be recounted from the written RTSTRUCT and RTDOSE."""
+    grid, ct_grid = result.grid, result.case.ct.grid
+    region = expand_mm(result.zones[lesion.roi].gtv, grid, lesion.margin_mm + max(grid.spacing_mm))
+    ijk = np.argwhere(region)[:, ::-1].astype(float)
+    corners = grid.ijk_to_mm(np.concatenate([ijk.min(axis=0)[None], ijk.max(axis=0)[None]]))
+    ct_ijk = ct_grid.mm_to_ijk(corners)
+    size = np.asarray(ct_grid.size_ijk)
+    lo = np.clip(np.floor(ct_ijk.min(axis=0)), 0, size - 1).astype(int)
+    hi = np.clip(np.ceil(ct_ijk.max(axis=0)) + 1, 1, size).astype(int)
+    return ct_grid.cropped(lo, hi)
 
-    gtv = result.zones[lesion.roi].gtv
-    core = core_target(lesion, gtv, result.grid)
-    margin = expand_mm(gtv, result.grid, lesion.margin_mm) & ~core
-    body = result.masks.get("BODY")
-    if body is not None:
-        margin &= body
+
+def sequential_regions(result: PlanResult, lesion: LesionSpec, grid: Grid) -> dict[str, np.ndarray]:
+    """The regions whose combined coverage is reported, on ``grid`` (CT voxels): the GTV
+    (its contours rasterised), the core target (the GTV shrunk by ``core_margin_mm`` for a
+    zoned lesion; the GTV for a cryo lesion) and the margin (GTV + ``margin_mm`` inside
+    BODY, less the core target)."""
+    from brachycryo.dicom_io.rasterize import roi_mask
+    from brachycryo.planning.case import body_roi_name
+
+    case = result.case
+    thickness = case.ct.grid.spacing_mm[2]
+    gtv = roi_mask(case.structures.roi(lesion.roi), grid, slice_thickness_mm=thickness)
+    body = roi_mask(case.structures.roi(body_roi_name(case)), grid, slice_thickness_mm=thickness)
+    core = gtv
+    if lesion.allocation == "zoned":
+        core = shrink_mm(gtv, grid, lesion.core_margin_mm) & gtv
+    margin = expand_mm(gtv, grid, lesion.margin_mm) & body & ~core
     return {"core": core, "margin": margin, "gtv": gtv}
 
 
@@ -372,11 +393,14 @@ def _sequential_metrics(
     if implanted is None:
         return None
     lrx = lesion.prescription_gy or result.spec.prescription_gy
-    ice = c.lethal
-    dose = result.dose_gy >= lrx - CHECK_TOLERANCE
+    grid = coverage_grid(result, lesion)
+    centres = grid.voxel_centres_mm()
+    # nearest planning voxel, as the written isotherm ROI and a dose look-up see them
+    ice = result.grid.sample_nearest(c.lethal, centres, outside=False)
+    dose = result.grid.sample_nearest(result.dose_gy, centres, outside=0.0) >= lrx
     coverage = {
         name: RegionCoverage(_pct(ice | dose, m), _pct(ice, m), _pct(dose, m))
-        for name, m in sequential_regions(result, lesion).items()
+        for name, m in sequential_regions(result, lesion, grid).items()
     }
     seeds = implanted.seeds.positions_mm
     probes = []
@@ -384,8 +408,8 @@ def _sequential_metrics(
         if t.lesion != lesion.roi:
             continue
         d = segment_point_distance_mm(np.asarray(t.tip_mm), np.asarray(t.entry_mm), seeds)
-        probes.append((tuple(round(v, 2) for v in t.tip_mm),
-                       tuple(round(v, 4) for v in t.direction), _clean(float(d.min()))))  # fmt: skip
+        tip = tuple(round(v, 2) for v in t.tip_mm)
+        probes.append((tip, tuple(round(v, 4) for v in t.direction), _clean(float(d.min()))))
     distances = [p[2] for p in probes if p[2] is not None]
     return SequentialMetrics(
         implanted_plan=str(implanted.path),
