@@ -18,6 +18,7 @@ from brachycryo.core.errors import BrachyCryoError
 from brachycryo.core.grid import Grid
 from brachycryo.planning.cryo_layout import CryoLayout
 from brachycryo.planning.pipeline import PlanResult
+from brachycryo.planning.probe_tracks import track_clearance_mm
 from brachycryo.planning.spec import LesionSpec, PlanSpec
 from brachycryo.planning.zones import LesionZones, expand_mm, shrink_mm
 from brachycryo.qa.dvh import DVH, dvh_from_mask, dvh_from_roi
@@ -291,7 +292,7 @@ def evaluate_zoned_plan(result: PlanResult) -> PlanMetrics:
     cryo_goals, cryo_binding = _cryo_goals(spec, result.cryo)
     cryo_binding += [
         f"cryo {t.lesion}: probe {t.number}'s track crosses {', '.join(t.crosses)} "
-        f"(within {spec.needles.oar_clearance_mm:g} mm)"
+        f"(within {track_clearance_mm(spec):g} mm)"
         for t in result.probe_tracks
         if t.crosses
     ]

@@ -9,10 +9,14 @@ Paths are relative to the TOML file's folder.  Example (see ``planning/examples/
     site = "abdomen"
     extra_metastases = 0       # up to 12 more small nodules GTV_Met3, GTV_Met4, ...
 
+    # [case] implanted_plan = "RP.postimplant.dcm"   # seeds already implanted: fixed
+    #                          # sources, probes kept [cryo] seed_clearance_mm from them
+
     [prescription]
     dose_gy = 120.0            # matched peripheral dose, Gy
     seed_model = "6711"
     sk_u = 0.635               # or activity_mci = 0.5 (1 mCi apparent = 1.270 U)
+    add_seeds = true           # plan seeds (default; false with an implanted_plan)
 
     [[lesion]]
     roi = "GTV_Bulky"

@@ -65,11 +65,12 @@ def _cryo_spec(first, spec_dir, implanted, **cryo):
     }
 
 
-def _plan(folder, doc, name, *extra):
+def _plan(folder, doc, name, *, report=False):
     spec = folder / f"{name}.toml"
     spec.write_text(_toml(doc))
     out = folder / name
-    return main(["plan", str(spec), "--out", str(out), "--quiet", "--no-report", *extra]), out
+    extra = [] if report else ["--no-report"]
+    return main(["plan", str(spec), "--out", str(out), "--quiet", *extra]), out
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,8 @@ def first(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sequential(first):
-    code, out = _plan(first.parent, _cryo_spec(first, first.parent, first / "RP.seeds.dcm"), "cryo")
+    doc = _cryo_spec(first, first.parent, first / "RP.seeds.dcm")
+    code, out = _plan(first.parent, doc, "cryo", report=True)
     assert code == 0
     return out
 
@@ -202,3 +204,9 @@ def test_add_seeds_beside_implanted_ones_is_refused_until_the_optimiser_has_a_ba
     doc["prescription"] = {**doc["prescription"], "add_seeds": True}
     code, _ = _plan(tmp_path, doc, "add")
     assert code == 1 and "add_seeds" in capsys.readouterr().err
+
+
+def test_report_shows_the_combined_map(sequential):
+    report = (sequential / "report.html").read_text()
+    assert "combined coverage" in report
+    assert 'alt="GTV_Met1 combined coverage map"' in report
