@@ -140,7 +140,7 @@ def make_plan(
         else None
     )
     cryo = plan_cryo_layouts(spec, structures, backend=backend, obstacles=obstacles)
-    cryo, tracks = plan_probe_tracks(spec, case, cryo)
+    tracks = plan_probe_tracks(spec, case, {lesion: c.probes for lesion, c in cryo.items()})
     timings["cryo_s"] = time.perf_counter() - t1
     clock.check("the cryo probe layout")
     report(progress, 0.3, f"cryo: {sum(len(c.probes) for c in cryo.values())} probes")

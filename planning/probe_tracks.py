@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,9 +39,6 @@ from brachycryo.planning.implanted import (
 )
 from brachycryo.planning.spec import PlanSpec
 from brachycryo.planning.zones import distance_outside_mm
-
-if TYPE_CHECKING:
-    from brachycryo.planning.cryo_layout import CryoLayout
 
 
 @dataclass(frozen=True)
@@ -148,38 +144,6 @@ def reversed_probe(probe: Probe) -> Probe:
     axis = -np.asarray(probe.direction)
     tip = end - probe.model.active_offset_mm * axis
     return Probe(probe.model, _triplet(tip), _triplet(axis))
-
-
-def _track_cost(tracks: Sequence[ProbeTrack]) -> tuple[int, float]:
-    """Fewer crossed structures first, then the shorter mean insertion."""
-    return (sum(len(t.crosses) for t in tracks), float(np.mean([t.insertion_depth_mm
-                                                                  for t in tracks])))  # fmt: skip
-
-
-def oriented_tracks(
-    layouts: Mapping[str, Sequence[Probe]],
-    grid: Grid,
-    body: np.ndarray,
-    no_go: Mapping[str, np.ndarray],
-    *,
-    clearance_mm: float,
-    may_reverse: bool,
-) -> tuple[dict[str, tuple[Probe, ...]], list[ProbeTrack]]:
-    """Each lesion's probes from the side whose tracks cross fewer no-go structures, then
-    are shorter (``may_reverse``: the insertion direction was not given for cryo, so the
-    approach side is the planner's choice), and every track."""
-    chosen: dict[str, tuple[Probe, ...]] = {}
-    for lesion, probes in layouts.items():
-        options = [tuple(probes)]
-        if may_reverse and probes:
-            options.append(tuple(reversed_probe(p) for p in probes))
-        costs = [
-            _track_cost(probe_tracks({lesion: o}, grid, body, no_go, clearance_mm=clearance_mm))
-            if o else (0, 0.0)
-            for o in options
-        ]  # fmt: skip
-        chosen[lesion] = options[int(np.argmin([c[0] * 1e6 + c[1] for c in costs]))]
-    return chosen, probe_tracks(chosen, grid, body, no_go, clearance_mm=clearance_mm)
 
 
 def track_grid(case: PlanningCase) -> Grid:
@@ -316,19 +280,19 @@ def track_obstacles(
 
 
 def plan_probe_tracks(
-    spec: PlanSpec, case: PlanningCase, cryo: Mapping[str, CryoLayout]
-) -> tuple[dict[str, CryoLayout], list[ProbeTrack]]:
-    """Stage: every cryo layout's probe tracks, followed over the whole CT (the body
-    outline and the no-go structures rasterised on :func:`track_grid`).  The layouts come
-    oriented and clear of their obstacles from :mod:`brachycryo.planning.cryo_layout`."""
-    if not any(c.probes for c in cryo.values()):
-        return dict(cryo), []
+    spec: PlanSpec, case: PlanningCase, layouts: Mapping[str, Sequence[Probe]]
+) -> list[ProbeTrack]:
+    """Stage: the tracks of every lesion's probes ({lesion: probes}), followed over the
+    whole CT (the body outline and the no-go structures rasterised on
+    :func:`track_grid`).  The layouts come oriented and clear of their obstacles from
+    :mod:`brachycryo.planning.cryo_layout`."""
+    if not any(layouts.values()):
+        return []
     grid = track_grid(case)
-    tracks = probe_tracks(
-        {lesion: c.probes for lesion, c in cryo.items()},
+    return probe_tracks(
+        layouts,
         grid,
         _body_mask(case, grid),
         _no_go_masks(spec, case, grid),
         clearance_mm=track_clearance_mm(spec),
     )
-    return dict(cryo), tracks

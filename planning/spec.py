@@ -642,6 +642,13 @@ def parse_plan_spec(data: dict, *, base_dir: str | os.PathLike = ".", source=Non
     if len(set(names)) != len(names):
         raise ConfigError(f"each lesion ROI may appear once, got {names}", key="lesion")
     oars = tuple(_oar(t) for t in root.tables("oar"))
+    seeded = [x.roi for x in lesions if x.allocation != "cryo"]
+    if not add_seeds and case.implanted_plan is None and seeded:
+        raise ConfigError(
+            f"add_seeds = false leaves {seeded} without any seed: it is meant for seeds "
+            "already implanted ([case] implanted_plan)",
+            key="prescription.add_seeds",
+        )
     spec = PlanSpec(
         case=case,
         prescription_gy=dose_gy,

@@ -210,3 +210,20 @@ def test_report_shows_the_combined_map(sequential):
     report = (sequential / "report.html").read_text()
     assert "combined coverage" in report
     assert 'alt="GTV_Met1 combined coverage map"' in report
+
+
+def test_spec_keys_defaults_and_errors(tmp_path):
+    from brachycryo.core.errors import ConfigError
+    from brachycryo.planning.spec import parse_plan_spec
+
+    doc = _cryo_spec(tmp_path, tmp_path, tmp_path / "RP.x.dcm")
+    spec = parse_plan_spec(doc, base_dir=tmp_path)
+    assert spec.case.implanted_plan == (tmp_path / "RP.x.dcm").resolve()
+    assert spec.add_seeds is False and spec.cryo.seed_clearance_mm == CLEARANCE_MM
+    assert spec.cryo.track_clearance_mm is None
+    plain = {k: v for k, v in SEED_PLAN.items()}
+    assert parse_plan_spec(plain).add_seeds is True
+    with pytest.raises(ConfigError, match="add_seeds"):
+        parse_plan_spec({**plain, "prescription": {**plain["prescription"], "add_seeds": False}})
+    with pytest.raises(ConfigError, match="seed_clearance_mm"):
+        parse_plan_spec({**doc, "cryo": {"seed_clearance_mm": -1.0}}, base_dir=tmp_path)
