@@ -227,3 +227,23 @@ def test_spec_keys_defaults_and_errors(tmp_path):
         parse_plan_spec({**plain, "prescription": {**plain["prescription"], "add_seeds": False}})
     with pytest.raises(ConfigError, match="seed_clearance_mm"):
         parse_plan_spec({**doc, "cryo": {"seed_clearance_mm": -1.0}}, base_dir=tmp_path)
+
+
+def test_segment_distances_against_dense_sampling():
+    from brachycryo.planning.implanted import segment_point_distance_mm, segment_segment_distance_mm
+
+    rng = np.random.default_rng(7)
+    s = np.linspace(0.0, 1.0, 2001)[:, None]
+    for _ in range(30):
+        p0, p1, q0, q1 = rng.normal(0.0, 10.0, (4, 3))
+        if _ % 5 == 0:
+            q1 = q0 + (p1 - p0)  # parallel segments
+        dense = np.linalg.norm(
+            (p0 + s * (p1 - p0))[:, None] - (q0 + s[::20] * (q1 - q0))[None], axis=-1
+        )
+        exact = segment_segment_distance_mm(p0, p1, q0, q1)
+        assert exact <= dense.min() + 1e-9 and exact >= dense.min() - 0.01 * np.linalg.norm(q1 - q0)
+        pts = rng.normal(0.0, 10.0, (5, 3))
+        d = segment_point_distance_mm(p0, p1, pts)
+        brute = np.linalg.norm((p0 + s * (p1 - p0))[:, None] - pts[None], axis=-1).min(axis=0)
+        np.testing.assert_allclose(d, brute, atol=1e-2)
