@@ -23,7 +23,7 @@ candidate target is also tried along the track from each entry point (converging
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -77,7 +77,10 @@ def _basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _Search:
     """Cached per-candidate cooling fields and the constraint checks."""
 
-    def __init__(self, grid, core, oars, model, emp, direction, rules, merge_exponent, entries):
+    def __init__(
+        self, grid, core, oars, model, emp, direction, rules, merge_exponent, entries,
+        candidate_ok=None,
+    ):  # fmt: skip
         self.grid, self.core, self.rules = grid, core, rules
         self.model, self.emp, self.m = model, emp, merge_exponent
         pts = grid.voxel_centres_mm()
@@ -112,10 +115,18 @@ class _Search:
                     dirs.append(direction if e is None else (e - c) / np.linalg.norm(e - c))
         if not cands:
             raise GeometryError("the core is smaller than the candidate lattice; reduce the step")
-        self.cands = np.asarray(cands)
-        self.rule_ok = np.asarray(rule_ok)
         half = model.active_length_mm / 2 + model.active_offset_mm
-        self.probes = [Probe(model, tuple(c - half * u), tuple(u)) for c, u in zip(cands, dirs)]
+        probes = [Probe(model, tuple(c - half * u), tuple(u)) for c, u in zip(cands, dirs)]
+        keep = [n for n, p in enumerate(probes) if candidate_ok is None or candidate_ok(p)]
+        if not keep:
+            raise InfeasiblePlanError(
+                f"every one of the {len(probes)} candidate probe positions is refused by the "
+                "planner's track check",
+                binding=["probe tracks"],
+            )
+        self.cands = np.asarray(cands)[keep]
+        self.rule_ok = np.asarray(rule_ok)[keep]
+        self.probes = [probes[n] for n in keep]
         self.forbid_full = {}
         for name, m in oars.items():
             d = ndimage.distance_transform_edt(~m, sampling=sampling)
@@ -245,6 +256,7 @@ def place_probes(
     rules: PlacementRules | None = None,
     merge_exponent: float = DEFAULT_MERGE_EXPONENT,
     best_effort: bool = False,
+    candidate_ok: Callable[[Probe], bool] | None = None,
 ) -> PlacementResult:
     """Choose the number and positions of probes (see the module docstring).
 
@@ -258,6 +270,10 @@ def place_probes(
     ice does not reach) a layout that misses ``coverage_min`` is returned, the one of at
     most ``max_probes`` probes with the best coverage that keeps the OAR margins, instead
     of an :class:`InfeasiblePlanError`.
+
+    ``candidate_ok`` (a planner's check of a candidate probe's whole track, e.g. clear of
+    no-go structures and implanted seeds) removes the candidates it refuses before the
+    search; when it refuses them all, :class:`InfeasiblePlanError` (binding "probe tracks").
     """
     rules = rules or PlacementRules()
     grid.check_volume(core_mask, "core_mask")
@@ -282,7 +298,7 @@ def place_probes(
         if np.linalg.norm(mean_dir) < 1e-6:
             raise GeometryError("the entry points surround the core's centroid")
         d = mean_dir / np.linalg.norm(mean_dir)  # lattice plane across the mean track
-    s = _Search(grid, core, oars, model, empirical, d, rules, merge_exponent, entries)
+    s = _Search(grid, core, oars, model, empirical, d, rules, merge_exponent, entries, candidate_ok)
 
     best_seen = {"coverage": 0.0}
     best_layout: list[int] | None = None

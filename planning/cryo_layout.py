@@ -4,12 +4,25 @@ Its lethal zone becomes the ablated core of a zoned lesion (the seeds then cover
 ice does not).  Probes are placed by :func:`brachycryo.cryo_iceball.placement.place_probes`
 on the empirical isotherm model of the probe (published isotherms, else a calibration by
 the physics mode), best effort: a layout short of the coverage goal is kept and reported.
+
+Approaches (issue 21): each probe's whole track, tip to skin, must keep clear of the plan's
+obstacles (:class:`~brachycryo.planning.probe_tracks.TrackObstacles`: no-go structures, OAR
+margins, implanted seeds and their needle tracks, other lesions' probe tracks); candidates
+that do not are left out of the search.  The layouts tried, best kept (coverage of the core,
+then the shorter mean insertion): parallel probes along the insertion direction (a
+template; from either side when ``[cryo] direction`` is not given), then, if those miss the
+coverage goal, probes converging from skin entry points around that direction
+(``[needles] max_angle_deg`` off it, four azimuths) - free tracks.  When every candidate of
+every approach is refused, :class:`~brachycryo.core.errors.InfeasiblePlanError` names the
+obstacles that refused them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +34,10 @@ from brachycryo.cryo_iceball.probes import Probe, ProbeModel
 from brachycryo.planning.case import PlanningStructures
 from brachycryo.planning.spec import LesionSpec, PlanSpec
 from brachycryo.planning.zones import shrink_mm
+
+if TYPE_CHECKING:
+    from brachycryo.cryo_iceball.placement import PlacementResult
+    from brachycryo.planning.probe_tracks import TrackObstacles
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +66,24 @@ def has_cryo(lesion: LesionSpec) -> bool:
 
 
 def plan_cryo_layouts(
-    spec: PlanSpec, structures: PlanningStructures, *, backend: str
+    spec: PlanSpec,
+    structures: PlanningStructures,
+    *,
+    backend: str,
+    obstacles: TrackObstacles | None = None,
 ) -> dict[str, CryoLayout]:
-    """{lesion ROI: probe layout} of every lesion cryo treats, in the spec's order."""
+    """{lesion ROI: probe layout} of every lesion cryo treats, in the spec's order; with
+    ``obstacles``, every probe's track keeps clear of them (and of the earlier lesions'
+    probe tracks, added to them as each lesion is planned)."""
     empirical_cache: dict[str, EmpiricalProbe] = {}  # one calibration per plan and probe model
-    return {
-        lesion.roi: _plan_cryo(spec, lesion, structures, backend, empirical_cache)
-        for lesion in spec.lesions
-        if has_cryo(lesion)
-    }
+    out: dict[str, CryoLayout] = {}
+    for lesion in spec.lesions:
+        if has_cryo(lesion):
+            layout = _plan_cryo(spec, lesion, structures, backend, empirical_cache, obstacles)
+            if obstacles is not None:
+                obstacles.add_probes(lesion.roi, layout.probes)
+            out[lesion.roi] = layout
+    return out
 
 
 def _probe_model(spec: PlanSpec) -> ProbeModel:
@@ -96,19 +122,19 @@ def _empirical_probe(model: ProbeModel, backend: str) -> EmpiricalProbe:
         )
 
 
-def _core_target(lesion: LesionSpec, gtv: np.ndarray, grid: Grid) -> np.ndarray:
+def core_target(lesion: LesionSpec, gtv: np.ndarray, grid: Grid) -> np.ndarray:
     """What the probes must ablate: the GTV shrunk by ``core_margin_mm`` for a zoned
     lesion, the whole GTV for a cryo lesion."""
     if lesion.allocation != "zoned":
         return gtv
-    core_target = shrink_mm(gtv, grid, lesion.core_margin_mm) & gtv
-    if not core_target.any():
+    target = shrink_mm(gtv, grid, lesion.core_margin_mm) & gtv
+    if not target.any():
         raise InfeasiblePlanError(
             f"lesion {lesion.roi}: nothing lies {lesion.core_margin_mm:g} mm inside the "
             "GTV for cryo to ablate",
             binding=[f"lesion {lesion.roi} core_margin_mm"],
         )
-    return core_target
+    return target
 
 
 def _spared_masks(spec: PlanSpec, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -132,32 +158,156 @@ def _placement_rules(spec: PlanSpec, core_target: np.ndarray, grid: Grid) -> Pla
     )
 
 
+@dataclass(frozen=True)
+class _Approach:
+    """One way to reach the core: parallel probes along ``axis`` (tip -> handle), or
+    probes converging from ``entries_mm`` (free tracks)."""
+
+    label: str
+    axis: tuple[float, float, float]
+    entries_mm: tuple[tuple[float, float, float], ...] | None = None
+
+
+def _approaches(
+    spec: PlanSpec, core: np.ndarray, grid: Grid, obstacles: TrackObstacles | None
+) -> tuple[list[_Approach], list[_Approach]]:
+    """The parallel approaches (the insertion axis; also reversed when the spec leaves the
+    side open) and the converging ones (entry points on the skin, ``max_angle_deg`` off
+    each parallel axis, four azimuths; only with ``obstacles``, which hold the body)."""
+    axis = np.asarray(probe_axis(spec))
+    axes = [axis] if spec.cryo.direction is not None else [axis, -axis]
+    parallel = [_Approach(f"parallel {_fmt(a)}", _triplet(a)) for a in axes]
+    if obstacles is None:
+        return parallel, []
+    from brachycryo.cryo_iceball.placement import _basis
+    from brachycryo.cryo_iceball.probes import Probe
+
+    centroid = grid.voxel_centres_mm()[core].mean(axis=0)
+    tilt = np.deg2rad(max(spec.needles.max_angle_deg, 1.0))
+    converging = []
+    for a in axes:
+        e1, e2 = _basis(a)
+        entries = []
+        for phi in np.deg2rad([0.0, 90.0, 180.0, 270.0]):
+            ray = np.cos(tilt) * a + np.sin(tilt) * (np.cos(phi) * e1 + np.sin(phi) * e2)
+            probe = Probe(_probe_model(spec), _triplet(centroid), _triplet(ray))
+            _, entry = obstacles.segment(probe)
+            entries.append(_triplet(entry))
+        converging.append(_Approach(f"converging {_fmt(a)}", _triplet(a), tuple(entries)))
+    return parallel, converging
+
+
+def _fmt(v: np.ndarray) -> str:
+    return "[" + ", ".join(f"{x:.2f}" for x in v) + "]"
+
+
+def _triplet(v: np.ndarray) -> tuple[float, float, float]:
+    return (float(v[0]), float(v[1]), float(v[2]))
+
+
+def _tracks_apart(probes: Sequence[Probe], obstacles: TrackObstacles) -> bool:
+    """Every two probes' tracks of one layout keep the track clearance."""
+    from brachycryo.planning.implanted import segment_segment_distance_mm
+
+    segs = [obstacles.segment(p) for p in probes]
+    return all(
+        segment_segment_distance_mm(*segs[i], *segs[j]) >= obstacles.clearance_mm
+        for i in range(len(segs))
+        for j in range(i + 1, len(segs))
+    )
+
+
+def _mean_depth_mm(probes: Sequence[Probe], obstacles: TrackObstacles | None) -> float:
+    if obstacles is None or not probes:
+        return 0.0
+    return float(np.mean([np.linalg.norm(np.subtract(*obstacles.segment(p))) for p in probes]))
+
+
+def _place(
+    spec: PlanSpec,
+    lesion: LesionSpec,
+    structures: PlanningStructures,
+    core_target: np.ndarray,
+    model: ProbeModel,
+    empirical: EmpiricalProbe,
+    obstacles: TrackObstacles | None,
+) -> PlacementResult:
+    """The best layout over the approaches (coverage, then the shorter mean insertion);
+    converging tracks only when no parallel layout meets the coverage goal."""
+    from brachycryo.cryo_iceball.placement import place_probes
+
+    grid = structures.grid
+    parallel, converging = _approaches(spec, core_target, grid, obstacles)
+    goal = spec.cryo.coverage_min_pct / 100.0
+    best: tuple[float, float, PlacementResult] | None = None
+    errors: list[InfeasiblePlanError] = []
+    for group in (parallel, converging):
+        for approach in group:
+            try:
+                placed = place_probes(
+                    grid, core_target, _spared_masks(spec, structures.masks), model, empirical,
+                    direction=approach.axis, entry_points_mm=approach.entries_mm,
+                    rules=_placement_rules(spec, core_target, grid), best_effort=True,
+                    candidate_ok=None if obstacles is None else obstacles.allows,
+                )  # fmt: skip
+            except InfeasiblePlanError as exc:
+                errors.append(exc)
+                continue
+            if obstacles is not None and not _tracks_apart(placed.probes, obstacles):
+                obstacles.refused["another probe of the layout"] += 1
+                continue
+            key = (placed.coverage, -_mean_depth_mm(placed.probes, obstacles))
+            if best is None or key > best[:2]:
+                best = (*key, placed)
+        if best is not None and best[0] >= goal - 1e-9:
+            break
+    if best is None:
+        raise _blocked(lesion, errors, obstacles)
+    return best[2]
+
+
+def _blocked(
+    lesion: LesionSpec, errors: list[InfeasiblePlanError], obstacles: TrackObstacles | None
+) -> InfeasiblePlanError:
+    """Why no approach gave a layout: the obstacles that refused the candidates' tracks
+    (most refusals first), else the placement's own binding constraints."""
+    other = [e for e in errors if e.binding != ["probe tracks"]]
+    if other:  # some approach had clear tracks but failed on the placement's own rules
+        return other[0]
+    if obstacles is not None and obstacles.refused:
+        names = [name for name, _ in obstacles.refused.most_common()]
+        counts = ", ".join(f"{n} ({c} candidates)" for n, c in obstacles.refused.most_common())
+        return InfeasiblePlanError(
+            f"lesion {lesion.roi}: no cryo probe position has a track clear of its "
+            f"obstacles (parallel and converging approaches tried); blocked by: {counts}",
+            binding=[f"cryo {lesion.roi}: {n}" for n in names],
+        )
+    binding = [b for e in errors for b in e.binding] or ["max_probes"]
+    return InfeasiblePlanError(
+        f"lesion {lesion.roi}: no cryo probe layout: {errors[0] if errors else 'none found'}",
+        binding=binding,
+    )
+
+
 def _plan_cryo(
     spec: PlanSpec,
     lesion: LesionSpec,
     structures: PlanningStructures,
     backend: str,
     empirical_cache: dict[str, EmpiricalProbe],
+    obstacles: TrackObstacles | None = None,
 ) -> CryoLayout:
     from brachycryo.cryo_iceball.empirical import empirical_min_temp
-    from brachycryo.cryo_iceball.placement import place_probes
 
     grid, masks = structures.grid, structures.masks
     model = _probe_model(spec)
     if model.model not in empirical_cache:
         empirical_cache[model.model] = _empirical_probe(model, backend)
     empirical = empirical_cache[model.model]
-    core_target = _core_target(lesion, masks[lesion.roi], grid)
-    placed = place_probes(
-        grid,
-        core_target,
-        _spared_masks(spec, masks),
-        model,
-        empirical,
-        direction=probe_axis(spec),
-        rules=_placement_rules(spec, core_target, grid),
-        best_effort=True,
-    )
+    target = core_target(lesion, masks[lesion.roi], grid)
+    if obstacles is not None:
+        obstacles.refused.clear()
+    placed = _place(spec, lesion, structures, target, model, empirical, obstacles)
     temp = empirical_min_temp(grid, placed.probes, {model.model: empirical})
     body = masks[structures.body]
     return CryoLayout(

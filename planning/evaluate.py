@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from brachycryo.core.errors import BrachyCryoError
+from brachycryo.core.grid import Grid
 from brachycryo.planning.cryo_layout import CryoLayout
 from brachycryo.planning.pipeline import PlanResult
+from brachycryo.planning.probe_tracks import track_clearance_mm
 from brachycryo.planning.spec import LesionSpec, PlanSpec
-from brachycryo.planning.zones import LesionZones
+from brachycryo.planning.zones import LesionZones, expand_mm, shrink_mm
 from brachycryo.qa.dvh import DVH, dvh_from_mask, dvh_from_roi
 from brachycryo.qa.metrics import (
     isodose_volumes_by_target_cc,
@@ -102,8 +104,54 @@ class SeedTargetMetrics:
 
 
 @dataclass(frozen=True)
+class RegionCoverage:
+    """Percent (0-100) of a region treated: by ice or dose (``combined``: inside the lethal
+    isotherm or at least the prescription from the seeds), by ice alone, by dose alone."""
+
+    combined_pct: float | None
+    ice_pct: float | None
+    dose_pct: float | None
+
+    def to_json(self) -> dict[str, float | None]:
+        return {"combined_pct": self.combined_pct, "ice_pct": self.ice_pct,
+                "dose_pct": self.dose_pct}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SequentialMetrics:
+    """A cryo lesion planned around implanted seeds (``[case] implanted_plan``).
+
+    ``probes``: (tip mm, direction tip -> handle, closest approach of the track tip -> skin
+    entry to an implanted seed, mm); ``coverage``: {"core", "margin", "gtv"} ->
+    :class:`RegionCoverage`.  The core is the core target (the GTV shrunk by
+    ``core_margin_mm`` for a zoned lesion, the GTV for a cryo lesion), the margin the
+    lesion's GTV + ``margin_mm`` inside the body less that core, the gtv the whole GTV."""
+
+    implanted_plan: str
+    n_implanted_seeds: int
+    seed_clearance_mm: float
+    probes: tuple[tuple[tuple[float, ...], tuple[float, ...], float | None], ...]
+    min_probe_seed_distance_mm: float | None
+    coverage: dict[str, RegionCoverage]
+
+    def to_json(self) -> dict:
+        return {
+            "implanted_plan": self.implanted_plan,
+            "n_implanted_seeds": self.n_implanted_seeds,
+            "seed_clearance_mm": self.seed_clearance_mm,
+            "probes": [
+                {"tip_mm": list(t), "direction": list(d), "min_seed_distance_mm": m}
+                for t, d, m in self.probes
+            ],
+            "min_probe_seed_distance_mm": self.min_probe_seed_distance_mm,
+            "coverage": {k: v.to_json() for k, v in self.coverage.items()},
+        }
+
+
+@dataclass(frozen=True)
 class LesionMetrics:
-    """One lesion's block: its zones' volumes (cm³), its cryo layout, its seed target."""
+    """One lesion's block: its zones' volumes (cm³), its cryo layout, its seed target, and
+    with implanted seeds its combined (ice or dose) coverage."""
 
     allocation: str
     prescription_gy: float
@@ -112,6 +160,7 @@ class LesionMetrics:
     seed_target_volume_cc: float | None
     cryo: CryoMetrics | None
     seeds: SeedTargetMetrics | None
+    sequential: SequentialMetrics | None = None
 
 
 @dataclass(frozen=True)
@@ -243,7 +292,7 @@ def evaluate_zoned_plan(result: PlanResult) -> PlanMetrics:
     cryo_goals, cryo_binding = _cryo_goals(spec, result.cryo)
     cryo_binding += [
         f"cryo {t.lesion}: probe {t.number}'s track crosses {', '.join(t.crosses)} "
-        f"(within {spec.needles.oar_clearance_mm:g} mm)"
+        f"(within {track_clearance_mm(spec):g} mm)"
         for t in result.probe_tracks
         if t.crosses
     ]
@@ -292,6 +341,84 @@ def _lesion_metrics(
         seed_target_volume_cc=_clean(z.volume_cc("seed_target", grid)),
         cryo=None if cryo is None else _cryo_metrics(result, z, cryo),
         seeds=_seed_target_metrics(result, lesion, z, table, ref_cc),
+        sequential=None if cryo is None else _sequential_metrics(result, lesion, cryo),
+    )
+
+
+def _pct(part: np.ndarray, region: np.ndarray) -> float | None:
+    n = int(np.count_nonzero(region))
+    return None if n == 0 else _clean(100.0 * np.count_nonzero(part & region) / n)
+
+
+def coverage_grid(result: PlanResult, lesion: LesionSpec) -> Grid:
+    """The planning CT's voxels around the lesion (GTV + ``margin_mm`` + one planning
+    voxel): the combined coverage is counted on CT voxels, the ones the isotherm ROIs are
+    drawn on, so that it can be recounted from the written RTSTRUCT and RTDOSE."""
+    grid, ct_grid = result.grid, result.case.ct.grid
+    region = expand_mm(result.zones[lesion.roi].gtv, grid, lesion.margin_mm + max(grid.spacing_mm))
+    ijk = np.argwhere(region)[:, ::-1].astype(float)
+    corners = grid.ijk_to_mm(np.concatenate([ijk.min(axis=0)[None], ijk.max(axis=0)[None]]))
+    ct_ijk = ct_grid.mm_to_ijk(corners)
+    size = np.asarray(ct_grid.size_ijk)
+    lo = np.clip(np.floor(ct_ijk.min(axis=0)), 0, size - 1).astype(int)
+    hi = np.clip(np.ceil(ct_ijk.max(axis=0)) + 1, 1, size).astype(int)
+    return ct_grid.cropped(lo, hi)
+
+
+def sequential_regions(result: PlanResult, lesion: LesionSpec, grid: Grid) -> dict[str, np.ndarray]:
+    """The regions whose combined coverage is reported, on ``grid`` (CT voxels): the GTV
+    (its contours rasterised), the core target (the GTV shrunk by ``core_margin_mm`` for a
+    zoned lesion; the GTV for a cryo lesion) and the margin (GTV + ``margin_mm`` inside
+    BODY, less the core target)."""
+    from brachycryo.dicom_io.rasterize import roi_mask
+    from brachycryo.planning.case import body_roi_name
+
+    case = result.case
+    thickness = case.ct.grid.spacing_mm[2]
+    gtv = roi_mask(case.structures.roi(lesion.roi), grid, slice_thickness_mm=thickness)
+    body = roi_mask(case.structures.roi(body_roi_name(case)), grid, slice_thickness_mm=thickness)
+    core = gtv
+    if lesion.allocation == "zoned":
+        core = shrink_mm(gtv, grid, lesion.core_margin_mm) & gtv
+    margin = expand_mm(gtv, grid, lesion.margin_mm) & body & ~core
+    return {"core": core, "margin": margin, "gtv": gtv}
+
+
+def _sequential_metrics(
+    result: PlanResult, lesion: LesionSpec, c: CryoLayout
+) -> SequentialMetrics | None:
+    """The combined coverage and probe-seed distances of a cryo lesion with implanted seeds."""
+    from brachycryo.planning.implanted import segment_point_distance_mm
+
+    implanted = result.implanted
+    if implanted is None:
+        return None
+    lrx = lesion.prescription_gy or result.spec.prescription_gy
+    grid = coverage_grid(result, lesion)
+    centres = grid.voxel_centres_mm()
+    # nearest planning voxel, as the written isotherm ROI and a dose look-up see them
+    ice = result.grid.sample_nearest(c.lethal, centres, outside=False)
+    dose = result.grid.sample_nearest(result.dose_gy, centres, outside=0.0) >= lrx
+    coverage = {
+        name: RegionCoverage(_pct(ice | dose, m), _pct(ice, m), _pct(dose, m))
+        for name, m in sequential_regions(result, lesion, grid).items()
+    }
+    seeds = implanted.seeds.positions_mm
+    probes = []
+    for t in result.probe_tracks:
+        if t.lesion != lesion.roi:
+            continue
+        d = segment_point_distance_mm(np.asarray(t.tip_mm), np.asarray(t.entry_mm), seeds)
+        tip = tuple(round(v, 2) for v in t.tip_mm)
+        probes.append((tip, tuple(round(v, 4) for v in t.direction), _clean(float(d.min()))))
+    distances = [p[2] for p in probes if p[2] is not None]
+    return SequentialMetrics(
+        implanted_plan=str(implanted.path),
+        n_implanted_seeds=implanted.n_seeds,
+        seed_clearance_mm=result.spec.cryo.seed_clearance_mm,
+        probes=tuple(probes),
+        min_probe_seed_distance_mm=min(distances) if distances else None,
+        coverage=coverage,
     )
 
 

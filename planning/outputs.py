@@ -246,6 +246,8 @@ def write_plan_outputs(
         )
         paths["rtplan"] = out / PLAN_OUTPUT_NAMES["rtplan"]
         plan_uid = write_seed_rtplan(paths["rtplan"], plan, context=ct.context, overwrite=overwrite)
+    if plan_uid is None and result.implanted is not None:  # the implanted seeds' dose
+        plan_uid = result.implanted.sop_instance_uid or None
     if plan_uid is not None:  # a plan without seeds (cryo only, or every seed blocked)
         paths["rtdose"] = out / PLAN_OUTPUT_NAMES["rtdose"]  # has no seed dose to write
         write_rtdose(paths["rtdose"], result.dose_gy, result.grid, context=ct.context,
@@ -302,6 +304,8 @@ def _lesion_json(b: LesionMetrics) -> dict[str, Any]:
         out["cryo"] = _cryo_json(b.cryo)
     if b.seeds is not None:
         out["seeds"] = _seed_target_json(b.seeds)
+    if b.sequential is not None:
+        out["sequential"] = b.sequential.to_json()
     return out
 
 

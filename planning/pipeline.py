@@ -30,6 +30,7 @@ import numpy as np
 
 from brachycryo.core.backend import resolve_backend
 from brachycryo.core.deadline import WallClock
+from brachycryo.core.errors import ConfigError
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, report, scaled
 from brachycryo.core.seeds import Seeds
@@ -40,7 +41,8 @@ from brachycryo.planning.case import (
     load_case,
     structures_on_grid,
 )
-from brachycryo.planning.cryo_layout import CryoLayout, plan_cryo_layouts
+from brachycryo.planning.cryo_layout import CryoLayout, has_cryo, plan_cryo_layouts
+from brachycryo.planning.implanted import ImplantedSeeds, load_implanted
 from brachycryo.planning.influence import (
     OptimiserProblem,
     oar_dvh_limits,
@@ -49,7 +51,7 @@ from brachycryo.planning.influence import (
 )
 from brachycryo.planning.needles import Candidates, candidate_needles
 from brachycryo.planning.optimize import SeedSelection
-from brachycryo.planning.probe_tracks import ProbeTrack, plan_probe_tracks
+from brachycryo.planning.probe_tracks import ProbeTrack, plan_probe_tracks, track_obstacles
 from brachycryo.planning.selection import VerifiedSeeds, select_verified_seeds
 from brachycryo.planning.spec import PlanSpec
 from brachycryo.planning.strength import choose_strength
@@ -85,6 +87,9 @@ class PlanResult:
     roi_dvhs: tuple[np.ndarray, dict[str, DVH]] | None = None
     #: every cryo probe's track: skin entry, depth, no-go structures crossed
     probe_tracks: tuple[ProbeTrack, ...] = ()
+    #: the seeds already in the patient (``[case] implanted_plan``); their dose is in
+    #: ``dose_gy``, they are not in ``seeds`` (the seeds this plan adds)
+    implanted: ImplantedSeeds | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -126,10 +131,16 @@ def make_plan(
     report(progress, 0.2, "structures on the planning grid")
     timings["masks_s"] = time.perf_counter() - t0 - timings["case_s"]
 
+    implanted = _implanted(spec, case, structures, backend)
     # -- cryo first: its lethal zone is the ablated core of zoned lesions
     t1 = time.perf_counter()
-    cryo = plan_cryo_layouts(spec, structures, backend=backend)
-    cryo, tracks = plan_probe_tracks(spec, case, cryo)
+    obstacles = (
+        track_obstacles(spec, case, implanted)
+        if any(has_cryo(lesion) for lesion in spec.lesions)
+        else None
+    )
+    cryo = plan_cryo_layouts(spec, structures, backend=backend, obstacles=obstacles)
+    tracks = plan_probe_tracks(spec, case, {lesion: c.probes for lesion, c in cryo.items()})
     timings["cryo_s"] = time.perf_counter() - t1
     clock.check("the cryo probe layout")
     report(progress, 0.3, f"cryo: {sum(len(c.probes) for c in cryo.values())} probes")
@@ -140,6 +151,7 @@ def make_plan(
         backend=backend, timings=timings, progress=progress, keep_problem=keep_problem,
         clock=clock,
     )  # fmt: skip
+    dose_gy = seed_plan.dose_gy if implanted is None else seed_plan.dose_gy + implanted.dose_gy
     timings["total_s"] = time.perf_counter() - t0
     report(progress, 1.0, f"{len(seed_plan.seeds)} seeds")
     return PlanResult(
@@ -153,12 +165,34 @@ def make_plan(
         selection=seed_plan.verified.selection if seed_plan.verified else None,
         seeds=seed_plan.seeds,
         seed_needles=seed_plan.needles,
-        dose_gy=seed_plan.dose_gy,
+        dose_gy=dose_gy,
         backend=backend,
         timings_s=timings,
         problem=seed_plan.problem,
-        roi_dvhs=(seed_plan.dose_gy, seed_plan.verified.oar_dvhs) if seed_plan.verified else None,
+        roi_dvhs=(dose_gy, seed_plan.verified.oar_dvhs) if seed_plan.verified else None,
         probe_tracks=tuple(tracks),
+        implanted=implanted,
+    )
+
+
+def _implanted(
+    spec: PlanSpec, case: PlanningCase, structures: PlanningStructures, backend: str
+) -> ImplantedSeeds | None:
+    """The implanted seeds of ``[case] implanted_plan`` (checked and dosed on the planning
+    grid), None without one.  New seeds beside them (``add_seeds = true``) would need a
+    background-dose term in the seed optimiser, which it does not have yet."""
+    path = spec.case.implanted_plan
+    if path is None:
+        return None
+    if spec.add_seeds:
+        raise ConfigError(
+            "add_seeds = true with [case] implanted_plan is not supported yet: the seed "
+            "optimiser has no term for the implanted seeds' dose, so new seeds would be "
+            "planned as if the implanted ones gave none; plan the added seeds separately",
+            key="prescription.add_seeds",
+        )
+    return load_implanted(
+        path, case.ct, structures.grid, backend=backend, formalism=spec.dose.formalism
     )
 
 
@@ -189,7 +223,7 @@ def _plan_seeds(
 ) -> _SeedPlan:
     """Candidate needles, influence matrix, verified seed selection (timed into
     ``timings``); no seeds and zero dose when no lesion has a seed target."""
-    targets = seed_targets(zones)
+    targets = seed_targets(zones) if spec.add_seeds else {}
     model = load_seed_model(spec.seed_model)
     if not targets:
         timings["dose_s"] = 0.0

@@ -9,12 +9,22 @@ from entry to tip.  The track from entry to tip is checked against the plan's no
 structures (``[needles] no_go``) with the seed needles' clearance (``[needles]
 oar_clearance_mm``): a probe whose shaft would pass through the aorta or a kidney is
 reported with the structure it crosses, as the seed needles are stopped before them.
+
+Placement avoids crossings rather than reporting them (:class:`TrackObstacles`, used by
+:mod:`brachycryo.planning.cryo_layout` as the probe search's candidate check): a candidate
+probe is refused when its track from tip to skin passes within ``[cryo] track_clearance_mm``
+(default: the needles' ``oar_clearance_mm``) of a no-go structure, an OAR (except the one
+the track enters through, e.g. a skin ROI) or another probe's track, or within ``[cryo]
+seed_clearance_mm`` of an implanted seed or its needle track
+(:mod:`brachycryo.planning.implanted`).  Only when every candidate of every approach is
+refused does the plan fail, naming what blocks.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,7 +32,11 @@ from brachycryo.core.grid import Grid
 from brachycryo.cryo_iceball.probes import Probe
 from brachycryo.dicom_io.rasterize import roi_mask
 from brachycryo.planning.case import PlanningCase, body_roi_name
-from brachycryo.planning.cryo_layout import CryoLayout
+from brachycryo.planning.implanted import (
+    ImplantedSeeds,
+    segment_point_distance_mm,
+    segment_segment_distance_mm,
+)
 from brachycryo.planning.spec import PlanSpec
 from brachycryo.planning.zones import distance_outside_mm
 
@@ -132,66 +146,153 @@ def reversed_probe(probe: Probe) -> Probe:
     return Probe(probe.model, _triplet(tip), _triplet(axis))
 
 
-def _track_cost(tracks: Sequence[ProbeTrack]) -> tuple[int, float]:
-    """Fewer crossed structures first, then the shorter mean insertion."""
-    return (sum(len(t.crosses) for t in tracks), float(np.mean([t.insertion_depth_mm
-                                                                  for t in tracks])))  # fmt: skip
-
-
-def oriented_tracks(
-    layouts: Mapping[str, Sequence[Probe]],
-    grid: Grid,
-    body: np.ndarray,
-    no_go: Mapping[str, np.ndarray],
-    *,
-    clearance_mm: float,
-    may_reverse: bool,
-) -> tuple[dict[str, tuple[Probe, ...]], list[ProbeTrack]]:
-    """Each lesion's probes from the side whose tracks cross fewer no-go structures, then
-    are shorter (``may_reverse``: the insertion direction was not given for cryo, so the
-    approach side is the planner's choice), and every track."""
-    chosen: dict[str, tuple[Probe, ...]] = {}
-    for lesion, probes in layouts.items():
-        options = [tuple(probes)]
-        if may_reverse and probes:
-            options.append(tuple(reversed_probe(p) for p in probes))
-        costs = [
-            _track_cost(probe_tracks({lesion: o}, grid, body, no_go, clearance_mm=clearance_mm))
-            if o else (0, 0.0)
-            for o in options
-        ]  # fmt: skip
-        chosen[lesion] = options[int(np.argmin([c[0] * 1e6 + c[1] for c in costs]))]
-    return chosen, probe_tracks(chosen, grid, body, no_go, clearance_mm=clearance_mm)
-
-
 def track_grid(case: PlanningCase) -> Grid:
     """The CT's extent at :data:`TRACK_GRID_MM` (or the CT's own coarser spacing)."""
     spacing = np.maximum(np.asarray(case.ct.grid.spacing_mm), TRACK_GRID_MM)
     return case.ct.grid.resampled(_triplet(spacing))
 
 
-def plan_probe_tracks(
-    spec: PlanSpec, case: PlanningCase, cryo: Mapping[str, CryoLayout]
-) -> tuple[dict[str, CryoLayout], list[ProbeTrack]]:
-    """Stage: every cryo layout's probes oriented to their approach side and their tracks,
-    followed over the whole CT (the body outline and the no-go structures rasterised on
-    :func:`track_grid`)."""
-    if not any(c.probes for c in cryo.values()):
-        return dict(cryo), []
-    grid = track_grid(case)
+def track_clearance_mm(spec: PlanSpec) -> float:
+    """``[cryo] track_clearance_mm``, else the seed needles' ``oar_clearance_mm``."""
+    if spec.cryo.track_clearance_mm is not None:
+        return spec.cryo.track_clearance_mm
+    return spec.needles.oar_clearance_mm
+
+
+def _no_go_masks(spec: PlanSpec, case: PlanningCase, grid: Grid) -> dict[str, np.ndarray]:
     thickness = case.ct.grid.spacing_mm[2]
-    body = roi_mask(case.structures.roi(body_roi_name(case)), grid, slice_thickness_mm=thickness)
-    no_go = {
+    return {
         name: roi_mask(case.structures.roi(name), grid, slice_thickness_mm=thickness)
         for name in spec.needles.no_go
         if name in case.structures.roi_names
     }
-    probes, tracks = oriented_tracks(
-        {lesion: c.probes for lesion, c in cryo.items()},
-        grid,
-        body,
-        no_go,
-        clearance_mm=spec.needles.oar_clearance_mm,
-        may_reverse=spec.cryo.direction is None,
+
+
+def _body_mask(case: PlanningCase, grid: Grid) -> np.ndarray:
+    roi = case.structures.roi(body_roi_name(case))
+    return roi_mask(roi, grid, slice_thickness_mm=case.ct.grid.spacing_mm[2])
+
+
+@dataclass
+class TrackObstacles:
+    """What a probe's track (tip to skin entry) must keep clear of, on the CT-wide track
+    grid.  ``near``: for each no-go structure and OAR, the voxels within the track
+    clearance; ``seeds_mm`` / ``seed_tracks_mm``: the implanted seeds and their needle
+    tracks (kept ``seed_clearance_mm`` away); ``probe_segments``: tracks already planned
+    (other lesions' probes), kept the track clearance away.  ``refused`` counts, per
+    obstacle, the candidate probes refused for it (what blocks, when everything is)."""
+
+    grid: Grid
+    body: np.ndarray
+    near: dict[str, np.ndarray]
+    oars: frozenset[str]
+    clearance_mm: float
+    seeds_mm: np.ndarray
+    seed_tracks_mm: np.ndarray
+    seed_clearance_mm: float
+    probe_segments: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
+    refused: Counter[str] = field(default_factory=Counter)
+
+    def segment(self, probe: Probe) -> tuple[np.ndarray, np.ndarray]:
+        """The probe's track: tip and skin entry (mm)."""
+        entry, _ = _entry(probe, self.body, self.grid)
+        return np.asarray(probe.tip_mm, dtype=float), entry
+
+    def min_seed_distance_mm(self, tip: np.ndarray, entry: np.ndarray) -> float | None:
+        """Closest approach of the track tip-entry to an implanted seed (None: no seeds)."""
+        if len(self.seeds_mm) == 0:
+            return None
+        return float(segment_point_distance_mm(tip, entry, self.seeds_mm).min())
+
+    def blockers(self, probe: Probe) -> list[str]:
+        """What the probe's track passes too close to (empty: the track is clear)."""
+        tip, entry = self.segment(probe)
+        out = [name for name in _crossed(tip, entry, self._zones(entry), self.grid)]
+        near_seed = self.min_seed_distance_mm(tip, entry)
+        if near_seed is not None and near_seed < self.seed_clearance_mm:
+            out.append("implanted seeds")
+        if any(
+            segment_segment_distance_mm(tip, entry, a, b) < self.seed_clearance_mm
+            for a, b in self.seed_tracks_mm
+        ):
+            out.append("implanted seeds' needle tracks")
+        out += sorted({
+            f"probe tracks of {lesion}"
+            for lesion, a, b in self.probe_segments
+            if segment_segment_distance_mm(tip, entry, a, b) < self.clearance_mm
+        })  # fmt: skip
+        return out
+
+    def _zones(self, entry: np.ndarray) -> dict[str, np.ndarray]:
+        """The clearance zones a track entering at ``entry`` is checked against: every one,
+        less an OAR whose zone holds the entry (the structure every track enters through,
+        e.g. a skin ROI)."""
+        return {
+            name: zone
+            for name, zone in self.near.items()
+            if name not in self.oars
+            or not self.grid.sample_nearest(zone, entry[None, :], outside=False)[0]
+        }
+
+    def allows(self, probe: Probe) -> bool:
+        """The probe search's candidate check: True for a clear track; a refusal is
+        counted under each obstacle that blocks it."""
+        blocking = self.blockers(probe)
+        self.refused.update(blocking)
+        return not blocking
+
+    def add_probes(self, lesion: str, probes: Sequence[Probe]) -> None:
+        """Later lesions' probes keep clear of these tracks too."""
+        for p in probes:
+            tip, entry = self.segment(p)
+            self.probe_segments.append((lesion, tip, entry))
+
+
+def track_obstacles(
+    spec: PlanSpec, case: PlanningCase, implanted: ImplantedSeeds | None
+) -> TrackObstacles:
+    """The obstacles of the plan's probe tracks on :func:`track_grid`: the ``[needles]
+    no_go`` structures and the ``[[oar]]`` ROIs (within :func:`track_clearance_mm`), the
+    implanted seeds and their tracks (within ``[cryo] seed_clearance_mm``)."""
+    grid = track_grid(case)
+    clearance = track_clearance_mm(spec)
+    masks = _no_go_masks(spec, case, grid)
+    thickness = case.ct.grid.spacing_mm[2]
+    oars = [o.roi for o in spec.oars if o.roi in case.structures.roi_names]
+    for name in oars:
+        if name not in masks:
+            masks[name] = roi_mask(case.structures.roi(name), grid, slice_thickness_mm=thickness)
+    near = {
+        name: distance_outside_mm(np.asarray(m, bool), grid) < max(clearance, 1e-9)
+        for name, m in masks.items()
+        if np.asarray(m).any()
+    }
+    return TrackObstacles(
+        grid=grid,
+        body=_body_mask(case, grid),
+        near=near,
+        oars=frozenset(set(oars) - set(spec.needles.no_go)),
+        clearance_mm=clearance,
+        seeds_mm=np.zeros((0, 3)) if implanted is None else implanted.seeds.positions_mm,
+        seed_tracks_mm=np.zeros((0, 2, 3)) if implanted is None else implanted.tracks_mm,
+        seed_clearance_mm=spec.cryo.seed_clearance_mm,
     )
-    return {k: replace(c, probes=probes[k]) for k, c in cryo.items()}, tracks
+
+
+def plan_probe_tracks(
+    spec: PlanSpec, case: PlanningCase, layouts: Mapping[str, Sequence[Probe]]
+) -> list[ProbeTrack]:
+    """Stage: the tracks of every lesion's probes ({lesion: probes}), followed over the
+    whole CT (the body outline and the no-go structures rasterised on
+    :func:`track_grid`).  The layouts come oriented and clear of their obstacles from
+    :mod:`brachycryo.planning.cryo_layout`."""
+    if not any(layouts.values()):
+        return []
+    grid = track_grid(case)
+    return probe_tracks(
+        layouts,
+        grid,
+        _body_mask(case, grid),
+        _no_go_masks(spec, case, grid),
+        clearance_mm=track_clearance_mm(spec),
+    )

@@ -9,10 +9,14 @@ Paths are relative to the TOML file's folder.  Example (see ``planning/examples/
     site = "abdomen"
     extra_metastases = 0       # up to 12 more small nodules GTV_Met3, GTV_Met4, ...
 
+    # [case] implanted_plan = "RP.postimplant.dcm"   # seeds already implanted: fixed
+    #                          # sources, probes kept [cryo] seed_clearance_mm from them
+
     [prescription]
     dose_gy = 120.0            # matched peripheral dose, Gy
     seed_model = "6711"
     sk_u = 0.635               # or activity_mci = 0.5 (1 mCi apparent = 1.270 U)
+    add_seeds = true           # plan seeds (default; false with an implanted_plan)
 
     [[lesion]]
     roi = "GTV_Bulky"
@@ -76,6 +80,9 @@ class CaseSpec:
     ct: Path | None = None
     rtstruct: Path | None = None
     phantom: PhantomCaseSpec | None = None
+    #: RTPLAN of seeds already in the patient (the sequential seeds-then-cryo arm,
+    #: :mod:`brachycryo.planning.implanted`); relative paths from the spec's folder
+    implanted_plan: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +232,12 @@ class CryoSpec:
     direction: Vec3 | None = None  # probe insertion (skin -> depth); None: the needles'
     coverage_min_pct: float = 95.0
     candidate_step_mm: float = 5.0
+    #: closest approach of a probe's track (tip to skin) to an implanted seed or its needle
+    #: track (:data:`brachycryo.planning.implanted.SEED_CLEARANCE_MM`)
+    seed_clearance_mm: float = 5.0
+    #: clearance of a probe's track from no-go structures, OARs and other tracks; None:
+    #: the seed needles' ``[needles] oar_clearance_mm``
+    track_clearance_mm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +278,9 @@ class PlanSpec:
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     goals: HotSpotGoals = field(default_factory=HotSpotGoals)
     source: Path | None = None
+    #: ``[prescription] add_seeds``: new seeds may be planned (default: true, but false
+    #: when ``[case] implanted_plan`` names seeds already implanted)
+    add_seeds: bool = True
 
     def hot_spot_goals(self, lesion: LesionSpec) -> HotSpotGoals:
         """The lesion's own hot-spot goals where it sets them, else the plan's ``[goals]``."""
@@ -422,6 +438,8 @@ class _Table:
 
 
 def _case(t: _Table, base: Path) -> CaseSpec:
+    implanted = t.optional_text("implanted_plan")
+    implanted_path = None if implanted is None else (base / implanted).resolve()
     phantom = t.table("phantom")
     ct = t.optional_text("ct")
     rs = t.optional_text("rtstruct")
@@ -442,11 +460,13 @@ def _case(t: _Table, base: Path) -> CaseSpec:
         )
         phantom.done()
         t.done()
-        return CaseSpec(phantom=spec)
+        return CaseSpec(phantom=spec, implanted_plan=implanted_path)
     if not (ct and rs):
         raise ConfigError("needs [case.phantom] or both ct and rtstruct", key=t.where)
     t.done()
-    return CaseSpec(ct=(base / ct).resolve(), rtstruct=(base / rs).resolve())
+    return CaseSpec(
+        ct=(base / ct).resolve(), rtstruct=(base / rs).resolve(), implanted_plan=implanted_path
+    )
 
 
 def _lesion(t: _Table) -> LesionSpec:
@@ -553,6 +573,8 @@ def _cryo(t: _Table | None) -> CryoSpec:
         direction=t.optional_vector("direction", unit=True),
         coverage_min_pct=t.number("coverage_min_pct", 95.0, minimum=1.0, maximum=100.0),
         candidate_step_mm=t.number("candidate_step_mm", 5.0, minimum=1.0, maximum=20.0),
+        seed_clearance_mm=t.number("seed_clearance_mm", 5.0, minimum=0.0, maximum=50.0),
+        track_clearance_mm=t.optional_number("track_clearance_mm", minimum=0.0, maximum=50.0),
     )
     if spec.min_spacing_mm > spec.max_spacing_mm:
         raise ConfigError("min_spacing_mm exceeds max_spacing_mm", key=t.key("min_spacing_mm"))
@@ -609,6 +631,9 @@ def parse_plan_spec(data: dict, *, base_dir: str | os.PathLike = ".", source=Non
     dose_gy = rx.number("dose_gy", 120.0, minimum=0, strict_min=True)
     model = rx.text("seed_model", "6711")
     sk_u, sk_u_choices = _strength(rx)
+    add_seeds = rx.raw("add_seeds", case.implanted_plan is None)
+    if not isinstance(add_seeds, bool):
+        raise ConfigError(f"must be true or false, got {add_seeds!r}", key="prescription.add_seeds")
     rx.done()
     lesions = tuple(_lesion(t) for t in root.tables("lesion"))
     if not lesions:
@@ -617,6 +642,13 @@ def parse_plan_spec(data: dict, *, base_dir: str | os.PathLike = ".", source=Non
     if len(set(names)) != len(names):
         raise ConfigError(f"each lesion ROI may appear once, got {names}", key="lesion")
     oars = tuple(_oar(t) for t in root.tables("oar"))
+    seeded = [x.roi for x in lesions if x.allocation != "cryo"]
+    if not add_seeds and case.implanted_plan is None and seeded:
+        raise ConfigError(
+            f"add_seeds = false leaves {seeded} without any seed: it is meant for seeds "
+            "already implanted ([case] implanted_plan)",
+            key="prescription.add_seeds",
+        )
     spec = PlanSpec(
         case=case,
         prescription_gy=dose_gy,
@@ -631,6 +663,7 @@ def parse_plan_spec(data: dict, *, base_dir: str | os.PathLike = ".", source=Non
         optimizer=_optimizer(root.table("optimizer")),
         goals=_goals(root.table("goals")),
         source=None if source is None else Path(source),
+        add_seeds=add_seeds,
     )
     root.done()
     return spec

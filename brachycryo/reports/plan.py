@@ -10,6 +10,7 @@ from brachycryo.planning.evaluate import PlanMetrics
 from brachycryo.planning.outputs import PLAN_OUTPUT_NAMES, used_needles, write_plan_outputs
 from brachycryo.planning.pipeline import PlanResult
 from brachycryo.qa.evaluate import PlanEvaluation
+from brachycryo.reports.combined import combined_coverage_section
 from brachycryo.reports.html import Constraint, build_report_html, write_report
 from brachycryo.reports.plots import Instruments, NeedleOverlay, ProbeOverlay
 
@@ -88,6 +89,9 @@ def write_plan_report(
         title=f"brachycryo zoned plan: {result.n_seeds} seeds, {result.n_needles} needles",
         render_3d=render_3d,
     )
+    combined = combined_coverage_section(result, plan_metrics)  # sequential arm only
+    if combined:
+        html = html.replace("\n</body>", f"\n{combined}\n</body>", 1)
     return write_report(path, html, overwrite=overwrite)
 
 
