@@ -69,6 +69,7 @@ def free(tmp_path_factory):
     original = placement.place_probes
 
     def from_entry_region(grid, core, *args, direction, **kwargs):
+        kwargs.pop("entry_points_mm", None)  # the planner's own converging fallback's entries
         centre = grid.voxel_centres_mm()[np.asarray(core, bool)].mean(axis=0)
         axis = np.asarray(direction, float)  # tip -> handle: toward the skin
         across = np.cross(axis, [0.0, 0.0, 1.0])
