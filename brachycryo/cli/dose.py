@@ -80,6 +80,17 @@ def _grid(args: argparse.Namespace, plan: BrachyPlan) -> tuple[Grid, StudyContex
 
 
 def run(args: argparse.Namespace) -> int:
+    from brachycryo.core.staging import OutputStage
+
+    # refuse before computing when the RTDOSE could not be written; it is staged
+    with OutputStage([args.out], overwrite=args.overwrite) as stage:
+        summary = _run(args, stage)
+    print(summary)  # once the RTDOSE is in place
+    return 0
+
+
+def _run(args: argparse.Namespace, stage) -> str:
+    """Compute the dose and write it to ``stage``; the summary line."""
     from brachycryo.dicom_io.common import StudyContext, read_dataset
     from brachycryo.dicom_io.rtdose import write_rtdose
     from brachycryo.dicom_io.rtplan import read_rtplan
@@ -129,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
             progress=cb,
         )
     write_rtdose(
-        args.out,
+        stage.path(args.out),
         dose,
         grid,
         context=context,
@@ -138,12 +149,11 @@ def run(args: argparse.Namespace) -> int:
             f"TG-43U1 {args.formalism} source, model {model.name}, "
             + ("initial dose rate (Gy/h)" if args.dose_rate else "total permanent-implant dose")
         ),
-        overwrite=args.overwrite,
+        overwrite=True,  # into the empty staging folder
     )
     unit = "Gy/h" if args.dose_rate else "Gy"
-    print(
+    return (
         f"{plan.n_seeds} seeds ({model.name}, {plan.sk_u.sum():.2f} U in total): max "
         f"{dose.max():.2f} {unit} on a {grid.shape[2]}x{grid.shape[1]}x{grid.shape[0]} grid; "
         f"wrote {args.out}"
     )
-    return 0

@@ -6,8 +6,8 @@ import argparse
 import json
 import math
 
-from brachycryo.core.atomic import check_writable
 from brachycryo.core.progress import tqdm_callback
+from brachycryo.core.staging import OutputStage
 from brachycryo.qa.evaluate import evaluate_files
 
 _TABLE_KEYS = (
@@ -88,27 +88,27 @@ def format_table(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    # refuse to start a long computation whose output could not be written
-    for out in (args.json, args.csv):
-        if out:
-            check_writable(out, overwrite=args.overwrite)
-    with tqdm_callback("dvh", disable=args.quiet) as cb:
-        ev = evaluate_files(
-            args.rtdose,
-            args.rtstruct,
-            prescription_gy=args.prescription_gy,
-            roi_names=args.roi,
-            target=args.target,
-            supersample=args.supersample,
-            end_caps=args.end_caps,
-            slice_thickness_mm=args.slice_thickness_mm,
-            progress=cb,
-        )
+    outputs = [out for out in (args.json, args.csv) if out]
+    # refuse to start a long computation whose output could not be written; JSON and CSV
+    # are staged and appear together, or neither does
+    with OutputStage(outputs, overwrite=args.overwrite) as stage:
+        with tqdm_callback("dvh", disable=args.quiet) as cb:
+            ev = evaluate_files(
+                args.rtdose,
+                args.rtstruct,
+                prescription_gy=args.prescription_gy,
+                roi_names=args.roi,
+                target=args.target,
+                supersample=args.supersample,
+                end_caps=args.end_caps,
+                slice_thickness_mm=args.slice_thickness_mm,
+                progress=cb,
+            )
+        if args.json:
+            ev.write_json(stage.path(args.json), overwrite=True)
+        if args.csv:
+            ev.write_csv(stage.path(args.csv), overwrite=True)
     result = ev.to_json()
-    if args.json:
-        ev.write_json(args.json, overwrite=args.overwrite)
-    if args.csv:
-        ev.write_csv(args.csv, overwrite=args.overwrite)
     if not args.quiet:
         print(format_table(result))
         for w in result["warnings"]:

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from brachycryo.cohort.discovery import CohortIndex, WorkUnit, discover_cohort
-from brachycryo.core.atomic import atomic_path, check_writable, write_text_atomic
+from brachycryo.core.atomic import atomic_path, write_text_atomic
 from brachycryo.core.errors import (
     BackendUnavailableError,
     BrachyCryoError,
@@ -57,6 +57,7 @@ from brachycryo.core.errors import (
     StructureError,
 )
 from brachycryo.core.progress import ProgressCallback, report
+from brachycryo.core.staging import OutputStage
 from brachycryo.qa.metrics import (
     DEFAULT_D_CC,
     DEFAULT_D_PCT,
@@ -502,9 +503,9 @@ def run_batch(
     paths = output_paths(out, csv=csv)
     if paths["table"].suffix.lower() != ".parquet":
         raise ConfigError(f"the output must be a .parquet file, got {paths['table']}", key="out")
-    for kind in ("table", "manifest", "csv"):
-        if kind in paths:
-            check_writable(paths[kind], overwrite=overwrite)
+    finals = [paths[kind] for kind in ("table", "manifest", "csv") if kind in paths]
+    stage = OutputStage(finals, overwrite=overwrite)
+    stage.check()  # before the discovery: one clear line when they cannot be written
     if scheduler or workers > 1:
         _dask()  # fail before the discovery if dask is missing
     import pandas  # noqa: F401  (the dist extra; fail early)
@@ -565,12 +566,12 @@ def run_batch(
         "skipped_files": cohort.skipped,
         "notes": cohort.notes,
     }
-    with atomic_path(paths["table"], overwrite=overwrite) as tmp:
-        table.to_parquet(tmp, index=False)
-    if csv:
-        with atomic_path(paths["csv"], overwrite=overwrite) as tmp:
-            table.to_csv(tmp, index=False)
-    write_text_atomic(paths["manifest"], json.dumps(manifest, indent=2) + "\n", overwrite=overwrite)
+    with stage:  # table, CSV and manifest appear together, or none of them
+        table.to_parquet(stage.path(paths["table"]), index=False)
+        if csv:
+            table.to_csv(stage.path(paths["csv"]), index=False)
+        text = json.dumps(manifest, indent=2) + "\n"
+        stage.path(paths["manifest"]).write_text(text, encoding="utf-8")
     report(progress, 1.0, "done")
     return BatchResult(table=table, manifest=manifest, paths=paths)
 
