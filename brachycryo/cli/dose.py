@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from brachycryo.core.errors import ConfigError, DataModelError, FrameOfReferenceError
+from brachycryo.core.errors import (
+    ConfigError,
+    DataModelError,
+    FrameOfReferenceError,
+    GeometryError,
+)
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import tqdm_callback
 
@@ -79,6 +84,29 @@ def _grid(args: argparse.Namespace, plan: BrachyPlan) -> tuple[Grid, StudyContex
     raise ConfigError("give --ct, --like, or --spacing-mm", key="grid")
 
 
+def _check_seeds_on_grid(args: argparse.Namespace, plan: BrachyPlan, grid: Grid) -> None:
+    """A grid (--ct, --like) that misses every seed is an error — its dose would be the
+    tails of seeds outside it, near zero, with nothing to say so; one that misses some is a
+    warning with their count and S_K (their dose inside the grid is still computed)."""
+    inside = grid.contains_mm(plan.positions_mm)
+    if inside.all():
+        return
+    where = f"the CT in {args.ct}" if args.ct else f"the RTDOSE {args.like}"
+    lo, hi = grid.bounds_mm()
+    extent = ", ".join(f"{a} {lo[i]:.1f} to {hi[i]:.1f}" for i, a in enumerate("xyz"))
+    n_out, sk_out = int((~inside).sum()), float(plan.sk_u[~inside].sum())
+    if not inside.any():
+        raise GeometryError(
+            f"none of the {plan.n_seeds} seeds of {args.rtplan} lies inside the grid of "
+            f"{where} ({extent} mm): the dose there would be only the seeds' far tails"
+        )
+    print(
+        f"warning: {n_out} of {plan.n_seeds} seeds ({sk_out:.2f} of {plan.sk_u.sum():.2f} U) "
+        f"lie outside the grid of {where} ({extent} mm); the dose they give inside it is "
+        "included, the dose around them is not on the grid"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from brachycryo.core.staging import OutputStage
 
@@ -124,6 +152,7 @@ def _run(args: argparse.Namespace, stage) -> str:
         lo = plan.positions_mm.min(axis=0) - SEED_GRID_MARGIN_MM
         hi = plan.positions_mm.max(axis=0) + SEED_GRID_MARGIN_MM
         grid, context = Grid.from_bounds(lo, hi, args.spacing_mm), None
+    _check_seeds_on_grid(args, plan, grid)
     if context is None:
         context = StudyContext.from_dataset(read_dataset(args.rtplan, modality="RTPLAN"))
     quantity = "rate" if args.dose_rate else "total"
