@@ -208,6 +208,8 @@ def _vec3(tab: dict, key: str, where: str) -> tuple[float, float, float]:
 
 
 def _check_keys(tab: dict, allowed: set, where: str) -> None:
+    if not isinstance(tab, dict):
+        raise ConfigError(f"{where} must be a table, got {type(tab).__name__}", key=where)
     extra = set(tab) - allowed
     if extra:
         raise ConfigError(
