@@ -49,7 +49,7 @@ BAD_TOML_VALUES: tuple[Any, ...] = (
     math.nan, math.inf, -math.inf, -1.0, 0, 1e12, -1e12, 1e-12, "text", True, [1.0, 2.0],
     {"x": 1.0}, [],
 )  # fmt: skip
-BAD_ARG_VALUES = ("nan", "inf", "-inf", "-1", "0", "1e12", "1e-12", "text", "")
+BAD_ARG_VALUES = ("nan", "inf", "-inf", "-1", "0", "1000", "1e12", "1e-4", "1e-12", "text", "")
 STAGING_PREFIX = ".brachycryo-staging-"
 
 

@@ -25,6 +25,28 @@ _TABLE_KEYS = (
 )
 
 
+#: Largest --supersample: 16^3 = 4096 sub-points per voxel (the default is 4).
+MAX_SUPERSAMPLE = 16
+#: Thinnest --slice-thickness-mm: no CT slice is thinner (0.1 mm).
+MIN_SLICE_THICKNESS_MM = 0.1
+
+
+def _supersample(text: str) -> int:
+    n = int(text)
+    if not 1 <= n <= MAX_SUPERSAMPLE:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_SUPERSAMPLE}, got {n}")
+    return n
+
+
+def _thickness_mm(text: str) -> float:
+    t = float(text)
+    if not (math.isfinite(t) and t >= MIN_SLICE_THICKNESS_MM):
+        raise argparse.ArgumentTypeError(
+            f"must be a finite thickness >= {MIN_SLICE_THICKNESS_MM} mm, got {text}"
+        )
+    return t
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "dvh",
@@ -47,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", default=None, metavar="OUT.csv", help="write the metrics as CSV")
     p.add_argument(
         "--supersample",
-        type=int,
+        type=_supersample,
         default=None,
         help="partial-volume sub-points per voxel axis (default 4; 2 for body-sized structures)",
     )
@@ -60,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--slice-thickness-mm",
-        type=float,
+        type=_thickness_mm,
         default=None,
         help="CT slice thickness the contours stand for (default: their plane spacing)",
     )

@@ -43,3 +43,13 @@ def test_some_seeds_outside_the_ct_is_a_warning_with_count_and_sk(case, tmp_path
     text = capsys.readouterr().out
     assert code == 0 and out.is_file()
     assert "warning: 1 of 3 seeds (0.70 of 2.10 U) lie outside the grid" in text
+
+
+def test_a_grid_too_large_is_refused_before_allocating(case, tmp_path, capsys):  # noqa: F811
+    root, _, _ = case  # 1e-4 mm over the 40 x 40 x 30 mm CT: 4.8e16 voxels (no int64 wrap)
+    out = tmp_path / "RD.dcm"
+    code = main(["dose", "--rtplan", str(root / "RP.dcm"), "--ct", str(root / "ct"),
+                 "--spacing-mm", "1e-4", "--out", str(out), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "--spacing-mm" in err and "GiB" in err
+    assert list(tmp_path.iterdir()) == []

@@ -155,3 +155,11 @@ def test_phantom_disk_full_leaves_no_partial_case(tmp_path, monkeypatch, capsys)
     assert code == 1
     assert "No space left on device" in _one_line(capsys.readouterr().err)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", [["--supersample", "1000"], ["--slice-thickness-mm", "1e-9"]])
+def test_dvh_sampling_that_would_not_fit_in_memory_is_a_usage_error(dvh_files, option, capsys):
+    argv = ["dvh", "--rtdose", str(dvh_files.rtdose), "--rtstruct", str(dvh_files.rtstruct)]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, *option, "--quiet"])
+    assert exc.value.code == 2 and option[0] in capsys.readouterr().err
