@@ -318,7 +318,7 @@ def _probes(doc: dict, probe_cat: dict[str, ProbeModel]) -> tuple[Probe, ...]:
         where = f"probe[{n}]"
         _check_keys(pr, {"model", "tip_mm", "direction"}, where)
         model = pr.get("model")
-        if model not in probe_cat:
+        if not isinstance(model, str) or model not in probe_cat:
             raise ConfigError(
                 f"unknown probe model {model!r}; known: {sorted(probe_cat)}", key=f"{where}.model"
             )

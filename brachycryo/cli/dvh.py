@@ -27,8 +27,9 @@ _TABLE_KEYS = (
 
 #: Largest --supersample: 16^3 = 4096 sub-points per voxel (the default is 4).
 MAX_SUPERSAMPLE = 16
-#: Thinnest --slice-thickness-mm: no CT slice is thinner (0.1 mm).
+#: Range of --slice-thickness-mm: no CT slice is thinner than 0.1 mm or thicker than 50 mm.
 MIN_SLICE_THICKNESS_MM = 0.1
+MAX_SLICE_THICKNESS_MM = 50.0
 
 
 def _supersample(text: str) -> int:
@@ -40,9 +41,9 @@ def _supersample(text: str) -> int:
 
 def _thickness_mm(text: str) -> float:
     t = float(text)
-    if not (math.isfinite(t) and t >= MIN_SLICE_THICKNESS_MM):
+    if not MIN_SLICE_THICKNESS_MM <= t <= MAX_SLICE_THICKNESS_MM:  # NaN fails too
         raise argparse.ArgumentTypeError(
-            f"must be a finite thickness >= {MIN_SLICE_THICKNESS_MM} mm, got {text}"
+            f"must be {MIN_SLICE_THICKNESS_MM} to {MAX_SLICE_THICKNESS_MM} mm, got {text}"
         )
     return t
 

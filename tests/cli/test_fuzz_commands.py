@@ -6,12 +6,16 @@ run is ``python -m benchmarks.fuzz_commands`` (benchmarks/results/fuzz_commands.
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.fuzz_commands import STAGING_PREFIX, _judged, run_case
+import pytest
+
+from benchmarks.fuzz_commands import STAGING_PREFIX, _judged, run_case, to_toml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 N_PER_COMMAND = 40
@@ -53,3 +57,36 @@ def test_the_oracle_catches_raw_exceptions_and_leftovers(tmp_path, monkeypatch):
     assert _judged("dvh", "x", 1, "error", tmp_path, expect_outputs=False).kind == "finding"
     (tmp_path / f"{STAGING_PREFIX}x").mkdir()  # a staging folder left by a finished run
     assert _judged("dvh", "x", 0, "ok", tmp_path, expect_outputs=True).kind == "finding"
+
+
+ICEBALL = {
+    "medium": {"tissue": "gel", "initial_temp_c": 37.0},
+    "grid": {"spacing_mm": 3.0, "margin_mm": 9.0},
+    "probe": [{"model": "generic_2p4mm", "tip_mm": [0.0, 0.0, -10.0],
+               "direction": [0.0, 0.0, 1.0]}],
+    "protocol": [{"phase": "freeze", "minutes": 1}],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"),
+    [
+        (("probe", 0, "model"), {"x": 1.0}, "probe[0].model"),
+        (("probe", 0, "model"), [1.0, 2.0], "probe[0].model"),
+        (("protocol", 0), math.inf, "protocol[0]"),
+        (("protocol", 0), [], "protocol[0]"),
+    ],
+)
+def test_fuzzer_findings_are_one_line_naming_the_key(tmp_path, path, value, key):
+    """Mutations the fuzzer found raising TypeError / AttributeError in the config reader."""
+    doc = copy.deepcopy(ICEBALL)
+    parent = doc
+    for k in path[:-1]:
+        parent = parent[k]
+    parent[path[-1]] = value
+    spec = tmp_path / "ice.toml"
+    spec.write_text(to_toml(doc))
+    out = tmp_path / "run"
+    out.mkdir()
+    o = run_case("iceball", ["iceball", str(spec), "--out", str(out / "r")], out, "")
+    assert o.kind == "error" and f"[config key '{key}']" in o.detail, o.detail

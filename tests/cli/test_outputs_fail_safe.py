@@ -157,7 +157,11 @@ def test_phantom_disk_full_leaves_no_partial_case(tmp_path, monkeypatch, capsys)
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("option", [["--supersample", "1000"], ["--slice-thickness-mm", "1e-9"]])
+@pytest.mark.parametrize(
+    "option",
+    [["--supersample", "1000"], ["--slice-thickness-mm", "1e-9"], ["--slice-thickness-mm", "1e12"],
+     ["--slice-thickness-mm", "nan"]],
+)  # fmt: skip
 def test_dvh_sampling_that_would_not_fit_in_memory_is_a_usage_error(dvh_files, option, capsys):
     argv = ["dvh", "--rtdose", str(dvh_files.rtdose), "--rtstruct", str(dvh_files.rtstruct)]
     with pytest.raises(SystemExit) as exc:
