@@ -103,6 +103,15 @@ def _check_folder(folder: Path) -> list[Path]:
     return missing
 
 
+def _check_can_create_in(folder: Path) -> None:
+    """Create and remove a folder in ``folder``: the write test that tells the truth
+    (``os.access`` says yes to root on a read-only mount, no to ACL grants)."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder))
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write to {folder}: {_describe(exc)}") from None
+
+
 def _remove_empty(folders: list[Path]) -> None:
     for f in folders:  # deepest first
         try:
@@ -158,6 +167,8 @@ class OutputStage:
                 if not d.is_folder and not self.overwrite:
                     raise OutputExistsError(f"{d.final} exists; pass --overwrite to replace it")
             self._made += _check_folder(d.final.parent)
+        for folder in {d.final.parent for d in self._dest.values()}:
+            _check_can_create_in(folder)
 
     def __enter__(self) -> OutputStage:
         where = None

@@ -167,3 +167,19 @@ def test_dvh_sampling_that_would_not_fit_in_memory_is_a_usage_error(dvh_files, o
     with pytest.raises(SystemExit) as exc:
         main([*argv, *option, "--quiet"])
     assert exc.value.code == 2 and option[0] in capsys.readouterr().err
+
+
+def test_dvh_batch_into_an_unwritable_folder_is_refused_before_discovery(
+    tmp_path, monkeypatch, capsys
+):
+    def denied(*args, dir=None, **kwargs):  # what mkdir answers in a read-only folder
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), dir)
+
+    monkeypatch.setattr(staging.tempfile, "mkdtemp", denied)
+    monkeypatch.setattr("brachycryo.cohort.batch.discover_cohort", _must_not_compute)
+    out = tmp_path / "ro" / "t.parquet"
+    (tmp_path / "ro").mkdir()
+    code = main(["dvh-batch", str(tmp_path), "--out", str(out), "--quiet"])
+    line = _one_line(capsys.readouterr().err)
+    assert code == 1 and f"cannot write to {tmp_path / 'ro'}: Permission denied" in line
+    assert list((tmp_path / "ro").iterdir()) == []  # no parts folder either
