@@ -18,7 +18,7 @@ import pytest
 from benchmarks.fuzz_commands import STAGING_PREFIX, _judged, run_case, to_toml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-N_PER_COMMAND = 40
+N_PER_COMMAND = 30
 SEED = 2026
 
 
