@@ -65,7 +65,7 @@ def test_disk_full_midway_is_one_error_and_nothing_written(tmp_path):
 def test_read_error_of_an_input_is_not_called_a_write_error(tmp_path):
     """An OSError naming a file outside the staging folder (an input) passes unchanged."""
     with pytest.raises(FileNotFoundError), OutputStage([tmp_path / "o.json"]):
-        open(tmp_path / "missing-input.dcm", "rb")  # noqa: SIM115
+        open(tmp_path / "missing-input.dcm", "rb")
     assert list(tmp_path.iterdir()) == []
 
 
