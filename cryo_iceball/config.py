@@ -241,6 +241,8 @@ def _vec3(tab: dict, key: str, where: str) -> tuple[float, float, float]:
 
 
 def _check_keys(tab: dict, allowed: set, where: str) -> None:
+    if not isinstance(tab, dict):
+        raise ConfigError(f"{where} must be a table, got {type(tab).__name__}", key=where)
     extra = set(tab) - allowed
     if extra:
         raise ConfigError(
@@ -353,7 +355,7 @@ def _probes(
         where = f"probe[{n}]"
         _check_keys(pr, {"model", "tip_mm", "direction", "entry_mm"}, where)
         model = pr.get("model")
-        if model not in probe_cat:
+        if not isinstance(model, str) or model not in probe_cat:
             raise ConfigError(
                 f"unknown probe model {model!r}; known: {sorted(probe_cat)}", key=f"{where}.model"
             )

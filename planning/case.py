@@ -7,6 +7,7 @@ The plan's first two stages: :func:`load_case` (the case) and :func:`structures_
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -14,12 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from brachycryo.core.errors import ConfigError, OutputExistsError, StructureError
+from brachycryo.core.errors import ConfigError, GeometryError, OutputExistsError, StructureError
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, scaled
 from brachycryo.dicom_io.ct_series import CTImage, load_ct_series
 from brachycryo.dicom_io.rasterize import contour_stack, roi_fraction
-from brachycryo.dicom_io.rtstruct import StructureSet, check_against_image, read_rtstruct
+from brachycryo.dicom_io.rtstruct import (
+    ROI,
+    Contour,
+    StructureSet,
+    check_against_image,
+    read_rtstruct,
+)
+from brachycryo.dicom_io.rtstruct_write import mask_to_contours_mm
 from brachycryo.phantoms import build_phantom, write_phantom
 from brachycryo.planning.spec import CaseSpec, PlanSpec
 
@@ -30,11 +38,22 @@ log = logging.getLogger(__name__)
 OAR_NEIGHBOURHOOD_MM = 40.0
 
 
+#: CT number above which a voxel counts as patient when the body outline is derived from the
+#: CT: air is -1000 HU, lung -900 to -500 HU (inside the outline: filled as holes), fat about
+#: -100 HU and soft tissue 0-100 HU, so -500 HU lies halfway between air and water and keeps
+#: the skin voxels that partial volume with air pulls down.
+BODY_THRESHOLD_HU = -500.0
+
+
 @dataclass(frozen=True)
 class PlanningCase:
+    """CT, structures and where they came from; ``notes`` say what was supplied for the
+    user (e.g. a body outline derived from the CT), for the log and ``metrics.json``."""
+
     ct: CTImage
     structures: StructureSet
     rtstruct_path: Path
+    notes: tuple[str, ...] = ()
 
 
 def load_case(
@@ -71,7 +90,101 @@ def load_case(
         sop_instance_uids=set(ct.sop_instance_uids),
         strict=False,
     )
-    return PlanningCase(ct, ss, Path(spec.rtstruct))
+    ss, notes = with_body_outline(ss, ct, where=str(spec.rtstruct))
+    for note in notes:
+        log.warning("%s", note)
+    return PlanningCase(ct, ss, Path(spec.rtstruct), notes=notes)
+
+
+def _contoured_body(structures: StructureSet) -> ROI | None:
+    """The BODY ROI, else the first EXTERNAL one, if it has closed contours."""
+    named = [r for r in structures.rois if r.name.upper() == "BODY"]
+    external = [r for r in structures.rois if r.interpreted_type.upper() == "EXTERNAL"]
+    for roi in (*named, *external):
+        if roi.closed_contours:
+            return roi
+    return None
+
+
+def body_mask_from_ct(hu: np.ndarray) -> np.ndarray:
+    """The patient's outline on the CT grid: voxels above :data:`BODY_THRESHOLD_HU`, the
+    largest 26-connected component (drops the couch, lines, air-gap noise), holes filled
+    slice by slice (lungs, bowel gas, which touch no air outside the patient on a slice).
+    The usual recipe for an external contour (e.g. plastimatch ``segment``: threshold,
+    largest component, fill holes)."""
+    from scipy import ndimage
+
+    above = np.asarray(hu) > BODY_THRESHOLD_HU
+    labels, n = ndimage.label(above, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        raise StructureError(
+            f"has no contours and the CT has no voxel above {BODY_THRESHOLD_HU:g} HU to "
+            "outline the body from",
+            roi="BODY",
+        )
+    sizes = np.bincount(labels.ravel())[1:]
+    body = labels == int(np.argmax(sizes)) + 1
+    for k in range(body.shape[0]):
+        body[k] = ndimage.binary_fill_holes(body[k])
+    return body
+
+
+def with_body_outline(
+    structures: StructureSet, ct: CTImage, *, where: str = "the structure set"
+) -> tuple[StructureSet, tuple[str, ...]]:
+    """``structures`` as they are when they hold a contoured BODY / EXTERNAL ROI; else
+    with a BODY (EXTERNAL) ROI outlined from the CT (:func:`body_mask_from_ct`) in place of
+    an empty one, and a note saying so (Oncentra Prostate structure sets, for one, carry
+    an empty BODY)."""
+    if _contoured_body(structures) is not None:
+        return structures, ()
+    mask = body_mask_from_ct(ct.hu)
+    loops = mask_to_contours_mm(mask, ct, name="BODY")
+    empty = [r.name for r in structures.rois if r.name.upper() == "BODY"]
+    number = max((r.number for r in structures.rois), default=0) + 1
+    body = ROI(
+        number=number,
+        name="BODY",
+        interpreted_type="EXTERNAL",
+        contours=tuple(Contour(np.asarray(p, float)) for p in loops),
+        frame_of_reference_uid=ct.frame_of_reference_uid,
+        generation_algorithm="AUTOMATIC",
+    )
+    kept = tuple(r for r in structures.rois if r.name.upper() != "BODY")
+    volume_cc = float(mask.sum()) * ct.grid.voxel_volume_mm3 / 1000.0
+    what = f"its BODY ROI {empty[0]!r} has no contours" if empty else "it has no BODY ROI"
+    note = (
+        f"{where}: {what}; the body outline was derived from the CT (voxels above "
+        f"{BODY_THRESHOLD_HU:g} HU, largest connected component, holes filled slice by "
+        f"slice: {volume_cc:.0f} cc) and used as BODY"
+    )
+    return dataclasses.replace(structures, rois=(*kept, body)), (note,)
+
+
+def check_lesions_on_ct(ct_grid: Grid, rois, structures: StructureSet, *, where: str) -> None:
+    """:class:`GeometryError` naming the lesion and the CT's extent when a lesion's contours
+    reach beyond the CT (planning there would see no tissue, no BODY and no dose grid)."""
+    d = ct_grid.direction_matrix
+    ct_lo = -0.5 * np.asarray(ct_grid.spacing_mm)
+    ct_hi = (np.asarray(ct_grid.size_ijk) - 0.5) * np.asarray(ct_grid.spacing_mm)
+    tol_mm = 0.5 * np.asarray(ct_grid.spacing_mm)
+    lo_mm, hi_mm = ct_grid.bounds_mm()
+    extent = ", ".join(f"{a} {lo_mm[i]:.1f} to {hi_mm[i]:.1f}" for i, a in enumerate("xyz"))
+    for name in rois:
+        roi = structures.roi(name)
+        if not roi.closed_contours:
+            continue  # an empty lesion ROI is reported where it is rasterised
+        pts = np.concatenate([c.points_mm for c in roi.closed_contours])
+        local = (pts - np.asarray(ct_grid.origin_mm)) @ d
+        outside = np.any((local < ct_lo - tol_mm) | (local > ct_hi + tol_mm), axis=1)
+        if outside.any():
+            how = "wholly" if outside.all() else "partly"
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+            span = ", ".join(f"{a} {lo[i]:.1f} to {hi[i]:.1f}" for i, a in enumerate("xyz"))
+            raise GeometryError(
+                f"lesion {name} lies {how} outside the CT {where} (the CT spans {extent} mm; "
+                f"the lesion's contours {span} mm): give a CT that covers the lesion"
+            )
 
 
 def planning_grid(
@@ -189,6 +302,8 @@ def structures_on_grid(spec: PlanSpec, case: PlanningCase) -> PlanningStructures
     body = body_roi_name(case)
     thickness = case.ct.grid.spacing_mm[2]
     lesion_rois = [lesion.roi for lesion in spec.lesions]
+    where = "" if spec.case.ct is None else f"in {spec.case.ct}"
+    check_lesions_on_ct(case.ct.grid, lesion_rois, case.structures, where=where)
     pad = max(lesion.margin_mm for lesion in spec.lesions) + OAR_NEIGHBOURHOOD_MM / 2
     grid = planning_grid(
         case.ct.grid,

@@ -231,6 +231,7 @@ class PlanMetrics:
     timings_s: dict[str, float]
     optimizer: OptimizerSummary | None
     dvhs: dict[str, DVH]
+    notes: tuple[str, ...] = ()  # what was supplied for the user (e.g. a derived body)
 
 
 class _StructureTable:
@@ -316,6 +317,7 @@ def evaluate_zoned_plan(result: PlanResult) -> PlanMetrics:
         timings_s={k: round(v, 3) for k, v in result.timings_s.items()},
         optimizer=None if sel is None else _optimizer_summary(spec, result),
         dvhs=table.dvhs,
+        notes=result.case.notes,
     )
 
 

@@ -285,6 +285,8 @@ def metrics_document(metrics: PlanMetrics) -> dict[str, Any]:
     }
     if metrics.optimizer is not None:
         doc["optimizer"] = _optimizer_json(metrics.optimizer)
+    if metrics.notes:
+        doc["notes"] = list(metrics.notes)
     return doc
 
 

@@ -7,7 +7,6 @@ from importlib import resources
 from pathlib import Path
 
 from brachycryo.cli.plan import add_common_options, execute
-from brachycryo.core.atomic import write_text_atomic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,10 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brachycryo.planning.spec import load_plan_spec
+    import tomllib
+
+    from brachycryo.planning.spec import parse_plan_spec
 
     out = Path(args.out_dir)
     text = resources.files("brachycryo.planning").joinpath("examples/demo_abdomen.toml").read_text()
-    spec_path = out / "plan.toml"
-    write_text_atomic(spec_path, text, overwrite=args.overwrite)
-    return execute(load_plan_spec(spec_path), out, args)
+    spec = parse_plan_spec(tomllib.loads(text), base_dir=out, source=out / "plan.toml")
+    # plan.toml is written with the plan's outputs: all of them, or none
+    return execute(spec, out, args, extra_files={"plan.toml": text})

@@ -9,12 +9,18 @@ initial dose rate (Gy/h).
 from __future__ import annotations
 
 import argparse
+import math
 import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from brachycryo.core.errors import ConfigError, DataModelError, FrameOfReferenceError
+from brachycryo.core.errors import (
+    ConfigError,
+    DataModelError,
+    FrameOfReferenceError,
+    GeometryError,
+)
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import tqdm_callback
 
@@ -37,6 +43,11 @@ def add_dose_bits_option(p: argparse.ArgumentParser) -> None:
 
 #: Margin around the seeds of the grid made by ``--spacing-mm`` (mm).
 SEED_GRID_MARGIN_MM = 30.0
+
+#: Largest dose grid the command computes (voxels): 2e8 float64 voxels are 1.6 GB, the
+#: size of a 0.5 mm grid over a 30 x 30 x 28 cm CT; a finer --spacing-mm is refused with
+#: its size before anything is allocated.
+MAX_GRID_VOXELS = 200_000_000
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,7 +117,54 @@ def _grid(args: argparse.Namespace, plan: BrachyPlan) -> tuple[Grid, StudyContex
     raise ConfigError("give --ct, --like, or --spacing-mm", key="grid")
 
 
+def _check_grid_size(args: argparse.Namespace, grid: Grid) -> None:
+    """A grid beyond :data:`MAX_GRID_VOXELS` is refused before it is allocated."""
+    n = math.prod(grid.shape)  # exact: a product of absurd sizes overflows int64
+    if n > MAX_GRID_VOXELS:
+        nx, ny, nz = grid.size_ijk
+        raise ConfigError(
+            f"the dose grid would have {nx} x {ny} x {nz} = {n:.3g} voxels "
+            f"({n * 8 / 2**30:.3g} GiB), more than {MAX_GRID_VOXELS:.3g}; give a "
+            "coarser --spacing-mm",
+            key="--spacing-mm",
+        )
+
+
+def _check_seeds_on_grid(args: argparse.Namespace, plan: BrachyPlan, grid: Grid) -> None:
+    """A grid (--ct, --like) that misses every seed is an error — its dose would be the
+    tails of seeds outside it, near zero, with nothing to say so; one that misses some is a
+    warning with their count and S_K (their dose inside the grid is still computed)."""
+    inside = grid.contains_mm(plan.positions_mm)
+    if inside.all():
+        return
+    where = f"the CT in {args.ct}" if args.ct else f"the RTDOSE {args.like}"
+    lo, hi = grid.bounds_mm()
+    extent = ", ".join(f"{a} {lo[i]:.1f} to {hi[i]:.1f}" for i, a in enumerate("xyz"))
+    n_out, sk_out = int((~inside).sum()), float(plan.sk_u[~inside].sum())
+    if not inside.any():
+        raise GeometryError(
+            f"none of the {plan.n_seeds} seeds of {args.rtplan} lies inside the grid of "
+            f"{where} ({extent} mm): the dose there would be only the seeds' far tails"
+        )
+    print(
+        f"warning: {n_out} of {plan.n_seeds} seeds ({sk_out:.2f} of {plan.sk_u.sum():.2f} U) "
+        f"lie outside the grid of {where} ({extent} mm); the dose they give inside it is "
+        "included, the dose around them is not on the grid"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    from brachycryo.core.staging import OutputStage
+
+    # refuse before computing when the RTDOSE could not be written; it is staged
+    with OutputStage([args.out], overwrite=args.overwrite) as stage:
+        summary = _run(args, stage)
+    print(summary)  # once the RTDOSE is in place
+    return 0
+
+
+def _run(args: argparse.Namespace, stage) -> str:
+    """Compute the dose and write it to ``stage``; the summary line."""
     from brachycryo.dicom_io.common import SERIES_NUMBERS, StudyContext, read_dataset
     from brachycryo.dicom_io.plan_model import choose_seed_model
     from brachycryo.dicom_io.rtdose import write_rtdose
@@ -149,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
         lo = plan.positions_mm.min(axis=0) - SEED_GRID_MARGIN_MM
         hi = plan.positions_mm.max(axis=0) + SEED_GRID_MARGIN_MM
         grid, context = Grid.from_bounds(lo, hi, args.spacing_mm), None
+    _check_grid_size(args, grid)
+    _check_seeds_on_grid(args, plan, grid)
     if context is None:
         context = StudyContext.from_dataset(read_dataset(args.rtplan, modality="RTPLAN"))
     quantity = "rate" if args.dose_rate else "total"
@@ -165,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
             progress=cb,
         )
     write_rtdose(
-        args.out,
+        stage.path(args.out),
         dose,
         grid,
         context=context,
@@ -176,12 +236,11 @@ def run(args: argparse.Namespace) -> int:
             f"TG-43U1 {args.formalism} source, model {model.name}, "
             + ("initial dose rate (Gy/h)" if args.dose_rate else "total permanent-implant dose")
         ),
-        overwrite=args.overwrite,
+        overwrite=True,  # into the empty staging folder
     )
     unit = "Gy/h" if args.dose_rate else "Gy"
-    print(
+    return (
         f"{plan.n_seeds} seeds ({model.name}, {plan.sk_u.sum():.2f} U in total): max "
         f"{dose.max():.2f} {unit} on a {grid.shape[2]}x{grid.shape[1]}x{grid.shape[0]} grid; "
         f"wrote {args.out}"
     )
-    return 0

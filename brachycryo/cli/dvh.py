@@ -6,8 +6,8 @@ import argparse
 import json
 import math
 
-from brachycryo.core.atomic import check_writable
 from brachycryo.core.progress import tqdm_callback
+from brachycryo.core.staging import OutputStage
 from brachycryo.qa.evaluate import evaluate_files
 
 _TABLE_KEYS = (
@@ -23,6 +23,29 @@ _TABLE_KEYS = (
     ("v150_pct", "V150%"),
     ("v200_pct", "V200%"),
 )
+
+
+#: Largest --supersample: 16^3 = 4096 sub-points per voxel (the default is 4).
+MAX_SUPERSAMPLE = 16
+#: Range of --slice-thickness-mm: no CT slice is thinner than 0.1 mm or thicker than 50 mm.
+MIN_SLICE_THICKNESS_MM = 0.1
+MAX_SLICE_THICKNESS_MM = 50.0
+
+
+def _supersample(text: str) -> int:
+    n = int(text)
+    if not 1 <= n <= MAX_SUPERSAMPLE:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_SUPERSAMPLE}, got {n}")
+    return n
+
+
+def _thickness_mm(text: str) -> float:
+    t = float(text)
+    if not MIN_SLICE_THICKNESS_MM <= t <= MAX_SLICE_THICKNESS_MM:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"must be {MIN_SLICE_THICKNESS_MM} to {MAX_SLICE_THICKNESS_MM} mm, got {text}"
+        )
+    return t
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", default=None, metavar="OUT.csv", help="write the metrics as CSV")
     p.add_argument(
         "--supersample",
-        type=int,
+        type=_supersample,
         default=None,
         help="partial-volume sub-points per voxel axis (default 4; 2 for body-sized structures)",
     )
@@ -60,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--slice-thickness-mm",
-        type=float,
+        type=_thickness_mm,
         default=None,
         help="CT slice thickness the contours stand for (default: their plane spacing)",
     )
@@ -88,27 +111,27 @@ def format_table(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    # refuse to start a long computation whose output could not be written
-    for out in (args.json, args.csv):
-        if out:
-            check_writable(out, overwrite=args.overwrite)
-    with tqdm_callback("dvh", disable=args.quiet) as cb:
-        ev = evaluate_files(
-            args.rtdose,
-            args.rtstruct,
-            prescription_gy=args.prescription_gy,
-            roi_names=args.roi,
-            target=args.target,
-            supersample=args.supersample,
-            end_caps=args.end_caps,
-            slice_thickness_mm=args.slice_thickness_mm,
-            progress=cb,
-        )
+    outputs = [out for out in (args.json, args.csv) if out]
+    # refuse to start a long computation whose output could not be written; JSON and CSV
+    # are staged and appear together, or neither does
+    with OutputStage(outputs, overwrite=args.overwrite) as stage:
+        with tqdm_callback("dvh", disable=args.quiet) as cb:
+            ev = evaluate_files(
+                args.rtdose,
+                args.rtstruct,
+                prescription_gy=args.prescription_gy,
+                roi_names=args.roi,
+                target=args.target,
+                supersample=args.supersample,
+                end_caps=args.end_caps,
+                slice_thickness_mm=args.slice_thickness_mm,
+                progress=cb,
+            )
+        if args.json:
+            ev.write_json(stage.path(args.json), overwrite=True)
+        if args.csv:
+            ev.write_csv(stage.path(args.csv), overwrite=True)
     result = ev.to_json()
-    if args.json:
-        ev.write_json(args.json, overwrite=args.overwrite)
-    if args.csv:
-        ev.write_csv(args.csv, overwrite=args.overwrite)
     if not args.quiet:
         print(format_table(result))
         for w in result["warnings"]:

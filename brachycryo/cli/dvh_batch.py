@@ -9,6 +9,7 @@ failed).
 from __future__ import annotations
 
 import argparse
+import logging
 
 from brachycryo.core.progress import tqdm_callback
 
@@ -80,6 +81,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, command_name="dvh-batch")
 
 
+def _dask_log_level(args: argparse.Namespace) -> int | None:
+    """Dask's loggers: as they are with --verbose, errors only with --quiet, else warnings."""
+    if logging.getLogger().isEnabledFor(logging.INFO):
+        return None
+    return logging.ERROR if args.quiet else logging.WARNING
+
+
 def run(args: argparse.Namespace) -> int:
     from brachycryo.cohort.batch import BatchOptions, run_batch
 
@@ -105,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             resume=not args.no_resume,
             progress=cb,
+            dask_log_level=_dask_log_level(args),
         )
     s = result.counts
     print(

@@ -83,15 +83,32 @@ def _vessels_on_ct(case, names) -> dict:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from brachycryo.core.atomic import check_writable
-    from brachycryo.core.progress import tqdm_callback
-    from brachycryo.cryo_iceball.bioheat import simulate
+    from brachycryo.core.staging import OutputStage
     from brachycryo.cryo_iceball.config import load_config
-    from brachycryo.cryo_iceball.report import check_outputs_writable, run_info_dict, write_outputs
+    from brachycryo.cryo_iceball.report import check_outputs_writable
 
     cfg = load_config(args.config, isotherms_c=args.isotherm)
     out = Path(args.out)
-    check_outputs_writable(out, overwrite=args.overwrite)  # before the long part
+    if out.is_dir():  # before the long part
+        check_outputs_writable(out, overwrite=args.overwrite)
+    # the outputs are staged and moved into --out together (all of them, or none)
+    with OutputStage([out], folders=[out], overwrite=args.overwrite) as stage:
+        summary = _simulate_and_write(args, cfg, out, stage.path(out))
+    for key, iso in summary["isotherms"].items():
+        print(f"{key:>6} C: {iso['volume_ml']:8.2f} ml  axes {iso['axes_mm']} mm")
+    for name, d in summary["oar_min_distance_mm"].items():
+        print(f"  0 C isotherm to {name}: {d} mm")
+    return 0
+
+
+def _simulate_and_write(args: argparse.Namespace, cfg, out, staged) -> dict:
+    """Simulate the config's ice ball and write its outputs into ``staged`` (the staging
+    folder of ``out``, the path the outputs name); the summary."""
+    from brachycryo.core.atomic import check_writable
+    from brachycryo.core.progress import tqdm_callback
+    from brachycryo.cryo_iceball.bioheat import simulate
+    from brachycryo.cryo_iceball.report import run_info_dict, write_outputs
+
     case = None
     medium: dict[str, object]
     if cfg.ct is not None:
@@ -140,12 +157,12 @@ def run(args: argparse.Namespace) -> int:
             result.isotherm_mask(0.0), grid, case.oar_masks_ct, case.ct.grid
         )
         written, notes = write_isotherm_rtstruct(
-            out / ISOTHERM_RTSTRUCT_NAME,
+            staged / ISOTHERM_RTSTRUCT_NAME,
             result,
             case.ct,
             cfg.isotherms_c,
             lethal_isotherm_c=cfg.lethal_isotherm_c,
-            overwrite=args.overwrite,
+            overwrite=True,
         )
         for note in notes:
             log.warning("%s", note)
@@ -170,19 +187,14 @@ def run(args: argparse.Namespace) -> int:
         probe_flags=probe_flags,
         **extra,
     )
-    summary = write_outputs(
+    return write_outputs(
         result,
-        out,
+        staged,
         isotherms_c=cfg.isotherms_c,
         lethal_isotherm_c=cfg.lethal_isotherm_c,
         oar_masks=oar_masks,  # figures; ROI distances below replace the grid's
         centre_mm=centre,
-        overwrite=args.overwrite,
+        overwrite=True,
         run_info=info,
         oar_distances_mm=oar_distances,
     )
-    for key, iso in summary["isotherms"].items():
-        print(f"{key:>6} C: {iso['volume_ml']:8.2f} ml  axes {iso['axes_mm']} mm")
-    for name, d in summary["oar_min_distance_mm"].items():
-        print(f"  0 C isotherm to {name}: {d} mm")
-    return 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from brachycryo.core.progress import scaled, tqdm_callback
+from brachycryo.core.staging import OutputStage, refuse_existing
 from brachycryo.phantoms import build_phantom, write_phantom
 from brachycryo.phantoms.anatomy import SITES
 
@@ -41,8 +43,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, command_name="phantom")
 
 
+#: What :func:`brachycryo.phantoms.write_phantom` writes into the output folder.
+PHANTOM_OUTPUT_NAMES = ("CT", "RS.phantom.dcm")
+
+
 def run(args: argparse.Namespace) -> int:
-    with tqdm_callback("phantom", disable=args.quiet) as cb:
+    out = Path(args.out_dir)
+    refuse_existing(out, PHANTOM_OUTPUT_NAMES, overwrite=args.overwrite)  # before computing
+    # CT/ and RS.phantom.dcm are staged and moved in together
+    with (
+        OutputStage([out], folders=[out], overwrite=args.overwrite) as stage,
+        tqdm_callback("phantom", disable=args.quiet) as cb,
+    ):
         case = build_phantom(
             seed=args.seed,
             site=args.site,
@@ -50,11 +62,9 @@ def run(args: argparse.Namespace) -> int:
             extra_metastases=args.extra_metastases,
             progress=scaled(cb, 0.0, 0.6),
         )
-        files = write_phantom(
-            args.out_dir, case, overwrite=args.overwrite, progress=scaled(cb, 0.6, 1.0)
-        )
-    print(f"CT series: {files.ct_folder} ({case.grid.shape[0]} slices)")
-    print(f"RTSTRUCT:  {files.rtstruct}")
+        write_phantom(stage.path(out), case, overwrite=True, progress=scaled(cb, 0.6, 1.0))
+    print(f"CT series: {out / 'CT'} ({case.grid.shape[0]} slices)")
+    print(f"RTSTRUCT:  {out / 'RS.phantom.dcm'}")
     for name in case.masks:
         if case.masks[name].any():
             print(f"  {name:<12} {case.volume_cc(name):9.1f} cc")

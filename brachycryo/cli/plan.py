@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from brachycryo.cli.dose import add_dose_bits_option
-from brachycryo.core.atomic import check_writable
+from brachycryo.core.atomic import write_text_atomic
 from brachycryo.core.progress import tqdm_callback
+from brachycryo.core.staging import OutputStage, refuse_existing
 
 if TYPE_CHECKING:
     from brachycryo.planning.evaluate import LesionMetrics
@@ -45,47 +43,45 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
 
 
-@contextlib.contextmanager
-def _nothing_left_on_failure(out_dir: Path) -> Iterator[None]:
-    """When planning fails (a bad case, the wall-clock safety net, Ctrl-C), remove what
-    this run created before it: the output folder, or the phantom case written into it."""
-    created_out = not out_dir.exists()
-    case_dir = out_dir / "case"
-    created_case = not case_dir.exists()
-    try:
-        yield
-    except BaseException:
-        if created_out and out_dir.exists():
-            shutil.rmtree(out_dir)
-        elif created_case and case_dir.exists():
-            shutil.rmtree(case_dir)
-        raise
-
-
-def execute(spec: PlanSpec, out_dir: str | os.PathLike, args: argparse.Namespace) -> int:
-    """Plan ``spec``, write its outputs to ``out_dir`` and print a summary; the exit code
-    (3 when the plan cannot meet its goals without breaking an OAR limit; 4, with nothing
-    written, when ``[optimizer] max_wall_s`` passed first)."""
+def execute(
+    spec: PlanSpec,
+    out_dir: str | os.PathLike,
+    args: argparse.Namespace,
+    *,
+    extra_files: dict[str, str] | None = None,
+) -> int:
+    """Plan ``spec``, write its outputs (and ``extra_files``, {name: text}) to ``out_dir``
+    and print a summary; the exit code (3 when the plan cannot meet its goals without
+    breaking an OAR limit; 4, with nothing written, when ``[optimizer] max_wall_s``
+    passed first).  Everything is written into a staging folder and moved into
+    ``out_dir`` together at the end: a run that fails (a bad case, a full disk, Ctrl-C)
+    leaves nothing (:mod:`brachycryo.core.staging`)."""
     from brachycryo.planning.evaluate import evaluate_zoned_plan
     from brachycryo.planning.outputs import PLAN_OUTPUT_NAMES
     from brachycryo.planning.pipeline import make_plan
     from brachycryo.reports.plan import write_plan_folder
 
-    for name in PLAN_OUTPUT_NAMES.values():  # refuse before computing, not after
-        check_writable(Path(out_dir) / name, overwrite=args.overwrite)
-    with _nothing_left_on_failure(Path(out_dir)), tqdm_callback("plan", disable=args.quiet) as cb:
-        result = make_plan(
-            spec, out_dir, backend=args.backend, progress=cb, overwrite=args.overwrite
+    out = Path(out_dir)
+    names = [*PLAN_OUTPUT_NAMES.values(), *(extra_files or {})]
+    if spec.case.phantom is not None:
+        names.append("case")  # the phantom CT the plan's files reference
+    refuse_existing(out, names, overwrite=args.overwrite)  # before computing, not after
+    with OutputStage([out], folders=[out], overwrite=args.overwrite) as stage:
+        staged = stage.path(out)
+        for name, text in (extra_files or {}).items():
+            write_text_atomic(staged / name, text)
+        with tqdm_callback("plan", disable=args.quiet) as cb:
+            result = make_plan(spec, staged, backend=args.backend, progress=cb, overwrite=True)
+        metrics = evaluate_zoned_plan(result)
+        paths = write_plan_folder(
+            result,
+            metrics,
+            staged,
+            overwrite=True,
+            report_html=not args.no_report,
+            dose_bits=args.dose_bits,
         )
-    metrics = evaluate_zoned_plan(result)
-    paths = write_plan_folder(
-        result,
-        metrics,
-        out_dir,
-        overwrite=args.overwrite,
-        report_html=not args.no_report,
-        dose_bits=args.dose_bits,
-    )
+    paths = {kind: out / p.relative_to(staged) for kind, p in paths.items()}
     print(f"{result.n_seeds} seeds on {result.n_needles} needles "
           f"({metrics.total_sk_u:.2f} U); backend {result.backend}; "
           f"{result.timings_s['total_s']:.1f} s")  # fmt: skip

@@ -14,8 +14,8 @@ import math
 from pathlib import Path
 
 from brachycryo.cli.dose import add_dose_bits_option
-from brachycryo.core.atomic import check_writable
 from brachycryo.core.progress import tqdm_callback
+from brachycryo.core.staging import OutputStage, refuse_existing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -118,10 +118,13 @@ def run(args: argparse.Namespace) -> int:
     from brachycryo.reports.postimplant import write_postimplant_folder
 
     out = Path(args.out)
-    # refuse to start a long computation whose outputs could not be written
-    for name in OUTPUT_NAMES.values():
-        check_writable(out / name, overwrite=args.overwrite)
-    with tqdm_callback("postimplant", disable=args.quiet) as cb:
+    # refuse to start a long computation whose outputs could not be written; the outputs
+    # are staged and moved into --out together (all of them, or none)
+    refuse_existing(out, OUTPUT_NAMES.values(), overwrite=args.overwrite)
+    with (
+        OutputStage([out], folders=[out], overwrite=args.overwrite) as stage,
+        tqdm_callback("postimplant", disable=args.quiet) as cb,
+    ):
         options = PostImplantOptions(
             seed_count=args.seed_count,
             sk_u=args.sk_u,
@@ -141,9 +144,13 @@ def run(args: argparse.Namespace) -> int:
             options=options,
             progress=cb,
         )
-    paths = write_postimplant_folder(
-        result, out, overwrite=args.overwrite, render_3d=not args.no_3d, dose_bits=args.dose_bits
-    )
+        paths = write_postimplant_folder(
+            result,
+            stage.path(out),
+            overwrite=True,
+            render_3d=not args.no_3d,
+            dose_bits=args.dose_bits,
+        )
     if not args.quiet:
         print(summary(result))
         print(f"wrote {', '.join(p.name for p in paths.values())} to {out}")

@@ -31,15 +31,19 @@ retried.  Changing the options gives new keys (old parts are left in place, unus
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
+import logging
 import math
 import os
+import signal
 import socket
+import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from brachycryo.cohort.discovery import CohortIndex, WorkUnit, discover_cohort
-from brachycryo.core.atomic import atomic_path, check_writable, write_text_atomic
+from brachycryo.core.atomic import atomic_path, write_text_atomic
 from brachycryo.core.errors import (
     BackendUnavailableError,
     BrachyCryoError,
@@ -57,6 +61,7 @@ from brachycryo.core.errors import (
     StructureError,
 )
 from brachycryo.core.progress import ProgressCallback, report
+from brachycryo.core.staging import OutputStage
 from brachycryo.qa.metrics import (
     DEFAULT_D_CC,
     DEFAULT_D_PCT,
@@ -391,18 +396,46 @@ def _dask():
 WORKER_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": None, "MALLOC_ARENA_MAX": 1}
 
 
-def local_cluster(n_workers: int):
-    """A ``LocalCluster`` of ``n_workers`` single-thread processes set up for DVH work."""
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored (a disposition a child keeps across
+    ``exec``, and Python then installs no KeyboardInterrupt handler): Ctrl-C reaches every
+    process of the terminal's process group, and a worker interrupted mid-task would hang
+    the cluster's shutdown.  This process alone handles Ctrl-C and closes the cluster."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def local_cluster(n_workers: int, *, log_level: int | None = None):
+    """A ``LocalCluster`` of ``n_workers`` single-thread processes set up for DVH work;
+    ``log_level`` (e.g. ``logging.ERROR``) is the level of the workers' Dask loggers
+    (through ``DASK_LOGGING__DISTRIBUTED``, read by Dask as each worker starts)."""
     import dask
 
     _, LocalCluster, _ = _dask()
     environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRON}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+    if log_level is not None:  # errors only: critical (a shutdown after Ctrl-C makes the
+        # workers log the scheduler's going away as errors; units' failures are in the manifest)
+        worker_level = logging.CRITICAL if log_level >= logging.ERROR else log_level
+        environ["DASK_LOGGING__DISTRIBUTED"] = logging.getLevelName(worker_level).lower()
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
+        _workers_ignore_ctrl_c(),
+    ):
         return LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # no dashboard; the scheduler's HTTP server (health, metrics) on a free port,
+            # not 8787, which another cluster on the machine may hold (a warning then)
+            scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
         )
 
 
@@ -414,13 +447,46 @@ def _run_dask(
     workers: int,
     scheduler: str | None,
     done: Callable[[dict], None],
+    log_level: int | None = None,
+) -> None:
+    _dask()
+    with _dask_log_level(log_level):
+        _submit_and_collect(
+            units, options, parts_dir, workers=workers, scheduler=scheduler, done=done,
+            log_level=log_level,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _dask_log_level(level: int | None) -> Iterator[None]:
+    """Hold the ``distributed`` loggers at ``level`` (None: leave them): Dask sets them to
+    INFO, and a cluster's start and stop would otherwise fill the terminal."""
+    logger = logging.getLogger("distributed")
+    before = logger.level
+    if level is not None:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+def _submit_and_collect(
+    units: list[WorkUnit],
+    options: BatchOptions,
+    parts_dir: Path,
+    *,
+    workers: int,
+    scheduler: str | None,
+    done: Callable[[dict], None],
+    log_level: int | None,
 ) -> None:
     Client, _, as_completed = _dask()
     cluster = None
     if scheduler:
         client = Client(scheduler)
     else:
-        cluster = local_cluster(workers)
+        cluster = local_cluster(workers, log_level=log_level)
         client = Client(cluster)
     try:
         futures = {
@@ -483,6 +549,7 @@ def run_batch(
     resume: bool = True,
     progress: ProgressCallback | None = None,
     on_unit: Callable[[dict[str, Any]], None] | None = None,
+    dask_log_level: int | None = None,
 ) -> BatchResult:
     """DVH metrics of every plan of the cohort below ``cohort_dir`` (see module docstring).
 
@@ -492,7 +559,13 @@ def run_batch(
     workers must see ``cohort_dir`` and the output folder at the same paths.
     ``resume=False`` recomputes units whose part exists.  ``on_unit`` is called with each
     unit's manifest entry as it completes (an exception raised there stops the run; the
-    parts written so far stay, so a rerun resumes).
+    parts written so far stay, so a rerun resumes).  ``dask_log_level`` (e.g.
+    ``logging.ERROR``) holds Dask's loggers at that level while the cluster runs.
+
+    The table, its CSV and the manifest are staged and appear together, or none of them
+    (:mod:`brachycryo.core.staging`); the parts are the resume state, each written
+    atomically (sidecar, then table), so an interrupted run (Ctrl-C, a kill) leaves no
+    table and only whole parts.
     """
     options = options or BatchOptions()
     if int(workers) < 1:
@@ -502,9 +575,9 @@ def run_batch(
     paths = output_paths(out, csv=csv)
     if paths["table"].suffix.lower() != ".parquet":
         raise ConfigError(f"the output must be a .parquet file, got {paths['table']}", key="out")
-    for kind in ("table", "manifest", "csv"):
-        if kind in paths:
-            check_writable(paths[kind], overwrite=overwrite)
+    finals = [paths[kind] for kind in ("table", "manifest", "csv") if kind in paths]
+    stage = OutputStage(finals, overwrite=overwrite)
+    stage.check()  # before the discovery: one clear line when they cannot be written
     if scheduler or workers > 1:
         _dask()  # fail before the discovery if dask is missing
     import pandas  # noqa: F401  (the dist extra; fail early)
@@ -532,7 +605,10 @@ def run_batch(
             on_unit(entry)
 
     if todo and (scheduler or workers > 1):
-        _run_dask(todo, options, parts_dir, workers=workers, scheduler=scheduler, done=done)
+        _run_dask(
+            todo, options, parts_dir, workers=workers, scheduler=scheduler, done=done,
+            log_level=dask_log_level,
+        )  # fmt: skip
     else:
         for u in todo:
             done(process_unit(u, options, str(parts_dir)))
@@ -565,12 +641,12 @@ def run_batch(
         "skipped_files": cohort.skipped,
         "notes": cohort.notes,
     }
-    with atomic_path(paths["table"], overwrite=overwrite) as tmp:
-        table.to_parquet(tmp, index=False)
-    if csv:
-        with atomic_path(paths["csv"], overwrite=overwrite) as tmp:
-            table.to_csv(tmp, index=False)
-    write_text_atomic(paths["manifest"], json.dumps(manifest, indent=2) + "\n", overwrite=overwrite)
+    with stage:  # table, CSV and manifest appear together, or none of them
+        table.to_parquet(stage.path(paths["table"]), index=False)
+        if csv:
+            table.to_csv(stage.path(paths["csv"]), index=False)
+        text = json.dumps(manifest, indent=2) + "\n"
+        stage.path(paths["manifest"]).write_text(text, encoding="utf-8")
     report(progress, 1.0, "done")
     return BatchResult(table=table, manifest=manifest, paths=paths)
 

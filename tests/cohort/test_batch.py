@@ -394,3 +394,45 @@ def test_a_bad_roi_is_skipped_not_the_plan(cohort, tmp_path):
     assert u["status"] == "ok" and u["n_structures"] == 13
     assert any("'Degenerate' not evaluated" in w and "zero area" in w for w in u["warnings"])
     assert "Degenerate" not in set(res.table["structure"])
+
+
+def test_ctrl_c_on_a_dask_run_is_one_line_exit_130_and_resumable(cohort, tmp_path):
+    """SIGINT to the whole process group (as Ctrl-C in a terminal sends it: the workers get
+    it too) while a 2-worker cluster runs, with --quiet: exit 130,
+    one line on stderr (no Dask logs, no traceback), no table or manifest, only whole
+    parts, and a rerun resumes them (issue 20 item 6)."""
+    pytest.importorskip("distributed")
+    out = tmp_path / "i.parquet"
+    parts = tmp_path / "i.parts"
+    argv = ["dvh-batch", str(cohort["root"]), "--out", str(out), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "brachycryo.cli", *argv, "--workers", "2"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(parts.glob("*.parquet")):
+                break
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip() == "brachycryo dvh-batch: interrupted", stderr
+    assert stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.parts"]  # no table, no staging
+    tables = {p.stem for p in parts.glob("*.parquet")}
+    assert tables and tables <= {p.stem for p in parts.glob("*.json")}  # parts are whole
+    assert not list(parts.glob(".*"))
+    assert main(argv) == 1  # one corrupt RTDOSE
+    m = json.loads(out.with_suffix(".manifest.json").read_text())
+    assert {u["key"] for u in m["units"] if u["status"] == "resumed"} == tables
