@@ -12,13 +12,11 @@ import argparse
 import warnings
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from brachycryo.core.errors import ConfigError, DataModelError, FrameOfReferenceError
-from brachycryo.core.grid import Grid
 from brachycryo.core.progress import tqdm_callback
 
 if TYPE_CHECKING:  # the CLI imports its workers when a command runs
+    from brachycryo.core.grid import Grid
     from brachycryo.dicom_io.common import StudyContext
     from brachycryo.dicom_io.rtplan import BrachyPlan
 
@@ -80,6 +78,9 @@ def _grid(args: argparse.Namespace, plan: BrachyPlan) -> tuple[Grid, StudyContex
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from brachycryo.core.grid import Grid
     from brachycryo.dicom_io.common import StudyContext, read_dataset
     from brachycryo.dicom_io.rtdose import write_rtdose
     from brachycryo.dicom_io.rtplan import read_rtplan

@@ -8,7 +8,6 @@ import math
 
 from brachycryo.core.atomic import check_writable
 from brachycryo.core.progress import tqdm_callback
-from brachycryo.qa.evaluate import evaluate_files
 
 _TABLE_KEYS = (
     ("volume_cc", "Vol cc"),
@@ -88,6 +87,8 @@ def format_table(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from brachycryo.qa.evaluate import evaluate_files
+
     # refuse to start a long computation whose output could not be written
     for out in (args.json, args.csv):
         if out:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-import numpy as np
-
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +37,8 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    import numpy as np
 
     from brachycryo.core.atomic import check_writable
     from brachycryo.core.progress import tqdm_callback
