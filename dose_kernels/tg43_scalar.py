@@ -24,10 +24,12 @@ once compiled) and without search loops - the form a vectorising compiler needs:
   ``atan2`` a polynomial after octant reduction (:func:`atan2_nonneg`): libm calls would keep the
   loops scalar.
 
+The helpers that take the table bundle (or several of its arrays) are inlined at numba's IR
+level (``inline="always"``): called as separate numba functions, every array argument is
+reference-counted (atomic increments) around every call, which cost ~40 ns per evaluation.
 numba does not vectorise the CPU loops yet (``benchmarks/tg43_speed.py`` records why: the
-helpers are separate numba functions whose array arguments are reference-counted around each
-call, and the parallel loop bodies are not marked alias-free); the kernels run them as scalar
-code.
+leaf helpers' array arguments are reference-counted around each call too, and the parallel
+loop bodies are not marked alias-free); the kernels run them as scalar code.
 
 The formulas and the near-source rule are documented in :mod:`brachycryo.dose_kernels.dose`.
 """
@@ -192,7 +194,7 @@ def locate(v, nodes, cell, inv_h):
     return i + 1 if v >= nodes[i + 1] else i
 
 
-@register_jitable
+@register_jitable(inline="always")
 def table_at(v, nodes, cell, inv_h, values, slope):
     """A piecewise-linear table in slope form, ``values[i] + (v − nodes[i])·slope[i]``, at v
     (below the first node held at the first node; the last slope continues past the last)."""
@@ -201,7 +203,7 @@ def table_at(v, nodes, cell, inv_h, values, slope):
     return values[i] + (v - nodes[i]) * slope[i]
 
 
-@register_jitable
+@register_jitable(inline="always")
 def anisotropy_at(r, theta_deg, t):
     """F(r, θ) of ``t`` (a ``kernel_tables.KernelTables``): bilinear, r and θ clamped to the
     table."""
@@ -218,14 +220,14 @@ def anisotropy_at(r, theta_deg, t):
     return lo + w * (hi - lo)
 
 
-@register_jitable
+@register_jitable(inline="always")
 def gl_at(r, t):
     """g_L(r): log-linear inside the table, g_L(r_min) below, log-linear tail beyond."""
     lg = table_at(r, t.gl_nodes, t.gl_cell, t.gl_inv_h, t.gl_log, t.gl_slope)
     return exp_fast(lg, t.exp_c, t.pow2)
 
 
-@register_jitable
+@register_jitable(inline="always")
 def line_rate_per_u(dx, dy, dz, ux, uy, uz, t):
     """Dose rate per unit air-kerma strength (Gy h⁻¹ U⁻¹), 2D line-source formalism
     (TG-43U1 Eq. 1), at displacement d from the seed; ``(ux, uy, uz)`` the unit axis,
@@ -259,7 +261,7 @@ def line_rate_per_u(dx, dy, dz, ux, uy, uz, t):
     return t.norm * geom * gl_at(r, t) * anisotropy_at(r, theta, t)
 
 
-@register_jitable
+@register_jitable(inline="always")
 def point_rate_per_u(dx, dy, dz, ux, uy, uz, t):
     """Dose rate per unit air-kerma strength (Gy h⁻¹ U⁻¹), 1D formalism (TG-43U1 Eq. 11:
     G_L(r, 90°) with φ_an(r)); the axis ``(ux, uy, uz)`` is not used."""
