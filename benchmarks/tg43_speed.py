@@ -70,6 +70,12 @@ NOTES = [
     "scalar code on this AMD EPYC under load: the gathers cost what the SIMD arithmetic "
     "saves. Reaching ~15 ns needs gather-free physics (e.g. per-interval polynomial fits "
     "evaluated without table reads) or 32-bit-index gathers: follow-up work.",
+    "numba_first_call_s is the compile time of a cold cache. The kernels used to close over "
+    "the jitted physics function; numba keys a closure in its disk cache by the pickled "
+    "cells, which differ between processes for a dispatcher, so every process compiled them "
+    "again (~30 s of CPU on this machine for the six kernels). They are module-level now: "
+    "a second process loads them in 0.4 s of CPU (tests/dose_kernels/"
+    "test_tg43_kernel_cache.py).",
     "pygrpm interpolates g_L linearly; TG-43U1 recommends log-linear (this engine). Between "
     "2 and 3 cm that alone differs by up to 0.9 %, the largest difference found.",
 ]

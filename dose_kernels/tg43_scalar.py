@@ -41,6 +41,8 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numba
+import numpy as np
 from numba.extending import register_jitable
 
 __all__ = [
@@ -297,9 +299,100 @@ class _Kernels(NamedTuple):
 POINTS_BLOCK = 256
 
 
+#: The scalar physics, inlined into the kernels at numba's IR level.  Module globals (not
+#: closure variables): numba's disk cache keys a closure on its pickled cells, which differ
+#: between processes for a dispatcher, so closures were recompiled by every process.
+_rate = numba.njit(inline="always", error_model="numpy")(tg43_rate_per_u)
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _points_sum(pts_t, spos, sdir, w, cut2, out, t):
+    m = out.shape[0]
+    n = spos.shape[0]
+    dt = out.dtype
+    zero = t.one - t.one
+    nblocks = (m + POINTS_BLOCK - 1) // POINTS_BLOCK
+    for b in numba.prange(nblocks):
+        a = b * POINTS_BLOCK
+        e = min(m, a + POINTS_BLOCK)
+        acc = np.zeros(e - a)
+        for s in range(n):
+            sx, sy, sz = spos[s, 0], spos[s, 1], spos[s, 2]
+            ux, uy, uz = sdir[s, 0], sdir[s, 1], sdir[s, 2]
+            ws = w[s]
+            for p in range(a, e):
+                dx = pts_t[0, p] - sx
+                dy = pts_t[1, p] - sy
+                dz = pts_t[2, p] - sz
+                v = _rate(dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t)
+                inside = dx * dx + dy * dy + dz * dz <= cut2
+                acc[p - a] += ws * (v if inside else zero)
+        for p in range(a, e):
+            out[p] = acc[p - a]
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _grid_sum(origin, axes, spos, sdir, w, cut2, out, t):
+    nk, nj, ni = out.shape
+    n = spos.shape[0]
+    dt = out.dtype
+    zero = t.one - t.one
+    ax, ay, az = axes[0, 0], axes[0, 1], axes[0, 2]
+    a2 = ax * ax + ay * ay + az * az
+    for kj in numba.prange(nk * nj):
+        k = kj // nj
+        j = kj - k * nj
+        bx = origin[0] + j * axes[1, 0] + k * axes[2, 0]
+        by = origin[1] + j * axes[1, 1] + k * axes[2, 1]
+        bz = origin[2] + j * axes[1, 2] + k * axes[2, 2]
+        acc = np.zeros(ni)
+        for s in range(n):
+            ox = bx - spos[s, 0]
+            oy = by - spos[s, 1]
+            oz = bz - spos[s, 2]
+            ux, uy, uz = sdir[s, 0], sdir[s, 1], sdir[s, 2]
+            ws = w[s]
+            i0, i1 = 0, ni
+            if cut2 < np.inf:
+                # |o + i a|^2 <= cut2: i between the roots, widened by one voxel
+                bq = ox * ax + oy * ay + oz * az
+                disc = bq * bq - a2 * (ox * ox + oy * oy + oz * oz - cut2)
+                if disc < 0.0:
+                    continue
+                sq = math.sqrt(disc)
+                i0 = max(0, math.floor((-bq - sq) / a2) - 1)
+                i1 = min(ni, math.floor((-bq + sq) / a2) + 2)
+            for i in range(i0, i1):
+                dx = ox + i * ax
+                dy = oy + i * ay
+                dz = oz + i * az
+                v = _rate(dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t)
+                inside = dx * dx + dy * dy + dz * dz <= cut2
+                acc[i] += ws * (v if inside else zero)
+        for i in range(ni):
+            out[k, j, i] = acc[i]
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _points_matrix(pts, spos_t, sdir_t, factor, cut2, out, t):
+    m, n = out.shape
+    dt = out.dtype
+    zero = t.one - t.one
+    for p in numba.prange(m):
+        px, py, pz = pts[p, 0], pts[p, 1], pts[p, 2]
+        for s in range(n):
+            dx = px - spos_t[0, s]
+            dy = py - spos_t[1, s]
+            dz = pz - spos_t[2, s]
+            ux, uy, uz = sdir_t[0, s], sdir_t[1, s], sdir_t[2, s]
+            v = _rate(dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t)
+            inside = dx * dx + dy * dy + dz * dz <= cut2
+            out[p, s] = factor * v if inside else zero
+
+
 @functools.cache
 def numba_kernels() -> _Kernels:
-    """Compile (once per process, cached on disk) the numba kernels; the formalism is the
+    """The numba kernels (compiled on first call, cached on disk); the formalism is the
     bundle's ``line`` flag.
 
     The innermost loop runs over the voxels of a grid row (grid), over a block of points
@@ -308,91 +401,4 @@ def numba_kernels() -> _Kernels:
     grid row, only the voxels whose row segment meets the cut-off sphere (±1 voxel) are
     visited.
     """
-    import numba
-    import numpy as np
-
-    rate = numba.njit(inline="always", error_model="numpy")(tg43_rate_per_u)
-
-    @numba.njit(parallel=True, cache=True, error_model="numpy")
-    def points_sum(pts_t, spos, sdir, w, cut2, out, t):
-        m = out.shape[0]
-        n = spos.shape[0]
-        dt = out.dtype
-        zero = t.one - t.one
-        nblocks = (m + POINTS_BLOCK - 1) // POINTS_BLOCK
-        for b in numba.prange(nblocks):
-            a = b * POINTS_BLOCK
-            e = min(m, a + POINTS_BLOCK)
-            acc = np.zeros(e - a)
-            for s in range(n):
-                sx, sy, sz = spos[s, 0], spos[s, 1], spos[s, 2]
-                ux, uy, uz = sdir[s, 0], sdir[s, 1], sdir[s, 2]
-                ws = w[s]
-                for p in range(a, e):
-                    dx = pts_t[0, p] - sx
-                    dy = pts_t[1, p] - sy
-                    dz = pts_t[2, p] - sz
-                    v = rate(dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t)
-                    inside = dx * dx + dy * dy + dz * dz <= cut2
-                    acc[p - a] += ws * (v if inside else zero)
-            for p in range(a, e):
-                out[p] = acc[p - a]
-
-    @numba.njit(parallel=True, cache=True, error_model="numpy")
-    def grid_sum(origin, axes, spos, sdir, w, cut2, out, t):
-        nk, nj, ni = out.shape
-        n = spos.shape[0]
-        dt = out.dtype
-        zero = t.one - t.one
-        ax, ay, az = axes[0, 0], axes[0, 1], axes[0, 2]
-        a2 = ax * ax + ay * ay + az * az
-        for kj in numba.prange(nk * nj):
-            k = kj // nj
-            j = kj - k * nj
-            bx = origin[0] + j * axes[1, 0] + k * axes[2, 0]
-            by = origin[1] + j * axes[1, 1] + k * axes[2, 1]
-            bz = origin[2] + j * axes[1, 2] + k * axes[2, 2]
-            acc = np.zeros(ni)
-            for s in range(n):
-                ox = bx - spos[s, 0]
-                oy = by - spos[s, 1]
-                oz = bz - spos[s, 2]
-                ux, uy, uz = sdir[s, 0], sdir[s, 1], sdir[s, 2]
-                ws = w[s]
-                i0, i1 = 0, ni
-                if cut2 < np.inf:
-                    # |o + i a|^2 <= cut2: i between the roots, widened by one voxel
-                    bq = ox * ax + oy * ay + oz * az
-                    disc = bq * bq - a2 * (ox * ox + oy * oy + oz * oz - cut2)
-                    if disc < 0.0:
-                        continue
-                    sq = math.sqrt(disc)
-                    i0 = max(0, math.floor((-bq - sq) / a2) - 1)
-                    i1 = min(ni, math.floor((-bq + sq) / a2) + 2)
-                for i in range(i0, i1):
-                    dx = ox + i * ax
-                    dy = oy + i * ay
-                    dz = oz + i * az
-                    v = rate(dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t)
-                    inside = dx * dx + dy * dy + dz * dz <= cut2
-                    acc[i] += ws * (v if inside else zero)
-            for i in range(ni):
-                out[k, j, i] = acc[i]
-
-    @numba.njit(parallel=True, cache=True, error_model="numpy")
-    def points_matrix(pts, spos_t, sdir_t, factor, cut2, out, t):
-        m, n = out.shape
-        dt = out.dtype
-        zero = t.one - t.one
-        for p in numba.prange(m):
-            px, py, pz = pts[p, 0], pts[p, 1], pts[p, 2]
-            for s in range(n):
-                dx = px - spos_t[0, s]
-                dy = py - spos_t[1, s]
-                dz = pz - spos_t[2, s]
-                ux, uy, uz = sdir_t[0, s], sdir_t[1, s], sdir_t[2, s]
-                v = rate(dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t)
-                inside = dx * dx + dy * dy + dz * dz <= cut2
-                out[p, s] = factor * v if inside else zero
-
-    return _Kernels(points_sum, grid_sum, points_matrix)
+    return _Kernels(_points_sum, _grid_sum, _points_matrix)
