@@ -15,14 +15,21 @@ import numpy as np
 
 from brachycryo.core.errors import ConfigError
 from brachycryo.dose_kernels.seed_model import SeedModel
-from brachycryo.dose_kernels.tg43_scalar import atan_constants
+from brachycryo.dose_kernels.tg43_scalar import (
+    POW2_MAX_EXPONENT,
+    POW2_MIN_EXPONENT,
+    atan_constants,
+    exp_constants,
+)
 
 __all__ = [
     "DEFAULT_MIN_DISTANCE_MM",
     "FORMALISMS",
     "R0_MM",
     "KernelTables",
+    "Lookup",
     "geometry_factor_line",
+    "make_lookup",
     "pack_tables",
 ]
 
@@ -48,8 +55,23 @@ def geometry_factor_line(r_mm: float, theta_deg: float, length_mm: float) -> flo
     return math.atan2(x, d) / x
 
 
+class Lookup(NamedTuple):
+    """O(1) interval search in a sorted node list, branch-free (see :func:`make_lookup`).
+
+    ``nodes`` ends with a +inf sentinel; ``cell[c]`` is the interval index of the left end of
+    the uniform cell ``c`` of width ``1 / inv_h`` starting at ``nodes[0]``.
+    """
+
+    nodes: np.ndarray
+    cell: np.ndarray  # intp
+    inv_h: np.floating
+
+
 class KernelTables(NamedTuple):
-    """Arguments shared by every backend, in the compute dtype (scalars as numpy scalars)."""
+    """The one bundle of tables every backend takes, in the compute dtype (scalars as numpy
+    scalars).  The first block is what the numpy reference reads (the tables as published);
+    ``gl``, ``f``, ``phi``, ``atan_c``, ``exp_c`` and ``pow2`` are the compiled kernels' forms
+    of the same tables (:mod:`brachycryo.dose_kernels.tg43_scalar`)."""
 
     line: bool
     length_mm: np.floating
@@ -68,28 +90,27 @@ class KernelTables(NamedTuple):
     phi_r_mm: np.ndarray
     phi_an: np.ndarray
     atan_c: np.ndarray  # constants of tg43_scalar.atan2_nonneg
-
-    def scalar_args(self) -> tuple:
-        """The tables in the order the scalar kernel function takes them."""
-        return (
-            self.line,
-            self.length_mm,
-            self.half_length_mm,
-            self.min_distance_mm,
-            self.rad2deg,
-            self.one,
-            self.small_x,
-            self.norm,
-            self.gl_r_mm,
-            self.gl_log,
-            self.gl_tail_slope,
-            self.f_r_mm,
-            self.f_theta_deg,
-            self.f_table,
-            self.phi_r_mm,
-            self.phi_an,
-            self.atan_c,
-        )
+    # ln g_L(r) in slope form, the tail slope as the last slope (tg43_scalar.table_at)
+    gl_nodes: np.ndarray  # gl_r_mm and a +inf sentinel (Lookup.nodes)
+    gl_cell: np.ndarray
+    gl_inv_h: np.floating
+    gl_slope: np.ndarray
+    # F(r, theta) (tg43_scalar.anisotropy_at)
+    f_r_nodes: np.ndarray
+    f_r_cell: np.ndarray
+    f_r_inv_h: np.floating
+    f_t_nodes: np.ndarray
+    f_t_cell: np.ndarray
+    f_t_inv_h: np.floating
+    f_slope_r: np.ndarray  # (n_theta, n_r), last column 0 (r clamped to the table)
+    f_inv_dtheta: np.ndarray  # (n_theta,), last entry 0 (theta clamped to the table)
+    # phi_an(r) in slope form, held constant beyond the table
+    phi_nodes: np.ndarray
+    phi_cell: np.ndarray
+    phi_inv_h: np.floating
+    phi_slope: np.ndarray
+    exp_c: np.ndarray  # constants of tg43_scalar.exp_fast
+    pow2: np.ndarray  # 2**k for k = POW2_MIN_EXPONENT ... (tg43_scalar.exp_fast)
 
 
 def tail_slope_per_mm(model: SeedModel) -> float:
@@ -102,6 +123,39 @@ def tail_slope_per_mm(model: SeedModel) -> float:
     r, g = model.gl_r_mm, model.gl
     slope = (math.log(g[-1]) - math.log(g[-2])) / (r[-1] - r[-2])
     return min(slope, 0.0)
+
+
+#: Cell width of a :class:`Lookup` as a fraction of the narrowest node interval (< 1/2, so that
+#: two neighbouring cells never hold two nodes, with a margin for float32 rounding).
+_CELLS_PER_INTERVAL = 2.5
+
+
+def make_lookup(nodes: np.ndarray, dt: np.dtype) -> Lookup:
+    """The O(1) interval lookup of :func:`brachycryo.dose_kernels.tg43_scalar.locate` for
+    strictly increasing ``nodes``: cells of width h = (narrowest interval)/2.5 from nodes[0];
+    ``cell[c]`` = index of the interval holding nodes[0] + c·h (computed in float64)."""
+    x = np.asarray(nodes, dtype=np.float64)
+    padded = np.append(x, np.inf).astype(dt)
+    if x.size < 2:
+        return Lookup(padded, np.zeros(1, dtype=np.intp), dt.type(0.0))
+    h = float(np.min(np.diff(x))) / _CELLS_PER_INTERVAL
+    n_cells = math.ceil((x[-1] - x[0]) / h) + 2
+    left = x[0] + h * np.arange(n_cells)
+    cell = np.clip(np.searchsorted(x, left, side="right") - 1, 0, x.size - 1).astype(np.intp)
+    return Lookup(padded, cell, dt.type(1.0 / h))
+
+
+def _slopes(nodes: np.ndarray, values: np.ndarray, tail_slope: float) -> np.ndarray:
+    """Per-interval slopes of a piecewise-linear table, ``tail_slope`` past the last node."""
+    return np.append(np.diff(values) / np.diff(nodes), tail_slope)
+
+
+def _slopes_r(r_mm: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """dF/dr per r interval of each θ row; 0 in the last column (r clamped to the table)."""
+    slope = np.zeros_like(f)
+    if r_mm.size > 1:
+        slope[:, :-1] = np.diff(f, axis=1) / np.diff(r_mm)[None, :]
+    return slope
 
 
 def pack_tables(
@@ -139,6 +193,11 @@ def pack_tables(
     def arr(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a, dtype=dt)
 
+    gl_at = make_lookup(model.gl_r_mm, dt)
+    fr_at = make_lookup(model.f_r_mm, dt)
+    ft_at = make_lookup(model.f_theta_deg, dt)
+    phi_at = make_lookup(phi_r, dt)
+
     return KernelTables(
         line=line,
         length_mm=dt.type(length),
@@ -157,4 +216,22 @@ def pack_tables(
         phi_r_mm=arr(phi_r),
         phi_an=arr(phi),
         atan_c=arr(np.asarray(atan_constants())),
+        gl_nodes=gl_at.nodes,
+        gl_cell=gl_at.cell,
+        gl_inv_h=gl_at.inv_h,
+        gl_slope=arr(_slopes(model.gl_r_mm, np.log(model.gl), tail_slope_per_mm(model))),
+        f_r_nodes=fr_at.nodes,
+        f_r_cell=fr_at.cell,
+        f_r_inv_h=fr_at.inv_h,
+        f_t_nodes=ft_at.nodes,
+        f_t_cell=ft_at.cell,
+        f_t_inv_h=ft_at.inv_h,
+        f_slope_r=arr(_slopes_r(np.asarray(model.f_r_mm, float), np.asarray(model.f_table, float))),
+        f_inv_dtheta=arr(np.append(1.0 / np.diff(model.f_theta_deg), 0.0)),
+        phi_nodes=phi_at.nodes,
+        phi_cell=phi_at.cell,
+        phi_inv_h=phi_at.inv_h,
+        phi_slope=arr(_slopes(np.asarray(phi_r, float), np.asarray(phi, float), 0.0)),
+        exp_c=arr(np.asarray(exp_constants(dt == np.dtype(np.float32)))),
+        pow2=arr(np.ldexp(1.0, np.arange(POW2_MIN_EXPONENT, POW2_MAX_EXPONENT + 1))),
     )

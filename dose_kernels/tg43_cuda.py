@@ -1,8 +1,9 @@
 """CUDA kernels (``numba.cuda``) for the TG-43 dose, launched on CuPy device arrays.
 
 The per-point formula is :func:`brachycryo.dose_kernels.tg43_scalar.tg43_rate_per_u`, compiled as a
-CUDA device function - the same source the numba CPU kernel compiles - so CPU and GPU
-cannot drift.  One thread per voxel (or point, or matrix row), looping over the seeds.
+CUDA device function - the same source the numba CPU kernels compile - so CPU and GPU
+cannot drift; the tables travel as one ``KernelTables`` bundle (a tuple argument).  One
+thread per voxel (or point, or matrix row), looping over the seeds.
 
 Testing: the kernel logic runs on the CPU under numba's CUDA simulator
 (``NUMBA_ENABLE_CUDASIM=1``, set before ``numba.cuda`` is imported) with numpy arrays as
@@ -47,37 +48,17 @@ class _Kernels(NamedTuple):
 
 @functools.cache
 def kernels(dtype_name: str) -> _Kernels:
-    """Build (once per process and dtype) the CUDA kernels for ``float32`` / ``float64``."""
+    """Build (once per process and dtype) the CUDA kernels for ``float32`` / ``float64``.
+
+    ``t`` is the :class:`~brachycryo.dose_kernels.kernel_tables.KernelTables` bundle with its
+    arrays on the device; the formalism branch (``t.line``) is uniform across a launch.
+    """
 
     cast = np.float32 if dtype_name == "float32" else np.float64
     rate = cuda.jit(device=True)(tg43_rate_per_u)
 
     @cuda.jit
-    def points_sum(
-        pts,
-        spos,
-        sdir,
-        w,
-        cut2,
-        out,
-        line,
-        ln,
-        hl,
-        dmin,
-        r2d,
-        one,
-        sx,
-        norm,
-        gr,
-        gl,
-        gt,
-        fr,
-        ft,
-        ftab,
-        pr,
-        ph,
-        ac,
-    ):
+    def points_sum(pts, spos, sdir, w, cut2, out, t):
         p = cuda.grid(1)  # type: ignore[call-arg, var-annotated]  # (module doc)
         if p >= out.shape[0]:
             return
@@ -88,63 +69,12 @@ def kernels(dtype_name: str) -> _Kernels:
             dz = pts[p, 2] - spos[s, 2]
             if dx * dx + dy * dy + dz * dz > cut2:
                 continue
-            v = rate(
-                cast(dx),
-                cast(dy),
-                cast(dz),
-                sdir[s, 0],
-                sdir[s, 1],
-                sdir[s, 2],
-                line,
-                ln,
-                hl,
-                dmin,
-                r2d,
-                one,
-                sx,
-                norm,
-                gr,
-                gl,
-                gt,
-                fr,
-                ft,
-                ftab,
-                pr,
-                ph,
-                ac,
-            )
+            v = rate(cast(dx), cast(dy), cast(dz), sdir[s, 0], sdir[s, 1], sdir[s, 2], t)
             acc += w[s] * v
         out[p] = cast(acc)
 
     @cuda.jit
-    def grid_sum(
-        origin,
-        axes,
-        nj,
-        ni,
-        spos,
-        sdir,
-        w,
-        cut2,
-        out,
-        line,
-        ln,
-        hl,
-        dmin,
-        r2d,
-        one,
-        sx,
-        norm,
-        gr,
-        gl,
-        gt,
-        fr,
-        ft,
-        ftab,
-        pr,
-        ph,
-        ac,
-    ):
+    def grid_sum(origin, axes, nj, ni, spos, sdir, w, cut2, out, t):
         q = cuda.grid(1)  # type: ignore[call-arg, var-annotated]  # (module doc)
         if q >= out.shape[0]:
             return
@@ -162,60 +92,12 @@ def kernels(dtype_name: str) -> _Kernels:
             dz = pz - spos[s, 2]
             if dx * dx + dy * dy + dz * dz > cut2:
                 continue
-            v = rate(
-                cast(dx),
-                cast(dy),
-                cast(dz),
-                sdir[s, 0],
-                sdir[s, 1],
-                sdir[s, 2],
-                line,
-                ln,
-                hl,
-                dmin,
-                r2d,
-                one,
-                sx,
-                norm,
-                gr,
-                gl,
-                gt,
-                fr,
-                ft,
-                ftab,
-                pr,
-                ph,
-                ac,
-            )
+            v = rate(cast(dx), cast(dy), cast(dz), sdir[s, 0], sdir[s, 1], sdir[s, 2], t)
             acc += w[s] * v
         out[q] = cast(acc)
 
     @cuda.jit
-    def points_matrix(
-        pts,
-        spos,
-        sdir,
-        factor,
-        cut2,
-        out,
-        line,
-        ln,
-        hl,
-        dmin,
-        r2d,
-        one,
-        sx,
-        norm,
-        gr,
-        gl,
-        gt,
-        fr,
-        ft,
-        ftab,
-        pr,
-        ph,
-        ac,
-    ):
+    def points_matrix(pts, spos, sdir, factor, cut2, out, t):
         p = cuda.grid(1)  # type: ignore[call-arg, var-annotated]  # (module doc)
         if p >= out.shape[0]:
             return
@@ -226,31 +108,7 @@ def kernels(dtype_name: str) -> _Kernels:
             if dx * dx + dy * dy + dz * dz > cut2:
                 out[p, s] = cast(0.0)
                 continue
-            v = rate(
-                cast(dx),
-                cast(dy),
-                cast(dz),
-                sdir[s, 0],
-                sdir[s, 1],
-                sdir[s, 2],
-                line,
-                ln,
-                hl,
-                dmin,
-                r2d,
-                one,
-                sx,
-                norm,
-                gr,
-                gl,
-                gt,
-                fr,
-                ft,
-                ftab,
-                pr,
-                ph,
-                ac,
-            )
+            v = rate(cast(dx), cast(dy), cast(dz), sdir[s, 0], sdir[s, 1], sdir[s, 2], t)
             out[p, s] = cast(factor * v)
 
     return _Kernels(points_sum, grid_sum, points_matrix)
@@ -262,8 +120,11 @@ def _xp() -> ModuleType:
     return cupy
 
 
-def _device_tables(t: KernelTables, xp: ModuleType) -> tuple:
-    return tuple(xp.asarray(a) if isinstance(a, np.ndarray) else a for a in t.scalar_args())
+def _device_tables(t: KernelTables, xp: ModuleType) -> KernelTables:
+    """The bundle with its arrays on the device (numpy arrays under the simulator)."""
+    return t._replace(
+        **{k: xp.asarray(v) for k, v in t._asdict().items() if isinstance(v, np.ndarray)}
+    )
 
 
 def _dev(a, dtype, xp: ModuleType):
@@ -297,7 +158,7 @@ def points_sum_cuda(points_mm, seed_pos_mm, seed_dir, weights, t, cutoff_mm, dty
             _dev(weights, np.float64, xp),
             _cut2(cutoff_mm),
             out,
-            *_device_tables(t, xp),
+            _device_tables(t, xp),
         )
     return _host(out, xp)
 
@@ -321,7 +182,7 @@ def grid_sum_cuda(
         _dev(weights, np.float64, xp),
         _cut2(cutoff_mm),
         out,
-        *_device_tables(t, xp),
+        _device_tables(t, xp),
     )
     return _host(out, xp).reshape(nk, nj, ni)
 
@@ -340,6 +201,6 @@ def matrix_points_cuda(points_mm, seed_pos_mm, seed_dir, factor, t, cutoff_mm, d
             float(factor),
             _cut2(cutoff_mm),
             out,
-            *_device_tables(t, xp),
+            _device_tables(t, xp),
         )
     return _host(out, xp)

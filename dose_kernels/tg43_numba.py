@@ -23,17 +23,21 @@ def _cut2(cutoff_mm: float | None) -> float:
     return np.inf if cutoff_mm is None else float(cutoff_mm) ** 2
 
 
+def _f64(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
 def points_sum_numba(points_mm, seed_pos_mm, seed_dir, weights, t: KernelTables, cutoff_mm, dtype):
     """Σ_s weights[s] · rate_s(point) for points (M, 3), in ``dtype``."""
     out = np.empty(points_mm.shape[0], dtype=dtype)
     numba_kernels().points_sum(
-        np.ascontiguousarray(points_mm, dtype=np.float64),
-        np.ascontiguousarray(seed_pos_mm, dtype=np.float64),
+        _f64(np.asarray(points_mm, dtype=np.float64).reshape(-1, 3).T),
+        _f64(seed_pos_mm),
         np.ascontiguousarray(seed_dir, dtype=dtype),
-        np.ascontiguousarray(weights, dtype=np.float64),
+        _f64(weights),
         _cut2(cutoff_mm),
         out,
-        *t.scalar_args(),
+        t,
     )
     return out
 
@@ -42,14 +46,14 @@ def grid_sum_numba(origin_mm, axes_mm, shape, seed_pos_mm, seed_dir, weights, t,
     """Σ_s weights[s] · rate_s on the voxel centres origin + i·a_i + j·a_j + k·a_k."""
     out = np.empty(shape, dtype=dtype)
     numba_kernels().grid_sum(
-        np.ascontiguousarray(origin_mm, dtype=np.float64),
-        np.ascontiguousarray(axes_mm, dtype=np.float64),
-        np.ascontiguousarray(seed_pos_mm, dtype=np.float64),
+        _f64(origin_mm),
+        _f64(axes_mm),
+        _f64(seed_pos_mm),
         np.ascontiguousarray(seed_dir, dtype=dtype),
-        np.ascontiguousarray(weights, dtype=np.float64),
+        _f64(weights),
         _cut2(cutoff_mm),
         out,
-        *t.scalar_args(),
+        t,
     )
     return out
 
@@ -59,12 +63,12 @@ def matrix_points_numba(points_mm, seed_pos_mm, seed_dir, factor, t, cutoff_mm, 
     if out is None:
         out = np.empty((points_mm.shape[0], seed_pos_mm.shape[0]), dtype=dtype)
     numba_kernels().points_matrix(
-        np.ascontiguousarray(points_mm, dtype=np.float64),
-        np.ascontiguousarray(seed_pos_mm, dtype=np.float64),
-        np.ascontiguousarray(seed_dir, dtype=dtype),
+        _f64(points_mm),
+        _f64(np.asarray(seed_pos_mm, dtype=np.float64).T),
+        np.ascontiguousarray(np.asarray(seed_dir).T, dtype=dtype),
         float(factor),
         _cut2(cutoff_mm),
         out,
-        *t.scalar_args(),
+        t,
     )
     return out

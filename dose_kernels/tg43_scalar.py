@@ -1,18 +1,37 @@
-"""The TG-43U1 dose rate of one seed at one point, as a plain scalar Python function.
+"""The TG-43U1 dose rate of one seed at one point, as plain scalar Python functions.
 
-This one function is compiled twice - by ``numba.njit`` for the CPU kernel
-(:mod:`brachycryo.dose_kernels.tg43_numba`) and by ``numba.cuda.jit(device=True)`` for the GPU
-kernel
-(:mod:`brachycryo.dose_kernels.tg43_cuda`) - so the two compiled backends cannot drift apart.  The
-numpy reference (:mod:`brachycryo.dose_kernels.tg43_numpy`) is an independent vectorised
-implementation of the same rules, and parity tests compare all of them.
+These functions are compiled twice - by ``numba.njit`` for the CPU kernels (defined at the end of
+this file, wrapped by :mod:`brachycryo.dose_kernels.tg43_numba`) and by
+``numba.cuda.jit(device=True)`` for the GPU kernels (:mod:`brachycryo.dose_kernels.tg43_cuda`) -
+so the two compiled backends cannot drift apart.  The numpy reference
+(:mod:`brachycryo.dose_kernels.tg43_numpy`) is an independent vectorised implementation of the
+same rules, and parity tests compare all of them.
 
-It is written for the compilers: no numpy calls, only ``math``, and no float literals in
-arithmetic (``one`` and the other constants arrive in the compute dtype, so float32 stays
-float32).  The formulas and the near-source rule are documented in
-:mod:`brachycryo.dose_kernels.dose`.  The numba CPU kernels themselves (:func:`numba_kernels`) live
-at
-the end of this file, for the on-disk cache's sake (see :mod:`brachycryo.dose_kernels.tg43_numba`).
+Written for the compilers: branch-free (every ``a if c else b`` in the helpers is a select
+once compiled) and without search loops - the form a vectorising compiler needs:
+
+* no numpy calls, only ``math.sqrt`` and arithmetic, and no float literals in arithmetic (the
+  constants arrive in the compute dtype with the tables, so float32 stays float32);
+* table intervals are found in O(1), without a search loop: a uniform cell grid over the nodes,
+  fine enough that a cell and its neighbour hold at most one node, maps a value to the interval
+  of its cell's left end, and two comparisons with the neighbouring nodes correct it
+  (:func:`locate`; tables built by :func:`brachycryo.dose_kernels.kernel_tables.make_lookup`).
+  The tables themselves are the published ones, unresampled: values at the nodes are exact;
+* interpolation is in slope form ``v[i] + (x − x[i])·slope[i]`` with the continuation beyond the
+  last node as the last slope (the log-linear g_L tail, TG-43U1; zero slope = clamped), so a
+  node gives its tabulated value exactly;
+* ``exp`` is a polynomial after Cody-Waite reduction with 2^k from a table (:func:`exp_fast`),
+  ``atan2`` a polynomial after octant reduction (:func:`atan2_nonneg`): libm calls would keep the
+  loops scalar.
+
+The helpers that take the table bundle (or several of its arrays) are inlined at numba's IR
+level (``inline="always"``): called as separate numba functions, every array argument is
+reference-counted (atomic increments) around every call, which cost ~40 ns per evaluation.
+numba does not vectorise the CPU loops yet (``benchmarks/tg43_speed.py`` records why: the
+leaf helpers' array arguments are reference-counted around each call too, and the parallel
+loop bodies are not marked alias-free); the kernels run them as scalar code.
+
+The formulas and the near-source rule are documented in :mod:`brachycryo.dose_kernels.dose`.
 """
 
 from __future__ import annotations
@@ -22,14 +41,26 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numba
+import numpy as np
 from numba.extending import register_jitable
 
 __all__ = [
     "ATAN_COEFFS",
+    "EXP_DEGREE",
+    "POW2_MAX_EXPONENT",
+    "POW2_MIN_EXPONENT",
+    "anisotropy_at",
     "atan2_nonneg",
     "atan_constants",
-    "interval",
+    "exp_constants",
+    "exp_fast",
+    "gl_at",
+    "line_rate_per_u",
+    "locate",
     "numba_kernels",
+    "point_rate_per_u",
+    "table_at",
     "tg43_rate_per_u",
 ]
 
@@ -47,9 +78,17 @@ ATAN_COEFFS = (
     0.04568063830281327,
 )
 
+#: exp(f) for |f| <= ln2/2 by its Taylor polynomial of this degree: remainder
+#: (ln2/2)^12/12! < 2e-15 relative.
+EXP_DEGREE = 11
+#: 2^k is read from a table for k in [POW2_MIN_EXPONENT, POW2_MAX_EXPONENT]; exp(y) below
+#: 2^POW2_MIN_EXPONENT is 0 in both dtypes (float64 underflows below 2^-1074).
+POW2_MIN_EXPONENT = -1100
+POW2_MAX_EXPONENT = 126
+
 
 def atan_constants() -> tuple[float, ...]:
-    """Constants of :func:`atan2_nonneg`: π/6, π/2, π, √3, tan(π/12), 1, then ATAN_COEFFS."""
+    """Constants of :func:`atan2_nonneg`: π/6, π/2, π, √3, tan(π/12), 1, then ATAN_COEFFS, 0."""
     return (
         math.pi / 6,
         math.pi / 2,
@@ -58,6 +97,33 @@ def atan_constants() -> tuple[float, ...]:
         math.tan(math.pi / 12),
         1.0,
         *ATAN_COEFFS,
+        0.0,
+    )
+
+
+def exp_constants(float32: bool) -> tuple[float, ...]:
+    """Constants of :func:`exp_fast` for the compute dtype.
+
+    1/ln2; ln2 split Cody-Waite style into a head with trailing zero bits (so ``k·ln2_hi`` is
+    exact for |k| < 2^11) and a tail; the round-to-nearest shifter 1.5·2^(p−1) (p = 24 or 53
+    significand bits: ``(x + s) − s`` rounds x to an integer in that dtype without an int
+    conversion); the clamp range of y; POW2_MIN_EXPONENT; then 1/j! for j = 0 … EXP_DEGREE.
+    """
+    if float32:
+        ln2_hi, ln2_lo, shifter = 0.693359375, -2.12194440e-4, 1.5 * 2.0**23
+    else:
+        ln2_hi, ln2_lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+        shifter = 1.5 * 2.0**52
+    ln2 = math.log(2.0)
+    return (
+        1.0 / ln2,
+        ln2_hi,
+        ln2_lo,
+        shifter,
+        (POW2_MIN_EXPONENT + 1) * ln2,
+        (POW2_MAX_EXPONENT - 1) * ln2,
+        float(POW2_MIN_EXPONENT),
+        *(1.0 / math.factorial(j) for j in range(EXP_DEGREE + 1)),
     )
 
 
@@ -67,17 +133,17 @@ def atan2_nonneg(y, x, c):
 
     Octant reduction to t = min(y, |x|) / max(y, |x|) in [0, 1]; t > tan(π/12) is mapped by
     atan(t) = π/6 + atan((√3 t − 1)/(t + √3)); then the odd polynomial ``ATAN_COEFFS``;
-    finally atan2 = π/2 − a if y > |x|, and π − a if x < 0.
+    finally atan2 = π/2 − a if y > |x|, and π − a if x < 0.  Branch-free (selects).
     """
+    zero = c[14]
     ax = abs(x)
     big = y > ax
     num = ax if big else y
     den = y if big else ax
     t = num / den
-    off = c[5] - c[5]
-    if t > c[4]:
-        t = (c[3] * t - c[5]) / (t + c[3])
-        off = c[0]
+    red = t > c[4]
+    t = (c[3] * t - c[5]) / (t + c[3]) if red else t
+    off = c[0] if red else zero
     z = t * t
     q = c[13]
     q = q * z + c[12]
@@ -88,368 +154,251 @@ def atan2_nonneg(y, x, c):
     q = q * z + c[7]
     q = q * z + c[6]
     a = off + (t + t * (z * q))
-    if big:
-        a = c[1] - a
-    if x < 0:
-        a = c[2] - a
-    return a
+    a = c[1] - a if big else a
+    return c[2] - a if x < zero else a
 
 
 @register_jitable
-def interval(v, nodes):
-    """Index lo of the table interval holding v: nodes[lo] <= v < nodes[lo + 1], with
-    0 <= lo <= n − 2 (binary search; v outside the table gives the end intervals)."""
-    n = nodes.shape[0]
-    if n < 2:
-        return 0
-    lo = 0
-    hi = n - 1
-    while hi - lo > 1:
-        mid = (lo + hi) >> 1
-        if nodes[mid] <= v:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+def exp_fast(y, c, pow2):
+    """exp(y) in the dtype of ``c`` (constants :func:`exp_constants`, ``pow2[j]`` = 2^(j +
+    POW2_MIN_EXPONENT)): y = k·ln2 + f, |f| <= ln2/2, exp(y) = 2^k · Σ f^j/j!.
+    Relative error a few ulp; 0 below 2^POW2_MIN_EXPONENT."""
+    y = min(max(y, c[4]), c[5])
+    k = (y * c[0] + c[3]) - c[3]
+    f = (y - k * c[1]) - k * c[2]
+    p = c[18]
+    p = p * f + c[17]
+    p = p * f + c[16]
+    p = p * f + c[15]
+    p = p * f + c[14]
+    p = p * f + c[13]
+    p = p * f + c[12]
+    p = p * f + c[11]
+    p = p * f + c[10]
+    p = p * f + c[9]
+    p = p * f + c[8]
+    p = p * f + c[7]
+    return p * pow2[int(k - c[6])]
 
 
-def tg43_rate_per_u(
-    dx,
-    dy,
-    dz,
-    ux,
-    uy,
-    uz,
-    line,
-    length_mm,
-    half_length_mm,
-    min_distance_mm,
-    rad2deg,
-    one,
-    small_x,
-    norm,
-    gl_r,
-    gl_log,
-    gl_tail,
-    f_r,
-    f_t,
-    f_tab,
-    phi_r,
-    phi,
-    atan_c,
-):
-    """Dose rate per unit air-kerma strength (Gy h⁻¹ U⁻¹) at displacement d from the seed.
+@register_jitable
+def locate(v, nodes, cell, inv_h):
+    """Index i of the node interval holding v: nodes[i] <= v < nodes[i + 1], 0 <= i <= n − 1
+    (n − 1 beyond the last node, ``nodes[n]`` being a +inf sentinel); requires v >= nodes[0].
+    ``cell`` and ``inv_h`` as built by ``kernel_tables.make_lookup``.  O(1): the interval of
+    the cell's left end, corrected by one step either way (a cell and its neighbour hold at
+    most one node, so a cell index off by one through rounding is corrected too)."""
+    cf = (v - nodes[0]) * inv_h
+    last = cell.shape[0] - 1
+    c = int(cf) if cf < last else last
+    i = cell[c]
+    i = i - 1 if v < nodes[i] else i
+    return i + 1 if v >= nodes[i + 1] else i
 
-    ``(dx, dy, dz)`` is the point minus the seed centre (mm), ``(ux, uy, uz)`` the unit axis.
-    """
+
+@register_jitable(inline="always")
+def table_at(v, nodes, cell, inv_h, values, slope):
+    """A piecewise-linear table in slope form, ``values[i] + (v − nodes[i])·slope[i]``, at v
+    (below the first node held at the first node; the last slope continues past the last)."""
+    v = max(v, nodes[0])
+    i = locate(v, nodes, cell, inv_h)
+    return values[i] + (v - nodes[i]) * slope[i]
+
+
+@register_jitable(inline="always")
+def anisotropy_at(r, theta_deg, t):
+    """F(r, θ) of ``t`` (a ``kernel_tables.KernelTables``): bilinear, r and θ clamped to the
+    table."""
+    r = max(r, t.f_r_nodes[0])
+    theta_deg = max(theta_deg, t.f_t_nodes[0])
+    ir = locate(r, t.f_r_nodes, t.f_r_cell, t.f_r_inv_h)
+    it = locate(theta_deg, t.f_t_nodes, t.f_t_cell, t.f_t_inv_h)
+    last = t.f_inv_dtheta.shape[0] - 1
+    it1 = it + 1 if it < last else last
+    dr = r - t.f_r_nodes[ir]
+    lo = t.f_table[it, ir] + dr * t.f_slope_r[it, ir]
+    hi = t.f_table[it1, ir] + dr * t.f_slope_r[it1, ir]
+    w = (theta_deg - t.f_t_nodes[it]) * t.f_inv_dtheta[it]
+    return lo + w * (hi - lo)
+
+
+@register_jitable(inline="always")
+def gl_at(r, t):
+    """g_L(r): log-linear inside the table, g_L(r_min) below, log-linear tail beyond."""
+    lg = table_at(r, t.gl_nodes, t.gl_cell, t.gl_inv_h, t.gl_log, t.gl_slope)
+    return exp_fast(lg, t.exp_c, t.pow2)
+
+
+@register_jitable(inline="always")
+def line_rate_per_u(dx, dy, dz, ux, uy, uz, t):
+    """Dose rate per unit air-kerma strength (Gy h⁻¹ U⁻¹), 2D line-source formalism
+    (TG-43U1 Eq. 1), at displacement d from the seed; ``(ux, uy, uz)`` the unit axis,
+    ``t`` a ``kernel_tables.KernelTables`` in the compute dtype."""
+    one = t.one
+    hl = t.half_length_mm
+    dmin = t.min_distance_mm
     # axial coordinate and distance from the axis (|d × u| keeps precision near the axis)
     z = dx * ux + dy * uy + dz * uz
     cx = dy * uz - dz * uy
     cy = dz * ux - dx * uz
     cz = dx * uy - dy * ux
-    rho = math.sqrt(cx * cx + cy * cy + cz * cz)
-    if line:
-        # near-source rule: at least min_distance from the active segment [-L/2, L/2]
-        zc = z
-        if zc > half_length_mm:
-            zc = half_length_mm
-        if zc < -half_length_mm:
-            zc = -half_length_mm
-        dzs = z - zc
-        dseg = math.sqrt(rho * rho + dzs * dzs)
-        if dseg < min_distance_mm:
-            if dseg > small_x * min_distance_mm:
-                s = min_distance_mm / dseg
-                rho = rho * s
-                z = zc + dzs * s
-            else:
-                rho = min_distance_mm
-                z = zc
-        r2 = rho * rho + z * z
-        r = math.sqrt(r2)
-        # geometry function G_L = beta / (L r sin(theta)), beta = atan2(L rho, r^2 - L^2/4)
-        d = r2 - half_length_mm * half_length_mm
-        x = length_mm * rho
-        if x < small_x * d:
-            geom = one / d
-        else:
-            geom = atan2_nonneg(x, d, atan_c) / x
-        # polar angle folded about 90 deg: F(r, 180 - theta) = F(r, theta)
-        theta = atan2_nonneg(rho, abs(z), atan_c) * rad2deg
-        # F(r, theta): bilinear, r clamped to the table
-        nr = f_r.shape[0]
-        rr = r
-        if rr < f_r[0]:
-            rr = f_r[0]
-        if rr > f_r[nr - 1]:
-            rr = f_r[nr - 1]
-        ir = 0
-        ir1 = 0
-        tr = one - one
-        if nr > 1:
-            ir = interval(rr, f_r)
-            ir1 = ir + 1
-            tr = (rr - f_r[ir]) / (f_r[ir1] - f_r[ir])
-        nt = f_t.shape[0]
-        tt_ = theta
-        if tt_ > f_t[nt - 1]:
-            tt_ = f_t[nt - 1]
-        lo = interval(tt_, f_t)
-        hi = lo + 1
-        tt = (tt_ - f_t[lo]) / (f_t[hi] - f_t[lo])
-        f_lo = f_tab[lo, ir] + tr * (f_tab[lo, ir1] - f_tab[lo, ir])
-        f_hi = f_tab[hi, ir] + tr * (f_tab[hi, ir1] - f_tab[hi, ir])
-        aniso = f_lo + tt * (f_hi - f_lo)
-    else:
-        r = math.sqrt(rho * rho + z * z)
-        if r < min_distance_mm:
-            r = min_distance_mm
-        # 1D formalism, TG-43U1 Eq. 11: G_L(r, 90 deg) with phi_an(r)
-        d = r * r - half_length_mm * half_length_mm
-        x = length_mm * r
-        geom = atan2_nonneg(x, d, atan_c) / x
-        n = phi_r.shape[0]
-        if r <= phi_r[0]:
-            aniso = phi[0]
-        elif r >= phi_r[n - 1]:
-            aniso = phi[n - 1]
-        else:
-            lo = interval(r, phi_r)
-            hi = lo + 1
-            aniso = phi[lo] + (r - phi_r[lo]) / (phi_r[hi] - phi_r[lo]) * (phi[hi] - phi[lo])
-    # g_L(r): log-linear inside, g_L(r_min) below, log-linear tail beyond r_max
-    n = gl_r.shape[0]
-    if r <= gl_r[0]:
-        lg = gl_log[0]
-    elif r >= gl_r[n - 1]:
-        lg = gl_log[n - 1] + (r - gl_r[n - 1]) * gl_tail
-    else:
-        lo = interval(r, gl_r)
-        hi = lo + 1
-        lg = gl_log[lo] + (r - gl_r[lo]) / (gl_r[hi] - gl_r[lo]) * (gl_log[hi] - gl_log[lo])
-    return norm * geom * math.exp(lg) * aniso
+    rho2 = cx * cx + cy * cy + cz * cz
+    # near-source rule: at least min_distance from the active segment [-L/2, L/2]
+    zc = min(max(z, -hl), hl)
+    dzs = z - zc
+    dseg = math.sqrt(rho2 + dzs * dzs)
+    on_seg = dseg <= t.small_x * dmin
+    s = dmin / (dmin if on_seg else dseg) if dseg < dmin else one
+    rho = dmin if on_seg else math.sqrt(rho2) * s
+    z = zc if on_seg else zc + dzs * s
+    r2 = rho * rho + z * z
+    r = math.sqrt(r2)
+    # geometry function G_L = beta / (L r sin(theta)), beta = atan2(L rho, r^2 - L^2/4)
+    d = r2 - hl * hl
+    x = t.length_mm * rho
+    beta = atan2_nonneg(x, d, t.atan_c)
+    geom = one / d if x < t.small_x * d else beta / x
+    # polar angle folded about 90 deg: F(r, 180 - theta) = F(r, theta)
+    theta = atan2_nonneg(rho, abs(z), t.atan_c) * t.rad2deg
+    return t.norm * geom * gl_at(r, t) * anisotropy_at(r, theta, t)
+
+
+@register_jitable(inline="always")
+def point_rate_per_u(dx, dy, dz, ux, uy, uz, t):
+    """Dose rate per unit air-kerma strength (Gy h⁻¹ U⁻¹), 1D formalism (TG-43U1 Eq. 11:
+    G_L(r, 90°) with φ_an(r)); the axis ``(ux, uy, uz)`` is not used."""
+    r = max(math.sqrt(dx * dx + dy * dy + dz * dz), t.min_distance_mm)
+    hl = t.half_length_mm
+    d = r * r - hl * hl
+    x = t.length_mm * r
+    geom = atan2_nonneg(x, d, t.atan_c) / x
+    aniso = table_at(r, t.phi_nodes, t.phi_cell, t.phi_inv_h, t.phi_an, t.phi_slope)
+    return t.norm * geom * gl_at(r, t) * aniso
+
+
+@register_jitable
+def tg43_rate_per_u(dx, dy, dz, ux, uy, uz, t):
+    """Dose rate per U at displacement d from the seed, in the formalism ``t.line`` selects."""
+    if t.line:
+        return line_rate_per_u(dx, dy, dz, ux, uy, uz, t)
+    return point_rate_per_u(dx, dy, dz, ux, uy, uz, t)
 
 
 # --------------------------------------------------------------------------- CPU kernels
-# Defined here, beside the function they inline, so that numba's file-based cache is
-# invalidated whenever that function changes (see brachycryo.dose_kernels.tg43_numba).
+# Defined here, beside the functions they inline, so that numba's file-based cache is
+# invalidated whenever those functions change (see brachycryo.dose_kernels.tg43_numba).
 class _Kernels(NamedTuple):
-    """The compiled CPU kernels; each fills its ``out`` argument (positional arrays)."""
+    """The compiled CPU kernels; each fills its ``out`` argument."""
 
     points_sum: Callable[..., None]
     grid_sum: Callable[..., None]
     points_matrix: Callable[..., None]
 
 
+#: Points per parallel task of ``points_sum`` (the vectorised loop runs over them).
+POINTS_BLOCK = 256
+
+
+#: The scalar physics, inlined into the kernels at numba's IR level.  Module globals (not
+#: closure variables): numba's disk cache keys a closure on its pickled cells, which differ
+#: between processes for a dispatcher, so closures were recompiled by every process.
+_rate = numba.njit(inline="always", error_model="numpy")(tg43_rate_per_u)
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _points_sum(pts_t, spos, sdir, w, cut2, out, t):
+    m = out.shape[0]
+    n = spos.shape[0]
+    dt = out.dtype
+    zero = t.one - t.one
+    nblocks = (m + POINTS_BLOCK - 1) // POINTS_BLOCK
+    for b in numba.prange(nblocks):
+        a = b * POINTS_BLOCK
+        e = min(m, a + POINTS_BLOCK)
+        acc = np.zeros(e - a)
+        for s in range(n):
+            sx, sy, sz = spos[s, 0], spos[s, 1], spos[s, 2]
+            ux, uy, uz = sdir[s, 0], sdir[s, 1], sdir[s, 2]
+            ws = w[s]
+            for p in range(a, e):
+                dx = pts_t[0, p] - sx
+                dy = pts_t[1, p] - sy
+                dz = pts_t[2, p] - sz
+                v = _rate(dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t)
+                inside = dx * dx + dy * dy + dz * dz <= cut2
+                acc[p - a] += ws * (v if inside else zero)
+        for p in range(a, e):
+            out[p] = acc[p - a]
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _grid_sum(origin, axes, spos, sdir, w, cut2, out, t):
+    nk, nj, ni = out.shape
+    n = spos.shape[0]
+    dt = out.dtype
+    zero = t.one - t.one
+    ax, ay, az = axes[0, 0], axes[0, 1], axes[0, 2]
+    a2 = ax * ax + ay * ay + az * az
+    for kj in numba.prange(nk * nj):
+        k = kj // nj
+        j = kj - k * nj
+        bx = origin[0] + j * axes[1, 0] + k * axes[2, 0]
+        by = origin[1] + j * axes[1, 1] + k * axes[2, 1]
+        bz = origin[2] + j * axes[1, 2] + k * axes[2, 2]
+        acc = np.zeros(ni)
+        for s in range(n):
+            ox = bx - spos[s, 0]
+            oy = by - spos[s, 1]
+            oz = bz - spos[s, 2]
+            ux, uy, uz = sdir[s, 0], sdir[s, 1], sdir[s, 2]
+            ws = w[s]
+            i0, i1 = 0, ni
+            if cut2 < np.inf:
+                # |o + i a|^2 <= cut2: i between the roots, widened by one voxel
+                bq = ox * ax + oy * ay + oz * az
+                disc = bq * bq - a2 * (ox * ox + oy * oy + oz * oz - cut2)
+                if disc < 0.0:
+                    continue
+                sq = math.sqrt(disc)
+                i0 = max(0, math.floor((-bq - sq) / a2) - 1)
+                i1 = min(ni, math.floor((-bq + sq) / a2) + 2)
+            for i in range(i0, i1):
+                dx = ox + i * ax
+                dy = oy + i * ay
+                dz = oz + i * az
+                v = _rate(dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t)
+                inside = dx * dx + dy * dy + dz * dz <= cut2
+                acc[i] += ws * (v if inside else zero)
+        for i in range(ni):
+            out[k, j, i] = acc[i]
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def _points_matrix(pts, spos_t, sdir_t, factor, cut2, out, t):
+    m, n = out.shape
+    dt = out.dtype
+    zero = t.one - t.one
+    for p in numba.prange(m):
+        px, py, pz = pts[p, 0], pts[p, 1], pts[p, 2]
+        for s in range(n):
+            dx = px - spos_t[0, s]
+            dy = py - spos_t[1, s]
+            dz = pz - spos_t[2, s]
+            ux, uy, uz = sdir_t[0, s], sdir_t[1, s], sdir_t[2, s]
+            v = _rate(dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t)
+            inside = dx * dx + dy * dy + dz * dz <= cut2
+            out[p, s] = factor * v if inside else zero
+
+
 @functools.cache
 def numba_kernels() -> _Kernels:
-    """Compile (once per process, cached on disk) and return the numba kernels."""
-    import numba
+    """The numba kernels (compiled on first call, cached on disk); the formalism is the
+    bundle's ``line`` flag.
 
-    rate = numba.njit(cache=True, inline="always", error_model="numpy")(tg43_rate_per_u)
-
-    @numba.njit(parallel=True, cache=True, error_model="numpy")
-    def points_sum(
-        pts,
-        spos,
-        sdir,
-        w,
-        cut2,
-        out,
-        line,
-        ln,
-        hl,
-        dmin,
-        r2d,
-        one,
-        sx,
-        norm,
-        gr,
-        gl,
-        gt,
-        fr,
-        ft,
-        ftab,
-        pr,
-        ph,
-        ac,
-    ):
-        m = pts.shape[0]
-        n = spos.shape[0]
-        dt = out.dtype
-        for p in numba.prange(m):
-            acc = 0.0
-            for s in range(n):
-                dx = pts[p, 0] - spos[s, 0]
-                dy = pts[p, 1] - spos[s, 1]
-                dz = pts[p, 2] - spos[s, 2]
-                if dx * dx + dy * dy + dz * dz > cut2:
-                    continue
-                v = rate(
-                    dt.type(dx),
-                    dt.type(dy),
-                    dt.type(dz),
-                    sdir[s, 0],
-                    sdir[s, 1],
-                    sdir[s, 2],
-                    line,
-                    ln,
-                    hl,
-                    dmin,
-                    r2d,
-                    one,
-                    sx,
-                    norm,
-                    gr,
-                    gl,
-                    gt,
-                    fr,
-                    ft,
-                    ftab,
-                    pr,
-                    ph,
-                    ac,
-                )
-                acc += w[s] * v
-            out[p] = acc
-
-    @numba.njit(parallel=True, cache=True, error_model="numpy")
-    def grid_sum(
-        origin,
-        axes,
-        spos,
-        sdir,
-        w,
-        cut2,
-        out,
-        line,
-        ln,
-        hl,
-        dmin,
-        r2d,
-        one,
-        sx,
-        norm,
-        gr,
-        gl,
-        gt,
-        fr,
-        ft,
-        ftab,
-        pr,
-        ph,
-        ac,
-    ):
-        nk, nj, ni = out.shape
-        n = spos.shape[0]
-        dt = out.dtype
-        for kj in numba.prange(nk * nj):
-            k = kj // nj
-            j = kj - k * nj
-            bx = origin[0] + j * axes[1, 0] + k * axes[2, 0]
-            by = origin[1] + j * axes[1, 1] + k * axes[2, 1]
-            bz = origin[2] + j * axes[1, 2] + k * axes[2, 2]
-            for i in range(ni):
-                px = bx + i * axes[0, 0]
-                py = by + i * axes[0, 1]
-                pz = bz + i * axes[0, 2]
-                acc = 0.0
-                for s in range(n):
-                    dx = px - spos[s, 0]
-                    dy = py - spos[s, 1]
-                    dz = pz - spos[s, 2]
-                    if dx * dx + dy * dy + dz * dz > cut2:
-                        continue
-                    v = rate(
-                        dt.type(dx),
-                        dt.type(dy),
-                        dt.type(dz),
-                        sdir[s, 0],
-                        sdir[s, 1],
-                        sdir[s, 2],
-                        line,
-                        ln,
-                        hl,
-                        dmin,
-                        r2d,
-                        one,
-                        sx,
-                        norm,
-                        gr,
-                        gl,
-                        gt,
-                        fr,
-                        ft,
-                        ftab,
-                        pr,
-                        ph,
-                        ac,
-                    )
-                    acc += w[s] * v
-                out[k, j, i] = acc
-
-    @numba.njit(parallel=True, cache=True, error_model="numpy")
-    def points_matrix(
-        pts,
-        spos,
-        sdir,
-        factor,
-        cut2,
-        out,
-        line,
-        ln,
-        hl,
-        dmin,
-        r2d,
-        one,
-        sx,
-        norm,
-        gr,
-        gl,
-        gt,
-        fr,
-        ft,
-        ftab,
-        pr,
-        ph,
-        ac,
-    ):
-        m = pts.shape[0]
-        n = spos.shape[0]
-        dt = out.dtype
-        for p in numba.prange(m):
-            for s in range(n):
-                dx = pts[p, 0] - spos[s, 0]
-                dy = pts[p, 1] - spos[s, 1]
-                dz = pts[p, 2] - spos[s, 2]
-                if dx * dx + dy * dy + dz * dz > cut2:
-                    out[p, s] = 0
-                    continue
-                v = rate(
-                    dt.type(dx),
-                    dt.type(dy),
-                    dt.type(dz),
-                    sdir[s, 0],
-                    sdir[s, 1],
-                    sdir[s, 2],
-                    line,
-                    ln,
-                    hl,
-                    dmin,
-                    r2d,
-                    one,
-                    sx,
-                    norm,
-                    gr,
-                    gl,
-                    gt,
-                    fr,
-                    ft,
-                    ftab,
-                    pr,
-                    ph,
-                    ac,
-                )
-                out[p, s] = factor * v
-
-    return _Kernels(points_sum, grid_sum, points_matrix)
+    The innermost loop runs over the voxels of a grid row (grid), over a block of points
+    (points sum), over the seeds (matrix rows, contiguous in memory), accumulating in float64.
+    A seed-point pair beyond the cut-off contributes 0 (the pair is still computed); along a
+    grid row, only the voxels whose row segment meets the cut-off sphere (±1 voxel) are
+    visited.
+    """
+    return _Kernels(_points_sum, _grid_sum, _points_matrix)

@@ -13,18 +13,16 @@ import math
 import warnings
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from brachycryo.core.errors import (
     ConfigError,
     DataModelError,
     FrameOfReferenceError,
     GeometryError,
 )
-from brachycryo.core.grid import Grid
 from brachycryo.core.progress import tqdm_callback
 
 if TYPE_CHECKING:  # the CLI imports its workers when a command runs
+    from brachycryo.core.grid import Grid
     from brachycryo.dicom_io.common import StudyContext
     from brachycryo.dicom_io.rtplan import BrachyPlan
 
@@ -165,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, stage) -> str:
     """Compute the dose and write it to ``stage``; the summary line."""
+    import numpy as np
+
+    from brachycryo.core.grid import Grid
     from brachycryo.dicom_io.common import SERIES_NUMBERS, StudyContext, read_dataset
     from brachycryo.dicom_io.plan_model import choose_seed_model
     from brachycryo.dicom_io.rtdose import write_rtdose

@@ -8,7 +8,6 @@ import math
 
 from brachycryo.core.progress import tqdm_callback
 from brachycryo.core.staging import OutputStage
-from brachycryo.qa.evaluate import evaluate_files
 
 _TABLE_KEYS = (
     ("volume_cc", "Vol cc"),
@@ -111,6 +110,8 @@ def format_table(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from brachycryo.qa.evaluate import evaluate_files
+
     outputs = [out for out in (args.json, args.csv) if out]
     # refuse to start a long computation whose output could not be written; JSON and CSV
     # are staged and appear together, or neither does

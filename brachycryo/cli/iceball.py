@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-import numpy as np
-
 log = logging.getLogger(__name__)
 
 
@@ -104,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
 def _simulate_and_write(args: argparse.Namespace, cfg, out, staged) -> dict:
     """Simulate the config's ice ball and write its outputs into ``staged`` (the staging
     folder of ``out``, the path the outputs name); the summary."""
+    import numpy as np
+
     from brachycryo.core.atomic import check_writable
     from brachycryo.core.progress import tqdm_callback
     from brachycryo.cryo_iceball.bioheat import simulate

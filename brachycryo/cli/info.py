@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from brachycryo.dicom_io.summary import summarise_folder
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -53,6 +51,8 @@ def _fmt(summary: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from brachycryo.dicom_io.summary import summarise_folder
+
     summary = summarise_folder(args.path)
     print(json.dumps(summary, indent=2) if args.json else _fmt(summary))
     return 0

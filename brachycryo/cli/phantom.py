@@ -7,8 +7,10 @@ from pathlib import Path
 
 from brachycryo.core.progress import scaled, tqdm_callback
 from brachycryo.core.staging import OutputStage, refuse_existing
-from brachycryo.phantoms import build_phantom, write_phantom
-from brachycryo.phantoms.anatomy import SITES
+
+#: The sites of ``brachycryo.phantoms.anatomy.SITES``, named here so that building the parser
+#: does not import the phantom code (numpy, pydicom, scikit-image); a test keeps them equal.
+SITE_NAMES = ("abdomen", "pelvis")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("out_dir", help="output folder (CT/ and RS.phantom.dcm are written there)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the anatomy (default 0)")
-    p.add_argument("--site", choices=sorted(SITES), default="abdomen", help="anatomical site")
+    p.add_argument("--site", choices=SITE_NAMES, default="abdomen", help="anatomical site")
     p.add_argument(
         "--spacing-mm",
         type=float,
@@ -48,6 +50,8 @@ PHANTOM_OUTPUT_NAMES = ("CT", "RS.phantom.dcm")
 
 
 def run(args: argparse.Namespace) -> int:
+    from brachycryo.phantoms import build_phantom, write_phantom
+
     out = Path(args.out_dir)
     refuse_existing(out, PHANTOM_OUTPUT_NAMES, overwrite=args.overwrite)  # before computing
     # CT/ and RS.phantom.dcm are staged and moved in together

@@ -17,11 +17,15 @@ from brachycryo.cli.dose import add_dose_bits_option
 from brachycryo.core.progress import tqdm_callback
 from brachycryo.core.staging import OutputStage, refuse_existing
 
+#: Defaults of ``brachycryo.postimplant`` (``workflow.DOSE_SPACING_MM``, ``DOSE_MARGIN_MM``,
+#: ``seed_comparison.MIGRATION_GATE_MM``), repeated so that building the parser imports no
+#: numerical code; ``tests/cli/test_cli_startup.py`` keeps them equal.
+DOSE_SPACING_MM = 1.0
+DOSE_MARGIN_MM = 30.0
+MIGRATION_GATE_MM = 10.0
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from brachycryo.postimplant.seed_comparison import MIGRATION_GATE_MM
-    from brachycryo.postimplant.workflow import DOSE_MARGIN_MM, DOSE_SPACING_MM
-
     p = sub.add_parser(
         "postimplant",
         help="post-implant dosimetry: detect seeds on CT, dose, DVH, compare with the plan",
