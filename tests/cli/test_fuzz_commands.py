@@ -48,7 +48,7 @@ def test_the_oracle_catches_raw_exceptions_and_leftovers(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("array is too big")
 
-    monkeypatch.setattr("brachycryo.cli.dvh.evaluate_files", broken)
+    monkeypatch.setattr("brachycryo.qa.evaluate.evaluate_files", broken)  # dvh imports it when run
     argv = ["dvh", "--rtdose", "x", "--rtstruct", "y", "--json", "m.json", "--quiet"]
     outcome = run_case("dvh", argv, tmp_path, "patched")
     assert outcome.kind == "finding" and "ValueError" in outcome.detail

@@ -61,7 +61,7 @@ def test_dvh_disk_full_on_the_csv_leaves_neither_file(dvh_files, tmp_path, monke
 def test_dvh_output_naming_a_folder_is_refused_before_computing(
     dvh_files, tmp_path, monkeypatch, capsys
 ):
-    monkeypatch.setattr("brachycryo.cli.dvh.evaluate_files", _must_not_compute)
+    monkeypatch.setattr("brachycryo.qa.evaluate.evaluate_files", _must_not_compute)
     argv = ["dvh", "--rtdose", str(dvh_files.rtdose), "--rtstruct", str(dvh_files.rtstruct)]
     code = main([*argv, "--json", str(tmp_path), "--quiet"])
     assert code == 1
