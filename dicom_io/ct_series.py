@@ -31,6 +31,7 @@ from brachycryo.dicom_io.common import (
     CT_IMAGE_STORAGE,
     StudyContext,
     get_floats,
+    get_int,
     get_value,
     new_dataset,
     new_uid,
@@ -181,8 +182,8 @@ def _slice_format(path: Path, ds: Dataset) -> _SliceFormat:
         iop=iop,
         direction=direction,
         pixel_spacing_mm=spacing,
-        rows=int(get_value(ds, "Rows", path=path)),
-        columns=int(get_value(ds, "Columns", path=path)),
+        rows=get_int(ds, "Rows", path=path),
+        columns=get_int(ds, "Columns", path=path),
         frame_of_reference_uid=str(get_value(ds, "FrameOfReferenceUID", path=path, default="")),
     )
 
@@ -230,8 +231,8 @@ def _slice_position_mm(ds: Dataset, path: Path, first: _SliceFormat) -> np.ndarr
             tag="PixelSpacing",
         )
     if (
-        int(get_value(ds, "Rows", path=path)) != first.rows
-        or int(get_value(ds, "Columns", path=path)) != first.columns
+        get_int(ds, "Rows", path=path) != first.rows
+        or get_int(ds, "Columns", path=path) != first.columns
     ):
         raise SeriesError(
             f"image size differs from {first.rows}x{first.columns} in {path0}",

@@ -47,6 +47,8 @@ from brachycryo.dicom_io.common import (
     StudyContext,
     format_ds,
     get_floats,
+    get_int,
+    get_sequence,
     get_value,
     new_dataset,
     read_dataset,
@@ -321,11 +323,7 @@ def write_rtdose(
 
 # ---------------------------------------------------------------------------- reading
 def _int_value(ds: Dataset, keyword: str, path: Path) -> int:
-    v = get_value(ds, keyword, path=path)
-    try:
-        return int(v)
-    except (TypeError, ValueError) as exc:
-        raise DicomInputError(f"is not an integer: {v!r}", path=path, tag=keyword) from exc
+    return int(get_int(ds, keyword, path=path))
 
 
 def _frame_offsets(
@@ -485,7 +483,7 @@ def _frames_along_normal(
 
 
 def _referenced_plan_uid(ds: Dataset, path: Path) -> str | None:
-    ref_seq = get_value(ds, "ReferencedRTPlanSequence", path=path, default=None)
+    ref_seq = get_sequence(ds, "ReferencedRTPlanSequence", path=path)
     if not ref_seq:
         return None
     return str(get_value(ref_seq[0], "ReferencedSOPInstanceUID", path=path, default="")) or None

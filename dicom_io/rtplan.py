@@ -67,6 +67,7 @@ from brachycryo.dicom_io.common import (
     StudyContext,
     format_ds,
     get_floats,
+    get_sequence,
     get_value,
     new_dataset,
     new_uid,
@@ -603,14 +604,7 @@ class _Reader:
         return str(self.value(ds, keyword, "")).strip()
 
     def sequence(self, ds: Dataset, keyword: str, *, required: bool = True) -> list[Dataset]:
-        seq = self.value(ds, keyword, None)
-        if seq is None or len(seq) == 0:
-            if required:
-                raise DicomInputError("is missing or empty", path=self.path, tag=keyword)
-            return []
-        if not all(isinstance(item, Dataset) for item in seq):
-            raise DicomInputError("is not a sequence of items", path=self.path, tag=keyword)
-        return list(seq)
+        return get_sequence(ds, keyword, path=self.path, required=required)
 
 
 def _parse_datetime(date: str, time: str) -> _dt.datetime | None:

@@ -31,7 +31,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from brachycryo.core.errors import DicomInputError, FrameOfReferenceError, StructureError
-from brachycryo.dicom_io.common import StudyContext, get_value, read_dataset
+from brachycryo.dicom_io.common import StudyContext, get_sequence, read_dataset
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def _parse_contour(item: Dataset, roi_name: str, path: Path) -> Contour:
             f"a POINT contour in {path} has {points.shape[0]} points, expected 1", roi=roi_name
         )
     ref_uid = None
-    images = item.get("ContourImageSequence", None)
+    images = get_sequence(item, "ContourImageSequence", path=path)
     if images:
         ref_uid = str(images[0].get("ReferencedSOPInstanceUID", "")) or None
     return Contour(points_mm=points, geometric_type=gtype, referenced_sop_instance_uid=ref_uid)
@@ -203,27 +203,26 @@ class _ImageReference:
     sop_instance_uids: frozenset[str]
 
 
-def _image_reference(ds: Dataset) -> _ImageReference:
+def _image_reference(ds: Dataset, path: Path) -> _ImageReference:
     for_uid = ""
     series_uid = None
     sop_uids: set[str] = set()
-    refs = ds.get("ReferencedFrameOfReferenceSequence", None) or []
-    for ref in refs:
+    for ref in get_sequence(ds, "ReferencedFrameOfReferenceSequence", path=path):
         for_uid = for_uid or str(ref.get("FrameOfReferenceUID", "") or "")
-        for study in ref.get("RTReferencedStudySequence", None) or []:
-            for series in study.get("RTReferencedSeriesSequence", None) or []:
+        for study in get_sequence(ref, "RTReferencedStudySequence", path=path):
+            for series in get_sequence(study, "RTReferencedSeriesSequence", path=path):
                 series_uid = series_uid or str(series.get("SeriesInstanceUID", "") or "") or None
-                for img in series.get("ContourImageSequence", None) or []:
+                for img in get_sequence(series, "ContourImageSequence", path=path):
                     uid = str(img.get("ReferencedSOPInstanceUID", "") or "")
                     if uid:
                         sop_uids.add(uid)
     return _ImageReference(for_uid, series_uid, frozenset(sop_uids))
 
 
-def _interpreted_types(ds: Dataset) -> dict[int, str]:
+def _interpreted_types(ds: Dataset, path: Path) -> dict[int, str]:
     """ROI number -> RTROIInterpretedType (items without a valid number are skipped)."""
     observations: dict[int, str] = {}
-    for obs in ds.get("RTROIObservationsSequence", None) or []:
+    for obs in get_sequence(ds, "RTROIObservationsSequence", path=path):
         try:
             observations[int(obs.ReferencedROINumber)] = str(obs.get("RTROIInterpretedType", ""))
         except (AttributeError, TypeError, ValueError):
@@ -234,7 +233,7 @@ def _interpreted_types(ds: Dataset) -> dict[int, str]:
 def _contour_items(ds: Dataset, path: Path) -> dict[int, Dataset]:
     """ROI number -> its ROIContourSequence item."""
     contour_items: dict[int, Dataset] = {}
-    for item in ds.get("ROIContourSequence", None) or []:
+    for item in get_sequence(ds, "ROIContourSequence", path=path):
         try:
             contour_items[int(item.ReferencedROINumber)] = item
         except (AttributeError, TypeError, ValueError) as exc:
@@ -264,7 +263,7 @@ def _roi_contours(
     if citem is not None:
         if "ROIDisplayColor" in citem:
             color = _parse_color(citem.ROIDisplayColor, name, warnings)
-        for c in citem.get("ContourSequence", None) or []:
+        for c in get_sequence(citem, "ContourSequence", path=path):
             contours.append(_parse_contour(c, name, path))
     if not contours:
         warnings.append(f"ROI {name!r} is empty (no contours)")
@@ -283,11 +282,11 @@ def read_rtstruct(path: str | os.PathLike) -> StructureSet:
     p = Path(path)
     ds = read_dataset(p, modality="RTSTRUCT")
     warnings: list[str] = []
-    roi_items = list(get_value(ds, "StructureSetROISequence", path=p))
-    reference = _image_reference(ds)
+    roi_items = get_sequence(ds, "StructureSetROISequence", path=p, required=True)
+    reference = _image_reference(ds, p)
     if reference.series_uid is None:
         warnings.append("no referenced image series (RTReferencedSeriesSequence is absent)")
-    observations = _interpreted_types(ds)
+    observations = _interpreted_types(ds, p)
     contour_items = _contour_items(ds, p)
     rois = []
     seen_numbers: set[int] = set()
@@ -319,7 +318,11 @@ def read_rtstruct(path: str | os.PathLike) -> StructureSet:
         frame_of_reference_uid=reference.frame_of_reference_uid,
         referenced_series_uid=reference.series_uid,
         referenced_sop_instance_uids=reference.sop_instance_uids,
-        context=StudyContext.from_dataset(ds) if "StudyInstanceUID" in ds else StudyContext(),
+        context=(
+            StudyContext.from_dataset(ds)
+            if str(ds.get("StudyInstanceUID", "") or "").strip()
+            else StudyContext()
+        ),
         sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
         label=str(ds.get("StructureSetLabel", "") or ""),
         path=p,
