@@ -42,6 +42,38 @@ UID_PREFIX = "1.2.826.0.1.3680043.8.498."
 MANUFACTURER = "brachycryo"
 
 
+#: Patient coordinates (mm) beyond this distance from the origin are outside any patient and
+#: any scanner's table travel (a whole-body CT spans 2 m): a value there is corrupt, not a
+#: position (e.g. a ContourData value of 1e15, a seed at 1e30 mm).
+PLAUSIBLE_COORDINATE_MM = 10_000.0
+
+
+def check_coordinates(points_mm: np.ndarray, what: str, *, path: Any = None, tag: str) -> None:
+    """Raise :class:`DicomInputError` naming ``tag`` when a coordinate is not finite or lies
+    beyond :data:`PLAUSIBLE_COORDINATE_MM` of the origin."""
+    pts = np.asarray(points_mm, dtype=float)
+    if pts.size == 0:
+        return
+    if not np.all(np.isfinite(pts)):
+        raise DicomInputError(f"{what}: contains NaN or inf", path=path, tag=tag)
+    worst = float(np.max(np.abs(pts)))
+    if worst > PLAUSIBLE_COORDINATE_MM:
+        raise DicomInputError(
+            f"{what}: a coordinate of {worst:.4g} mm lies outside any plausible patient extent "
+            f"(|x|, |y|, |z| <= {PLAUSIBLE_COORDINATE_MM:g} mm)",
+            path=path,
+            tag=tag,
+        )
+
+
+def check_grid_extent(grid: Any, what: str, *, path: Any = None, tag: str) -> None:
+    """:func:`check_coordinates` on the 8 corner voxel centres of ``grid`` (a Grid read from a
+    file: PixelSpacing 1e6 mm puts its far corner kilometres away)."""
+    size = np.asarray(grid.size_ijk, dtype=float) - 1.0
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * size
+    check_coordinates(grid.ijk_to_mm(corners), what, path=path, tag=tag)
+
+
 class DicomConformanceWarning(UserWarning):
     """A DICOM object departs from the standard but can still be used (the message says how).
 

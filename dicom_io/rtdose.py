@@ -45,6 +45,7 @@ from brachycryo.dicom_io.common import (
     RT_PLAN_STORAGE,
     DicomConformanceWarning,
     StudyContext,
+    check_grid_extent,
     format_ds,
     get_floats,
     get_int,
@@ -508,6 +509,10 @@ def read_rtdose(path: str | os.PathLike) -> DoseVolume:
     scaling = _dose_grid_scaling(ds, p, notes)
     pixels = _pixels(ds, p, n_frames, rows, cols)
     values = pixels.astype(np.float64) * (scaling * to_unit)
+    if not np.all(np.isfinite(values)):  # a huge scaling overflows float64
+        raise DicomInputError(
+            f"{scaling:g} x the stored values gives infinite doses", path=p, tag="DoseGridScaling"
+        )
     # slice spacing from the offsets: uniform, non-zero; decreasing -> flip to +normal
     values, origin, sp_k = _frames_along_normal(values, offsets, ipp, normal, ds, p, notes)
     try:
@@ -519,6 +524,12 @@ def read_rtdose(path: str | os.PathLike) -> DoseVolume:
         )
     except GeometryError as exc:
         raise DicomInputError(str(exc), path=p, tag="ImagePositionPatient") from None
+    check_grid_extent(
+        grid,
+        "the dose grid",
+        path=p,
+        tag="ImagePositionPatient / PixelSpacing / GridFrameOffsetVector",
+    )
     ref_plan = _referenced_plan_uid(ds, p)
     if units != "RELATIVE" and dose_type != "ERROR" and values.size and values.min() < 0:
         notes.append(f"{p}: negative {dose_type or 'dose'} values (min {values.min():g})")

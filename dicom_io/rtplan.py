@@ -65,6 +65,7 @@ from brachycryo.dicom_io.common import (
     RT_STRUCTURE_SET_STORAGE,
     DicomConformanceWarning,
     StudyContext,
+    check_coordinates,
     format_ds,
     get_floats,
     get_sequence,
@@ -725,6 +726,9 @@ def _control_points(r: _Reader, cps: list[Dataset], where: str) -> _ControlPoint
                 tag="ControlPoint3DPosition",
             )
         pos[m] = get_floats(cp, "ControlPoint3DPosition", 3, path=r.path)
+        check_coordinates(
+            pos[m], f"{where}, control point {m}", path=r.path, tag="ControlPoint3DPosition"
+        )
         rel[m] = r.number(cp, "ControlPointRelativePosition", math.nan)
         weights[m] = r.number(cp, "CumulativeTimeWeight", math.nan)
         o = get_floats(cp, "ControlPointOrientation", 3, path=r.path, default=None)
@@ -991,6 +995,12 @@ def read_rtplan(path: str | os.PathLike) -> BrachyPlan:
     for dref in r.sequence(ds, "DoseReferenceSequence", required=False):
         if r.text(dref, "DoseReferenceType").upper() == "TARGET":
             prescription = r.number(dref, "TargetPrescriptionDose", None)
+            if prescription is not None and not prescription > 0:
+                raise DicomInputError(
+                    f"a prescription must be > 0 Gy, got {prescription:g}",
+                    path=p,
+                    tag="TargetPrescriptionDose",
+                )
             if prescription is not None:
                 break
     struct_uid = None

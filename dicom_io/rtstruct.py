@@ -31,7 +31,12 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from brachycryo.core.errors import DicomInputError, FrameOfReferenceError, StructureError
-from brachycryo.dicom_io.common import StudyContext, get_sequence, read_dataset
+from brachycryo.dicom_io.common import (
+    PLAUSIBLE_COORDINATE_MM,
+    StudyContext,
+    get_sequence,
+    read_dataset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,8 @@ CLOSEDPLANAR_XOR = "CLOSEDPLANAR_XOR"
 CLOSED_TYPES = (CLOSED_PLANAR, CLOSEDPLANAR_XOR)
 POINT = "POINT"
 OPEN_TYPES = ("OPEN_PLANAR", "OPEN_NONPLANAR")
+#: The defined terms of Contour Geometric Type (PS3.3 C.8.8.6.1).
+GEOMETRIC_TYPES = (POINT, *OPEN_TYPES, *CLOSED_TYPES)
 
 
 @dataclass(frozen=True)
@@ -103,10 +110,15 @@ class StructureSet:
         return [r.name for r in self.rois]
 
     def roi(self, name: str) -> ROI:
-        """The ROI called ``name`` (exact match first, then case-insensitive)."""
-        for r in self.rois:
-            if r.name == name:
-                return r
+        """The ROI called ``name`` (exact match first, then case-insensitive).
+
+        A name that two ROIs share is a :class:`StructureError` naming both ROI numbers:
+        results reported under that name could belong to either.
+        """
+        exact = [r for r in self.rois if r.name == name]
+        check_unique_names(exact, self.path)
+        if exact:
+            return exact[0]
         matches = [r for r in self.rois if r.name.lower() == name.lower()]
         if len(matches) == 1:
             return matches[0]
@@ -114,6 +126,27 @@ class StructureSet:
             f"no such ROI in {self.path or 'the structure set'}; ROIs present: {self.roi_names}",
             roi=name,
         )
+
+
+def check_unique_names(rois, where: Path | str | None = None) -> None:
+    """Raise :class:`StructureError` when two of ``rois`` share a name, naming their ROI numbers.
+
+    Structures are reported by name (``dvh`` tables, ``dvh-batch`` rows, plan constraints),
+    so two ROIs of one name would report one's numbers as the other's.  Refusing is chosen
+    over renaming one of them ("GTV (2)"), a name the planning system does not know.
+    """
+    by_name: dict[str, list[int]] = {}
+    for r in rois:
+        by_name.setdefault(r.name, []).append(r.number)
+    for r in rois:
+        numbers = by_name[r.name]
+        if len(numbers) > 1:
+            raise StructureError(
+                f"{len(numbers)} ROIs of {where or 'the structure set'} have this name "
+                f"(ROINumber {', '.join(str(n) for n in numbers)}); rename all but one so "
+                "that results cannot be reported under the wrong one",
+                roi=r.name,
+            )
 
 
 def _parse_color(value, roi_name: str, warnings: list[str]) -> tuple[int, int, int] | None:
@@ -153,6 +186,13 @@ def _parse_contour(item: Dataset, roi_name: str, path: Path) -> Contour:
     gtype = str(item.get("ContourGeometricType", "") or "").strip().upper()
     if not gtype:
         raise StructureError(f"a contour in {path} has no ContourGeometricType", roi=roi_name)
+    if gtype not in GEOMETRIC_TYPES:
+        # skipping it would silently drop part of the structure (its volume, its dose)
+        raise StructureError(
+            f"a contour in {path} has ContourGeometricType {gtype[:40]!r}, not one of "
+            f"{', '.join(GEOMETRIC_TYPES)} (PS3.3 C.8.8.6.1)",
+            roi=roi_name,
+        )
     data = _contour_data(item, roi_name, path)
     if data.size % 3:
         raise StructureError(
@@ -177,6 +217,13 @@ def _parse_contour(item: Dataset, roi_name: str, path: Path) -> Contour:
         )
     if not np.all(np.isfinite(points)):
         raise StructureError(f"ContourData in {path} contains NaN or inf", roi=roi_name)
+    worst = float(np.max(np.abs(points), initial=0.0))
+    if worst > PLAUSIBLE_COORDINATE_MM:
+        raise StructureError(
+            f"ContourData (3006,0050) in {path} holds a coordinate of {worst:.4g} mm, outside "
+            f"any plausible patient extent (|x|, |y|, |z| <= {PLAUSIBLE_COORDINATE_MM:g} mm)",
+            roi=roi_name,
+        )
     if gtype in CLOSED_TYPES and points.shape[0] < 3:
         raise StructureError(
             f"a {gtype} contour in {path} has {points.shape[0]} point(s); at least 3 are "
@@ -254,6 +301,30 @@ def _roi_number(item: Dataset, path: Path) -> int:
         ) from exc
 
 
+def _duplicate_contour_warnings(contours: list[Contour], name: str) -> list[str]:
+    """A warning for each closed contour that repeats another of its plane exactly.
+
+    Closed contours of a plane combine by the even-odd rule (module docstring), so an exact
+    copy cancels the original: the region becomes a hole.  Exporters sometimes write a
+    contour twice; the rule is applied as the standard says, with this warning.
+    """
+    seen: dict[bytes, Contour] = {}
+    out = []
+    for c in contours:
+        if c.geometric_type not in CLOSED_TYPES:
+            continue
+        key = np.round(c.points_mm, 3).tobytes()
+        if key in seen:
+            z = float(np.mean(c.points_mm[:, 2]))
+            out.append(
+                f"ROI {name!r}: a closed contour at z = {z:.2f} mm is an exact duplicate of "
+                "another on that plane; by the even-odd rule the two cancel (a hole where the "
+                "region was) - check the export"
+            )
+        seen[key] = c
+    return out
+
+
 def _roi_contours(
     citem: Dataset | None, name: str, path: Path, warnings: list[str]
 ) -> tuple[list[Contour], tuple[int, int, int] | None]:
@@ -267,6 +338,7 @@ def _roi_contours(
             contours.append(_parse_contour(c, name, path))
     if not contours:
         warnings.append(f"ROI {name!r} is empty (no contours)")
+    warnings.extend(_duplicate_contour_warnings(contours, name))
     if any(c.geometric_type in OPEN_TYPES for c in contours):
         warnings.append(f"ROI {name!r} has open contours; they cannot enclose a volume")
     if {CLOSED_PLANAR, CLOSEDPLANAR_XOR} <= {c.geometric_type for c in contours}:
