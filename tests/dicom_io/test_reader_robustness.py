@@ -225,4 +225,16 @@ def test_dvh_batch_fails_a_unit_with_two_rois_of_one_name(case, tmp_path):
     code, manifest = _batch(case, tmp_path)
     (unit,) = manifest["units"]
     assert unit["status"] == "failed" and "ROINumber 1, 2" in unit["reason"]
-    assert code == 1
+    assert code == 2  # every unit failed
+
+
+def test_dvh_quiet_still_warns_about_volume_outside_the_dose_grid(base_case, tmp_path, caplog):
+    """The phantom's BODY (radius 26 mm) reaches past the dose grid (+-20 mm)."""
+    out = tmp_path / "dvh.json"
+    caplog.set_level(logging.WARNING)
+    code = main(["dvh", "--rtdose", str(base_case.rtdose), "--rtstruct", str(base_case.rtstruct),
+                 "--json", str(out), "--quiet"])  # fmt: skip
+    assert code == 0
+    outside = [r.getMessage() for r in caplog.records if "outside the dose grid" in r.getMessage()]
+    assert len(outside) == 1 and "'BODY'" in outside[0]
+    assert json.loads(out.read_text())["structures"]["BODY"]["volume_outside_dose_cc"] > 0
