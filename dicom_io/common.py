@@ -8,6 +8,7 @@ blame).  Writing always goes through :func:`save_dataset` (atomic, no silent ove
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -58,6 +59,38 @@ SERIES_NUMBERS: dict[str, int] = {
 }
 
 
+#: Patient coordinates (mm) beyond this distance from the origin are outside any patient and
+#: any scanner's table travel (a whole-body CT spans 2 m): a value there is corrupt, not a
+#: position (e.g. a ContourData value of 1e15, a seed at 1e30 mm).
+PLAUSIBLE_COORDINATE_MM = 10_000.0
+
+
+def check_coordinates(points_mm: np.ndarray, what: str, *, path: Any = None, tag: str) -> None:
+    """Raise :class:`DicomInputError` naming ``tag`` when a coordinate is not finite or lies
+    beyond :data:`PLAUSIBLE_COORDINATE_MM` of the origin."""
+    pts = np.asarray(points_mm, dtype=float)
+    if pts.size == 0:
+        return
+    if not np.all(np.isfinite(pts)):
+        raise DicomInputError(f"{what}: contains NaN or inf", path=path, tag=tag)
+    worst = float(np.max(np.abs(pts)))
+    if worst > PLAUSIBLE_COORDINATE_MM:
+        raise DicomInputError(
+            f"{what}: a coordinate of {worst:.4g} mm lies outside any plausible patient extent "
+            f"(|x|, |y|, |z| <= {PLAUSIBLE_COORDINATE_MM:g} mm)",
+            path=path,
+            tag=tag,
+        )
+
+
+def check_grid_extent(grid: Any, what: str, *, path: Any = None, tag: str) -> None:
+    """:func:`check_coordinates` on the 8 corner voxel centres of ``grid`` (a Grid read from a
+    file: PixelSpacing 1e6 mm puts its far corner kilometres away)."""
+    size = np.asarray(grid.size_ijk, dtype=float) - 1.0
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)]) * size
+    check_coordinates(grid.ijk_to_mm(corners), what, path=path, tag=tag)
+
+
 class DicomConformanceWarning(UserWarning):
     """A DICOM object departs from the standard but can still be used (the message says how).
 
@@ -96,7 +129,18 @@ class StudyContext:
 
     @classmethod
     def from_dataset(cls, ds: Dataset) -> StudyContext:
-        """The context of an existing object (e.g. the CT a new RTSTRUCT refers to)."""
+        """The context of an existing object (e.g. the CT a new RTSTRUCT refers to).
+
+        StudyInstanceUID (Type 1, PS3.3 C.7.2.1) is required: a new object written without
+        it would start a study of its own, apart from the patient's images.
+        """
+        path = getattr(ds, "filename", None) or None
+        if not str(get_value(ds, "StudyInstanceUID", path=path, default="")).strip():
+            raise DicomInputError(
+                "is missing or empty; the study of the object cannot be known",
+                path=path if isinstance(path, str) else None,
+                tag="StudyInstanceUID",
+            )
         return cls(
             patient_name=str(ds.get("PatientName", "")),
             patient_id=str(ds.get("PatientID", "")),
@@ -312,6 +356,53 @@ def get_value(ds: Dataset, keyword: str, *, path: Any = None, default: Any = _MI
     if default is not _MISSING:
         return default
     raise DicomInputError("is missing", path=path, tag=keyword)
+
+
+def get_int(ds: Dataset, keyword: str, *, path: Any = None, default: Any = _MISSING) -> Any:
+    """An integer value (IS, US, UL, ...), with a :class:`DicomInputError` naming the tag when
+    it is not one integer (a wrong VR, several values, a sequence, text)."""
+    value = get_value(ds, keyword, path=path, default=default)
+    if value is default and default is not _MISSING:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | str | bytes):
+        raise DicomInputError(f"is not an integer: {str(value)[:40]!r}", path=path, tag=keyword)
+    try:
+        number = float(value)
+        if not (math.isfinite(number) and number == int(number)):
+            raise ValueError(value)
+        return int(number)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DicomInputError(
+            f"is not an integer: {str(value)[:40]!r}", path=path, tag=keyword
+        ) from exc
+
+
+def get_sequence(
+    ds: Dataset, keyword: str, *, path: Any = None, required: bool = False
+) -> list[Dataset]:
+    """The items of a sequence element (``[]`` when absent or empty, unless ``required``).
+
+    An element of that name that is not a sequence of items (a wrong VR: text, a number,
+    raw bytes) is a :class:`DicomInputError` naming the tag, never an ``AttributeError``
+    deep in a reader.
+    """
+    value = get_value(ds, keyword, path=path, default=None)
+    if value is None:
+        items: list = []
+    elif isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        items = list(value)
+    else:
+        items = [value]
+    if not all(isinstance(item, Dataset) for item in items):
+        vr = ds[keyword].VR if keyword in ds else "?"
+        raise DicomInputError(
+            f"is not a sequence of items (VR {vr}, value {str(value)[:40]!r})",
+            path=path,
+            tag=keyword,
+        )
+    if required and not items:
+        raise DicomInputError("is missing or empty", path=path, tag=keyword)
+    return items
 
 
 def get_floats(

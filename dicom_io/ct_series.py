@@ -31,7 +31,9 @@ from brachycryo.dicom_io.common import (
     CT_IMAGE_STORAGE,
     SERIES_NUMBERS,
     StudyContext,
+    check_grid_extent,
     get_floats,
+    get_int,
     get_value,
     new_dataset,
     new_uid,
@@ -182,8 +184,8 @@ def _slice_format(path: Path, ds: Dataset) -> _SliceFormat:
         iop=iop,
         direction=direction,
         pixel_spacing_mm=spacing,
-        rows=int(get_value(ds, "Rows", path=path)),
-        columns=int(get_value(ds, "Columns", path=path)),
+        rows=get_int(ds, "Rows", path=path),
+        columns=get_int(ds, "Columns", path=path),
         frame_of_reference_uid=str(get_value(ds, "FrameOfReferenceUID", path=path, default="")),
     )
 
@@ -231,8 +233,8 @@ def _slice_position_mm(ds: Dataset, path: Path, first: _SliceFormat) -> np.ndarr
             tag="PixelSpacing",
         )
     if (
-        int(get_value(ds, "Rows", path=path)) != first.rows
-        or int(get_value(ds, "Columns", path=path)) != first.columns
+        get_int(ds, "Rows", path=path) != first.rows
+        or get_int(ds, "Columns", path=path) != first.columns
     ):
         raise SeriesError(
             f"image size differs from {first.rows}x{first.columns} in {path0}",
@@ -254,6 +256,29 @@ def _check_no_duplicate(
                 path=datasets[n + 1][0],
                 tag="ImagePositionPatient",
             )
+
+
+def _check_unique_sop_uids(datasets: list[tuple[Path, Dataset]]) -> tuple[str, ...]:
+    """The slices' SOPInstanceUIDs; two slices sharing one is a :class:`SeriesError`.
+
+    A SOP Instance UID names one image (PS3.3 C.12.1.1.1): RTSTRUCT contours refer to
+    their image by it, so a shared UID makes those references ambiguous (and usually
+    means one image was copied over another's header).
+    """
+    first_of: dict[str, Path] = {}
+    uids = []
+    for path, ds in datasets:
+        uid = str(get_value(ds, "SOPInstanceUID", path=path)).strip()
+        if uid in first_of:
+            raise SeriesError(
+                f"SOPInstanceUID {uid} is also that of {first_of[uid]}: two slices cannot be "
+                "one image",
+                path=path,
+                tag="SOPInstanceUID",
+            )
+        first_of[uid] = path
+        uids.append(uid)
+    return tuple(uids)
 
 
 def _check_even_steps(
@@ -337,6 +362,7 @@ def _assemble(datasets: list[tuple[Path, Dataset]], notes: list[str]) -> CTImage
     datasets = [datasets[i] for i in order]
     positions_mm = unsorted_mm[order]
     along = along_unsorted[order]
+    uids = _check_unique_sop_uids(datasets)
     slice_spacing = _slice_spacing_mm(datasets, positions_mm, along, normal)
     hu = _hu_volume(datasets, first.rows, first.columns)
     row_mm, column_mm = (float(v) for v in first.pixel_spacing_mm)
@@ -347,13 +373,16 @@ def _assemble(datasets: list[tuple[Path, Dataset]], notes: list[str]) -> CTImage
         spacing_mm=(column_mm, row_mm, slice_spacing),
         direction=tuple(first.direction.reshape(-1)),
     )
+    check_grid_extent(
+        grid, "the CT volume", path=datasets[0][0], tag="ImagePositionPatient / PixelSpacing"
+    )
     ds_first = datasets[0][1]
     return CTImage(
         hu=hu,
         grid=grid,
         series_instance_uid=str(ds_first.SeriesInstanceUID),
         frame_of_reference_uid=first.frame_of_reference_uid,
-        sop_instance_uids=tuple(str(ds.SOPInstanceUID) for _, ds in datasets),
+        sop_instance_uids=uids,
         paths=tuple(p for p, _ in datasets),
         context=StudyContext.from_dataset(ds_first),
         series_description=str(ds_first.get("SeriesDescription", "")),

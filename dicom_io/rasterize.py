@@ -45,6 +45,7 @@ from matplotlib.path import Path as MplPath
 
 from brachycryo.core.errors import GeometryError, StructureError
 from brachycryo.core.grid import Grid
+from brachycryo.core.memory import check_allocation
 from brachycryo.dicom_io.rtstruct import CLOSED_PLANAR, ROI
 
 _PLANE_MERGE_TOL_MM = 0.1
@@ -227,6 +228,7 @@ def _even_odd_fill(polys_rc: list[tuple[np.ndarray, np.ndarray]], shape: tuple[i
     vertices), which made large structures at fine resolution slow).
     """
     nr, nc = int(shape[0]), int(shape[1])
+    check_allocation((nr, nc + 1), 8, f"a contour plane raster of {nr} x {nc} pixels")
     toggles = []
     for rows, cols in polys_rc:
         r0 = np.asarray(rows, dtype=np.float64)
@@ -239,6 +241,7 @@ def _even_odd_fill(polys_rc: list[tuple[np.ndarray, np.ndarray]], shape: tuple[i
         total = int(count.sum())
         if total == 0:
             continue
+        check_allocation((total,), 48, f"{total} contour edge crossings of a plane raster")
         edge = np.repeat(np.arange(r0.size), count)
         first = np.cumsum(count) - count
         y = lo[edge] + (np.arange(total) - first[edge])
@@ -317,7 +320,9 @@ def _plane_rasters(stack: ContourStack, res_mm: float) -> list[_PlaneRaster]:
     for polys in stack.polygons:
         pts = np.concatenate(polys, axis=0)
         origin = pts.min(axis=0) - 2 * res_mm
-        size = np.ceil((pts.max(axis=0) + 2 * res_mm - origin) / res_mm).astype(int) + 1
+        extent = np.ceil((pts.max(axis=0) + 2 * res_mm - origin) / res_mm) + 1
+        check_allocation(extent, 1, f"a contour plane raster at {res_mm:.3g} mm")
+        size = extent.astype(int)
         rc = [((p[:, 1] - origin[1]) / res_mm, (p[:, 0] - origin[0]) / res_mm) for p in polys]
         rasters.append(_PlaneRaster(origin, res_mm, _even_odd_fill(rc, (size[1], size[0]))))
     return rasters
@@ -379,6 +384,7 @@ def roi_fraction(
     stack = _with_thickness(
         contour_stack(roi, slice_thickness_mm=slice_thickness_mm, end_caps=end_caps), grid
     )
+    check_allocation(grid.shape, 4, f"ROI {roi.name!r} rasterised on a grid of {grid.shape}")
     out = np.zeros(grid.shape, dtype=np.float32)
     box = _crop_ijk(stack, grid)
     if box is None:

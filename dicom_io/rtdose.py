@@ -46,8 +46,11 @@ from brachycryo.dicom_io.common import (
     SERIES_NUMBERS,
     DicomConformanceWarning,
     StudyContext,
+    check_grid_extent,
     format_ds,
     get_floats,
+    get_int,
+    get_sequence,
     get_value,
     new_dataset,
     read_dataset,
@@ -322,11 +325,7 @@ def write_rtdose(
 
 # ---------------------------------------------------------------------------- reading
 def _int_value(ds: Dataset, keyword: str, path: Path) -> int:
-    v = get_value(ds, keyword, path=path)
-    try:
-        return int(v)
-    except (TypeError, ValueError) as exc:
-        raise DicomInputError(f"is not an integer: {v!r}", path=path, tag=keyword) from exc
+    return int(get_int(ds, keyword, path=path))
 
 
 def _frame_offsets(
@@ -486,7 +485,7 @@ def _frames_along_normal(
 
 
 def _referenced_plan_uid(ds: Dataset, path: Path) -> str | None:
-    ref_seq = get_value(ds, "ReferencedRTPlanSequence", path=path, default=None)
+    ref_seq = get_sequence(ds, "ReferencedRTPlanSequence", path=path)
     if not ref_seq:
         return None
     return str(get_value(ref_seq[0], "ReferencedSOPInstanceUID", path=path, default="")) or None
@@ -511,6 +510,10 @@ def read_rtdose(path: str | os.PathLike) -> DoseVolume:
     scaling = _dose_grid_scaling(ds, p, notes)
     pixels = _pixels(ds, p, n_frames, rows, cols)
     values = pixels.astype(np.float64) * (scaling * to_unit)
+    if not np.all(np.isfinite(values)):  # a huge scaling overflows float64
+        raise DicomInputError(
+            f"{scaling:g} x the stored values gives infinite doses", path=p, tag="DoseGridScaling"
+        )
     # slice spacing from the offsets: uniform, non-zero; decreasing -> flip to +normal
     values, origin, sp_k = _frames_along_normal(values, offsets, ipp, normal, ds, p, notes)
     try:
@@ -522,6 +525,12 @@ def read_rtdose(path: str | os.PathLike) -> DoseVolume:
         )
     except GeometryError as exc:
         raise DicomInputError(str(exc), path=p, tag="ImagePositionPatient") from None
+    check_grid_extent(
+        grid,
+        "the dose grid",
+        path=p,
+        tag="ImagePositionPatient / PixelSpacing / GridFrameOffsetVector",
+    )
     ref_plan = _referenced_plan_uid(ds, p)
     if units != "RELATIVE" and dose_type != "ERROR" and values.size and values.min() < 0:
         notes.append(f"{p}: negative {dose_type or 'dose'} values (min {values.min():g})")

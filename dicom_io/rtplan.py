@@ -66,8 +66,10 @@ from brachycryo.dicom_io.common import (
     SERIES_NUMBERS,
     DicomConformanceWarning,
     StudyContext,
+    check_coordinates,
     format_ds,
     get_floats,
+    get_sequence,
     get_value,
     new_dataset,
     new_uid,
@@ -630,14 +632,7 @@ class _Reader:
         return str(self.value(ds, keyword, "")).strip()
 
     def sequence(self, ds: Dataset, keyword: str, *, required: bool = True) -> list[Dataset]:
-        seq = self.value(ds, keyword, None)
-        if seq is None or len(seq) == 0:
-            if required:
-                raise DicomInputError("is missing or empty", path=self.path, tag=keyword)
-            return []
-        if not all(isinstance(item, Dataset) for item in seq):
-            raise DicomInputError("is not a sequence of items", path=self.path, tag=keyword)
-        return list(seq)
+        return get_sequence(ds, keyword, path=self.path, required=required)
 
 
 def _parse_datetime(date: str, time: str) -> _dt.datetime | None:
@@ -758,6 +753,9 @@ def _control_points(r: _Reader, cps: list[Dataset], where: str) -> _ControlPoint
                 tag="ControlPoint3DPosition",
             )
         pos[m] = get_floats(cp, "ControlPoint3DPosition", 3, path=r.path)
+        check_coordinates(
+            pos[m], f"{where}, control point {m}", path=r.path, tag="ControlPoint3DPosition"
+        )
         rel[m] = r.number(cp, "ControlPointRelativePosition", math.nan)
         weights[m] = r.number(cp, "CumulativeTimeWeight", math.nan)
         o = get_floats(cp, "ControlPointOrientation", 3, path=r.path, default=None)
@@ -1024,6 +1022,12 @@ def read_rtplan(path: str | os.PathLike) -> BrachyPlan:
     for dref in r.sequence(ds, "DoseReferenceSequence", required=False):
         if r.text(dref, "DoseReferenceType").upper() == "TARGET":
             prescription = r.number(dref, "TargetPrescriptionDose", None)
+            if prescription is not None and not prescription > 0:
+                raise DicomInputError(
+                    f"a prescription must be > 0 Gy, got {prescription:g}",
+                    path=p,
+                    tag="TargetPrescriptionDose",
+                )
             if prescription is not None:
                 break
     total_kerma = _total_reference_air_kerma(r, ds)

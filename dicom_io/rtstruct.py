@@ -31,7 +31,12 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from brachycryo.core.errors import DicomInputError, FrameOfReferenceError, StructureError
-from brachycryo.dicom_io.common import StudyContext, get_value, read_dataset
+from brachycryo.dicom_io.common import (
+    PLAUSIBLE_COORDINATE_MM,
+    StudyContext,
+    get_sequence,
+    read_dataset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,8 @@ OPEN_PLANAR = "OPEN_PLANAR"
 OPEN_NONPLANAR = "OPEN_NONPLANAR"
 #: Open contours: lines (e.g. a probe's track), read as such, never filled.
 OPEN_TYPES = (OPEN_PLANAR, OPEN_NONPLANAR)
+#: The defined terms of Contour Geometric Type (PS3.3 C.8.8.6.1).
+GEOMETRIC_TYPES = (POINT, *OPEN_TYPES, *CLOSED_TYPES)
 
 
 @dataclass(frozen=True)
@@ -111,10 +118,15 @@ class StructureSet:
         return [r.name for r in self.rois]
 
     def roi(self, name: str) -> ROI:
-        """The ROI called ``name`` (exact match first, then case-insensitive)."""
-        for r in self.rois:
-            if r.name == name:
-                return r
+        """The ROI called ``name`` (exact match first, then case-insensitive).
+
+        A name that two ROIs share is a :class:`StructureError` naming both ROI numbers:
+        results reported under that name could belong to either.
+        """
+        exact = [r for r in self.rois if r.name == name]
+        check_unique_names(exact, self.path)
+        if exact:
+            return exact[0]
         matches = [r for r in self.rois if r.name.lower() == name.lower()]
         if len(matches) == 1:
             return matches[0]
@@ -122,6 +134,27 @@ class StructureSet:
             f"no such ROI in {self.path or 'the structure set'}; ROIs present: {self.roi_names}",
             roi=name,
         )
+
+
+def check_unique_names(rois, where: Path | str | None = None) -> None:
+    """Raise :class:`StructureError` when two of ``rois`` share a name, naming their ROI numbers.
+
+    Structures are reported by name (``dvh`` tables, ``dvh-batch`` rows, plan constraints),
+    so two ROIs of one name would report one's numbers as the other's.  Refusing is chosen
+    over renaming one of them ("GTV (2)"), a name the planning system does not know.
+    """
+    by_name: dict[str, list[int]] = {}
+    for r in rois:
+        by_name.setdefault(r.name, []).append(r.number)
+    for r in rois:
+        numbers = by_name[r.name]
+        if len(numbers) > 1:
+            raise StructureError(
+                f"{len(numbers)} ROIs of {where or 'the structure set'} have this name "
+                f"(ROINumber {', '.join(str(n) for n in numbers)}); rename all but one so "
+                "that results cannot be reported under the wrong one",
+                roi=r.name,
+            )
 
 
 def _parse_color(value, roi_name: str, warnings: list[str]) -> tuple[int, int, int] | None:
@@ -161,6 +194,13 @@ def _parse_contour(item: Dataset, roi_name: str, path: Path) -> Contour:
     gtype = str(item.get("ContourGeometricType", "") or "").strip().upper()
     if not gtype:
         raise StructureError(f"a contour in {path} has no ContourGeometricType", roi=roi_name)
+    if gtype not in GEOMETRIC_TYPES:
+        # skipping it would silently drop part of the structure (its volume, its dose)
+        raise StructureError(
+            f"a contour in {path} has ContourGeometricType {gtype[:40]!r}, not one of "
+            f"{', '.join(GEOMETRIC_TYPES)} (PS3.3 C.8.8.6.1)",
+            roi=roi_name,
+        )
     data = _contour_data(item, roi_name, path)
     if data.size % 3:
         raise StructureError(
@@ -185,6 +225,13 @@ def _parse_contour(item: Dataset, roi_name: str, path: Path) -> Contour:
         )
     if not np.all(np.isfinite(points)):
         raise StructureError(f"ContourData in {path} contains NaN or inf", roi=roi_name)
+    worst = float(np.max(np.abs(points), initial=0.0))
+    if worst > PLAUSIBLE_COORDINATE_MM:
+        raise StructureError(
+            f"ContourData (3006,0050) in {path} holds a coordinate of {worst:.4g} mm, outside "
+            f"any plausible patient extent (|x|, |y|, |z| <= {PLAUSIBLE_COORDINATE_MM:g} mm)",
+            roi=roi_name,
+        )
     if gtype in CLOSED_TYPES and points.shape[0] < 3:
         raise StructureError(
             f"a {gtype} contour in {path} has {points.shape[0]} point(s); at least 3 are "
@@ -196,7 +243,7 @@ def _parse_contour(item: Dataset, roi_name: str, path: Path) -> Contour:
             f"a POINT contour in {path} has {points.shape[0]} points, expected 1", roi=roi_name
         )
     ref_uid = None
-    images = item.get("ContourImageSequence", None)
+    images = get_sequence(item, "ContourImageSequence", path=path)
     if images:
         ref_uid = str(images[0].get("ReferencedSOPInstanceUID", "")) or None
     return Contour(points_mm=points, geometric_type=gtype, referenced_sop_instance_uid=ref_uid)
@@ -211,27 +258,26 @@ class _ImageReference:
     sop_instance_uids: frozenset[str]
 
 
-def _image_reference(ds: Dataset) -> _ImageReference:
+def _image_reference(ds: Dataset, path: Path) -> _ImageReference:
     for_uid = ""
     series_uid = None
     sop_uids: set[str] = set()
-    refs = ds.get("ReferencedFrameOfReferenceSequence", None) or []
-    for ref in refs:
+    for ref in get_sequence(ds, "ReferencedFrameOfReferenceSequence", path=path):
         for_uid = for_uid or str(ref.get("FrameOfReferenceUID", "") or "")
-        for study in ref.get("RTReferencedStudySequence", None) or []:
-            for series in study.get("RTReferencedSeriesSequence", None) or []:
+        for study in get_sequence(ref, "RTReferencedStudySequence", path=path):
+            for series in get_sequence(study, "RTReferencedSeriesSequence", path=path):
                 series_uid = series_uid or str(series.get("SeriesInstanceUID", "") or "") or None
-                for img in series.get("ContourImageSequence", None) or []:
+                for img in get_sequence(series, "ContourImageSequence", path=path):
                     uid = str(img.get("ReferencedSOPInstanceUID", "") or "")
                     if uid:
                         sop_uids.add(uid)
     return _ImageReference(for_uid, series_uid, frozenset(sop_uids))
 
 
-def _interpreted_types(ds: Dataset) -> dict[int, str]:
+def _interpreted_types(ds: Dataset, path: Path) -> dict[int, str]:
     """ROI number -> RTROIInterpretedType (items without a valid number are skipped)."""
     observations: dict[int, str] = {}
-    for obs in ds.get("RTROIObservationsSequence", None) or []:
+    for obs in get_sequence(ds, "RTROIObservationsSequence", path=path):
         try:
             observations[int(obs.ReferencedROINumber)] = str(obs.get("RTROIInterpretedType", ""))
         except (AttributeError, TypeError, ValueError):
@@ -242,7 +288,7 @@ def _interpreted_types(ds: Dataset) -> dict[int, str]:
 def _contour_items(ds: Dataset, path: Path) -> dict[int, Dataset]:
     """ROI number -> its ROIContourSequence item."""
     contour_items: dict[int, Dataset] = {}
-    for item in ds.get("ROIContourSequence", None) or []:
+    for item in get_sequence(ds, "ROIContourSequence", path=path):
         try:
             contour_items[int(item.ReferencedROINumber)] = item
         except (AttributeError, TypeError, ValueError) as exc:
@@ -263,6 +309,30 @@ def _roi_number(item: Dataset, path: Path) -> int:
         ) from exc
 
 
+def _duplicate_contour_warnings(contours: list[Contour], name: str) -> list[str]:
+    """A warning for each closed contour that repeats another of its plane exactly.
+
+    Closed contours of a plane combine by the even-odd rule (module docstring), so an exact
+    copy cancels the original: the region becomes a hole.  Exporters sometimes write a
+    contour twice; the rule is applied as the standard says, with this warning.
+    """
+    seen: dict[bytes, Contour] = {}
+    out = []
+    for c in contours:
+        if c.geometric_type not in CLOSED_TYPES:
+            continue
+        key = np.round(c.points_mm, 3).tobytes()
+        if key in seen:
+            z = float(np.mean(c.points_mm[:, 2]))
+            out.append(
+                f"ROI {name!r}: a closed contour at z = {z:.2f} mm is an exact duplicate of "
+                "another on that plane; by the even-odd rule the two cancel (a hole where the "
+                "region was) - check the export"
+            )
+        seen[key] = c
+    return out
+
+
 def _roi_contours(
     citem: Dataset | None, name: str, path: Path, warnings: list[str]
 ) -> tuple[list[Contour], tuple[int, int, int] | None]:
@@ -272,10 +342,11 @@ def _roi_contours(
     if citem is not None:
         if "ROIDisplayColor" in citem:
             color = _parse_color(citem.ROIDisplayColor, name, warnings)
-        for c in citem.get("ContourSequence", None) or []:
+        for c in get_sequence(citem, "ContourSequence", path=path):
             contours.append(_parse_contour(c, name, path))
     if not contours:
         warnings.append(f"ROI {name!r} is empty (no contours)")
+    warnings.extend(_duplicate_contour_warnings(contours, name))
     if any(c.geometric_type in OPEN_TYPES for c in contours):
         warnings.append(f"ROI {name!r} has open contours; they cannot enclose a volume")
     if {CLOSED_PLANAR, CLOSEDPLANAR_XOR} <= {c.geometric_type for c in contours}:
@@ -291,11 +362,11 @@ def read_rtstruct(path: str | os.PathLike) -> StructureSet:
     p = Path(path)
     ds = read_dataset(p, modality="RTSTRUCT")
     warnings: list[str] = []
-    roi_items = list(get_value(ds, "StructureSetROISequence", path=p))
-    reference = _image_reference(ds)
+    roi_items = get_sequence(ds, "StructureSetROISequence", path=p, required=True)
+    reference = _image_reference(ds, p)
     if reference.series_uid is None:
         warnings.append("no referenced image series (RTReferencedSeriesSequence is absent)")
-    observations = _interpreted_types(ds)
+    observations = _interpreted_types(ds, p)
     contour_items = _contour_items(ds, p)
     rois = []
     seen_numbers: set[int] = set()
@@ -327,7 +398,11 @@ def read_rtstruct(path: str | os.PathLike) -> StructureSet:
         frame_of_reference_uid=reference.frame_of_reference_uid,
         referenced_series_uid=reference.series_uid,
         referenced_sop_instance_uids=reference.sop_instance_uids,
-        context=StudyContext.from_dataset(ds) if "StudyInstanceUID" in ds else StudyContext(),
+        context=(
+            StudyContext.from_dataset(ds)
+            if str(ds.get("StudyInstanceUID", "") or "").strip()
+            else StudyContext()
+        ),
         sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
         label=str(ds.get("StructureSetLabel", "") or ""),
         path=p,

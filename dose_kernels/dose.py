@@ -51,6 +51,7 @@ import numpy as np
 from brachycryo.core.backend import resolve_backend
 from brachycryo.core.errors import ConfigError, GeometryError
 from brachycryo.core.grid import Grid
+from brachycryo.core.memory import check_allocation
 from brachycryo.core.progress import ProgressCallback, report
 from brachycryo.core.seeds import Seeds
 from brachycryo.dose_kernels.kernel_tables import DEFAULT_MIN_DISTANCE_MM, KernelTables, pack_tables
@@ -205,6 +206,7 @@ def _dose_on_grid(seeds, grid, t, dt, factor, backend, cutoff_mm, progress):
     cutoff = _check_cutoff(cutoff_mm)
     be = resolve_backend(backend)
     weights = seeds.sk_u * factor
+    check_allocation(grid.shape, np.dtype(dt).itemsize, f"a TG-43 dose grid of {grid.shape} voxels")
     if len(seeds) == 0:
         return np.zeros(grid.shape, dtype=dt)
     axes = (grid.direction_matrix * np.asarray(grid.spacing_mm)[None, :]).T  # rows a_i, a_j, a_k

@@ -77,6 +77,7 @@ import numpy as np
 
 from brachycryo.core.errors import GeometryError, StructureError
 from brachycryo.core.grid import Grid
+from brachycryo.core.memory import check_allocation
 from brachycryo.dicom_io.rasterize import ContourStack, contour_stack, roi_fraction, roi_volume_cc
 from brachycryo.dicom_io.rtstruct import ROI
 from brachycryo.qa.histogram_kernels import accumulate
@@ -373,6 +374,11 @@ def default_lattice(
 def _lattice_box(lattice: Grid, corners_mm: np.ndarray, *, clip: bool) -> Grid | None:
     """The part of ``lattice`` (extended without bound unless ``clip``) around the corners."""
     ijk = lattice.mm_to_ijk(corners_mm)
+    if not clip:  # the box's size comes from the ROI and the lattice spacing alone
+        extent = np.ceil(ijk.max(axis=0)) - np.floor(ijk.min(axis=0)) + 3
+        check_allocation(
+            extent, _LATTICE_BYTES_PER_VOXEL, f"a DVH sampling lattice of {extent} voxels"
+        )
     lo = np.floor(ijk.min(axis=0)).astype(int) - 1
     hi = np.ceil(ijk.max(axis=0)).astype(int) + 2
     if clip:
@@ -848,6 +854,21 @@ def _roi_samples_layered(
     return _joined(out)
 
 
+#: Bytes per lattice voxel of the arrays the sampling holds on a ROI's box at once (dose
+#: and inside flag, spread, the full-voxel mask, the corner dose lattice).
+_LATTICE_BYTES_PER_VOXEL = 24
+
+
+def _check_sampling_memory(roi: ROI, box: Grid, supersample: int) -> None:
+    """Refuse (:class:`MemoryBudgetError`) a sampling whose arrays exceed the memory budget:
+    the box-sized arrays, and the sub-point masks of the contour planes (one byte per
+    sub-point of a plane, every plane of the box at once at most)."""
+    nk, nj, ni = box.shape
+    what = f"the DVH sampling of ROI {roi.name!r} ({box.shape} voxels, {supersample}^3 sub-points)"
+    check_allocation(box.shape, _LATTICE_BYTES_PER_VOXEL, what)
+    check_allocation((nk, nj * supersample, ni * supersample), 2, what)
+
+
 def dvh_from_roi(
     roi: ROI,
     dose_gy: np.ndarray,
@@ -899,6 +920,7 @@ def dvh_from_roi(
             raise StructureError("lies outside the sampling grid", roi=roi.name)
     if supersample is None:
         supersample = 4 if box.n_voxels <= AUTO_SUPERSAMPLE_BOX_VOXELS else 2
+    _check_sampling_memory(roi, box, int(supersample))
     n_sub = roi_volume_cc(roi, slice_thickness_mm=stack.thickness_mm, end_caps=end_caps) / (
         box.voxel_volume_mm3 * _CC_PER_MM3 / int(supersample) ** 3
     )

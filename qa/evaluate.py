@@ -30,9 +30,10 @@ import numpy as np
 from brachycryo.core.atomic import write_text_atomic
 from brachycryo.core.errors import FrameOfReferenceError, StructureError
 from brachycryo.core.grid import Grid
+from brachycryo.core.memory import MemoryBudgetError
 from brachycryo.core.progress import ProgressCallback, report
 from brachycryo.dicom_io.rtdose import DoseVolume, read_rtdose
-from brachycryo.dicom_io.rtstruct import ROI, StructureSet, read_rtstruct
+from brachycryo.dicom_io.rtstruct import ROI, StructureSet, check_unique_names, read_rtstruct
 from brachycryo.qa.dvh import DVH, dvh_from_roi
 from brachycryo.qa.metrics import (
     PlanIndices,
@@ -97,7 +98,7 @@ def volume_rois(
     """
     notes: list[str] = []
     if names:
-        rois = [structures.roi(n) for n in names]  # StructureError names a missing ROI
+        rois = [structures.roi(n) for n in names]  # StructureError: missing or shared name
         for r in rois:
             if not r.closed_contours:
                 raise StructureError("has no closed contours; it has no volume", roi=r.name)
@@ -108,6 +109,7 @@ def volume_rois(
             rois.append(r)
         else:
             notes.append(f"ROI {r.name!r} skipped: no closed contours (points or empty)")
+    check_unique_names(rois, structures.path)
     return rois, notes
 
 
@@ -227,17 +229,20 @@ def evaluate_files(
     """:func:`evaluate_plan` on an RTDOSE file and an RTSTRUCT file (``roi_names``: all)."""
     dose, structures, notes = load_plan_files(rtdose, rtstruct)
     rois, skipped = volume_rois(structures, roi_names)
-    ev = evaluate_plan(
-        dose.dose_gy,
-        dose.grid,
-        rois,
-        prescription_gy=prescription_gy,
-        target=target,
-        supersample=supersample,
-        end_caps=end_caps,
-        slice_thickness_mm=slice_thickness_mm,
-        progress=progress,
-    )
+    try:
+        ev = evaluate_plan(
+            dose.dose_gy,
+            dose.grid,
+            rois,
+            prescription_gy=prescription_gy,
+            target=target,
+            supersample=supersample,
+            end_caps=end_caps,
+            slice_thickness_mm=slice_thickness_mm,
+            progress=progress,
+        )
+    except MemoryBudgetError as exc:  # the sizes come from these two files' geometry
+        raise exc.naming(rtdose, rtstruct) from None
     ev.files = {"rtdose": str(rtdose), "rtstruct": str(rtstruct)}
     ev.warnings = notes + skipped + list(structures.warnings) + ev.warnings
     return ev

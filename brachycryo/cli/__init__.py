@@ -14,6 +14,7 @@ import sys
 
 from brachycryo import __version__
 from brachycryo.core.errors import BrachyCryoError
+from brachycryo.core.warnings_channel import warning_channel
 
 # Order is the order shown by ``brachycryo --help``.
 COMMAND_MODULES = (
@@ -53,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warning_channel():  # Python, pydicom and our warnings: logged, each once
+            return int(args.func(args) or 0)
     except BrachyCryoError as exc:
         print(f"brachycryo {args.command_name}: error: {exc}", file=sys.stderr)
         return exc.exit_code

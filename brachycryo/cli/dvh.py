@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 
 from brachycryo.core.progress import tqdm_callback
 from brachycryo.core.staging import OutputStage
+
+log = logging.getLogger(__name__)
 
 _TABLE_KEYS = (
     ("volume_cc", "Vol cc"),
@@ -137,6 +140,15 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(result))
         for w in result["warnings"]:
             print(f"warning: {w}")
-    elif not (args.json or args.csv):
-        print(json.dumps(result, indent=2))
+    else:
+        # --quiet drops the table, never a warning that changes what the numbers mean
+        for name, dvh in ev.dvhs.items():
+            if dvh.volume_outside_dose_cc > 0:
+                log.warning(
+                    "%.3f cc of %r lies outside the dose grid (counted at 0 Gy)",
+                    dvh.volume_outside_dose_cc,
+                    name,
+                )
+        if not (args.json or args.csv):
+            print(json.dumps(result, indent=2))
     return 0

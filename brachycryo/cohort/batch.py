@@ -60,6 +60,7 @@ from brachycryo.core.errors import (
     GeometryError,
     StructureError,
 )
+from brachycryo.core.memory import MemoryBudgetError
 from brachycryo.core.progress import ProgressCallback, report
 from brachycryo.core.staging import OutputStage
 from brachycryo.qa.metrics import (
@@ -182,6 +183,49 @@ def _clean(x: float | None) -> float:
     return float("nan") if x is None or not math.isfinite(x) else float(x)
 
 
+def _plan_prescription(rtplan: str, notes: list[str]) -> tuple[float | None, str]:
+    """The prescription of a unit's RTPLAN, or None with the reason noted in ``notes``.
+
+    Only the prescription comes from the plan: a plan that cannot be read (corrupt, a
+    photon plan) costs the unit its prescription-relative metrics, never its DVH.
+    """
+    from brachycryo.dicom_io.rtplan import read_rtplan
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            plan = read_rtplan(rtplan)
+    except BrachyCryoError as exc:
+        why = f"no prescription from {rtplan}: the plan cannot be read ({exc})"
+        notes.append(why)
+        return None, why
+    notes += [str(w.message) for w in caught]
+    if plan.prescription_dose_gy is None:
+        return None, f"{rtplan} holds no TargetPrescriptionDose"
+    return float(plan.prescription_dose_gy), ""
+
+
+def _prescription(
+    unit: WorkUnit, options: BatchOptions, notes: list[str]
+) -> tuple[float | None, str | None, str]:
+    """(prescription Gy, its source "option" / "plan" / None, why it is missing or "")."""
+    rx = options.prescription_gy
+    rx_source: str | None = "option"
+    rx_missing = ""
+    if rx is None:
+        rx_source = None
+        rx_missing = "none given and no RTPLAN found for the dose"
+        if unit.rtplan:
+            rx, rx_missing = _plan_prescription(unit.rtplan, notes)
+            rx_source = "plan" if rx is not None else None
+        if rx is None:
+            notes.append(
+                "no prescription (none given and none in an RTPLAN): Vx % of the prescription "
+                "and CI / EI / HI are left empty"
+            )
+    return rx, rx_source, rx_missing
+
+
 def evaluate_unit(unit: WorkUnit, options: BatchOptions) -> tuple[list[tuple], dict[str, Any]]:
     """The rows of one unit and its manifest details (prescription, warnings).
 
@@ -189,33 +233,22 @@ def evaluate_unit(unit: WorkUnit, options: BatchOptions) -> tuple[list[tuple], d
     cannot be evaluated.
     """
     from brachycryo.dicom_io.rasterize import contour_stack
-    from brachycryo.dicom_io.rtplan import read_rtplan
     from brachycryo.qa.evaluate import evaluate_plan, load_plan_files, volume_rois
 
     if unit.error:  # discovery found no usable structure set
         raise FrameOfReferenceError(f"{unit.rtdose}: {unit.error}")
     assert unit.rtstruct is not None  # discovery sets an error where it found none
     notes = list(unit.warnings)
-    rx = options.prescription_gy
-    rx_source: str | None = "option"
-    if rx is None:
-        rx_source = None
-        if unit.rtplan:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                plan = read_rtplan(unit.rtplan)
-            notes += [str(w.message) for w in caught]
-            if plan.prescription_dose_gy is not None and plan.prescription_dose_gy > 0:
-                rx, rx_source = float(plan.prescription_dose_gy), "plan"
-        if rx is None:
-            notes.append(
-                "no prescription (none given and none in an RTPLAN): Vx % of the prescription "
-                "and CI / EI / HI are left empty"
-            )
+    rx, rx_source, rx_missing = _prescription(unit, options, notes)
     dose, structures, read_notes = load_plan_files(unit.rtdose, unit.rtstruct)
     notes += read_notes + list(structures.warnings)
-    rois, skipped = volume_rois(structures, None)
+    rois, skipped = volume_rois(structures, None)  # StructureError: two ROIs of one name
     notes += skipped
+    if not rois:  # a unit of 0 rows is not a result
+        raise StructureError(
+            f"{unit.rtstruct} has no ROI with closed contours: nothing to evaluate"
+            + (f" ({'; '.join(skipped)})" if skipped else "")
+        )
     target = None
     if options.target:
         names = [r.name for r in rois]
@@ -256,6 +289,8 @@ def evaluate_unit(unit: WorkUnit, options: BatchOptions) -> tuple[list[tuple], d
         except (StructureError, GeometryError) as exc:  # one bad ROI never stops the plan
             notes.append(f"ROI {roi.name!r} not evaluated: {exc}")
             continue
+        except MemoryBudgetError as exc:  # the sizes come from these two files' geometry
+            raise exc.naming(unit.rtdose, unit.rtstruct) from None
         n_done += 1
         notes += ev.warnings
         metrics = structure_metrics(
@@ -276,6 +311,7 @@ def evaluate_unit(unit: WorkUnit, options: BatchOptions) -> tuple[list[tuple], d
     details = {
         "prescription_gy": rx,
         "prescription_source": rx_source,
+        **({"prescription_missing": rx_missing} if rx is None else {}),
         "n_structures": n_done,
         "warnings": notes,
     }

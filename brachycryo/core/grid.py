@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from brachycryo.core.errors import GeometryError
+from brachycryo.core.memory import check_allocation
 
 _ORTHONORMAL_TOL = 1e-4
 
@@ -104,7 +105,11 @@ class Grid:
         sp = np.asarray(spacing)
         if np.any(hi < lo):
             raise GeometryError(f"upper_mm {hi.tolist()} below lower_mm {lo.tolist()}")
-        n = np.floor((hi - lo) / sp + 1e-9).astype(int) + 1
+        counts = np.floor((hi - lo) / sp + 1e-9) + 1
+        # a grid no array can be made on (e.g. bounds from a seed at 1e30 mm) is refused here,
+        # before its voxel counts overflow an integer
+        check_allocation(counts, 1, f"a grid of {counts[::-1]} voxels")
+        n = counts.astype(int)
         centre = (lo + hi) / 2.0
         origin = centre - (n - 1) * sp / 2.0
         return cls(
