@@ -51,8 +51,20 @@ from brachycryo.cryo_iceball.kernel_layout import KernelLayout, kernel_layout
 PARALLEL_MIN_VOXELS = 200_000
 
 
+def _face_flux(kv, t, k_n, t_n, c, half):
+    """Conduction into a voxel through one face (W/m3): k_face (T_n - T) / h^2."""
+    return half * (kv + k_n) * (t_n - t) * c
+
+
 @functools.cache
 def _kernels(parallel: bool = True):
+    # The helpers are module globals, not closure variables: numba's disk cache keys a
+    # function on the pickled contents of its closure, and a dispatcher pickles with a
+    # per-process id, so a closure over dispatchers missed the cache in every new process
+    # (each run recompiled, about 30 s, and added a cache file).  ``variant`` below is the
+    # one closure value: it keeps the serial and parallel kernels' cache entries apart.
+    global numba, temp_of_enthalpy, enthalpy_of_temp, liquid_fraction, apparent_capacity
+    global slot_active, face_flux
     import numba
 
     from brachycryo.cryo_iceball import kernels_scalar as ks
@@ -63,17 +75,16 @@ def _kernels(parallel: bool = True):
     liquid_fraction = jit(ks.liquid_fraction)
     apparent_capacity = jit(ks.apparent_capacity)
     slot_active = jit(ks.slot_active)
-
-    @jit
-    def face_flux(kv, t, k_n, t_n, c, half):
-        """Conduction into a voxel through one face (W/m3): k_face (T_n - T) / h^2."""
-        return half * (kv + k_n) * (t_n - t) * c
+    face_flux = jit(_face_flux)
+    variant = bool(parallel)
 
     @numba.njit(parallel=parallel, cache=True, error_model="numpy")
     def step_kernel(h, tissue, params, hold, hold_temp, couple_coef, couple_slot, temp, cond,
                     tmin, inv_h2, dt, arterial_c, consts, seg_start, seg_tissue, seg_offsets,
                     special_index, special_kji, held_slot, special_h, held_last,
                     advance):  # fmt: skip
+        if variant:  # (a compile-time constant; see above)
+            pass
         nk, nj, ni = h.shape
         plane = nj * ni
         n_voxels = nk * plane
