@@ -304,16 +304,21 @@ def _step_schedule(
     start_temp_c: float,
     opts: BioheatOptions,
     max_steps: int | None,
+    inside_fraction: Sequence[float] | None = None,
 ) -> _StepSchedule:
-    """Every step of the protocol (stable lengths) with its slot temperatures."""
+    """Every step of the protocol (stable lengths) with its slot temperatures.
+
+    ``inside_fraction[p]``: the share of probe ``p``'s active length inside the grid, which
+    scales its Robin conductance and capacity (:func:`active_fraction_inside`)."""
     n_slots = SLOT_PROBE0 + len(probes)
+    inside = inside_fraction or [1.0] * len(probes)
     rows = []
     g_rows = []
     for ph, n, dt in _phase_schedule(phases, dt_max_s):
         g_row = np.zeros(n_slots)
         if ph.phase == "freeze":
             for p, probe in enumerate(probes):
-                g_row[SLOT_PROBE0 + p] = probe.model.cooling_conductance_w_k()
+                g_row[SLOT_PROBE0 + p] = probe.model.cooling_conductance_w_k() * inside[p]
         for s in range(n):
             row = np.full(n_slots, np.nan)
             row[SLOT_OUTER] = outer_temp_c
@@ -329,7 +334,7 @@ def _step_schedule(
     robin = np.stack(g_rows) if g_rows and any(p.model.is_robin for p in probes) else None
     cap = np.full(n_slots, np.inf)
     for p, probe in enumerate(probes):
-        cap[SLOT_PROBE0 + p] = probe.model.max_extraction_w
+        cap[SLOT_PROBE0 + p] = probe.model.max_extraction_w * inside[p]
     return _StepSchedule(
         dt_s=np.array([d for d, _ in rows]),
         slot_temp_c=np.stack([r for _, r in rows]).astype(np.dtype(opts.dtype)),
@@ -337,6 +342,29 @@ def _step_schedule(
         robin_g_w_k=robin,
         robin_cap_w=cap,
     )
+
+
+def active_fraction_inside(grid: Grid, probe: Probe) -> float:
+    """Share of ``probe``'s active segment inside the grid's box (voxel faces included).
+
+    Only that part cools the simulated tissue, so a Robin probe's conductance ``h pi d L``
+    and capacity are scaled by it.  On a section one voxel thick (a symmetry direction)
+    this makes a long probe's extraction per unit length right.  (Liang-Barsky clipping in
+    index coordinates.)
+    """
+    a, b = (np.asarray(x, dtype=float) for x in probe.active_segment_mm())
+    ia, ib = grid.mm_to_ijk(a), grid.mm_to_ijk(b)
+    lo, hi = -0.5, np.asarray(grid.size_ijk, dtype=float) - 0.5
+    t0, t1 = 0.0, 1.0
+    d = ib - ia
+    for ax in range(3):
+        if abs(d[ax]) < 1e-12:
+            if not lo <= ia[ax] <= hi[ax]:
+                return 0.0
+            continue
+        u0, u1 = sorted(((lo - ia[ax]) / d[ax], (hi[ax] - ia[ax]) / d[ax]))
+        t0, t1 = max(t0, u0), min(t1, u1)
+    return max(0.0, t1 - t0)
 
 
 @dataclass(frozen=True)
@@ -568,6 +596,7 @@ def simulate(
         start_temp_c=float(np.mean(init)),
         opts=opts,
         max_steps=max_steps,
+        inside_fraction=[active_fraction_inside(grid, p) for p in probes],
     )
     coldest = float(np.nanmin(np.concatenate([schedule.slot_temp_c.ravel(), init.ravel()])))
 
