@@ -189,3 +189,12 @@ def with_cooling(
     return dataclasses.replace(
         model, cooling_h_w_m2k=float(h_w_m2k), max_extraction_w=float(max_extraction_w)
     )
+
+
+def load_fit_report() -> dict:
+    """The committed fit (``data/probe_fit.json``, written by ``benchmarks/cryo_fit.py``)."""
+    import json
+    from importlib import resources
+
+    path = resources.files("brachycryo.cryo_iceball").joinpath("data/probe_fit.json")
+    return json.loads(path.read_text("utf-8"))

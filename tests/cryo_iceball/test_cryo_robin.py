@@ -30,7 +30,8 @@ PLAIN = Tissue("plain", K_W_MK, K_W_MK, 3600, 3600, 1000, 0.0, 0.0, -1.0, 0.0, 0
 
 def _steady_surface_c(h_w_m2k: float, cap_w: float, backend: str = "numba") -> float:
     """Surface temperature of a long 2.4 mm probe in a ring held at 37 C (radius 10 mm),
-    after 4 min (about 8 times the slowest decay time R^2/(5.8 alpha) = 31 s), on a 2-D section one voxel thick."""
+    after 4 min (about 8 times the slowest decay time R^2/(5.8 alpha) = 31 s), on a 2-D
+    section one voxel thick."""
     model = ProbeModel(
         "robin", 2.4, H_MM, 0.0, -140.0, 0.0, 15.0,
         cooling_h_w_m2k=h_w_m2k, max_extraction_w=cap_w,
@@ -83,10 +84,11 @@ def test_capacity_limit_sets_the_load():
 def test_numba_matches_numpy_with_robin_probes(dtype):
     cat = load_probe_catalogue()
     robin = dataclasses.replace(cat["generic_17g"], cooling_h_w_m2k=800.0, max_extraction_w=3.0)
+    dirichlet = dataclasses.replace(cat["generic_17g"], cooling_h_w_m2k=0.0)
     grid = Grid(shape=(14, 15, 16), origin_mm=(-8, -7.5, -7), spacing_mm=(1.0, 1.0, 1.0))
     probes = [
         Probe(robin, (-3.3, -2.1, -6.0), (0.2, 0.1, 1.0)),
-        Probe(cat["generic_17g"], (3.0, 2.5, -6.0), (0.0, 0.0, 1.0)),  # Dirichlet beside it
+        Probe(dirichlet, (3.0, 2.5, -6.0), (0.0, 0.0, 1.0)),  # Dirichlet beside it
     ]
     phases = protocol(("freeze", 0.5), ("passive_thaw", 0.25), ("freeze", 0.2))
     out = {}
