@@ -42,6 +42,7 @@ made the step about 9 times faster than a direct per-voxel loop:
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,16 @@ from brachycryo.cryo_iceball.kernel_layout import KernelLayout, kernel_layout
 
 #: grids smaller than this run the serial variant (thread wake-up costs more than it saves)
 PARALLEL_MIN_VOXELS = 200_000
+
+
+# Set by ``_kernels`` on first use (numba is imported then, not at import of this module).
+numba: Any
+temp_of_enthalpy: Any
+enthalpy_of_temp: Any
+liquid_fraction: Any
+apparent_capacity: Any
+slot_active: Any
+face_flux: Any
 
 
 def _face_flux(kv, t, k_n, t_n, c, half):
