@@ -525,7 +525,7 @@ def _run_steps(
     if faces is not None and g is not None and n_total:
         # temperatures of the initial state, the probes' voxels included (slots off)
         first = slot_temp_dev[0].copy()
-        first[g[0] > 0] = np.nan
+        first[log.xp.asarray(np.flatnonzero(g[0] > 0))] = np.nan
         kernels.temperature_only(state, first)
     xp = log.xp
     for n in range(n_total):
