@@ -9,8 +9,11 @@
    Cryoablation-Dosimetry, 22.5 x 31.5 mm in PBS, 16 x 25 mm in lung in vivo).
 
 Parameters are the packaged ones (gel row of tissues.csv, generic probe classes); nothing
-is tuned to these numbers.  (The empirical mode's error is measured in
-``benchmarks/cryo_empirical.py``.)  Writes ``benchmarks/results/cryo_littrup.json``.
+is tuned to these numbers.  The committed ``cryo_littrup.json`` was run with the former
+Dirichlet surface at -140 C; the packaged probes are now the Robin model fitted by
+``benchmarks/cryo_fit.py`` (whose JSON gives both, case by case).  (The empirical mode's
+error is measured in ``benchmarks/cryo_empirical.py``.)
+Writes ``benchmarks/results/cryo_littrup.json``.
 
 Run: ``python -m benchmarks.cryo_littrup`` (or ``python benchmarks/cryo_littrup.py``).
 """

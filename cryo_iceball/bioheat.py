@@ -8,7 +8,8 @@ Voller & Swaminathan, Numer Heat Transfer B 19:175, 1991)::
 ``H`` the volumetric enthalpy, ``phi`` the liquid fraction (perfusion and metabolism are
 switched off when frozen); tissue properties from :mod:`brachycryo.cryo_iceball.tissue`.  Boundary
 conditions: probe active zones held at the probe temperature of the protocol phase (off
-during passive thaw), large vessels held at ``vessel_temp_c`` (heat sinks), and the grid's
+during passive thaw; in the freeze phase of a Robin probe, the surface temperature of the
+heat balance below), large vessels held at ``vessel_temp_c`` (heat sinks), and the grid's
 outer layer held at the initial temperature (``outer_boundary="fixed"``) or insulated
 (``"adiabatic"``).
 
@@ -25,6 +26,21 @@ The sub-voxel probe coupling ``g_v (T_p - T_v)`` of the voxels beside a probe is
 linearised-implicitly, ``H_v' = H_v + dt R_v / (1 + dt g_v / C_app(T_v))``: its factor
 ``(1 - dt sum/C)/(1 + dt g_v/C)`` stays non-negative under the same limit, so the stiff
 coupling does not shorten the step and the steady state is unchanged.
+
+**Robin probes** (:attr:`~brachycryo.cryo_iceball.probes.ProbeModel.cooling_h_w_m2k` > 0):
+the probe's held voxels take, each step, the surface temperature ``T_s`` at which the
+cryogen's extraction ``G (T_s - T_c)`` (``G = h pi d L``) equals the conductive load of the
+tissue through the probe's faces, ``sum_f c_f (T_f - T_s)`` with the same face
+conductances the step uses (``c_f = V k_face / h_f^2``, plus the sub-voxel coupling):
+
+    T_s = (G T_c + sum_f c_f T_f) / (G + sum_f c_f),
+
+evaluated with the temperatures at the start of the previous step (a weighted mean, so
+``T_c <= T_s <= max T_f`` and the maximum principle holds; the probe's own heat capacity
+is neglected).  ``G -> inf`` gives the Dirichlet surface at ``T_c``.  Where that load
+exceeds the probe's extraction capacity ``Q_max``, the surface warms to
+``T_s = (sum_f c_f T_f - Q_max) / sum_f c_f``, at which the load is ``Q_max`` (still between
+``T_c`` and ``max T_f``).
 
 which gives the discrete maximum principle and hence stability (the positive-coefficient
 condition; e.g. LeVeque, *Finite Difference Methods*, 2007, sec. 9.4).  This is exact for
@@ -207,6 +223,11 @@ class _StepSchedule:
     dt_s: np.ndarray
     slot_temp_c: np.ndarray
     n_steps_full: int
+    #: (n_steps, n_slots) Robin extraction conductance G (W/K) of the slots whose surface
+    #: follows the heat balance this step, 0 elsewhere; None when no probe is Robin
+    robin_g_w_k: np.ndarray | None = None
+    #: (n_slots,) extraction capacity Q_max (W) per slot, inf where unlimited
+    robin_cap_w: np.ndarray | None = None
 
 
 def _checked_tissue_labels(
@@ -283,11 +304,21 @@ def _step_schedule(
     start_temp_c: float,
     opts: BioheatOptions,
     max_steps: int | None,
+    inside_fraction: Sequence[float] | None = None,
 ) -> _StepSchedule:
-    """Every step of the protocol (stable lengths) with its slot temperatures."""
+    """Every step of the protocol (stable lengths) with its slot temperatures.
+
+    ``inside_fraction[p]``: the share of probe ``p``'s active length inside the grid, which
+    scales its Robin conductance and capacity (:func:`active_fraction_inside`)."""
     n_slots = SLOT_PROBE0 + len(probes)
+    inside = inside_fraction or [1.0] * len(probes)
     rows = []
+    g_rows = []
     for ph, n, dt in _phase_schedule(phases, dt_max_s):
+        g_row = np.zeros(n_slots)
+        if ph.phase == "freeze":
+            for p, probe in enumerate(probes):
+                g_row[SLOT_PROBE0 + p] = probe.model.cooling_conductance_w_k() * inside[p]
         for s in range(n):
             row = np.full(n_slots, np.nan)
             row[SLOT_OUTER] = outer_temp_c
@@ -295,13 +326,115 @@ def _step_schedule(
             for p, probe in enumerate(probes):
                 row[SLOT_PROBE0 + p] = probe.model.boundary_temp_c(ph.phase, s * dt, start_temp_c)
             rows.append((dt, row))
+            g_rows.append(g_row)
     n_steps_full = len(rows)
     if max_steps is not None:
         rows = rows[: int(max_steps)]
+        g_rows = g_rows[: int(max_steps)]
+    robin = np.stack(g_rows) if g_rows and any(p.model.is_robin for p in probes) else None
+    cap = np.full(n_slots, np.inf)
+    for p, probe in enumerate(probes):
+        cap[SLOT_PROBE0 + p] = probe.model.max_extraction_w * inside[p]
     return _StepSchedule(
         dt_s=np.array([d for d, _ in rows]),
         slot_temp_c=np.stack([r for _, r in rows]).astype(np.dtype(opts.dtype)),
         n_steps_full=n_steps_full,
+        robin_g_w_k=robin,
+        robin_cap_w=cap,
+    )
+
+
+def active_fraction_inside(grid: Grid, probe: Probe) -> float:
+    """Share of ``probe``'s active segment inside the grid's box (voxel faces included).
+
+    Only that part cools the simulated tissue, so a Robin probe's conductance ``h pi d L``
+    and capacity are scaled by it.  On a section one voxel thick (a symmetry direction)
+    this makes a long probe's extraction per unit length right.  (Liang-Barsky clipping in
+    index coordinates.)
+    """
+    a, b = (np.asarray(x, dtype=float) for x in probe.active_segment_mm())
+    ia, ib = grid.mm_to_ijk(a), grid.mm_to_ijk(b)
+    lo, hi = -0.5, np.asarray(grid.size_ijk, dtype=float) - 0.5
+    t0, t1 = 0.0, 1.0
+    d = ib - ia
+    for ax in range(3):
+        if abs(d[ax]) < 1e-12:
+            if not lo <= ia[ax] <= hi[ax]:
+                return 0.0
+            continue
+        u0, u1 = sorted(((lo - ia[ax]) / d[ax], (hi[ax] - ia[ax]) / d[ax]))
+        t0, t1 = max(t0, u0), min(t1, u1)
+    return max(0.0, t1 - t0)
+
+
+@dataclass(frozen=True)
+class _ProbeFaces:
+    """The faces between free voxels and probe voxels, for the Robin heat balance.
+
+    Entry ``e``: free voxel ``free_index[e]`` (flat), probe voxel ``probe_index[e]`` (flat,
+    whose conductivity enters the face average), hold slot ``slot[e]`` and geometric weight
+    ``weight_m3_per_m2[e]`` = voxel volume x (``1/h^2`` of the face, or the sub-voxel
+    coupling coefficient), so that the face conductance is ``weight * k_face`` (W/K).
+    """
+
+    free_index: Any
+    probe_index: Any
+    slot: Any
+    weight_m3_per_m2: Any
+    n_slots: int
+
+    def surface_temp_c(self, state: dict[str, Any], g_w_k: Any, cryogen_c: Any, cap_w: Any) -> Any:
+        """``(G T_c + sum c T_f) / (G + sum c)`` per slot, from ``state``'s temp and cond;
+        ``(sum c T_f - Q_max) / sum c`` where the load would exceed ``cap_w``."""
+        xp = _array_module("cupy") if type(state["temp"]).__module__.startswith("cupy") else np
+        temp = state["temp"].reshape(-1)
+        cond = state["cond"].reshape(-1)
+        c = self.weight_m3_per_m2 * 0.5 * (cond[self.free_index] + cond[self.probe_index])
+        load = xp.bincount(self.slot, weights=c * temp[self.free_index], minlength=self.n_slots)
+        cond_sum = xp.bincount(self.slot, weights=c, minlength=self.n_slots)
+        with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 in slots without faces
+            robin = (g_w_k * cryogen_c + load) / (g_w_k + cond_sum)
+            capped = (load - cap_w) / cond_sum
+        return xp.where(load - cond_sum * robin > cap_w, capped, robin)
+
+
+def _probe_faces(grid: Grid, layout: _BoundaryLayout, n_slots: int, xp: ModuleType) -> _ProbeFaces:
+    """Every face between a free voxel and a probe voxel (:class:`_ProbeFaces`)."""
+    hold = layout.hold_slot
+    flat = np.arange(hold.size).reshape(hold.shape)
+    vol_m3 = grid.voxel_volume_mm3 * 1e-9
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for ax in range(3):
+        inv_h2 = 1.0 / (grid.spacing_mm[2 - ax] * 1e-3) ** 2
+        n = hold.shape[ax]
+        for lo, hi in ((slice(0, n - 1), slice(1, n)), (slice(1, n), slice(0, n - 1))):
+            a = [slice(None)] * 3
+            b = [slice(None)] * 3
+            a[ax], b[ax] = lo, hi  # a: the free voxel, b: its neighbour
+            ha, hb = hold[tuple(a)], hold[tuple(b)]
+            m = (ha < 0) & (hb >= SLOT_PROBE0)
+            parts.append(
+                (flat[tuple(a)][m], flat[tuple(b)][m], hb[m], np.full(m.sum(), vol_m3 * inv_h2))
+            )
+    free, probe, slot, w = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    # the sub-voxel coupling of each coupled voxel, paired with one of its probe faces
+    coupled = np.flatnonzero((layout.couple_slot.reshape(-1) >= 0) & (hold.reshape(-1) < 0))
+    couple_slot = layout.couple_slot.reshape(-1)
+    first = {(int(v), int(sl)): n for n, (v, sl) in reversed(list(enumerate(zip(free, slot))))}
+    keys = [(int(v), int(couple_slot[v])) for v in coupled]
+    pick = np.array([first[k] for k in keys if k in first], dtype=np.int64)
+    coupled = np.array([k[0] for k in keys if k in first], dtype=np.int64)
+    if len(coupled):
+        free = np.concatenate([free, coupled])
+        probe = np.concatenate([probe, probe[pick]])
+        slot = np.concatenate([slot, slot[pick]])
+        w = np.concatenate([w, layout.couple_coef_per_m2.reshape(-1)[coupled] * vol_m3])
+    return _ProbeFaces(
+        free_index=xp.asarray(free.astype(np.int64)),
+        probe_index=xp.asarray(probe.astype(np.int64)),
+        slot=xp.asarray(slot.astype(np.int64)),
+        weight_m3_per_m2=xp.asarray(w),
+        n_slots=n_slots,
     )
 
 
@@ -376,14 +509,31 @@ def _run_steps(
     record_every_s: float,
     log: _IsothermLog,
     progress: ProgressCallback | None,
+    faces: _ProbeFaces | None = None,
 ) -> None:
     """The time loop: one kernel step per scheduled step, recording every ``record_every_s``.
 
-    Ends with the final temperatures (the last step's boundary values) recorded.
+    With Robin probes (``faces`` and ``schedule.robin_g_w_k``), each step's surface
+    temperatures are first set from the heat balance (module docstring) and written into
+    ``slot_temp_dev``.  Ends with the final temperatures (the last step's boundary values)
+    recorded.
     """
     n_total = len(schedule.dt_s)
     t_now, next_rec = 0.0, 0.0
+    g = schedule.robin_g_w_k
+    cap = log.xp.asarray(schedule.robin_cap_w) if schedule.robin_cap_w is not None else None
+    if faces is not None and g is not None and n_total:
+        # temperatures of the initial state, the probes' voxels included (slots off)
+        first = slot_temp_dev[0].copy()
+        first[log.xp.asarray(np.flatnonzero(g[0] > 0))] = np.nan
+        kernels.temperature_only(state, first)
+    xp = log.xp
     for n in range(n_total):
+        if faces is not None and g is not None and g[n].any():
+            on = np.flatnonzero(g[n] > 0)
+            row = slot_temp_dev[n]
+            ts = faces.surface_temp_c(state, xp.asarray(g[n]), row.astype(np.float64), cap)
+            row[xp.asarray(on)] = ts[xp.asarray(on)].astype(row.dtype)
         kernels.step(state, float(schedule.dt_s[n]), float(arterial_temp_c), slot_temp_dev[n])
         if t_now >= next_rec - 1e-9:
             log.record(t_now, state["temp"])
@@ -446,6 +596,7 @@ def simulate(
         start_temp_c=float(np.mean(init)),
         opts=opts,
         max_steps=max_steps,
+        inside_fraction=[active_fraction_inside(grid, p) for p in probes],
     )
     coldest = float(np.nanmin(np.concatenate([schedule.slot_temp_c.ravel(), init.ravel()])))
 
@@ -456,6 +607,11 @@ def simulate(
     )
     slot_temp_dev = xp.asarray(schedule.slot_temp_c)
     kernels = _backend_kernels(be)
+    faces = (
+        _probe_faces(grid, layout, schedule.slot_temp_c.shape[1], xp)
+        if schedule.robin_g_w_k is not None
+        else None
+    )
     t_loop = time.perf_counter()
     _run_steps(
         kernels,
@@ -466,6 +622,7 @@ def simulate(
         record_every_s=opts.record_every_s,
         log=log,
         progress=progress,
+        faces=faces,
     )
     loop_s = time.perf_counter() - t_loop
     report(progress, 1.0, "done")
@@ -474,6 +631,11 @@ def simulate(
         return a.get() if be == "cupy" else np.array(a)
 
     dts = schedule.dt_s
+    extra: dict[str, Any] = {}
+    if faces is not None:
+        # each probe's surface temperature per step (the Robin balance in its freeze phases)
+        extra["probe_surface_temp_c"] = host(slot_temp_dev)[:, SLOT_PROBE0:].astype(float)
+        extra["step_start_s"] = np.concatenate([[0.0], np.cumsum(dts)[:-1]])
     return BioheatResult(
         grid=grid,
         min_temp_c=host(state["tmin"]),
@@ -489,5 +651,6 @@ def simulate(
             "coldest_boundary_c": coldest,
             "n_steps_full": schedule.n_steps_full,
             "loop_s": loop_s,
+            **extra,
         },
     )

@@ -36,6 +36,17 @@ probes     0 C vol. ratio (Dice)  -20 C                  -40 C
 4          1.183 (0.916)          1.008 (0.977)          0.826 (0.905)
 =========  =====================  =====================  =====================
 
+**Measured lethal ceiling.**  A physics calibration never gives a lethal ellipsoid wider
+than a *measured* lethal width of the same probe model (``data/probe_isotherms.csv``
+rows of kind bench/clinical with an isotherm at or below -20 C): every calibrated
+ellipsoid at or below that isotherm is narrowed to the measured width.  For the 2.4 mm
+probe this is Littrup et al. (JVIR 2009;20:1343): -30 C diameter 12 mm for one probe in
+agar at 39 C after 15 min, which no parameter set of the probe model reproduces together
+with the 2-4 probe arrays (``data/probe_fit.json``: the fitted model gives a wider
+single-probe lethal zone).  Agar without perfusion is the favourable case, so the ceiling
+keeps a lone probe's planned lethal zone from exceeding what was measured; the cap is
+recorded in the table's ``source``.
+
 So: the 0 C ice edge is over-estimated by up to 18 % in volume and the lethal -40 C zone
 under-estimated by 16-37 % for multi-probe layouts; use it to search, and verify the chosen
 layout with the physics mode (:func:`brachycryo.cryo_iceball.bioheat.simulate`).
@@ -144,22 +155,73 @@ def calibrate_from_physics(
                 float(zc),
             )
         )
-    probe_temp = min(model.freeze_temp_c, float(res.min_temp_c.min()))
+    coldest = float(res.min_temp_c.min())
+    # a Robin probe's surface follows its load (its freeze_temp_c is not used)
+    probe_temp = coldest if model.is_robin else min(model.freeze_temp_c, coldest)
+    capped, note = cap_to_measured_lethal_width(model.model, ells)
     return EmpiricalProbe(
-        model.model, tuple(ells), probe_temp, initial_temp_c, model.radius_mm,
+        model.model, tuple(capped), probe_temp, initial_temp_c, model.radius_mm,
         source=f"physics calibration: {tissue.name}, {initial_temp_c} C, "
-        + ", ".join(f"{ph.phase} {ph.minutes} min" for ph in phases),
+        + ", ".join(f"{ph.phase} {ph.minutes} min" for ph in phases) + note,
     )  # fmt: skip
 
 
-def from_catalogue(model: ProbeModel, *, body_temp_c: float = 37.0) -> EmpiricalProbe:
-    """Published single-probe isotherms of ``model`` (rows with width and length known)."""
+#: isotherms at or below this temperature count as lethal for the measured ceiling
+LETHAL_CEILING_MAX_TEMP_C = -20.0
+
+
+@dataclass(frozen=True)
+class MeasuredLethalWidth:
+    """A measured single-probe lethal width (mm) at ``temp_c`` and where it comes from."""
+
+    temp_c: float
+    width_mm: float
+    source: str
+
+
+def _catalogue_rows() -> list[dict[str, str]]:
     text = (
         resources.files("brachycryo.cryo_iceball").joinpath("data/probe_isotherms.csv").read_text()
     )
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return list(csv.DictReader(io.StringIO("\n".join(lines))))
+
+
+def measured_lethal_widths(model: str) -> list[MeasuredLethalWidth]:
+    """Measured (bench or clinical, not simulated) widths of ``model``'s isotherms at or
+    below :data:`LETHAL_CEILING_MAX_TEMP_C` in ``data/probe_isotherms.csv``."""
+    out = []
+    for rec in _catalogue_rows():
+        if rec["model"] != model or rec.get("kind", "") not in ("bench", "clinical"):
+            continue
+        t = float(rec["isotherm_c"])
+        if t <= LETHAL_CEILING_MAX_TEMP_C and rec["width_mm"]:
+            out.append(MeasuredLethalWidth(t, float(rec["width_mm"]), rec["source"]))
+    return out
+
+
+def cap_to_measured_lethal_width(
+    model: str, ellipsoids: Sequence[IsothermEllipsoid]
+) -> tuple[list[IsothermEllipsoid], str]:
+    """Narrow every ellipsoid at or below a measured lethal isotherm of ``model`` to the
+    measured width (the ceiling of the module docstring); returns the ellipsoids and a note
+    for the table's source ("" when nothing was capped)."""
+    out = list(ellipsoids)
+    notes = []
+    for meas in measured_lethal_widths(model):
+        for n, e in enumerate(out):
+            if e.temp_c <= meas.temp_c and e.width_mm > meas.width_mm:
+                out[n] = IsothermEllipsoid(e.temp_c, meas.width_mm, e.length_mm, e.centre_offset_mm)
+                notes.append(f"{e.temp_c:g} C {e.width_mm:.1f}->{meas.width_mm:g} mm")
+        if notes:
+            notes.insert(0, f"capped to measured {meas.temp_c:g} C width ({meas.source})")
+    return out, ("; " + ", ".join(notes)) if notes else ""
+
+
+def from_catalogue(model: ProbeModel, *, body_temp_c: float = 37.0) -> EmpiricalProbe:
+    """Published single-probe isotherms of ``model`` (rows with width and length known)."""
     ells, sources = {}, set()
-    for rec in csv.DictReader(io.StringIO("\n".join(lines))):
+    for rec in _catalogue_rows():
         if rec["model"] != model.model or not rec["width_mm"] or not rec["length_mm"]:
             continue
         t = float(rec["isotherm_c"])

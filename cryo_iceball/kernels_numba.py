@@ -42,6 +42,7 @@ made the step about 9 times faster than a direct per-voxel loop:
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +52,30 @@ from brachycryo.cryo_iceball.kernel_layout import KernelLayout, kernel_layout
 PARALLEL_MIN_VOXELS = 200_000
 
 
+# Set by ``_kernels`` on first use (numba is imported then, not at import of this module).
+numba: Any
+temp_of_enthalpy: Any
+enthalpy_of_temp: Any
+liquid_fraction: Any
+apparent_capacity: Any
+slot_active: Any
+face_flux: Any
+
+
+def _face_flux(kv, t, k_n, t_n, c, half):
+    """Conduction into a voxel through one face (W/m3): k_face (T_n - T) / h^2."""
+    return half * (kv + k_n) * (t_n - t) * c
+
+
 @functools.cache
 def _kernels(parallel: bool = True):
+    # The helpers are module globals, not closure variables: numba's disk cache keys a
+    # function on the pickled contents of its closure, and a dispatcher pickles with a
+    # per-process id, so a closure over dispatchers missed the cache in every new process
+    # (each run recompiled, about 30 s, and added a cache file).  ``variant`` below is the
+    # one closure value: it keeps the serial and parallel kernels' cache entries apart.
+    global numba, temp_of_enthalpy, enthalpy_of_temp, liquid_fraction, apparent_capacity
+    global slot_active, face_flux
     import numba
 
     from brachycryo.cryo_iceball import kernels_scalar as ks
@@ -63,17 +86,16 @@ def _kernels(parallel: bool = True):
     liquid_fraction = jit(ks.liquid_fraction)
     apparent_capacity = jit(ks.apparent_capacity)
     slot_active = jit(ks.slot_active)
-
-    @jit
-    def face_flux(kv, t, k_n, t_n, c, half):
-        """Conduction into a voxel through one face (W/m3): k_face (T_n - T) / h^2."""
-        return half * (kv + k_n) * (t_n - t) * c
+    face_flux = jit(_face_flux)
+    variant = bool(parallel)
 
     @numba.njit(parallel=parallel, cache=True, error_model="numpy")
     def step_kernel(h, tissue, params, hold, hold_temp, couple_coef, couple_slot, temp, cond,
                     tmin, inv_h2, dt, arterial_c, consts, seg_start, seg_tissue, seg_offsets,
                     special_index, special_kji, held_slot, special_h, held_last,
                     advance):  # fmt: skip
+        if variant:  # (a compile-time constant; see above)
+            pass
         nk, nj, ni = h.shape
         plane = nj * ni
         n_voxels = nk * plane

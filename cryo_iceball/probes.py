@@ -26,6 +26,10 @@ from brachycryo.core.grid import Grid
 
 PHASES = ("freeze", "passive_thaw", "active_thaw")
 
+#: argon's normal boiling point (87.302 K, NIST Chemistry WebBook): the Joule-Thomson outlet
+#: temperature of an argon probe exhausting at about 1 atm
+ARGON_JT_TEMP_C = -185.85
+
 
 @dataclass(frozen=True)
 class ProbeModel:
@@ -40,6 +44,12 @@ class ProbeModel:
     active_thaw_temp_c: float
     cryogen: str = ""
     notes: str = ""
+    #: Robin coupling of the surface to the cryogen (W m^-2 K^-1); 0 = Dirichlet surface
+    cooling_h_w_m2k: float = 0.0
+    #: cryogen temperature of the Robin mode (deg C)
+    cryogen_temp_c: float = ARGON_JT_TEMP_C
+    #: Robin mode: the most heat the probe's gas flow can take up (W); inf = no limit
+    max_extraction_w: float = math.inf
 
     def __post_init__(self) -> None:
         for name in ("diameter_mm", "active_length_mm"):
@@ -50,7 +60,17 @@ class ProbeModel:
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise DataModelError(f"probe model {self.model!r}: {name} must be >= 0, got {v}")
-        for name in ("freeze_temp_c", "active_thaw_temp_c"):
+        if not (np.isfinite(self.cooling_h_w_m2k) and self.cooling_h_w_m2k >= 0):
+            raise DataModelError(
+                f"probe model {self.model!r}: cooling_h_w_m2k must be >= 0, got "
+                f"{self.cooling_h_w_m2k}"
+            )
+        if not self.max_extraction_w > 0:
+            raise DataModelError(
+                f"probe model {self.model!r}: max_extraction_w must be > 0 (inf: no limit), "
+                f"got {self.max_extraction_w}"
+            )
+        for name in ("freeze_temp_c", "active_thaw_temp_c", "cryogen_temp_c"):
             v = getattr(self, name)
             if not (np.isfinite(v) and -273.15 < v < 100):
                 raise DataModelError(f"probe model {self.model!r}: {name} out of range: {v}")
@@ -59,18 +79,30 @@ class ProbeModel:
     def radius_mm(self) -> float:
         return 0.5 * self.diameter_mm
 
+    @property
+    def is_robin(self) -> bool:
+        """True when the freeze phase couples the surface to the cryogen (Robin mode)."""
+        return self.cooling_h_w_m2k > 0
+
+    def cooling_conductance_w_k(self) -> float:
+        """``h pi d L`` (W/K): the Robin extraction per kelvin above the cryogen (0: Dirichlet)."""
+        return self.cooling_h_w_m2k * math.pi * self.diameter_mm * self.active_length_mm * 1e-6
+
     def boundary_temp_c(self, phase: str, time_in_phase_s: float, start_temp_c: float) -> float:
         """Probe-surface temperature, or NaN when the boundary is off (passive thaw).
 
         Freeze: exponential approach from ``start_temp_c`` to ``freeze_temp_c`` with time
-        constant ``freeze_ramp_s`` (a step when 0).  Passive thaw: the probe boundary is
+        constant ``freeze_ramp_s`` (a step when 0).  In the Robin mode the same ramp applies
+        to the *cryogen* temperature (``cryogen_temp_c``), which is what this returns; the
+        solver then sets the surface from the heat balance.  Passive thaw: the probe boundary is
         switched off (the Go-Smart template's "BC off").  Active thaw: ``active_thaw_temp_c``.
         """
         if phase == "freeze":
+            target = self.cryogen_temp_c if self.is_robin else self.freeze_temp_c
             if self.freeze_ramp_s <= 0:
-                return self.freeze_temp_c
+                return target
             a = math.exp(-time_in_phase_s / self.freeze_ramp_s)
-            return self.freeze_temp_c + (start_temp_c - self.freeze_temp_c) * a
+            return target + (start_temp_c - target) * a
         if phase == "passive_thaw":
             return math.nan
         if phase == "active_thaw":
@@ -86,6 +118,12 @@ _PROBE_FLOATS = (
     "freeze_ramp_s",
     "active_thaw_temp_c",
 )
+#: optional columns (a catalogue without them gives Dirichlet probes, the former behaviour)
+_PROBE_OPTIONAL_FLOATS = {
+    "cooling_h_w_m2k": 0.0,
+    "cryogen_temp_c": ARGON_JT_TEMP_C,
+    "max_extraction_w": math.inf,
+}
 
 
 def _parse_catalogue(text: str, origin: str) -> dict[str, ProbeModel]:
@@ -96,8 +134,11 @@ def _parse_catalogue(text: str, origin: str) -> dict[str, ProbeModel]:
         if not name:
             raise DataModelError(f"{origin}: row {n} has no model name")
         vals = {}
-        for col in _PROBE_FLOATS:
+        for col in _PROBE_FLOATS + tuple(_PROBE_OPTIONAL_FLOATS):
             raw = rec.get(col)
+            if col in _PROBE_OPTIONAL_FLOATS and not (raw or "").strip():
+                vals[col] = _PROBE_OPTIONAL_FLOATS[col]
+                continue
             try:
                 vals[col] = float(raw or "")  # a missing cell (None) fails as an empty one
             except (TypeError, ValueError):

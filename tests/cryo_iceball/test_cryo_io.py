@@ -19,6 +19,7 @@ from brachycryo.cryo_iceball.bioheat import BioheatOptions, simulate
 from brachycryo.cryo_iceball.config import load_config
 from brachycryo.cryo_iceball.isotherms import isotherm_key, min_distance_mm, principal_axes
 from brachycryo.cryo_iceball.probes import (
+    ARGON_JT_TEMP_C,
     Probe,
     cylinder_sdf_mm,
     load_probe_catalogue,
@@ -246,16 +247,25 @@ def test_config_errors_name_the_key(tmp_path, edit, key, message):
 
 
 def test_probe_boundary_by_phase_and_ramp():
+    from dataclasses import replace
+
     cat = load_probe_catalogue()
-    m = cat["generic_17g"]
+    # the Dirichlet mode (the packaged probes are Robin since issue 15: see below)
+    m = replace(cat["generic_17g"], cooling_h_w_m2k=0.0)
     assert m.boundary_temp_c("freeze", 0.0, 37.0) == m.freeze_temp_c  # step (no ramp data)
     assert math.isnan(m.boundary_temp_c("passive_thaw", 5.0, 37.0))  # boundary switched off
     assert m.boundary_temp_c("active_thaw", 5.0, 37.0) == m.active_thaw_temp_c
-    from dataclasses import replace
 
     ramped = replace(m, freeze_ramp_s=30.0)
     t = ramped.boundary_temp_c("freeze", 30.0, 37.0)
     assert t == pytest.approx(-140.0 + 177.0 * math.exp(-1.0))
+    # Robin (the packaged model): the freeze phase gives the cryogen temperature, ramped
+    # the same way; the solver sets the surface from the heat balance
+    robin = cat["generic_17g"]
+    assert robin.is_robin and robin.boundary_temp_c("freeze", 0.0, 37.0) == ARGON_JT_TEMP_C
+    t = replace(robin, freeze_ramp_s=30.0).boundary_temp_c("freeze", 30.0, 37.0)
+    assert t == pytest.approx(ARGON_JT_TEMP_C + (37.0 - ARGON_JT_TEMP_C) * math.exp(-1.0))
+    assert math.isnan(robin.boundary_temp_c("passive_thaw", 5.0, 37.0))
     with pytest.raises(ConfigError):
         protocol(("boil", 3))
 

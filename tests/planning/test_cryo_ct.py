@@ -443,5 +443,6 @@ def test_solver_is_invariant_under_rotating_grid_and_probes():
                 options=BioheatOptions(dtype="float64"),
             )
         )
-    assert results[0].min_temp_c.min() < -100
+    # (the fitted Robin probe of issue 15 runs at about -100 C in this first minute)
+    assert results[0].min_temp_c.min() < -90
     np.testing.assert_allclose(results[1].min_temp_c, results[0].min_temp_c, atol=1e-6)
