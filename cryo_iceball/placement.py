@@ -79,7 +79,7 @@ class _Search:
 
     def __init__(
         self, grid, core, oars, model, emp, direction, rules, merge_exponent, entries,
-        candidate_ok=None,
+        candidate_ok=None, pair_ok=None,
     ):  # fmt: skip
         self.grid, self.core, self.rules = grid, core, rules
         self.model, self.emp, self.m = model, emp, merge_exponent
@@ -127,6 +127,8 @@ class _Search:
         self.cands = np.asarray(cands)[keep]
         self.rule_ok = np.asarray(rule_ok)[keep]
         self.probes = [probes[n] for n in keep]
+        self._pair_ok = pair_ok
+        self._pair_cache: dict[tuple[int, int], bool] = {}
         self.forbid_full = {}
         for name, m in oars.items():
             d = ndimage.distance_transform_edt(~m, sampling=sampling)
@@ -184,7 +186,24 @@ class _Search:
         if not chosen:
             return True
         d = np.linalg.norm(self.cands[list(chosen)] - self.cands[new], axis=1)
-        return bool(d.min() >= rules.min_spacing_mm - 1e-9 and d.min() <= rules.max_spacing_mm)
+        if not (d.min() >= rules.min_spacing_mm - 1e-9 and d.min() <= rules.max_spacing_mm):
+            return False
+        return all(self.tracks_ok(c, new) for c in chosen)
+
+    def tracks_ok(self, a: int, b: int) -> bool:
+        """The planner's check of two candidates' tracks together (``pair_ok``), cached."""
+        if self._pair_ok is None or a == b:
+            return True
+        key = (min(a, b), max(a, b))
+        if key not in self._pair_cache:
+            self._pair_cache[key] = bool(self._pair_ok(self.probes[key[0]], self.probes[key[1]]))
+        return self._pair_cache[key]
+
+    def layout_ok(self, chosen: Sequence[int], rules: PlacementRules) -> bool:
+        """Spacing rules and every pair's tracks (``pair_ok``) for a whole layout."""
+        if not _pairwise_ok(self.cands[list(chosen)], rules):
+            return False
+        return all(self.tracks_ok(a, b) for i, a in enumerate(chosen) for b in chosen[i + 1 :])
 
     def search(self, n: int, *, use_oars: bool, rules: PlacementRules, use_edge: bool):
         """Multi-start greedy + one exchange pass; returns (chosen, coverage) or None."""
@@ -213,7 +232,7 @@ class _Search:
                 if pick is None:
                     break
                 chosen.append(pick)
-            if len(chosen) < n or not _pairwise_ok(self.cands[chosen], rules):
+            if len(chosen) < n or not self.layout_ok(chosen, rules):
                 continue
             sc = score(chosen)
             if sc > best_score:
@@ -227,7 +246,7 @@ class _Search:
                 if c in rest:
                     continue
                 trial = [*rest[:pos], int(c), *rest[pos:]]
-                if not _pairwise_ok(self.cands[trial], rules):
+                if not self.layout_ok(trial, rules):
                     continue
                 sc = score(trial)
                 if sc > cur:
@@ -257,6 +276,7 @@ def place_probes(
     merge_exponent: float = DEFAULT_MERGE_EXPONENT,
     best_effort: bool = False,
     candidate_ok: Callable[[Probe], bool] | None = None,
+    pair_ok: Callable[[Probe, Probe], bool] | None = None,
 ) -> PlacementResult:
     """Choose the number and positions of probes (see the module docstring).
 
@@ -274,6 +294,8 @@ def place_probes(
     ``candidate_ok`` (a planner's check of a candidate probe's whole track, e.g. clear of
     no-go structures and implanted seeds) removes the candidates it refuses before the
     search; when it refuses them all, :class:`InfeasiblePlanError` (binding "probe tracks").
+    ``pair_ok`` (the planner's check of two probes' tracks together, e.g. converging tracks
+    that would share a skin entry) is applied to every pair the search puts in one layout.
     """
     rules = rules or PlacementRules()
     grid.check_volume(core_mask, "core_mask")
@@ -298,7 +320,10 @@ def place_probes(
         if np.linalg.norm(mean_dir) < 1e-6:
             raise GeometryError("the entry points surround the core's centroid")
         d = mean_dir / np.linalg.norm(mean_dir)  # lattice plane across the mean track
-    s = _Search(grid, core, oars, model, empirical, d, rules, merge_exponent, entries, candidate_ok)
+    s = _Search(
+        grid, core, oars, model, empirical, d, rules, merge_exponent, entries, candidate_ok,
+        pair_ok,
+    )  # fmt: skip
 
     best_seen = {"coverage": 0.0}
     best_layout: list[int] | None = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -207,13 +208,19 @@ def _triplet(v: np.ndarray) -> tuple[float, float, float]:
 
 def _tracks_apart(probes: Sequence[Probe], obstacles: TrackObstacles) -> bool:
     """Every two probes' tracks of one layout keep the track clearance."""
+    return all(
+        _two_tracks_apart(probes[i], probes[j], obstacles)
+        for i in range(len(probes))
+        for j in range(i + 1, len(probes))
+    )
+
+
+def _two_tracks_apart(a: Probe, b: Probe, obstacles: TrackObstacles) -> bool:
+    """Two probes' tracks (tip to skin) keep the track clearance from each other."""
     from brachycryo.planning.implanted import segment_segment_distance_mm
 
-    segs = [obstacles.segment(p) for p in probes]
-    return all(
-        segment_segment_distance_mm(*segs[i], *segs[j]) >= obstacles.clearance_mm
-        for i in range(len(segs))
-        for j in range(i + 1, len(segs))
+    return segment_segment_distance_mm(*obstacles.segment(a), *obstacles.segment(b)) >= (
+        obstacles.clearance_mm
     )
 
 
@@ -249,6 +256,9 @@ def _place(
                     direction=approach.axis, entry_points_mm=approach.entries_mm,
                     rules=_placement_rules(spec, core_target, grid), best_effort=True,
                     candidate_ok=None if obstacles is None else obstacles.allows,
+                    pair_ok=None if obstacles is None else partial(
+                        _two_tracks_apart, obstacles=obstacles
+                    ),
                 )  # fmt: skip
             except InfeasiblePlanError as exc:
                 errors.append(exc)

@@ -192,11 +192,17 @@ class TrackObstacles:
     seed_clearance_mm: float
     probe_segments: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
     refused: Counter[str] = field(default_factory=Counter)
+    _entries: dict[tuple[tuple[float, ...], tuple[float, ...]], np.ndarray] = field(
+        default_factory=dict, repr=False
+    )
 
     def segment(self, probe: Probe) -> tuple[np.ndarray, np.ndarray]:
-        """The probe's track: tip and skin entry (mm)."""
-        entry, _ = _entry(probe, self.body, self.grid)
-        return np.asarray(probe.tip_mm, dtype=float), entry
+        """The probe's track: tip and skin entry (mm); the entry is followed once per
+        (tip, direction) and remembered (the layout search asks for pairs of tracks)."""
+        key = (tuple(probe.tip_mm), tuple(probe.direction))
+        if key not in self._entries:
+            self._entries[key] = _entry(probe, self.body, self.grid)[0]
+        return np.asarray(probe.tip_mm, dtype=float), self._entries[key]
 
     def min_seed_distance_mm(self, tip: np.ndarray, entry: np.ndarray) -> float | None:
         """Closest approach of the track tip-entry to an implanted seed (None: no seeds)."""
