@@ -28,7 +28,7 @@ from brachycryo.core.grid import Grid
 #: Seed of the metric's sampling lattice perturbation (any fixed value: determinism).
 SAMPLING_SEED = 20260105
 #: Fraction of the fixed image's voxels the metric samples at each level.
-SAMPLING_FRACTION = 0.25
+SAMPLING_FRACTION = 0.1
 #: Coarsest voxel (mm) a pyramid level may reach; levels coarser than this are skipped.
 COARSEST_LEVEL_MM = 10.0
 #: Below this fraction of the planning CT overlapping the follow-up CT after registration,
