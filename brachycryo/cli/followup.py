@@ -39,8 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--plan", required=True, help="a brachycryo plan / demo output folder")
     p.add_argument("--plan-ct", default=None, help="planning CT folder (default PLAN/case/CT)")
-    p.add_argument("--plan-rtstruct", default=None,
-                   help="planning structure set with the GTVs (default PLAN/case/RS*.dcm)")  # fmt: skip
+    p.add_argument(
+        "--plan-rtstruct",
+        default=None,
+        help="planning structure set with the GTVs (default PLAN/case/RS*.dcm)",
+    )
     p.add_argument("--ct", required=True, help="follow-up CT folder")
     p.add_argument("--rtstruct", required=True, help="follow-up RTSTRUCT")
     p.add_argument("--out", required=True, help="output folder")
@@ -48,14 +51,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tumour", action="append", default=[], help="follow-up tumour ROI")
     p.add_argument("--ablation", action="append", default=[], help="follow-up ablation zone ROI")
     p.add_argument("--recurrence", action="append", default=[], help="follow-up recurrence ROI")
-    p.add_argument("--transform", default=None,
-                   help="ITK rigid/affine transform file planning -> follow-up (skips registration)")  # fmt: skip
-    p.add_argument("--same-frame", action="store_true",
-                   help="the follow-up CT is already in the planning frame (no registration)")  # fmt: skip
-    p.add_argument("--mam-threshold-mm", type=_positive_mm, default=5.0,
-                   help="minimal ablative margin for technical success (default 5 mm)")  # fmt: skip
-    p.add_argument("--analysis-spacing-mm", type=_positive_mm, default=1.0,
-                   help="voxel of the analysis grid around each lesion (default 1 mm)")  # fmt: skip
+    p.add_argument(
+        "--transform",
+        default=None,
+        help="ITK rigid/affine transform file planning -> follow-up (skips registration)",
+    )
+    p.add_argument(
+        "--same-frame",
+        action="store_true",
+        help="the follow-up CT is already in the planning frame (no registration)",
+    )
+    p.add_argument(
+        "--mam-threshold-mm",
+        type=_positive_mm,
+        default=5.0,
+        help="minimal ablative margin for technical success (default 5 mm)",
+    )
+    p.add_argument(
+        "--analysis-spacing-mm",
+        type=_positive_mm,
+        default=1.0,
+        help="voxel of the analysis grid around each lesion (default 1 mm)",
+    )
     p.add_argument("--no-report", action="store_true", help="no HTML page")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="print nothing but warnings")
@@ -95,8 +112,10 @@ def run(args: argparse.Namespace) -> int:
             write_text_atomic(staged / OUTPUT_NAMES["report"], page)
     if not args.quiet:
         q = reg.quality
-        print(f"registration {reg.source}: rotation {reg.transform.rotation_deg:.2f} deg, "
-              f"HU correlation {q.correlation_before:.3f} -> {q.correlation_after:.3f}")  # fmt: skip
+        print(
+            f"registration {reg.source}: rotation {reg.transform.rotation_deg:.2f} deg, "
+            f"HU correlation {q.correlation_before:.3f} -> {q.correlation_after:.3f}"
+        )
         for les in doc["lesions"]:
             ab = les.get("ablation")
             mam = "" if ab is None else f", MAM {ab['minimal_ablative_margin_mm']} mm"

@@ -216,7 +216,9 @@ def followup_mask(
     (planning frame) through ``transform`` (linear interpolation, threshold 0.5)."""
     pts = _contour_points(roi)
     pad = 2.0 * options.analysis_spacing_mm
-    fine = Grid.from_bounds(pts.min(axis=0) - pad, pts.max(axis=0) + pad, options.analysis_spacing_mm)
+    fine = Grid.from_bounds(
+        pts.min(axis=0) - pad, pts.max(axis=0) + pad, options.analysis_spacing_mm
+    )
     frac = roi_mask(roi, fine).astype(np.float32)
     carried, _ = resample_onto(frac, fine, target, transform, linear=True)
     return carried >= 0.5
@@ -251,8 +253,6 @@ def _ablation_result(gtv, core, margin, ablation, grid, options) -> AblationResu
 
 def _recurrence_result(plan: PlanData, lesion: str, masks: LesionMasks, rec: np.ndarray):
     grid = masks.grid
-    if not rec.any():
-        raise StructureError("is empty on the analysis grid after registration", roi="recurrence")
     centre = mg.centroid_voxel(rec)
     closest = mg.closest_voxel_to(rec, masks.gtv, grid)
     k, j, i = centre
@@ -286,8 +286,11 @@ def analyse_lesion(
     gtv_roi = plan.structures.roi(rois.lesion)
     fu_rois = {
         kind: fu.structures.roi(name)
-        for kind, name in (("tumour", rois.tumour), ("ablation", rois.ablation),
-                           ("recurrence", rois.recurrence))  # fmt: skip
+        for kind, name in (
+            ("tumour", rois.tumour),
+            ("ablation", rois.ablation),
+            ("recurrence", rois.recurrence),
+        )
         if name is not None
     }
     zone_rois = [
@@ -300,6 +303,14 @@ def analyse_lesion(
     core = _zone_mask(plan.zones, f"{rois.lesion}_Core", grid)
     margin = _zone_mask(plan.zones, f"{rois.lesion}_SeedTarget", grid) & ~core
     carried = {k: followup_mask(r, transform, grid, options) for k, r in fu_rois.items()}
+    for kind, mask in carried.items():
+        if not mask.any():
+            raise StructureError(
+                f"(the follow-up {kind}) covers no voxel of the analysis grid around "
+                f"{rois.lesion} once carried onto the planning CT: too small for "
+                f"{options.analysis_spacing_mm:g} mm voxels, or the registration is wrong",
+                roi=fu_rois[kind].name,
+            )
     masks = LesionMasks(grid, gtv, core, margin, carried)
     tumour_roi = fu_rois.get("tumour")
     tumour = TumourResponse(

@@ -37,7 +37,9 @@ def registration_for(
         tx = read_transform(transform_path)
         return Registration(tx, f"file {transform_path}", registration_quality(*args, tx))
     if same_frame:
-        return Registration(IDENTITY, "identity (same frame)", registration_quality(*args, IDENTITY))
+        return Registration(
+            IDENTITY, "identity (same frame)", registration_quality(*args, IDENTITY)
+        )
     return register_rigid(*args)
 
 
@@ -77,7 +79,9 @@ def lesion_rois(
             raise ConfigError(f"no planned lesion {name!r}; planned: {planned}", key="--lesion")
     chosen = list(lesions) or planned
     if not chosen:
-        raise ConfigError(f"{plan.zones.path} has no <lesion>_Core / _SeedTarget zones", key="--plan")
+        raise ConfigError(
+            f"{plan.zones.path} has no <lesion>_Core / _SeedTarget zones", key="--plan"
+        )
     t = _assign(tumour, chosen, "--tumour")
     a = _assign(ablation, chosen, "--ablation")
     r = _assign(recurrence, chosen, "--recurrence")

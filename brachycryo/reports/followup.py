@@ -87,7 +87,7 @@ def lesion_figure_png(plan: PlanData, les: LesionFollowup) -> bytes:
     planned zones, the follow-up contours carried over and the planned isodose lines."""
     m = les.masks
     grid = m.grid
-    k = int(round(float(np.argwhere(m.gtv)[:, 0].mean()))) if m.gtv.any() else grid.shape[0] // 2
+    k = round(float(np.argwhere(m.gtv)[:, 0].mean())) if m.gtv.any() else grid.shape[0] // 2
     hu, _ = sample_dose_at_points(plan.ct.hu, plan.ct.grid, grid.voxel_centres_mm().reshape(-1, 3))
     structures = {
         "GTV (plan)": (m.gtv, _COLOURS["GTV (plan)"]),

@@ -20,9 +20,9 @@ from brachycryo.dicom_io.ct_series import write_ct_series
 from brachycryo.dicom_io.rasterize import roi_mask
 from brachycryo.dicom_io.rtstruct import read_rtstruct
 from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct
-from brachycryo.followup.registration import LinearTransform
 from brachycryo.followup.analysis import LesionRois, analyse_followup
 from brachycryo.followup.io import read_followup, read_plan_folder
+from brachycryo.followup.registration import LinearTransform
 from brachycryo.followup.workflow import registration_for
 from brachycryo.planning.evaluate import evaluate_zoned_plan
 from brachycryo.planning.pipeline import make_plan
@@ -167,9 +167,12 @@ def test_cli_end_to_end(case, tmp_path):
     t = les["tumour"]
     dz = np.abs(case.fu_z_mm - case.true.apply(case.centre_mm[None])[0][2]).min()
     assert t["followup_longest_axial_diameter_mm"] == pytest.approx(
-        2 * math.sqrt(TUMOUR_R_MM**2 - dz**2), abs=1e-3  # DICOM DS rounding of the points
+        2 * math.sqrt(TUMOUR_R_MM**2 - dz**2),
+        abs=1e-3,  # DICOM DS rounding of the points
     )
-    assert t["followup_volume_cc"] == pytest.approx(4 / 3 * math.pi * TUMOUR_R_MM**3 / 1000, rel=0.05)
+    assert t["followup_volume_cc"] == pytest.approx(
+        4 / 3 * math.pi * TUMOUR_R_MM**3 / 1000, rel=0.05
+    )
     res = t["residual_by_zone"]
     assert res["outside_cc"] == pytest.approx(0.0, abs=0.02)
     rec = les["recurrence"]

@@ -11,7 +11,6 @@ from brachycryo.followup.registration import (
     RegistrationError,
     read_transform,
     register_rigid,
-    resample_onto,
     write_transform,
 )
 from brachycryo.phantoms.case import build_phantom
