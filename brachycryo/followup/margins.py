@@ -56,8 +56,10 @@ def minimal_ablative_margin_mm(tumour: np.ndarray, ablation: np.ndarray, grid: G
     ablation zone - the shortest tumour-surface-to-ablation-surface distance, the 3D MAM of
     ablation-confirmation software (Laimer et al., Eur Radiol 2025); when part of the tumour
     lies outside, it is minus the depth of the deepest tumour voxel outside (negative: the
-    zone missed tumour).  Resolution: one voxel (a tumour touching the boundary from inside
-    reads one voxel spacing).
+    zone missed tumour).  Resolution: one voxel.  Distances run between voxel centres, which
+    lie inside the tumour and outside the zone, so a tumour inside the zone reads up to one
+    voxel *too large* (spheres on a 1 mm grid: +0.06 to +0.41 mm; flat faces along the grid:
+    up to +1 voxel) and a protruding one slightly too deep.
     """
     t = np.asarray(tumour, dtype=bool)
     if not t.any():
