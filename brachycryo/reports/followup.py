@@ -18,12 +18,13 @@ from brachycryo.qa.dvh import sample_dose_at_points
 from brachycryo.reports.html import _CSS, img_tag
 from brachycryo.reports.plots import figure_png, slice_figure
 
+#: Overlay colours chosen apart from the isodose lines' blue / red / orange / magenta.
 _COLOURS = {
-    "GTV (plan)": (255, 0, 0),
-    "Core": (255, 120, 0),
+    "GTV (plan)": (255, 255, 255),
+    "Core": (110, 60, 20),
     "Margin": (0, 200, 255),
-    "tumour": (255, 0, 255),
-    "ablation": (0, 220, 0),
+    "tumour": (0, 255, 140),
+    "ablation": (0, 140, 0),
     "recurrence": (255, 255, 0),
 }
 
