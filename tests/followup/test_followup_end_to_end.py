@@ -217,3 +217,32 @@ def test_unknown_roi_and_lesion_are_named(case, tmp_path):
         from brachycryo.followup.workflow import lesion_rois
 
         lesion_rois(read_plan_folder(case.plan_dir), lesions=["GTV_Nope"])
+
+
+def test_frames_and_patient_are_checked(case):
+    from brachycryo.core.errors import FrameOfReferenceError
+    from brachycryo.followup.analysis import check_frames
+
+    plan = read_plan_folder(case.plan_dir)
+    fu = read_followup(case.fu_ct, case.fu_rs)
+    assert check_frames(plan, fu) == []
+    other = dataclasses.replace(fu.ct.context, patient_id="SOMEONE-ELSE")
+    notes = check_frames(
+        plan, dataclasses.replace(fu, ct=dataclasses.replace(fu.ct, context=other))
+    )
+    assert any("patient IDs differ" in n for n in notes)
+    wrong = dataclasses.replace(fu.structures, frame_of_reference_uid="1.2.3")
+    with pytest.raises(FrameOfReferenceError, match="RS.followup.dcm"):
+        check_frames(plan, dataclasses.replace(fu, structures=wrong))
+
+
+def test_roi_options_per_lesion():
+    from brachycryo.followup.workflow import _assign
+
+    two = ["GTV_A", "GTV_B"]
+    assert _assign(["GTV_B=Rec"], two, "--recurrence") == {"GTV_B": "Rec"}
+    assert _assign(["Rec"], ["GTV_A"], "--recurrence") == {"GTV_A": "Rec"}
+    with pytest.raises(BrachyCryoError, match="LESION=ROI"):
+        _assign(["Rec"], two, "--recurrence")
+    with pytest.raises(BrachyCryoError, match="GTV_C"):
+        _assign(["GTV_C=Rec"], two, "--recurrence")
