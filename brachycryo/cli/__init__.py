@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "brachycryo.cli.iceball",
     "brachycryo.cli.plan",
     "brachycryo.cli.postimplant",
+    "brachycryo.cli.followup",
     "brachycryo.cli.demo",
 )
 

@@ -1,0 +1,128 @@
+"""``brachycryo followup``: register a follow-up CT to a plan and report the minimal ablative
+margin, the zonal response and the pattern of failure of each lesion."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from brachycryo.core.staging import OutputStage, refuse_existing
+
+#: What the command writes into --out.
+OUTPUT_NAMES = {
+    "json": "followup.json",
+    "csv": "followup.csv",
+    "report": "followup.html",
+    "transform": "transform.tfm",
+}
+
+
+def _positive_mm(text: str) -> float:
+    v = float(text)
+    if not 0.0 < v <= 50.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 50 mm, got {text}")
+    return v
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "followup",
+        help="follow-up CT: registration, ablative margin, zonal response, pattern of failure",
+        description=(
+            "Register a follow-up CT to the planning CT of a plan folder (rigid, mutual "
+            "information) and report per lesion: the minimal ablative margin of the planning "
+            "GTV in the ablation zone, the coverage of the planned core and margin, residual "
+            "tumour per zone, volume and longest axial diameter change, and where a "
+            "recurrence lies (core / margin / outside) with its planned dose. ROI options "
+            "take ROI (one lesion) or LESION=ROI, and may be repeated."
+        ),
+    )
+    p.add_argument("--plan", required=True, help="a brachycryo plan / demo output folder")
+    p.add_argument("--plan-ct", default=None, help="planning CT folder (default PLAN/case/CT)")
+    p.add_argument(
+        "--plan-rtstruct",
+        default=None,
+        help="planning structure set with the GTVs (default PLAN/case/RS*.dcm)",
+    )
+    p.add_argument("--ct", required=True, help="follow-up CT folder")
+    p.add_argument("--rtstruct", required=True, help="follow-up RTSTRUCT")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--lesion", action="append", default=[], help="planned lesion (GTV) name")
+    p.add_argument("--tumour", action="append", default=[], help="follow-up tumour ROI")
+    p.add_argument("--ablation", action="append", default=[], help="follow-up ablation zone ROI")
+    p.add_argument("--recurrence", action="append", default=[], help="follow-up recurrence ROI")
+    p.add_argument(
+        "--transform",
+        default=None,
+        help="ITK rigid/affine transform file planning -> follow-up (skips registration)",
+    )
+    p.add_argument(
+        "--same-frame",
+        action="store_true",
+        help="the follow-up CT is already in the planning frame (no registration)",
+    )
+    p.add_argument(
+        "--mam-threshold-mm",
+        type=_positive_mm,
+        default=5.0,
+        help="minimal ablative margin for technical success (default 5 mm)",
+    )
+    p.add_argument(
+        "--analysis-spacing-mm",
+        type=_positive_mm,
+        default=1.0,
+        help="voxel of the analysis grid around each lesion (default 1 mm)",
+    )
+    p.add_argument("--no-report", action="store_true", help="no HTML page")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="print nothing but warnings")
+    p.set_defaults(func=run, command_name="followup")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from brachycryo.core.atomic import write_text_atomic
+    from brachycryo.followup.analysis import FollowupOptions, analyse_followup
+    from brachycryo.followup.io import followup_csv, followup_json, read_followup, read_plan_folder
+    from brachycryo.followup.registration import write_transform
+    from brachycryo.followup.workflow import lesion_rois, registration_for
+
+    out = Path(args.out)
+    refuse_existing(out, list(OUTPUT_NAMES.values()), overwrite=args.overwrite)
+    with OutputStage([out], folders=[out], overwrite=args.overwrite) as stage:
+        plan = read_plan_folder(args.plan, ct_dir=args.plan_ct, rtstruct=args.plan_rtstruct)
+        fu = read_followup(args.ct, args.rtstruct)
+        rois = lesion_rois(plan, lesions=args.lesion, tumour=args.tumour,
+                           ablation=args.ablation, recurrence=args.recurrence)  # fmt: skip
+        reg = registration_for(plan, fu, transform_path=args.transform, same_frame=args.same_frame)
+        options = FollowupOptions(
+            analysis_spacing_mm=args.analysis_spacing_mm, mam_threshold_mm=args.mam_threshold_mm
+        )
+        result = analyse_followup(plan, fu, rois, reg, options)
+        doc = followup_json(result, plan.prescription_gy)
+        staged = stage.path(out)
+        write_text_atomic(staged / OUTPUT_NAMES["json"], json.dumps(doc, indent=2) + "\n")
+        write_text_atomic(staged / OUTPUT_NAMES["csv"], followup_csv(doc))
+        write_transform(staged / OUTPUT_NAMES["transform"], reg.transform)
+        if not args.no_report:
+            from brachycryo.reports.followup import build_followup_report
+
+            page = build_followup_report(plan, result, doc)
+            write_text_atomic(staged / OUTPUT_NAMES["report"], page)
+    if not args.quiet:
+        q = reg.quality
+        print(
+            f"registration {reg.source}: rotation {reg.transform.rotation_deg:.2f} deg, "
+            f"HU correlation {q.correlation_before:.3f} -> {q.correlation_after:.3f}"
+        )
+        for les in doc["lesions"]:
+            ab = les.get("ablation")
+            mam = "" if ab is None else f", MAM {ab['minimal_ablative_margin_mm']} mm"
+            rec = les.get("recurrence")
+            origin = "" if rec is None else f", recurrence origin {rec['origin_zone']}"
+            print(f"  {les['lesion']}{mam}{origin}")
+        for note in doc["notes"]:
+            print(f"note: {note}")
+        print(f"  outputs in {out}")
+    return 0

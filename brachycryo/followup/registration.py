@@ -1,0 +1,326 @@
+"""Rigid registration of a follow-up CT to the planning CT (SimpleITK), and given transforms.
+
+Convention (ITK's): the planning CT is the *fixed* image and the follow-up CT the *moving*
+one; a :class:`LinearTransform` maps a point of the planning frame to the point of the
+follow-up frame that shows the same tissue, ``x_fu = A (x_plan - c) + c + t``.  Follow-up
+masks are carried onto planning grids by sampling them at ``T(x_plan)``.
+
+The registration maximises Mattes mutual information (Mattes et al., IEEE TMI 22(1) 2003;
+SimpleITK ``SetMetricAsMattesMutualInformation``) over a 6-parameter Euler transform, with a
+regular-step gradient descent on a multi-resolution pyramid.  It is deterministic: the
+metric samples a fixed REGULAR lattice perturbed with a fixed seed, and SimpleITK runs on
+one thread, so the same pair gives the same transform on any machine (multi-threaded
+metric sums are added in an order that depends on the thread count).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from brachycryo.core.errors import BrachyCryoError, GeometryError
+from brachycryo.core.grid import Grid
+
+#: Seed of the metric's sampling lattice perturbation (any fixed value: determinism).
+SAMPLING_SEED = 20260105
+#: Fraction of the fixed image's voxels the metric samples at each level.
+SAMPLING_FRACTION = 0.1
+#: Coarsest voxel (mm) a pyramid level may reach; levels coarser than this are skipped.
+COARSEST_LEVEL_MM = 10.0
+#: Below this fraction of the planning CT overlapping the follow-up CT after registration,
+#: the result is refused (the images do not show the same region).
+MIN_OVERLAP_FRACTION = 0.2
+
+
+class RegistrationError(BrachyCryoError):
+    """The follow-up CT could not be registered to the planning CT (no overlap, bad file)."""
+
+
+@dataclass(frozen=True)
+class LinearTransform:
+    """``x_fu = matrix @ (x_plan - centre_mm) + centre_mm + translation_mm`` (mm, LPS).
+
+    ``matrix`` is 3x3 row-major; a rigid transform has an orthonormal matrix with
+    determinant +1.
+    """
+
+    matrix: tuple[float, ...]
+    translation_mm: tuple[float, float, float]
+    centre_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        m = np.asarray(self.matrix, dtype=float)
+        if m.size != 9 or not np.all(np.isfinite(m)):
+            raise GeometryError(f"transform matrix must be 9 finite numbers, got {self.matrix}")
+        if not np.linalg.det(m.reshape(3, 3)) > 0:
+            raise GeometryError(
+                "transform matrix has determinant <= 0 (a reflection or a folding): "
+                f"{m.reshape(3, 3).tolist()}"
+            )
+
+    @property
+    def matrix_3x3(self) -> np.ndarray:
+        return np.asarray(self.matrix, dtype=float).reshape(3, 3)
+
+    def apply(self, points_mm: np.ndarray) -> np.ndarray:
+        """Planning-frame points (N, 3) -> follow-up-frame points (N, 3)."""
+        p = np.asarray(points_mm, dtype=float).reshape(-1, 3)
+        c = np.asarray(self.centre_mm)
+        return (p - c) @ self.matrix_3x3.T + c + np.asarray(self.translation_mm)
+
+    @property
+    def rotation_deg(self) -> float:
+        """Angle of the rotation part (degrees): ``acos((trace R - 1) / 2)`` of the polar
+        factor R of the matrix (R = the matrix itself for a rigid transform)."""
+        u, _, vt = np.linalg.svd(self.matrix_3x3)
+        r = u @ vt
+        return math.degrees(math.acos(float(np.clip((np.trace(r) - 1.0) / 2.0, -1.0, 1.0))))
+
+    @property
+    def is_rigid(self) -> bool:
+        m = self.matrix_3x3
+        return bool(np.allclose(m.T @ m, np.eye(3), atol=1e-6))
+
+    def displacement_mm(self, point_mm: np.ndarray) -> float:
+        """How far the transform moves ``point_mm`` (mm)."""
+        p = np.asarray(point_mm, dtype=float).reshape(1, 3)
+        return float(np.linalg.norm(self.apply(p) - p))
+
+    def to_json(self) -> dict:
+        return {
+            "matrix": [list(r) for r in self.matrix_3x3.tolist()],
+            "translation_mm": list(self.translation_mm),
+            "centre_mm": list(self.centre_mm),
+            "rotation_deg": self.rotation_deg,
+            "rigid": self.is_rigid,
+        }
+
+
+IDENTITY = LinearTransform((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), (0.0, 0.0, 0.0))
+
+
+@dataclass(frozen=True)
+class RegistrationQuality:
+    """How well the two CTs agree.
+
+    ``correlation_before`` / ``correlation_after``: Pearson correlation of the HU of the
+    planning CT and of the follow-up CT sampled through the identity / the found transform,
+    over the planning voxels the follow-up CT covers; ``overlap_fraction``: the fraction of
+    planning voxels covered.  ``metric_value`` is the final Mattes MI metric (SimpleITK's sign:
+    more negative = better; None for a given transform).
+    """
+
+    correlation_before: float
+    correlation_after: float
+    overlap_fraction: float
+    metric_value: float | None
+    iterations: int | None
+    stop_condition: str
+
+    def to_json(self) -> dict:
+        return {
+            "correlation_before": self.correlation_before,
+            "correlation_after": self.correlation_after,
+            "overlap_fraction": self.overlap_fraction,
+            "mattes_mi_metric": self.metric_value,
+            "iterations": self.iterations,
+            "stop_condition": self.stop_condition,
+        }
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The transform planning -> follow-up, where it came from and its quality."""
+
+    transform: LinearTransform
+    source: str  # "rigid-mi" or the path of a given transform file
+    quality: RegistrationQuality
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.source,
+            "transform": self.transform.to_json(),
+            "quality": self.quality.to_json(),
+        }
+
+
+# ---------------------------------------------------------------------------- SimpleITK glue
+def sitk_image(values: np.ndarray, grid: Grid):
+    """A SimpleITK float32 image of ``values`` (indexed [k, j, i]) on ``grid``."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.ascontiguousarray(values, dtype=np.float32))
+    img.SetOrigin(grid.origin_mm)
+    img.SetSpacing(grid.spacing_mm)
+    img.SetDirection(grid.direction)
+    return img
+
+
+def to_sitk(transform: LinearTransform):
+    import SimpleITK as sitk
+
+    tx = sitk.AffineTransform(3)
+    tx.SetMatrix(transform.matrix)
+    tx.SetTranslation(transform.translation_mm)
+    tx.SetCenter(transform.centre_mm)
+    return tx
+
+
+def from_sitk(tx) -> LinearTransform:
+    """A SimpleITK linear transform (Euler, Versor, Similarity, Affine; or a composite of
+    exactly one of them) as a :class:`LinearTransform`."""
+    import SimpleITK as sitk
+
+    if tx.GetName() == "CompositeTransform":
+        comp = sitk.CompositeTransform(tx)
+        if comp.GetNumberOfTransforms() != 1:
+            raise RegistrationError(
+                f"a composite of {comp.GetNumberOfTransforms()} transforms is not supported; "
+                "give one rigid or affine transform"
+            )
+        tx = comp.GetNthTransform(0)
+    tx = tx.Downcast()
+    if not all(hasattr(tx, f) for f in ("GetMatrix", "GetTranslation", "GetCenter")):
+        raise RegistrationError(f"{tx.GetName()} is not a linear (rigid or affine) transform")
+    return LinearTransform(tuple(tx.GetMatrix()), tuple(tx.GetTranslation()), tuple(tx.GetCenter()))
+
+
+def read_transform(path: str | os.PathLike) -> LinearTransform:
+    """A rigid or affine transform file (ITK .tfm / .txt / .h5, planning -> follow-up)."""
+    import SimpleITK as sitk
+
+    p = Path(path)
+    if not p.is_file():
+        raise RegistrationError(f"transform file {p} does not exist")
+    try:
+        tx = sitk.ReadTransform(str(p))
+    except RuntimeError as exc:
+        raise RegistrationError(f"transform file {p} cannot be read: {exc}") from None
+    try:
+        return from_sitk(tx)
+    except (RegistrationError, GeometryError) as exc:
+        raise RegistrationError(f"transform file {p}: {exc}") from None
+
+
+def write_transform(path: str | os.PathLike, transform: LinearTransform) -> None:
+    import SimpleITK as sitk
+
+    sitk.WriteTransform(to_sitk(transform), str(path))
+
+
+def resample_onto(
+    values: np.ndarray, grid: Grid, target: Grid, transform: LinearTransform, *, linear: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` (on ``grid``, follow-up frame) sampled at ``transform(x)`` for the voxel
+    centres x of ``target`` (planning frame); also the mask of target voxels whose sample
+    point lies inside ``grid``."""
+    import SimpleITK as sitk
+
+    ref = sitk_image(np.zeros(target.shape, dtype=np.float32), target)
+    interp = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
+    tx = to_sitk(transform)
+    out = sitk.Resample(sitk_image(values, grid), ref, tx, interp, 0.0, sitk.sitkFloat32)
+    inside = sitk.Resample(
+        sitk_image(np.ones(grid.shape, np.float32), grid), ref, tx, sitk.sitkNearestNeighbor, 0.0
+    )
+    return sitk.GetArrayFromImage(out), sitk.GetArrayFromImage(inside) > 0.5
+
+
+# ---------------------------------------------------------------------------- quality
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size < 2 or np.std(a) == 0 or np.std(b) == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def registration_quality(
+    plan_hu: np.ndarray,
+    plan_grid: Grid,
+    fu_hu: np.ndarray,
+    fu_grid: Grid,
+    transform: LinearTransform,
+    *,
+    metric_value: float | None = None,
+    iterations: int | None = None,
+    stop_condition: str = "",
+) -> RegistrationQuality:
+    """HU correlation before / after and the overlap; :class:`RegistrationError` when under
+    :data:`MIN_OVERLAP_FRACTION` of the planning CT lies in the follow-up CT."""
+    before, in_before = resample_onto(fu_hu, fu_grid, plan_grid, IDENTITY, linear=True)
+    after, in_after = resample_onto(fu_hu, fu_grid, plan_grid, transform, linear=True)
+    overlap = float(in_after.mean())
+    if overlap < MIN_OVERLAP_FRACTION:
+        raise RegistrationError(
+            f"after registration only {overlap:.0%} of the planning CT lies inside the "
+            f"follow-up CT (minimum {MIN_OVERLAP_FRACTION:.0%}): not the same region"
+        )
+    return RegistrationQuality(
+        correlation_before=_correlation(plan_hu[in_before], before[in_before]),
+        correlation_after=_correlation(plan_hu[in_after], after[in_after]),
+        overlap_fraction=overlap,
+        metric_value=metric_value,
+        iterations=iterations,
+        stop_condition=stop_condition,
+    )
+
+
+# ---------------------------------------------------------------------------- registering
+def pyramid(grid: Grid) -> tuple[list[int], list[float]]:
+    """Shrink factors (4, 2, 1 where the coarse voxel stays under :data:`COARSEST_LEVEL_MM`)
+    and Gaussian smoothing sigmas (voxels of the level: factor / 2)."""
+    coarse = max(grid.spacing_mm)
+    shrink = [f for f in (4, 2) if f * coarse <= COARSEST_LEVEL_MM] + [1]
+    return shrink, [f / 2.0 if f > 1 else 0.0 for f in shrink]
+
+
+def register_rigid(plan_hu: np.ndarray, plan_grid: Grid, fu_hu: np.ndarray, fu_grid: Grid):
+    """Rigid (Euler 3D) registration, Mattes MI, multi-resolution; see the module docstring.
+
+    Starts from the transform that aligns the two images' geometric centres.
+    """
+    import SimpleITK as sitk
+
+    fixed = sitk_image(plan_hu, plan_grid)
+    moving = sitk_image(fu_hu, fu_grid)
+    initial = sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY
+    )
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
+    reg.SetMetricSamplingStrategy(reg.REGULAR)
+    reg.SetMetricSamplingPercentage(SAMPLING_FRACTION, SAMPLING_SEED)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=2.0, minStep=1e-4, numberOfIterations=300, relaxationFactor=0.5
+    )
+    reg.SetOptimizerScalesFromPhysicalShift()
+    shrink, sigmas = pyramid(plan_grid)
+    reg.SetShrinkFactorsPerLevel(shrink)
+    reg.SetSmoothingSigmasPerLevel(sigmas)
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
+    reg.SetInitialTransform(initial, inPlace=False)
+    reg.SetNumberOfThreads(1)
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        found = reg.Execute(fixed, moving)
+    except RuntimeError as exc:
+        raise RegistrationError(f"SimpleITK registration failed: {exc}") from None
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+    transform = from_sitk(found)
+    quality = registration_quality(
+        plan_hu,
+        plan_grid,
+        fu_hu,
+        fu_grid,
+        transform,
+        metric_value=float(reg.GetMetricValue()),
+        iterations=int(reg.GetOptimizerIteration()),
+        stop_condition=reg.GetOptimizerStopConditionDescription(),
+    )
+    return Registration(transform, "rigid-mi", quality)
