@@ -5,6 +5,12 @@ mm through the Grid (any orientation).  Off-screen rendering needs an OpenGL tha
 without a display (VTK's OSMesa/EGL builds, or a virtual X server); where it cannot,
 :func:`render_plan_3d` returns ``(None, reason)`` and the report says why instead of
 showing the picture.
+
+Without a display (no ``DISPLAY``, on Linux) VTK's default window first tries X and prints
+"bad X server connection" on stderr before it falls back; where the EGL library is present
+:func:`_prefer_headless_window` selects VTK's EGL window through VTK's own switch, the
+``VTK_DEFAULT_OPENGL_WINDOW`` environment variable (VTK >= 9.4; a value the user set is
+kept), so the render is silent.
 """
 
 from __future__ import annotations
@@ -31,6 +37,17 @@ def _surface(volume: np.ndarray, grid: Grid, level: float, *, step: int = 1):
     return pv.PolyData(pts, cells)
 
 
+def _prefer_headless_window() -> None:
+    """Select VTK's EGL render window when there is no X display and libEGL is found."""
+    import ctypes.util
+    import os
+    import sys
+
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
+        if ctypes.util.find_library("EGL"):
+            os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+
 def render_plan_3d(
     *,
     tumour_mask: np.ndarray | None = None,
@@ -49,6 +66,7 @@ def render_plan_3d(
         import pyvista as pv
     except Exception as exc:  # pragma: no cover - pyvista is a dependency
         return None, f"pyvista is not importable ({exc})"
+    _prefer_headless_window()
     try:
         plotter = pv.Plotter(off_screen=True, window_size=list(window_size))
         # pyvista delegates set_background / add_legend / view_isometric to its renderer
