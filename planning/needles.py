@@ -130,8 +130,9 @@ def _best_template(
     voxels more or less in any target move every track, and a row of tracks that runs
     along a voxel boundary beside a no-go structure flips between clear and blocked (the
     nearest-voxel test changes side), taking the candidates under a small lesion with it.
-    Choosing the position by what it reaches makes the candidate set depend on the
-    geometry, not on the centroid's last decimals, as a physician slides the template."""
+    Choosing the position by what it reaches (as a physician slides the template) makes a
+    blocked row under a lesion something the planner avoids when a shift clears it, not a
+    matter of the centroid's last decimals."""
     from scipy import ndimage
 
     pts = grid.voxel_centres_mm()[target]
@@ -144,7 +145,7 @@ def _best_template(
             rej: dict[str, int] = {}
             tracks = _tracks_for_direction(
                 d, target, body, no_go, entry_region, grid, pitch_mm, seed_step_mm, rej,
-                shift_mm=shift,
+                shift_mm=shift, target_mm=pts,
             )  # fmt: skip
             seeds = np.concatenate([t[1] for t in tracks]) if tracks else np.zeros((0, 3))
             score = _reach(pts, part, seeds, radius_mm)
@@ -168,11 +169,13 @@ def _tracks_for_direction(
     rejected: dict[str, int],
     *,
     shift_mm: tuple[float, float] = (0.0, 0.0),
+    target_mm: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(entry_mm, seed positions, depths) for each usable parallel track along ``d``, the
-    template centred ``shift_mm`` (along the two template axes) from the target centroid."""
+    template centred ``shift_mm`` (along the two template axes) from the target centroid;
+    ``target_mm``: the target's voxel centres when the caller has them."""
     u, v = _basis(d)
-    pts = grid.voxel_centres_mm()[target]
+    pts = grid.voxel_centres_mm()[target] if target_mm is None else target_mm
     pu, pv = pts @ u, pts @ v
     cu, cv = pu.mean() + shift_mm[0], pv.mean() + shift_mm[1]
     au = np.arange(np.floor((pu.min() - cu) / pitch_mm), np.ceil((pu.max() - cu) / pitch_mm) + 1)
