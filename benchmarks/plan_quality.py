@@ -142,6 +142,9 @@ def _metastases8(seed: int) -> dict:
          "prescription_gy": 100.0 + 5 * n}
         for n in range(2, 10)
     ]  # fmt: skip
+    # GTV_Met2 lies in the anterior abdominal wall: anterior needles, as in the demo (the
+    # lateral template reaches it through no-go structures only)
+    doc["lesion"][1]["needle_direction"] = [0.0, 1.0, 0.0]
     doc["needles"].update(spacing_mm=6.0, seed_spacing_mm=8.0, max_needles=150)
     doc["needles"]["no_go"] = ["Vertebra", "Aorta", "SpinalCord", "Bowel"]
     return doc
