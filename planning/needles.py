@@ -2,7 +2,8 @@
 
 * **Template** (``mode = "template"``): parallel needles along the insertion direction,
   through the holes of a square template of ``spacing_mm`` pitch, as in template-guided
-  CT implants.  The template is centred on the seed target's projection.
+  CT implants.  The template's position is chosen among shifts by thirds of the pitch
+  from the seed target's centroid by what its needles reach (:func:`_best_template`).
 * **Free** (``mode = "free"``): percutaneous tracks from the skin entry region: the nominal
   direction plus a cone of directions up to ``max_angle_deg`` around it, each with its own
   family of parallel tracks; a track is kept only if it enters the body through
@@ -86,7 +87,28 @@ def cone_directions(nominal: np.ndarray, max_angle_deg: float, n: int) -> list[n
     return out
 
 
-def _tracks_for_direction(
+#: Template positions tried per axis: offsets of 0, 1/3 and 2/3 of the pitch from the target
+#: centroid (:func:`_best_template`).
+TEMPLATE_SHIFTS = 3
+
+
+def _reach(
+    pts: np.ndarray, part: np.ndarray, seeds_mm: np.ndarray, radius_mm: float
+) -> tuple[float, int]:
+    """(the smallest fraction over the target's connected parts, the count) of ``pts``
+    within ``radius_mm`` of a candidate seed; ``part``: each point's connected part."""
+    if seeds_mm.size == 0:
+        return 0.0, 0
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(seeds_mm).query(pts, distance_upper_bound=radius_mm)
+    near = np.isfinite(dist)
+    per_part = np.bincount(part, weights=near) / np.maximum(np.bincount(part), 1)
+    present = np.bincount(part) > 0
+    return float(per_part[present].min()), int(near.sum())
+
+
+def _best_template(
     d: np.ndarray,
     target: np.ndarray,
     body: np.ndarray,
@@ -97,11 +119,65 @@ def _tracks_for_direction(
     seed_step_mm: float,
     rejected: dict[str, int],
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(entry_mm, seed positions, depths) for each usable parallel track along ``d``."""
-    u, v = _basis(d)
+    """The tracks of the template position (of ``TEMPLATE_SHIFTS`` squared, shifted by
+    fractions of the pitch from the target centroid) whose candidate seeds reach target
+    voxels best: the largest share reached of the worst-reached connected part of the
+    target (each metastasis), then the most voxels reached; the first on a tie.  A voxel
+    is reached within half the diagonal of a pitch x seed-step cell of a candidate seed,
+    the farthest a point of a loaded cell lies from its nearest seed.
+
+    A template fixed on the centroid puts the tracks wherever the centroid falls: a few
+    voxels more or less in any target move every track, and a row of tracks that runs
+    along a voxel boundary beside a no-go structure flips between clear and blocked (the
+    nearest-voxel test changes side), taking the candidates under a small lesion with it.
+    Choosing the position by what it reaches (as a physician slides the template) makes a
+    blocked row under a lesion something the planner avoids when a shift clears it, not a
+    matter of the centroid's last decimals."""
+    from scipy import ndimage
+
     pts = grid.voxel_centres_mm()[target]
+    part = ndimage.label(target, structure=np.ones((3, 3, 3), bool))[0][target]
+    radius_mm = 0.5 * float(np.hypot(pitch_mm, seed_step_mm)) + 1e-6
+    best: tuple[tuple[float, int], list, dict[str, int]] | None = None
+    for i in range(TEMPLATE_SHIFTS):
+        for j in range(TEMPLATE_SHIFTS):
+            shift = (pitch_mm * i / TEMPLATE_SHIFTS, pitch_mm * j / TEMPLATE_SHIFTS)
+            rej: dict[str, int] = {}
+            tracks = _tracks_for_direction(
+                d, target, body, no_go, entry_region, grid, pitch_mm, seed_step_mm, rej,
+                shift_mm=shift, target_mm=pts,
+            )  # fmt: skip
+            seeds = np.concatenate([t[1] for t in tracks]) if tracks else np.zeros((0, 3))
+            score = _reach(pts, part, seeds, radius_mm)
+            if best is None or score > best[0]:
+                best = (score, tracks, rej)
+    assert best is not None
+    for k, n in best[2].items():
+        rejected[k] = rejected.get(k, 0) + n
+    return best[1]
+
+
+def _tracks_for_direction(
+    d: np.ndarray,
+    target: np.ndarray,
+    body: np.ndarray,
+    no_go: np.ndarray,
+    entry_region: np.ndarray | None,
+    grid: Grid,
+    pitch_mm: float,
+    seed_step_mm: float,
+    rejected: dict[str, int],
+    *,
+    shift_mm: tuple[float, float] = (0.0, 0.0),
+    target_mm: np.ndarray | None = None,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(entry_mm, seed positions, depths) for each usable parallel track along ``d``, the
+    template centred ``shift_mm`` (along the two template axes) from the target centroid;
+    ``target_mm``: the target's voxel centres when the caller has them."""
+    u, v = _basis(d)
+    pts = grid.voxel_centres_mm()[target] if target_mm is None else target_mm
     pu, pv = pts @ u, pts @ v
-    cu, cv = pu.mean(), pv.mean()
+    cu, cv = pu.mean() + shift_mm[0], pv.mean() + shift_mm[1]
     au = np.arange(np.floor((pu.min() - cu) / pitch_mm), np.ceil((pu.max() - cu) / pitch_mm) + 1)
     av = np.arange(np.floor((pv.min() - cv) / pitch_mm), np.ceil((pv.max() - cv) / pitch_mm) + 1)
     corners = grid.corners_mm() @ d
@@ -203,7 +279,7 @@ def candidate_seeds(
     depths: list[np.ndarray] = []
     tracks: list[NeedleTrack] = []
     for d in dirs:
-        for entry, pos, dep in _tracks_for_direction(
+        for entry, pos, dep in _best_template(
             d, target, body, no_go, entry_region if mode == "free" else None, grid,
             pitch_mm, step, rejected,
         ):  # fmt: skip

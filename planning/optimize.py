@@ -162,25 +162,52 @@ class SeedSelection:
     log: list[str] = field(default_factory=list)
 
 
+def _d90_gy(dose: np.ndarray, w: np.ndarray, total: float) -> float:
+    """D90 of ``dose`` over points of volumes ``w`` (``total`` = ``w.sum()``)."""
+    if w[0] == w.min() == w.max():  # equal volumes: D90 is an order statistic
+        i90 = min(int(np.ceil(0.9 * w.size - 1e-9)) - 1, w.size - 1)
+        k = w.size - 1 - max(i90, 0)
+        return float(np.partition(dose, k)[k])
+    order = np.argsort(dose)[::-1]
+    cum = np.cumsum(w[order])
+    i90 = int(np.searchsorted(cum, 0.9 * total))
+    return float(dose[order[min(i90, order.size - 1)]])
+
+
 def _zone_stats(dose: np.ndarray, zone: TargetZone) -> dict[str, float]:
     w = zone.point_cc
     total = float(w.sum())
     rx = zone.prescription_gy
-    if w[0] == w.min() == w.max():  # equal volumes: D90 is an order statistic
-        i90 = min(int(np.ceil(0.9 * w.size - 1e-9)) - 1, w.size - 1)
-        k = w.size - 1 - max(i90, 0)
-        d90 = float(np.partition(dose, k)[k])
-    else:
-        order = np.argsort(dose)[::-1]
-        cum = np.cumsum(w[order])
-        i90 = int(np.searchsorted(cum, 0.9 * total))
-        d90 = float(dose[order[min(i90, order.size - 1)]])
     return {
         "v100_pct": 100.0 * float(w[dose >= rx].sum()) / total,
         "v150_pct": 100.0 * float(w[dose >= 1.5 * rx].sum()) / total,
         "v200_pct": 100.0 * float(w[dose >= 2.0 * rx].sum()) / total,
-        "d90_gy": d90,
+        "d90_gy": _d90_gy(dose, w, total),
     }
+
+
+class _ZoneGoal:
+    """The goal part of :func:`_zone_stats` of one zone (the same numbers), its constants
+    computed once: the search's inner loop asks it thousands of times."""
+
+    def __init__(self, zone: TargetZone) -> None:
+        w = zone.point_cc
+        self.w = w
+        self.total = float(w.sum())
+        self.rx = zone.prescription_gy
+        self.k: int | None = None
+        if w[0] == w.min() == w.max():  # equal volumes: D90 is an order statistic
+            i90 = min(int(np.ceil(0.9 * w.size - 1e-9)) - 1, w.size - 1)
+            self.k = w.size - 1 - max(i90, 0)
+
+    def __call__(self, dose: np.ndarray, v100_min: float) -> tuple[bool, float]:
+        """(V100 >= ``v100_min`` and D90 >= prescription, V100 %)."""
+        v100 = 100.0 * float(self.w[dose >= self.rx].sum()) / self.total
+        if v100 < v100_min:
+            return False, v100
+        if self.k is None:
+            return _d90_gy(dose, self.w, self.total) >= self.rx, v100
+        return float(np.partition(dose, self.k)[self.k]) >= self.rx, v100
 
 
 class _State:
@@ -204,6 +231,8 @@ class _State:
         self.zone_dose = [np.zeros(z.matrix.shape[0]) for z in zones]
         self.conceded = [np.zeros(z.matrix.shape[0], dtype=bool) for z in zones]
         self.oar_dose = [np.zeros(o.matrix.shape[0]) for o in oars]
+        self._status: tuple[float, list[tuple[bool, float]]] | None = None
+        self.goals = [_ZoneGoal(z) for z in zones]
         # column-major copies: adding or removing a seed reads one column of each matrix
         cols: dict[int, np.ndarray] = {}
         for m in [z.matrix for z in zones] + [o.matrix for o in oars]:
@@ -219,26 +248,23 @@ class _State:
     def toggle(self, n: int, on: bool) -> None:
         sign = 1.0 if on else -1.0
         self.x[n] = on
+        self._status = None
         for zd, col in zip(self.zone_dose, self.zone_cols, strict=True):
             zd += sign * self.s * col[:, n]
         for od, col in zip(self.oar_dose, self.oar_cols, strict=True):
             od += sign * self.s * col[:, n]
 
     def goals_met(self, v100_min: float) -> bool:
-        for zd, z in zip(self.zone_dose, self.zones, strict=True):
-            st = _zone_stats(zd, z)
-            if st["v100_pct"] < v100_min or st["d90_gy"] < z.prescription_gy:
-                return False
-        return True
+        if self._status is not None and self._status[0] == v100_min:
+            return all(met for met, _ in self._status[1])
+        return all(g(zd, v100_min)[0] for zd, g in zip(self.zone_dose, self.goals, strict=True))
 
     def zone_status(self, v100_min: float) -> list[tuple[bool, float]]:
-        """Per zone: (goals met, V100 %)."""
-        out = []
-        for zd, z in zip(self.zone_dose, self.zones, strict=True):
-            st = _zone_stats(zd, z)
-            met = st["v100_pct"] >= v100_min and st["d90_gy"] >= z.prescription_gy
-            out.append((met, st["v100_pct"]))
-        return out
+        """Per zone: (goals met, V100 %); kept until the next :meth:`toggle`."""
+        if self._status is None or self._status[0] != v100_min:
+            status = [g(zd, v100_min) for zd, g in zip(self.zone_dose, self.goals, strict=True)]
+            self._status = (v100_min, status)
+        return list(self._status[1])
 
     def keeps(self, before: list[tuple[bool, float]], v100_min: float) -> bool:
         """True when no zone is worse than ``before`` (met stays met, V100 never drops
@@ -444,7 +470,7 @@ def _construct(
         best = int(np.argmax(score))
         st.toggle(best, True)
         it += 1
-        v100 = min(_zone_stats(zd, z)["v100_pct"] for zd, z in zip(st.zone_dose, st.zones))
+        v100 = min(v for _, v in st.zone_status(v100_min_pct))
         report(progress, min(0.8, 0.8 * v100 / max(v100_min_pct, 1e-9)), f"{st.x.sum()} seeds")
     return it
 

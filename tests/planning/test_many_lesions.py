@@ -46,8 +46,9 @@ def ten(tmp_path_factory):
 
 
 def test_ten_lesions_each_with_its_own_block_and_prescription(ten):
-    """Every lesion has its own block and goals at its own prescription; a plan that misses
-    a goal says so truthfully (exit 3, a binding constraint, the goal marked failed)."""
+    """Every lesion has its own block and goals at its own prescription, and every seed
+    metastasis reaches them (V100 >= 95 %, D90 >= its prescription): the template is
+    placed where its needles reach every metastasis (``needles._best_template``)."""
     code, out, metrics = ten
     assert list(metrics["lesions"]) == ["GTV_Met1", *RX_GY]
     assert metrics["lesions"]["GTV_Met1"]["cryo"]["gtv_ablated_pct"] >= 95.0
@@ -62,11 +63,8 @@ def test_ten_lesions_each_with_its_own_block_and_prescription(ten):
         met.append(d90["passed"] and v100["passed"])
         # V_ref is the lesion's own isodose cloud, not the plan's nine clouds together
         assert block["v_t_ref_cc"] <= block["v_ref_cc"] < 5 * block["v_t_cc"]
-    assert sum(met) >= 7  # nearly all reach their goals on this coarse 4 mm grid
-    if all(met):
-        assert code == 0 and metrics["feasible"]
-    else:
-        assert code == 3 and not metrics["feasible"] and metrics["binding"]
+    assert all(met), dict(zip(RX_GY, met, strict=True))
+    assert code == 0 and metrics["feasible"] and not metrics["binding"]
 
 
 def test_ten_lesions_share_needles_and_write_one_plan(ten):

@@ -132,6 +132,22 @@ def test_needles_avoid_no_go_and_respect_spacing():
     assert math.isfinite(cands.depth_mm.max())
 
 
+def test_template_slides_past_a_no_go_rod_in_front_of_a_small_target():
+    """A template fixed on the centroid sends its only track through this 8 mm target
+    straight into a rod of bone in front of it (no candidate at all); the template is slid
+    by a third of the pitch instead, past the rod, and its needles reach the target."""
+    g = Grid((31, 31, 31), (-30, -30, -30), (2.0, 2.0, 2.0))
+    c = g.voxel_centres_mm()
+    target = (np.abs(c[..., 0]) <= 4) & (np.abs(c[..., 1]) <= 6) & (np.abs(c[..., 2]) <= 4)
+    rod = (np.abs(c[..., 0]) <= 1) & (np.abs(c[..., 2]) <= 1) & (np.abs(c[..., 1] - 18) <= 2)
+    body = np.ones(g.shape, bool)
+    cands = candidate_seeds(g, target, body, no_go=rod, direction=(0, -1, 0), pitch_mm=10.0,
+                            seed_spacing_mm=10.0)  # fmt: skip
+    assert cands.n > 0
+    assert all(abs(t.entry_mm[0]) > 2.0 or abs(t.entry_mm[2]) > 2.0 for t in cands.tracks)
+    assert np.all(g.sample_nearest(target, cands.positions_mm, outside=False))
+
+
 def test_empty_seed_target_names_what_took_it():
     from brachycryo.core.errors import InfeasiblePlanError
 
