@@ -192,7 +192,7 @@ def read_outcomes(path: str | os.PathLike) -> pd.DataFrame:
     for c in RESERVED:
         if c in df.columns:
             raise OutcomesInputError("reserved column name", path=p, column=c)
-    for c in OUTCOME_REQUIRED:
+    for c in (*OUTCOME_REQUIRED, *(k for k in ("plan", "dose") if k in df.columns)):
         blank = df[c].isna()
         if blank.any():
             i = int(blank.to_numpy().nonzero()[0][0])
@@ -216,30 +216,59 @@ def _metric_rows(dvh: pd.DataFrame, metric: str, path: str | os.PathLike) -> pd.
     return rows
 
 
-def _candidates(rows: pd.DataFrame, lesion) -> pd.DataFrame:
-    """The table rows of one lesion: same patient and structure (and plan/dose if given)."""
-    sel = rows[(rows["patient"] == lesion.patient) & (rows["structure"] == lesion.structure)]
-    for col in ("plan", "dose"):
-        want = getattr(lesion, col, None)
-        if isinstance(want, str) and want and col in sel.columns:
-            sel = sel[sel[col].astype(str) == want]
-    return sel
+def _keys(outcomes: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
+    """Join keys: patient and structure, plus ``plan`` / ``dose`` when the outcomes CSV has them."""
+    return ["patient", "structure"] + [
+        c for c in ("plan", "dose") if c in outcomes.columns and c in rows.columns
+    ]
 
 
-def _match_reason(rows: pd.DataFrame, lesion, patients: set[str], metric: str) -> str | None:
-    if lesion.patient not in patients:
-        return "patient not in the DVH table"
-    sel = _candidates(rows, lesion)
-    if sel.empty:
-        return f"no {metric} for this structure in the DVH table (ROI name or plan/dose differs)"
-    if len(sel) > 1:
-        return (
-            f"{len(sel)} plans/doses have this structure; add a 'plan' or 'dose' column "
-            "to the outcomes CSV to choose one"
-        )
-    if not math.isfinite(float(sel["value"].iloc[0])):
-        return f"{metric} is undefined (NaN) in the DVH table"
-    return None
+def _reasons(outcomes: pd.DataFrame, rows: pd.DataFrame, keys: list[str], metric: str):
+    """(reason or None, matched value, plan, dose) per outcome row, vectorised."""
+    import numpy as np
+
+    extra = [c for c in ("plan", "dose") if c not in keys and c in rows.columns]
+    right = rows[[*keys, "value", *extra]].copy()
+    for c in ("plan", "dose"):
+        if c not in right.columns:
+            right[c] = ""
+    right = right.rename(columns={"plan": "_plan", "dose": "_dose"})
+    for c in ("plan", "dose"):
+        if c in keys:
+            right[c] = right["_" + c].astype(str)
+    left = outcomes[keys].astype(str).assign(_row=np.arange(len(outcomes)))
+    m = left.merge(right, on=keys, how="left", indicator=True)
+    m["_hit"] = (m["_merge"] == "both").astype(int)
+    n = m.groupby("_row")["_hit"].sum().sort_index().to_numpy()
+    first = m.drop_duplicates("_row").set_index("_row").sort_index()
+    value = first["value"].to_numpy(float)
+    known = left["patient"].isin(set(rows["patient"])).to_numpy()
+    dup = left.duplicated(keys, keep="first").to_numpy()
+    reason: list[str | None] = []
+    for i in range(len(left)):
+        if not known[i]:
+            reason.append("patient not in the DVH table")
+        elif n[i] == 0:
+            reason.append(
+                f"no {metric} for this structure in the DVH table (ROI name or plan/dose differs)"
+            )
+        elif n[i] > 1:
+            reason.append(
+                f"{n[i]} plans/doses have this structure; add a 'plan' or 'dose' column "
+                "to the outcomes CSV to choose one"
+            )
+        elif dup[i]:
+            reason.append("duplicate lesion (same patient and structure as an earlier line)")
+        elif not math.isfinite(value[i]):
+            reason.append(f"{metric} is undefined (NaN) in the DVH table")
+        else:
+            reason.append(None)
+    return (
+        reason,
+        value,
+        first["_plan"].astype(str).to_numpy(),
+        first["_dose"].astype(str).to_numpy(),
+    )
 
 
 def join_tables(
@@ -255,29 +284,19 @@ def join_tables(
 
     rows = _metric_rows(dvh, metric, dvh_path)
     units = sorted(set(map(str, rows["unit"]))) if "unit" in rows.columns else ["?"]
-    patients = set(rows["patient"])
-    kept, values, plans, doses, excl = [], [], [], [], []
-    used: set[tuple[str, str]] = set()
-    seen: set[tuple[str, str, str, str]] = set()
-    for idx, lesion in enumerate(outcomes.itertuples(index=False)):
-        key = (lesion.patient, lesion.structure)
-        pick = tuple(str(getattr(lesion, c, "")) for c in ("plan", "dose"))
-        reason = _match_reason(rows, lesion, patients, metric)
-        if reason is None and (*key, *pick) in seen:
-            reason = "duplicate lesion (same patient and structure as an earlier line)"
-        if reason is not None:
-            excl.append(Exclusion("outcomes", *key, int(lesion.outcome_line), reason))
-            continue
-        seen.add((*key, *pick))
-        sel = _candidates(rows, lesion)
-        used.add(key)
-        kept.append(idx)
-        values.append(float(sel["value"].iloc[0]))
-        plans.append(str(sel["plan"].iloc[0]) if "plan" in sel.columns else "")
-        doses.append(str(sel["dose"].iloc[0]) if "dose" in sel.columns else "")
-    for p, s in sorted(set(zip(rows["patient"], rows["structure"])) - used):
-        if p in patients:
-            excl.append(Exclusion("dvh", p, s, None, "no outcome row for this structure"))
+    keys = _keys(outcomes, rows)
+    reason, value, plan, dose = _reasons(outcomes, rows, keys, metric)
+    excl = []
+    kept = [i for i, r in enumerate(reason) if r is None]
+    lines = outcomes["outcome_line"].to_numpy()
+    for i, r in enumerate(reason):
+        if r is not None:
+            p, st = str(outcomes["patient"].iloc[i]), str(outcomes["structure"].iloc[i])
+            excl.append(Exclusion("outcomes", p, st, int(lines[i]), r))
+    used = set(zip(outcomes["patient"].iloc[kept].astype(str), outcomes["structure"].iloc[kept]))
+    for p, st in sorted(set(zip(rows["patient"], rows["structure"])) - used):
+        excl.append(Exclusion("dvh", p, st, None, "no outcome row for this structure"))
+    values, plans, doses = value[kept], plan[kept], dose[kept]
     frame = outcomes.iloc[kept].reset_index(drop=True).copy()
     frame["dose_metric_value"] = pd.Series(values, dtype=float)
     frame["dvh_plan"] = plans

@@ -11,8 +11,10 @@ so the covariance of (b0, b1) is the cluster-robust sandwich with patients as cl
 (statsmodels ``cov_type="cluster"``; Liang & Zeger 1986, Biometrika 73:13); the naive
 (model-based) standard errors are reported beside it.  CIs of D50 and gamma50: the delta
 method on the robust covariance, and a percentile bootstrap that resamples whole
-patients (seeded, deterministic).  The curve's band is the pointwise Wald interval of the
-linear predictor, mapped through the logistic function.
+patients (seeded, deterministic).  Wald intervals use the t quantile with G - 1 degrees of
+freedom (G patients), the small-number-of-clusters correction recommended by Cameron & Miller
+(2015, J Human Resources 50:317, section VI.C).  The curve's band is the pointwise Wald
+interval of the linear predictor, mapped through the logistic function.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from brachycryo.core.errors import BrachyCryoError
 from brachycryo.core.progress import ProgressCallback, report
@@ -70,6 +73,7 @@ class LogisticDoseResponse:
     bootstrap_resamples: int
     bootstrap_failed: int
     seed: int
+    critical_value: float  # t(0.975, G - 1)
 
     def estimates(self) -> list[tuple[str, Estimate]]:
         """(name, estimate) of D50 and gamma50, delta-method then bootstrap CIs."""
@@ -90,7 +94,7 @@ class LogisticDoseResponse:
         v = np.asarray(self.cov_robust)
         eta = b0 + b1 * d
         se = np.sqrt(v[0, 0] + 2 * d * v[0, 1] + d * d * v[1, 1])
-        lo, hi = eta - Z95 * se, eta + Z95 * se
+        lo, hi = eta - self.critical_value * se, eta + self.critical_value * se
         return 1.0 / (1.0 + np.exp(-lo)), 1.0 / (1.0 + np.exp(-hi))
 
 
@@ -115,16 +119,16 @@ def _d50_gamma(b0: float, b1: float) -> tuple[float, float]:
     return -b0 / b1, -b0 / 4.0
 
 
-def _delta(b0: float, b1: float, v: NDArray) -> tuple[Estimate, Estimate]:
+def _delta(b0: float, b1: float, v: NDArray, crit: float) -> tuple[Estimate, Estimate]:
     """Delta-method CIs of D50 = -b0/b1 and gamma50 = -b0/4 (robust covariance ``v``)."""
     d50, g50 = _d50_gamma(b0, b1)
     grad = np.array([-1.0 / b1, b0 / b1**2])
     se_d = float(math.sqrt(grad @ v @ grad))
     se_g = float(math.sqrt(v[0, 0]) / 4.0)
-    m = "delta method, cluster-robust covariance"
+    m = "delta method, cluster-robust covariance, t(G-1)"
     return (
-        Estimate(d50, d50 - Z95 * se_d, d50 + Z95 * se_d, se_d, m),
-        Estimate(g50, g50 - Z95 * se_g, g50 + Z95 * se_g, se_g, m),
+        Estimate(d50, d50 - crit * se_d, d50 + crit * se_d, se_d, m),
+        Estimate(g50, g50 - crit * se_g, g50 + crit * se_g, se_g, m),
     )
 
 
@@ -210,7 +214,11 @@ def fit_logistic(
     naive = _fit_glm(y, x, None)
     b0, b1 = (float(c) for c in robust.params)
     v = np.asarray(robust.cov_params(), dtype=float)
-    d50, g50 = _delta(b0, b1, v)
+    n_patients = len(np.unique(groups))
+    if n_patients < 2:
+        raise ModelFitError(f"{endpoint}: one patient; clustered errors need several")
+    crit = float(student_t.ppf(0.975, n_patients - 1))
+    d50, g50 = _delta(b0, b1, v, crit)
     d50_b = g50_b = None
     failed = 0
     if bootstrap > 0:
@@ -225,7 +233,7 @@ def fit_logistic(
         formula=f"logit P({endpoint}) = b0 + b1 * {dose_name}",
         n=len(y),
         events=events,
-        patients=len(np.unique(groups)),
+        patients=n_patients,
         coef=(b0, b1),
         cov_robust=((v[0, 0], v[0, 1]), (v[1, 0], v[1, 1])),
         se_naive=(float(naive.bse[0]), float(naive.bse[1])),
@@ -237,6 +245,7 @@ def fit_logistic(
         bootstrap_resamples=bootstrap,
         bootstrap_failed=failed,
         seed=seed,
+        critical_value=crit,
     )
 
 

@@ -56,8 +56,11 @@ def fit_cox(
     dose: str,
     cluster: str,
     covariates: tuple[str, ...] = (),
+    ph_check: bool = True,
 ) -> CoxResult:
-    """Cox PH with patient-clustered sandwich variance; HR per 10 units of ``dose``."""
+    """Cox PH with patient-clustered sandwich variance; HR per 10 units of ``dose``.
+
+    ``ph_check=False`` skips the proportional-hazards test (its p-values are then NaN)."""
     from lifelines import CoxPHFitter
     from lifelines.exceptions import ConvergenceError
     from lifelines.statistics import proportional_hazard_test
@@ -84,9 +87,12 @@ def fit_cox(
             "Wald, cluster-robust (sandwich) variance by patient",
         )
 
-    naive = CoxPHFitter().fit(df.drop(columns=[cluster]), duration_col=time, event_col=event)
-    ph = proportional_hazard_test(naive, df.drop(columns=[cluster]), time_transform="rank")
-    p_by_term = {str(k): float(v) for k, v in ph.summary["p"].items()}
+    p_by_term: dict[str, float] = {}
+    if ph_check:
+        plain = df.drop(columns=[cluster])
+        naive = CoxPHFitter().fit(plain, duration_col=time, event_col=event)
+        ph = proportional_hazard_test(naive, plain, time_transform="rank")
+        p_by_term = {str(k): float(v) for k, v in ph.summary["p"].items()}
     ph_p = {t: p_by_term.get(t, math.nan) for t in terms}
     return CoxResult(
         formula="h(t) = h0(t) exp(" + " + ".join([f"b * {dose}/10", *covariates]) + ")",
