@@ -20,6 +20,7 @@ interval of the linear predictor, mapped through the logistic function.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -138,18 +139,39 @@ def _patient_blocks(groups: NDArray) -> list[NDArray[np.intp]]:
     return np.split(order, starts[1:])
 
 
+def _refit(y: NDArray, dose: NDArray, start: NDArray) -> tuple[float, float] | None:
+    """(D50, gamma50) of one resample: statsmodels Logit by Newton-Raphson from the full-sample
+    estimate (the same maximum likelihood as the GLM, ~4x faster warm-started); None when
+    the fit fails or does not converge."""
+    import statsmodels.api as sm
+
+    if y.min() == y.max() or dose.min() == dose.max():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # non-convergence is read from mle_retvals
+            res = sm.Logit(y, _design(dose)).fit(
+                method="newton", start_params=start, disp=0, maxiter=50
+            )
+    except Exception:  # separation, singular design: counted by the caller, not hidden
+        return None
+    b0, b1 = (float(c) for c in res.params)
+    if not res.mle_retvals.get("converged", False) or not math.isfinite(b0 + b1) or b1 == 0:
+        return None
+    return _d50_gamma(b0, b1)
+
+
 def _bootstrap(
     y: NDArray,
     dose: NDArray,
     groups: NDArray,
     *,
+    start: NDArray,
     resamples: int,
     seed: int,
     progress: ProgressCallback | None,
 ) -> tuple[NDArray, int]:
     """(D50, gamma50) of each patient-resampled refit (rows of failed fits are NaN)."""
-    import statsmodels.api as sm
-
     blocks = _patient_blocks(groups)
     rng = np.random.default_rng(seed)
     out = np.full((resamples, 2), np.nan)
@@ -158,20 +180,11 @@ def _bootstrap(
     for r in range(resamples):
         pick = rng.integers(0, len(blocks), size=len(blocks))
         idx = np.concatenate([blocks[i] for i in pick])
-        yy, dd = y[idx], dose[idx]
-        if yy.min() == yy.max() or dd.min() == dd.max():
+        fit = _refit(y[idx], dose[idx], start)
+        if fit is None:
             failed += 1
-            continue
-        try:
-            res = sm.GLM(yy, _design(dd), family=sm.families.Binomial()).fit()
-            b0, b1 = (float(c) for c in res.params)
-        except Exception:  # separation, singular design: counted, not hidden
-            failed += 1
-            continue
-        if not (math.isfinite(b0) and math.isfinite(b1)) or b1 == 0:
-            failed += 1
-            continue
-        out[r] = _d50_gamma(b0, b1)
+        else:
+            out[r] = fit
         if r % step == 0:
             report(progress, (r + 1) / resamples, f"bootstrap {r + 1}/{resamples}")
     report(progress, 1.0, f"bootstrap {resamples}/{resamples}")
@@ -223,8 +236,9 @@ def fit_logistic(
     failed = 0
     if bootstrap > 0:
         boot, failed = _bootstrap(
-            y, dose, groups, resamples=bootstrap, seed=seed, progress=progress
-        )
+            y, dose, groups, start=np.array([b0, b1]), resamples=bootstrap, seed=seed,
+            progress=progress,
+        )  # fmt: skip
         if failed < bootstrap:
             d50_b = _percentile(boot[:, 0], d50.value)
             g50_b = _percentile(boot[:, 1], g50.value)

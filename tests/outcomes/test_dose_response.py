@@ -8,7 +8,12 @@ import pytest
 import statsmodels.api as sm
 
 from brachycryo.outcomes.data import join_tables
-from brachycryo.outcomes.dose_response import ModelFitError, binned_rates, fit_logistic
+from brachycryo.outcomes.dose_response import (
+    ModelFitError,
+    _refit,
+    binned_rates,
+    fit_logistic,
+)
 from tests.outcomes.simulate import Truth, simulate
 
 TRUTH = Truth()
@@ -96,6 +101,11 @@ def test_bootstrap_by_patient_seeded_and_covering():
     assert a.d50_bootstrap is not None and a.gamma50_bootstrap is not None
     assert a.d50_bootstrap.covers(TRUTH.d50_gy)
     assert a.gamma50_bootstrap.covers(TRUTH.gamma50)
+    # the bootstrap's refit (Logit, Newton from a start) is the same MLE as the GLM fit
+    y = (f["toxicity_grade"].to_numpy() >= 3).astype(float)
+    d = f["dose_metric_value"].to_numpy()
+    again = _refit(y, d, np.array([0.0, 0.0]))
+    assert again == pytest.approx((a.d50.value, a.gamma50.value), rel=1e-6)
     # same order of width as the delta-method interval
     w_boot = a.d50_bootstrap.ci_high - a.d50_bootstrap.ci_low
     w_delta = a.d50.ci_high - a.d50.ci_low
