@@ -157,7 +157,7 @@ def _survival(res: OutcomesResult, f, dose, opts: OutcomesOptions) -> None:
     try:
         res.cox = fit_cox(
             f, time="local_time_months", event="local_event", dose="dose_metric_value",
-            cluster="patient", covariates=opts.covariates,
+            cluster="patient", covariates=opts.covariates, dose_label=opts.metric,
         )  # fmt: skip
     except ModelFitError as exc:
         res.skipped["cox"] = str(exc)

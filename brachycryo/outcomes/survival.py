@@ -57,9 +57,11 @@ def fit_cox(
     cluster: str,
     covariates: tuple[str, ...] = (),
     ph_check: bool = True,
+    dose_label: str | None = None,
 ) -> CoxResult:
     """Cox PH with patient-clustered sandwich variance; HR per 10 units of ``dose``.
 
+    ``dose_label`` names the dose in the formula (default: the column name);
     ``ph_check=False`` skips the proportional-hazards test (its p-values are then NaN)."""
     from lifelines import CoxPHFitter
     from lifelines.exceptions import ConvergenceError
@@ -95,7 +97,9 @@ def fit_cox(
         p_by_term = {str(k): float(v) for k, v in ph.summary["p"].items()}
     ph_p = {t: p_by_term.get(t, math.nan) for t in terms}
     return CoxResult(
-        formula="h(t) = h0(t) exp(" + " + ".join([f"b * {dose}/10", *covariates]) + ")",
+        formula="h(t) = h0(t) exp("
+        + " + ".join([f"b * {dose_label or dose}/10", *(f"c * {c}" for c in covariates)])
+        + ")",
         n=len(df),
         events=events,
         patients=int(df[cluster].nunique()),
