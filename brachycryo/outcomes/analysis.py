@@ -29,6 +29,7 @@ import numpy as np
 
 from brachycryo.core.errors import ConfigError
 from brachycryo.core.progress import ProgressCallback, scaled
+from brachycryo.outcomes.cutoff import RocCutoff, roc_cutoff
 from brachycryo.outcomes.data import TOXICITY, Exclusion, JoinResult
 from brachycryo.outcomes.dose_response import (
     BinnedRate,
@@ -70,6 +71,7 @@ class OutcomesOptions:
 class DoseResponseAnalysis:
     fit: LogisticDoseResponse
     observed: tuple[BinnedRate, ...]
+    roc: RocCutoff
     not_evaluable_lines: tuple[int, ...] = ()
 
 
@@ -114,7 +116,8 @@ def _dose_response(
         y, dose, groups, endpoint=endpoint, dose_name=opts.metric,
         bootstrap=opts.bootstrap, seed=opts.seed, progress=progress,
     )  # fmt: skip
-    return DoseResponseAnalysis(fit, tuple(binned_rates(y, dose)), lines)
+    roc = roc_cutoff(y, dose, groups, bootstrap=opts.bootstrap, seed=opts.seed)
+    return DoseResponseAnalysis(fit, tuple(binned_rates(y, dose)), roc, lines)
 
 
 def local_control_at(frame, t_months: float) -> tuple[np.ndarray, np.ndarray]:
@@ -195,7 +198,8 @@ def analyse(
     groups = f["patient"].astype(str).to_numpy()
     _toxicity(res, f, dose, groups, opts, scaled(progress, 0.0, 0.5))
     if "local_event" not in f.columns:
-        res.skipped["local_control"] = res.skipped["cox"] = "no 'local_event' column"
+        for name in ("local_control", "cox", "kaplan_meier", "cumulative_incidence"):
+            res.skipped[name] = "no 'local_event'/'local_time_months' columns"
         return res
     _local_control(res, f, dose, groups, opts, scaled(progress, 0.5, 1.0))
     _survival(res, f, dose, opts)
@@ -220,7 +224,7 @@ def estimates_table(res: OutcomesResult) -> str:
         if a is None:
             continue
         f = a.fit
-        for q, e in f.estimates():
+        for q, e in [*f.estimates(), ("ROC cut-off", a.roc.cutoff)]:
             rows.append([name, q, e.value, e.ci_low, e.ci_high, e.se, e.method, f.n, f.events])
     if res.cox is not None:
         c = res.cox

@@ -133,7 +133,7 @@ def _delta(b0: float, b1: float, v: NDArray, crit: float) -> tuple[Estimate, Est
     )
 
 
-def _patient_blocks(groups: NDArray) -> list[NDArray[np.intp]]:
+def patient_blocks(groups: NDArray) -> list[NDArray[np.intp]]:
     order = np.argsort(groups, kind="stable")
     _, starts = np.unique(groups[order], return_index=True)
     return np.split(order, starts[1:])
@@ -172,7 +172,7 @@ def _bootstrap(
     progress: ProgressCallback | None,
 ) -> tuple[NDArray, int]:
     """(D50, gamma50) of each patient-resampled refit (rows of failed fits are NaN)."""
-    blocks = _patient_blocks(groups)
+    blocks = patient_blocks(groups)
     rng = np.random.default_rng(seed)
     out = np.full((resamples, 2), np.nan)
     failed = 0

@@ -95,7 +95,10 @@ def _at_risk_table(curves: Sequence[Curve]) -> str:
 
 def _dose_response_section(title: str, a: DoseResponseAnalysis, res: OutcomesResult) -> str:
     f = a.fit
+    c = a.roc.cutoff
     rows = [[q, e.value, e.ci_low, e.ci_high, e.method] for q, e in f.estimates()]
+    rows.append([f"ROC cut-off (AUC {a.roc.auc:.2f}, J {a.roc.youden_j:.2f})", c.value,
+                 c.ci_low, c.ci_high, c.method])  # fmt: skip
     png = figure_png(dose_response_figure(a, res.metric, res.unit))
     return (
         f"<h2>{html.escape(title)}</h2><p>{html.escape(f.formula)}; n = {f.n} lesions of "
