@@ -239,8 +239,8 @@ def estimates_table(res: OutcomesResult) -> str:
 
 
 def exclusions_table(res: OutcomesResult) -> str:
-    rows = [[e.source, e.patient, e.structure, e.line, e.reason] for e in res.exclusions]
-    return _csv(["source", "patient", "structure", "line", "reason"], rows)
+    rows = [[e.source, e.patient, e.structure, e.plan, e.line, e.reason] for e in res.exclusions]
+    return _csv(["source", "patient", "structure", "plan", "line", "reason"], rows)
 
 
 def curves_table(res: OutcomesResult) -> str:

@@ -74,6 +74,7 @@ class Exclusion:
     structure: str
     line: int | None  # line of the outcomes CSV (header = line 1); None for DVH rows
     reason: str
+    plan: str = ""  # the DVH table's plan UID (DVH rows)
 
 
 @dataclass(frozen=True)
@@ -293,10 +294,14 @@ def join_tables(
         if r is not None:
             p, st = str(outcomes["patient"].iloc[i]), str(outcomes["structure"].iloc[i])
             excl.append(Exclusion("outcomes", p, st, int(lines[i]), r))
-    used = set(zip(outcomes["patient"].iloc[kept].astype(str), outcomes["structure"].iloc[kept]))
-    for p, st in sorted(set(zip(rows["patient"], rows["structure"])) - used):
-        excl.append(Exclusion("dvh", p, st, None, "no outcome row for this structure"))
     values, plans, doses = value[kept], plan[kept], dose[kept]
+    used = set(
+        zip(outcomes["patient"].iloc[kept].astype(str), plans, outcomes["structure"].iloc[kept])
+    )
+    table_plans = rows["plan"].astype(str) if "plan" in rows.columns else [""] * len(rows)
+    for p, pl, st in sorted(set(zip(rows["patient"], table_plans, rows["structure"])) - used):
+        reason = "no matched outcome row for this structure (and plan)"
+        excl.append(Exclusion("dvh", p, st, None, reason, pl))
     frame = outcomes.iloc[kept].reset_index(drop=True).copy()
     frame["dose_metric_value"] = pd.Series(values, dtype=float)
     frame["dvh_plan"] = plans
