@@ -181,11 +181,17 @@ def analyse(
     progress: ProgressCallback | None = None,
 ) -> OutcomesResult:
     """Every analysis the joined data allow (see the module docstring)."""
+    import pandas as pd
+
     opts = options or OutcomesOptions()
     f = joined.frame
     for c in opts.covariates:
         if c not in f.columns:
             raise ConfigError(f"covariate {c!r} is not a column of the outcomes CSV", key=c)
+        values = pd.to_numeric(f[c], errors="coerce")
+        if values.isna().any():
+            line = int(f["outcome_line"][values.isna()].iloc[0])
+            raise ConfigError(f"must be numeric without gaps; line {line} is not", key=c)
     res = OutcomesResult(
         metric=joined.metric, unit=joined.unit, n_lesions=len(f),
         n_patients=int(f["patient"].nunique()), n_outcome_rows=joined.n_outcome_rows,

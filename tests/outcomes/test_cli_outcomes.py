@@ -67,3 +67,17 @@ def test_bad_input_writes_nothing(cohort, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "line 4" in err and "local_time_months" in err and "negative" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_covariate_named(cohort, tmp_path, capsys):
+    bad = tmp_path / "cov.csv"
+    lines = (cohort / "outcomes.csv").read_text().splitlines()
+    rows = [lines[0] + ",age"] + [ln + ",60" for ln in lines[1:]]
+    rows[5] = lines[5] + ",unknown"  # line 6
+    bad.write_text("\n".join(rows) + "\n")
+    code = main(["outcomes", "--dvh", str(cohort / "table.parquet"), "--outcomes", str(bad),
+                 "--out", str(tmp_path / "o"), "--bootstrap", "0", "--quiet",
+                 "--covariate", "age"])  # fmt: skip
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "'age'" in err and "line 6" in err
