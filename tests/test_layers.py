@@ -25,7 +25,7 @@ TOP = "brachycryo"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("reports",),
-    ("planning", "postimplant", "cohort", "followup"),
+    ("planning", "postimplant", "cohort", "followup", "outcomes"),
     ("qa", "phantoms"),
     ("dicom_io",),
     ("dose_kernels", "cryo_iceball"),

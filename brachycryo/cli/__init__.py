@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "brachycryo.cli.dose",
     "brachycryo.cli.dvh",
     "brachycryo.cli.dvh_batch",
+    "brachycryo.cli.outcomes",
     "brachycryo.cli.iceball",
     "brachycryo.cli.plan",
     "brachycryo.cli.postimplant",
