@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "brachycryo.cli.plan",
     "brachycryo.cli.postimplant",
     "brachycryo.cli.demo",
+    "brachycryo.cli.robust",
 )
 
 
