@@ -36,13 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder (robust.json, .csv, .html)")
     p.add_argument("--scenarios", type=_positive_int, default=1000, help="number of scenarios")
-    p.add_argument("--error-model", default="template",
-                   help="template | freehand | FILE.toml (default template)")  # fmt: skip
+    p.add_argument(
+        "--error-model",
+        default="template",
+        help="template | freehand | FILE.toml (default template)",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed of the scenarios")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba", "cupy"))
     p.add_argument("--spacing-mm", type=float, default=2.0, help="sampling lattice (mm)")
-    p.add_argument("--max-points", type=_positive_int, default=20000,
-                   help="sample points per structure at most")  # fmt: skip
+    p.add_argument(
+        "--max-points",
+        type=_positive_int,
+        default=20000,
+        help="sample points per structure at most",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     p.set_defaults(func=run, command_name="robust")

@@ -145,7 +145,7 @@ PRESETS: dict[str, ErrorModel] = {
             _JI_2021 + ": 3D-printed template, entry 3.4±1.7 mm, angle 2.8±1.7°, "
             "depth 5.2±4.8 mm (tip 4.4±2.9 mm results from them)",
         ),
-    ),  # fmt: skip
+    ),
     "freehand": ErrorModel(
         name="freehand",
         shift_mm=Magnitude(3.1, 1.8),

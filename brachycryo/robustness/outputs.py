@@ -14,7 +14,7 @@ import numpy as np
 from brachycryo.core.atomic import write_text_atomic
 from brachycryo.robustness.scenarios import RobustResult
 
-__all__ = ["OUTPUT_NAMES", "result_json", "table_csv", "page_html", "write_outputs"]
+__all__ = ["OUTPUT_NAMES", "page_html", "result_json", "table_csv", "write_outputs"]
 
 OUTPUT_NAMES = ("robust.json", "robust.csv", "robust.html")
 
@@ -42,6 +42,7 @@ def result_json(r: RobustResult) -> dict:
                 "p_v100_ge_90pct": z.p_v100,
                 "d90_gy": _band_json(z.d90_gy, pcts),
                 "v100_pct": _band_json(z.v100_pct, pcts),
+                "dvh_bin_width_gy": z.bin_width_gy,
                 "dvh": {
                     "dose_gy": z.dvh_dose_gy.tolist(),
                     "nominal_pct": z.dvh_nominal_pct.tolist(),
@@ -58,7 +59,7 @@ def result_json(r: RobustResult) -> dict:
                 "nominal": lim.nominal,
                 "p_met": lim.p_met,
                 "p95": lim.p95,
-            }  # fmt: skip
+            }
             for lim in r.limits
         ],
         "worst_scenarios": [
@@ -71,7 +72,7 @@ def result_json(r: RobustResult) -> dict:
                     {"needle_id": n, "tip_displacement_mm": d}
                     for n, d in zip(w.needle_ids, w.tip_displacement_mm)
                 ],
-            }  # fmt: skip
+            }
             for w in r.worst
         ],
     }
@@ -82,8 +83,18 @@ def table_csv(r: RobustResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     lo, mid, hi = r.options.percentiles
-    w.writerow(["structure", "metric", "goal", "nominal", "probability", f"p{lo:g}", f"p{mid:g}",
-                f"p{hi:g}"])  # fmt: skip
+    w.writerow(
+        [
+            "structure",
+            "metric",
+            "goal",
+            "nominal",
+            "probability",
+            f"p{lo:g}",
+            f"p{mid:g}",
+            f"p{hi:g}",
+        ]
+    )
     for z in r.zones:
         for name, goal, nom, p, vals in (
             ("D90_gy", f">= {z.prescription_gy:g}", z.nominal_d90_gy, z.p_d90, z.d90_gy),
@@ -93,8 +104,16 @@ def table_csv(r: RobustResult) -> str:
             w.writerow([z.name, name, goal, f"{nom:.3f}", f"{p:.4f}", *(f"{v:.3f}" for v in q)])
     for lim in r.limits:
         q = np.percentile(lim.values, r.options.percentiles)
-        w.writerow([lim.roi, lim.metric, f"<= {lim.limit:g}", f"{lim.nominal:.3f}",
-                    f"{lim.p_met:.4f}", *(f"{v:.3f}" for v in q)])  # fmt: skip
+        w.writerow(
+            [
+                lim.roi,
+                lim.metric,
+                f"<= {lim.limit:g}",
+                f"{lim.nominal:.3f}",
+                f"{lim.p_met:.4f}",
+                *(f"{v:.3f}" for v in q),
+            ]
+        )
     return buf.getvalue()
 
 
@@ -104,8 +123,7 @@ def _svg_band(title: str, dose: np.ndarray, nominal: np.ndarray, bands: np.ndarr
     xmax = float(dose[-1]) or 1.0
 
     def xy(d, v):
-        return (f"{pad + (w - 2 * pad) * d / xmax:.1f},"
-                f"{h - pad - (h - 2 * pad) * v / 100.0:.1f}")  # fmt: skip
+        return f"{pad + (w - 2 * pad) * d / xmax:.1f},{h - pad - (h - 2 * pad) * v / 100.0:.1f}"
 
     def line(v):
         return " ".join(xy(d, y) for d, y in zip(dose, v))
@@ -130,26 +148,37 @@ def page_html(r: RobustResult) -> str:
     """A self-contained page: probability table, DVH bands, worst scenarios' needles."""
     rows = list(csv.reader(io.StringIO(table_csv(r))))
     table = "".join(
-        "<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c)}</{'th' if i == 0 else 'td'}>"
-                         for c in row) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<{'th' if i == 0 else 'td'}>{html.escape(c)}</{'th' if i == 0 else 'td'}>"
+            for c in row
+        )
+        + "</tr>"
         for i, row in enumerate(rows)
-    )  # fmt: skip
-    svgs = [_svg_band(z.name, z.dvh_dose_gy, z.dvh_nominal_pct, z.dvh_bands_pct, z.prescription_gy)
-            for z in r.zones]  # fmt: skip
+    )
+    svgs = [
+        _svg_band(z.name, z.dvh_dose_gy, z.dvh_nominal_pct, z.dvh_bands_pct, z.prescription_gy)
+        for z in r.zones
+    ]
     seen = set()
     for lim in r.limits:
         if lim.roi not in seen:
             seen.add(lim.roi)
-            svgs.append(_svg_band(lim.roi, lim.dvh_dose_gy, lim.dvh_nominal_pct, lim.dvh_bands_pct,
-                                  lim.limit))  # fmt: skip
+            svgs.append(
+                _svg_band(
+                    lim.roi, lim.dvh_dose_gy, lim.dvh_nominal_pct, lim.dvh_bands_pct, lim.limit
+                )
+            )
     worst = "".join(
         f"<tr><td>{w.index}</td><td>{html.escape(w.worst_zone)}</td><td>{w.d90_over_rx:.3f}</td>"
         f"<td>{w.lost_seeds}</td><td>"
-        + ", ".join((f"<b class='hot'>#{n} {d:.1f} mm</b>" if k < 3 else f"#{n} {d:.1f} mm")
-                    for k, (n, d) in enumerate(zip(w.needle_ids, w.tip_displacement_mm)))
+        + ", ".join(
+            (f"<b class='hot'>#{n} {d:.1f} mm</b>" if k < 3 else f"#{n} {d:.1f} mm")
+            for k, (n, d) in enumerate(zip(w.needle_ids, w.tip_displacement_mm))
+        )
         + "</td></tr>"
         for w in r.worst
-    )  # fmt: skip
+    )
     m = r.model
     src = "".join(f"<li>{html.escape(s)}</li>" for s in m.sources)
     return (

@@ -33,9 +33,10 @@ __all__ = [
 ]
 
 #: DVH bin width (Gy) for the per-scenario metrics: 0.1 Gy (well under 0.1 % of a 110+ Gy
-#: prescription), coarsened by powers of ten for structures hotter than 10,000 bins.
+#: prescription), coarsened by powers of ten for structures hotter than MAX_BINS bins
+#: (3 x the nominal Dmax: 10,000 Gy next to a seed still gets 0.1 Gy bins).
 BIN_WIDTH_GY = 0.1
-MAX_BINS = 20000
+MAX_BINS = 100_000
 #: Points of the DVH band's dose axis.
 DVH_AXIS_POINTS = 241
 #: Coverage goal of the V100 probability (% of the zone).
@@ -64,6 +65,7 @@ class ZoneRobustness:
     dvh_dose_gy: np.ndarray  # (n_axis,)
     dvh_nominal_pct: np.ndarray  # (n_axis,)
     dvh_bands_pct: np.ndarray  # (3, n_axis) at the option's percentiles
+    bin_width_gy: float  # of the DVHs the metrics are read from
 
     @property
     def p_d90(self) -> float:
@@ -84,6 +86,7 @@ class LimitRobustness:
     dvh_dose_gy: np.ndarray
     dvh_nominal_pct: np.ndarray
     dvh_bands_pct: np.ndarray
+    bin_width_gy: float
 
     @property
     def p_met(self) -> float:
@@ -174,16 +177,36 @@ def _accumulators(inputs: PlanInputs, nominal: np.ndarray, n: int) -> list[_Accu
     for s, rx in zip(inputs.zones, inputs.zone_prescription_gy):
         axis = np.linspace(0.0, 3.0 * rx, DVH_AXIS_POINTS)
         dmax = float(nominal[offset : offset + len(s.point_cc)].max())
-        out.append(_Accumulator(s, offset, ("D90", "V100"), rx, axis, _bin_width(3 * dmax),
-                                np.empty((n, 2)), np.empty((n, axis.size))))  # fmt: skip
+        out.append(
+            _Accumulator(
+                s,
+                offset,
+                ("D90", "V100"),
+                rx,
+                axis,
+                _bin_width(3 * dmax),
+                np.empty((n, 2)),
+                np.empty((n, axis.size)),
+            )
+        )
         offset += len(s.point_cc)
     for name, s in inputs.oars.items():
         metrics = tuple(lim.metric for lim in inputs.limits if lim.roi == name)
         dmax = float(nominal[offset : offset + len(s.point_cc)].max())
         top = 1.5 * max([dmax, 1.0] + [lim.limit for lim in inputs.limits if lim.roi == name])
         axis = np.linspace(0.0, top, DVH_AXIS_POINTS)
-        out.append(_Accumulator(s, offset, metrics, None, axis, _bin_width(3 * max(dmax, 1.0)),
-                                np.empty((n, len(metrics))), np.empty((n, axis.size))))  # fmt: skip
+        out.append(
+            _Accumulator(
+                s,
+                offset,
+                metrics,
+                None,
+                axis,
+                _bin_width(3 * max(dmax, 1.0)),
+                np.empty((n, len(metrics))),
+                np.empty((n, axis.size)),
+            )
+        )
         offset += len(s.point_cc)
     return out
 
@@ -230,12 +253,24 @@ def evaluate_robustness(
     lost = np.empty(n, dtype=int)
     for i in range(n):
         err = sample_needle_errors(model, inputs.needle_direction, len(seeds), rng)
-        pos, axes, kept = perturb_seeds(err, model, inputs.needle_entry_mm, inputs.needle_direction,
-                                        inputs.seed_needle, seeds.positions_mm, seeds.directions)  # fmt: skip
+        pos, axes, kept = perturb_seeds(
+            err,
+            model,
+            inputs.needle_entry_mm,
+            inputs.needle_direction,
+            inputs.seed_needle,
+            seeds.positions_mm,
+            seeds.directions,
+        )
         tips[i] = np.linalg.norm(pos[deepest] - seeds.positions_mm[deepest], axis=1)
         lost[i] = int((~kept).sum())
-        dose = _dose(Seeds(pos, seeds.sk_u, axes, normalize=True), kept, points, inputs.seed_model,
-                     options.backend)  # fmt: skip
+        dose = _dose(
+            Seeds(pos, seeds.sk_u, axes, normalize=True),
+            kept,
+            points,
+            inputs.seed_model,
+            options.backend,
+        )
         for a in acc:
             a.add(i, dose)
         report(progress, (i + 1) / n, f"scenario {i + 1}/{n}")
@@ -251,26 +286,60 @@ def _summarise(inputs, model, options, acc, tips, lost) -> RobustResult:
     n_zones = len(inputs.zones)
     zones = []
     for a in acc[:n_zones]:
-        zones.append(ZoneRobustness(
-            a.structure.name, float(a.rx), float(a.values[n, 0]), float(a.values[n, 1]),
-            a.values[:n, 0].copy(), a.values[:n, 1].copy(), a.axis_gy, a.curves[n].copy(),
-            _bands(a.curves[:n], options.percentiles)))  # fmt: skip
+        zones.append(
+            ZoneRobustness(
+                a.structure.name,
+                float(a.rx),
+                float(a.values[n, 0]),
+                float(a.values[n, 1]),
+                a.values[:n, 0].copy(),
+                a.values[:n, 1].copy(),
+                a.axis_gy,
+                a.curves[n].copy(),
+                _bands(a.curves[:n], options.percentiles),
+                a.width_gy,
+            )
+        )
     limits = []
     for a in acc[n_zones:]:
         for j, metric in enumerate(a.metrics):
             lim = next(x for x in inputs.limits if x.roi == a.structure.name and x.metric == metric)
-            limits.append(LimitRobustness(
-                lim.roi, metric, lim.limit, float(a.values[n, j]), a.values[:n, j].copy(),
-                a.axis_gy, a.curves[n].copy(), _bands(a.curves[:n], options.percentiles)))  # fmt: skip
+            limits.append(
+                LimitRobustness(
+                    lim.roi,
+                    metric,
+                    lim.limit,
+                    float(a.values[n, j]),
+                    a.values[:n, j].copy(),
+                    a.axis_gy,
+                    a.curves[n].copy(),
+                    _bands(a.curves[:n], options.percentiles),
+                    a.width_gy,
+                )
+            )
     ratio = np.stack([z.d90_gy / z.prescription_gy for z in zones], axis=1)  # (n, zones)
     worst_zone = np.argmin(ratio, axis=1)
     score = ratio[np.arange(n), worst_zone]
     worst = []
     for i in np.argsort(score, kind="stable")[: options.n_worst]:
         order = np.argsort(-tips[i], kind="stable")
-        worst.append(WorstScenario(
-            int(i), zones[int(worst_zone[i])].name, float(score[i]),
-            tuple(int(inputs.needle_ids[k]) for k in order),
-            tuple(float(tips[i, k]) for k in order), int(lost[i])))  # fmt: skip
-    return RobustResult(model, options, len(inputs.seeds), len(inputs.needle_ids), tuple(zones),
-                        tuple(limits), tuple(worst), (float(tips.mean()), float(tips.std())))  # fmt: skip
+        worst.append(
+            WorstScenario(
+                int(i),
+                zones[int(worst_zone[i])].name,
+                float(score[i]),
+                tuple(int(inputs.needle_ids[k]) for k in order),
+                tuple(float(tips[i, k]) for k in order),
+                int(lost[i]),
+            )
+        )
+    return RobustResult(
+        model,
+        options,
+        len(inputs.seeds),
+        len(inputs.needle_ids),
+        tuple(zones),
+        tuple(limits),
+        tuple(worst),
+        (float(tips.mean()), float(tips.std())),
+    )
