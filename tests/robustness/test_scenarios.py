@@ -155,3 +155,20 @@ def test_cli_writes_all_three_or_refuses(plan_dir, tmp_path):
     other = tmp_path / "none"
     assert main(["robust", str(tmp_path / "missing"), "--out", str(other), "--quiet"]) != 0
     assert not other.exists()
+
+
+def test_cli_out_naming_a_file_is_refused_before_reading(tmp_path, capsys):
+    (tmp_path / "FILE").write_text("not a folder")
+    code = main(["robust", str(tmp_path / "nowhere"), "--out", str(tmp_path / "FILE"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code != 0 and str(tmp_path / "FILE") in err and "nowhere" not in err
+
+
+def test_cli_bad_error_model_file_names_the_key(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[needle]\nentry_mm = { mean = 3.0, sd = -1.0 }\n")
+    code = main(["robust", str(tmp_path), "--out", str(tmp_path / "o"), "--error-model",
+                 str(bad), "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code != 0 and "bad.toml" in err and "needle.entry_mm" in err
+    assert not (tmp_path / "o").exists()
