@@ -35,7 +35,10 @@ malignancies", J Radiat Res 2021;62(5):910-917; 28 patients, 318 needles):
 * ``template`` (3-D printed template, their main result): entry 3.4 ± 1.7 mm, angle
   2.8 ± 1.7°, depth 5.2 ± 4.8 mm.  Their needle *tip* error, 4.4 ± 2.9 mm, is the result of
   these three together; it is not a separate input (it would count the same error twice).
-  The scenarios' simulated tip errors are reported beside it as a check.
+  The scenarios' simulated tip errors are reported beside it as a check: drawn as
+  independent components they come out larger (about 7 mm on a test plan); the paper's tip
+  error is smaller than its depth error alone, so it cannot be the 3-D distance combining
+  them, and this preset is a pessimistic reading of the paper.
 * ``freehand`` (optical navigation, the same paper): tip 3.1 ± 1.8 mm, entered as a rigid
   3-D shift of the whole needle with that magnitude (only the tip error is published).
 
