@@ -20,6 +20,13 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _seed(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "robust",
@@ -41,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="template",
         help="template | freehand | FILE.toml (default template)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed of the scenarios")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed of the scenarios")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba", "cupy"))
     p.add_argument("--spacing-mm", type=float, default=2.0, help="sampling lattice (mm)")
     p.add_argument(
