@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from brachycryo.core.atomic import write_text_atomic
-from brachycryo.robustness.scenarios import RobustResult
+from brachycryo.robustness.scenarios import RobustResult, WorstScenario
 
 __all__ = ["OUTPUT_NAMES", "page_html", "result_json", "table_csv", "write_outputs"]
 
@@ -144,6 +144,46 @@ def _svg_band(title: str, dose: np.ndarray, nominal: np.ndarray, bands: np.ndarr
     )
 
 
+def _projection_axes(points: np.ndarray) -> np.ndarray:
+    """The two principal axes (2, 3) of ``points``: the view that spreads the needles most."""
+    centred = points - points.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return vt[:2]
+
+
+def _svg_needles(w: WorstScenario) -> str:
+    """The worst scenario's needles, projected on their two principal axes: planned (grey),
+    moved (blue), the three most displaced in red and numbered."""
+    size, pad = 420, 30
+    every = np.concatenate([w.entry_planned_mm, w.tip_planned_mm, w.entry_moved_mm, w.tip_moved_mm])
+    axes = _projection_axes(every)
+    uv = (every - every.mean(axis=0)) @ axes.T
+    lo, span = uv.min(axis=0), max(float(np.ptp(uv, axis=0).max()), 1e-6)
+
+    def xy(p):
+        q = ((p - every.mean(axis=0)) @ axes.T - lo) / span * (size - 2 * pad) + pad
+        return f"{q[0]:.1f}", f"{size - q[1]:.1f}"
+
+    hot = set(w.needle_ids[:3])
+    order = {n: k for k, n in enumerate(w.needle_ids)}
+    parts = []
+    ids = sorted(order)
+    for k, number in enumerate(ids):
+        (x1, y1), (x2, y2) = xy(w.entry_planned_mm[k]), xy(w.tip_planned_mm[k])
+        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="#bbb"/>')
+        colour = "#d62728" if number in hot else "#3182bd"
+        (x1, y1), (x2, y2) = xy(w.entry_moved_mm[k]), xy(w.tip_moved_mm[k])
+        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="{colour}"/>')
+        if number in hot:
+            parts.append(f'<text x="{x2}" y="{y2}" font-size="11" fill="{colour}">#{number}</text>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size + 20}">'
+        + "".join(parts)
+        + f'<text x="4" y="{size + 14}" font-size="11">scenario {w.index}: needles from entry to '
+        "deepest seed; grey planned, blue moved, red the three most displaced</text></svg>"
+    )
+
+
 def page_html(r: RobustResult) -> str:
     """A self-contained page: probability table, DVH bands, worst scenarios' needles."""
     rows = list(csv.reader(io.StringIO(table_csv(r))))
@@ -194,7 +234,7 @@ def page_html(r: RobustResult) -> str:
         "<h2>Worst scenarios</h2><p>Lowest D90/Rx of any zone; needles by displacement of their "
         "deepest seed, the three most displaced in red.</p><table><tr><th>scenario</th>"
         "<th>zone</th><th>D90/Rx</th><th>lost seeds</th><th>needles</th></tr>"
-        f"{worst}</table></body></html>"
+        f"{worst}</table>{_svg_needles(r.worst[0]) if r.worst else ''}</body></html>"
     )
 
 

@@ -107,6 +107,11 @@ class WorstScenario:
     needle_ids: tuple[int, ...]  # all needles, most displaced first
     tip_displacement_mm: tuple[float, ...]
     lost_seeds: int
+    #: every needle (in PlanInputs order): planned entry and deepest seed, and moved
+    entry_planned_mm: np.ndarray
+    tip_planned_mm: np.ndarray
+    entry_moved_mm: np.ndarray
+    tip_moved_mm: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -250,6 +255,8 @@ def evaluate_robustness(
     rng = np.random.default_rng(options.seed)
     deepest = _deepest_seed(inputs)
     tips = np.empty((n, len(deepest)))
+    moved = np.empty((n, 2, len(deepest), 3))  # entry, deepest seed
+    fixed = np.asarray(model.fixed_shift_mm, dtype=float)
     lost = np.empty(n, dtype=int)
     for i in range(n):
         err = sample_needle_errors(model, inputs.needle_direction, len(seeds), rng)
@@ -263,6 +270,8 @@ def evaluate_robustness(
             seeds.directions,
         )
         tips[i] = np.linalg.norm(pos[deepest] - seeds.positions_mm[deepest], axis=1)
+        moved[i, 0] = inputs.needle_entry_mm + err.entry_offset_mm + err.shift_mm + fixed
+        moved[i, 1] = pos[deepest]
         lost[i] = int((~kept).sum())
         dose = _dose(
             Seeds(pos, seeds.sk_u, axes, normalize=True),
@@ -274,15 +283,17 @@ def evaluate_robustness(
         for a in acc:
             a.add(i, dose)
         report(progress, (i + 1) / n, f"scenario {i + 1}/{n}")
-    return _summarise(inputs, model, options, acc, tips, lost)
+    return _summarise(inputs, model, options, acc, (tips, moved, lost))
 
 
 def _bands(curves: np.ndarray, pcts) -> np.ndarray:
     return np.percentile(curves, list(pcts), axis=0)
 
 
-def _summarise(inputs, model, options, acc, tips, lost) -> RobustResult:
+def _summarise(inputs, model, options, acc, needles) -> RobustResult:
+    tips, moved, lost = needles
     n = options.n_scenarios
+    tip_planned = inputs.seeds.positions_mm[_deepest_seed(inputs)]
     n_zones = len(inputs.zones)
     zones = []
     for a in acc[:n_zones]:
@@ -331,6 +342,10 @@ def _summarise(inputs, model, options, acc, tips, lost) -> RobustResult:
                 tuple(int(inputs.needle_ids[k]) for k in order),
                 tuple(float(tips[i, k]) for k in order),
                 int(lost[i]),
+                inputs.needle_entry_mm,
+                tip_planned,
+                moved[i, 0],
+                moved[i, 1],
             )
         )
     return RobustResult(

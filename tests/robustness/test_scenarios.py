@@ -149,6 +149,7 @@ def test_cli_writes_all_three_or_refuses(plan_dir, tmp_path):
     assert len(doc["worst_scenarios"]) == 5
     page = (out / "robust.html").read_text()
     assert "<svg" in page and "class='hot'" in page and "GTV_Met2_SeedTarget" in page
+    assert page.count("<svg") == 1 + 2 + 1 and "grey planned, blue moved" in page
     rows = (out / "robust.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2 + 2
     before = (out / "robust.json").read_text()
