@@ -15,7 +15,7 @@ al.), here with needle-level correlated errors of LDR seed implants.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -124,7 +124,6 @@ class RobustResult:
     limits: tuple[LimitRobustness, ...]
     worst: tuple[WorstScenario, ...]
     tip_error_mm: tuple[float, float]  # mean, SD of the deepest seeds' displacement
-    notes: tuple[str, ...] = field(default=())
 
 
 def _bin_width(dmax_gy: float) -> float:
