@@ -27,6 +27,13 @@ def _seed(text: str) -> int:
     return n
 
 
+def _spacing_mm(text: str) -> float:
+    v = float(text)
+    if not 0.2 <= v <= 20.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be 0.2 to 20 mm, got {text}")
+    return v
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "robust",
@@ -50,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=_seed, default=0, help="random seed of the scenarios")
     p.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba", "cupy"))
-    p.add_argument("--spacing-mm", type=float, default=2.0, help="sampling lattice (mm)")
+    p.add_argument("--spacing-mm", type=_spacing_mm, default=2.0, help="sampling lattice (mm)")
     p.add_argument(
         "--max-points",
         type=_positive_int,
