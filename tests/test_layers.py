@@ -25,7 +25,7 @@ TOP = "brachycryo"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("reports",),
-    ("planning", "postimplant", "cohort", "followup", "outcomes"),
+    ("planning", "postimplant", "cohort", "followup", "outcomes", "robustness"),
     ("qa", "phantoms"),
     ("dicom_io",),
     ("dose_kernels", "cryo_iceball"),

@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "brachycryo.cli.postimplant",
     "brachycryo.cli.followup",
     "brachycryo.cli.demo",
+    "brachycryo.cli.robust",
 )
 
 

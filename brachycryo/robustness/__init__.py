@@ -1,0 +1,1 @@
+"""Robustness of a seed plan to needle placement error (``brachycryo robust``)."""
