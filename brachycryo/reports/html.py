@@ -20,6 +20,7 @@ import datetime as _dt
 import html
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,14 @@ from brachycryo.reports.plots import (
     slice_figure,
 )
 from brachycryo.reports.render3d import render_plan_3d
+from brachycryo.reports.viewer import (
+    CSP_META,
+    VIEWER_CSS,
+    ViewerInputs,
+    build_viewer_payload,
+    dvh_payload,
+    viewer_section_html,
+)
 
 _OPS = {">=": lambda v, lim: v >= lim, "<=": lambda v, lim: v <= lim}
 
@@ -151,6 +160,78 @@ def _resample_mask(mask: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
     return (vals > 0.5).reshape(target.shape)
 
 
+_GOAL_RE = re.compile(r"^([DV])(\d+(?:\.\d+)?)(Gy)?$", re.IGNORECASE)
+
+
+def dvh_goal_markers(constraints: Sequence[Constraint], rx_gy: float | None) -> list[dict]:
+    """Goal points on the cumulative DVH: ``Dxx`` (xx % of the volume) at the limit in Gy,
+    ``Vxx`` (xx % of the prescription) or ``VxxGy`` at the limit in %; other metrics
+    (D2cc, V150Gy_cc, ...) are not points of a %-volume DVH and get no marker."""
+    out = []
+    for c in constraints:
+        m = _GOAL_RE.match(c.metric)
+        if m is None:
+            continue
+        x = float(m.group(2))
+        if m.group(1).upper() == "D":
+            dose, vol = float(c.limit), x
+        elif m.group(3):
+            dose, vol = x, float(c.limit)
+        elif rx_gy:
+            dose, vol = rx_gy * x / 100.0, float(c.limit)
+        else:
+            continue
+        label = f"{c.structure} {c.metric} {c.op} {c.limit:g} {c.unit()}"
+        out.append({"structure": c.structure, "dose": dose, "vol": vol, "label": label})
+    return out
+
+
+def _constraints_table(constraints: Sequence[Constraint], evaluation: PlanEvaluation) -> str:
+    """Each constraint with its value and PASS / FAIL (or "not evaluated")."""
+    rows = ["<tr><th>Structure</th><th>Metric</th><th>Goal</th><th>Value</th><th>Result</th></tr>"]
+    for c in constraints:
+        value, ok = c.evaluate(evaluation)
+        cls, word = (
+            ("na", "not evaluated")
+            if ok is None
+            else (("pass", "PASS") if ok else ("fail", "FAIL"))
+        )
+        rows.append(
+            f"<tr><td>{html.escape(c.structure)}</td><td>{html.escape(c.metric)}</td>"
+            f"<td>{html.escape(c.op)} {c.limit:g} {c.unit()}</td><td>{_fmt(value)}</td>"
+            f'<td class="{cls}">{word}</td></tr>'
+        )
+    return "<h2>Constraints</h2><table>" + "".join(rows) + "</table>"
+
+
+def _binding_section(notes: list[str]) -> tuple[list[str], str]:
+    """(the other notes, the "Binding constraints" list of the ``binding: ...`` notes)."""
+    binding = [n.removeprefix("binding: ") for n in notes if n.startswith("binding: ")]
+    if not binding:
+        return notes, ""
+    rest = [n for n in notes if not n.startswith("binding: ")]
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in binding)
+    return rest, f"<h2>Binding constraints</h2><ul>{items}</ul>"
+
+
+def _interactive_section(
+    viewer: ViewerInputs,
+    evaluation: PlanEvaluation,
+    colours: Mapping[str, tuple[int, int, int] | None],
+    constraints: Sequence[Constraint],
+    notes: list[str],
+) -> str:
+    """The slice viewer and the interactive DVH (appends the viewer's notes to ``notes``)."""
+    payload = build_viewer_payload(viewer)
+    notes.extend(payload.notes)
+    dvh_data = dvh_payload(list(evaluation.dvhs.values()), colours)
+    goals = dvh_goal_markers(constraints, evaluation.prescription_gy)
+    return (
+        viewer_section_html(payload, dvh_data, goals)
+        + '<h2 class="bc-print-heading">Printable snapshots</h2>'
+    )
+
+
 def build_report_html(
     evaluation: PlanEvaluation,
     *,
@@ -178,6 +259,10 @@ def build_report_html(
     ``extra_sections`` are HTML fragments (each starting with its ``<h2>`` heading, their
     text already escaped) placed after the constraints, before the DVH plot; e.g. the
     plan vs post-implant comparison of :mod:`brachycryo.reports.postimplant`.
+
+    With a CT, the page carries the slice viewer and the interactive
+    DVH of :mod:`brachycryo.reports.viewer` (all data inlined); the static DVH and slice
+    pictures stay below as printable snapshots.
     """
     rx = evaluation.prescription_gy
     notes: list[str] = list(evaluation.warnings)
@@ -208,25 +293,26 @@ def build_report_html(
             "EI = V_N,ref/V_T; HI = (V_T,ref − V_T,1.5ref)/V_T,ref (Saw 2000; AAPM TG-137).</p>"
         )
     if constraints:
-        rows = [
-            "<tr><th>Structure</th><th>Metric</th><th>Goal</th><th>Value</th><th>Result</th></tr>"
-        ]
-        for c in constraints:
-            value, ok = c.evaluate(evaluation)
-            cls, word = (
-                ("na", "not evaluated")
-                if ok is None
-                else (("pass", "PASS") if ok else ("fail", "FAIL"))
-            )
-            rows.append(
-                f"<tr><td>{html.escape(c.structure)}</td><td>{html.escape(c.metric)}</td>"
-                f"<td>{html.escape(c.op)} {c.limit:g} {c.unit()}</td><td>{_fmt(value)}</td>"
-                f'<td class="{cls}">{word}</td></tr>'
-            )
-        parts.append("<h2>Constraints</h2><table>" + "".join(rows) + "</table>")
+        parts.append(_constraints_table(constraints, evaluation))
+    notes, binding_html = _binding_section(notes)
+    parts.append(binding_html)
     parts.extend(extra_sections)
-    # DVH plot
     colours = {r.name: r.color_rgb for r in rois}
+    if ct_hu is not None and ct_grid is not None:
+        viewer = ViewerInputs(
+            ct_hu=ct_hu,
+            ct_grid=ct_grid,
+            dose_gy=dose_gy,
+            dose_grid=dose_grid,
+            prescription_gy=rx,
+            rois=[r for r in rois if r.name in evaluation.dvhs],
+            isotherms=isotherms,
+            isotherm_grid=isotherm_grid,
+            seeds_mm=seeds_mm,
+            instruments=instruments,
+        )
+        parts.append(_interactive_section(viewer, evaluation, colours, constraints, notes))
+    # DVH plot
     fig = dvh_figure(list(evaluation.dvhs.values()), prescription_gy=rx, colours=colours)
     parts.append("<h2>DVH</h2>" + img_tag(figure_png(fig), "cumulative DVH"))
     # slices
@@ -300,8 +386,8 @@ def build_report_html(
         )
     body = "\n".join(parts)
     return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>"
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">{CSP_META}'
+        f"<title>{html.escape(title)}</title><style>{_CSS}{VIEWER_CSS}</style></head>"
         f"<body>\n{body}\n</body></html>\n"
     )
 
