@@ -260,7 +260,7 @@ def build_viewer_payload(inputs: ViewerInputs) -> ViewerPayload:
         + (
             "every RTDOSE voxel"
             if s == 1
-            else f"every {s}th RTDOSE voxel along each axis ({'×'.join(map(str, sub.shape))})"
+            else f"one RTDOSE voxel in {s} along each axis ({'×'.join(map(str, sub.shape))})"
         )
         + f", 16 bit ({scale:.3g} Gy per step)."
     )
