@@ -177,6 +177,13 @@
       ctx.stroke();
     });
   }
+  function uvBox(L) { // the layer's bounding box in the current view: u, v and depth ranges
+    const i0 = L.lo[2], i1 = L.lo[2] + L.shape[2] - 1, j0 = L.lo[1], j1 = L.lo[1] + L.shape[1] - 1;
+    const v0 = NK - 1 - (L.lo[0] + L.shape[0] - 1), v1 = NK - 1 - L.lo[0];
+    if (S.view === "axial") return { u0: i0, u1: i1, v0: j0, v1: j1, d0: L.lo[0], d1: L.lo[0] + L.shape[0] - 1 };
+    if (S.view === "coronal") return { u0: i0, u1: i1, v0: v0, v1: v1, d0: j0, d1: j1 };
+    return { u0: j0, u1: j1, v0: v0, v1: v1, d0: i0, d1: i1 };
+  }
   function drawLayers(d) {
     S.edges = {};
     const s = S.slice[S.view];
@@ -191,8 +198,10 @@
         const p = toIjk(S.view, s, u, v);
         return layerAt(L, p[0], p[1], p[2]);
       };
-      for (let v = 0; v < d.H; v++) {
-        for (let u = 0; u < d.W; u++) {
+      const b = uvBox(L);
+      if (s < b.d0 || s > b.d1) { S.edges[L.name] = 0; return; }
+      for (let v = b.v0; v <= b.v1; v++) {
+        for (let u = b.u0; u <= b.u1; u++) {
           if (!inside(u, v)) continue;
           const x0 = u * geo.sx, y0 = v * geo.sy, x1 = x0 + geo.sx, y1 = y0 + geo.sy;
           if (!inside(u - 1, v)) { ctx.moveTo(x0, y0); ctx.lineTo(x0, y1); count++; }

@@ -114,7 +114,12 @@ def test_slider_keys_wheel_and_toggle(page):
     _, path = page
     steps = ["slider=3", "keys=ArrowUp,ArrowUp", "keys=PageDown", "wheel=4", "wheel=-2"]
     steps += ["view=sagittal&slider=39", "view=axial&slider=10", "toggle=GTV"]
+    steps += ["view=coronal&slider=20", "view=sagittal&slider=19"]
     st = states(path, steps)
+    # the GTV (toggled off by now) is hidden in every view; the cord (y = 26 mm, j = 32)
+    # is outlined on the sagittal slice through the axis, not on the coronal one there
+    assert st[8]["edges"]["GTV"] == st[9]["edges"]["GTV"] == 0
+    assert st[8]["edges"]["Cord"] == 0 and st[9]["edges"]["Cord"] > 0
     assert [s["slice"] for s in st[:5]] == [3, 5, 0, 4, 2]
     assert st[0]["nslices"] == 20 and st[5]["nslices"] == 40 and st[5]["slice"] == 39
     on, off = st[6], st[7]
