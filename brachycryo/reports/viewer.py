@@ -49,6 +49,8 @@ MAX_CT_VOXELS = 12_000_000
 """Display-grid voxel budget (uint8 each): 512x512x150 becomes 256x256x150."""
 MAX_DOSE_VOXELS = 4_000_000
 """Dose voxel budget (uint16 each)."""
+DVH_POINTS = 1000
+"""Most points per structure of the page's DVH (each DVH of a seed plan has ~10^5 bins)."""
 CT_HU_MIN = -1000.0
 CT_HU_STEP = 10.0
 DEFAULT_LEVELS_PCT = (50.0, 100.0, 150.0, 200.0)
@@ -273,7 +275,9 @@ def _json_script(element_id: str, obj) -> str:
 
 
 def dvh_payload(dvhs: Sequence[DVH], colours: Mapping[str, tuple[int, int, int] | None]) -> list:
-    """Cumulative DVHs (dose edges in Gy, volume in % of the structure) for the page."""
+    """Cumulative DVHs (dose in Gy, volume in % of the structure) for the page: the bin
+    edges up to the dose where the curve reaches 0 %, resampled (linear interpolation of the
+    cumulative curve) on :data:`DVH_POINTS` doses when there are more edges than that."""
     out = []
     for d in dvhs:
         total = d.volume_cc
@@ -281,13 +285,23 @@ def dvh_payload(dvhs: Sequence[DVH], colours: Mapping[str, tuple[int, int, int] 
             continue
         diff = np.asarray(d.differential_cc, dtype=float)
         cum = np.concatenate([np.cumsum(diff[::-1])[::-1], [0.0]]) / total * 100.0
+        edges = np.asarray(d.bin_edges_gy, dtype=float)
+        # the cumulative DVH is linear between bin edges: resampled on at most
+        # DVH_POINTS doses from 0 to where it reaches 0 %
+        last = int(np.nonzero(cum > 0)[0].max()) + 1 if (cum > 0).any() else 1
+        top = float(edges[min(last, len(edges) - 1)])
+        if last + 1 > DVH_POINTS:
+            dose = np.linspace(float(edges[0]), top, DVH_POINTS)
+            vol = np.interp(dose, edges, cum)
+        else:
+            dose, vol = edges[: last + 1], cum[: last + 1]
         colour = colours.get(d.name) or (255, 255, 0)
         out.append(
             {
                 "name": d.name,
                 "colour": [int(c) for c in colour],
-                "dose": [round(float(v), 4) for v in d.bin_edges_gy],
-                "vol": [round(float(v), 4) for v in cum],
+                "dose": [round(float(v), 4) for v in dose],
+                "vol": [round(float(v), 4) for v in vol],
             }
         )
     return out

@@ -178,3 +178,18 @@ def test_dvh_toggle_and_hover(page):
     assert R100_MM > np.hypot(8.0, 8.0) and 26.0 - 4.0 > R100_MM
     assert st["dvh_hover"]["volumes_pct"] == pytest.approx({"GTV": 100.0, "Cord": 0.0}, abs=0.5)
     assert st2["dvh_visible"] == ["GTV"] and st2["dvh_hidden"] == ["Cord"]
+
+
+def test_dvh_payload_is_resampled_on_the_curve():
+    """A DVH of 10^5 bins goes to the page as <= DVH_POINTS points on the same curve."""
+    from brachycryo.qa.dvh import DVH
+    from brachycryo.reports.viewer import DVH_POINTS, dvh_payload
+
+    edges = np.linspace(0.0, 1000.0, 100_001)
+    diff = np.zeros(100_000)
+    diff[:20_000] = 1e-4  # uniform 0-200 Gy: cumulative V(D) = 100 (1 - D / 200) %
+    d = DVH("T", edges, diff, 0.0, 200.0, 100.0)
+    (p,) = dvh_payload([d], {})
+    assert len(p["dose"]) <= DVH_POINTS and p["dose"][-1] == pytest.approx(200.0, abs=0.02)
+    dose = np.asarray(p["dose"])
+    assert np.allclose(p["vol"], 100.0 * (1.0 - dose / 200.0), atol=1e-3)
