@@ -310,6 +310,7 @@ def build_report_html(
             isotherm_grid=isotherm_grid,
             seeds_mm=seeds_mm,
             instruments=instruments,
+            target=target,
         )
         parts.append(_interactive_section(viewer, evaluation, colours, constraints, notes))
     # DVH plot

@@ -26,8 +26,9 @@
   const [SX, SY, SZ] = D.spacing;
   const layers = D.layers.map(function (L) { return Object.assign({}, L, { data: bytes(L.bits) }); });
   const VIEWS = ["axial", "coronal", "sagittal"];
+  const START = D.start || [NK >> 1, NJ >> 1, NI >> 1];
   const S = {
-    view: "axial", slice: { axial: NK >> 1, coronal: NJ >> 1, sagittal: NI >> 1 },
+    view: "axial", slice: { axial: START[0], coronal: START[1], sagittal: START[2] },
     wl: [40, 400], levels: D.levels.slice(), wash: false, hidden: new Set(), instruments: true,
     readout: null, iso: {}, edges: {},
   };

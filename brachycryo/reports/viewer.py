@@ -80,6 +80,7 @@ class ViewerInputs:
     isotherm_grid: Grid | None = None
     seeds_mm: np.ndarray | None = None
     instruments: Instruments = NO_INSTRUMENTS
+    target: str | None = None
 
 
 def _b64(a: np.ndarray) -> str:
@@ -238,6 +239,10 @@ def build_viewer_payload(inputs: ViewerInputs) -> ViewerPayload:
     counts, scale = quantise_dose(sub)
     layers, notes = viewer_layers(inputs, disp)
     seeds = _to_disp(inputs.seeds_mm if inputs.seeds_mm is not None else [], disp)
+    start = [n // 2 for n in disp.shape]  # the slices through the target's centroid
+    target = next((ly.mask for ly in layers if ly.name == inputs.target), None)
+    if target is not None and target.any():
+        start = [round(float(np.mean(a))) for a in np.nonzero(target)]
     data = {
         "ct": {"shape": list(disp.shape), "affine": _affine_list(disp), "b64": _b64(ct_u8)},
         "ct_hu": {"min": CT_HU_MIN, "step": CT_HU_STEP},
@@ -252,6 +257,7 @@ def build_viewer_payload(inputs: ViewerInputs) -> ViewerPayload:
         "levels": list(DEFAULT_LEVELS_PCT),
         "layers": [j for j in (_layer_json(ly) for ly in layers) if j is not None],
         "seeds": seeds,
+        "start": start,
         "instruments": _instruments_json(inputs.instruments, disp),
     }
     nk, nj, ni = inputs.ct_grid.shape

@@ -25,7 +25,7 @@ from brachycryo.reports.viewer import (
     inplane_factor,
 )
 
-from .viewer_case import R100_MM, RX_GY, SIGMA_MM, build_case
+from .viewer_case import R100_MM, RX_GY, SIGMA_MM, build_case, circle_roi
 
 CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser")) if p), None)
 needs_chromium = pytest.mark.skipif(
@@ -120,6 +120,7 @@ def test_slider_keys_wheel_and_toggle(page):
     # is outlined on the sagittal slice through the axis, not on the coronal one there
     assert st[8]["edges"]["GTV"] == st[9]["edges"]["GTV"] == 0
     assert st[8]["edges"]["Cord"] == 0 and st[9]["edges"]["Cord"] > 0
+    assert state(path, "")["slice"] == 10  # opens on the target's centroid (slices 7-13)
     assert [s["slice"] for s in st[:5]] == [3, 5, 0, 4, 2]
     assert st[0]["nslices"] == 20 and st[5]["nslices"] == 40 and st[5]["slice"] == 39
     on, off = st[6], st[7]
@@ -193,3 +194,12 @@ def test_dvh_payload_is_resampled_on_the_curve():
     assert len(p["dose"]) <= DVH_POINTS and p["dose"][-1] == pytest.approx(200.0, abs=0.02)
     dose = np.asarray(p["dose"])
     assert np.allclose(p["vol"], 100.0 * (1.0 - dose / 200.0), atol=1e-3)
+
+
+def test_viewer_opens_on_the_target_centroid():
+    grid = Grid((20, 40, 40), (-39.0, -39.0, -19.0), (2.0, 2.0, 2.0))
+    zs = grid.ijk_to_mm(np.column_stack([np.zeros(3), np.zeros(3), np.arange(2, 5)]))[:, 2]
+    roi = circle_roi(1, "T", (-21.0, 11.0), 3.0, zs, (255, 0, 0))  # i = 9, j = 25, k = 3
+    ct = np.zeros(grid.shape)
+    inputs = ViewerInputs(ct, grid, ct, grid, 1.0, rois=[roi], target="T")
+    assert build_viewer_payload(inputs).data["start"] == [3, 25, 9]
