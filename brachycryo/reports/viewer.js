@@ -2,8 +2,8 @@
 // Data come from the page's <script type="application/json"> blocks (see viewer.py).
 // Test hook: the URL hash holds actions (view=, slider=N, keys=ArrowUp,..., wheel=N, toggle=NAME,
 // wash=1, levels=50,100, wl=L,W, instruments=0, probe=x,y,z (mm, LPS), dvh_toggle=NAME,
-// dvh_hover=Gy, solo=1), applied through the same DOM events as a user; the page then writes
-// its state as JSON into <pre id="bc-state">.
+// dvh_hover=Gy, solo=1 (the image only) or 2 (with its controls)), applied through the same
+// DOM events as a user; the page then writes its state as JSON into <pre id="bc-state">.
 (function () {
   "use strict";
   const D = JSON.parse(document.getElementById("bc-data").textContent);
@@ -189,7 +189,8 @@
     S.edges = {};
     const s = S.slice[S.view];
     layers.forEach(function (L) {
-      if (S.hidden.has(L.name)) { S.edges[L.name] = 0; return; }
+      const b = uvBox(L);
+      if (S.hidden.has(L.name) || s < b.d0 || s > b.d1) { S.edges[L.name] = 0; return; }
       let count = 0;
       ctx.strokeStyle = "rgb(" + L.colour.join(",") + ")"; ctx.lineWidth = 2;
       ctx.setLineDash(L.kind === "isotherm" ? [4, 3] : []);
@@ -199,8 +200,6 @@
         const p = toIjk(S.view, s, u, v);
         return layerAt(L, p[0], p[1], p[2]);
       };
-      const b = uvBox(L);
-      if (s < b.d0 || s > b.d1) { S.edges[L.name] = 0; return; }
       for (let v = b.v0; v <= b.v1; v++) {
         for (let u = b.u0; u <= b.u1; u++) {
           if (!inside(u, v)) continue;
@@ -333,8 +332,9 @@
     layers.forEach(function (L) {
       const cb = el("input", { type: "checkbox", "data-layer": L.name }); cb.checked = true;
       cb.addEventListener("change", function () { if (cb.checked) S.hidden.delete(L.name); else S.hidden.add(L.name); render(); });
-      const lab = el("label", { style: "display:block;color:rgb(" + L.colour.join(",") + ")" });
-      lab.appendChild(cb); lab.appendChild(document.createTextNode(" " + L.name + (L.kind === "isotherm" ? " (isotherm)" : ""))); fs.appendChild(lab);
+      const lab = el("label", { style: "display:block" });
+      lab.appendChild(cb); lab.appendChild(swatch(L.colour, L.kind === "isotherm"));
+      lab.appendChild(document.createTextNode(" " + L.name + (L.kind === "isotherm" ? " (isotherm)" : ""))); fs.appendChild(lab);
     });
     const ic = el("input", { type: "checkbox", id: "bc-instr" }); ic.checked = true;
     ic.addEventListener("change", function () { S.instruments = ic.checked; render(); });
@@ -342,6 +342,10 @@
     fs.appendChild(il);
     box.appendChild(fs);
     box.appendChild(el("div", { id: "bc-readout" }, "move the cursor over the image"));
+  }
+  function swatch(colour, dashed) { // a line sample in the layer's colour (on a grey ground)
+    return el("span", { style: "display:inline-block;width:1.6em;height:0;vertical-align:middle;margin:0 0.3em;" +
+      "border-top:3px " + (dashed ? "dashed" : "solid") + " rgb(" + colour.join(",") + ");outline:1px solid #999" });
   }
   function setLevels(text) {
     const v = text.split(",").map(Number).filter(function (x) { return isFinite(x) && x > 0; });
@@ -393,7 +397,8 @@
     H.dvhs.forEach(function (c) {
       const cb = el("input", { type: "checkbox", "data-dvh-toggle": c.name }); cb.checked = true;
       cb.addEventListener("change", function () { dvhToggle(c.name, !cb.checked); });
-      const lab = el("label", { style: "margin-right:1em;color:rgb(" + c.colour.join(",") + ")" }); lab.appendChild(cb); lab.appendChild(document.createTextNode(" " + c.name)); box.appendChild(lab);
+      const lab = el("label", { style: "margin-right:1em" }); lab.appendChild(cb); lab.appendChild(swatch(c.colour, false));
+      lab.appendChild(document.createTextNode(" " + c.name)); box.appendChild(lab);
     });
   }
   function dvhToggle(name, hide) {
@@ -434,6 +439,7 @@
     // scripted actions (tests and links): each goes through the same DOM events as a user
     const h = new URLSearchParams(step);
     if (h.get("solo") === "1") document.body.classList.add("bc-solo");
+    if (h.get("solo") === "2") document.body.classList.add("bc-solo", "bc-solo-controls");
     if (VIEWS.indexOf(h.get("view")) >= 0) S.view = h.get("view");
     if (h.get("wl")) S.wl = h.get("wl").split(",").map(Number);
     if (h.get("levels")) { const lv = document.getElementById("bc-levels"); lv.value = h.get("levels"); lv.dispatchEvent(new Event("change")); }

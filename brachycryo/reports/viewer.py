@@ -318,7 +318,9 @@ _JS_PATH = Path(__file__).with_name("viewer.js")
 VIEWER_CSS = """
 #bc-viewer { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
 body.bc-solo { margin: 0; }
-body.bc-solo > :not(#bc-viewer), body.bc-solo #bc-controls { display: none; }
+body.bc-solo > :not(#bc-viewer), body.bc-solo:not(.bc-solo-controls) #bc-controls {
+  display: none;
+}
 #bc-viewer canvas { border: 1px solid #888; background: #000; }
 #bc-controls { font-size: 0.85em; max-width: 22em; }
 #bc-controls fieldset { margin: 0 0 0.5em 0; }
