@@ -42,9 +42,15 @@ def page(tmp_path_factory):
 
 
 def _chromium(args: list[str], url: str) -> str:
+    """Run headless Chromium; fail on a script error or on any request the page's
+    Content-Security-Policy blocked (every network source is blocked, so any attempt to
+    fetch something shows up as a console message naming the policy)."""
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
-    cmd += ["--force-device-scale-factor=1", *args, url]
+    cmd += ["--force-device-scale-factor=1", "--enable-logging=stderr", "--v=0", *args, url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+    console = [line for line in out.stderr.splitlines() if ":CONSOLE" in line]
+    bad = ("Uncaught", "Refused to", "Content Security Policy")
+    assert not [c for c in console if any(b in c for b in bad)], console
     return out.stdout
 
 
@@ -203,3 +209,22 @@ def test_viewer_opens_on_the_target_centroid():
     ct = np.zeros(grid.shape)
     inputs = ViewerInputs(ct, grid, ct, grid, 1.0, rois=[roi], target="T")
     assert build_viewer_payload(inputs).data["start"] == [3, 25, 9]
+
+
+@needs_chromium
+def test_seeds_and_tracks_drawn_where_they_cross_the_slice(page):
+    """Seeds at z = 1, 1, 9 mm; a needle from z = 40 to 1 mm, a probe from 40 to -5 mm;
+    axial slices k = 3, 10, 14 lie at z = -13, 1, 9 mm (2 mm thick)."""
+    st = states(page[1], ["slider=3", "slider=10", "slider=14", "instruments=0"])
+    assert [s["seeds_drawn"] for s in st] == [0, 2, 1, 0]
+    assert [s["tracks_drawn"] for s in st] == [0, 2, 2, 0]
+
+
+@needs_chromium
+def test_a_network_request_would_be_caught(page, tmp_path):
+    """The console check of :func:`_chromium` sees a request the page should not make."""
+    text = page[1].read_text(encoding="utf-8")
+    bad = tmp_path / "bad.html"
+    bad.write_text(text.replace("<h2>Slice viewer</h2>", '<img src="http://127.0.0.1:9/x.png">'))
+    with pytest.raises(AssertionError, match=r"127\.0\.0\.1:9/x\.png"):
+        _chromium(["--dump-dom"], bad.as_uri())
