@@ -33,7 +33,6 @@ from brachycryo.core.errors import ConfigError, StructureError
 from brachycryo.core.grid import Grid
 from brachycryo.dicom_io.rasterize import roi_mask
 from brachycryo.dicom_io.rtstruct import ROI
-from brachycryo.qa.dvh import sample_dose_at_points
 from brachycryo.qa.evaluate import PlanEvaluation
 from brachycryo.qa.metrics import metric_value
 from brachycryo.reports.plots import (
@@ -51,6 +50,7 @@ from brachycryo.reports.viewer import (
     ViewerInputs,
     build_viewer_payload,
     dvh_payload,
+    resample_mask,
     viewer_section_html,
 )
 
@@ -149,15 +149,6 @@ _TABLE_KEYS = (
     ("v150_pct", "V150 (%)"),
     ("v200_pct", "V200 (%)"),
 )
-
-
-def _resample_mask(mask: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
-    if grid.same_as(target):
-        return np.asarray(mask, dtype=bool)
-    vals, _ = sample_dose_at_points(
-        np.asarray(mask, dtype=np.float32), grid, target.voxel_centres_mm().reshape(-1, 3)
-    )
-    return (vals > 0.5).reshape(target.shape)
 
 
 _GOAL_RE = re.compile(r"^([DV])(\d+(?:\.\d+)?)(Gy)?$", re.IGNORECASE)
@@ -327,7 +318,7 @@ def build_report_html(
                     notes.append(str(exc))
         iso_ct = {}
         if isotherms and isotherm_grid is not None:
-            iso_ct = {k: _resample_mask(m, isotherm_grid, ct_grid) for k, m in isotherms.items()}
+            iso_ct = {k: resample_mask(m, isotherm_grid, ct_grid) for k, m in isotherms.items()}
         centre_name = target if target in masks else next(iter(masks), None)
         if centre_name is not None and masks[centre_name][0].any():
             kk, jj, ii = (round(float(np.mean(a))) for a in np.nonzero(masks[centre_name][0]))

@@ -136,7 +136,8 @@ def quantise_dose(dose_gy: np.ndarray) -> tuple[np.ndarray, float]:
     return np.rint(d / scale).astype(np.uint16), scale
 
 
-def _resample_mask(mask: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
+def resample_mask(mask: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
+    """``mask`` on ``grid`` sampled at the voxel centres of ``target`` (trilinear > 0.5)."""
     if grid.same_as(target):
         return np.asarray(mask, dtype=bool)
     vals, _ = sample_dose_at_points(
@@ -180,7 +181,7 @@ def viewer_layers(inputs: ViewerInputs, disp: Grid) -> tuple[list[ViewerLayer], 
         layers.append(ViewerLayer(r.name, (int(c[0]), int(c[1]), int(c[2])), "structure", m))
     if inputs.isotherms and inputs.isotherm_grid is not None:
         for n, (name, m) in enumerate(inputs.isotherms.items()):
-            mask = _resample_mask(m, inputs.isotherm_grid, disp)
+            mask = resample_mask(m, inputs.isotherm_grid, disp)
             layers.append(ViewerLayer(name, _ISO_COLOURS[n % 4], "isotherm", mask))
     return layers, notes
 
@@ -366,5 +367,6 @@ __all__ = [
     "dose_stride",
     "dvh_payload",
     "inplane_factor",
+    "resample_mask",
     "viewer_section_html",
 ]
