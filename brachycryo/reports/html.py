@@ -20,6 +20,7 @@ import datetime as _dt
 import html
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,6 @@ from brachycryo.core.errors import ConfigError, StructureError
 from brachycryo.core.grid import Grid
 from brachycryo.dicom_io.rasterize import roi_mask
 from brachycryo.dicom_io.rtstruct import ROI
-from brachycryo.qa.dvh import sample_dose_at_points
 from brachycryo.qa.evaluate import PlanEvaluation
 from brachycryo.qa.metrics import metric_value
 from brachycryo.reports.plots import (
@@ -44,6 +44,15 @@ from brachycryo.reports.plots import (
     slice_figure,
 )
 from brachycryo.reports.render3d import render_plan_3d
+from brachycryo.reports.viewer import (
+    CSP_META,
+    VIEWER_CSS,
+    ViewerInputs,
+    build_viewer_payload,
+    dvh_payload,
+    resample_mask,
+    viewer_section_html,
+)
 
 _OPS = {">=": lambda v, lim: v >= lim, "<=": lambda v, lim: v <= lim}
 
@@ -142,13 +151,76 @@ _TABLE_KEYS = (
 )
 
 
-def _resample_mask(mask: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
-    if grid.same_as(target):
-        return np.asarray(mask, dtype=bool)
-    vals, _ = sample_dose_at_points(
-        np.asarray(mask, dtype=np.float32), grid, target.voxel_centres_mm().reshape(-1, 3)
+_GOAL_RE = re.compile(r"^([DV])(\d+(?:\.\d+)?)(Gy)?$", re.IGNORECASE)
+
+
+def dvh_goal_markers(constraints: Sequence[Constraint], rx_gy: float | None) -> list[dict]:
+    """Goal points on the cumulative DVH: ``Dxx`` (xx % of the volume) at the limit in Gy,
+    ``Vxx`` (xx % of the prescription) or ``VxxGy`` at the limit in %; other metrics
+    (D2cc, V150Gy_cc, ...) are not points of a %-volume DVH and get no marker."""
+    out = []
+    for c in constraints:
+        m = _GOAL_RE.match(c.metric)
+        if m is None:
+            continue
+        x = float(m.group(2))
+        if m.group(1).upper() == "D":
+            dose, vol = float(c.limit), x
+        elif m.group(3):
+            dose, vol = x, float(c.limit)
+        elif rx_gy:
+            dose, vol = rx_gy * x / 100.0, float(c.limit)
+        else:
+            continue
+        label = f"{c.structure} {c.metric} {c.op} {c.limit:g} {c.unit()}"
+        out.append({"structure": c.structure, "dose": dose, "vol": vol, "label": label})
+    return out
+
+
+def _constraints_table(constraints: Sequence[Constraint], evaluation: PlanEvaluation) -> str:
+    """Each constraint with its value and PASS / FAIL (or "not evaluated")."""
+    rows = ["<tr><th>Structure</th><th>Metric</th><th>Goal</th><th>Value</th><th>Result</th></tr>"]
+    for c in constraints:
+        value, ok = c.evaluate(evaluation)
+        cls, word = (
+            ("na", "not evaluated")
+            if ok is None
+            else (("pass", "PASS") if ok else ("fail", "FAIL"))
+        )
+        rows.append(
+            f"<tr><td>{html.escape(c.structure)}</td><td>{html.escape(c.metric)}</td>"
+            f"<td>{html.escape(c.op)} {c.limit:g} {c.unit()}</td><td>{_fmt(value)}</td>"
+            f'<td class="{cls}">{word}</td></tr>'
+        )
+    return "<h2>Constraints</h2><table>" + "".join(rows) + "</table>"
+
+
+def _binding_section(notes: list[str]) -> tuple[list[str], str]:
+    """(the other notes, the "Binding constraints" list of the ``binding: ...`` notes)."""
+    binding = [n.removeprefix("binding: ") for n in notes if n.startswith("binding: ")]
+    if not binding:
+        return notes, ""
+    rest = [n for n in notes if not n.startswith("binding: ")]
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in binding)
+    return rest, f"<h2>Binding constraints</h2><ul>{items}</ul>"
+
+
+def _interactive_section(
+    viewer: ViewerInputs,
+    evaluation: PlanEvaluation,
+    colours: Mapping[str, tuple[int, int, int] | None],
+    constraints: Sequence[Constraint],
+    notes: list[str],
+) -> str:
+    """The slice viewer and the interactive DVH (appends the viewer's notes to ``notes``)."""
+    payload = build_viewer_payload(viewer)
+    notes.extend(payload.notes)
+    dvh_data = dvh_payload(list(evaluation.dvhs.values()), colours)
+    goals = dvh_goal_markers(constraints, evaluation.prescription_gy)
+    return (
+        viewer_section_html(payload, dvh_data, goals)
+        + '<h2 class="bc-print-heading">Printable snapshots</h2>'
     )
-    return (vals > 0.5).reshape(target.shape)
 
 
 def build_report_html(
@@ -178,6 +250,10 @@ def build_report_html(
     ``extra_sections`` are HTML fragments (each starting with its ``<h2>`` heading, their
     text already escaped) placed after the constraints, before the DVH plot; e.g. the
     plan vs post-implant comparison of :mod:`brachycryo.reports.postimplant`.
+
+    With a CT, the page carries the slice viewer and the interactive
+    DVH of :mod:`brachycryo.reports.viewer` (all data inlined); the static DVH and slice
+    pictures stay below as printable snapshots.
     """
     rx = evaluation.prescription_gy
     notes: list[str] = list(evaluation.warnings)
@@ -208,25 +284,27 @@ def build_report_html(
             "EI = V_N,ref/V_T; HI = (V_T,ref − V_T,1.5ref)/V_T,ref (Saw 2000; AAPM TG-137).</p>"
         )
     if constraints:
-        rows = [
-            "<tr><th>Structure</th><th>Metric</th><th>Goal</th><th>Value</th><th>Result</th></tr>"
-        ]
-        for c in constraints:
-            value, ok = c.evaluate(evaluation)
-            cls, word = (
-                ("na", "not evaluated")
-                if ok is None
-                else (("pass", "PASS") if ok else ("fail", "FAIL"))
-            )
-            rows.append(
-                f"<tr><td>{html.escape(c.structure)}</td><td>{html.escape(c.metric)}</td>"
-                f"<td>{html.escape(c.op)} {c.limit:g} {c.unit()}</td><td>{_fmt(value)}</td>"
-                f'<td class="{cls}">{word}</td></tr>'
-            )
-        parts.append("<h2>Constraints</h2><table>" + "".join(rows) + "</table>")
+        parts.append(_constraints_table(constraints, evaluation))
+    notes, binding_html = _binding_section(notes)
+    parts.append(binding_html)
     parts.extend(extra_sections)
-    # DVH plot
     colours = {r.name: r.color_rgb for r in rois}
+    if ct_hu is not None and ct_grid is not None:
+        viewer = ViewerInputs(
+            ct_hu=ct_hu,
+            ct_grid=ct_grid,
+            dose_gy=dose_gy,
+            dose_grid=dose_grid,
+            prescription_gy=rx,
+            rois=[r for r in rois if r.name in evaluation.dvhs],
+            isotherms=isotherms,
+            isotherm_grid=isotherm_grid,
+            seeds_mm=seeds_mm,
+            instruments=instruments,
+            target=target,
+        )
+        parts.append(_interactive_section(viewer, evaluation, colours, constraints, notes))
+    # DVH plot
     fig = dvh_figure(list(evaluation.dvhs.values()), prescription_gy=rx, colours=colours)
     parts.append("<h2>DVH</h2>" + img_tag(figure_png(fig), "cumulative DVH"))
     # slices
@@ -240,7 +318,7 @@ def build_report_html(
                     notes.append(str(exc))
         iso_ct = {}
         if isotherms and isotherm_grid is not None:
-            iso_ct = {k: _resample_mask(m, isotherm_grid, ct_grid) for k, m in isotherms.items()}
+            iso_ct = {k: resample_mask(m, isotherm_grid, ct_grid) for k, m in isotherms.items()}
         centre_name = target if target in masks else next(iter(masks), None)
         if centre_name is not None and masks[centre_name][0].any():
             kk, jj, ii = (round(float(np.mean(a))) for a in np.nonzero(masks[centre_name][0]))
@@ -300,8 +378,8 @@ def build_report_html(
         )
     body = "\n".join(parts)
     return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>"
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">{CSP_META}'
+        f"<title>{html.escape(title)}</title><style>{_CSS}{VIEWER_CSS}</style></head>"
         f"<body>\n{body}\n</body></html>\n"
     )
 

@@ -92,7 +92,10 @@ def report(tmp_path_factory):
 def test_report_is_self_contained_with_all_parts(report):
     ev, text, _ = report
     assert "<table>" in text and "Constraints" in text and "Implant quality indices" in text
-    assert 'src="http' not in text and "<script" not in text  # nothing fetched
+    # nothing fetched: inline scripts only (the interactive viewer), under a CSP that
+    # forbids every network source
+    assert 'src="http' not in text and "<script src" not in text
+    assert "default-src 'none'" in text and 'id="bc-data"' in text
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
     # DVH + 3 slices (+ 3-D view when off-screen rendering works)
     assert len(images) >= 4

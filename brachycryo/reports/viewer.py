@@ -1,0 +1,372 @@
+"""The interactive part of the report page: a slice viewer and a DVH, inlined in the HTML.
+
+Everything the page shows is embedded in the page itself (no network, no CDN): the CT,
+the dose, the structure masks, the seeds and instruments travel as base64 arrays in a
+``<script type="application/json">`` block, and a small vanilla-JS program
+(``viewer.js``, next to this module) draws them on canvases.
+
+Data on the page
+----------------
+* **CT** on the *display grid*: the CT grid block-averaged by an integer factor in the
+  row/column directions (never across slices) until it holds at most
+  :data:`MAX_CT_VOXELS` voxels, then quantised to uint8 in 10 HU steps over
+  [-1000, 1550] HU (the window/level presets work on these values).
+* **Dose** on its own grid: every ``s``-th RTDOSE voxel along each axis (``s`` the
+  smallest stride leaving at most :data:`MAX_DOSE_VOXELS` voxels; ``s = 1`` keeps the whole
+  grid), quantised to uint16 with one scale (Gy per count), so the cursor readout is the
+  dose of the nearest kept RTDOSE voxel to within half a count.  Isodose lines and the
+  colour wash interpolate the dose trilinearly at the display pixels (marching squares in
+  the page, the method of Lorensen & Cline 1987 restricted to 2-D).
+* **Structures and isotherms**: masks rasterised on the display grid, stored as bit-packed
+  bounding boxes; the page draws their edges (a pixel inside whose 4-neighbour is outside).
+* **Seeds, needles, probes**: display-grid index coordinates; a seed is drawn on the
+  slices within half a slice of its centre, a needle or probe track where it crosses the
+  slab of the slice (clipped to it and projected).
+
+Positions are read out in mm in the patient (LPS) frame through the CT grid's affine
+(DICOM PS3.3 C.7.6.2.1.1), which also handles oblique CTs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from brachycryo.core.errors import StructureError
+from brachycryo.core.grid import Grid
+from brachycryo.dicom_io.rasterize import roi_mask
+from brachycryo.dicom_io.rtstruct import ROI
+from brachycryo.qa.dvh import DVH, sample_dose_at_points
+from brachycryo.reports.plots import NO_INSTRUMENTS, Instruments
+
+MAX_CT_VOXELS = 12_000_000
+"""Display-grid voxel budget (uint8 each): 512x512x150 becomes 256x256x150."""
+MAX_DOSE_VOXELS = 4_000_000
+"""Dose voxel budget (uint16 each)."""
+DVH_POINTS = 1000
+"""Most points per structure of the page's DVH (each DVH of a seed plan has ~10^5 bins)."""
+CT_HU_MIN = -1000.0
+CT_HU_STEP = 10.0
+DEFAULT_LEVELS_PCT = (50.0, 100.0, 150.0, 200.0)
+
+
+@dataclass(frozen=True)
+class ViewerLayer:
+    """One outlined mask on the display grid: a structure or an isotherm."""
+
+    name: str
+    colour_rgb: tuple[int, int, int]
+    kind: str  # "structure" or "isotherm"
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class ViewerInputs:
+    """What the viewer shows; masks and positions in any frame, converted on build."""
+
+    ct_hu: np.ndarray
+    ct_grid: Grid
+    dose_gy: np.ndarray
+    dose_grid: Grid
+    prescription_gy: float | None
+    rois: Sequence[ROI] = ()
+    isotherms: Mapping[str, np.ndarray] | None = None
+    isotherm_grid: Grid | None = None
+    seeds_mm: np.ndarray | None = None
+    instruments: Instruments = NO_INSTRUMENTS
+    target: str | None = None
+
+
+def _b64(a: np.ndarray) -> str:
+    little = np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"))
+    return base64.b64encode(little.tobytes()).decode("ascii")
+
+
+def inplane_factor(shape: tuple[int, int, int], max_voxels: int = MAX_CT_VOXELS) -> int:
+    """Smallest integer in-plane block factor f with nk * (nj // f) * (ni // f) <= max_voxels."""
+    nk, nj, ni = shape
+    f = 1
+    while nk * max(nj // f, 1) * max(ni // f, 1) > max_voxels and f < max(nj, ni):
+        f += 1
+    return f
+
+
+def dose_stride(shape: tuple[int, int, int], max_voxels: int = MAX_DOSE_VOXELS) -> int:
+    """Smallest stride s keeping at most max_voxels RTDOSE voxels (every s-th along each axis)."""
+    s = 1
+    while math.prod(-(-n // s) for n in shape) > max_voxels:
+        s += 1
+    return s
+
+
+def display_grid(ct_grid: Grid, factor: int) -> Grid:
+    """The CT grid block-averaged by ``factor`` along i and j: voxel centres at block centres."""
+    nk, nj, ni = ct_grid.shape
+    half = (factor - 1) / 2.0
+    sx0, sy0, sz0 = (float(v) for v in ct_grid.ijk_to_mm([half, half, 0.0]))
+    sx, sy, sz = ct_grid.spacing_mm
+    return Grid(
+        shape=(nk, nj // factor, ni // factor),
+        origin_mm=(sx0, sy0, sz0),
+        spacing_mm=(sx * factor, sy * factor, sz),
+        direction=ct_grid.direction,
+    )
+
+
+def downsample_ct_u8(ct_hu: np.ndarray, factor: int) -> np.ndarray:
+    """Block mean of ``factor`` x ``factor`` in-plane pixels, uint8 counts of 10 HU from -1000."""
+    nk, nj, ni = ct_hu.shape
+    a = np.asarray(ct_hu, dtype=np.float32)[:, : nj // factor * factor, : ni // factor * factor]
+    a = a.reshape(nk, nj // factor, factor, ni // factor, factor).mean(axis=(2, 4))
+    return np.clip(np.rint((a - CT_HU_MIN) / CT_HU_STEP), 0, 255).astype(np.uint8)
+
+
+def quantise_dose(dose_gy: np.ndarray) -> tuple[np.ndarray, float]:
+    """(uint16 counts, Gy per count); dose = counts * scale within scale / 2."""
+    d = np.nan_to_num(np.asarray(dose_gy, dtype=np.float64), nan=0.0, posinf=0.0)
+    d = np.maximum(d, 0.0)
+    top = float(d.max()) if d.size else 0.0
+    scale = top / 65535.0 if top > 0 else 1.0
+    return np.rint(d / scale).astype(np.uint16), scale
+
+
+def resample_mask(mask: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
+    """``mask`` on ``grid`` sampled at the voxel centres of ``target`` (trilinear > 0.5)."""
+    if grid.same_as(target):
+        return np.asarray(mask, dtype=bool)
+    vals, _ = sample_dose_at_points(
+        np.asarray(mask, dtype=np.float32), grid, target.voxel_centres_mm().reshape(-1, 3)
+    )
+    return (vals > 0.5).reshape(target.shape)
+
+
+def _layer_json(layer: ViewerLayer) -> dict | None:
+    idx = np.nonzero(layer.mask)
+    if idx[0].size == 0:
+        return None
+    lo = [int(a.min()) for a in idx]
+    hi = [int(a.max()) + 1 for a in idx]
+    box = layer.mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    bits = np.packbits(box.reshape(-1).astype(np.uint8))  # big-endian bit order
+    return {
+        "name": layer.name,
+        "colour": list(layer.colour_rgb),
+        "kind": layer.kind,
+        "lo": lo,
+        "shape": [h - low for h, low in zip(hi, lo, strict=True)],
+        "bits": base64.b64encode(bits.tobytes()).decode("ascii"),
+    }
+
+
+_ISO_COLOURS = ((0, 200, 255), (120, 120, 255), (255, 120, 255), (255, 255, 255))
+
+
+def viewer_layers(inputs: ViewerInputs, disp: Grid) -> tuple[list[ViewerLayer], list[str]]:
+    """The structure and isotherm masks on the display grid, with notes on what failed."""
+    layers: list[ViewerLayer] = []
+    notes: list[str] = []
+    for r in inputs.rois:
+        try:
+            m = roi_mask(r, disp)
+        except StructureError as exc:
+            notes.append(f"viewer: {exc}")
+            continue
+        c = r.color_rgb or (255, 255, 0)
+        layers.append(ViewerLayer(r.name, (int(c[0]), int(c[1]), int(c[2])), "structure", m))
+    if inputs.isotherms and inputs.isotherm_grid is not None:
+        for n, (name, m) in enumerate(inputs.isotherms.items()):
+            mask = resample_mask(m, inputs.isotherm_grid, disp)
+            layers.append(ViewerLayer(name, _ISO_COLOURS[n % 4], "isotherm", mask))
+    return layers, notes
+
+
+def _to_disp(points_mm, disp: Grid) -> list[list[float]]:
+    p = np.asarray(points_mm, dtype=float).reshape(-1, 3)
+    if p.size == 0:
+        return []
+    return [[round(float(v), 3) for v in row] for row in disp.mm_to_ijk(p)]
+
+
+def _instruments_json(instruments: Instruments, disp: Grid) -> dict:
+    needles = [_to_disp([n.entry_mm, n.end_mm], disp) for n in instruments.needles]
+    probes = [
+        {
+            "track": _to_disp([p.entry_mm, p.tip_mm], disp),
+            "active": _to_disp([p.active_start_mm, p.active_end_mm], disp),
+        }
+        for p in instruments.probes
+    ]
+    return {"needles": needles, "probes": probes}
+
+
+def _affine_list(g: Grid) -> list[float]:
+    return [round(float(v), 6) for v in g.affine_mm[:3, :].reshape(-1)]
+
+
+def _inverse_affine_list(g: Grid) -> list[float]:
+    inv = np.linalg.inv(g.affine_mm)
+    return [float(v) for v in inv[:3, :].reshape(-1)]
+
+
+@dataclass(frozen=True)
+class ViewerPayload:
+    """The JSON the page reads and what the page says about how the data were reduced."""
+
+    data: dict
+    notes: list[str]
+    description: str
+
+
+def build_viewer_payload(inputs: ViewerInputs) -> ViewerPayload:
+    """Reduce the CT, dose, masks and positions to the page's arrays (module docstring)."""
+    f = inplane_factor(inputs.ct_grid.shape)
+    disp = display_grid(inputs.ct_grid, f)
+    ct_u8 = downsample_ct_u8(inputs.ct_hu, f)
+    s = dose_stride(inputs.dose_grid.shape)
+    dgrid = inputs.dose_grid
+    sub = np.asarray(inputs.dose_gy)[::s, ::s, ::s]
+    sub_grid = Grid(
+        shape=(int(sub.shape[0]), int(sub.shape[1]), int(sub.shape[2])),
+        origin_mm=dgrid.origin_mm,
+        spacing_mm=(dgrid.spacing_mm[0] * s, dgrid.spacing_mm[1] * s, dgrid.spacing_mm[2] * s),
+        direction=dgrid.direction,
+    )
+    counts, scale = quantise_dose(sub)
+    layers, notes = viewer_layers(inputs, disp)
+    seeds = _to_disp(inputs.seeds_mm if inputs.seeds_mm is not None else [], disp)
+    start = [n // 2 for n in disp.shape]  # the slices through the target's centroid
+    target = next((ly.mask for ly in layers if ly.name == inputs.target), None)
+    if target is not None and target.any():
+        start = [round(float(np.mean(a))) for a in np.nonzero(target)]
+    data = {
+        "ct": {"shape": list(disp.shape), "affine": _affine_list(disp), "b64": _b64(ct_u8)},
+        "ct_hu": {"min": CT_HU_MIN, "step": CT_HU_STEP},
+        "spacing": list(disp.spacing_mm),
+        "dose": {
+            "shape": list(sub_grid.shape),
+            "inv_affine": _inverse_affine_list(sub_grid),
+            "scale": scale,
+            "b64": _b64(counts),
+        },
+        "rx": inputs.prescription_gy,
+        "levels": list(DEFAULT_LEVELS_PCT),
+        "layers": [j for j in (_layer_json(ly) for ly in layers) if j is not None],
+        "seeds": seeds,
+        "start": start,
+        "instruments": _instruments_json(inputs.instruments, disp),
+    }
+    nk, nj, ni = inputs.ct_grid.shape
+    description = (
+        f"CT {ni}×{nj}×{nk} shown as {disp.shape[2]}×{disp.shape[1]}×{disp.shape[0]} "
+        f"(in-plane block mean ×{f}), 8 bit in {CT_HU_STEP:g} HU steps over "
+        f"[{CT_HU_MIN:g}, {CT_HU_MIN + 255 * CT_HU_STEP:g}] HU; dose "
+        + (
+            "every RTDOSE voxel"
+            if s == 1
+            else f"one RTDOSE voxel in {s} along each axis ({'×'.join(map(str, sub.shape))})"
+        )
+        + f", 16 bit ({scale:.3g} Gy per step)."
+    )
+    return ViewerPayload(data, notes, description)
+
+
+def _json_script(element_id: str, obj) -> str:
+    text = json.dumps(obj, separators=(",", ":")).replace("</", "<\\/")
+    return f'<script type="application/json" id="{element_id}">{text}</script>'
+
+
+def dvh_payload(dvhs: Sequence[DVH], colours: Mapping[str, tuple[int, int, int] | None]) -> list:
+    """Cumulative DVHs (dose in Gy, volume in % of the structure) for the page: the bin
+    edges up to the dose where the curve reaches 0 %, resampled (linear interpolation of the
+    cumulative curve) on :data:`DVH_POINTS` doses when there are more edges than that."""
+    out = []
+    for d in dvhs:
+        total = d.volume_cc
+        if total <= 0:
+            continue
+        diff = np.asarray(d.differential_cc, dtype=float)
+        cum = np.concatenate([np.cumsum(diff[::-1])[::-1], [0.0]]) / total * 100.0
+        edges = np.asarray(d.bin_edges_gy, dtype=float)
+        # the cumulative DVH is linear between bin edges: resampled on at most
+        # DVH_POINTS doses from 0 to where it reaches 0 %
+        last = int(np.nonzero(cum > 0)[0].max()) + 1 if (cum > 0).any() else 1
+        top = float(edges[min(last, len(edges) - 1)])
+        if last + 1 > DVH_POINTS:
+            dose = np.linspace(float(edges[0]), top, DVH_POINTS)
+            vol = np.interp(dose, edges, cum)
+        else:
+            dose, vol = edges[: last + 1], cum[: last + 1]
+        colour = colours.get(d.name) or (255, 255, 0)
+        out.append(
+            {
+                "name": d.name,
+                "colour": [int(c) for c in colour],
+                "dose": [round(float(v), 4) for v in dose],
+                "vol": [round(float(v), 4) for v in vol],
+            }
+        )
+    return out
+
+
+_JS_PATH = Path(__file__).with_name("viewer.js")
+
+VIEWER_CSS = """
+#bc-viewer { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+body.bc-solo { margin: 0; }
+body.bc-solo > :not(#bc-viewer), body.bc-solo:not(.bc-solo-controls) #bc-controls {
+  display: none;
+}
+#bc-viewer canvas { border: 1px solid #888; background: #000; }
+#bc-controls { font-size: 0.85em; max-width: 22em; }
+#bc-controls fieldset { margin: 0 0 0.5em 0; }
+#bc-readout { font-family: monospace; white-space: pre; }
+#bc-dvh svg { border: 1px solid #ccc; background: #fff; }
+#bc-dvh-readout { font-family: monospace; font-size: 0.85em; white-space: pre; }
+@media print {
+  #bc-controls, #bc-dvh-controls, .bc-noprint { display: none; }
+  body { margin: 0.5cm; } h2 { page-break-after: avoid; } table { page-break-inside: avoid; }
+}
+"""
+
+
+def viewer_section_html(payload: ViewerPayload, dvh_data: list, goals: list) -> str:
+    """The viewer and DVH sections (HTML with the data and the script inlined)."""
+    import html as _html
+
+    js = _JS_PATH.read_text(encoding="utf-8")
+    return (
+        '<h2>Slice viewer</h2><div id="bc-viewer"><canvas id="bc-canvas" width="512" '
+        'height="512"></canvas><div id="bc-controls"></div></div>'
+        f'<p class="meta" id="bc-reduction">{_html.escape(payload.description)}</p>'
+        '<h2>DVH</h2><div id="bc-dvh"></div><div id="bc-dvh-controls"></div>'
+        '<div id="bc-dvh-readout"></div>'
+        + _json_script("bc-data", payload.data)
+        + _json_script("bc-dvh-data", {"dvhs": dvh_data, "goals": goals})
+        + '<pre id="bc-state" hidden></pre>'
+        + f"<script>{js}</script>"
+    )
+
+
+CSP_META = (
+    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+    "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:\">"
+)
+
+__all__ = [
+    "CSP_META",
+    "VIEWER_CSS",
+    "ViewerInputs",
+    "ViewerPayload",
+    "build_viewer_payload",
+    "dose_stride",
+    "dvh_payload",
+    "inplane_factor",
+    "resample_mask",
+    "viewer_section_html",
+]
