@@ -91,12 +91,13 @@ class FieldSpec:
     relative: bool = True
     wash_below: bool = False
     outside: float = 0.0
+    lines: str = "Isodoses"
 
     def levels_label(self, prescription_gy: float | None) -> str:
         if self.relative:
             rx = f"{prescription_gy:g} Gy" if prescription_gy else "– (no prescription)"
-            return f"Isodoses (% of {rx})"
-        return f"Iso-{self.name} lines ({self.unit})"
+            return f"{self.lines} (% of {rx})"
+        return f"{self.lines} ({self.unit})"
 
 
 DOSE_FIELD = FieldSpec()
@@ -113,6 +114,7 @@ def temperature_field(isotherms_c: Sequence[float], outside_c: float) -> FieldSp
         relative=False,
         wash_below=True,
         outside=float(outside_c),
+        lines="Isotherms",
     )
 
 
