@@ -587,6 +587,7 @@ __all__ = [
     "dvh_section_html",
     "html_document",
     "inplane_factor",
+    "quantise_field",
     "resample_mask",
     "slice_viewer_html",
     "temperature_field",

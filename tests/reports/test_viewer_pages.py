@@ -181,3 +181,48 @@ def test_plan_dvh_overlaid_dashed_on_the_post_implant_dvh(overlay):
     assert got["GTV"] == pytest.approx(want_post, abs=0.5)
     assert got["GTV (pre-plan)"] == pytest.approx(want_pre, abs=0.5)
     assert hidden["dvh_visible"] == [] and hidden["dvh_hidden"] == ["GTV"]
+
+
+def test_temperature_quantised_with_an_offset_within_half_a_step():
+    from brachycryo.reports.viewer import quantise_field
+
+    t = np.linspace(-185.85, 37.0, 1001).reshape(7, 11, 13)
+    counts, offset, scale = quantise_field(t)
+    assert offset == pytest.approx(-185.85) and counts.max() == 65535
+    assert np.max(np.abs(offset + counts * scale - t)) <= scale / 2 + 1e-9
+    dose_counts, dose_offset, _ = quantise_field(np.abs(t))
+    assert dose_offset == 0.0 and dose_counts.min() > 0  # a dose keeps 0 Gy at count 0
+
+
+@needs_chromium
+def test_page_without_a_field(tmp_path):
+    """A follow-up without a planned dose: the viewer shows the CT and the outlines, the
+    readout gives the position and no value, the DVH is absent."""
+    from brachycryo.reports.viewer import (
+        MaskLayer,
+        ViewerInputs,
+        build_viewer_payload,
+        html_document,
+        viewer_section_html,
+    )
+
+    case = build_case()
+    c = case.ct_grid.voxel_centres_mm()
+    mask = np.linalg.norm(c, axis=-1) < 6.0
+    inputs = ViewerInputs(
+        np.full(case.ct_grid.shape, 40.0),
+        case.ct_grid,
+        None,
+        None,
+        None,
+        masks=[MaskLayer("Tumour", (0, 255, 140), mask, case.ct_grid)],
+        target="Tumour",
+    )
+    payload = build_viewer_payload(inputs)
+    assert payload.data["dose"] is None and payload.description.endswith("no dose.")
+    path = tmp_path / "page.html"
+    path.write_text(html_document("t", viewer_section_html(payload, None), ""))
+    st = state(path, "probe=1,2,1")
+    assert st["edges"]["Tumour"] > 0 and st["isodose_segments"] == {}
+    assert np.allclose(st["readout"]["mm"], [1, 2, 1], atol=0.2)
+    assert st["readout"]["value"] is None and "dvh_visible" not in st
