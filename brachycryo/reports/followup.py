@@ -136,8 +136,8 @@ def viewer_inputs(plan: PlanData, result: FollowupResult) -> ViewerInputs:
     return ViewerInputs(
         ct_hu=plan.ct.hu,
         ct_grid=plan.ct.grid,
-        dose_gy=None if plan.dose is None else plan.dose.dose_gy,
-        dose_grid=None if plan.dose is None else plan.dose.grid,
+        field_values=None if plan.dose is None else plan.dose.dose_gy,
+        field_grid=None if plan.dose is None else plan.dose.grid,
         prescription_gy=plan.prescription_gy,
         masks=masks,
         target=None if first is None else f"{first}: GTV (plan)",

@@ -319,8 +319,8 @@ def build_report_html(
         viewer = ViewerInputs(
             ct_hu=ct_hu,
             ct_grid=ct_grid,
-            dose_gy=dose_gy,
-            dose_grid=dose_grid,
+            field_values=dose_gy,
+            field_grid=dose_grid,
             prescription_gy=rx,
             rois=[r for r in rois if r.name in evaluation.dvhs],
             isotherms=isotherms,

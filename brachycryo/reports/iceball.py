@@ -95,8 +95,8 @@ def iceball_viewer_inputs(
     return ViewerInputs(
         ct_hu=ct_hu,
         ct_grid=ct_grid,
-        dose_gy=result.min_temp_c,
-        dose_grid=result.grid,
+        field_values=result.min_temp_c,
+        field_grid=result.grid,
         prescription_gy=None,
         instruments=probe_overlays(probes, result.grid),
         masks=list(oars),

@@ -133,14 +133,14 @@ class MaskLayer:
 class ViewerInputs:
     """What the viewer shows; masks and positions in any frame, converted on build.
 
-    ``dose_gy`` is the scalar field described by ``field`` (a dose unless told otherwise);
-    None (with ``dose_grid`` None) for a page without one.
+    ``field_values`` on ``field_grid`` is the scalar field that ``field`` describes (a dose
+    in Gy unless told otherwise); None (both) for a page without one.
     """
 
     ct_hu: np.ndarray
     ct_grid: Grid
-    dose_gy: np.ndarray | None
-    dose_grid: Grid | None
+    field_values: np.ndarray | None
+    field_grid: Grid | None
     prescription_gy: float | None
     rois: Sequence[ROI] = ()
     isotherms: Mapping[str, np.ndarray] | None = None
@@ -300,11 +300,11 @@ class ViewerPayload:
 def _field_json(inputs: ViewerInputs) -> tuple[dict | None, str]:
     """The field's page data (None without a field) and how it was reduced (words)."""
     spec = inputs.field
-    if inputs.dose_gy is None or inputs.dose_grid is None:
+    if inputs.field_values is None or inputs.field_grid is None:
         return None, f"no {spec.name}."
-    s = dose_stride(inputs.dose_grid.shape)
-    dgrid = inputs.dose_grid
-    sub = np.asarray(inputs.dose_gy)[::s, ::s, ::s]
+    s = dose_stride(inputs.field_grid.shape)
+    dgrid = inputs.field_grid
+    sub = np.asarray(inputs.field_values)[::s, ::s, ::s]
     sub_grid = Grid(
         shape=(int(sub.shape[0]), int(sub.shape[1]), int(sub.shape[2])),
         origin_mm=dgrid.origin_mm,
