@@ -47,6 +47,7 @@ from brachycryo.reports.plots import (
 from brachycryo.reports.render3d import render_plan_3d
 from brachycryo.reports.viewer import (
     VIEWER_CSS,
+    CompareField,
     DvhPlot,
     ViewerInputs,
     build_viewer_payload,
@@ -242,10 +243,12 @@ class ReportExtras:
     """What a page built on the plan report adds: ``sections``, HTML fragments (each
     starting with its ``<h2>`` heading, their text already escaped) placed after the
     constraints; ``compare_dvhs`` = (label, {structure: DVH}) of another dose, drawn dashed
-    over this dose's curves in the interactive DVH (the pre-plan under the post-implant)."""
+    over this dose's curves in the interactive DVH (the pre-plan under the post-implant);
+    ``compare_dose``, that dose, drawn as dashed isodoses in the slice viewer."""
 
     sections: Sequence[str] = ()
     compare_dvhs: tuple[str, Mapping[str, DVH]] | None = None
+    compare_dose: CompareField | None = None
 
 
 def build_report_html(
@@ -328,6 +331,7 @@ def build_report_html(
             seeds_mm=seeds_mm,
             instruments=instruments,
             target=target,
+            compare=extras.compare_dose,
         )
         parts.append(
             _interactive_section(

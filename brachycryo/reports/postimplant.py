@@ -24,6 +24,7 @@ from brachycryo.postimplant.workflow import (
 )
 from brachycryo.reports.html import ReportExtras, build_report_html, img_tag, write_report
 from brachycryo.reports.plots import figure_png, roi_colour
+from brachycryo.reports.viewer import CompareField
 
 _HEADINGS = {
     "d90_gy": "D90 (Gy)",
@@ -262,9 +263,11 @@ def seeds_section_html(result: PostImplantResult) -> str:
 def build_postimplant_report(result: PostImplantResult, *, render_3d: bool = True) -> str:
     """The post-implant report as one HTML string."""
     sections = []
-    compare = None
+    compare = compare_dose = None
     if result.plan_evaluation is not None:
         compare = ("pre-plan", result.plan_evaluation.dvhs)
+    if result.plan_dose_gy is not None:
+        compare_dose = CompareField("pre-plan", result.plan_dose_gy, result.dose_grid)
         sections.append(comparison_table_html(result))
         sections.append(
             "<h2>DVH: pre-plan (dashed) vs post-implant (solid)</h2>"
@@ -286,7 +289,7 @@ def build_postimplant_report(result: PostImplantResult, *, render_3d: bool = Tru
             seeds_mm=result.detection.positions_mm,
             title=f"brachycryo post-implant dosimetry: {result.detection.n_seeds} seeds",
             render_3d=render_3d,
-            extras=ReportExtras(sections, compare),
+            extras=ReportExtras(sections, compare, compare_dose),
         )
     finally:
         ev.warnings = original

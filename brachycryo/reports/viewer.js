@@ -3,7 +3,7 @@
 // blocks (see viewer.py): "bc-data" (the slice viewer) and "bc-dvh-data" (the DVH); a page
 // may carry either or both.
 // Test hook: the URL hash holds actions (view=, slider=N, keys=ArrowUp,..., wheel=N, toggle=NAME,
-// wash=1, levels=50,100, wl=L,W, instruments=0, probe=x,y,z (mm, LPS), dvh_toggle=NAME,
+// wash=1, levels=50,100, wl=L,W, instruments=0, compare=0, probe=x,y,z (mm, LPS), dvh_toggle=NAME,
 // dvh_hover=Gy, solo=1 (the image only) or 2 (with its controls)), applied through the same
 // DOM events as a user; the page then writes its state as JSON into <pre id="bc-state">.
 (function () {
@@ -36,16 +36,16 @@
     const F = D.field; // the scalar field: name, unit, relative (levels in % of D.rx), wash_below
     const ct = bytes(D.ct.b64);
     const [NK, NJ, NI] = D.ct.shape;
-    const HAS = !!D.dose;
-    const [DK, DJ, DI] = HAS ? D.dose.shape : [0, 0, 0];
-    const dose = new Float32Array(DK * DJ * DI);
-    if (HAS) {
-      const dv = new DataView(bytes(D.dose.b64).buffer);
-      for (let n = 0; n < dose.length; n++) dose[n] = D.dose.offset + dv.getUint16(2 * n, true) * D.dose.scale;
+    function makeField(G) { // a field's values (float) and geometry from its page data
+      const [K, J, I] = G.shape, v = new Float32Array(K * J * I);
+      const dv = new DataView(bytes(G.b64).buffer);
+      for (let n = 0; n < v.length; n++) v[n] = G.offset + dv.getUint16(2 * n, true) * G.scale;
+      return { v: v, I: I, J: J, K: K, inv: G.inv_affine, outside: G.outside };
     }
-    const OUTSIDE = HAS ? D.dose.outside : 0; // the field's value off its grid
+    const HAS = !!D.dose;
+    const FLD = HAS ? makeField(D.dose) : null;
+    const CMP = HAS && D.compare ? makeField(D.compare) : null; // e.g. the pre-plan's dose
     const A = D.ct.affine; // 3x4 row-major: mm = A [i j k 1]
-    const Inv = HAS ? D.dose.inv_affine : null; // field ijk = Inv [x y z 1]
     const [SX, SY, SZ] = D.spacing;
     const layers = D.layers.map(function (L) { return Object.assign({}, L, { data: bytes(L.bits) }); });
     const VIEWS = ["axial", "coronal", "sagittal"];
@@ -53,7 +53,7 @@
     const S = {
       view: "axial", slice: { axial: START[0], coronal: START[1], sagittal: START[2] },
       wl: [40, 400], levels: D.levels.slice(), wash: false, hidden: new Set(), instruments: true,
-      readout: null, iso: {}, edges: {},
+      readout: null, iso: {}, isoCompare: {}, compare: !!CMP, edges: {},
     };
     function levelValue(x) { return F.relative ? (D.rx || 0) * x / 100 : x; }
     function mm(i, j, k) {
@@ -61,7 +61,8 @@
         return A[4 * r] * i + A[4 * r + 1] * j + A[4 * r + 2] * k + A[4 * r + 3];
       });
     }
-    function doseIjk(p) {
+    function fieldIjk(f, p) { // field ijk = inv [x y z 1]
+      const Inv = f.inv;
       return [0, 1, 2].map(function (r) {
         return Inv[4 * r] * p[0] + Inv[4 * r + 1] * p[1] + Inv[4 * r + 2] * p[2] + Inv[4 * r + 3];
       });
@@ -80,9 +81,9 @@
         return det(q) / d0;
       });
     }
-    function doseTrilinear(g) {
-      const x = g[0], y = g[1], z = g[2];
-      if (x < 0 || y < 0 || z < 0 || x > DI - 1 || y > DJ - 1 || z > DK - 1) return OUTSIDE;
+    function trilinear(f, g) {
+      const x = g[0], y = g[1], z = g[2], DI = f.I, DJ = f.J, DK = f.K, dose = f.v;
+      if (x < 0 || y < 0 || z < 0 || x > DI - 1 || y > DJ - 1 || z > DK - 1) return f.outside;
       const i0 = Math.min(Math.floor(x), Math.max(DI - 2, 0)), j0 = Math.min(Math.floor(y), Math.max(DJ - 2, 0));
       const k0 = Math.min(Math.floor(z), Math.max(DK - 2, 0));
       const fx = x - i0, fy = y - j0, fz = z - k0;
@@ -95,10 +96,10 @@
       }
       return v;
     }
-    function doseNearest(g) {
+    function nearest(f, g) {
       const i = Math.round(g[0]), j = Math.round(g[1]), k = Math.round(g[2]);
-      if (i < 0 || j < 0 || k < 0 || i >= DI || j >= DJ || k >= DK) return null;
-      return { value: dose[(k * DJ + j) * DI + i], ijk: [i, j, k] };
+      if (i < 0 || j < 0 || k < 0 || i >= f.I || j >= f.J || k >= f.K) return null;
+      return { value: f.v[(k * f.J + j) * f.I + i], ijk: [i, j, k] };
     }
     // plane geometry: pixel (u, v) of the current view <-> continuous CT index (i, j, k)
     function dims(view) {
@@ -130,14 +131,14 @@
       const r = Math.min(255, Math.max(0, 510 * f - 255)), g = f < 0.75 ? Math.min(255, 510 * f) : 255 * (1 - f) * 4;
       return [r, g, Math.max(0, 255 - 510 * f)];
     }
-    function doseSlice(d) {
+    function fieldSlice(d, f) {
       const out = new Float32Array(d.W * d.H);
-      if (!HAS) return out;
+      if (!f) return out;
       const s = S.slice[S.view];
       for (let v = 0; v < d.H; v++) {
         for (let u = 0; u < d.W; u++) {
           const p = toIjk(S.view, s, u, v);
-          out[v * d.W + u] = doseTrilinear(doseIjk(mm(p[0], p[1], p[2])));
+          out[v * d.W + u] = trilinear(f, fieldIjk(f, mm(p[0], p[1], p[2])));
         }
       }
       return out;
@@ -197,12 +198,13 @@
     }
     const ISO_COLOURS = ["#00c0ff", "#ff3030", "#ffa000", "#ff40ff", "#40ff40", "#ffffff"];
     function scr(u, v) { return [(u + 0.5) * geo.sx, (v + 0.5) * geo.sy]; }
-    function drawIsolines(d, ds) {
-      S.iso = {};
-      if (!HAS || (F.relative && !D.rx)) return;
+    function drawIsolines(d, ds, dashed) { // segment counts by level
+      const counts = {};
+      if (!HAS || (F.relative && !D.rx)) return counts;
+      ctx.setLineDash(dashed ? [5, 4] : []);
       S.levels.forEach(function (x, n) {
         const segs = isoSegments(ds, d.W, d.H, levelValue(x));
-        S.iso[x] = segs.length;
+        counts[x] = segs.length;
         ctx.strokeStyle = ISO_COLOURS[n % ISO_COLOURS.length]; ctx.lineWidth = 1.5; ctx.beginPath();
         segs.forEach(function (sg) {
           const a = scr(sg[0][0], sg[0][1]), b = scr(sg[1][0], sg[1][1]);
@@ -210,6 +212,8 @@
         });
         ctx.stroke();
       });
+      ctx.setLineDash([]);
+      return counts;
     }
     function uvBox(L) { // the layer's bounding box in the current view: u, v and depth ranges
       const i0 = L.lo[2], i1 = L.lo[2] + L.shape[2] - 1, j0 = L.lo[1], j1 = L.lo[1] + L.shape[1] - 1;
@@ -297,9 +301,10 @@
       const k = 512 / Math.max(d.W * d.pw, d.H * d.ph);
       canvas.width = Math.round(d.W * d.pw * k); canvas.height = Math.round(d.H * d.ph * k);
       geo = { sx: canvas.width / d.W, sy: canvas.height / d.H, d: d };
-      const ds = doseSlice(d);
+      const ds = fieldSlice(d, FLD);
       drawImage(d, ds);
-      drawIsolines(d, ds);
+      S.iso = drawIsolines(d, ds, false);
+      S.isoCompare = CMP && S.compare ? drawIsolines(d, fieldSlice(d, CMP), true) : {};
       drawLayers(d);
       drawInstruments();
       const sl = document.getElementById("bc-slider");
@@ -310,13 +315,18 @@
     }
     function readoutAtIjk(p) {
       const x = mm(p[0], p[1], p[2]);
-      const near = HAS ? doseNearest(doseIjk(x)) : null;
-      S.readout = { mm: x.map(function (v) { return +v.toFixed(2); }), value: near ? near.value : null, ijk: near ? near.ijk : null };
+      const near = HAS ? nearest(FLD, fieldIjk(FLD, x)) : null;
+      const other = CMP ? nearest(CMP, fieldIjk(CMP, x)) : null;
+      S.readout = {
+        mm: x.map(function (v) { return +v.toFixed(2); }), value: near ? near.value : null, ijk: near ? near.ijk : null,
+        compare_value: other ? other.value : null,
+      };
       const out = document.getElementById("bc-readout");
       if (out) {
         out.textContent = "LPS (mm): " + S.readout.mm.map(function (v) { return v.toFixed(1); }).join(", ") + "\n" +
           (!HAS ? "no " + F.name + " on this page" : F.name + ": " + (near ? near.value.toFixed(2) + " " + F.unit +
-          " (" + F.grid_label + " voxel " + near.ijk.join(",") + ")" : "outside the " + F.grid_label + " grid"));
+          " (" + F.grid_label + " voxel " + near.ijk.join(",") + ")" : "outside the " + F.grid_label + " grid")) +
+          (other ? "\n" + D.compare.label + ": " + other.value.toFixed(2) + " " + F.unit : "");
       }
     }
     function setSlice(n) {
@@ -360,6 +370,12 @@
         const wash = el("input", { type: "checkbox", id: "bc-wash" });
         wash.addEventListener("change", function () { S.wash = wash.checked; render(); });
         const wl = el("label"); wl.appendChild(wash); wl.appendChild(document.createTextNode(" colour wash")); fd.appendChild(wl);
+        if (CMP) {
+          const cc = el("input", { type: "checkbox", id: "bc-compare" }); cc.checked = true;
+          cc.addEventListener("change", function () { S.compare = cc.checked; render(); });
+          const cl = el("label", { style: "display:block" }); cl.appendChild(cc);
+          cl.appendChild(document.createTextNode(" " + D.compare.label + " (dashed)")); fd.appendChild(cl);
+        }
         box.appendChild(fd);
       }
       const fs = el("fieldset"); fs.appendChild(el("legend", {}, "Structures"));
@@ -381,7 +397,7 @@
       const r = canvas.getBoundingClientRect();
       return {
         view: S.view, slice: S.slice[S.view], nslices: dims(S.view).n, instruments: S.instruments, levels: S.levels, wl: S.wl, wash: S.wash,
-        hidden: Array.from(S.hidden), edges: S.edges, isodose_segments: S.iso, seeds_drawn: S.drawnSeeds,
+        hidden: Array.from(S.hidden), edges: S.edges, isodose_segments: S.iso, compare_segments: S.isoCompare, seeds_drawn: S.drawnSeeds,
         tracks_drawn: S.drawnTracks, readout: S.readout,
         canvas: { left: r.left + window.scrollX, top: r.top + window.scrollY, width: canvas.width, height: canvas.height },
       };
@@ -392,6 +408,7 @@
       if (h.get("levels") && HAS) { const lv = document.getElementById("bc-levels"); lv.value = h.get("levels"); lv.dispatchEvent(new Event("change")); }
       if (h.get("wash") === "1" && HAS) document.getElementById("bc-wash").click();
       if (h.get("instruments") === "0") document.getElementById("bc-instr").click();
+      if (h.get("compare") === "0" && CMP) document.getElementById("bc-compare").click();
       h.getAll("toggle").forEach(function (t) {
         t.split(",").forEach(function (n) {
           const cb = document.querySelector('[data-layer="' + CSS.escape(n) + '"]'); if (cb && cb.checked) cb.click();

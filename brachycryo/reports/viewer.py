@@ -130,6 +130,17 @@ class MaskLayer:
 
 
 @dataclass(frozen=True)
+class CompareField:
+    """A second field of the same kind on its own grid (the pre-plan's dose under the
+    post-implant one), drawn as dashed iso-lines at the same levels and read out beside
+    the first."""
+
+    label: str
+    values: np.ndarray
+    grid: Grid
+
+
+@dataclass(frozen=True)
 class ViewerInputs:
     """What the viewer shows; masks and positions in any frame, converted on build.
 
@@ -150,6 +161,7 @@ class ViewerInputs:
     target: str | None = None
     masks: Sequence[MaskLayer] = ()
     field: FieldSpec = DOSE_FIELD
+    compare: CompareField | None = None
 
 
 def _b64(a: np.ndarray) -> str:
@@ -297,19 +309,15 @@ class ViewerPayload:
     description: str
 
 
-def _field_json(inputs: ViewerInputs) -> tuple[dict | None, str]:
-    """The field's page data (None without a field) and how it was reduced (words)."""
-    spec = inputs.field
-    if inputs.field_values is None or inputs.field_grid is None:
-        return None, f"no {spec.name}."
-    s = dose_stride(inputs.field_grid.shape)
-    dgrid = inputs.field_grid
-    sub = np.asarray(inputs.field_values)[::s, ::s, ::s]
+def _field_json(values: np.ndarray, grid: Grid, spec: FieldSpec) -> tuple[dict, str]:
+    """A field's page data and how it was reduced (words)."""
+    s = dose_stride(grid.shape)
+    sub = np.asarray(values)[::s, ::s, ::s]
     sub_grid = Grid(
         shape=(int(sub.shape[0]), int(sub.shape[1]), int(sub.shape[2])),
-        origin_mm=dgrid.origin_mm,
-        spacing_mm=(dgrid.spacing_mm[0] * s, dgrid.spacing_mm[1] * s, dgrid.spacing_mm[2] * s),
-        direction=dgrid.direction,
+        origin_mm=grid.origin_mm,
+        spacing_mm=(grid.spacing_mm[0] * s, grid.spacing_mm[1] * s, grid.spacing_mm[2] * s),
+        direction=grid.direction,
     )
     counts, offset, scale = quantise_field(sub)
     data = {
@@ -325,7 +333,23 @@ def _field_json(inputs: ViewerInputs) -> tuple[dict | None, str]:
         if s == 1
         else f"one {spec.grid_label} voxel in {s} along each axis ({'×'.join(map(str, sub.shape))})"
     )
-    return data, f"{spec.name} {kept}, 16 bit ({scale:.3g} {spec.unit} per step)."
+    return data, f"{kept}, 16 bit ({scale:.3g} {spec.unit} per step)"
+
+
+def _fields_json(inputs: ViewerInputs) -> tuple[dict | None, dict | None, str]:
+    """(the field's page data, the compared field's, the words on both); None: absent."""
+    spec = inputs.field
+    if inputs.field_values is None or inputs.field_grid is None:
+        return None, None, f"no {spec.name}."
+    data, words = _field_json(inputs.field_values, inputs.field_grid, spec)
+    words = f"{spec.name} {words}"
+    other = None
+    if inputs.compare is not None:
+        c = inputs.compare
+        other, cwords = _field_json(c.values, c.grid, spec)
+        other["label"] = c.label
+        words += f"; {c.label} {cwords}"
+    return data, other, words + "."
 
 
 def build_viewer_payload(inputs: ViewerInputs) -> ViewerPayload:
@@ -333,7 +357,7 @@ def build_viewer_payload(inputs: ViewerInputs) -> ViewerPayload:
     f = inplane_factor(inputs.ct_grid.shape)
     disp = display_grid(inputs.ct_grid, f)
     ct_u8 = downsample_ct_u8(inputs.ct_hu, f)
-    field_data, field_words = _field_json(inputs)
+    field_data, compare_data, field_words = _fields_json(inputs)
     layers, notes = viewer_layers(inputs, disp)
     seeds = _to_disp(inputs.seeds_mm if inputs.seeds_mm is not None else [], disp)
     start = [n // 2 for n in disp.shape]  # the slices through the target's centroid
@@ -346,6 +370,7 @@ def build_viewer_payload(inputs: ViewerInputs) -> ViewerPayload:
         "ct_hu": {"min": CT_HU_MIN, "step": CT_HU_STEP},
         "spacing": list(disp.spacing_mm),
         "dose": field_data,
+        "compare": compare_data,
         "field": {
             "name": spec.name,
             "unit": spec.unit,
@@ -574,6 +599,7 @@ __all__ = [
     "CSP_META",
     "DOSE_FIELD",
     "VIEWER_CSS",
+    "CompareField",
     "DvhPlot",
     "FieldSpec",
     "MaskLayer",

@@ -324,6 +324,9 @@ def test_outputs_written_and_inputs_unchanged(tmp_path, exact_case, exact_result
     solid = [c["name"] for c in dvh["curves"] if not c["dash"]]
     dashed = [c["label"] for c in dvh["curves"] if c["dash"]]
     assert solid and dashed == [f"{n} (pre-plan)" for n in solid]
+    data = json.loads(re.search(r'id="bc-data">(.*?)</script>', text).group(1))
+    assert data["compare"]["label"] == "pre-plan"  # its isodoses dashed in the viewer
+    assert data["compare"]["shape"] == data["dose"]["shape"]
     # no overwrite without asking; nothing partial written
     (out / "seeds.csv").write_text("keep me")
     with pytest.raises(OutputExistsError):

@@ -16,6 +16,7 @@ import pytest
 from brachycryo.core.grid import Grid
 from brachycryo.reports.viewer import (
     MAX_CT_VOXELS,
+    CompareField,
     ViewerInputs,
     build_viewer_payload,
     dose_stride,
@@ -44,7 +45,8 @@ def test_page_is_self_contained(page):
 
 
 def test_512_ct_with_dose_fits_30_mb():
-    """A 512 x 512 x 150 CT with a dose grid as large: the page data stay under 30 MB."""
+    """A 512 x 512 x 150 CT with a dose grid as large, and a pre-plan dose as large drawn
+    beside it (the post-implant page): the page data stay under 30 MB."""
     shape = (150, 512, 512)
     assert inplane_factor(shape) == 2 and 150 * 256 * 256 <= MAX_CT_VOXELS
     grid = Grid(shape, (0.0, 0.0, 0.0), (0.9, 0.9, 2.0))
@@ -52,9 +54,11 @@ def test_512_ct_with_dose_fits_30_mb():
     dose = np.zeros(shape, dtype=np.float32)
     dose[75, 256, 256] = 10.0
     s = dose_stride(shape)
-    payload = build_viewer_payload(ViewerInputs(ct, grid, dose, grid, 145.0))
+    pre = CompareField("pre-plan", dose, grid)
+    payload = build_viewer_payload(ViewerInputs(ct, grid, dose, grid, 145.0, compare=pre))
     size = len(json.dumps(payload.data))
     assert size <= 30e6, size
+    assert payload.data["compare"]["shape"] == payload.data["dose"]["shape"]
     assert payload.data["ct"]["shape"] == [150, 256, 256]
     assert payload.data["dose"]["shape"] == [-(-n // s) for n in shape]
     assert "block mean ×2" in payload.description

@@ -19,9 +19,10 @@ from brachycryo.qa.evaluate import evaluate_plan
 from brachycryo.qa.metrics import metric_value
 from brachycryo.reports.html import ReportExtras, build_report_html
 from brachycryo.reports.iceball import build_iceball_html, iceball_viewer_inputs, oar_layers
+from brachycryo.reports.viewer import CompareField
 
 from .browser import needs_chromium, screenshot, state, states
-from .viewer_case import RX_GY, build_case, circle_roi
+from .viewer_case import RX_GY, SIGMA_MM, build_case, circle_roi
 
 T_BODY_C = 37.0
 T_MIN_C = -190.0
@@ -148,11 +149,13 @@ def overlay(tmp_path_factory):
         rois=rois,
         target="GTV",
         render_3d=False,
-        extras=ReportExtras((), ("pre-plan", pre.dvhs)),
+        extras=ReportExtras(
+            (), ("pre-plan", pre.dvhs), CompareField("pre-plan", 0.8 * case.dose_gy, case.dose_grid)
+        ),
     )
     path = tmp_path_factory.mktemp("overlay") / "report.html"
     path.write_text(text, encoding="utf-8")
-    return ev, pre, path
+    return ev, pre, path, case
 
 
 def _rois(case):
@@ -164,7 +167,7 @@ def _rois(case):
 def test_plan_dvh_overlaid_dashed_on_the_post_implant_dvh(overlay):
     """Hover at 1.1 Rx: each curve's volume is the DVH's V at that dose; the GTV toggle
     hides both the post-implant and the pre-plan curve."""
-    ev, pre, path = overlay
+    ev, pre, path, _ = overlay
     text = path.read_text(encoding="utf-8")
     dvh = json.loads(re.search(r'id="bc-dvh-data">(.*?)</script>', text).group(1))
     assert [(c["label"], c["dash"]) for c in dvh["curves"]] == [
@@ -226,3 +229,32 @@ def test_page_without_a_field(tmp_path):
     assert st["edges"]["Tumour"] > 0 and st["isodose_segments"] == {}
     assert np.allclose(st["readout"]["mm"], [1, 2, 1], atol=0.2)
     assert st["readout"]["value"] is None and "dvh_visible" not in st
+
+
+@needs_chromium
+def test_pre_plan_isodoses_dashed_in_the_slice_viewer(overlay, tmp_path):
+    """The pre-plan dose (0.8 times the dose) has its 100 % line on the circle of radius
+    sqrt(σ² ln 1.6 - z²): drawn with it on, gone with it off; the readout gives both doses
+    at their RTDOSE voxel."""
+    _, _, path, case = overlay
+    hash_ = "solo=1&slider=12&instruments=0&toggle=GTV&levels=100"
+    on, off, probe = states(path, [hash_, hash_ + "&compare=0", "probe=7.3,-4.1,5"])
+    assert on["compare_segments"]["100"] > 0 and off["compare_segments"] == {}
+    assert on["isodose_segments"] == off["isodose_segments"]
+    r = probe["readout"]
+    i, j, k = r["ijk"]
+    scale = float(case.dose_gy.max()) / 65535
+    assert abs(r["value"] - case.dose_gy[k, j, i]) <= scale / 2 + 1e-6
+    assert abs(r["compare_value"] - 0.8 * case.dose_gy[k, j, i]) <= 0.8 * scale / 2 + 1e-6
+    z_mm = case.ct_grid.ijk_to_mm([0, 0, 12])[2]
+    r_pre = math.sqrt(SIGMA_MM**2 * math.log(1.6) - z_mm**2)
+    near_pre = []
+    for h in (hash_, hash_ + "&compare=0"):
+        img = screenshot(path, h, tmp_path)
+        ys, xs = np.nonzero(_colour_pixels(img, (0, 192, 255)))
+        c = on["canvas"]
+        sx, sy = c["width"] / case.ct_grid.shape[2], c["height"] / case.ct_grid.shape[1]
+        u, v = (xs + 0.5 - c["left"]) / sx - 0.5, (ys + 0.5 - c["top"]) / sy - 0.5
+        pts = case.ct_grid.ijk_to_mm(np.column_stack([u, v, np.full(u.shape, 12.0)]))
+        near_pre.append(int(np.sum(np.abs(np.hypot(pts[:, 0], pts[:, 1]) - r_pre) < 0.5)))
+    assert near_pre[0] > 50 and near_pre[1] == 0
