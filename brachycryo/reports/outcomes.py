@@ -33,6 +33,7 @@ from brachycryo.outcomes.data import JoinResult, join_tables, read_dvh_table, re
 from brachycryo.outcomes.survival import Curve
 from brachycryo.reports.html import img_tag
 from brachycryo.reports.plots import figure_png
+from brachycryo.reports.viewer import html_document
 
 _CSS = (
     "body{font-family:sans-serif;max-width:60em;margin:auto}"
@@ -156,10 +157,7 @@ def build_outcomes_html(res: OutcomesResult) -> str:
     if res.skipped:
         body.append("<h2>Not done</h2>")
         body.append(_table(["analysis", "reason"], sorted(res.skipped.items())))
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Outcomes</title>'
-        f"<style>{_CSS}</style></head><body>\n{''.join(body)}\n</body></html>\n"
-    )
+    return html_document("Outcomes", "".join(body), _CSS)
 
 
 HTML_NAME = "outcomes.html"
