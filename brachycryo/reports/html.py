@@ -49,6 +49,7 @@ from brachycryo.reports.viewer import (
     VIEWER_CSS,
     CompareField,
     DvhPlot,
+    MaskLayer,
     ViewerInputs,
     build_viewer_payload,
     dvh_payload,
@@ -244,11 +245,34 @@ class ReportExtras:
     starting with its ``<h2>`` heading, their text already escaped) placed after the
     constraints; ``compare_dvhs`` = (label, {structure: DVH}) of another dose, drawn dashed
     over this dose's curves in the interactive DVH (the pre-plan under the post-implant);
-    ``compare_dose``, that dose, drawn as dashed isodoses in the slice viewer."""
+    ``compare_dose``, that dose, drawn as dashed isodoses in the slice viewer; ``masks``,
+    outlines of the planner's own zones (e.g. each lesion's seed target) in the viewer."""
 
     sections: Sequence[str] = ()
     compare_dvhs: tuple[str, Mapping[str, DVH]] | None = None
     compare_dose: CompareField | None = None
+    masks: Sequence[MaskLayer] = ()
+
+
+def _static_outlines(
+    rois: Sequence[ROI],
+    evaluation: PlanEvaluation,
+    zones: Sequence[MaskLayer],
+    ct_grid: Grid,
+    notes: list[str],
+) -> dict[str, tuple[np.ndarray, tuple[int, int, int] | None]]:
+    """The outlines of the static slice pictures on the CT grid: the ROIs with a DVH and the
+    planner's zones (a ROI that cannot be rasterised is a note)."""
+    masks: dict[str, tuple[np.ndarray, tuple[int, int, int] | None]] = {}
+    for r in rois:
+        if r.name in evaluation.dvhs:
+            try:
+                masks[r.name] = (roi_mask(r, ct_grid), r.color_rgb)
+            except StructureError as exc:
+                notes.append(str(exc))
+    for ml in zones:
+        masks[ml.name] = (resample_mask(ml.mask, ml.grid, ct_grid), ml.colour_rgb)
+    return masks
 
 
 def build_report_html(
@@ -332,6 +356,7 @@ def build_report_html(
             instruments=instruments,
             target=target,
             compare=extras.compare_dose,
+            masks=extras.masks,
         )
         parts.append(
             _interactive_section(
@@ -343,13 +368,7 @@ def build_report_html(
     parts.append("<h2>DVH</h2>" + img_tag(figure_png(fig), "cumulative DVH"))
     # slices
     if ct_hu is not None and ct_grid is not None:
-        masks = {}
-        for r in rois:
-            if r.name in evaluation.dvhs:
-                try:
-                    masks[r.name] = (roi_mask(r, ct_grid), r.color_rgb)
-                except StructureError as exc:
-                    notes.append(str(exc))
+        masks = _static_outlines(rois, evaluation, extras.masks, ct_grid, notes)
         iso_ct = {}
         if isotherms and isotherm_grid is not None:
             iso_ct = {k: resample_mask(m, isotherm_grid, ct_grid) for k, m in isotherms.items()}

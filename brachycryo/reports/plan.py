@@ -11,8 +11,12 @@ from brachycryo.planning.outputs import PLAN_OUTPUT_NAMES, used_needles, write_p
 from brachycryo.planning.pipeline import PlanResult
 from brachycryo.qa.evaluate import PlanEvaluation
 from brachycryo.reports.combined import combined_coverage_section
-from brachycryo.reports.html import Constraint, build_report_html, write_report
+from brachycryo.reports.html import Constraint, ReportExtras, build_report_html, write_report
 from brachycryo.reports.plots import Instruments, NeedleOverlay, ProbeOverlay
+from brachycryo.reports.viewer import MaskLayer
+
+#: Outline colours of the planner's seed targets (apart from the isotherms' and the OARs').
+_ZONE_COLOURS = ((80, 230, 80), (255, 215, 0), (0, 160, 110), (200, 255, 120))
 
 
 def _triplet(v) -> tuple[float, float, float]:
@@ -70,9 +74,16 @@ def write_plan_report(
     for lesion, layout in result.cryo.items():
         isotherms[f"{lesion} 0 C"] = layout.ice_0c
         isotherms[f"{lesion} {spec.cryo.lethal_isotherm_c:g} C"] = layout.lethal
-    for lesion, z in result.zones.items():
-        if z.seed_target is not None:
-            isotherms[f"{lesion} seed target"] = z.seed_target
+    seed_targets = [
+        (le, z.seed_target) for le, z in result.zones.items() if z.seed_target is not None
+    ]
+    zones = [
+        MaskLayer(
+            f"{le} seed target", _ZONE_COLOURS[n % len(_ZONE_COLOURS)], m, result.grid, "zone"
+        )
+        for n, (le, m) in enumerate(seed_targets)
+    ]
+    combined = combined_coverage_section(result, plan_metrics)  # sequential arm only
     html = build_report_html(
         evaluation,
         dose_gy=result.dose_gy,
@@ -88,10 +99,8 @@ def write_plan_report(
         constraints=constraints,
         title=f"brachycryo zoned plan: {result.n_seeds} seeds, {result.n_needles} needles",
         render_3d=render_3d,
+        extras=ReportExtras(sections=[combined] if combined else [], masks=zones),
     )
-    combined = combined_coverage_section(result, plan_metrics)  # sequential arm only
-    if combined:
-        html = html.replace("\n</body>", f"\n{combined}\n</body>", 1)
     return write_report(path, html, overwrite=overwrite)
 
 

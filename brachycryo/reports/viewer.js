@@ -384,7 +384,8 @@
         cb.addEventListener("change", function () { if (cb.checked) S.hidden.delete(L.name); else S.hidden.add(L.name); render(); });
         const lab = el("label", { style: "display:block" });
         lab.appendChild(cb); lab.appendChild(swatch(L.colour, L.kind === "isotherm"));
-        lab.appendChild(document.createTextNode(" " + L.name + (L.kind === "isotherm" ? " (isotherm)" : ""))); fs.appendChild(lab);
+        const suffix = L.kind === "isotherm" ? " (isotherm)" : L.kind === "zone" ? " (planned zone)" : "";
+        lab.appendChild(document.createTextNode(" " + L.name + suffix)); fs.appendChild(lab);
       });
       const ic = el("input", { type: "checkbox", id: "bc-instr" }); ic.checked = true;
       ic.addEventListener("change", function () { S.instruments = ic.checked; render(); });

@@ -70,7 +70,7 @@ class ViewerLayer:
 
     name: str
     colour_rgb: tuple[int, int, int]
-    kind: str  # "structure" or "isotherm"
+    kind: str  # "structure", "isotherm" or "zone"
     mask: np.ndarray
 
 
@@ -126,7 +126,7 @@ class MaskLayer:
     colour_rgb: tuple[int, int, int]
     mask: np.ndarray
     grid: Grid
-    kind: str = "structure"  # or "isotherm" (dashed)
+    kind: str = "structure"  # or "isotherm" (dashed), or "zone" (a planner's zone, solid)
 
 
 @dataclass(frozen=True)

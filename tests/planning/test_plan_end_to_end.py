@@ -1,6 +1,7 @@
 """End to end on a small phantom: outputs, trade-offs, determinism, RTPLAN round trip."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -279,3 +280,20 @@ def test_written_series_are_distinct_and_the_plan_references_the_zones(planned, 
     for kind, word in (("ct", "Laterality"), ("rtplan", "ApplicationSetupType")):
         errors, warnings_ = dciodvfy(files[kind])
         assert errors == [] and not [w for w in warnings_ if word in w], warnings_
+
+
+def test_report_viewer_outlines_seed_targets_as_planned_zones(planned):
+    """The seed targets are the planner's zones, not isotherms: the viewer lists them as
+    'zone' layers (solid, "(planned zone)"), the ice balls as isotherms."""
+    result, _, paths = planned
+    page = paths["report"].read_text()
+    m = re.search(r'<script type="application/json" id="bc-data">(.*?)</script>', page, re.S)
+    assert m is not None
+    kinds = {ly["name"]: ly["kind"] for ly in json.loads(m.group(1))["layers"]}
+    seeded = [le for le, z in result.zones.items() if z.seed_target is not None]
+    assert seeded
+    for lesion in seeded:
+        assert kinds[f"{lesion} seed target"] == "zone"
+    for lesion in result.cryo:
+        assert kinds[f"{lesion} 0 C"] == "isotherm"
+    assert set(kinds.values()) <= {"structure", "isotherm", "zone"}
