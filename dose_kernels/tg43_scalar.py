@@ -20,16 +20,21 @@ once compiled) and without search loops - the form a vectorising compiler needs:
 * interpolation is in slope form ``v[i] + (x − x[i])·slope[i]`` with the continuation beyond the
   last node as the last slope (the log-linear g_L tail, TG-43U1; zero slope = clamped), so a
   node gives its tabulated value exactly;
-* ``exp`` is a polynomial after Cody-Waite reduction with 2^k from a table (:func:`exp_fast`),
-  ``atan2`` a polynomial after octant reduction (:func:`atan2_nonneg`): libm calls would keep the
-  loops scalar.
+* ``exp`` is a polynomial after Cody-Waite reduction with 2^k built from selects on the bits
+  of k (:func:`exp_fast`, no table), ``atan2`` a polynomial after octant reduction
+  (:func:`atan2_nonneg`): libm calls would keep the loops scalar.
 
-The helpers that take the table bundle (or several of its arrays) are inlined at numba's IR
-level (``inline="always"``): called as separate numba functions, every array argument is
-reference-counted (atomic increments) around every call, which cost ~40 ns per evaluation.
-numba does not vectorise the CPU loops yet (``benchmarks/tg43_speed.py`` records why: the
-leaf helpers' array arguments are reference-counted around each call too, and the parallel
-loop bodies are not marked alias-free); the kernels run them as scalar code.
+The physics is split in three steps that :func:`tg43_rate_per_u` (what the CUDA kernels
+compile) composes per point and the CPU kernels run as three loops over a row of voxels:
+the table-free geometry (:func:`line_geometry`, :func:`point_geometry`: arithmetic only, which
+LLVM vectorises), the table reads (:func:`line_tables`, :func:`point_tables`: ln g_L and F or
+φ_an, scalar loads) and ``norm · G · exp(ln g_L) · F`` (vectorised again), in the same order
+of operations.  The helpers that take the table bundle are inlined at numba's IR level
+(``inline="always"``): called as separate numba functions, every array argument is
+reference-counted (atomic increments) around every call.  For the same reason the vectorised
+loops get the polynomial constants as tuples, not arrays, and rows and tables are indexed
+with unsigned integers: numba fixes up a possibly negative signed index on every access,
+which keeps LLVM from vectorising.  ``benchmarks/tg43_speed.py`` records the measurements.
 
 The formulas and the near-source rule are documented in :mod:`brachycryo.dose_kernels.dose`.
 """
@@ -548,8 +553,11 @@ def numba_kernels() -> _Kernels:
     """The numba kernels (compiled on first call, cached on disk); the formalism is the
     bundle's ``line`` flag.
 
-    The innermost loop runs over the voxels of a grid row (grid), over a block of points
-    (points sum), over the seeds (matrix rows, contiguous in memory), accumulating in float64.
+    The innermost loops run over the voxels of a grid row (grid), over a block of points
+    (points sum), over the seeds (matrix rows, contiguous in memory): geometry (vectorised),
+    table reads (scalar), exp and product (vectorised), accumulating in float64.  Each row or
+    block is one thread's, with the seeds in a fixed order, so the thread count changes no
+    bit of the result (tests/dose_kernels/test_tg43_threads.py).
     A seed-point pair beyond the cut-off contributes 0 (the pair is still computed); along a
     grid row, only the voxels whose row segment meets the cut-off sphere (±1 voxel) are
     visited.
