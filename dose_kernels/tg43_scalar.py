@@ -480,7 +480,8 @@ def _grid_sum(origin, axes, spos, sdir, w, cut2, out, t):
                     continue
                 sq = math.sqrt(disc)
                 i0 = max(0, math.floor((-bq - sq) / a2) - 1)
-                i1 = min(ni, math.floor((-bq + sq) / a2) + 2)
+                # kept >= i0 >= 0: the row loops below run over unsigned indices
+                i1 = max(i0, min(ni, math.floor((-bq + sq) / a2) + 2))
             if t.line:
                 for i in range(np.uintp(i0), np.uintp(i1)):
                     dx = ox + i * ax
