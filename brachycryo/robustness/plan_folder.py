@@ -12,7 +12,7 @@ voxels the ROI touches, each weighted by the volume of the ROI in it
 (:func:`brachycryo.dicom_io.rasterize.roi_fraction`).  A structure that would have more than
 ``max_points`` points on the ``spacing_mm`` lattice is sampled on a coarser lattice instead
 (spacing raised by the cube root of the excess, at least ``COARSEN_STEP``, until it has at
-most ``max_points``): a regular
+most ``max_points``), its points sharing out the volume found on the requested lattice: a regular
 lattice is a systematic sample, whose volume-fraction error falls faster with the point count
 than a random subsample's, and it has no random seed.  The dose of every scenario is computed
 at every point, so the point count sets the cost; ``benchmarks/robust_demo.py`` measures what
@@ -151,6 +151,7 @@ def sample_roi(roi: ROI, spacing_mm: float, max_points: int) -> SampledStructure
     if pts is None:
         raise StructureError("has no closed contours to sample", roi=roi.name)
     spacing = float(spacing_mm)
+    volume_cc = None
     while True:
         # sub-voxel sampling of the occupancy at least as fine as on the requested lattice
         supersample = math.ceil(2.0 * spacing / spacing_mm - 1e-9)
@@ -158,8 +159,12 @@ def sample_roi(roi: ROI, spacing_mm: float, max_points: int) -> SampledStructure
         if points.shape[0] == 0:
             raise StructureError(f"covers no voxel of a {spacing:g} mm sampling lattice",
                                  roi=roi.name)  # fmt: skip
+        if volume_cc is None:
+            volume_cc = float(cc.sum())  # on the requested lattice
         if points.shape[0] <= max_points:
-            return SampledStructure(roi.name, points, cc)
+            # a coarse lattice's occupancies miss its volume by a few per cent on small
+            # structures: its points share out the volume found on the requested lattice
+            return SampledStructure(roi.name, points, cc * (volume_cc / float(cc.sum())))
         spacing *= max(COARSEN_STEP, 0.98 * (points.shape[0] / max_points) ** (1.0 / 3.0))
 
 
