@@ -21,8 +21,12 @@ Greedy construction: repeatedly add the feasible candidate with the largest
 volume-weighted under-dose reduction per cost (a new needle costs ``needle_weight``
 seeds, dose pushed above 150 % costs ``hot_spot_weight``), where a candidate is feasible if
 it keeps every OAR limit and every exclusion.  Then local search: (1) prune - remove seeds,
-least useful first, while the goals still hold; (2) swap - move a seed to a free
-candidate on the same or a used needle when that lowers V150 without losing the goals.
+least useful first, while the goals still hold; (2) two-for-one - remove a seed and one
+of the few seeds sharing most of its target points and add the free candidate that best
+refills the under-dose when that meets every goal within the limits (a 1-opt
+neighbourhood of the kind used by local-search seed planners, with exact incremental
+dose updates); (3) swap - move a seed to a free candidate on the same or a used needle
+when that lowers V150 without losing the goals.
 The dose of a selection is exact on the sample points (``A @ x * s``), so every limit is
 checked on the same points the plan is evaluated on.  ``benchmarks/plan_quality.py``
 compares this with HiGHS MILP (``scipy.optimize.milp``) on the same matrices and with a
