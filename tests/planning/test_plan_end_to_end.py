@@ -213,8 +213,8 @@ def test_high_risk_sub_zone_gets_its_own_prescription(tmp_path):
     d90 = next(g for g in goals if g["metric"] == "D90")
     assert d90["goal"] == 180.0
     # its V100 is relative to its own 180 Gy
-    v150gy = metric_value(pm.dvhs[zone], "V180Gy")
-    assert doc["structures"][zone]["v100_pct"] == pytest.approx(v150gy, abs=1e-3)
+    v_boost_pct = metric_value(pm.dvhs[zone], "V180Gy")
+    assert doc["structures"][zone]["v100_pct"] == pytest.approx(v_boost_pct, abs=1e-3)
     assert result.selection.coverage["GTV_Met2 GTV_Met2"]["d90_gy"] > 0
     if doc["feasible"]:
         assert d90["passed"] and d90["value"] >= 180.0 - 1e-6
