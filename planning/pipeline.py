@@ -57,6 +57,7 @@ from brachycryo.planning.influence import (
 from brachycryo.planning.needles import Candidates, candidate_needles
 from brachycryo.planning.optimize import SeedSelection
 from brachycryo.planning.probe_tracks import ProbeTrack, plan_probe_tracks, track_obstacles
+from brachycryo.planning.robust import RobustSummary, robust_seeds
 from brachycryo.planning.selection import VerifiedSeeds, select_verified_seeds
 from brachycryo.planning.spec import PlanSpec
 from brachycryo.planning.strength import choose_strength
@@ -96,6 +97,8 @@ class PlanResult:
     #: ``dose_gy`` (and was the seed optimiser's fixed background), they are not in
     #: ``seeds`` (the seeds this plan adds, ``add_seeds = true``)
     implanted: ImplantedSeeds | None = None
+    #: ``[optimizer] robust``: its rounds, probabilities and seed cost
+    robust: RobustSummary | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -178,6 +181,7 @@ def make_plan(
         roi_dvhs=(dose_gy, seed_plan.verified.oar_dvhs) if seed_plan.verified else None,
         probe_tracks=tuple(tracks),
         implanted=implanted,
+        robust=seed_plan.robust,
     )
 
 
@@ -205,6 +209,7 @@ class _SeedPlan:
     needles: np.ndarray
     dose_gy: np.ndarray  # the total: new seeds' dose plus the implanted seeds'
     spec: PlanSpec  # with the chosen strength where the spec let the planner choose it
+    robust: RobustSummary | None = None
 
 
 def _plan_seeds(
@@ -262,6 +267,12 @@ def _plan_seeds(
         spec, case, structures.grid, model, problem, limits, candidates,
         backend=backend, clock=clock, progress=progress, background_gy=background,
     )  # fmt: skip
+    robust = None
+    if spec.optimizer.robust is not None:
+        verified, robust = robust_seeds(
+            spec, case, structures.grid, model, problem, limits, candidates, samples, zones,
+            verified, backend=backend, clock=clock,
+        )  # fmt: skip
     if strength_log or clear_log:
         log = [*clear_log, *strength_log, *verified.selection.log]
         verified = replace(verified, selection=replace(verified.selection, log=log))
@@ -269,5 +280,6 @@ def _plan_seeds(
     timings["optimizer_s"] = time.perf_counter() - t1 - timings["dose_s"]
     kept = OptimiserProblem(problem.zones, verified.constraints) if keep_problem else None
     return _SeedPlan(
-        candidates, verified, kept, verified.seeds, verified.needles, verified.dose_gy, spec
-    )
+        candidates, verified, kept, verified.seeds, verified.needles, verified.dose_gy, spec,
+        robust,
+    )  # fmt: skip

@@ -305,6 +305,12 @@ def test_spec_keys_defaults_and_errors(tmp_path):
         parse_plan_spec({**plain, "prescription": {**plain["prescription"], "add_seeds": False}})
     with pytest.raises(ConfigError, match="seed_clearance_mm"):
         parse_plan_spec({**doc, "cryo": {"seed_clearance_mm": -1.0}}, base_dir=tmp_path)
+    # robust scenarios would leave out the implanted seeds' dose: refused with add_seeds
+    robust = {**doc, "optimizer": {"robust": {"scenarios": 10}}}
+    assert parse_plan_spec(robust, base_dir=tmp_path).optimizer.robust is not None
+    added = {**robust, "prescription": {**doc["prescription"], "add_seeds": True}}
+    with pytest.raises(ConfigError, match=r"optimizer\.robust.*implanted"):
+        parse_plan_spec(added, base_dir=tmp_path)
 
 
 def test_segment_distances_against_dense_sampling():
