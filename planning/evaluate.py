@@ -209,6 +209,27 @@ class OptimizerSummary:
 
 
 @dataclass(frozen=True)
+class SeedSets:
+    """With implanted seeds (``[case] implanted_plan``): the seeds already in the patient
+    and the new ones this plan adds (``add_seeds = true``), each counted with its total
+    S_K (U); the dose and DVHs of the plan are those of both together."""
+
+    implanted_plan: str
+    n_implanted: int
+    implanted_total_sk_u: float
+    n_new: int
+    new_total_sk_u: float
+
+    def to_json(self) -> dict:
+        return {
+            "implanted": {"plan": self.implanted_plan, "n_seeds": self.n_implanted,
+                          "total_sk_u": self.implanted_total_sk_u},
+            "new": {"n_seeds": self.n_new, "total_sk_u": self.new_total_sk_u},
+            "total_dose": "implanted + new seeds (RTDOSE, DVHs, coverage)",
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
 class PlanMetrics:
     """The metrics of a plan (the content of ``metrics.json``) and the DVHs behind them.
 
@@ -234,6 +255,7 @@ class PlanMetrics:
     optimizer: OptimizerSummary | None
     dvhs: dict[str, DVH]
     notes: tuple[str, ...] = ()  # what was supplied for the user (e.g. a derived body)
+    seed_sets: SeedSets | None = None  # implanted vs new seeds (sequential arm)
 
 
 class _StructureTable:
@@ -320,6 +342,20 @@ def evaluate_zoned_plan(result: PlanResult) -> PlanMetrics:
         optimizer=None if sel is None else _optimizer_summary(spec, result),
         dvhs=table.dvhs,
         notes=result.case.notes,
+        seed_sets=_seed_sets(result),
+    )
+
+
+def _seed_sets(result: PlanResult) -> SeedSets | None:
+    implanted = result.implanted
+    if implanted is None:
+        return None
+    return SeedSets(
+        implanted_plan=str(implanted.path),
+        n_implanted=implanted.n_seeds,
+        implanted_total_sk_u=round(float(np.sum(implanted.seeds.sk_u)), 4),
+        n_new=result.n_seeds,
+        new_total_sk_u=round(result.n_seeds * result.spec.sk_u, 4),
     )
 
 

@@ -711,6 +711,13 @@ def parse_plan_spec(data: dict, *, base_dir: str | os.PathLike = ".", source=Non
         add_seeds=add_seeds,
     )
     root.done()
+    if add_seeds and case.implanted_plan is not None and spec.optimizer.robust is not None:
+        raise ConfigError(
+            "is not supported with new seeds beside implanted ones ([case] implanted_plan, "
+            "add_seeds = true): its scenarios move the new seeds only and leave out the "
+            "implanted seeds' dose, so the probabilities would not be the plan's",
+            key="optimizer.robust",
+        )
     return spec
 
 
