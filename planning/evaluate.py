@@ -19,6 +19,7 @@ from brachycryo.core.grid import Grid
 from brachycryo.planning.cryo_layout import CryoLayout
 from brachycryo.planning.pipeline import PlanResult
 from brachycryo.planning.probe_tracks import track_clearance_mm
+from brachycryo.planning.robust import RobustSummary
 from brachycryo.planning.spec import LesionSpec, PlanSpec
 from brachycryo.planning.zones import LesionZones, expand_mm, shrink_mm
 from brachycryo.qa.dvh import DVH, dvh_from_mask, dvh_from_roi
@@ -204,6 +205,7 @@ class OptimizerSummary:
     time_s: float
     sample_point_coverage: dict[str, dict[str, float]]
     log: tuple[str, ...]
+    robust: RobustSummary | None = None  # ``[optimizer] robust``
 
 
 @dataclass(frozen=True)
@@ -609,6 +611,7 @@ def _optimizer_summary(spec: PlanSpec, result: PlanResult) -> OptimizerSummary:
         time_s=round(sel.time_s, 3),
         sample_point_coverage=sel.coverage,
         log=tuple(sel.log),
+        robust=result.robust,
     )
 
 

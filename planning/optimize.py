@@ -21,8 +21,12 @@ Greedy construction: repeatedly add the feasible candidate with the largest
 volume-weighted under-dose reduction per cost (a new needle costs ``needle_weight``
 seeds, dose pushed above 150 % costs ``hot_spot_weight``), where a candidate is feasible if
 it keeps every OAR limit and every exclusion.  Then local search: (1) prune - remove seeds,
-least useful first, while the goals still hold; (2) swap - move a seed to a free
-candidate on the same or a used needle when that lowers V150 without losing the goals.
+least useful first, while the goals still hold; (2) two-for-one - remove a seed and one
+of the few seeds sharing most of its target points and add the free candidate that best
+refills the under-dose when that meets every goal within the limits (a 1-opt
+neighbourhood of the kind used by local-search seed planners, with exact incremental
+dose updates); (3) swap - move a seed to a free candidate on the same or a used needle
+when that lowers V150 without losing the goals.
 The dose of a selection is exact on the sample points (``A @ x * s``), so every limit is
 checked on the same points the plan is evaluated on.  ``benchmarks/plan_quality.py``
 compares this with HiGHS MILP (``scipy.optimize.milp``) on the same matrices and with a
@@ -72,6 +76,13 @@ LP_COMPLETION_MIN_X = 0.05
 #: percentage points: past that point seeds only pile dose (hot spots) beside what blocks.
 STALL_SEEDS = 10
 STALL_V100_PCT_PER_SEED = 0.05
+#: Two-for-one seed reduction after pruning: passes over the seeds, partners tried per seed
+#: (the seeds sharing most of its target points), candidates tried in their place.
+REDUCE_ROUNDS = 3
+REDUCE_PARTNERS = 4
+REDUCE_TRIES = 4
+#: A seed's "own" target points (two-for-one partners): where it gives this share of Rx.
+OVERLAP_MIN_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -542,6 +553,7 @@ def select_seeds(
     oar_sparing_weight: float = 25.0,
     lp_max_iterations: int = LP_MAX_ITERATIONS,
     use_lp: bool = True,
+    reduce_seeds: bool = True,
     clock: WallClock = NO_LIMIT,
     progress: ProgressCallback | None = None,
 ) -> SeedSelection:
@@ -584,6 +596,8 @@ def select_seeds(
             break
     met = st.goals_met(v100_min_pct)
     it += _prune(st, v100_min_pct, oar_sparing_weight, clock)
+    if met and reduce_seeds:
+        it += _reduce_two_for_one(st, v100_min_pct, max_needles, clock, log)
     report(progress, 0.9, f"pruned to {st.x.sum()} seeds")
     if met:
         # -- swap: lower V150 by moving one seed at a time, goals and limits kept
@@ -693,6 +707,82 @@ def _prune(st: _State, v100_min_pct: float, oar_sparing_weight: float, clock: Wa
             else:
                 st.toggle(int(c), True)
     return removed
+
+
+def _overlap_partners(st: _State, c: int, chosen: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` chosen seeds whose target dose overlaps most with seed ``c``'s: the sum,
+    over the target points where ``c`` gives at least ``OVERLAP_MIN_FRACTION`` of the
+    prescription, of the product of their doses (volume-weighted); the seeds that share
+    the points ``c`` covers."""
+    score = np.zeros(chosen.size)
+    for z, col in zip(st.zones, st.zone_cols, strict=True):
+        rx_per_u = z.prescription_gy / st.s
+        pts = np.nonzero(col[:, c] >= OVERLAP_MIN_FRACTION * rx_per_u)[0]
+        if pts.size == 0:
+            continue
+        wc = col[pts, c] * z.point_cc[pts] / (rx_per_u**2 * z.point_cc.sum())
+        score += wc @ col[pts][:, chosen]
+    score[chosen == c] = -np.inf
+    top = np.argsort(-score, kind="stable")[:k]
+    return chosen[top[np.isfinite(score[top]) & (score[top] > 0)]]
+
+
+def _repair_with_one(st: _State, exclude: tuple[int, int], v100_min_pct: float, max_needles: int):
+    """After two seeds were removed: the first of the ``REDUCE_TRIES`` free candidates with
+    the largest gain on the unmet zones whose addition meets every goal within the limits,
+    or None (the state is left as it was given)."""
+    gain = _gain(st, unmet_only=True, v100_min=v100_min_pct)
+    free = _free_candidates(st, exclude[0], max_needles)
+    free[exclude[1]] = False
+    gain[~free] = -np.inf
+    for cand in np.argsort(-gain, kind="stable")[:REDUCE_TRIES]:
+        if not gain[cand] > 1e-9:
+            return None
+        st.toggle(int(cand), True)
+        if st.goals_met(v100_min_pct) and st.oar_ok():
+            return int(cand)
+        st.toggle(int(cand), False)
+    return None
+
+
+def _reduce_two_for_one(
+    st: _State, v100_min_pct: float, max_needles: int, clock: WallClock, log: list[str]
+) -> int:
+    """Replace two seeds by one while every goal and limit holds (a count-bounded local
+    search after pruning; returns the seeds saved).
+
+    For each chosen seed c (least target dose first) and each of the ``REDUCE_PARTNERS``
+    seeds sharing most of its target points, both are removed and the free candidates that
+    best refill the under-dose are tried in their place.  Doses are updated exactly
+    (one column added or subtracted per move); rounds, partners and tries are counts, so
+    the search does the same work on any machine.
+    """
+    saved = 0
+    for _ in range(REDUCE_ROUNDS):
+        saved_round = 0
+        chosen = np.nonzero(st.x)[0]
+        useful = sum(st.s * (z.point_cc @ col[:, chosen]) for z, col in zip(st.zones, st.zone_cols))
+        for c in chosen[np.argsort(useful, kind="stable")]:
+            clock.check("the seed reduction")
+            if not st.x[c]:
+                continue
+            now = np.nonzero(st.x)[0]
+            for d in _overlap_partners(st, int(c), now, REDUCE_PARTNERS):
+                st.toggle(int(c), False)
+                st.toggle(int(d), False)
+                if st.goals_met(v100_min_pct):  # both could go: keep the saving of two
+                    saved_round += 2
+                    break
+                if _repair_with_one(st, (int(c), int(d)), v100_min_pct, max_needles) is not None:
+                    saved_round += 1
+                    break
+                st.toggle(int(d), True)
+                st.toggle(int(c), True)
+        saved += saved_round
+        if not saved_round:
+            break
+    log.append(f"two-for-one reduction: {saved} seeds saved")
+    return saved
 
 
 def _selection_of(

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from brachycryo.core.atomic import write_text_atomic
-from brachycryo.core.grid import Grid
 from brachycryo.dicom_io.common import SERIES_NUMBERS
 from brachycryo.dicom_io.rtdose import write_rtdose
 from brachycryo.dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan
@@ -38,6 +37,8 @@ from brachycryo.planning.evaluate import (
     zone_roi_name,
 )
 from brachycryo.planning.pipeline import PlanResult
+from brachycryo.planning.robust import RobustSummary
+from brachycryo.planning.zones import resample_mask_nearest
 
 ZONE_COLOURS = {
     "SeedTarget": (0, 200, 255),
@@ -45,16 +46,6 @@ ZONE_COLOURS = {
     "Ice0C": (170, 220, 255),
     "Lethal": (0, 80, 255),
 }
-
-
-def resample_mask_nearest(mask: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
-    """``mask`` (on ``grid``) sampled at the voxel centres of ``target`` (nearest voxel)."""
-    out = np.zeros(target.shape, dtype=bool)
-    jj, ii = np.meshgrid(np.arange(target.shape[1]), np.arange(target.shape[2]), indexing="ij")
-    for k in range(target.shape[0]):  # slice by slice: the CT grid can be large
-        pts = target.ijk_to_mm(np.stack([ii, jj, np.full_like(ii, k)], axis=-1).astype(float))
-        out[k] = grid.sample_nearest(mask, pts, outside=False)
-    return out
 
 
 def _zone_rois(result: PlanResult) -> list[RoiSpec]:
@@ -368,10 +359,47 @@ def _goal_json(g: GoalResult) -> dict[str, Any]:
 
 
 def _optimizer_json(o: OptimizerSummary) -> dict[str, Any]:
-    return {
+    out = {
         "method": o.method,
         "iterations": o.iterations,
         "time_s": o.time_s,
         "sample_point_coverage": o.sample_point_coverage,
         "log": list(o.log),
+    }
+    if o.robust is not None:
+        out["robust"] = robust_json(o.robust)
+    return out
+
+
+def robust_json(r: RobustSummary) -> dict[str, Any]:
+    """``metrics.json`` ``optimizer.robust``: targets, the kept round, the seed cost, every
+    round (:mod:`brachycryo.planning.robust`)."""
+    s = r.spec
+    kept = r.rounds[r.chosen]
+    return {
+        "scenarios": s.scenarios,
+        "seed": s.seed,
+        "error_model": r.error_model,
+        "min_probability": s.min_probability,
+        "oar_min_probability": s.oar_min_probability,
+        "met": r.met,
+        "round_kept": r.chosen,
+        "n_seeds_nominal": r.rounds[0].n_seeds,
+        "n_seeds": kept.n_seeds,
+        "extra_seeds": r.extra_seeds,
+        "extra_needles": r.extra_needles,
+        "p_d90_ge_rx": kept.p_d90,
+        "p_limit_met": kept.p_met,
+        "rounds": [
+            {
+                "zone_margin": x.zone_margin,
+                "oar_margin": x.oar_margin,
+                "n_seeds": x.n_seeds,
+                "n_needles": x.n_needles,
+                "p_d90_ge_rx": x.p_d90,
+                "p_limit_met": x.p_met,
+                "feasible": x.feasible,
+            }
+            for x in r.rounds
+        ],
     }

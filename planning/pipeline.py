@@ -52,6 +52,7 @@ from brachycryo.planning.influence import (
 from brachycryo.planning.needles import Candidates, candidate_needles
 from brachycryo.planning.optimize import SeedSelection
 from brachycryo.planning.probe_tracks import ProbeTrack, plan_probe_tracks, track_obstacles
+from brachycryo.planning.robust import RobustSummary, robust_seeds
 from brachycryo.planning.selection import VerifiedSeeds, select_verified_seeds
 from brachycryo.planning.spec import PlanSpec
 from brachycryo.planning.strength import choose_strength
@@ -90,6 +91,8 @@ class PlanResult:
     #: the seeds already in the patient (``[case] implanted_plan``); their dose is in
     #: ``dose_gy``, they are not in ``seeds`` (the seeds this plan adds)
     implanted: ImplantedSeeds | None = None
+    #: ``[optimizer] robust``: its rounds, probabilities and seed cost
+    robust: RobustSummary | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -172,6 +175,7 @@ def make_plan(
         roi_dvhs=(dose_gy, seed_plan.verified.oar_dvhs) if seed_plan.verified else None,
         probe_tracks=tuple(tracks),
         implanted=implanted,
+        robust=seed_plan.robust,
     )
 
 
@@ -207,6 +211,7 @@ class _SeedPlan:
     needles: np.ndarray
     dose_gy: np.ndarray
     spec: PlanSpec  # with the chosen strength where the spec let the planner choose it
+    robust: RobustSummary | None = None
 
 
 def _plan_seeds(
@@ -251,6 +256,12 @@ def _plan_seeds(
         spec, case, structures.grid, model, problem, limits, candidates,
         backend=backend, clock=clock, progress=progress,
     )  # fmt: skip
+    robust = None
+    if spec.optimizer.robust is not None:
+        verified, robust = robust_seeds(
+            spec, case, structures.grid, model, problem, limits, candidates, samples, zones,
+            verified, backend=backend, clock=clock,
+        )  # fmt: skip
     if strength_log:
         selection = replace(verified.selection, log=[*strength_log, *verified.selection.log])
         verified = replace(verified, selection=selection)
@@ -258,5 +269,6 @@ def _plan_seeds(
     timings["optimizer_s"] = time.perf_counter() - t1 - timings["dose_s"]
     kept = OptimiserProblem(problem.zones, verified.constraints) if keep_problem else None
     return _SeedPlan(
-        candidates, verified, kept, verified.seeds, verified.needles, verified.dose_gy, spec
-    )
+        candidates, verified, kept, verified.seeds, verified.needles, verified.dose_gy, spec,
+        robust,
+    )  # fmt: skip

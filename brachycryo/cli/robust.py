@@ -61,8 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-points",
         type=_positive_int,
-        default=20000,
-        help="sample points per structure at most",
+        default=6000,
+        help="sample points per structure at most: a larger structure gets a coarser lattice "
+        "(default 6000)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")

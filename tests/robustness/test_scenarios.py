@@ -205,3 +205,18 @@ def test_page_dvh_bands_in_the_browser(inputs, tmp_path):
     assert hover["dvh_hover"]["volumes_pct"][f"{z.name} nominal"] == pytest.approx(nominal, abs=0.1)
     assert hover["dvh_bands"] == 3 and hover["dvh_visible"] == [z.name, "Bowel", "Kidney_R"]
     assert hidden["dvh_visible"] == ["Bowel", "Kidney_R"]
+
+
+def test_large_structures_get_a_coarser_lattice(plan_dir):
+    """Beyond max_points a structure is sampled on a coarser lattice: at most max_points
+    points sharing out the volume found on the requested lattice, deterministic."""
+    full = read_plan_folder(plan_dir, spacing_mm=2.0, max_points=10**9)
+    capped = read_plan_folder(plan_dir, spacing_mm=2.0, max_points=400)
+    again = read_plan_folder(plan_dir, spacing_mm=2.0, max_points=400)
+    pairs = list(zip(full.zones, capped.zones))
+    pairs += [(full.oars[k], capped.oars[k]) for k in full.oars]
+    assert any(len(f.point_cc) > 400 for f, _ in pairs)  # the cap matters here
+    for f, c in pairs:
+        assert len(c.point_cc) <= 400
+        assert c.volume_cc == pytest.approx(f.volume_cc, rel=1e-9)
+    np.testing.assert_array_equal(capped.zones[0].points_mm, again.zones[0].points_mm)
