@@ -502,18 +502,21 @@ def _affine_row(row: np.ndarray, cols: tuple[np.ndarray, ...]) -> np.ndarray:
     """``row[0] * i + row[1] * j + row[2] * k + row[3]`` summed left to right, zero terms
     skipped: the same values (up to the sign of a zero result), in a fraction of the passes
     when the grids share their orientation (two of the three products vanish)."""
-    acc: np.ndarray | None = None  # a new array, updated in place (no temporaries)
-    for coef, col in zip(row[:3].tolist(), cols, strict=True):
-        if coef == 0.0:
-            continue
-        if acc is None:
-            acc = col.copy() if coef == 1.0 else coef * col
-        else:
-            acc += col if coef == 1.0 else coef * col
-    if acc is None:
-        return np.full(cols[0].shape, float(row[3]))
-    if row[3] != 0.0:
-        acc += row[3]
+    terms = [(c, col) for c, col in zip(row[:3].tolist(), cols, strict=True) if c != 0.0]
+    offset = float(row[3])
+    if not terms:
+        return np.full(cols[0].shape, offset)
+    coef, col = terms[0]
+    if coef != 1.0:
+        acc = coef * col  # a new array, updated in place (no temporaries)
+    elif len(terms) == 1 and offset != 0.0:
+        return col + offset
+    else:
+        acc = col.copy()
+    for coef, col in terms[1:]:
+        acc += col if coef == 1.0 else coef * col
+    if offset != 0.0:
+        acc += offset
     return acc
 
 
@@ -810,6 +813,25 @@ def _plane_masks(
     return masks
 
 
+def _block_counts(blocks: np.ndarray) -> np.ndarray:
+    """Set sub-points per voxel of contiguous (nj, ni, n, n) bool blocks, as int32.
+
+    Each voxel's n² bytes (0 or 1) are read as machine words and their set bits counted
+    (``np.bitwise_count``), a few passes instead of a strided reduction."""
+    nj, ni, n, _ = blocks.shape
+    raw = blocks.reshape(nj, ni, n * n).view(np.uint8)
+    if not hasattr(np, "bitwise_count"):  # numpy < 2
+        return raw.sum(axis=-1, dtype=np.int32)
+    word = next(
+        w for w in (np.uint64, np.uint32, np.uint16, np.uint8) if (n * n) % w().itemsize == 0
+    )
+    bits = np.bitwise_count(raw.view(word))
+    count = bits[..., 0].astype(np.int32)
+    for w in range(1, bits.shape[-1]):
+        count += bits[..., w]
+    return count
+
+
 def _subpoint_index(fine: np.ndarray, n: int) -> np.ndarray:
     """``(fine + 0.5) / n - 0.5``: the voxel-index coordinate of fine (sub-point) index
     ``fine`` of an ``n``-fold refined axis, computed in place on one new array."""
@@ -849,7 +871,6 @@ def _roi_samples_layered(
     if used.size == 0:
         return _joined([])
     masks = _plane_masks(roi, stack, box, used, n, thickness_mm=thickness_mm, end_caps=end_caps)
-    counts2d = {p: m.reshape(nj, n, ni, n).sum(axis=(1, 3)) for p, m in masks.items()}
     aligned = _aligned_offsets(dose_grid, box) is not None
     out: list[_Samples] = []
     d_box, ins_box = _dose_on(dose_gy, dose_grid, box, aligned)
@@ -861,6 +882,7 @@ def _roi_samples_layered(
         p: np.ascontiguousarray(m.reshape(nj, n, ni, n).transpose(0, 2, 1, 3))
         for p, m in masks.items()
     }
+    counts2d = {p: _block_counts(b) for p, b in blocks.items()}
     aa, bb = (x.reshape(-1) for x in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
     # the inside sub-points of the boundary voxels, in the order (k, s, voxel, sub-point),
     # as fine in-plane indices and their layer (k, s); coordinates are formed once at the end
