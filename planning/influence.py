@@ -125,7 +125,7 @@ def sample_points(
     rng = np.random.default_rng(ZONE_SAMPLE_SEED)
     centres = grid.voxel_centres_mm()
     zone_samples = []
-    for name, mask, rx in _zone_masks(spec, zones):
+    for name, mask, rx in zone_masks(spec, zones):
         points, cc = _zone_points(mask, grid, centres, rng)
         zone_samples.append(ZoneSamples(name, rx, points, cc))
     return SamplePoints(
@@ -203,7 +203,7 @@ def optimiser_problem(
     return OptimiserProblem(tuple(target_zones), tuple(constraints))
 
 
-def _zone_masks(
+def zone_masks(
     spec: PlanSpec, zones: Mapping[str, LesionZones]
 ) -> list[tuple[str, np.ndarray, float]]:
     """(name, mask, prescription) of each seed-target zone and high-risk sub-zone."""

@@ -43,10 +43,10 @@ from brachycryo.planning.optimize import (
     SampledTargets,
     SeedSelection,
     TargetZone,
-    _zone_stats,
     exclusion_matrix,
     oar_lp_rows,
     sample_target_rows,
+    zone_stats,
 )
 
 #: Branch-and-bound nodes allowed to HiGHS: a work limit, the same on every machine.
@@ -265,7 +265,7 @@ def _exact_selection(zones, oars, sk_u, needle, chosen, v100_min_pct, elapsed) -
     # no seed chosen is a result only where the background (implanted seeds) may suffice
     met = chosen.size > 0 or any(z.background_gy is not None for z in zones)
     for z in zones:
-        st = _zone_stats(z.base_gy() + sk_u * z.matrix[:, chosen].astype(np.float64).sum(axis=1), z)
+        st = zone_stats(z.base_gy() + sk_u * z.matrix[:, chosen].astype(np.float64).sum(axis=1), z)
         coverage[z.name] = st
         met &= st["v100_pct"] >= v100_min_pct and st["d90_gy"] >= z.prescription_gy
     excess = {}

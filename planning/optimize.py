@@ -211,7 +211,9 @@ def _d90_gy(dose: np.ndarray, w: np.ndarray, total: float) -> float:
     return float(dose[order[min(i90, order.size - 1)]])
 
 
-def _zone_stats(dose: np.ndarray, zone: TargetZone) -> dict[str, float]:
+def zone_stats(dose: np.ndarray, zone: TargetZone) -> dict[str, float]:
+    """V100 / V150 / V200 (% of the sample points' volume) and D90 (Gy) of a zone's point
+    doses ``dose`` at its prescription."""
     w = zone.point_cc
     total = float(w.sum())
     rx = zone.prescription_gy
@@ -224,7 +226,7 @@ def _zone_stats(dose: np.ndarray, zone: TargetZone) -> dict[str, float]:
 
 
 class _ZoneGoal:
-    """The goal part of :func:`_zone_stats` of one zone (the same numbers), its constants
+    """The goal part of :func:`zone_stats` of one zone (the same numbers), its constants
     computed once: the search's inner loop asks it thousands of times."""
 
     def __init__(self, zone: TargetZone) -> None:
@@ -817,7 +819,7 @@ def _selection_of(
 ) -> SeedSelection:
     """The :class:`SeedSelection` of the final state; when the goals are unmet, what blocked
     the useful candidates most often comes first in ``binding``."""
-    coverage = {z.name: _zone_stats(zd, z) for zd, z in zip(st.zone_dose, st.zones, strict=True)}
+    coverage = {z.name: zone_stats(zd, z) for zd, z in zip(st.zone_dose, st.zones, strict=True)}
     oar_excess = {
         f"{o.roi} {o.metric}": float(o.excess_cc(od))
         for od, o in zip(st.oar_dose, st.oars, strict=True)
@@ -854,7 +856,7 @@ def _swap_for_hot_spots(
     hot_w = 1.0 if hot_spot_weight > 0 else 0.0
 
     def objective():
-        v150 = sum(_zone_stats(zd, z)["v150_pct"] for zd, z in zip(st.zone_dose, st.zones))
+        v150 = sum(zone_stats(zd, z)["v150_pct"] for zd, z in zip(st.zone_dose, st.zones))
         return hot_w * v150 / 100.0 + 0.1 * oar_sparing_weight * _oar_load(st)
 
     for _ in range(max_rounds):

@@ -53,6 +53,7 @@ from brachycryo.planning.influence import (
     optimiser_problem,
     sample_points,
     with_background,
+    zone_masks,
 )
 from brachycryo.planning.needles import Candidates, candidate_needles
 from brachycryo.planning.optimize import SeedSelection
@@ -266,6 +267,7 @@ def _plan_seeds(
     verified = select_verified_seeds(
         spec, case, structures.grid, model, problem, limits, candidates,
         backend=backend, clock=clock, progress=progress, background_gy=background,
+        zone_masks=zone_masks(spec, zones),
     )  # fmt: skip
     robust = None
     if spec.optimizer.robust is not None:

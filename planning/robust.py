@@ -43,7 +43,7 @@ from brachycryo.dose_kernels import SeedModel
 from brachycryo.planning.case import PlanningCase
 from brachycryo.planning.influence import OarDvhLimit, OptimiserProblem, SamplePoints
 from brachycryo.planning.needles import Candidates
-from brachycryo.planning.optimize import _zone_stats
+from brachycryo.planning.optimize import zone_stats
 from brachycryo.planning.selection import VerifiedSeeds, select_verified_seeds
 from brachycryo.planning.spec import PlanSpec, RobustSpec
 from brachycryo.planning.zones import LesionZones, resample_mask_nearest
@@ -283,7 +283,7 @@ def _judged_on_nominal_goals(
     sel = verified.selection
     x = np.zeros(problem.zones[0].matrix.shape[1]) if problem.zones else np.zeros(0)
     x[sel.chosen] = spec.sk_u
-    coverage = {z.name: _zone_stats(z.matrix @ x, z) for z in problem.zones}
+    coverage = {z.name: zone_stats(z.matrix @ x, z) for z in problem.zones}
     goals = all(
         c["v100_pct"] >= spec.optimizer.v100_min_pct and c["d90_gy"] >= z.prescription_gy
         for c, z in zip(coverage.values(), problem.zones)

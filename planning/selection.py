@@ -7,6 +7,17 @@ by the ratio of the excess and the selection is repeated (``VERIFY_ROUNDS`` time
 most).  A limit still exceeded afterwards makes the plan infeasible with that limit named
 as binding: never a silently violated limit.  With seeds already implanted (a background
 dose, ``background_gy``) the DVHs are those of the total dose, implanted plus new seeds.
+
+The coverage goals are verified the same way: the optimiser meets V100 >= ``v100_min_pct``
+and D90 >= Rx on each zone's sample points, the plan reports them from the DVH of the
+zone's mask on the planning grid (trilinear dose over sub-voxel samples), and the two can
+differ by a few hundredths of a percent of volume.  When a zone met its goals on its points
+but misses one on the grid, its prescription *in the optimiser* is raised by the ratio of
+the dose it lacks there (Rx over the dose at ``v100_min_pct`` of its volume, or over its
+D90) and the selection is repeated within the same ``VERIFY_ROUNDS``.  A raised round that
+cannot meet the raised goals is not kept: the last round that met the plan's own goals on
+its points stands, and its grid shortfall is logged (the goals in ``metrics.json`` say
+which is missed).
 """
 
 from __future__ import annotations
@@ -28,10 +39,16 @@ from brachycryo.planning.case import PlanningCase
 from brachycryo.planning.influence import OarDvhLimit, OptimiserProblem
 from brachycryo.planning.milp import select_seeds_milp
 from brachycryo.planning.needles import Candidates
-from brachycryo.planning.optimize import OarConstraint, SeedSelection, TargetZone, select_seeds
+from brachycryo.planning.optimize import (
+    OarConstraint,
+    SeedSelection,
+    TargetZone,
+    select_seeds,
+    zone_stats,
+)
 from brachycryo.planning.spec import PlanSpec
-from brachycryo.qa.dvh import DVH, dvh_from_roi
-from brachycryo.qa.metrics import dose_at_volume_cc
+from brachycryo.qa.dvh import DVH, dvh_from_mask, dvh_from_roi
+from brachycryo.qa.metrics import dose_at_volume_cc, dose_at_volume_pct, volume_at_dose_pct
 
 #: How often a selection is repeated with lowered optimiser limits when the final DVH
 #: exceeds an OAR limit.
@@ -40,6 +57,10 @@ VERIFY_ROUNDS = 3
 DVH_LIMIT_TOLERANCE = 1e-6
 #: A lowered limit goes this much (relative) below the ratio of the excess.
 LOWERING_MARGIN = 2e-3
+#: A raised zone prescription goes this much (relative) above the ratio of its shortfall.
+RAISING_MARGIN = 2e-3
+#: A coverage goal counts as met on the grid within this tolerance (``evaluate``'s).
+GOAL_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,42 @@ class LimitExcess:
     limit_gy: float
 
 
+@dataclass(frozen=True)
+class CoverageShortfall:
+    """A zone whose coverage goals miss on the grid DVH of its mask: the ``index`` of its
+    optimiser zone, its V100 (%) and D90 (Gy) there, and ``ratio``, the prescription over
+    the dose the goals need (>= 1)."""
+
+    index: int
+    name: str
+    v100_pct: float
+    d90_gy: float
+    ratio: float
+
+
+def coverage_on_grid(
+    zones: Sequence[TargetZone],
+    zone_masks: Sequence[tuple[str, np.ndarray, float]],
+    grid: Grid,
+    dose_gy: np.ndarray,
+    v100_min_pct: float,
+) -> list[CoverageShortfall]:
+    """The zones (``zone_masks``: name, grid mask, prescription) whose V100 or D90 on the
+    DVH of their mask under ``dose_gy`` misses its goal, matched to ``zones`` by name."""
+    index = {z.name: n for n, z in enumerate(zones)}
+    out = []
+    for name, mask, rx in zone_masks:
+        if name not in index or not mask.any():
+            continue
+        dvh = dvh_from_mask(mask, grid, dose_gy, grid, name=name)
+        v100, d90 = volume_at_dose_pct(dvh, rx), dose_at_volume_pct(dvh, 90.0)
+        if v100 >= v100_min_pct - GOAL_TOLERANCE and d90 >= rx - GOAL_TOLERANCE:
+            continue
+        need_gy = min(dose_at_volume_pct(dvh, v100_min_pct), d90)
+        out.append(CoverageShortfall(index[name], name, v100, d90, rx / max(need_gy, 1e-9)))
+    return out
+
+
 def select_verified_seeds(
     spec: PlanSpec,
     case: PlanningCase,
@@ -85,55 +142,150 @@ def select_verified_seeds(
     clock: WallClock = NO_LIMIT,
     progress: ProgressCallback | None = None,
     background_gy: np.ndarray | None = None,
+    zone_masks: Sequence[tuple[str, np.ndarray, float]] = (),
 ) -> VerifiedSeeds:
-    """Select seeds, compute the dose, and check every OAR limit on the final DVH (see the
-    module docstring); ``limits[n]`` is the limit of ``problem.constraints[n]``;
+    """Select seeds, compute the dose, and check every OAR limit and every zone's coverage
+    goals (``zone_masks``: name, grid mask, prescription) on the final DVHs (see the module
+    docstring); ``limits[n]`` is the limit of ``problem.constraints[n]``;
     ``background_gy``: the implanted seeds' dose on ``grid`` (the problem's rows carry it
     at their points), added to the new seeds' dose."""
     scale = np.ones(len(problem.constraints))
+    raise_rx = np.ones(len(problem.zones))
     dose_time_s = 0.0
     notes: list[str] = []
+    kept: _Round | None = None
     for round_ in range(VERIFY_ROUNDS + 1):
-        active = tuple(
-            replace(c, limit_gy=c.limit_gy * f)
-            for c, f in zip(problem.constraints, scale, strict=True)
-        )
-        first = round_ == 0
-        selection = select_seeds_for(
-            spec, problem.zones, active, candidates, clock=clock,
-            progress=scaled(progress, 0.6, 0.85) if first else None,
+        r = _selection_round(
+            spec, case, grid, model, problem, limits, candidates, scale, raise_rx,
+            backend=backend, clock=clock, background_gy=background_gy,
+            progress=progress if round_ == 0 else None,
         )  # fmt: skip
-        t1 = time.perf_counter()
-        seeds = chosen_seeds(spec, candidates, selection.chosen)
-        dose = final_dose(
-            spec, grid, model, seeds, backend=backend,
-            progress=scaled(progress, 0.85, 0.97) if first else None,
-        )  # fmt: skip
-        if background_gy is not None:
-            dose = dose + background_gy
-        dose_time_s += time.perf_counter() - t1
-        dvhs, exceeded = limits_on_dvh(case, grid, dose, limits)
-        clock.check("the final dose and its DVH check")
-        if not exceeded:
-            break
-        for e in exceeded:
+        dose_time_s += r.dose_time_s
+        if kept is not None and (not r.selection.feasible or r.exceeded):
             notes.append(
-                f"round {round_ + 1}: {e.name} = {e.value_gy:.2f} Gy on the DVH > "
-                f"{e.limit_gy:g} Gy; optimiser limit lowered by "
-                f"{100 * (1 - e.limit_gy / e.value_gy):.1f} %"
+                f"round {round_ + 1}: the raised prescriptions cannot be met within the "
+                "limits; the previous selection is kept with its coverage shortfall"
             )
-            scale[e.index] *= e.limit_gy / e.value_gy * (1 - LOWERING_MARGIN)
+            r = kept
+            break
+        short = []
+        if r.selection.feasible and not r.exceeded:
+            v100_min = spec.optimizer.v100_min_pct
+            short = coverage_on_grid(problem.zones, zone_masks, grid, r.dose_gy, v100_min)
+        if not r.exceeded and not short:
+            break
+        if short:  # every limit holds: this round stands if a raised one fails
+            kept = r
+        notes += _raised(short, raise_rx, round_) + _lowered(r.exceeded, scale, round_)
+    selection = r.selection
     if not selection.feasible:
-        selection = _with_proven_binding(spec, selection, problem.zones, active, candidates, clock)
+        selection = _with_proven_binding(
+            spec, selection, problem.zones, r.constraints, candidates, clock
+        )
+    elif np.any(raise_rx != 1.0):  # judged at the zones' own prescriptions
+        selection = replace(selection, coverage=_coverage(problem.zones, selection, spec.sk_u))
     return VerifiedSeeds(
-        selection=_with_dvh_findings(selection, notes, exceeded),
-        seeds=seeds,
+        selection=_with_dvh_findings(selection, notes, r.exceeded),
+        seeds=r.seeds,
         needles=candidates.needle[selection.chosen],
-        dose_gy=dose,
-        constraints=active,
-        oar_dvhs=dvhs,
+        dose_gy=r.dose_gy,
+        constraints=r.constraints,
+        oar_dvhs=r.dvhs,
         dose_time_s=dose_time_s,
     )
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One selection of :func:`select_verified_seeds` with its dose and DVH check."""
+
+    selection: SeedSelection
+    seeds: Seeds
+    dose_gy: np.ndarray
+    constraints: tuple[OarConstraint, ...]
+    dvhs: dict[str, DVH]
+    exceeded: list[LimitExcess]
+    dose_time_s: float
+
+
+def _selection_round(
+    spec: PlanSpec,
+    case: PlanningCase,
+    grid: Grid,
+    model: SeedModel,
+    problem: OptimiserProblem,
+    limits: Sequence[OarDvhLimit],
+    candidates: Candidates,
+    scale: np.ndarray,
+    raise_rx: np.ndarray,
+    *,
+    backend: str,
+    clock: WallClock,
+    background_gy: np.ndarray | None,
+    progress: ProgressCallback | None,
+) -> _Round:
+    """A selection with every OAR limit scaled by ``scale`` and every zone's prescription
+    by ``raise_rx``; its total dose and the OAR limits it exceeds on the DVH."""
+    active = tuple(
+        replace(c, limit_gy=c.limit_gy * f) for c, f in zip(problem.constraints, scale, strict=True)
+    )
+    zones = tuple(
+        replace(z, prescription_gy=z.prescription_gy * f)
+        for z, f in zip(problem.zones, raise_rx, strict=True)
+    )
+    selection = select_seeds_for(
+        spec, zones, active, candidates, clock=clock, progress=scaled(progress, 0.6, 0.85)
+    )
+    t1 = time.perf_counter()
+    seeds = chosen_seeds(spec, candidates, selection.chosen)
+    dose = final_dose(spec, grid, model, seeds, backend=backend,
+                      progress=scaled(progress, 0.85, 0.97))  # fmt: skip
+    if background_gy is not None:
+        dose = dose + background_gy
+    dose_time_s = time.perf_counter() - t1
+    dvhs, exceeded = limits_on_dvh(case, grid, dose, limits)
+    clock.check("the final dose and its DVH check")
+    return _Round(selection, seeds, dose, active, dvhs, exceeded, dose_time_s)
+
+
+def _raised(short: list[CoverageShortfall], raise_rx: np.ndarray, round_: int) -> list[str]:
+    """Raise each short zone's optimiser prescription (in place); the log lines."""
+    notes = []
+    for c in short:
+        factor = c.ratio * (1 + RAISING_MARGIN)
+        raise_rx[c.index] *= factor
+        notes.append(
+            f"round {round_ + 1}: {c.name} V100 {c.v100_pct:.2f} %, D90 {c.d90_gy:.2f} Gy on "
+            f"the grid DVH, below its goals; optimiser prescription raised by "
+            f"{100 * (factor - 1):.2f} %"
+        )
+    return notes
+
+
+def _lowered(exceeded: list[LimitExcess], scale: np.ndarray, round_: int) -> list[str]:
+    """Lower each exceeded OAR limit in the optimiser (in place); the log lines."""
+    notes = []
+    for e in exceeded:
+        notes.append(
+            f"round {round_ + 1}: {e.name} = {e.value_gy:.2f} Gy on the DVH > "
+            f"{e.limit_gy:g} Gy; optimiser limit lowered by "
+            f"{100 * (1 - e.limit_gy / e.value_gy):.1f} %"
+        )
+        scale[e.index] *= e.limit_gy / e.value_gy * (1 - LOWERING_MARGIN)
+    return notes
+
+
+def _coverage(
+    zones: Sequence[TargetZone], selection: SeedSelection, sk_u: float
+) -> dict[str, dict[str, float]]:
+    """Each zone's coverage on its sample points at its own prescription."""
+    chosen = selection.chosen
+    return {
+        z.name: zone_stats(
+            z.base_gy() + sk_u * z.matrix[:, chosen].astype(np.float64).sum(axis=1), z
+        )
+        for z in zones
+    }
 
 
 def select_seeds_for(
