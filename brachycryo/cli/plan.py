@@ -91,9 +91,12 @@ def execute(
         flag = "ok  " if c.passed else "FAIL"
         print(f"  [{flag}] {c.roi} {c.metric} = {c.value} (limit {c.limit})")
     for g in metrics.goals:
+        state = "met" if g.passed else "NOT met"
+        value = "missing" if g.value is None else f"{g.value:.2f}"
         if g.at_most:  # hot-spot goals: reported, they do not make a plan infeasible
-            state = "met" if g.passed else "NOT met"
-            print(f"  [goal] {g.roi} {g.metric} = {g.value} % (goal <= {g.goal:g} %): {state}")
+            print(f"  [goal] {g.roi} {g.metric} = {value} % (goal <= {g.goal:g} %): {state}")
+        elif not g.passed:  # a coverage goal missed on the DVH, however close
+            print(f"  [goal] {g.roi} {g.metric} = {value} (goal >= {g.goal:g}): {state}")
     if result.robust is not None:
         print("  " + "\n  ".join(robust_lines(result.robust)))
     for kind, path in paths.items():

@@ -147,7 +147,7 @@ def test_oar_inside_the_margin_forces_a_reported_trade_off(tmp_path, capsys):
     spec_path.write_text(_toml(doc))
     code = main(["plan", str(spec_path), "--out", str(tmp_path / "out"), "--quiet", "--no-report"])
     assert code == 3
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "binding" in err and "Skin" in err
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["feasible"] is False and any("Skin" in b for b in metrics["binding"])
@@ -155,6 +155,11 @@ def test_oar_inside_the_margin_forces_a_reported_trade_off(tmp_path, capsys):
     assert skin["passed"] and skin["value"] <= 40.0  # the limit holds: coverage gave way
     goals = {g["metric"]: g for g in metrics["goals"]}
     assert not (goals["V100"]["passed"] and goals["D90"]["passed"])
+    for g in (goals["V100"], goals["D90"]):  # a missed coverage goal is printed as missed
+        line = (
+            f"[goal] GTV_Met2_SeedTarget {g['metric']} = {g['value']:.2f} (goal >= {g['goal']:g})"
+        )
+        assert (line + ": NOT met" in out) != g["passed"]
 
 
 def _toml(doc) -> str:
