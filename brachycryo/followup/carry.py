@@ -187,14 +187,16 @@ class CarriedFiles:
     zones_on_followup: str | None
     dose_on_followup: str | None
     followup_on_plan: str | None
-    outside: tuple[str, ...]  # ROIs that landed outside the other CT
+    #: ROIs with no voxel of the other CT at fraction >= 0.5: outside it, or smaller than
+    #: its voxels (a 4 mm sphere on a 4 mm planning CT)
+    outside: tuple[str, ...]
 
     def to_json(self) -> dict:
         return {
             "zones_on_followup_rtstruct": self.zones_on_followup,
             "dose_on_followup_rtdose": self.dose_on_followup,
             "followup_on_plan_rtstruct": self.followup_on_plan,
-            "rois_outside_the_other_ct": list(self.outside),
+            "rois_not_carried": list(self.outside),
         }
 
 

@@ -47,8 +47,8 @@ class DeformableOptions:
     chosen to give about this many); ``iterations``: L-BFGS-B iterations per level."""
 
     mesh_spacing_mm: float = 25.0
-    max_samples: int = 60_000
-    iterations: int = 60
+    max_samples: int = 20_000
+    iterations: int = 30
     histogram_bins: int = 50
     metric: str = "mean_squares"
 
@@ -247,7 +247,7 @@ def register_bspline(
         gradientConvergenceTolerance=1e-5,
         numberOfIterations=options.iterations,
         maximumNumberOfCorrections=5,
-        maximumNumberOfFunctionEvaluations=4 * options.iterations,
+        maximumNumberOfFunctionEvaluations=3 * options.iterations,
         costFunctionConvergenceFactor=1e7,
     )
     reg.SetShrinkFactorsPerLevel([2, 1])

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 SAMPLING_SEED = 20260105
 #: Fraction of the fixed image's voxels the metric samples at each level ...
 SAMPLING_FRACTION = 0.1
-#: ... but at most this many samples (a 512 x 512 x 100 CT would otherwise give 2.6 M).
-MAX_SAMPLES = 200_000
+#: ... but at most this many samples (a 512 x 512 x 100 CT would otherwise give 2.6 M)
+MAX_SAMPLES = 50_000
 #: Coarsest voxel (mm) a pyramid level may reach; levels coarser than this are skipped.
 COARSEST_LEVEL_MM = 10.0
 #: Below this fraction of the planning CT overlapping the follow-up CT after registration,
