@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import tempfile
 import time
 import tomllib
 from importlib import resources
@@ -557,7 +558,7 @@ def main() -> None:
         help="SA budget as a multiple of our optimiser time (0: skip)",
     )
     ap.add_argument("--sa-iterations", type=int, default=None, help="fixed SA iteration count")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/plan_quality"))
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "plan_quality")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--note", default="", help="a note stored in the JSON")
     ap.add_argument(

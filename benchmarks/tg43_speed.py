@@ -44,38 +44,34 @@ DEFAULT_PEER_PYTHON = str(
     Path.home() / ".cache" / "brachycryo" / "peer-venvs" / "pygrpm" / "bin" / "python"
 )
 NOTES = [
-    "Issue 22 rewrote the kernels' physics branch-free (selects), with O(1) table lookups "
-    "(a uniform cell grid over each table's nodes, corrected by two comparisons; published "
-    "nodes kept, values exact there), a polynomial exp (Cody-Waite, 2^k from a table) and "
-    "atan2, the voxel (grid), point-block (sums) or seed (matrix) loop innermost, and the "
-    "tables as one KernelTables bundle. Cost per evaluation on this CPU is about the old one "
-    "(line, float32, one thread, 100 seeds x 64^3 at 1.5 mm, same session: 54 ns of CPU vs "
-    "58 ns before; point 32 vs 36 ns): numba still runs the loops as scalar code. The "
-    "helpers that take the bundle (or several of its arrays) are IR-inlined "
-    "(register_jitable(inline='always')): called as separate functions, every array of the "
-    "bundle is reference-counted (atomic NRT_incref/decref) around each call, which cost "
-    "94 ns per evaluation in the same measurement.",
-    "Why numba does not vectorise them (LLVM remarks, -pass-remarks-missed=loop-vectorize): "
-    "(1) each helper is a separate numba function and its array arguments are reference-"
-    "counted (NRT_incref/decref calls) around every call, and calls block the vectoriser; "
-    "IR-inlining every helper (inline='always') removes them but multiplies compile time "
-    "(~10 s of CPU per kernel, 12 kernels in the parity tests) and trips numba's "
-    "NumbaIRAssumptionWarning; (2) a parallel loop body gets 'noalias' arguments only when "
-    "numba finds no alias inside it - a per-row view of a scratch array or an array allocated "
-    "in the body is enough to lose it, and then the gathers from the tables cannot be proven "
-    "independent of the accumulator's stores ('cannot identify array bounds'); a per-thread "
-    "scratch (numba.get_thread_id) fixes that but makes the kernel uncachable ('dynamic "
-    "globals'). (3) With both fixed, the grid loop did vectorise (8 lanes, ~27 gathers per "
-    "evaluation with 64-bit indices) and measured the same ~54 ns of CPU per evaluation as the "
-    "scalar code on this AMD EPYC under load: the gathers cost what the SIMD arithmetic "
-    "saves. Reaching ~15 ns needs gather-free physics (e.g. per-interval polynomial fits "
-    "evaluated without table reads) or 32-bit-index gathers: follow-up work.",
-    "numba_first_call_s is the compile time of a cold cache. The kernels used to close over "
-    "the jitted physics function; numba keys a closure in its disk cache by the pickled "
-    "cells, which differ between processes for a dispatcher, so every process compiled them "
-    "again (~30 s of CPU on this machine for the six kernels). They are module-level now: "
-    "a second process loads them in 0.4 s of CPU (tests/dose_kernels/"
-    "test_tg43_kernel_cache.py).",
+    "Issue 22: each kernel runs a row (grid: the voxels of a grid row; sums: a block of 256 "
+    "points; matrix: the seeds of a point) in three loops per seed, the voxel loop innermost: "
+    "(1) the table-free geometry (tg43_scalar.line_geometry / point_geometry: near-source "
+    "rule, G_L with a polynomial atan2, the polar angle), branch-free, which LLVM vectorises "
+    "(AVX-512, 16 float32 lanes on this CPU); (2) the table reads (ln g_L, F or phi_an: O(1) "
+    "lookups on the published nodes, ~20 loads), scalar; (3) exp of ln g_L (polynomial, 2^k "
+    "from bit selects, no table) times the rest, summed, vectorised. The same helpers compose "
+    "tg43_rate_per_u, the function the CUDA kernels compile, so the physics is written once.",
+    "Why stage (2) stays scalar: the tables reach the kernel as one bundle (KernelTables), and "
+    "numba marks a parallel loop body's arguments noalias only when no argument aliases "
+    "another - every array read from the bundle aliases the bundle - so LLVM cannot prove the "
+    "table reads independent of the row's stores; scalar loads are cheap anyway. What made the "
+    "difference (line, float32, one thread, 100 seeds x 64^3, same session): the exp of g_L "
+    "inside the long scalar body was a 22-operation dependency chain per evaluation, ~12 ns "
+    "of the 29 ns; moved into its own vectorised loop it costs ~1 ns. A signed row index "
+    "(range(i0, i1)) made numba emit a negative-index fix-up on every array access, which kept "
+    "LLVM from vectorising; the rows and tables are indexed unsigned (np.uintp). The polynomial "
+    "constants travel into the vector loops as tuples (numba.np.unsafe.ndarray.to_fixed_tuple): "
+    "an array read inside them would be reference-counted.",
+    "Where the time goes, line float32, one thread, loaded machine (load ~12 on 2 cores): "
+    "18 ns of CPU per evaluation in all; with the table reads and exp left out, 5.4 ns "
+    "(geometry and accumulation); the exp in its own loop measured 5.4 ns per evaluation "
+    "alone in a micro-benchmark (8 lanes: the accumulator is float64), so the scalar table "
+    "reads are roughly the remaining 7-13 ns.",
+    "numba_first_call_s is the first call of the four dtype x formalism variants of the grid "
+    "kernel: the compile time with a cold numba cache, the load time with a warm one (the "
+    "saved run had a warm cache); a second process loads the kernels from numba's disk cache "
+    "(tests/dose_kernels/test_tg43_kernel_cache.py).",
     "pygrpm interpolates g_L linearly; TG-43U1 recommends log-linear (this engine). Between "
     "2 and 3 cm that alone differs by up to 0.9 %, the largest difference found.",
 ]
@@ -286,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             case["cupy_float32"] = {"skipped": why_no_gpu}
         if n == cases[0][1]:
-            case["peer_pygrpm"] = run_peer(seeds, grid, n_slices=2, n_peer_seeds=n_seeds)
+            case["peer_pygrpm"] = run_peer(seeds, grid, n_slices=8, n_peer_seeds=n_seeds)
         results["cases"][key] = case
         print(json.dumps({key: case}, indent=1), flush=True)
     results["machine"]["load_average_at_end"] = os.getloadavg()

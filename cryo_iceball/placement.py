@@ -74,6 +74,10 @@ def _basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e1, np.cross(direction, e1)
 
 
+#: Memory the probe search may keep for the candidates' f**m terms (recomputed beyond it).
+_MERGE_CACHE_BYTES = 256 * 2**20
+
+
 class _Search:
     """Cached per-candidate cooling fields and the constraint checks."""
 
@@ -129,6 +133,7 @@ class _Search:
         self.probes = [probes[n] for n in keep]
         self._pair_ok = pair_ok
         self._pair_cache: dict[tuple[int, int], bool] = {}
+        self._terms: dict[int, np.ndarray] = {}
         self.forbid_full = {}
         for name, m in oars.items():
             d = ndimage.distance_transform_edt(~m, sampling=sampling)
@@ -157,6 +162,34 @@ class _Search:
         f = self.fields[list(chosen)].astype(float)
         cool = f.max(axis=0) if math.isinf(self.m) else (f**self.m).sum(axis=0) ** (1 / self.m)
         return np.maximum(self.emp.body_temp_c - cool, self.emp.probe_temp_c)
+
+    def merged(self, chosen: Sequence[int]) -> np.ndarray:
+        """The probes' merged cooling before the 1/m root: sum of f**m (max for m = inf),
+        accumulated in ``chosen``'s order, as :meth:`temp` sums (the same floats)."""
+        acc = self._merge_term(chosen[0]).copy()
+        for c in chosen[1:]:
+            acc = self.merge_with(acc, c)
+        return acc
+
+    def merge_with(self, merged: np.ndarray, c: int) -> np.ndarray:
+        """``merged`` with probe ``c`` added last (a new array)."""
+        term = self._merge_term(c)
+        return np.maximum(merged, term) if math.isinf(self.m) else merged + term
+
+    def temp_of_merged(self, merged: np.ndarray) -> np.ndarray:
+        """:meth:`temp` of a layout from its :meth:`merged` cooling (identical values)."""
+        cool = merged if math.isinf(self.m) else merged ** (1 / self.m)
+        return np.maximum(self.emp.body_temp_c - cool, self.emp.probe_temp_c)
+
+    def _merge_term(self, c: int) -> np.ndarray:
+        """f_c**m of candidate ``c`` (float64), computed once per candidate."""
+        term = self._terms.get(c)
+        if term is None:
+            f = self.fields[c].astype(float)
+            term = f if math.isinf(self.m) else f**self.m
+            if (len(self._terms) + 1) * term.nbytes <= _MERGE_CACHE_BYTES:
+                self._terms[c] = term
+        return term
 
     def full_temp(self, chosen: Sequence[int]) -> np.ndarray:
         """The layout's temperature on the whole grid (for reporting)."""
@@ -190,6 +223,19 @@ class _Search:
             return False
         return all(self.tracks_ok(c, new) for c in chosen)
 
+    def spacing_ok_all(
+        self, chosen: Sequence[int], cands: np.ndarray, *, rules: PlacementRules
+    ) -> list[bool]:
+        """:meth:`spacing_ok` of every candidate of ``cands`` added to ``chosen`` (the same
+        distances, computed for all candidates at once)."""
+        d = np.linalg.norm(self.cands[cands][:, None] - self.cands[list(chosen)][None], axis=2)
+        near = d.min(axis=1)
+        ok = (near >= rules.min_spacing_mm - 1e-9) & (near <= rules.max_spacing_mm)
+        return [
+            bool(o) and all(self.tracks_ok(c, int(n)) for c in chosen)
+            for o, n in zip(ok, cands, strict=True)
+        ]
+
     def tracks_ok(self, a: int, b: int) -> bool:
         """The planner's check of two candidates' tracks together (``pair_ok``), cached."""
         if self._pair_ok is None or a == b:
@@ -211,27 +257,36 @@ class _Search:
         if len(allowed) == 0:
             return None
 
-        def score(chosen):
-            t = self.temp(chosen)
-            if use_oars and self.oar_violations(t):
+        forbid_any = np.zeros(self.core_eval.size, dtype=bool)
+        for f in self.forbid.values():
+            forbid_any |= f
+
+        def score_of(t):  # the same as: -1 on any oar_violations(t), else coverage(t)
+            if use_oars and np.any((t <= 0.0) & forbid_any):
                 return -1.0
             return self.coverage(t)
+
+        def score(chosen):
+            return score_of(self.temp(chosen))
 
         seeds = allowed if len(allowed) <= 40 else allowed[:: math.ceil(len(allowed) / 40)]
         best_layout, best_score = None, -1.0
         for seed in seeds:
             chosen = [int(seed)]
+            merged = self.merged(chosen)  # the greedy adds probes last: sums kept, not redone
             while len(chosen) < n:
                 pick, pick_s = None, -1.0
-                for c in allowed:
-                    if c in chosen or not self.spacing_ok(chosen, int(c), rules=rules):
+                spaced = self.spacing_ok_all(chosen, allowed, rules=rules)
+                for c, ok in zip(allowed, spaced, strict=True):
+                    if c in chosen or not ok:
                         continue
-                    sc = score([*chosen, int(c)])
+                    sc = score_of(self.temp_of_merged(self.merge_with(merged, int(c))))
                     if sc > pick_s:
                         pick, pick_s = int(c), sc
                 if pick is None:
                     break
                 chosen.append(pick)
+                merged = self.merge_with(merged, pick)
             if len(chosen) < n or not self.layout_ok(chosen, rules):
                 continue
             sc = score(chosen)

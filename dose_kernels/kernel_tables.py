@@ -16,8 +16,6 @@ import numpy as np
 from brachycryo.core.errors import ConfigError
 from brachycryo.dose_kernels.seed_model import SeedModel
 from brachycryo.dose_kernels.tg43_scalar import (
-    POW2_MAX_EXPONENT,
-    POW2_MIN_EXPONENT,
     atan_constants,
     exp_constants,
 )
@@ -63,14 +61,14 @@ class Lookup(NamedTuple):
     """
 
     nodes: np.ndarray
-    cell: np.ndarray  # intp
+    cell: np.ndarray  # uintp (unsigned: a compiled index needs no negative-index fix-up)
     inv_h: np.floating
 
 
 class KernelTables(NamedTuple):
     """The one bundle of tables every backend takes, in the compute dtype (scalars as numpy
     scalars).  The first block is what the numpy reference reads (the tables as published);
-    ``gl``, ``f``, ``phi``, ``atan_c``, ``exp_c`` and ``pow2`` are the compiled kernels' forms
+    ``gl``, ``f``, ``phi``, ``atan_c``, and ``exp_c`` are the compiled kernels' forms
     of the same tables (:mod:`brachycryo.dose_kernels.tg43_scalar`)."""
 
     line: bool
@@ -110,7 +108,6 @@ class KernelTables(NamedTuple):
     phi_inv_h: np.floating
     phi_slope: np.ndarray
     exp_c: np.ndarray  # constants of tg43_scalar.exp_fast
-    pow2: np.ndarray  # 2**k for k = POW2_MIN_EXPONENT ... (tg43_scalar.exp_fast)
 
 
 def tail_slope_per_mm(model: SeedModel) -> float:
@@ -137,11 +134,11 @@ def make_lookup(nodes: np.ndarray, dt: np.dtype) -> Lookup:
     x = np.asarray(nodes, dtype=np.float64)
     padded = np.append(x, np.inf).astype(dt)
     if x.size < 2:
-        return Lookup(padded, np.zeros(1, dtype=np.intp), dt.type(0.0))
+        return Lookup(padded, np.zeros(1, dtype=np.uintp), dt.type(0.0))
     h = float(np.min(np.diff(x))) / _CELLS_PER_INTERVAL
     n_cells = math.ceil((x[-1] - x[0]) / h) + 2
     left = x[0] + h * np.arange(n_cells)
-    cell = np.clip(np.searchsorted(x, left, side="right") - 1, 0, x.size - 1).astype(np.intp)
+    cell = np.clip(np.searchsorted(x, left, side="right") - 1, 0, x.size - 1).astype(np.uintp)
     return Lookup(padded, cell, dt.type(1.0 / h))
 
 
@@ -233,5 +230,4 @@ def pack_tables(
         phi_inv_h=phi_at.inv_h,
         phi_slope=arr(_slopes(np.asarray(phi_r, float), np.asarray(phi, float), 0.0)),
         exp_c=arr(np.asarray(exp_constants(dt == np.dtype(np.float32)))),
-        pow2=arr(np.ldexp(1.0, np.arange(POW2_MIN_EXPONENT, POW2_MAX_EXPONENT + 1))),
     )

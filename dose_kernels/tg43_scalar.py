@@ -20,16 +20,21 @@ once compiled) and without search loops - the form a vectorising compiler needs:
 * interpolation is in slope form ``v[i] + (x − x[i])·slope[i]`` with the continuation beyond the
   last node as the last slope (the log-linear g_L tail, TG-43U1; zero slope = clamped), so a
   node gives its tabulated value exactly;
-* ``exp`` is a polynomial after Cody-Waite reduction with 2^k from a table (:func:`exp_fast`),
-  ``atan2`` a polynomial after octant reduction (:func:`atan2_nonneg`): libm calls would keep the
-  loops scalar.
+* ``exp`` is a polynomial after Cody-Waite reduction with 2^k built from selects on the bits
+  of k (:func:`exp_fast`, no table), ``atan2`` a polynomial after octant reduction
+  (:func:`atan2_nonneg`): libm calls would keep the loops scalar.
 
-The helpers that take the table bundle (or several of its arrays) are inlined at numba's IR
-level (``inline="always"``): called as separate numba functions, every array argument is
-reference-counted (atomic increments) around every call, which cost ~40 ns per evaluation.
-numba does not vectorise the CPU loops yet (``benchmarks/tg43_speed.py`` records why: the
-leaf helpers' array arguments are reference-counted around each call too, and the parallel
-loop bodies are not marked alias-free); the kernels run them as scalar code.
+The physics is split in three steps that :func:`tg43_rate_per_u` (what the CUDA kernels
+compile) composes per point and the CPU kernels run as three loops over a row of voxels:
+the table-free geometry (:func:`line_geometry`, :func:`point_geometry`: arithmetic only, which
+LLVM vectorises), the table reads (:func:`line_tables`, :func:`point_tables`: ln g_L and F or
+φ_an, scalar loads) and ``norm · G · exp(ln g_L) · F`` (vectorised again), in the same order
+of operations.  The helpers that take the table bundle are inlined at numba's IR level
+(``inline="always"``): called as separate numba functions, every array argument is
+reference-counted (atomic increments) around every call.  For the same reason the vectorised
+loops get the polynomial constants as tuples, not arrays, and rows and tables are indexed
+with unsigned integers: numba fixes up a possibly negative signed index on every access,
+which keeps LLVM from vectorising.  ``benchmarks/tg43_speed.py`` records the measurements.
 
 The formulas and the near-source rule are documented in :mod:`brachycryo.dose_kernels.dose`.
 """
@@ -44,6 +49,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 from numba.extending import register_jitable
+from numba.np.unsafe.ndarray import to_fixed_tuple
 
 __all__ = [
     "ATAN_COEFFS",
@@ -55,8 +61,8 @@ __all__ = [
     "atan_constants",
     "exp_constants",
     "exp_fast",
-    "gl_at",
     "line_rate_per_u",
+    "ln_gl_at",
     "locate",
     "numba_kernels",
     "point_rate_per_u",
@@ -81,10 +87,19 @@ ATAN_COEFFS = (
 #: exp(f) for |f| <= ln2/2 by its Taylor polynomial of this degree: remainder
 #: (ln2/2)^12/12! < 2e-15 relative.
 EXP_DEGREE = 11
-#: 2^k is read from a table for k in [POW2_MIN_EXPONENT, POW2_MAX_EXPONENT]; exp(y) below
+#: Bits of |k| in exp(y) = 2^k·exp(f): |k| <= -POW2_MIN_EXPONENT < 2^EXP_BITS.
+EXP_BITS = 11
+#: exp(y) = 2^k·exp(f) with k clamped to [POW2_MIN_EXPONENT, POW2_MAX_EXPONENT]; exp(y) below
 #: 2^POW2_MIN_EXPONENT is 0 in both dtypes (float64 underflows below 2^-1074).
 POW2_MIN_EXPONENT = -1100
 POW2_MAX_EXPONENT = 126
+
+
+#: 1 as an unsigned index (an unsigned index plus a signed literal would be a float in numba).
+U1 = np.uintp(1)
+#: Number of :func:`atan_constants` and of :func:`exp_constants`.
+ATAN_N = len(ATAN_COEFFS) + 7
+EXP_N = 7 + EXP_DEGREE + 1 + 3 * EXP_BITS
 
 
 def atan_constants() -> tuple[float, ...]:
@@ -107,7 +122,9 @@ def exp_constants(float32: bool) -> tuple[float, ...]:
     1/ln2; ln2 split Cody-Waite style into a head with trailing zero bits (so ``k·ln2_hi`` is
     exact for |k| < 2^11) and a tail; the round-to-nearest shifter 1.5·2^(p−1) (p = 24 or 53
     significand bits: ``(x + s) − s`` rounds x to an integer in that dtype without an int
-    conversion); the clamp range of y; POW2_MIN_EXPONENT; then 1/j! for j = 0 … EXP_DEGREE.
+    conversion); the clamp range of y; 0; 1/j! for j = 0 … EXP_DEGREE; then, for each bit b of
+    |k| from EXP_BITS − 1 down to 0: 2^b, 2^(2^b) and 2^−(2^b) (2^(2^b) is 1 where 2^b exceeds
+    POW2_MAX_EXPONENT: k never has that bit).
     """
     if float32:
         ln2_hi, ln2_lo, shifter = 0.693359375, -2.12194440e-4, 1.5 * 2.0**23
@@ -115,6 +132,10 @@ def exp_constants(float32: bool) -> tuple[float, ...]:
         ln2_hi, ln2_lo = 6.93147180369123816490e-01, 1.90821492927058770002e-10
         shifter = 1.5 * 2.0**52
     ln2 = math.log(2.0)
+    bits: list[float] = []
+    for b in range(EXP_BITS - 1, -1, -1):
+        step = 2**b
+        bits += [float(step), 2.0**step if step <= POW2_MAX_EXPONENT else 1.0, 2.0**-step]
     return (
         1.0 / ln2,
         ln2_hi,
@@ -122,8 +143,9 @@ def exp_constants(float32: bool) -> tuple[float, ...]:
         shifter,
         (POW2_MIN_EXPONENT + 1) * ln2,
         (POW2_MAX_EXPONENT - 1) * ln2,
-        float(POW2_MIN_EXPONENT),
+        0.0,
         *(1.0 / math.factorial(j) for j in range(EXP_DEGREE + 1)),
+        *bits,
     )
 
 
@@ -159,10 +181,11 @@ def atan2_nonneg(y, x, c):
 
 
 @register_jitable
-def exp_fast(y, c, pow2):
-    """exp(y) in the dtype of ``c`` (constants :func:`exp_constants`, ``pow2[j]`` = 2^(j +
-    POW2_MIN_EXPONENT)): y = k·ln2 + f, |f| <= ln2/2, exp(y) = 2^k · Σ f^j/j!.
-    Relative error a few ulp; 0 below 2^POW2_MIN_EXPONENT."""
+def exp_fast(y, c):
+    """exp(y) in the dtype of ``c`` (constants :func:`exp_constants`, an array or a tuple):
+    y = k·ln2 + f, |f| <= ln2/2, exp(y) = 2^k · Σ f^j/j!, with 2^k the product of the exact
+    powers 2^(±2^b) of the bits b of |k| (selects; no table read, so a loop over it
+    vectorises).  Relative error a few ulp; 0 below 2^POW2_MIN_EXPONENT."""
     y = min(max(y, c[4]), c[5])
     k = (y * c[0] + c[3]) - c[3]
     f = (y - k * c[1]) - k * c[2]
@@ -178,7 +201,30 @@ def exp_fast(y, c, pow2):
     p = p * f + c[9]
     p = p * f + c[8]
     p = p * f + c[7]
-    return p * pow2[int(k - c[6])]
+    # 2^k, bit by bit of |k| (unrolled: constant indices keep a tuple ``c`` in registers)
+    neg = k < c[6]
+    a = abs(k)
+    q = c[7]
+    a, q = _pow2_bit(a, q, neg, c[19], c[20], c[21])
+    a, q = _pow2_bit(a, q, neg, c[22], c[23], c[24])
+    a, q = _pow2_bit(a, q, neg, c[25], c[26], c[27])
+    a, q = _pow2_bit(a, q, neg, c[28], c[29], c[30])
+    a, q = _pow2_bit(a, q, neg, c[31], c[32], c[33])
+    a, q = _pow2_bit(a, q, neg, c[34], c[35], c[36])
+    a, q = _pow2_bit(a, q, neg, c[37], c[38], c[39])
+    a, q = _pow2_bit(a, q, neg, c[40], c[41], c[42])
+    a, q = _pow2_bit(a, q, neg, c[43], c[44], c[45])
+    a, q = _pow2_bit(a, q, neg, c[46], c[47], c[48])
+    a, q = _pow2_bit(a, q, neg, c[49], c[50], c[51])
+    return p * q
+
+
+@register_jitable
+def _pow2_bit(a, q, neg, step, up, down):
+    """One bit of 2^k in :func:`exp_fast`: if |k|'s remainder ``a`` holds ``step`` = 2^b,
+    take it off and scale ``q`` by 2^(2^b) (``up``) or 2^−(2^b) (``down``, k < 0)."""
+    has = a >= step
+    return (a - step if has else a), (q * (down if neg else up) if has else q)
 
 
 @register_jitable
@@ -187,13 +233,14 @@ def locate(v, nodes, cell, inv_h):
     (n − 1 beyond the last node, ``nodes[n]`` being a +inf sentinel); requires v >= nodes[0].
     ``cell`` and ``inv_h`` as built by ``kernel_tables.make_lookup``.  O(1): the interval of
     the cell's left end, corrected by one step either way (a cell and its neighbour hold at
-    most one node, so a cell index off by one through rounding is corrected too)."""
-    cf = (v - nodes[0]) * inv_h
-    last = cell.shape[0] - 1
-    c = int(cf) if cf < last else last
+    most one node, so a cell index off by one through rounding is corrected too).  The index
+    is unsigned (``np.uintp``), so that the compiled table reads carry no negative-index
+    fix-up."""
+    cf = (min(v, nodes[nodes.shape[0] - 2]) - nodes[0]) * inv_h
+    c = np.uintp(min(int(cf), cell.shape[0] - 1))
     i = cell[c]
-    i = i - 1 if v < nodes[i] else i
-    return i + 1 if v >= nodes[i + 1] else i
+    i = i - U1 if v < nodes[i] else i
+    return i + U1 if v >= nodes[i + U1] else i
 
 
 @register_jitable(inline="always")
@@ -213,8 +260,8 @@ def anisotropy_at(r, theta_deg, t):
     theta_deg = max(theta_deg, t.f_t_nodes[0])
     ir = locate(r, t.f_r_nodes, t.f_r_cell, t.f_r_inv_h)
     it = locate(theta_deg, t.f_t_nodes, t.f_t_cell, t.f_t_inv_h)
-    last = t.f_inv_dtheta.shape[0] - 1
-    it1 = it + 1 if it < last else last
+    last = np.uintp(t.f_inv_dtheta.shape[0] - 1)
+    it1 = it + U1 if it < last else last
     dr = r - t.f_r_nodes[ir]
     lo = t.f_table[it, ir] + dr * t.f_slope_r[it, ir]
     hi = t.f_table[it1, ir] + dr * t.f_slope_r[it1, ir]
@@ -223,17 +270,21 @@ def anisotropy_at(r, theta_deg, t):
 
 
 @register_jitable(inline="always")
-def gl_at(r, t):
-    """g_L(r): log-linear inside the table, g_L(r_min) below, log-linear tail beyond."""
-    lg = table_at(r, t.gl_nodes, t.gl_cell, t.gl_inv_h, t.gl_log, t.gl_slope)
-    return exp_fast(lg, t.exp_c, t.pow2)
+def ln_gl_at(r, t):
+    """ln g_L(r): linear inside the table (g_L log-linear), ln g_L(r_min) below, the
+    log-linear tail beyond; g_L = ``exp_fast(ln_gl_at(r, t), t.exp_c)``."""
+    return table_at(r, t.gl_nodes, t.gl_cell, t.gl_inv_h, t.gl_log, t.gl_slope)
 
 
 @register_jitable(inline="always")
-def line_rate_per_u(dx, dy, dz, ux, uy, uz, t):
-    """Dose rate per unit air-kerma strength (Gy h⁻¹ U⁻¹), 2D line-source formalism
-    (TG-43U1 Eq. 1), at displacement d from the seed; ``(ux, uy, uz)`` the unit axis,
-    ``t`` a ``kernel_tables.KernelTables`` in the compute dtype."""
+def line_geometry(dx, dy, dz, ux, uy, uz, t, atan_c):
+    """The table-free part of the 2D line-source formalism (TG-43U1 Eq. 1, 4) at
+    displacement d from the seed, ``(ux, uy, uz)`` the unit axis, ``t`` a
+    ``kernel_tables.KernelTables`` in the compute dtype: ``(r, θ, G_L)`` after the
+    near-source rule, θ in degrees folded about 90° (F(r, 180° − θ) = F(r, θ)).
+    Arithmetic only, so the compiled loops over it vectorise; ``atan_c`` is ``t.atan_c``, or
+    the same constants as a tuple (the CPU kernels: an array read in the loop would be
+    reference-counted and keep it scalar)."""
     one = t.one
     hl = t.half_length_mm
     dmin = t.min_distance_mm
@@ -256,24 +307,55 @@ def line_rate_per_u(dx, dy, dz, ux, uy, uz, t):
     # geometry function G_L = beta / (L r sin(theta)), beta = atan2(L rho, r^2 - L^2/4)
     d = r2 - hl * hl
     x = t.length_mm * rho
-    beta = atan2_nonneg(x, d, t.atan_c)
+    beta = atan2_nonneg(x, d, atan_c)
     geom = one / d if x < t.small_x * d else beta / x
     # polar angle folded about 90 deg: F(r, 180 - theta) = F(r, theta)
-    theta = atan2_nonneg(rho, abs(z), t.atan_c) * t.rad2deg
-    return t.norm * geom * gl_at(r, t) * anisotropy_at(r, theta, t)
+    theta = atan2_nonneg(rho, abs(z), atan_c) * t.rad2deg
+    return r, theta, geom
+
+
+@register_jitable(inline="always")
+def line_tables(r, theta_deg, t):
+    """The table reads of the line formalism, ``(ln g_L(r), F(r, θ))``."""
+    return ln_gl_at(r, t), anisotropy_at(r, theta_deg, t)
+
+
+@register_jitable(inline="always")
+def line_rate_per_u(dx, dy, dz, ux, uy, uz, t):
+    """Dose rate per unit air-kerma strength (Gy h⁻¹ U⁻¹), 2D line-source formalism
+    (TG-43U1 Eq. 1): Λ/G_L(r₀, θ₀) · G_L(r, θ) · g_L(r) · F(r, θ), from
+    :func:`line_geometry` and :func:`line_tables` (the CPU kernels run the same three
+    steps as separate loops, in this order of products)."""
+    r, theta, geom = line_geometry(dx, dy, dz, ux, uy, uz, t, t.atan_c)
+    lg, f = line_tables(r, theta, t)
+    return t.norm * geom * exp_fast(lg, t.exp_c) * f
+
+
+@register_jitable(inline="always")
+def point_geometry(dx, dy, dz, t, atan_c):
+    """The table-free part of the 1D formalism (TG-43U1 Eq. 11): ``(r, G_L(r, 90°))`` with
+    r >= min_distance; arithmetic only (``atan_c`` as in :func:`line_geometry`)."""
+    r = max(math.sqrt(dx * dx + dy * dy + dz * dz), t.min_distance_mm)
+    hl = t.half_length_mm
+    d = r * r - hl * hl
+    x = t.length_mm * r
+    return r, atan2_nonneg(x, d, atan_c) / x
+
+
+@register_jitable(inline="always")
+def point_tables(r, t):
+    """The table reads of the 1D formalism, ``(ln g_L(r), φ_an(r))``."""
+    aniso = table_at(r, t.phi_nodes, t.phi_cell, t.phi_inv_h, t.phi_an, t.phi_slope)
+    return ln_gl_at(r, t), aniso
 
 
 @register_jitable(inline="always")
 def point_rate_per_u(dx, dy, dz, ux, uy, uz, t):
     """Dose rate per unit air-kerma strength (Gy h⁻¹ U⁻¹), 1D formalism (TG-43U1 Eq. 11:
     G_L(r, 90°) with φ_an(r)); the axis ``(ux, uy, uz)`` is not used."""
-    r = max(math.sqrt(dx * dx + dy * dy + dz * dz), t.min_distance_mm)
-    hl = t.half_length_mm
-    d = r * r - hl * hl
-    x = t.length_mm * r
-    geom = atan2_nonneg(x, d, t.atan_c) / x
-    aniso = table_at(r, t.phi_nodes, t.phi_cell, t.phi_inv_h, t.phi_an, t.phi_slope)
-    return t.norm * geom * gl_at(r, t) * aniso
+    r, geom = point_geometry(dx, dy, dz, t, t.atan_c)
+    lg, aniso = point_tables(r, t)
+    return t.norm * geom * exp_fast(lg, t.exp_c) * aniso
 
 
 @register_jitable
@@ -295,14 +377,22 @@ class _Kernels(NamedTuple):
     points_matrix: Callable[..., None]
 
 
-#: Points per parallel task of ``points_sum`` (the vectorised loop runs over them).
+#: Points per parallel task of ``points_sum`` and ``points_matrix``.
 POINTS_BLOCK = 256
 
 
-#: The scalar physics, inlined into the kernels at numba's IR level.  Module globals (not
-#: closure variables): numba's disk cache keys a closure on its pickled cells, which differ
-#: between processes for a dispatcher, so closures were recompiled by every process.
-_rate = numba.njit(inline="always", error_model="numpy")(tg43_rate_per_u)
+@register_jitable(inline="always")
+def _tables_row(i0, i1, rb, ab, t):
+    """The table stage of a row, for i in [i0, i1): ``rb[i], ab[i] ← ln g_L(rb[i]),
+    F(rb[i], ab[i])`` (line) or ``ln g_L(rb[i]), φ_an(rb[i])`` (point).  Scalar code: the
+    kernels' bundle of tables keeps LLVM from proving that these reads and the row's stores
+    do not overlap, and a scalar load costs less than a gather anyway."""
+    if t.line:
+        for i in range(np.uintp(i0), np.uintp(i1)):
+            rb[i], ab[i] = line_tables(rb[i], ab[i], t)
+    else:
+        for i in range(np.uintp(i0), np.uintp(i1)):
+            rb[i], ab[i] = point_tables(rb[i], t)
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -311,24 +401,46 @@ def _points_sum(pts_t, spos, sdir, w, cut2, out, t):
     n = spos.shape[0]
     dt = out.dtype
     zero = t.one - t.one
+    norm = t.norm
     nblocks = (m + POINTS_BLOCK - 1) // POINTS_BLOCK
     for b in numba.prange(nblocks):
+        # tuples (see line_geometry); the type: ignore as in tg43_cuda (an intrinsic's stub)
+        ac = to_fixed_tuple(t.atan_c, ATAN_N)  # type: ignore[call-arg, var-annotated]
+        ec = to_fixed_tuple(t.exp_c, EXP_N)
         a = b * POINTS_BLOCK
-        e = min(m, a + POINTS_BLOCK)
-        acc = np.zeros(e - a)
+        nb = min(m, a + POINTS_BLOCK) - a
+        acc = np.zeros(nb)
+        rb = np.empty(nb, dtype=dt)
+        ab = np.zeros(nb, dtype=dt)
+        vb = np.empty(nb, dtype=dt)
         for s in range(n):
             sx, sy, sz = spos[s, 0], spos[s, 1], spos[s, 2]
             ux, uy, uz = sdir[s, 0], sdir[s, 1], sdir[s, 2]
             ws = w[s]
-            for p in range(a, e):
-                dx = pts_t[0, p] - sx
-                dy = pts_t[1, p] - sy
-                dz = pts_t[2, p] - sz
-                v = _rate(dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t)
-                inside = dx * dx + dy * dy + dz * dz <= cut2
-                acc[p - a] += ws * (v if inside else zero)
-        for p in range(a, e):
-            out[p] = acc[p - a]
+            if t.line:
+                for q in range(nb):
+                    dx = pts_t[0, a + q] - sx
+                    dy = pts_t[1, a + q] - sy
+                    dz = pts_t[2, a + q] - sz
+                    r, th, g = line_geometry(
+                        dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t, ac
+                    )
+                    rb[q] = r
+                    ab[q] = th
+                    vb[q] = norm * g if dx * dx + dy * dy + dz * dz <= cut2 else zero
+            else:
+                for q in range(nb):
+                    dx = pts_t[0, a + q] - sx
+                    dy = pts_t[1, a + q] - sy
+                    dz = pts_t[2, a + q] - sz
+                    r, g = point_geometry(dt.type(dx), dt.type(dy), dt.type(dz), t, ac)
+                    rb[q] = r
+                    vb[q] = norm * g if dx * dx + dy * dy + dz * dz <= cut2 else zero
+            _tables_row(0, nb, rb, ab, t)
+            for q in range(nb):
+                acc[q] += ws * (vb[q] * exp_fast(rb[q], ec) * ab[q])
+        for q in range(nb):
+            out[a + q] = acc[q]
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -337,15 +449,22 @@ def _grid_sum(origin, axes, spos, sdir, w, cut2, out, t):
     n = spos.shape[0]
     dt = out.dtype
     zero = t.one - t.one
+    norm = t.norm
     ax, ay, az = axes[0, 0], axes[0, 1], axes[0, 2]
     a2 = ax * ax + ay * ay + az * az
     for kj in numba.prange(nk * nj):
+        # tuples (see line_geometry); the type: ignore as in tg43_cuda (an intrinsic's stub)
+        ac = to_fixed_tuple(t.atan_c, ATAN_N)  # type: ignore[call-arg, var-annotated]
+        ec = to_fixed_tuple(t.exp_c, EXP_N)
         k = kj // nj
         j = kj - k * nj
         bx = origin[0] + j * axes[1, 0] + k * axes[2, 0]
         by = origin[1] + j * axes[1, 1] + k * axes[2, 1]
         bz = origin[2] + j * axes[1, 2] + k * axes[2, 2]
         acc = np.zeros(ni)
+        rb = np.empty(ni, dtype=dt)
+        ab = np.zeros(ni, dtype=dt)
+        vb = np.empty(ni, dtype=dt)
         for s in range(n):
             ox = bx - spos[s, 0]
             oy = by - spos[s, 1]
@@ -361,14 +480,30 @@ def _grid_sum(origin, axes, spos, sdir, w, cut2, out, t):
                     continue
                 sq = math.sqrt(disc)
                 i0 = max(0, math.floor((-bq - sq) / a2) - 1)
-                i1 = min(ni, math.floor((-bq + sq) / a2) + 2)
-            for i in range(i0, i1):
-                dx = ox + i * ax
-                dy = oy + i * ay
-                dz = oz + i * az
-                v = _rate(dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t)
-                inside = dx * dx + dy * dy + dz * dz <= cut2
-                acc[i] += ws * (v if inside else zero)
+                # kept >= i0 >= 0: the row loops below run over unsigned indices
+                i1 = max(i0, min(ni, math.floor((-bq + sq) / a2) + 2))
+            if t.line:
+                for i in range(np.uintp(i0), np.uintp(i1)):
+                    dx = ox + i * ax
+                    dy = oy + i * ay
+                    dz = oz + i * az
+                    r, th, g = line_geometry(
+                        dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t, ac
+                    )
+                    rb[i] = r
+                    ab[i] = th
+                    vb[i] = norm * g if dx * dx + dy * dy + dz * dz <= cut2 else zero
+            else:
+                for i in range(np.uintp(i0), np.uintp(i1)):
+                    dx = ox + i * ax
+                    dy = oy + i * ay
+                    dz = oz + i * az
+                    r, g = point_geometry(dt.type(dx), dt.type(dy), dt.type(dz), t, ac)
+                    rb[i] = r
+                    vb[i] = norm * g if dx * dx + dy * dy + dz * dz <= cut2 else zero
+            _tables_row(i0, i1, rb, ab, t)
+            for i in range(np.uintp(i0), np.uintp(i1)):
+                acc[i] += ws * (vb[i] * exp_fast(rb[i], ec) * ab[i])
         for i in range(ni):
             out[k, j, i] = acc[i]
 
@@ -378,16 +513,40 @@ def _points_matrix(pts, spos_t, sdir_t, factor, cut2, out, t):
     m, n = out.shape
     dt = out.dtype
     zero = t.one - t.one
-    for p in numba.prange(m):
-        px, py, pz = pts[p, 0], pts[p, 1], pts[p, 2]
-        for s in range(n):
-            dx = px - spos_t[0, s]
-            dy = py - spos_t[1, s]
-            dz = pz - spos_t[2, s]
-            ux, uy, uz = sdir_t[0, s], sdir_t[1, s], sdir_t[2, s]
-            v = _rate(dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t)
-            inside = dx * dx + dy * dy + dz * dz <= cut2
-            out[p, s] = factor * v if inside else zero
+    norm = t.norm
+    nblocks = (m + POINTS_BLOCK - 1) // POINTS_BLOCK
+    for b in numba.prange(nblocks):
+        # tuples (see line_geometry); the type: ignore as in tg43_cuda (an intrinsic's stub)
+        ac = to_fixed_tuple(t.atan_c, ATAN_N)  # type: ignore[call-arg, var-annotated]
+        ec = to_fixed_tuple(t.exp_c, EXP_N)
+        rb = np.empty(n, dtype=dt)
+        ab = np.zeros(n, dtype=dt)
+        vb = np.empty(n, dtype=dt)
+        for p in range(b * POINTS_BLOCK, min(m, (b + 1) * POINTS_BLOCK)):
+            px, py, pz = pts[p, 0], pts[p, 1], pts[p, 2]
+            if t.line:
+                for s in range(n):
+                    dx = px - spos_t[0, s]
+                    dy = py - spos_t[1, s]
+                    dz = pz - spos_t[2, s]
+                    ux, uy, uz = sdir_t[0, s], sdir_t[1, s], sdir_t[2, s]
+                    r, th, g = line_geometry(
+                        dt.type(dx), dt.type(dy), dt.type(dz), ux, uy, uz, t, ac
+                    )
+                    rb[s] = r
+                    ab[s] = th
+                    vb[s] = norm * g if dx * dx + dy * dy + dz * dz <= cut2 else zero
+            else:
+                for s in range(n):
+                    dx = px - spos_t[0, s]
+                    dy = py - spos_t[1, s]
+                    dz = pz - spos_t[2, s]
+                    r, g = point_geometry(dt.type(dx), dt.type(dy), dt.type(dz), t, ac)
+                    rb[s] = r
+                    vb[s] = norm * g if dx * dx + dy * dy + dz * dz <= cut2 else zero
+            _tables_row(0, n, rb, ab, t)
+            for s in range(n):
+                out[p, s] = factor * (vb[s] * exp_fast(rb[s], ec) * ab[s])
 
 
 @functools.cache
@@ -395,8 +554,11 @@ def numba_kernels() -> _Kernels:
     """The numba kernels (compiled on first call, cached on disk); the formalism is the
     bundle's ``line`` flag.
 
-    The innermost loop runs over the voxels of a grid row (grid), over a block of points
-    (points sum), over the seeds (matrix rows, contiguous in memory), accumulating in float64.
+    The innermost loops run over the voxels of a grid row (grid), over a block of points
+    (points sum), over the seeds (matrix rows, contiguous in memory): geometry (vectorised),
+    table reads (scalar), exp and product (vectorised), accumulating in float64.  Each row or
+    block is one thread's, with the seeds in a fixed order, so the thread count changes no
+    bit of the result (tests/dose_kernels/test_tg43_threads.py).
     A seed-point pair beyond the cut-off contributes 0 (the pair is still computed); along a
     grid row, only the voxels whose row segment meets the cut-off sphere (±1 voxel) are
     visited.

@@ -19,6 +19,7 @@ from brachycryo.core.grid import Grid
 from brachycryo.planning.cryo_layout import CryoLayout
 from brachycryo.planning.pipeline import PlanResult
 from brachycryo.planning.probe_tracks import track_clearance_mm
+from brachycryo.planning.robust import RobustSummary
 from brachycryo.planning.spec import LesionSpec, PlanSpec
 from brachycryo.planning.zones import LesionZones, expand_mm, shrink_mm
 from brachycryo.qa.dvh import DVH, dvh_from_mask, dvh_from_roi
@@ -204,6 +205,28 @@ class OptimizerSummary:
     time_s: float
     sample_point_coverage: dict[str, dict[str, float]]
     log: tuple[str, ...]
+    robust: RobustSummary | None = None  # ``[optimizer] robust``
+
+
+@dataclass(frozen=True)
+class SeedSets:
+    """With implanted seeds (``[case] implanted_plan``): the seeds already in the patient
+    and the new ones this plan adds (``add_seeds = true``), each counted with its total
+    S_K (U); the dose and DVHs of the plan are those of both together."""
+
+    implanted_plan: str
+    n_implanted: int
+    implanted_total_sk_u: float
+    n_new: int
+    new_total_sk_u: float
+
+    def to_json(self) -> dict:
+        return {
+            "implanted": {"plan": self.implanted_plan, "n_seeds": self.n_implanted,
+                          "total_sk_u": self.implanted_total_sk_u},
+            "new": {"n_seeds": self.n_new, "total_sk_u": self.new_total_sk_u},
+            "total_dose": "implanted + new seeds (RTDOSE, DVHs, coverage)",
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -232,6 +255,7 @@ class PlanMetrics:
     optimizer: OptimizerSummary | None
     dvhs: dict[str, DVH]
     notes: tuple[str, ...] = ()  # what was supplied for the user (e.g. a derived body)
+    seed_sets: SeedSets | None = None  # implanted vs new seeds (sequential arm)
 
 
 class _StructureTable:
@@ -318,6 +342,20 @@ def evaluate_zoned_plan(result: PlanResult) -> PlanMetrics:
         optimizer=None if sel is None else _optimizer_summary(spec, result),
         dvhs=table.dvhs,
         notes=result.case.notes,
+        seed_sets=_seed_sets(result),
+    )
+
+
+def _seed_sets(result: PlanResult) -> SeedSets | None:
+    implanted = result.implanted
+    if implanted is None:
+        return None
+    return SeedSets(
+        implanted_plan=str(implanted.path),
+        n_implanted=implanted.n_seeds,
+        implanted_total_sk_u=round(float(np.sum(implanted.seeds.sk_u)), 4),
+        n_new=result.n_seeds,
+        new_total_sk_u=round(result.n_seeds * result.spec.sk_u, 4),
     )
 
 
@@ -609,6 +647,7 @@ def _optimizer_summary(spec: PlanSpec, result: PlanResult) -> OptimizerSummary:
         time_s=round(sel.time_s, 3),
         sample_point_coverage=sel.coverage,
         log=tuple(sel.log),
+        robust=result.robust,
     )
 
 

@@ -22,6 +22,25 @@ its half-length, 2.25 mm, plus the probe's radius (1.2 mm for a 2.4 mm probe, 0.
 for its displacement since the CT (loose seeds move after implantation, mostly along their
 needle tracks: Wang et al., J Contemp Brachytherapy 7:203-210, 2015).  A probe pushed
 through a seed's position would push the seed and lose its dose where it was planned.
+
+**New seeds beside the implanted ones** (``[prescription] add_seeds = true``): the implanted
+seeds' dose is a fixed background in the seed optimiser (every zone's coverage, every OAR
+limit: :mod:`brachycryo.planning.optimize`), so new seeds go only where the implanted ones
+leave the goals unmet.  Candidates for them (:func:`clear_of_implanted`):
+
+* no new seed closer than ``[needles] seed_spacing_mm`` (default 10 mm) to an implanted
+  seed: the planner never lets two of its own seeds on a needle stand closer, and a new seed
+  nearer an implanted one would make the hot spot that spacing rule prevents, at a distance
+  that is itself uncertain by 1-2 mm (the implanted seed's localisation on CT and its
+  displacement since the CT; Wang et al. 2015, above);
+* no new needle passing within :data:`NEW_NEEDLE_SEED_CLEARANCE_MM` (3 mm) of an implanted
+  seed on its way to a new seed: the seed's half-length, 2.25 mm (TG-43U1, above), plus an
+  18G needle's radius, 0.64 mm, rounded up; a needle nearer than that would hit the seed
+  (and push it) for some orientation of the seed.
+
+If the implanted seeds alone already exceed an OAR limit, no seed can be added within it:
+:func:`refuse_background_over_limits` raises
+:class:`~brachycryo.core.errors.InfeasiblePlanError` naming the limit.
 """
 
 from __future__ import annotations
@@ -32,13 +51,24 @@ from pathlib import Path
 
 import numpy as np
 
-from brachycryo.core.errors import DataModelError, FrameOfReferenceError, GeometryError
+from brachycryo.core.errors import (
+    DataModelError,
+    FrameOfReferenceError,
+    GeometryError,
+    InfeasiblePlanError,
+)
 from brachycryo.core.grid import Grid
 from brachycryo.core.seeds import Seeds
 from brachycryo.dicom_io.ct_series import CTImage
+from brachycryo.planning.case import PlanningCase
+from brachycryo.planning.influence import OarDvhLimit, OptimiserProblem
+from brachycryo.planning.needles import Candidates
 
 #: Default ``[cryo] seed_clearance_mm`` (see the module docstring for the budget).
 SEED_CLEARANCE_MM = 5.0
+#: Closest approach of a new needle (skin entry to a new seed) to an implanted seed, mm:
+#: half a 4.5 mm seed plus an 18G needle's radius, rounded up (module docstring).
+NEW_NEEDLE_SEED_CLEARANCE_MM = 3.0
 
 _I125_NAMES = {"I-125", "I125", "125I"}
 
@@ -182,3 +212,87 @@ def segment_segment_distance_mm(
             elif t > 1.0:
                 s, t = float(np.clip((b - c) / a, 0.0, 1.0)), 1.0
     return float(np.linalg.norm(p0 + s * d1 - (q0 + t * d2)))
+
+
+def clear_of_implanted(
+    candidates: Candidates, implanted_mm: np.ndarray, *, min_seed_distance_mm: float
+) -> tuple[Candidates, dict[str, int]]:
+    """``candidates`` less every new seed closer than ``min_seed_distance_mm`` to an
+    implanted seed (``implanted_mm``, (n, 3)) or whose needle, from its skin entry to the
+    seed, passes within :data:`NEW_NEEDLE_SEED_CLEARANCE_MM` of one (module docstring);
+    and how many each rule removed.  Tracks keep their numbers; exclusions are renumbered.
+    :class:`InfeasiblePlanError` when no candidate is left."""
+    pos = candidates.positions_mm
+    near = np.zeros(candidates.n, dtype=bool)
+    crossing = np.zeros(candidates.n, dtype=bool)
+    if len(implanted_mm):
+        d = np.linalg.norm(pos[:, None, :] - implanted_mm[None, :, :], axis=-1)
+        near = d.min(axis=1) < min_seed_distance_mm
+        for i in np.nonzero(~near)[0]:
+            entry = candidates.tracks[int(candidates.needle[i])].entry_mm
+            track = segment_point_distance_mm(np.asarray(entry, float), pos[i], implanted_mm)
+            crossing[i] = track.min() < NEW_NEEDLE_SEED_CLEARANCE_MM
+    removed = {
+        f"within {min_seed_distance_mm:g} mm of an implanted seed": int(near.sum()),
+        f"needle within {NEW_NEEDLE_SEED_CLEARANCE_MM:g} mm of an implanted seed": int(
+            crossing.sum()
+        ),
+    }
+    keep = ~(near | crossing)
+    if not keep.any():
+        raise InfeasiblePlanError(
+            f"no new seed position is left beside the {len(implanted_mm)} implanted seeds: "
+            f"every candidate lies within {min_seed_distance_mm:g} mm ([needles] "
+            f"seed_spacing_mm) of one, or its needle passes within "
+            f"{NEW_NEEDLE_SEED_CLEARANCE_MM:g} mm of one",
+            binding=["clearance from the implanted seeds"],
+        )
+    index = np.full(candidates.n, -1, dtype=np.int64)
+    index[keep] = np.arange(int(keep.sum()))
+    pairs = index[candidates.exclusions.reshape(-1, 2)]
+    pairs = pairs[np.all(pairs >= 0, axis=1)]
+    kept = Candidates(
+        positions_mm=pos[keep],
+        directions=candidates.directions[keep],
+        needle=candidates.needle[keep],
+        depth_mm=candidates.depth_mm[keep],
+        tracks=candidates.tracks,
+        exclusions=pairs.reshape(-1, 2),
+        rejected_tracks=candidates.rejected_tracks,
+    )
+    return kept, removed
+
+
+def refuse_background_over_limits(
+    case: PlanningCase,
+    grid: Grid,
+    dose_gy: np.ndarray,
+    problem: OptimiserProblem,
+    limits: tuple[OarDvhLimit, ...],
+) -> None:
+    """:class:`InfeasiblePlanError` naming every OAR limit the implanted seeds' dose alone
+    (``dose_gy`` on ``grid``) already exceeds: on the contour DVH, as the plan's limits are
+    checked, or on the optimiser's points for the limit (the OAR's voxels, and for a Dmax
+    limit one voxel around them), where no new seed could then be added.
+    ``limits[n]`` is the limit of ``problem.constraints[n]``, whose rows carry the
+    background (:func:`brachycryo.planning.influence.with_background`)."""
+    from brachycryo.planning.selection import limits_on_dvh
+
+    _, on_dvh = limits_on_dvh(case, grid, dose_gy, limits)
+    found = {
+        e.name: f"{e.name} = {e.value_gy:.2f} Gy on its DVH > {e.limit_gy:g} Gy" for e in on_dvh
+    }
+    for c, lim in zip(problem.constraints, limits, strict=True):
+        base = c.base_gy()
+        if lim.name not in found and c.excess_cc(base) > c.allowed_cc() + 1e-9:
+            found[lim.name] = (
+                f"{lim.name}: {float(base.max()):.2f} Gy at the voxels it is optimised on > "
+                f"{lim.term.limit_gy:g} Gy"
+            )
+    if found:
+        raise InfeasiblePlanError(
+            "add_seeds = true, but the implanted seeds' dose alone already exceeds "
+            + "; ".join(found.values())
+            + ": no new seed can be added within that limit (plan with add_seeds = false)",
+            binding=list(found),
+        )

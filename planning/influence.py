@@ -10,13 +10,17 @@ ROI does not eat the volume allowance (the final DVH check of
 :mod:`brachycryo.planning.selection` closes the gap).
 
 The influence matrix (Gy per U of every candidate at every point) is cut into one
-:class:`TargetZone` per zone and one :class:`OarConstraint` per OAR limit.
+:class:`TargetZone` per zone and one :class:`OarConstraint` per OAR limit.  Seeds already
+implanted (``[case] implanted_plan`` with ``add_seeds = true``) give every point a fixed
+background dose (:func:`with_background`): their dose on the planning grid at the point's
+voxel (every sample point is a voxel centre, so this is the voxel's value, the same dose
+the final DVHs and coverage are computed from).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -46,6 +50,7 @@ class ZoneSamples:
     prescription_gy: float
     points_mm: np.ndarray
     point_cc: np.ndarray
+    background_gy: np.ndarray | None = None  # fixed dose of implanted seeds at each point
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class OarSamples:
 
     points_mm: np.ndarray
     point_cc: np.ndarray
+    background_gy: np.ndarray | None = None  # fixed dose of implanted seeds at each point
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,20 @@ def sample_points(
     )
 
 
+def with_background(samples: SamplePoints, grid: Grid, dose_gy: np.ndarray) -> SamplePoints:
+    """``samples`` with the fixed dose ``dose_gy`` (on ``grid``, e.g. the implanted seeds'
+    dose) at every point: the value of the voxel each point is the centre of."""
+    zones = tuple(
+        replace(z, background_gy=grid.sample_nearest(dose_gy, z.points_mm, outside=0.0))
+        for z in samples.zones
+    )
+    oars = {
+        roi: replace(o, background_gy=grid.sample_nearest(dose_gy, o.points_mm, outside=0.0))
+        for roi, o in samples.oars.items()
+    }
+    return replace(samples, zones=zones, oars=oars)
+
+
 def optimiser_problem(
     samples: SamplePoints,
     candidates: Candidates,
@@ -158,23 +178,26 @@ def optimiser_problem(
     for z in samples.zones:
         n = len(z.points_mm)
         target_zones.append(
-            TargetZone(z.name, matrix[offset : offset + n], z.point_cc, z.prescription_gy)
-        )
+            TargetZone(
+                z.name, matrix[offset : offset + n], z.point_cc, z.prescription_gy,
+                z.background_gy,
+            )
+        )  # fmt: skip
         offset += n
     oar_rows = {}
     for roi, o in samples.oars.items():
         n = len(o.points_mm)
-        oar_rows[roi] = (matrix[offset : offset + n], o.point_cc)
+        oar_rows[roi] = (matrix[offset : offset + n], o.point_cc, o.background_gy)
         offset += n
     constraints = []
     for lim in samples.limits:
-        rows, cc = oar_rows[lim.roi]
+        rows, cc, background = oar_rows[lim.roi]
         t = lim.term
         point_cc = np.full(len(cc), samples.voxel_cc) if t.kind == "dmax" else cc
         constraints.append(
             OarConstraint(
                 lim.roi, t.metric, t.kind, t.limit_gy * (1 - MATRIX_LIMIT_MARGIN),
-                lim.allowed_cc, rows, point_cc,
+                lim.allowed_cc, rows, point_cc, background,
             )
         )  # fmt: skip
     return OptimiserProblem(tuple(target_zones), tuple(constraints))

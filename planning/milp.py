@@ -15,6 +15,10 @@ greedy + local search) is judged, on the same matrices; also usable on small pro
 * excluded pairs (seed spacing on a needle): ``x_a + x_b <= 1``;
 * minimise ``sum x + needle_weight * sum k``.
 
+With a fixed background dose ``b`` (seeds already implanted) every dose above is
+``b + s A x``: ``s A_m x >= (Rx_m - b_m) y_m`` (a point the background covers needs no
+seed), Dmax ``s A_i x <= L - b_i``, and ``b_i`` enters the CVaR rows.
+
 Linearised coverage models of this kind are the classic exact formulation of LDR seed
 selection (Lee, Gallagher and Zaider, Med Phys 26:2311, 1999; D'Souza, Meyer and Shi,
 Med Phys 31:2355, 2004).  HiGHS is given a time limit; the result states the MIP gap.  The
@@ -176,14 +180,15 @@ class _Layout:
 def _coverage_constraints(
     layout: _Layout, targets: SampledTargets, *, n_zones: int, v100_min_pct: float
 ) -> list[Any]:
-    """s A x - Rx y >= 0 for every target point; sum_m f_m y_m >= V100_min per zone."""
+    """s A x - (Rx - b) y >= 0 for every target point; sum_m f_m y_m >= V100_min per zone."""
     from scipy import sparse
     from scipy.optimize import LinearConstraint
 
     n, nk, mt, nv = layout.n, layout.needles.size, layout.n_points, layout.n_vars
+    need = np.maximum(targets.prescription_gy - targets.background_gy, 0.0)
     cov = sparse.hstack(
         [sparse.csr_matrix(targets.dose), sparse.csr_matrix((mt, nk)),
-         sparse.diags(-targets.prescription_gy), sparse.csr_matrix((mt, layout.n_aux))],
+         sparse.diags(-need), sparse.csr_matrix((mt, layout.n_aux))],
         format="csr",
     )  # fmt: skip
     cons = [LinearConstraint(cov, lb=0.0, ub=np.inf)]
@@ -234,16 +239,17 @@ def _oar_constraints(layout: _Layout) -> tuple[list[Any], np.ndarray]:
     for blk in layout.oar_blocks:
         o, ao = blk.constraint, blk.dose
         if o.kind == "dmax":
-            cons.append(LinearConstraint(layout.padded(ao, 0), lb=-np.inf, ub=o.limit_gy))
+            ub = o.limit_gy - blk.background_gy
+            cons.append(LinearConstraint(layout.padded(ao, 0), lb=-np.inf, ub=ub))
             continue
         mo = ao.shape[0]
-        # s A_i x - t - z_i <= 0 ; t + (1/v) sum c_i z_i <= L
+        # s A_i x - t - z_i <= -b_i ; t + (1/v) sum c_i z_i <= L
         blk_rows = sparse.hstack(
             [sparse.csr_matrix(ao), sparse.csr_matrix((mo, col - n)),
              sparse.csr_matrix(-np.ones((mo, 1))), -sparse.eye(mo, format="csr"),
              sparse.csr_matrix((mo, nv - col - 1 - mo))], format="csr",
         )  # fmt: skip
-        cons.append(LinearConstraint(blk_rows, lb=-np.inf, ub=0.0))
+        cons.append(LinearConstraint(blk_rows, lb=-np.inf, ub=-blk.background_gy))
         row = np.zeros((1, nv))
         row[0, col] = 1.0
         row[0, col + 1 : col + 1 + mo] = blk.point_cc / blk.tail_cc
@@ -256,14 +262,15 @@ def _oar_constraints(layout: _Layout) -> tuple[list[Any], np.ndarray]:
 def _exact_selection(zones, oars, sk_u, needle, chosen, v100_min_pct, elapsed) -> SeedSelection:
     """The selection's goals and limits evaluated on every sample point."""
     coverage = {}
-    met = chosen.size > 0
+    # no seed chosen is a result only where the background (implanted seeds) may suffice
+    met = chosen.size > 0 or any(z.background_gy is not None for z in zones)
     for z in zones:
-        st = _zone_stats(sk_u * z.matrix[:, chosen].astype(np.float64).sum(axis=1), z)
+        st = _zone_stats(z.base_gy() + sk_u * z.matrix[:, chosen].astype(np.float64).sum(axis=1), z)
         coverage[z.name] = st
         met &= st["v100_pct"] >= v100_min_pct and st["d90_gy"] >= z.prescription_gy
     excess = {}
     for o in oars:
-        d = sk_u * o.matrix[:, chosen].astype(np.float64).sum(axis=1)
+        d = o.base_gy() + sk_u * o.matrix[:, chosen].astype(np.float64).sum(axis=1)
         excess[f"{o.roi} {o.metric}"] = float(o.excess_cc(d))
         met &= o.excess_cc(d) <= o.allowed_cc() + 1e-9
     return SeedSelection(

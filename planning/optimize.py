@@ -10,6 +10,13 @@ Problem (all doses total permanent-implant dose, Gy; candidates n with fixed str
   zone with its own prescription, e.g. high-risk sub-zones);
 * **then** minimise seeds, needles and hot spots (V150 / V200 of the target).
 
+A fixed **background dose** ``b`` (the seeds already implanted, ``[case] implanted_plan``
+with ``add_seeds = true``) may come with every target and OAR point
+(``TargetZone.background_gy``, ``OarConstraint.background_gy``): the dose of a selection is
+then ``b + s * A x`` everywhere (goals, limits, the LP guide, the MILP), so new seeds are
+only placed where the implanted ones leave the goals unmet, and within what the implanted
+ones leave of every OAR limit.
+
 Method.  (0) LP guide: the linear relaxation (strengths in [0, 1], a penalised under-dose
 slack per target point, OAR limits applied to every OAR point as a conservative point
 limit, exclusions) solved by HiGHS (``scipy.optimize.linprog``) on a subsample of the
@@ -21,8 +28,12 @@ Greedy construction: repeatedly add the feasible candidate with the largest
 volume-weighted under-dose reduction per cost (a new needle costs ``needle_weight``
 seeds, dose pushed above 150 % costs ``hot_spot_weight``), where a candidate is feasible if
 it keeps every OAR limit and every exclusion.  Then local search: (1) prune - remove seeds,
-least useful first, while the goals still hold; (2) swap - move a seed to a free
-candidate on the same or a used needle when that lowers V150 without losing the goals.
+least useful first, while the goals still hold; (2) two-for-one - remove a seed and one
+of the few seeds sharing most of its target points and add the free candidate that best
+refills the under-dose when that meets every goal within the limits (a 1-opt
+neighbourhood of the kind used by local-search seed planners, with exact incremental
+dose updates); (3) swap - move a seed to a free candidate on the same or a used needle
+when that lowers V150 without losing the goals.
 The dose of a selection is exact on the sample points (``A @ x * s``), so every limit is
 checked on the same points the plan is evaluated on.  ``benchmarks/plan_quality.py``
 compares this with HiGHS MILP (``scipy.optimize.milp``) on the same matrices and with a
@@ -72,6 +83,13 @@ LP_COMPLETION_MIN_X = 0.05
 #: percentage points: past that point seeds only pile dose (hot spots) beside what blocks.
 STALL_SEEDS = 10
 STALL_V100_PCT_PER_SEED = 0.05
+#: Two-for-one seed reduction after pruning: passes over the seeds, partners tried per seed
+#: (the seeds sharing most of its target points), candidates tried in their place.
+REDUCE_ROUNDS = 3
+REDUCE_PARTNERS = 4
+REDUCE_TRIES = 4
+#: A seed's "own" target points (two-for-one partners): where it gives this share of Rx.
+OVERLAP_MIN_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -89,6 +107,13 @@ class OarConstraint:
     volume_cc: float
     matrix: np.ndarray  # (M_o, N) Gy per U
     point_cc: np.ndarray  # (M_o,) volume each point stands for
+    #: (M_o,) fixed dose (Gy) at each point from sources the plan cannot change (seeds
+    #: already implanted); None: none
+    background_gy: np.ndarray | None = None
+
+    def base_gy(self) -> np.ndarray:
+        """The fixed dose at every point (zeros without a background)."""
+        return _base(self.background_gy, self.point_cc.size)
 
     def excess_cc(self, dose_gy: np.ndarray) -> np.ndarray:
         """Volume above the limit; for dmax the count of points above it (any -> violated)."""
@@ -145,6 +170,18 @@ class TargetZone:
     matrix: np.ndarray  # (M_t, N) Gy per U
     point_cc: np.ndarray
     prescription_gy: float
+    #: (M_t,) fixed dose (Gy) at each point from seeds already implanted; None: none
+    background_gy: np.ndarray | None = None
+
+    def base_gy(self) -> np.ndarray:
+        """The fixed dose at every point (zeros without a background)."""
+        return _base(self.background_gy, self.point_cc.size)
+
+
+def _base(background_gy: np.ndarray | None, n: int) -> np.ndarray:
+    if background_gy is None:
+        return np.zeros(n)
+    return np.asarray(background_gy, dtype=np.float64).reshape(n)
 
 
 @dataclass(frozen=True)
@@ -228,9 +265,10 @@ class _State:
         self.needle = needle
         self.exclusions = exclusions
         self.x = np.zeros(n, dtype=bool)
-        self.zone_dose = [np.zeros(z.matrix.shape[0]) for z in zones]
+        # the dose of the chosen seeds on top of the fixed background (implanted seeds)
+        self.zone_dose = [z.base_gy() for z in zones]
         self.conceded = [np.zeros(z.matrix.shape[0], dtype=bool) for z in zones]
-        self.oar_dose = [np.zeros(o.matrix.shape[0]) for o in oars]
+        self.oar_dose = [o.base_gy() for o in oars]
         self._status: tuple[float, list[tuple[bool, float]]] | None = None
         self.goals = [_ZoneGoal(z) for z in zones]
         # column-major copies: adding or removing a seed reads one column of each matrix
@@ -408,7 +446,7 @@ def _conceded_points(st: _State, x_lp: np.ndarray, v100_min_pct: float) -> list[
     V100 allowance (``100 - v100_min`` % of the volume), when they are under-dosed."""
     out = []
     for z in st.zones:
-        dose = st.s * (z.matrix @ x_lp.astype(z.matrix.dtype)).astype(np.float64)
+        dose = z.base_gy() + st.s * (z.matrix @ x_lp.astype(z.matrix.dtype)).astype(np.float64)
         order = np.argsort(dose, kind="stable")
         cum = np.cumsum(z.point_cc[order])
         allowance = CONCEDE_FRACTION * (1.0 - v100_min_pct / 100.0) * float(z.point_cc.sum())
@@ -542,6 +580,7 @@ def select_seeds(
     oar_sparing_weight: float = 25.0,
     lp_max_iterations: int = LP_MAX_ITERATIONS,
     use_lp: bool = True,
+    reduce_seeds: bool = True,
     clock: WallClock = NO_LIMIT,
     progress: ProgressCallback | None = None,
 ) -> SeedSelection:
@@ -584,6 +623,8 @@ def select_seeds(
             break
     met = st.goals_met(v100_min_pct)
     it += _prune(st, v100_min_pct, oar_sparing_weight, clock)
+    if met and reduce_seeds:
+        it += _reduce_two_for_one(st, v100_min_pct, max_needles, clock, log)
     report(progress, 0.9, f"pruned to {st.x.sum()} seeds")
     if met:
         # -- swap: lower V150 by moving one seed at a time, goals and limits kept
@@ -695,6 +736,82 @@ def _prune(st: _State, v100_min_pct: float, oar_sparing_weight: float, clock: Wa
     return removed
 
 
+def _overlap_partners(st: _State, c: int, chosen: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` chosen seeds whose target dose overlaps most with seed ``c``'s: the sum,
+    over the target points where ``c`` gives at least ``OVERLAP_MIN_FRACTION`` of the
+    prescription, of the product of their doses (volume-weighted); the seeds that share
+    the points ``c`` covers."""
+    score = np.zeros(chosen.size)
+    for z, col in zip(st.zones, st.zone_cols, strict=True):
+        rx_per_u = z.prescription_gy / st.s
+        pts = np.nonzero(col[:, c] >= OVERLAP_MIN_FRACTION * rx_per_u)[0]
+        if pts.size == 0:
+            continue
+        wc = col[pts, c] * z.point_cc[pts] / (rx_per_u**2 * z.point_cc.sum())
+        score += wc @ col[pts][:, chosen]
+    score[chosen == c] = -np.inf
+    top = np.argsort(-score, kind="stable")[:k]
+    return chosen[top[np.isfinite(score[top]) & (score[top] > 0)]]
+
+
+def _repair_with_one(st: _State, exclude: tuple[int, int], v100_min_pct: float, max_needles: int):
+    """After two seeds were removed: the first of the ``REDUCE_TRIES`` free candidates with
+    the largest gain on the unmet zones whose addition meets every goal within the limits,
+    or None (the state is left as it was given)."""
+    gain = _gain(st, unmet_only=True, v100_min=v100_min_pct)
+    free = _free_candidates(st, exclude[0], max_needles)
+    free[exclude[1]] = False
+    gain[~free] = -np.inf
+    for cand in np.argsort(-gain, kind="stable")[:REDUCE_TRIES]:
+        if not gain[cand] > 1e-9:
+            return None
+        st.toggle(int(cand), True)
+        if st.goals_met(v100_min_pct) and st.oar_ok():
+            return int(cand)
+        st.toggle(int(cand), False)
+    return None
+
+
+def _reduce_two_for_one(
+    st: _State, v100_min_pct: float, max_needles: int, clock: WallClock, log: list[str]
+) -> int:
+    """Replace two seeds by one while every goal and limit holds (a count-bounded local
+    search after pruning; returns the seeds saved).
+
+    For each chosen seed c (least target dose first) and each of the ``REDUCE_PARTNERS``
+    seeds sharing most of its target points, both are removed and the free candidates that
+    best refill the under-dose are tried in their place.  Doses are updated exactly
+    (one column added or subtracted per move); rounds, partners and tries are counts, so
+    the search does the same work on any machine.
+    """
+    saved = 0
+    for _ in range(REDUCE_ROUNDS):
+        saved_round = 0
+        chosen = np.nonzero(st.x)[0]
+        useful = sum(st.s * (z.point_cc @ col[:, chosen]) for z, col in zip(st.zones, st.zone_cols))
+        for c in chosen[np.argsort(useful, kind="stable")]:
+            clock.check("the seed reduction")
+            if not st.x[c]:
+                continue
+            now = np.nonzero(st.x)[0]
+            for d in _overlap_partners(st, int(c), now, REDUCE_PARTNERS):
+                st.toggle(int(c), False)
+                st.toggle(int(d), False)
+                if st.goals_met(v100_min_pct):  # both could go: keep the saving of two
+                    saved_round += 2
+                    break
+                if _repair_with_one(st, (int(c), int(d)), v100_min_pct, max_needles) is not None:
+                    saved_round += 1
+                    break
+                st.toggle(int(d), True)
+                st.toggle(int(c), True)
+        saved += saved_round
+        if not saved_round:
+            break
+    log.append(f"two-for-one reduction: {saved} seeds saved")
+    return saved
+
+
 def _selection_of(
     st: _State, *, met: bool, blocked: dict[str, int], iterations: int, t0: float, log: list[str]
 ) -> SeedSelection:
@@ -771,17 +888,21 @@ def _swap_for_hot_spots(
             return
 
 
-def oar_lp_points(o: OarConstraint, max_points: int) -> tuple[np.ndarray, float]:
+def oar_lp_points(
+    o: OarConstraint, max_points: int, *, sk_u: float = 1.0
+) -> tuple[np.ndarray, float]:
     """The OAR points a linear model keeps, and the CVaR tail volume over them.
 
-    Points that can get the most dose (all candidates on) first: ``max_points``, more when
+    Points that can get the most dose (the background plus all candidates on at ``sk_u``)
+    first: ``max_points``, more when
     needed for twice the tail volume, so the hottest tail of any selection lies among them.
     The tail is capped at the kept volume (CVaR over more volume than exists is unbounded).
     """
     pts = np.nonzero(o.point_cc > 0)[0]
     if pts.size == 0:
         return pts, 0.0
-    order = pts[np.argsort(o.matrix[pts].sum(axis=1))[::-1]]
+    most = o.base_gy()[pts] + sk_u * o.matrix[pts].sum(axis=1, dtype=np.float64)
+    order = pts[np.argsort(most, kind="stable")[::-1]]
     cum = np.cumsum(o.point_cc[order])
     n = max(max_points, int(np.searchsorted(cum, 2.0 * o.tail_cc())) + 1)
     idx = order[:n]
@@ -810,13 +931,14 @@ def lp_relaxation(
 
     minimise  sum_n x_n + w * sum_m f_m u_m / Rx_m + w_h * sum_m f_m h_m / Rx_m
                   + w_o * sum_o C_o / L_o
-    s.t.      s * A_T x + u >= Rx        (target points; u >= 0 is the under-dose)
-              s * A_T x - h <= 1.5 Rx    (h >= 0 is the dose above 150 %)
-              s * A_O x <= r L           (Dmax limits: every OAR point)
+    s.t.      b_T + s * A_T x + u >= Rx      (target points; u >= 0 is the under-dose)
+              b_T + s * A_T x - h <= 1.5 Rx  (h >= 0 is the dose above 150 %)
+              s * A_O x <= r (L - b_O)       (Dmax limits: every OAR point)
               C_o <= L_o                 (Dvcc and Vx limits)
               x_a + x_b <= 1             (excluded pairs),  0 <= x <= 1,
-    with f_m the volume fraction of point m and C_o = t_o + (1/v_o) sum_i c_i z_i,
-    z_i >= s * A_O,i x - t_o, z >= 0, the conditional value-at-risk (mean dose of the
+    with b the fixed background dose (zero unless seeds are already implanted), f_m the
+    volume fraction of point m and C_o = t_o + (1/v_o) sum_i c_i z_i,
+    z_i >= b_O,i + s * A_O,i x - t_o, z >= 0, the conditional value-at-risk (mean dose of the
     hottest v_o cm³) in the linear form of Rockafellar and Uryasev (J Risk 2:21, 2000).
     C_o is an upper bound of D_vcc, so the Dvcc / Vx rows are conservative without the
     far more conservative "every point below L"; the same construction with a 0.1 cm³
@@ -884,6 +1006,7 @@ def lp_problem(
         n=n,
         dose=targets.dose,
         prescription_gy=targets.prescription_gy,
+        background_gy=targets.background_gy,
         fraction=targets.fraction / len(zones),
         oar_blocks=oar_lp_rows(oars, sk_u=sk_u, max_points=max_oar_points),
         exclusions=exclusion_matrix(exclusions, n),
@@ -898,13 +1021,14 @@ class SampledTargets:
     prescription_gy: np.ndarray  # (M,) of each point's zone
     zone: np.ndarray  # (M,) index of each point's zone
     fraction: np.ndarray  # (M,) each point's volume fraction of its zone's sampled points
+    background_gy: np.ndarray  # (M,) fixed dose of the implanted seeds (zeros: none)
 
 
 def sample_target_rows(
     zones: Sequence[TargetZone], *, sk_u: float, max_points: int, rng: np.random.Generator
 ) -> SampledTargets:
     """At most ``max_points`` points of every zone (without replacement, in index order)."""
-    rows, rx, zone_of, frac = [], [], [], []
+    rows, rx, zone_of, frac, base = [], [], [], [], []
     for zi, z in enumerate(zones):
         m = z.matrix.shape[0]
         idx = np.sort(rng.choice(m, min(m, max_points), replace=False))
@@ -912,11 +1036,13 @@ def sample_target_rows(
         rx.append(np.full(idx.size, z.prescription_gy))
         zone_of.append(np.full(idx.size, zi))
         frac.append(z.point_cc[idx] / z.point_cc[idx].sum())
+        base.append(z.base_gy()[idx])
     return SampledTargets(
         dose=np.vstack(rows),
         prescription_gy=np.concatenate(rx),
         zone=np.concatenate(zone_of),
         fraction=np.concatenate(frac),
+        background_gy=np.concatenate(base),
     )
 
 
@@ -928,6 +1054,7 @@ class OarRows:
     dose: np.ndarray  # (M_o, N) Gy of each candidate at the seed strength, float64
     point_cc: np.ndarray  # (M_o,)
     tail_cc: float
+    background_gy: np.ndarray  # (M_o,) fixed dose of the implanted seeds (zeros: none)
 
 
 def oar_lp_rows(oars: Sequence[OarConstraint], *, sk_u: float, max_points: int) -> list[OarRows]:
@@ -935,11 +1062,10 @@ def oar_lp_rows(oars: Sequence[OarConstraint], *, sk_u: float, max_points: int) 
     most dose with all candidates on, see :func:`oar_lp_points`)."""
     out = []
     for o in oars:
-        idx, tail_cc = oar_lp_points(o, max_points)
+        idx, tail_cc = oar_lp_points(o, max_points, sk_u=sk_u)
         if idx.size:
-            out.append(
-                OarRows(o, sk_u * o.matrix[idx].astype(np.float64), o.point_cc[idx], tail_cc)
-            )
+            dose = sk_u * o.matrix[idx].astype(np.float64)
+            out.append(OarRows(o, dose, o.point_cc[idx], tail_cc, o.base_gy()[idx]))
     return out
 
 
@@ -959,6 +1085,7 @@ class _LpProblem:
     n: int  # candidates
     dose: np.ndarray  # target rows (SampledTargets.dose)
     prescription_gy: np.ndarray
+    background_gy: np.ndarray  # fixed dose of each target row (SampledTargets.background_gy)
     fraction: np.ndarray  # volume fraction of each point, summing to 1 over all zones
     oar_blocks: list[OarRows]
     exclusions: Any  # sparse (P, n)
@@ -1001,6 +1128,7 @@ def _solve_lp(
 
     n = problem.n
     at, rx, f = problem.dose[keep], problem.prescription_gy[keep], problem.fraction[keep]
+    base = problem.background_gy[keep]
     at = np.where(at >= opt.sparsify_fraction * rx[:, None], at, 0.0)
     mt = at.shape[0]
     at_s = sparse.csr_matrix(at)
@@ -1012,7 +1140,7 @@ def _solve_lp(
         _lp_row_block([(0, -at_s), (n, -eye)], mt, n_var),
         _lp_row_block([(0, at_s), (n + mt, -eye)], mt, n_var),
     ]
-    b = [-rx, 1.5 * rx]
+    b = [base - rx, 1.5 * rx - base]  # the seeds add to the fixed background dose
     cost = np.zeros(n_var)
     cost[:n] = opt.seed_cost
     cost[n : n + mt] = opt.under_dose_weight * n * f / rx
@@ -1065,18 +1193,19 @@ def _lp_oar_rows(
     o = blk.constraint
     mo = blk.dose.shape[0]
     ao_s = sparse.csr_matrix(blk.dose)
-    # z_i >= s A_i x - t  <=>  s A_i x - t - z_i <= 0
+    # z_i >= bg_i + s A_i x - t  <=>  s A_i x - t - z_i <= -bg_i
     rows = [
         _lp_row_block([(0, ao_s), (col, sparse.csr_matrix(-np.ones((mo, 1)))),
                        (col + 1, -sparse.eye(mo, format="csr"))], mo, n_var)
     ]  # fmt: skip
-    b = [np.zeros(mo)]
+    b = [-blk.background_gy]
     cvar = np.zeros(n_var)
     cvar[col] = 1.0
     cvar[col + 1 : col + 1 + mo] = blk.point_cc / blk.tail_cc
     if o.kind == "dmax":
         rows.append(_lp_row_block([(0, ao_s)], mo, n_var))
-        b.append(np.full(mo, oar_headroom * o.limit_gy))
+        # the headroom applies to what the seeds may add above the background
+        b.append(oar_headroom * np.maximum(o.limit_gy - blk.background_gy, 0.0))
     else:
         rows.append(sparse.csr_matrix(cvar.reshape(1, -1)))
         b.append(np.array([o.limit_gy]))

@@ -12,14 +12,13 @@ import datetime as _dt
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from brachycryo.core.atomic import write_text_atomic
-from brachycryo.core.grid import Grid
 from brachycryo.dicom_io.common import SERIES_NUMBERS
 from brachycryo.dicom_io.rtdose import write_rtdose
 from brachycryo.dicom_io.rtplan import BrachySource, seed_implant, write_seed_rtplan
@@ -37,7 +36,10 @@ from brachycryo.planning.evaluate import (
     StructureMetrics,
     zone_roi_name,
 )
+from brachycryo.planning.implanted import ImplantedSeeds
 from brachycryo.planning.pipeline import PlanResult
+from brachycryo.planning.robust import RobustSummary
+from brachycryo.planning.zones import resample_mask_nearest
 
 ZONE_COLOURS = {
     "SeedTarget": (0, 200, 255),
@@ -45,16 +47,6 @@ ZONE_COLOURS = {
     "Ice0C": (170, 220, 255),
     "Lethal": (0, 80, 255),
 }
-
-
-def resample_mask_nearest(mask: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
-    """``mask`` (on ``grid``) sampled at the voxel centres of ``target`` (nearest voxel)."""
-    out = np.zeros(target.shape, dtype=bool)
-    jj, ii = np.meshgrid(np.arange(target.shape[1]), np.arange(target.shape[2]), indexing="ij")
-    for k in range(target.shape[0]):  # slice by slice: the CT grid can be large
-        pts = target.ijk_to_mm(np.stack([ii, jj, np.full_like(ii, k)], axis=-1).astype(float))
-        out[k] = grid.sample_nearest(mask, pts, outside=False)
-    return out
 
 
 def _zone_rois(result: PlanResult) -> list[RoiSpec]:
@@ -109,6 +101,48 @@ def _probe_rois(result: PlanResult) -> list[RoiSpec]:
         rois.append(RoiSpec(tip, points_mm=np.array([t.tip_mm]), interpreted_type="MARKER",
                             color_rgb=PROBE_TIP_COLOUR))  # fmt: skip
     return rois
+
+
+#: In an RTPLAN with new and implanted seeds, the implanted seeds' channels are their
+#: channel numbers in the implanted plan plus this (the new needles are channels 1, 2, ...).
+IMPLANTED_CHANNEL_OFFSET = 1000
+
+
+@dataclass(frozen=True)
+class _PlanSeeds:
+    """The seeds an RTPLAN holds: positions, axes, channels, source numbers and sources."""
+
+    positions_mm: np.ndarray
+    directions: np.ndarray
+    channels: list[int]
+    source_numbers: list[int]
+    sources: list[BrachySource]
+
+    def with_implanted(self, implanted: ImplantedSeeds) -> _PlanSeeds:
+        """These (new) seeds followed by the ``implanted`` seeds (their RTPLAN's order, the
+        axes their dose was computed with), each
+        with its own source (model, strength, reference date as in that plan), renumbered
+        after the new seeds' sources, in channels ``IMPLANTED_CHANNEL_OFFSET`` + its channel:
+        one RTPLAN whose every seed is the dose of the written RTDOSE, the implanted ones
+        told apart by source and channel number (README, sequential arm)."""
+        import warnings
+
+        from brachycryo.dicom_io.rtplan import read_rtplan
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its conformance notes were seen when it was read
+            plan = read_rtplan(implanted.path)
+        first = max(self.source_numbers) + 1
+        renumber = {src.number: first + k for k, src in enumerate(plan.sources)}
+        sources = [replace(src, number=renumber[src.number]) for src in plan.sources]
+        seeds = plan.seeds
+        return _PlanSeeds(
+            np.concatenate([self.positions_mm, implanted.seeds.positions_mm]),
+            np.concatenate([self.directions, implanted.seeds.directions]),
+            [*self.channels, *(IMPLANTED_CHANNEL_OFFSET + int(s.channel) for s in seeds)],
+            [*self.source_numbers, *(renumber[s.source_number] for s in seeds)],
+            [*self.sources, *sources],
+        )
 
 
 @dataclass(frozen=True)
@@ -234,13 +268,22 @@ def write_plan_outputs(
             source_type="LINE",
             active_length_mm=model.active_length_mm,
         )
+        seeds = _PlanSeeds(
+            result.seeds.positions_mm, result.seeds.directions,
+            [int(n) + 1 for n in result.seed_needles], [1] * result.n_seeds, [source],
+        )  # fmt: skip
+        label, name = "ZONED SEEDS", "brachycryo zoned plan"
+        if result.implanted is not None:
+            seeds = seeds.with_implanted(result.implanted)
+            label, name = "NEW+IMPLANTED", "brachycryo: new seeds (source 1) + implanted seeds"
         plan = seed_implant(
-            result.seeds.positions_mm,
-            [int(n) + 1 for n in result.seed_needles],
-            source=source,
-            directions=result.seeds.directions,
-            label="ZONED SEEDS",
-            name="brachycryo zoned plan",
+            seeds.positions_mm,
+            seeds.channels,
+            source=seeds.sources,
+            directions=seeds.directions,
+            source_numbers=seeds.source_numbers,
+            label=label,
+            name=name,
             prescription_dose_gy=spec.prescription_gy,
             referenced_structure_set_uid=planned_on,
         )
@@ -283,6 +326,8 @@ def metrics_document(metrics: PlanMetrics) -> dict[str, Any]:
         "backend": metrics.backend,
         "timings_s": dict(metrics.timings_s),
     }
+    if metrics.seed_sets is not None:
+        doc["seed_sets"] = metrics.seed_sets.to_json()
     if metrics.optimizer is not None:
         doc["optimizer"] = _optimizer_json(metrics.optimizer)
     if metrics.notes:
@@ -368,10 +413,47 @@ def _goal_json(g: GoalResult) -> dict[str, Any]:
 
 
 def _optimizer_json(o: OptimizerSummary) -> dict[str, Any]:
-    return {
+    out = {
         "method": o.method,
         "iterations": o.iterations,
         "time_s": o.time_s,
         "sample_point_coverage": o.sample_point_coverage,
         "log": list(o.log),
+    }
+    if o.robust is not None:
+        out["robust"] = robust_json(o.robust)
+    return out
+
+
+def robust_json(r: RobustSummary) -> dict[str, Any]:
+    """``metrics.json`` ``optimizer.robust``: targets, the kept round, the seed cost, every
+    round (:mod:`brachycryo.planning.robust`)."""
+    s = r.spec
+    kept = r.rounds[r.chosen]
+    return {
+        "scenarios": s.scenarios,
+        "seed": s.seed,
+        "error_model": r.error_model,
+        "min_probability": s.min_probability,
+        "oar_min_probability": s.oar_min_probability,
+        "met": r.met,
+        "round_kept": r.chosen,
+        "n_seeds_nominal": r.rounds[0].n_seeds,
+        "n_seeds": kept.n_seeds,
+        "extra_seeds": r.extra_seeds,
+        "extra_needles": r.extra_needles,
+        "p_d90_ge_rx": kept.p_d90,
+        "p_limit_met": kept.p_met,
+        "rounds": [
+            {
+                "zone_margin": x.zone_margin,
+                "oar_margin": x.oar_margin,
+                "n_seeds": x.n_seeds,
+                "n_needles": x.n_needles,
+                "p_d90_ge_rx": x.p_d90,
+                "p_limit_met": x.p_met,
+                "feasible": x.feasible,
+            }
+            for x in r.rounds
+        ],
     }

@@ -30,7 +30,6 @@ import numpy as np
 
 from brachycryo.core.backend import resolve_backend
 from brachycryo.core.deadline import WallClock
-from brachycryo.core.errors import ConfigError
 from brachycryo.core.grid import Grid
 from brachycryo.core.progress import ProgressCallback, report, scaled
 from brachycryo.core.seeds import Seeds
@@ -42,16 +41,23 @@ from brachycryo.planning.case import (
     structures_on_grid,
 )
 from brachycryo.planning.cryo_layout import CryoLayout, has_cryo, plan_cryo_layouts
-from brachycryo.planning.implanted import ImplantedSeeds, load_implanted
+from brachycryo.planning.implanted import (
+    ImplantedSeeds,
+    clear_of_implanted,
+    load_implanted,
+    refuse_background_over_limits,
+)
 from brachycryo.planning.influence import (
     OptimiserProblem,
     oar_dvh_limits,
     optimiser_problem,
     sample_points,
+    with_background,
 )
 from brachycryo.planning.needles import Candidates, candidate_needles
 from brachycryo.planning.optimize import SeedSelection
 from brachycryo.planning.probe_tracks import ProbeTrack, plan_probe_tracks, track_obstacles
+from brachycryo.planning.robust import RobustSummary, robust_seeds
 from brachycryo.planning.selection import VerifiedSeeds, select_verified_seeds
 from brachycryo.planning.spec import PlanSpec
 from brachycryo.planning.strength import choose_strength
@@ -88,8 +94,11 @@ class PlanResult:
     #: every cryo probe's track: skin entry, depth, no-go structures crossed
     probe_tracks: tuple[ProbeTrack, ...] = ()
     #: the seeds already in the patient (``[case] implanted_plan``); their dose is in
-    #: ``dose_gy``, they are not in ``seeds`` (the seeds this plan adds)
+    #: ``dose_gy`` (and was the seed optimiser's fixed background), they are not in
+    #: ``seeds`` (the seeds this plan adds, ``add_seeds = true``)
     implanted: ImplantedSeeds | None = None
+    #: ``[optimizer] robust``: its rounds, probabilities and seed cost
+    robust: RobustSummary | None = None
 
     @property
     def n_seeds(self) -> int:
@@ -149,9 +158,9 @@ def make_plan(
     seed_plan = _plan_seeds(
         spec, case, structures, zones,
         backend=backend, timings=timings, progress=progress, keep_problem=keep_problem,
-        clock=clock,
+        clock=clock, implanted=implanted,
     )  # fmt: skip
-    dose_gy = seed_plan.dose_gy if implanted is None else seed_plan.dose_gy + implanted.dose_gy
+    dose_gy = seed_plan.dose_gy
     timings["total_s"] = time.perf_counter() - t0
     report(progress, 1.0, f"{len(seed_plan.seeds)} seeds")
     return PlanResult(
@@ -172,6 +181,7 @@ def make_plan(
         roi_dvhs=(dose_gy, seed_plan.verified.oar_dvhs) if seed_plan.verified else None,
         probe_tracks=tuple(tracks),
         implanted=implanted,
+        robust=seed_plan.robust,
     )
 
 
@@ -179,18 +189,10 @@ def _implanted(
     spec: PlanSpec, case: PlanningCase, structures: PlanningStructures, backend: str
 ) -> ImplantedSeeds | None:
     """The implanted seeds of ``[case] implanted_plan`` (checked and dosed on the planning
-    grid), None without one.  New seeds beside them (``add_seeds = true``) would need a
-    background-dose term in the seed optimiser, which it does not have yet."""
+    grid), None without one."""
     path = spec.case.implanted_plan
     if path is None:
         return None
-    if spec.add_seeds:
-        raise ConfigError(
-            "add_seeds = true with [case] implanted_plan is not supported yet: the seed "
-            "optimiser has no term for the implanted seeds' dose, so new seeds would be "
-            "planned as if the implanted ones gave none; plan the added seeds separately",
-            key="prescription.add_seeds",
-        )
     return load_implanted(
         path, case.ct, structures.grid, backend=backend, formalism=spec.dose.formalism
     )
@@ -205,8 +207,9 @@ class _SeedPlan:
     problem: OptimiserProblem | None
     seeds: Seeds
     needles: np.ndarray
-    dose_gy: np.ndarray
+    dose_gy: np.ndarray  # the total: new seeds' dose plus the implanted seeds'
     spec: PlanSpec  # with the chosen strength where the spec let the planner choose it
+    robust: RobustSummary | None = None
 
 
 def _plan_seeds(
@@ -220,24 +223,35 @@ def _plan_seeds(
     progress: ProgressCallback | None,
     keep_problem: bool,
     clock: WallClock,
+    implanted: ImplantedSeeds | None = None,
 ) -> _SeedPlan:
     """Candidate needles, influence matrix, verified seed selection (timed into
-    ``timings``); no seeds and zero dose when no lesion has a seed target."""
+    ``timings``); no seeds (and the implanted seeds' dose, or zero) when no lesion has a
+    seed target.  With ``implanted`` seeds their dose is the optimiser's fixed background
+    and the new seeds keep clear of them (:mod:`brachycryo.planning.implanted`)."""
     targets = seed_targets(zones) if spec.add_seeds else {}
     model = load_seed_model(spec.seed_model)
+    background = None if implanted is None else implanted.dose_gy
     if not targets:
         timings["dose_s"] = 0.0
         no_seeds = Seeds(np.zeros((0, 3)), spec.sk_u, np.zeros((0, 3)))
-        grid = structures.grid
-        return _SeedPlan(
-            None, None, None, no_seeds, np.zeros(0, dtype=int), np.zeros(grid.shape), spec
-        )
+        dose = np.zeros(structures.grid.shape) if background is None else background
+        return _SeedPlan(None, None, None, no_seeds, np.zeros(0, dtype=int), dose, spec)
     t1 = time.perf_counter()
     candidates = candidate_needles(spec, structures, targets)
+    clear_log: list[str] = []
+    if implanted is not None:
+        candidates, removed = clear_of_implanted(
+            candidates, implanted.seeds.positions_mm,
+            min_seed_distance_mm=spec.needles.seed_spacing_mm,
+        )  # fmt: skip
+        clear_log = [f"candidates removed beside the implanted seeds: {removed}"]
     timings["candidates_s"] = time.perf_counter() - t1
     report(progress, 0.35, f"{candidates.n} candidate seeds on {len(candidates.tracks)} tracks")
     limits = oar_dvh_limits(spec, structures)
     samples = sample_points(spec, structures, zones, limits)
+    if background is not None:
+        samples = with_background(samples, structures.grid, background)
     t1 = time.perf_counter()
     problem = optimiser_problem(
         samples, candidates, model, backend=backend, formalism=spec.dose.formalism,
@@ -245,18 +259,27 @@ def _plan_seeds(
     )  # fmt: skip
     timings["influence_matrix_s"] = time.perf_counter() - t1
     clock.check("the influence matrix")
+    if background is not None:
+        refuse_background_over_limits(case, structures.grid, background, problem, limits)
     t1 = time.perf_counter()
     spec, strength_log = choose_strength(spec, problem, candidates, clock=clock)
     verified = select_verified_seeds(
         spec, case, structures.grid, model, problem, limits, candidates,
-        backend=backend, clock=clock, progress=progress,
+        backend=backend, clock=clock, progress=progress, background_gy=background,
     )  # fmt: skip
-    if strength_log:
-        selection = replace(verified.selection, log=[*strength_log, *verified.selection.log])
-        verified = replace(verified, selection=selection)
+    robust = None
+    if spec.optimizer.robust is not None:
+        verified, robust = robust_seeds(
+            spec, case, structures.grid, model, problem, limits, candidates, samples, zones,
+            verified, backend=backend, clock=clock,
+        )  # fmt: skip
+    if strength_log or clear_log:
+        log = [*clear_log, *strength_log, *verified.selection.log]
+        verified = replace(verified, selection=replace(verified.selection, log=log))
     timings["dose_s"] = verified.dose_time_s
     timings["optimizer_s"] = time.perf_counter() - t1 - timings["dose_s"]
     kept = OptimiserProblem(problem.zones, verified.constraints) if keep_problem else None
     return _SeedPlan(
-        candidates, verified, kept, verified.seeds, verified.needles, verified.dose_gy, spec
-    )
+        candidates, verified, kept, verified.seeds, verified.needles, verified.dose_gy, spec,
+        robust,
+    )  # fmt: skip

@@ -5,7 +5,8 @@ limits); the reported DVH integrates the contours with trilinear dose interpolat
 the two disagree so that a limit is exceeded on the DVH, that constraint's limit is lowered
 by the ratio of the excess and the selection is repeated (``VERIFY_ROUNDS`` times at
 most).  A limit still exceeded afterwards makes the plan infeasible with that limit named
-as binding: never a silently violated limit.
+as binding: never a silently violated limit.  With seeds already implanted (a background
+dose, ``background_gy``) the DVHs are those of the total dose, implanted plus new seeds.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class VerifiedSeeds:
     """The selected seeds, their dose, and the OAR limits checked on its DVHs.
 
     ``needles``: the candidate needle (index into ``Candidates.tracks``) of each seed;
+    ``dose_gy``: the total dose, the new seeds' plus the background (implanted seeds);
     ``constraints``: the optimiser's constraints of the last round (limits as lowered);
     ``oar_dvhs``: the contour DVH of every limited OAR, on ``dose_gy``; ``dose_time_s``:
     time spent computing final doses (every round).
@@ -82,9 +84,12 @@ def select_verified_seeds(
     backend: str,
     clock: WallClock = NO_LIMIT,
     progress: ProgressCallback | None = None,
+    background_gy: np.ndarray | None = None,
 ) -> VerifiedSeeds:
     """Select seeds, compute the dose, and check every OAR limit on the final DVH (see the
-    module docstring); ``limits[n]`` is the limit of ``problem.constraints[n]``."""
+    module docstring); ``limits[n]`` is the limit of ``problem.constraints[n]``;
+    ``background_gy``: the implanted seeds' dose on ``grid`` (the problem's rows carry it
+    at their points), added to the new seeds' dose."""
     scale = np.ones(len(problem.constraints))
     dose_time_s = 0.0
     notes: list[str] = []
@@ -104,6 +109,8 @@ def select_verified_seeds(
             spec, grid, model, seeds, backend=backend,
             progress=scaled(progress, 0.85, 0.97) if first else None,
         )  # fmt: skip
+        if background_gy is not None:
+            dose = dose + background_gy
         dose_time_s += time.perf_counter() - t1
         dvhs, exceeded = limits_on_dvh(case, grid, dose, limits)
         clock.check("the final dose and its DVH check")

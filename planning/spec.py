@@ -248,6 +248,23 @@ class DoseSpec:
 
 
 @dataclass(frozen=True)
+class RobustSpec:
+    """``[optimizer] robust = { scenarios = N, min_probability = 0.9 }``: select seeds so that
+    D90 >= Rx in at least ``min_probability`` of ``scenarios`` needle placement error
+    scenarios in every seed-target zone, and every OAR limit holds in at least
+    ``oar_min_probability`` of them (:mod:`brachycryo.planning.robust`).  ``error_model``: a
+    preset (``template``, ``freehand``) or a TOML file (relative to the spec's folder);
+    ``seed``: the scenarios' random seed; ``max_rounds``: margin rounds at most."""
+
+    scenarios: int = 200
+    min_probability: float = 0.9
+    oar_min_probability: float = 0.95
+    error_model: str = "template"
+    seed: int = 0
+    max_rounds: int = 6
+
+
+@dataclass(frozen=True)
 class OptimizerSpec:
     """Optimiser settings.  Work is bounded by counts, never by elapsed time, so a plan is
     the same on a quiet or a loaded machine; ``max_wall_s`` (None: none) is a safety net
@@ -261,6 +278,7 @@ class OptimizerSpec:
     needle_weight: float = 0.5
     oar_sparing_weight: float = 25.0
     method: str = "heuristic"  # or "milp" (planning/milp.py; small problems, a reference)
+    robust: RobustSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -594,7 +612,33 @@ def _dose(t: _Table | None) -> DoseSpec:
     return spec
 
 
-def _optimizer(t: _Table | None) -> OptimizerSpec:
+def _robust(t: _Table | None, base: Path) -> RobustSpec | None:
+    if t is None:
+        return None
+    from brachycryo.robustness.error_model import PRESETS
+
+    model = t.text("error_model", "template")
+    if model not in PRESETS:
+        path = (base / model).resolve()
+        if not path.is_file():
+            raise ConfigError(
+                f"{model!r} is neither a preset ({', '.join(PRESETS)}) nor a file",
+                key=t.key("error_model"),
+            )
+        model = str(path)
+    spec = RobustSpec(
+        scenarios=t.integer("scenarios", 200, minimum=1),
+        min_probability=t.number("min_probability", 0.9, minimum=0.0, maximum=1.0),
+        oar_min_probability=t.number("oar_min_probability", 0.95, minimum=0.0, maximum=1.0),
+        error_model=model,
+        seed=t.integer("seed", 0),
+        max_rounds=t.integer("max_rounds", 6, minimum=1),
+    )
+    t.done()
+    return spec
+
+
+def _optimizer(t: _Table | None, base: Path) -> OptimizerSpec:
     if t is None:
         return OptimizerSpec()
     if "time_limit_s" in t.data:
@@ -613,6 +657,7 @@ def _optimizer(t: _Table | None) -> OptimizerSpec:
         needle_weight=t.number("needle_weight", 0.5, minimum=0.0),
         oar_sparing_weight=t.number("oar_sparing_weight", 25.0, minimum=0.0),
         method=t.text("method", "heuristic", choices=("heuristic", "milp")),
+        robust=_robust(t.table("robust"), base),
     )
     t.done()
     return spec
@@ -660,12 +705,19 @@ def parse_plan_spec(data: dict, *, base_dir: str | os.PathLike = ".", source=Non
         needles=_needles(root.table("needles")),
         cryo=_cryo(root.table("cryo")),
         dose=_dose(root.table("dose")),
-        optimizer=_optimizer(root.table("optimizer")),
+        optimizer=_optimizer(root.table("optimizer"), Path(base_dir)),
         goals=_goals(root.table("goals")),
         source=None if source is None else Path(source),
         add_seeds=add_seeds,
     )
     root.done()
+    if add_seeds and case.implanted_plan is not None and spec.optimizer.robust is not None:
+        raise ConfigError(
+            "is not supported with new seeds beside implanted ones ([case] implanted_plan, "
+            "add_seeds = true): its scenarios move the new seeds only and leave out the "
+            "implanted seeds' dose, so the probabilities would not be the plan's",
+            key="optimizer.robust",
+        )
     return spec
 
 

@@ -227,3 +227,13 @@ def _empty_seed_target(
 def seed_targets(zones: Mapping[str, LesionZones]) -> dict[str, np.ndarray]:
     """{lesion ROI: seed target} of the lesions that have one, in the order of ``zones``."""
     return {roi: z.seed_target for roi, z in zones.items() if z.seed_target is not None}
+
+
+def resample_mask_nearest(mask: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
+    """``mask`` (on ``grid``) sampled at the voxel centres of ``target`` (nearest voxel)."""
+    out = np.zeros(target.shape, dtype=bool)
+    jj, ii = np.meshgrid(np.arange(target.shape[1]), np.arange(target.shape[2]), indexing="ij")
+    for k in range(target.shape[0]):  # slice by slice: the CT grid can be large
+        pts = target.ijk_to_mm(np.stack([ii, jj, np.full_like(ii, k)], axis=-1).astype(float))
+        out[k] = grid.sample_nearest(mask, pts, outside=False)
+    return out

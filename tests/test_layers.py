@@ -25,7 +25,10 @@ TOP = "brachycryo"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),
     ("reports",),
-    ("planning", "postimplant", "cohort", "followup", "outcomes", "robustness"),
+    ("planning", "postimplant", "cohort", "followup", "outcomes"),
+    # scenario evaluation of a plan (reads plan folders, dose, DVH metrics): an evaluation
+    # the planning workflow consumes too (``[optimizer] robust``), so below the workflows
+    ("robustness",),
     ("qa", "phantoms"),
     ("dicom_io",),
     ("dose_kernels", "cryo_iceball"),

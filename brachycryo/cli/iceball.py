@@ -14,7 +14,8 @@ def register(subparsers) -> None:
         help="simulate a cryoablation ice ball (Pennes bioheat with phase change)",
         description="Simulate the ice ball of a probe layout and protocol in a medium or on a "
         "patient CT + RTSTRUCT; write summary.json (isotherm volumes and principal axes, "
-        "distances to OARs), run_info.json, PNG slices and, with a CT, the isotherms as an "
+        "distances to OARs), run_info.json, PNG slices, iceball.html (a self-contained page "
+        "with a slice viewer of the isotherms) and, with a CT, the isotherms as an "
         "RTSTRUCT (RS.iceball.dcm).",
     )
     p.add_argument(
@@ -81,14 +82,17 @@ def _vessels_on_ct(case, names) -> dict:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from brachycryo.core.atomic import check_writable
     from brachycryo.core.staging import OutputStage
     from brachycryo.cryo_iceball.config import load_config
     from brachycryo.cryo_iceball.report import check_outputs_writable
+    from brachycryo.reports.iceball import OUTPUT_NAME
 
     cfg = load_config(args.config, isotherms_c=args.isotherm)
     out = Path(args.out)
     if out.is_dir():  # before the long part
         check_outputs_writable(out, overwrite=args.overwrite)
+        check_writable(out / OUTPUT_NAME, overwrite=args.overwrite)
     # the outputs are staged and moved into --out together (all of them, or none)
     with OutputStage([out], folders=[out], overwrite=args.overwrite) as stage:
         summary = _simulate_and_write(args, cfg, out, stage.path(out))
@@ -187,7 +191,7 @@ def _simulate_and_write(args: argparse.Namespace, cfg, out, staged) -> dict:
         probe_flags=probe_flags,
         **extra,
     )
-    return write_outputs(
+    summary = write_outputs(
         result,
         staged,
         isotherms_c=cfg.isotherms_c,
@@ -198,3 +202,41 @@ def _simulate_and_write(args: argparse.Namespace, cfg, out, staged) -> dict:
         run_info=info,
         oar_distances_mm=oar_distances,
     )
+    _write_page(cfg, case, result, summary, staged, oar_masks, probe_flags)
+    return summary
+
+
+def _write_page(cfg, case, result, summary: dict, staged, oar_masks, notes) -> None:
+    """iceball.html: the isotherms in the slice viewer over the CT (or the medium)."""
+    from brachycryo.core.atomic import write_text_atomic
+    from brachycryo.reports.iceball import (
+        OUTPUT_NAME,
+        build_iceball_html,
+        iceball_viewer_inputs,
+        oar_layers,
+    )
+
+    if case is not None:
+        colours = {r.name: r.color_rgb for r in case.structures.rois}
+        oars = oar_layers(case.oar_masks_ct, case.ct.grid, colours)
+        ct_hu, ct_grid = case.ct.hu, case.ct.grid
+    else:
+        oars = oar_layers(oar_masks, result.grid)
+        ct_hu, ct_grid = None, None
+    viewer = iceball_viewer_inputs(
+        result,
+        cfg.probes,
+        isotherms_c=cfg.isotherms_c,
+        initial_temp_c=cfg.initial_temp_c,
+        oars=oars,
+        ct_hu=ct_hu,
+        ct_grid=ct_grid,
+    )
+    page = build_iceball_html(
+        viewer,
+        summary,
+        volume_png=(staged / "volume_vs_time.png").read_bytes(),
+        notes=list(notes) + (case.notes if case is not None else []),
+        ct_shown=case is not None,
+    )
+    write_text_atomic(staged / OUTPUT_NAME, page, overwrite=True)

@@ -59,7 +59,7 @@ def execute(
     from brachycryo.planning.evaluate import evaluate_zoned_plan
     from brachycryo.planning.outputs import PLAN_OUTPUT_NAMES
     from brachycryo.planning.pipeline import make_plan
-    from brachycryo.reports.plan import write_plan_folder
+    from brachycryo.reports.plan import robust_lines, write_plan_folder
 
     out = Path(out_dir)
     names = [*PLAN_OUTPUT_NAMES.values(), *(extra_files or {})]
@@ -94,6 +94,8 @@ def execute(
         if g.at_most:  # hot-spot goals: reported, they do not make a plan infeasible
             state = "met" if g.passed else "NOT met"
             print(f"  [goal] {g.roi} {g.metric} = {g.value} % (goal <= {g.goal:g} %): {state}")
+    if result.robust is not None:
+        print("  " + "\n  ".join(robust_lines(result.robust)))
     for kind, path in paths.items():
         print(f"  {kind:<9} {path}")
     if not metrics.feasible:

@@ -61,8 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-points",
         type=_positive_int,
-        default=20000,
-        help="sample points per structure at most",
+        default=6000,
+        help="sample points per structure at most: a larger structure gets a coarser lattice "
+        "(default 6000)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from brachycryo.reports.robust import page_html
     from brachycryo.robustness.error_model import load_error_model
     from brachycryo.robustness.outputs import table_csv, write_outputs
     from brachycryo.robustness.plan_folder import read_plan_folder
@@ -85,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         options = RobustOptions(n_scenarios=args.scenarios, seed=args.seed, backend=args.backend)
         with tqdm_callback("robust", disable=args.quiet) as cb:
             result = evaluate_robustness(inputs, model, options, progress=cb)
-        write_outputs(result, {name: stage.path(p) for name, p in dest.items()})
+        staged = {name: stage.path(p) for name, p in dest.items()}
+        write_outputs(result, staged, page_html(result))
     if not args.quiet:
         print(table_csv(result), end="")
     return 0

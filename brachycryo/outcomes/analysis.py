@@ -13,6 +13,16 @@
 
 An analysis the data do not allow (column absent, no events) is listed in
 :attr:`OutcomesResult.skipped` with the reason, never silently left out.
+
+**Zones.**  When the outcomes CSV has a ``zone`` column (one row per lesion and zone, each
+zone its own ROI: e.g. the ice-ball core and the seed-treated margin), every analysis runs
+separately for each zone (:attr:`OutcomesResult.zones`), each zone's lesions still
+clustered by patient.  Zones are not pooled into one model: the zones of one lesion are
+nested or adjacent sub-volumes of the same tumour treated by different modalities, so a
+pooled fit would count each lesion once per zone and mix dose-response relations that
+need not be the same (the lesion-allocation trial's "zonal treatment response" compares
+them).  Comparing the zones' D50 is left to the reader (their CIs are not independent:
+the same patients are in every zone).
 """
 
 from __future__ import annotations
@@ -90,6 +100,12 @@ class OutcomesResult:
     km: tuple[Curve, ...] = ()
     cif: Curve | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    zone: str | None = None  # set on the per-zone results
+    zones: tuple[OutcomesResult, ...] = ()  # one per zone when the CSV has a 'zone' column
+
+    def parts(self) -> list[OutcomesResult]:
+        """The results that hold analyses: the zones' when there are zones, else this one."""
+        return list(self.zones) if self.zones else [self]
 
     def to_json(self) -> dict[str, Any]:
         return _clean(asdict(self))
@@ -200,16 +216,39 @@ def analyse(
     if len(f) == 0:
         res.skipped["all"] = "no lesion matched the DVH table (see exclusions)"
         return res
+    if "zone" not in f.columns:
+        _analyse_frame(res, f, opts, progress)
+        return res
+    names = sorted(set(f["zone"].astype(str)))
+    res.skipped["zones_pooled"] = (
+        "zone-wise analyses only: the zones of one lesion are sub-volumes of the same tumour"
+    )
+    zones = []
+    for k, z in enumerate(names):
+        fz = f[f["zone"].astype(str) == z].reset_index(drop=True)
+        rz = OutcomesResult(
+            metric=joined.metric, unit=joined.unit, n_lesions=len(fz),
+            n_patients=int(fz["patient"].nunique()), n_outcome_rows=len(fz), exclusions=(),
+            options=opts, zone=z,
+        )  # fmt: skip
+        share = scaled(progress, k / len(names), (k + 1) / len(names))
+        _analyse_frame(rz, fz, opts, share)
+        zones.append(rz)
+    res.zones = tuple(zones)
+    return res
+
+
+def _analyse_frame(res: OutcomesResult, f, opts: OutcomesOptions, progress) -> None:
+    """Every analysis of one frame of lesions (all of them, or one zone's) into ``res``."""
     dose = f["dose_metric_value"].to_numpy(float)
     groups = f["patient"].astype(str).to_numpy()
     _toxicity(res, f, dose, groups, opts, scaled(progress, 0.0, 0.5))
     if "local_event" not in f.columns:
         for name in ("local_control", "cox", "kaplan_meier", "cumulative_incidence"):
             res.skipped[name] = "no 'local_event'/'local_time_months' columns"
-        return res
+        return
     _local_control(res, f, dose, groups, opts, scaled(progress, 0.5, 1.0))
     _survival(res, f, dose, opts)
-    return res
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -223,8 +262,7 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def estimates_table(res: OutcomesResult) -> str:
-    """One row per estimate: analysis, quantity, value, 95 % CI, SE, method, n, events."""
+def _estimate_rows(res: OutcomesResult) -> list[list[Any]]:
     rows: list[list[Any]] = []
     for name, a in (("toxicity", res.toxicity), ("local_control", res.local_control)):
         if a is None:
@@ -240,22 +278,34 @@ def estimates_table(res: OutcomesResult) -> str:
         for k, e in c.covariates.items():
             rows.append(["cox", f"HR {k}", e.value, e.ci_low, e.ci_high, e.se, e.method,
                          c.n, c.events])  # fmt: skip
-    header = ["analysis", "quantity", "value", "ci_low", "ci_high", "se", "method", "n", "events"]
+    return [[*r, res.zone or ""] for r in rows]
+
+
+def estimates_table(res: OutcomesResult) -> str:
+    """One row per estimate: analysis, quantity, value, 95 % CI, SE, method, n, events,
+    zone (empty without zones)."""
+    rows = [r for part in res.parts() for r in _estimate_rows(part)]
+    header = ["analysis", "quantity", "value", "ci_low", "ci_high", "se", "method", "n", "events",
+              "zone"]  # fmt: skip
     return _csv(header, rows)
 
 
 def exclusions_table(res: OutcomesResult) -> str:
-    rows = [[e.source, e.patient, e.structure, e.plan, e.line, e.reason] for e in res.exclusions]
-    return _csv(["source", "patient", "structure", "plan", "line", "reason"], rows)
+    rows = [[e.source, e.patient, e.structure, e.plan, e.line, e.reason, e.lesion, e.zone]
+            for e in res.exclusions]  # fmt: skip
+    return _csv(
+        ["source", "patient", "structure", "plan", "line", "reason", "lesion", "zone"], rows
+    )
 
 
 def curves_table(res: OutcomesResult) -> str:
     rows: list[list[Any]] = []
-    for kind, curves in (("km", res.km), ("cif", (res.cif,) if res.cif else ())):
-        for c in curves:
-            for t, v, lo, hi in zip(c.time_months, c.value, c.ci_low, c.ci_high):
-                rows.append([kind, c.label, t, v, lo, hi])
-    return _csv(["curve", "group", "time_months", "value", "ci_low", "ci_high"], rows)
+    for part in res.parts():
+        for kind, curves in (("km", part.km), ("cif", (part.cif,) if part.cif else ())):
+            for c in curves:
+                for t, v, lo, hi in zip(c.time_months, c.value, c.ci_low, c.ci_high):
+                    rows.append([kind, c.label, t, v, lo, hi, part.zone or ""])
+    return _csv(["curve", "group", "time_months", "value", "ci_low", "ci_high", "zone"], rows)
 
 
 OUTPUT_NAMES = ("outcomes.json", "estimates.csv", "exclusions.csv", "curves.csv", "joined.csv")

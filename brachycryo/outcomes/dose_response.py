@@ -283,7 +283,9 @@ def _wilson(k: int, n: int) -> tuple[float, float]:
     den = 1 + Z95**2 / n
     mid = (p + Z95**2 / (2 * n)) / den
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
+    # the interval contains p (exactly 1 at k = n); clamp the rounding that can put the
+    # upper bound a few ulp below 1 (a negative error bar for matplotlib)
+    return max(0.0, min(p, mid - half)), min(1.0, max(p, mid + half))
 
 
 def binned_rates(y: NDArray, dose: NDArray, bins: int = 5) -> list[BinnedRate]:

@@ -1,7 +1,8 @@
 """The follow-up report: one self-contained HTML page with the registration, a table per
-lesion (response, minimal ablative margin, zonal residual tumour, recurrence) and an axial
-slice through each lesion showing the planned zones and the follow-up contours carried onto
-the planning CT."""
+lesion (response, minimal ablative margin, zonal residual tumour, recurrence), the slice
+viewer of :mod:`brachycryo.reports.viewer` on the planning CT (the planned dose with its
+isodoses, every lesion's planned zones and the follow-up contours carried onto the planning
+CT, as toggled outlines) and, as printable snapshots, an axial slice through each lesion."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ from brachycryo.followup.analysis import FollowupResult, LesionFollowup, PlanDat
 from brachycryo.qa.dvh import sample_dose_at_points
 from brachycryo.reports.html import _CSS, img_tag
 from brachycryo.reports.plots import figure_png, slice_figure
+from brachycryo.reports.viewer import (
+    VIEWER_CSS,
+    MaskLayer,
+    ViewerInputs,
+    build_viewer_payload,
+    html_document,
+    viewer_section_html,
+)
 
 #: Overlay colours chosen apart from the isodose lines' blue / red / orange / magenta.
 _COLOURS = {
@@ -128,12 +137,39 @@ def _check_rows(checks: dict[str, Any]) -> list[tuple[str, Any]]:
     return rows
 
 
+def viewer_inputs(plan: PlanData, result: FollowupResult) -> ViewerInputs:
+    """The slice viewer's data: the planning CT, the planned dose (if the plan has one) and
+    each lesion's masks of the analysis grid, named ``"<lesion>: <zone>"``."""
+    masks = []
+    for les in result.lesions:
+        m = les.masks
+        zones = {
+            "GTV (plan)": (m.gtv, _COLOURS["GTV (plan)"]),
+            "Core": (m.core, _COLOURS["Core"]),
+            "Margin": (m.margin, _COLOURS["Margin"]),
+            **{f"{kind} (follow-up)": (mask, _COLOURS[kind]) for kind, mask in m.followup.items()},
+        }
+        for zone, (mask, colour) in zones.items():
+            masks.append(MaskLayer(f"{les.rois.lesion}: {zone}", colour, mask, m.grid))
+    first = result.lesions[0].rois.lesion if result.lesions else None
+    return ViewerInputs(
+        ct_hu=plan.ct.hu,
+        ct_grid=plan.ct.grid,
+        field_values=None if plan.dose is None else plan.dose.dose_gy,
+        field_grid=None if plan.dose is None else plan.dose.grid,
+        prescription_gy=plan.prescription_gy,
+        masks=masks,
+        target=None if first is None else f"{first}: GTV (plan)",
+    )
+
+
 def build_followup_report(plan: PlanData, result: FollowupResult, doc: dict[str, Any]) -> str:
     """The page; ``doc`` is :func:`brachycryo.followup.io.followup_json` of ``result``."""
     reg = doc["registration"]
     q = reg["quality"]
     tx = reg["transform"]
-    rigid = tx.get("rigid", tx)  # a B-spline map: its rigid part
+    # a B-spline map: its rigid part (a linear map's "rigid" is a flag)
+    rigid = tx["rigid"] if isinstance(tx.get("rigid"), dict) else tx
     parts = [
         "<h1>brachycryo follow-up</h1>",
         f'<p class="meta">brachycryo {__version__} · '
@@ -153,14 +189,15 @@ def build_followup_report(plan: PlanData, result: FollowupResult, doc: dict[str,
     for les, ldoc in zip(result.lesions, doc["lesions"]):
         parts.append(f"<h2>{html.escape(les.rois.lesion)}</h2>")
         parts.append(_rows_table(_lesion_rows(ldoc)))
+    notes = list(doc["notes"])
+    payload = build_viewer_payload(viewer_inputs(plan, result))
+    notes += payload.notes
+    parts.append(viewer_section_html(payload, None))
+    parts.append('<h2 class="bc-print-heading">Printable snapshots</h2>')
+    for les in result.lesions:
         parts.append('<div class="images">' + img_tag(lesion_figure_png(plan, les), les.rois.lesion)
                      + "</div>")  # fmt: skip
-    if doc["notes"]:
+    if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>"
-                                                     for n in doc["notes"]) + "</ul>")  # fmt: skip
-    body = "\n".join(parts)
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>brachycryo follow-up</title><style>{_CSS}</style></head>"
-        f"<body>\n{body}\n</body></html>\n"
-    )
+                                                     for n in notes) + "</ul>")  # fmt: skip
+    return html_document("brachycryo follow-up", "\n".join(parts), _CSS + VIEWER_CSS)

@@ -33,6 +33,7 @@ from brachycryo.core.errors import ConfigError, StructureError
 from brachycryo.core.grid import Grid
 from brachycryo.dicom_io.rasterize import roi_mask
 from brachycryo.dicom_io.rtstruct import ROI
+from brachycryo.qa.dvh import DVH
 from brachycryo.qa.evaluate import PlanEvaluation
 from brachycryo.qa.metrics import metric_value
 from brachycryo.reports.plots import (
@@ -45,11 +46,14 @@ from brachycryo.reports.plots import (
 )
 from brachycryo.reports.render3d import render_plan_3d
 from brachycryo.reports.viewer import (
-    CSP_META,
     VIEWER_CSS,
+    CompareField,
+    DvhPlot,
+    MaskLayer,
     ViewerInputs,
     build_viewer_payload,
     dvh_payload,
+    html_document,
     resample_mask,
     viewer_section_html,
 )
@@ -211,16 +215,64 @@ def _interactive_section(
     colours: Mapping[str, tuple[int, int, int] | None],
     constraints: Sequence[Constraint],
     notes: list[str],
+    compare: tuple[str, Mapping[str, DVH]] | None = None,
 ) -> str:
-    """The slice viewer and the interactive DVH (appends the viewer's notes to ``notes``)."""
+    """The slice viewer and the interactive DVH (appends the viewer's notes to ``notes``);
+    ``compare`` = (label, DVHs) overlays another dose's DVHs dashed (e.g. the pre-plan)."""
     payload = build_viewer_payload(viewer)
     notes.extend(payload.notes)
-    dvh_data = dvh_payload(list(evaluation.dvhs.values()), colours)
-    goals = dvh_goal_markers(constraints, evaluation.prescription_gy)
-    return (
-        viewer_section_html(payload, dvh_data, goals)
-        + '<h2 class="bc-print-heading">Printable snapshots</h2>'
+    curves = dvh_payload(list(evaluation.dvhs.values()), colours)
+    caption = ""
+    if compare is not None:
+        label, other = compare
+        shown = [d for name, d in other.items() if name in evaluation.dvhs]
+        curves += dvh_payload(shown, colours, label=label, dashed=True)
+        caption = f"Solid: this dose; dashed: {label}."
+    plot = DvhPlot(
+        curves,
+        goals=dvh_goal_markers(constraints, evaluation.prescription_gy),
+        prescription_gy=evaluation.prescription_gy,
+        caption=caption,
     )
+    return (
+        viewer_section_html(payload, plot) + '<h2 class="bc-print-heading">Printable snapshots</h2>'
+    )
+
+
+@dataclass(frozen=True)
+class ReportExtras:
+    """What a page built on the plan report adds: ``sections``, HTML fragments (each
+    starting with its ``<h2>`` heading, their text already escaped) placed after the
+    constraints; ``compare_dvhs`` = (label, {structure: DVH}) of another dose, drawn dashed
+    over this dose's curves in the interactive DVH (the pre-plan under the post-implant);
+    ``compare_dose``, that dose, drawn as dashed isodoses in the slice viewer; ``masks``,
+    outlines of the planner's own zones (e.g. each lesion's seed target) in the viewer."""
+
+    sections: Sequence[str] = ()
+    compare_dvhs: tuple[str, Mapping[str, DVH]] | None = None
+    compare_dose: CompareField | None = None
+    masks: Sequence[MaskLayer] = ()
+
+
+def _static_outlines(
+    rois: Sequence[ROI],
+    evaluation: PlanEvaluation,
+    zones: Sequence[MaskLayer],
+    ct_grid: Grid,
+    notes: list[str],
+) -> dict[str, tuple[np.ndarray, tuple[int, int, int] | None]]:
+    """The outlines of the static slice pictures on the CT grid: the ROIs with a DVH and the
+    planner's zones (a ROI that cannot be rasterised is a note)."""
+    masks: dict[str, tuple[np.ndarray, tuple[int, int, int] | None]] = {}
+    for r in rois:
+        if r.name in evaluation.dvhs:
+            try:
+                masks[r.name] = (roi_mask(r, ct_grid), r.color_rgb)
+            except StructureError as exc:
+                notes.append(str(exc))
+    for ml in zones:
+        masks[ml.name] = (resample_mask(ml.mask, ml.grid, ct_grid), ml.colour_rgb)
+    return masks
 
 
 def build_report_html(
@@ -239,7 +291,7 @@ def build_report_html(
     constraints: Sequence[Constraint] = (),
     title: str = "brachycryo plan report",
     render_3d: bool = True,
-    extra_sections: Sequence[str] = (),
+    extras: ReportExtras | None = None,
 ) -> str:
     """The report as one HTML string (see the module docstring).
 
@@ -247,14 +299,15 @@ def build_report_html(
     (:func:`~brachycryo.reports.plots.slice_figure`), the probes' active zones in the 3-D
     view.
 
-    ``extra_sections`` are HTML fragments (each starting with its ``<h2>`` heading, their
-    text already escaped) placed after the constraints, before the DVH plot; e.g. the
-    plan vs post-implant comparison of :mod:`brachycryo.reports.postimplant`.
+    ``extras`` (:class:`ReportExtras`) adds sections after the constraints and another
+    dose's DVHs to the interactive DVH; e.g. the plan vs post-implant comparison of
+    :mod:`brachycryo.reports.postimplant`.
 
     With a CT, the page carries the slice viewer and the interactive
     DVH of :mod:`brachycryo.reports.viewer` (all data inlined); the static DVH and slice
     pictures stay below as printable snapshots.
     """
+    extras = extras or ReportExtras()
     rx = evaluation.prescription_gy
     notes: list[str] = list(evaluation.warnings)
     parts = [f"<h1>{html.escape(title)}</h1>"]
@@ -287,14 +340,14 @@ def build_report_html(
         parts.append(_constraints_table(constraints, evaluation))
     notes, binding_html = _binding_section(notes)
     parts.append(binding_html)
-    parts.extend(extra_sections)
+    parts.extend(extras.sections)
     colours = {r.name: r.color_rgb for r in rois}
     if ct_hu is not None and ct_grid is not None:
         viewer = ViewerInputs(
             ct_hu=ct_hu,
             ct_grid=ct_grid,
-            dose_gy=dose_gy,
-            dose_grid=dose_grid,
+            field_values=dose_gy,
+            field_grid=dose_grid,
             prescription_gy=rx,
             rois=[r for r in rois if r.name in evaluation.dvhs],
             isotherms=isotherms,
@@ -302,20 +355,20 @@ def build_report_html(
             seeds_mm=seeds_mm,
             instruments=instruments,
             target=target,
+            compare=extras.compare_dose,
+            masks=extras.masks,
         )
-        parts.append(_interactive_section(viewer, evaluation, colours, constraints, notes))
+        parts.append(
+            _interactive_section(
+                viewer, evaluation, colours, constraints, notes, extras.compare_dvhs
+            )
+        )
     # DVH plot
     fig = dvh_figure(list(evaluation.dvhs.values()), prescription_gy=rx, colours=colours)
     parts.append("<h2>DVH</h2>" + img_tag(figure_png(fig), "cumulative DVH"))
     # slices
     if ct_hu is not None and ct_grid is not None:
-        masks = {}
-        for r in rois:
-            if r.name in evaluation.dvhs:
-                try:
-                    masks[r.name] = (roi_mask(r, ct_grid), r.color_rgb)
-                except StructureError as exc:
-                    notes.append(str(exc))
+        masks = _static_outlines(rois, evaluation, extras.masks, ct_grid, notes)
         iso_ct = {}
         if isotherms and isotherm_grid is not None:
             iso_ct = {k: resample_mask(m, isotherm_grid, ct_grid) for k, m in isotherms.items()}
@@ -376,12 +429,7 @@ def build_report_html(
         parts.append(
             "<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
         )
-    body = "\n".join(parts)
-    return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">{CSP_META}'
-        f"<title>{html.escape(title)}</title><style>{_CSS}{VIEWER_CSS}</style></head>"
-        f"<body>\n{body}\n</body></html>\n"
-    )
+    return html_document(title, "\n".join(parts), _CSS + VIEWER_CSS)
 
 
 def write_report(path: str | os.PathLike, report_html: str, *, overwrite: bool = False) -> Path:
@@ -389,4 +437,4 @@ def write_report(path: str | os.PathLike, report_html: str, *, overwrite: bool =
     return write_text_atomic(path, report_html, overwrite=overwrite)
 
 
-__all__ = ["Constraint", "build_report_html", "write_report"]
+__all__ = ["Constraint", "ReportExtras", "build_report_html", "write_report"]

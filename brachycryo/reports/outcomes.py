@@ -4,7 +4,7 @@ Contents: the cohort counts and exclusions, each logistic dose-response curve wi
 pointwise 95 % band over the observed rates in dose-quantile bins (Wilson CIs), the
 estimates table (D50, gamma50, HR per 10 Gy with CIs), the Kaplan-Meier curves by dose group
 and the Aalen-Johansen cumulative incidence, each with numbers at risk, and what was not
-done and why.
+done and why; with zones, these sections once per zone.
 """
 
 from __future__ import annotations
@@ -29,10 +29,17 @@ from brachycryo.outcomes.analysis import (
     analyse,
     write_tables,
 )
-from brachycryo.outcomes.data import JoinResult, join_tables, read_dvh_table, read_outcomes
+from brachycryo.outcomes.data import (
+    JoinResult,
+    join_tables,
+    read_dvh_table,
+    read_lesion_map,
+    read_outcomes,
+)
 from brachycryo.outcomes.survival import Curve
 from brachycryo.reports.html import img_tag
 from brachycryo.reports.plots import figure_png
+from brachycryo.reports.viewer import html_document
 
 _CSS = (
     "body{font-family:sans-serif;max-width:60em;margin:auto}"
@@ -112,7 +119,7 @@ def _dose_response_section(title: str, a: DoseResponseAnalysis, res: OutcomesRes
 
 
 def _survival_section(res: OutcomesResult) -> str:
-    parts = []
+    parts = [f"<h2>Zone {html.escape(res.zone)}</h2>"] if res.zone is not None else []
     if res.cox is not None:
         c = res.cox
         hr = c.hr_per_10gy
@@ -146,20 +153,23 @@ def build_outcomes_html(res: OutcomesResult) -> str:
         f"{res.n_patients} patients analysed from {res.n_outcome_rows} outcome rows; "
         f"{len(res.exclusions)} rows excluded (exclusions.csv lists each with its reason).</p>",
     ]
-    for title, a in (
-        ("Toxicity dose-response", res.toxicity),
-        ("Local control dose-response", res.local_control),
-    ):
-        if a is not None:
-            body.append(_dose_response_section(title, a, res))
-    body.append(_survival_section(res))
-    if res.skipped:
+    for part in res.parts():
+        zone = f" (zone {part.zone}: {part.n_lesions} lesions)" if part.zone is not None else ""
+        for title, a in (
+            ("Toxicity dose-response", part.toxicity),
+            ("Local control dose-response", part.local_control),
+        ):
+            if a is not None:
+                body.append(_dose_response_section(title + zone, a, part))
+        body.append(_survival_section(part))
+    skipped = [(k, v) for k, v in sorted(res.skipped.items())]
+    skipped += [
+        (f"{k} (zone {p.zone})", v) for p in res.zones for k, v in sorted(p.skipped.items())
+    ]
+    if skipped:
         body.append("<h2>Not done</h2>")
-        body.append(_table(["analysis", "reason"], sorted(res.skipped.items())))
-    return (
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Outcomes</title>'
-        f"<style>{_CSS}</style></head><body>\n{''.join(body)}\n</body></html>\n"
-    )
+        body.append(_table(["analysis", "reason"], skipped))
+    return html_document("Outcomes", "".join(body), _CSS)
 
 
 HTML_NAME = "outcomes.html"
@@ -171,19 +181,23 @@ def run_outcomes(
     out_dir: str | os.PathLike,
     options: OutcomesOptions | None = None,
     *,
+    lesion_map: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
 ) -> tuple[JoinResult, OutcomesResult]:
-    """The ``brachycryo outcomes`` API: read and join, analyse, and write ``out_dir``
-    (outcomes.json, estimates.csv, exclusions.csv, curves.csv, joined.csv, outcomes.html)
-    all-or-nothing; existing outputs are refused before any work unless ``overwrite``."""
+    """The ``brachycryo outcomes`` API: read and join (through ``lesion_map`` when the
+    outcomes CSV names lesions, not ROIs), analyse, and write ``out_dir`` (outcomes.json,
+    estimates.csv, exclusions.csv, curves.csv, joined.csv, outcomes.html) all-or-nothing;
+    existing outputs are refused before any work unless ``overwrite``."""
     opts = options or OutcomesOptions()
     out = Path(out_dir)
     refuse_existing(out, (*OUTPUT_NAMES, HTML_NAME), overwrite=overwrite)
     with OutputStage([out], folders=[out], overwrite=overwrite) as stage:
+        lmap = read_lesion_map(lesion_map) if lesion_map is not None else None
         joined = join_tables(
             read_dvh_table(dvh_table), read_outcomes(outcomes_csv),
             metric=opts.metric, dvh_path=dvh_table,
+            lesion_map=lmap, lesion_map_path=lesion_map or "lesion map",
         )  # fmt: skip
         res = analyse(joined, opts, progress=progress)
         staged = stage.path(out)

@@ -9,10 +9,15 @@ from pathlib import Path
 from brachycryo.planning.evaluate import PlanMetrics
 from brachycryo.planning.outputs import PLAN_OUTPUT_NAMES, used_needles, write_plan_outputs
 from brachycryo.planning.pipeline import PlanResult
+from brachycryo.planning.robust import RobustSummary
 from brachycryo.qa.evaluate import PlanEvaluation
 from brachycryo.reports.combined import combined_coverage_section
-from brachycryo.reports.html import Constraint, build_report_html, write_report
+from brachycryo.reports.html import Constraint, ReportExtras, build_report_html, write_report
 from brachycryo.reports.plots import Instruments, NeedleOverlay, ProbeOverlay
+from brachycryo.reports.viewer import MaskLayer
+
+#: Outline colours of the planner's seed targets (apart from the isotherms' and the OARs').
+_ZONE_COLOURS = ((80, 230, 80), (255, 215, 0), (0, 160, 110), (200, 255, 120))
 
 
 def _triplet(v) -> tuple[float, float, float]:
@@ -30,6 +35,26 @@ def plan_instruments(result: PlanResult) -> Instruments:
         NeedleOverlay(_triplet(n.entry_mm), _triplet(n.deepest_mm)) for n in used_needles(result)
     ]
     return Instruments(probes=probes, needles=needles)
+
+
+def robust_lines(r: RobustSummary) -> list[str]:
+    """The robust option's result as report lines: targets, probabilities, seed cost."""
+    kept = r.rounds[r.chosen]
+    s = r.spec
+    state = "met" if r.met else "NOT met"
+    out = [
+        f"robust plan ({s.scenarios} scenarios of the {r.error_model} needle error model, "
+        f"seed {s.seed}): targets P(D90 >= Rx) >= {s.min_probability:g} and P(OAR limit met) "
+        f">= {s.oar_min_probability:g} {state}; {kept.n_seeds} seeds, "
+        f"{r.extra_seeds:+d} seeds and {r.extra_needles:+d} needles versus the nominal plan "
+        f"({r.rounds[0].n_seeds} seeds, round {r.chosen} of {len(r.rounds) - 1} kept)"
+    ]
+    nominal = r.rounds[0]
+    for name, p in kept.p_d90.items():
+        out.append(f"robust: {name} P(D90 >= Rx) = {p:.3f} (nominal {nominal.p_d90[name]:.3f})")
+    for name, p in kept.p_met.items():
+        out.append(f"robust: {name} P(met) = {p:.3f} (nominal {nominal.p_met[name]:.3f})")
+    return out
 
 
 def write_plan_report(
@@ -61,6 +86,9 @@ def write_plan_report(
             evaluation.warnings.append(
                 f"{g.roi}: {g.metric} {g.value} % (goal {g.goal} %): {state}"
             )
+    robust = plan_metrics.optimizer.robust if plan_metrics.optimizer else None
+    if robust is not None:
+        evaluation.warnings.extend(robust_lines(robust))
     rois = []
     names = [lesion.roi for lesion in spec.lesions] + [o.roi for o in spec.oars]
     for name in dict.fromkeys(names):
@@ -70,9 +98,16 @@ def write_plan_report(
     for lesion, layout in result.cryo.items():
         isotherms[f"{lesion} 0 C"] = layout.ice_0c
         isotherms[f"{lesion} {spec.cryo.lethal_isotherm_c:g} C"] = layout.lethal
-    for lesion, z in result.zones.items():
-        if z.seed_target is not None:
-            isotherms[f"{lesion} seed target"] = z.seed_target
+    seed_targets = [
+        (le, z.seed_target) for le, z in result.zones.items() if z.seed_target is not None
+    ]
+    zones = [
+        MaskLayer(
+            f"{le} seed target", _ZONE_COLOURS[n % len(_ZONE_COLOURS)], m, result.grid, "zone"
+        )
+        for n, (le, m) in enumerate(seed_targets)
+    ]
+    combined = combined_coverage_section(result, plan_metrics)  # sequential arm only
     html = build_report_html(
         evaluation,
         dose_gy=result.dose_gy,
@@ -88,10 +123,8 @@ def write_plan_report(
         constraints=constraints,
         title=f"brachycryo zoned plan: {result.n_seeds} seeds, {result.n_needles} needles",
         render_3d=render_3d,
+        extras=ReportExtras(sections=[combined] if combined else [], masks=zones),
     )
-    combined = combined_coverage_section(result, plan_metrics)  # sequential arm only
-    if combined:
-        html = html.replace("\n</body>", f"\n{combined}\n</body>", 1)
     return write_report(path, html, overwrite=overwrite)
 
 

@@ -1,8 +1,9 @@
 """The post-implant HTML report: :mod:`brachycryo.reports.html`'s plan report of the post-implant
 dose,
 with sections on the detected seeds and, given a pre-plan, the comparison (plan vs
-post-implant D90 / V100 / D2cc table, DVHs of both, displacement histogram and the
-largest displacements, migration list)."""
+post-implant D90 / V100 / D2cc table, DVHs of both - the pre-plan's dashed over the
+post-implant ones in the page's interactive DVH and in a printable picture -, displacement
+histogram and the largest displacements, migration list)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from brachycryo.postimplant.workflow import (
     PostImplantResult,
     write_postimplant_outputs,
 )
-from brachycryo.reports.html import build_report_html, img_tag, write_report
+from brachycryo.reports.html import ReportExtras, build_report_html, img_tag, write_report
 from brachycryo.reports.plots import figure_png, roi_colour
+from brachycryo.reports.viewer import CompareField
 
 _HEADINGS = {
     "d90_gy": "D90 (Gy)",
@@ -261,7 +263,11 @@ def seeds_section_html(result: PostImplantResult) -> str:
 def build_postimplant_report(result: PostImplantResult, *, render_3d: bool = True) -> str:
     """The post-implant report as one HTML string."""
     sections = []
+    compare = compare_dose = None
     if result.plan_evaluation is not None:
+        compare = ("pre-plan", result.plan_evaluation.dvhs)
+    if result.plan_dose_gy is not None:
+        compare_dose = CompareField("pre-plan", result.plan_dose_gy, result.dose_grid)
         sections.append(comparison_table_html(result))
         sections.append(
             "<h2>DVH: pre-plan (dashed) vs post-implant (solid)</h2>"
@@ -283,7 +289,7 @@ def build_postimplant_report(result: PostImplantResult, *, render_3d: bool = Tru
             seeds_mm=result.detection.positions_mm,
             title=f"brachycryo post-implant dosimetry: {result.detection.n_seeds} seeds",
             render_3d=render_3d,
-            extra_sections=sections,
+            extras=ReportExtras(sections, compare, compare_dose),
         )
     finally:
         ev.warnings = original

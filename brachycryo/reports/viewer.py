@@ -11,17 +11,24 @@ Data on the page
   row/column directions (never across slices) until it holds at most
   :data:`MAX_CT_VOXELS` voxels, then quantised to uint8 in 10 HU steps over
   [-1000, 1550] HU (the window/level presets work on these values).
-* **Dose** on its own grid: every ``s``-th RTDOSE voxel along each axis (``s`` the
+* **The scalar field** (the dose in Gy, or the ice ball's minimum temperature in °C; see
+  :class:`FieldSpec`) on its own grid: every ``s``-th voxel along each axis (``s`` the
   smallest stride leaving at most :data:`MAX_DOSE_VOXELS` voxels; ``s = 1`` keeps the whole
-  grid), quantised to uint16 with one scale (Gy per count), so the cursor readout is the
-  dose of the nearest kept RTDOSE voxel to within half a count.  Isodose lines and the
-  colour wash interpolate the dose trilinearly at the display pixels (marching squares in
-  the page, the method of Lorensen & Cline 1987 restricted to 2-D).
-* **Structures and isotherms**: masks rasterised on the display grid, stored as bit-packed
-  bounding boxes; the page draws their edges (a pixel inside whose 4-neighbour is outside).
+  grid), quantised to uint16 with one offset and one scale (units per count), so the cursor
+  readout is the value of the nearest kept voxel to within half a count.  Iso-lines (isodoses
+  at % of the prescription, isotherms in °C) and the colour wash interpolate the field
+  trilinearly at the display pixels (marching squares in the page, the method of Lorensen &
+  Cline 1987 restricted to 2-D).  A page may have no field (a follow-up without a dose).
+* **Structures and isotherms**: ROIs rasterised on the display grid, masks on other grids
+  (:class:`MaskLayer`) resampled to it, stored as bit-packed bounding boxes; the page draws
+  their edges (a pixel inside whose 4-neighbour is outside).
 * **Seeds, needles, probes**: display-grid index coordinates; a seed is drawn on the
   slices within half a slice of its centre, a needle or probe track where it crosses the
   slab of the slice (clipped to it and projected).
+
+The DVH panel (:class:`DvhPlot`) draws cumulative DVH curves, solid or dashed (a plan
+overlaid on the post-implant dose), and bands shaded between two curves (the 5-95 % band
+of the robustness scenarios); a page may carry the DVH without a slice viewer.
 
 Positions are read out in mm in the patient (LPS) frame through the CT grid's affine
 (DICOM PS3.3 C.7.6.2.1.1), which also handles oblique CTs.
@@ -30,10 +37,11 @@ Positions are read out in mm in the patient (LPS) frame through the CT grid's af
 from __future__ import annotations
 
 import base64
+import html as _html
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -62,18 +70,88 @@ class ViewerLayer:
 
     name: str
     colour_rgb: tuple[int, int, int]
-    kind: str  # "structure" or "isotherm"
+    kind: str  # "structure", "isotherm" or "zone"
     mask: np.ndarray
 
 
 @dataclass(frozen=True)
+class FieldSpec:
+    """What the viewer's scalar field is and how its iso-lines are given.
+
+    ``relative``: the levels are % of the prescription (isodoses); otherwise they are in
+    ``unit`` (isotherms in °C).  ``wash_below``: the colour wash marks values at or below the
+    highest level (cold) instead of at or above the lowest (dose).  ``outside``: the value
+    off the field's grid (0 Gy; the far-field temperature).
+    """
+
+    name: str = "dose"
+    unit: str = "Gy"
+    grid_label: str = "RTDOSE"
+    levels: tuple[float, ...] = DEFAULT_LEVELS_PCT
+    relative: bool = True
+    wash_below: bool = False
+    outside: float = 0.0
+    lines: str = "Isodoses"
+
+    def levels_label(self, prescription_gy: float | None) -> str:
+        if self.relative:
+            rx = f"{prescription_gy:g} Gy" if prescription_gy else "– (no prescription)"
+            return f"{self.lines} (% of {rx})"
+        return f"{self.lines} ({self.unit})"
+
+
+DOSE_FIELD = FieldSpec()
+"""The default field: a dose in Gy, isodoses at 50 / 100 / 150 / 200 % of the prescription."""
+
+
+def temperature_field(isotherms_c: Sequence[float], outside_c: float) -> FieldSpec:
+    """An ice ball's minimum temperature (°C), isotherms at ``isotherms_c``."""
+    return FieldSpec(
+        name="temperature",
+        unit="°C",
+        grid_label="simulation",
+        levels=tuple(sorted((float(t) for t in isotherms_c), reverse=True)),
+        relative=False,
+        wash_below=True,
+        outside=float(outside_c),
+        lines="Isotherms",
+    )
+
+
+@dataclass(frozen=True)
+class MaskLayer:
+    """A mask on its own grid, outlined in the viewer (resampled to the display grid)."""
+
+    name: str
+    colour_rgb: tuple[int, int, int]
+    mask: np.ndarray
+    grid: Grid
+    kind: str = "structure"  # or "isotherm" (dashed), or "zone" (a planner's zone, solid)
+
+
+@dataclass(frozen=True)
+class CompareField:
+    """A second field of the same kind on its own grid (the pre-plan's dose under the
+    post-implant one), drawn as dashed iso-lines at the same levels and read out beside
+    the first."""
+
+    label: str
+    values: np.ndarray
+    grid: Grid
+
+
+@dataclass(frozen=True)
 class ViewerInputs:
-    """What the viewer shows; masks and positions in any frame, converted on build."""
+    """What the viewer shows; masks and positions in any frame, converted on build.
+
+    ``field_values`` on ``field_grid`` is the scalar field that ``field`` describes (a dose
+    in Gy unless told otherwise); None (both) for a page without one.
+    """
 
     ct_hu: np.ndarray
     ct_grid: Grid
-    dose_gy: np.ndarray
-    dose_grid: Grid
+    field_values: np.ndarray | None
+    field_grid: Grid | None
     prescription_gy: float | None
     rois: Sequence[ROI] = ()
     isotherms: Mapping[str, np.ndarray] | None = None
@@ -81,6 +159,9 @@ class ViewerInputs:
     seeds_mm: np.ndarray | None = None
     instruments: Instruments = NO_INSTRUMENTS
     target: str | None = None
+    masks: Sequence[MaskLayer] = ()
+    field: FieldSpec = DOSE_FIELD
+    compare: CompareField | None = None
 
 
 def _b64(a: np.ndarray) -> str:
@@ -127,13 +208,15 @@ def downsample_ct_u8(ct_hu: np.ndarray, factor: int) -> np.ndarray:
     return np.clip(np.rint((a - CT_HU_MIN) / CT_HU_STEP), 0, 255).astype(np.uint8)
 
 
-def quantise_dose(dose_gy: np.ndarray) -> tuple[np.ndarray, float]:
-    """(uint16 counts, Gy per count); dose = counts * scale within scale / 2."""
-    d = np.nan_to_num(np.asarray(dose_gy, dtype=np.float64), nan=0.0, posinf=0.0)
-    d = np.maximum(d, 0.0)
-    top = float(d.max()) if d.size else 0.0
-    scale = top / 65535.0 if top > 0 else 1.0
-    return np.rint(d / scale).astype(np.uint16), scale
+def quantise_field(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(uint16 counts, offset, units per count); value = offset + counts * scale within
+    scale / 2.  The offset is 0 for a field without negative values (a dose), else its
+    minimum (a temperature); NaN and infinities count as 0."""
+    d = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    offset = min(0.0, float(d.min())) if d.size else 0.0
+    span = (float(d.max()) - offset) if d.size else 0.0
+    scale = span / 65535.0 if span > 0 else 1.0
+    return np.rint((d - offset) / scale).astype(np.uint16), offset, scale
 
 
 def resample_mask(mask: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
@@ -183,6 +266,9 @@ def viewer_layers(inputs: ViewerInputs, disp: Grid) -> tuple[list[ViewerLayer], 
         for n, (name, m) in enumerate(inputs.isotherms.items()):
             mask = resample_mask(m, inputs.isotherm_grid, disp)
             layers.append(ViewerLayer(name, _ISO_COLOURS[n % 4], "isotherm", mask))
+    for ml in inputs.masks:
+        mask = resample_mask(ml.mask, ml.grid, disp)
+        layers.append(ViewerLayer(ml.name, ml.colour_rgb, ml.kind, mask))
     return layers, notes
 
 
@@ -223,39 +309,78 @@ class ViewerPayload:
     description: str
 
 
+def _field_json(values: np.ndarray, grid: Grid, spec: FieldSpec) -> tuple[dict, str]:
+    """A field's page data and how it was reduced (words)."""
+    s = dose_stride(grid.shape)
+    sub = np.asarray(values)[::s, ::s, ::s]
+    sub_grid = Grid(
+        shape=(int(sub.shape[0]), int(sub.shape[1]), int(sub.shape[2])),
+        origin_mm=grid.origin_mm,
+        spacing_mm=(grid.spacing_mm[0] * s, grid.spacing_mm[1] * s, grid.spacing_mm[2] * s),
+        direction=grid.direction,
+    )
+    counts, offset, scale = quantise_field(sub)
+    data = {
+        "shape": list(sub_grid.shape),
+        "inv_affine": _inverse_affine_list(sub_grid),
+        "offset": offset,
+        "scale": scale,
+        "outside": spec.outside,
+        "b64": _b64(counts),
+    }
+    kept = (
+        f"every {spec.grid_label} voxel"
+        if s == 1
+        else f"one {spec.grid_label} voxel in {s} along each axis ({'×'.join(map(str, sub.shape))})"
+    )
+    return data, f"{kept}, 16 bit ({scale:.3g} {spec.unit} per step)"
+
+
+def _fields_json(inputs: ViewerInputs) -> tuple[dict | None, dict | None, str]:
+    """(the field's page data, the compared field's, the words on both); None: absent."""
+    spec = inputs.field
+    if inputs.field_values is None or inputs.field_grid is None:
+        return None, None, f"no {spec.name}."
+    data, words = _field_json(inputs.field_values, inputs.field_grid, spec)
+    words = f"{spec.name} {words}"
+    other = None
+    if inputs.compare is not None:
+        c = inputs.compare
+        other, cwords = _field_json(c.values, c.grid, spec)
+        other["label"] = c.label
+        words += f"; {c.label} {cwords}"
+    return data, other, words + "."
+
+
 def build_viewer_payload(inputs: ViewerInputs) -> ViewerPayload:
-    """Reduce the CT, dose, masks and positions to the page's arrays (module docstring)."""
+    """Reduce the CT, field, masks and positions to the page's arrays (module docstring)."""
     f = inplane_factor(inputs.ct_grid.shape)
     disp = display_grid(inputs.ct_grid, f)
     ct_u8 = downsample_ct_u8(inputs.ct_hu, f)
-    s = dose_stride(inputs.dose_grid.shape)
-    dgrid = inputs.dose_grid
-    sub = np.asarray(inputs.dose_gy)[::s, ::s, ::s]
-    sub_grid = Grid(
-        shape=(int(sub.shape[0]), int(sub.shape[1]), int(sub.shape[2])),
-        origin_mm=dgrid.origin_mm,
-        spacing_mm=(dgrid.spacing_mm[0] * s, dgrid.spacing_mm[1] * s, dgrid.spacing_mm[2] * s),
-        direction=dgrid.direction,
-    )
-    counts, scale = quantise_dose(sub)
+    field_data, compare_data, field_words = _fields_json(inputs)
     layers, notes = viewer_layers(inputs, disp)
     seeds = _to_disp(inputs.seeds_mm if inputs.seeds_mm is not None else [], disp)
     start = [n // 2 for n in disp.shape]  # the slices through the target's centroid
     target = next((ly.mask for ly in layers if ly.name == inputs.target), None)
     if target is not None and target.any():
         start = [round(float(np.mean(a))) for a in np.nonzero(target)]
+    spec = inputs.field
     data = {
         "ct": {"shape": list(disp.shape), "affine": _affine_list(disp), "b64": _b64(ct_u8)},
         "ct_hu": {"min": CT_HU_MIN, "step": CT_HU_STEP},
         "spacing": list(disp.spacing_mm),
-        "dose": {
-            "shape": list(sub_grid.shape),
-            "inv_affine": _inverse_affine_list(sub_grid),
-            "scale": scale,
-            "b64": _b64(counts),
+        "dose": field_data,
+        "compare": compare_data,
+        "field": {
+            "name": spec.name,
+            "unit": spec.unit,
+            "grid_label": spec.grid_label,
+            "relative": spec.relative,
+            "wash_below": spec.wash_below,
+            "levels_label": spec.levels_label(inputs.prescription_gy),
         },
         "rx": inputs.prescription_gy,
-        "levels": list(DEFAULT_LEVELS_PCT),
+        "levels": list(spec.levels),
         "layers": [j for j in (_layer_json(ly) for ly in layers) if j is not None],
         "seeds": seeds,
         "start": start,
@@ -265,13 +390,7 @@ def build_viewer_payload(inputs: ViewerInputs) -> ViewerPayload:
     description = (
         f"CT {ni}×{nj}×{nk} shown as {disp.shape[2]}×{disp.shape[1]}×{disp.shape[0]} "
         f"(in-plane block mean ×{f}), 8 bit in {CT_HU_STEP:g} HU steps over "
-        f"[{CT_HU_MIN:g}, {CT_HU_MIN + 255 * CT_HU_STEP:g}] HU; dose "
-        + (
-            "every RTDOSE voxel"
-            if s == 1
-            else f"one RTDOSE voxel in {s} along each axis ({'×'.join(map(str, sub.shape))})"
-        )
-        + f", 16 bit ({scale:.3g} Gy per step)."
+        f"[{CT_HU_MIN:g}, {CT_HU_MIN + 255 * CT_HU_STEP:g}] HU; " + field_words
     )
     return ViewerPayload(data, notes, description)
 
@@ -281,37 +400,119 @@ def _json_script(element_id: str, obj) -> str:
     return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
-def dvh_payload(dvhs: Sequence[DVH], colours: Mapping[str, tuple[int, int, int] | None]) -> list:
-    """Cumulative DVHs (dose in Gy, volume in % of the structure) for the page: the bin
-    edges up to the dose where the curve reaches 0 %, resampled (linear interpolation of the
-    cumulative curve) on :data:`DVH_POINTS` doses when there are more edges than that."""
+def _dvh_points(d: DVH) -> tuple[np.ndarray, np.ndarray] | None:
+    """(dose in Gy, volume in %) of a cumulative DVH: the bin edges up to the dose where the
+    curve reaches 0 %, resampled (linear interpolation of the cumulative curve) on
+    :data:`DVH_POINTS` doses when there are more edges than that; None for an empty one."""
+    total = d.volume_cc
+    if total <= 0:
+        return None
+    diff = np.asarray(d.differential_cc, dtype=float)
+    cum = np.concatenate([np.cumsum(diff[::-1])[::-1], [0.0]]) / total * 100.0
+    edges = np.asarray(d.bin_edges_gy, dtype=float)
+    last = int(np.nonzero(cum > 0)[0].max()) + 1 if (cum > 0).any() else 1
+    top = float(edges[min(last, len(edges) - 1)])
+    if last + 1 > DVH_POINTS:
+        dose = np.linspace(float(edges[0]), top, DVH_POINTS)
+        return dose, np.interp(dose, edges, cum)
+    return edges[: last + 1], cum[: last + 1]
+
+
+def _rounded(a) -> list[float]:
+    return [round(float(v), 4) for v in a]
+
+
+def _thin(dose: np.ndarray, *curves: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Curves on a dose axis of at most :data:`DVH_POINTS` doses (linear interpolation)."""
+    dose = np.asarray(dose, dtype=float)
+    if dose.size <= DVH_POINTS:
+        return (dose, *(np.asarray(c, dtype=float) for c in curves))
+    new = np.linspace(float(dose[0]), float(dose[-1]), DVH_POINTS)
+    return (new, *(np.interp(new, dose, c) for c in curves))
+
+
+def dvh_payload(
+    dvhs: Sequence[DVH],
+    colours: Mapping[str, tuple[int, int, int] | None],
+    *,
+    label: str = "",
+    dashed: bool = False,
+) -> list:
+    """Cumulative DVH curves (dose in Gy, volume in % of the structure) for the page, each
+    named by its structure (the toggles) and labelled ``name`` or ``"name (label)"`` (the
+    hover readout); ``dashed`` for an overlaid curve (a plan under the post-implant dose)."""
     out = []
     for d in dvhs:
-        total = d.volume_cc
-        if total <= 0:
+        pts = _dvh_points(d)
+        if pts is None:
             continue
-        diff = np.asarray(d.differential_cc, dtype=float)
-        cum = np.concatenate([np.cumsum(diff[::-1])[::-1], [0.0]]) / total * 100.0
-        edges = np.asarray(d.bin_edges_gy, dtype=float)
-        # the cumulative DVH is linear between bin edges: resampled on at most
-        # DVH_POINTS doses from 0 to where it reaches 0 %
-        last = int(np.nonzero(cum > 0)[0].max()) + 1 if (cum > 0).any() else 1
-        top = float(edges[min(last, len(edges) - 1)])
-        if last + 1 > DVH_POINTS:
-            dose = np.linspace(float(edges[0]), top, DVH_POINTS)
-            vol = np.interp(dose, edges, cum)
-        else:
-            dose, vol = edges[: last + 1], cum[: last + 1]
         colour = colours.get(d.name) or (255, 255, 0)
         out.append(
             {
                 "name": d.name,
+                "label": f"{d.name} ({label})" if label else d.name,
                 "colour": [int(c) for c in colour],
-                "dose": [round(float(v), 4) for v in dose],
-                "vol": [round(float(v), 4) for v in vol],
+                "dash": dashed,
+                "dose": _rounded(pts[0]),
+                "vol": _rounded(pts[1]),
             }
         )
     return out
+
+
+def curve_payload(
+    name: str,
+    label: str,
+    colour: tuple[int, int, int],
+    dose_gy: np.ndarray,
+    volume_pct: np.ndarray,
+    *,
+    dashed: bool = False,
+) -> dict:
+    """One DVH curve given as points (dose in Gy, volume in %)."""
+    dose, vol = _thin(dose_gy, volume_pct)
+    return {
+        "name": name,
+        "label": label,
+        "colour": [int(c) for c in colour],
+        "dash": dashed,
+        "dose": _rounded(dose),
+        "vol": _rounded(vol),
+    }
+
+
+def band_payload(
+    name: str,
+    label: str,
+    colour: tuple[int, int, int],
+    dose_gy: np.ndarray,
+    low_pct: np.ndarray,
+    high_pct: np.ndarray,
+) -> dict:
+    """A DVH band: shaded between ``low_pct`` and ``high_pct`` on the dose axis ``dose_gy``."""
+    dose, lo, hi = _thin(dose_gy, low_pct, high_pct)
+    return {
+        "name": name,
+        "label": label,
+        "colour": [int(c) for c in colour],
+        "dose": _rounded(dose),
+        "lo": _rounded(lo),
+        "hi": _rounded(hi),
+    }
+
+
+@dataclass(frozen=True)
+class DvhPlot:
+    """The page's interactive DVH: curves (:func:`dvh_payload`, :func:`curve_payload`),
+    bands (:func:`band_payload`), goal markers, the prescription line (None: none) and a
+    caption (plain text) saying what the line styles mean."""
+
+    curves: list
+    bands: list = field(default_factory=list)
+    goals: list = field(default_factory=list)
+    prescription_gy: float | None = None
+    caption: str = ""
+    heading: str = "DVH"
 
 
 _JS_PATH = Path(__file__).with_name("viewer.js")
@@ -335,22 +536,47 @@ body.bc-solo > :not(#bc-viewer), body.bc-solo:not(.bc-solo-controls) #bc-control
 """
 
 
-def viewer_section_html(payload: ViewerPayload, dvh_data: list, goals: list) -> str:
-    """The viewer and DVH sections (HTML with the data and the script inlined)."""
-    import html as _html
-
-    js = _JS_PATH.read_text(encoding="utf-8")
+def slice_viewer_html(payload: ViewerPayload) -> str:
+    """The slice viewer section: canvas, controls, how the data were reduced, the data."""
     return (
         '<h2>Slice viewer</h2><div id="bc-viewer"><canvas id="bc-canvas" width="512" '
         'height="512"></canvas><div id="bc-controls"></div></div>'
         f'<p class="meta" id="bc-reduction">{_html.escape(payload.description)}</p>'
-        '<h2>DVH</h2><div id="bc-dvh"></div><div id="bc-dvh-controls"></div>'
-        '<div id="bc-dvh-readout"></div>'
         + _json_script("bc-data", payload.data)
-        + _json_script("bc-dvh-data", {"dvhs": dvh_data, "goals": goals})
-        + '<pre id="bc-state" hidden></pre>'
-        + f"<script>{js}</script>"
     )
+
+
+def dvh_section_html(plot: DvhPlot) -> str:
+    """The interactive DVH section (with its data)."""
+    caption = f'<p class="meta">{_html.escape(plot.caption)}</p>' if plot.caption else ""
+    data = {
+        "curves": plot.curves,
+        "bands": plot.bands,
+        "goals": plot.goals,
+        "rx": plot.prescription_gy,
+    }
+    return (
+        f"<h2>{_html.escape(plot.heading)}</h2>"
+        '<div id="bc-dvh"></div><div id="bc-dvh-controls"></div><div id="bc-dvh-readout"></div>'
+        + caption
+        + _json_script("bc-dvh-data", data)
+    )
+
+
+def viewer_script_html() -> str:
+    """The program of the viewer and the DVH (once per page, after their sections)."""
+    js = _JS_PATH.read_text(encoding="utf-8")
+    return f'<pre id="bc-state" hidden></pre><script>{js}</script>'
+
+
+def viewer_section_html(payload: ViewerPayload | None, dvh: DvhPlot | None) -> str:
+    """The slice viewer and / or the DVH sections with the script (HTML, data inlined)."""
+    parts = []
+    if payload is not None:
+        parts.append(slice_viewer_html(payload))
+    if dvh is not None:
+        parts.append(dvh_section_html(dvh))
+    return "".join(parts) + viewer_script_html()
 
 
 CSP_META = (
@@ -358,15 +584,39 @@ CSP_META = (
     "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:\">"
 )
 
+
+def html_document(title: str, body: str, css: str) -> str:
+    """A whole self-contained page: the Content-Security-Policy that blocks every network
+    source (so the page can fetch nothing), the title, the inlined ``css`` and ``body``."""
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">{CSP_META}'
+        f"<title>{_html.escape(title)}</title><style>{css}</style></head>"
+        f"<body>\n{body}\n</body></html>\n"
+    )
+
+
 __all__ = [
     "CSP_META",
+    "DOSE_FIELD",
     "VIEWER_CSS",
+    "CompareField",
+    "DvhPlot",
+    "FieldSpec",
+    "MaskLayer",
     "ViewerInputs",
     "ViewerPayload",
+    "band_payload",
     "build_viewer_payload",
+    "curve_payload",
     "dose_stride",
     "dvh_payload",
+    "dvh_section_html",
+    "html_document",
     "inplane_factor",
+    "quantise_field",
     "resample_mask",
+    "slice_viewer_html",
+    "temperature_field",
+    "viewer_script_html",
     "viewer_section_html",
 ]

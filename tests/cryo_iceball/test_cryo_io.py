@@ -217,6 +217,9 @@ def test_cli_writes_summary_and_pngs(tmp_path):
     assert 0 <= summary["oar_min_distance_mm"]["rectum"] < 12
     for name in ("slice_axial", "slice_coronal", "slice_sagittal", "volume_vs_time"):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "iceball.html").read_text(encoding="utf-8")
+    assert 'id="bc-data"' in page and "default-src 'none'" in page and "no CT" in page
+    assert "Isotherms (\\u00b0C)" in page and "-40 °C (lethal)" in page  # JSON escapes °
     from brachycryo.core.errors import OutputExistsError
 
     with pytest.raises(OutputExistsError):

@@ -31,6 +31,7 @@ from brachycryo.planning.spec import parse_plan_spec
 from brachycryo.qa.dvh import sample_dose_at_points
 from brachycryo.reports.plan import write_plan_folder
 from tests.followup.synthetic import grid_centre, moved_ct, rotation
+from tests.reports.browser import needs_chromium, states
 
 LESION = "GTV_Met1"
 SPEC = {
@@ -335,3 +336,32 @@ def test_cli_registration_options(case, tmp_path, capsys):
         read_landmarks(wrong)
     with pytest.raises(BrachyCryoError, match="does not exist"):
         read_landmarks(tmp_path / "none.csv")
+
+
+@needs_chromium
+def test_followup_page_viewer_in_the_browser(case, tmp_path):
+    """followup.html opens from disk with no request; the follow-up tumour is outlined on
+    the slice through the GTV and disappears when toggled; the readout is the planned dose
+    at the RTDOSE voxel under the cursor."""
+    from brachycryo.followup.io import followup_json
+    from brachycryo.reports.followup import build_followup_report
+
+    plan = read_plan_folder(case.plan_dir)
+    fu = read_followup(case.fu_ct, case.fu_rs)
+    rois = [LesionRois(LESION, tumour="FU_Tumour", ablation="Ablation_OK")]
+    result = analyse_followup(plan, fu, rois, case.registration)
+    page = tmp_path / "followup.html"
+    page.write_text(
+        build_followup_report(plan, result, followup_json(result, SPEC["prescription"]["dose_gy"]))
+    )
+    tumour = f"{LESION}: tumour (follow-up)"
+    point = case.centre_mm + np.array([3.1, -2.2, 0.0])
+    on, off, probe = states(page, ["", f"toggle={tumour}", "probe=" + ",".join(map(str, point))])
+    assert on["edges"][tumour] > 0 and on["edges"][f"{LESION}: GTV (plan)"] > 0
+    assert off["edges"][tumour] == 0 and off["hidden"] == [tumour]
+    dose = plan.dose
+    i, j, k = np.rint(dose.grid.mm_to_ijk(probe["readout"]["mm"])).astype(int)
+    assert probe["readout"]["ijk"] == [i, j, k]
+    scale = float(dose.dose_gy.max()) / 65535
+    assert abs(probe["readout"]["value"] - dose.dose_gy[k, j, i]) <= scale / 2 + 1e-6
+    assert len(page.read_text()) < 5_000_000

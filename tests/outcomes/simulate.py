@@ -39,6 +39,40 @@ def _clustered_uniform(rng, patient_idx: np.ndarray, n_patients: int, rho: float
     return np.where(rng.uniform(size=len(patient_idx)) < rho, up, own)
 
 
+def outcomes_for_doses(
+    rng: np.random.Generator,
+    dose: np.ndarray,
+    pidx: np.ndarray,
+    *,
+    truth: Truth = Truth(),
+    rho: float = 0.5,
+    followup_months: float = 60.0,
+) -> pd.DataFrame:
+    """Outcome columns of lesions with doses ``dose`` (Gy) and patient indices ``pidx``
+    (0 .. n_patients - 1) drawn from the planted ``truth``: grade >= 3 toxicity by the
+    logistic, local progression by the proportional-hazards exponential, censoring
+    U(6, followup) months, death exponential per patient; lesions of a patient share
+    uniforms with probability ``rho``."""
+    n_lesions, n_pat = len(dose), int(pidx.max()) + 1
+    p_tox = 1 / (1 + np.exp(-(truth.b0 + truth.b1 * dose)))
+    tox = _clustered_uniform(rng, pidx, n_pat, rho) < p_tox
+    grade = np.where(tox, rng.integers(3, 5, n_lesions), rng.integers(0, 3, n_lesions))
+    lam = truth.base_hazard_per_month * truth.hr_per_10gy ** ((dose - 140.0) / 10.0)
+    t_prog = -np.log(_clustered_uniform(rng, pidx, n_pat, rho)) / lam
+    cens = rng.uniform(6.0, followup_months, n_lesions)
+    t_death = rng.exponential(1 / truth.death_hazard_per_month, n_pat)[pidx]
+    local_time = np.minimum(t_prog, cens)
+    return pd.DataFrame(
+        {
+            "local_event": (t_prog <= cens).astype(int),
+            "local_time_months": np.round(local_time, 6),
+            "death": (t_death <= cens).astype(int),
+            "death_time_months": np.round(np.minimum(t_death, cens), 6),
+            "toxicity_grade": grade,
+        }
+    )
+
+
 def simulate(
     n_lesions: int = 200,
     *,
@@ -57,27 +91,13 @@ def simulate(
     n_pat = len(sizes)
     pidx = np.repeat(np.arange(n_pat), sizes)
     dose = rng.uniform(80, 200, n_pat)[pidx] + rng.normal(0, 20, n_lesions)
-    p_tox = 1 / (1 + np.exp(-(truth.b0 + truth.b1 * dose)))
-    tox = _clustered_uniform(rng, pidx, n_pat, rho) < p_tox
-    grade = np.where(tox, rng.integers(3, 5, n_lesions), rng.integers(0, 3, n_lesions))
-    lam = truth.base_hazard_per_month * truth.hr_per_10gy ** ((dose - 140.0) / 10.0)
-    t_prog = -np.log(_clustered_uniform(rng, pidx, n_pat, rho)) / lam
-    cens = rng.uniform(6.0, followup_months, n_lesions)
-    t_death = rng.exponential(1 / truth.death_hazard_per_month, n_pat)[pidx]
-    local_time = np.minimum(t_prog, cens)
     patients = np.array([f"P{i:04d}" for i in pidx])
     structures = np.array([f"GTV{k + 1}" for s in sizes for k in range(s)])
-    outcomes = pd.DataFrame(
-        {
-            "patient": patients,
-            "structure": structures,
-            "local_event": (t_prog <= cens).astype(int),
-            "local_time_months": np.round(local_time, 6),
-            "death": (t_death <= cens).astype(int),
-            "death_time_months": np.round(np.minimum(t_death, cens), 6),
-            "toxicity_grade": grade,
-        }
+    outcomes = outcomes_for_doses(
+        rng, dose, pidx, truth=truth, rho=rho, followup_months=followup_months
     )
+    outcomes.insert(0, "structure", structures)
+    outcomes.insert(0, "patient", patients)
     rows = []
     for p, s, d in zip(patients, structures, dose):
         plan = f"1.2.{p[1:]}"

@@ -42,7 +42,7 @@ def test_end_to_end(cohort, tmp_path, capsys):
     )
     # the Rectum rows of the DVH table (no outcome) are listed, one per patient
     excl = (out / "exclusions.csv").read_text().splitlines()
-    assert excl[0] == "source,patient,structure,plan,line,reason"
+    assert excl[0] == "source,patient,structure,plan,line,reason,lesion,zone"
     assert len(excl) == 1 + doc["n_patients"]
     assert all(",Rectum," in line for line in excl[1:])
     page = (out / "outcomes.html").read_text()

@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brachycryo.outcomes.data import OutcomesInputError, join_tables, read_dvh_table, read_outcomes
+from brachycryo.outcomes.data import (
+    OutcomesInputError,
+    join_tables,
+    read_dvh_table,
+    read_lesion_map,
+    read_outcomes,
+)
 
 HEADER = "patient,structure,local_event,local_time_months,death,death_time_months,toxicity_grade"
 
@@ -118,3 +124,70 @@ def test_parquet_and_csv_tables_read_alike(tmp_path):
     pd.testing.assert_frame_equal(
         a[["patient", "structure", "value"]], b[["patient", "structure", "value"]]
     )
+
+
+MAP_HEADER = "patient,lesion,structure"
+
+
+def _map(tmp_path, *lines, header=MAP_HEADER):
+    p = tmp_path / "map.csv"
+    p.write_text("\n".join([header, *lines]) + "\n")
+    return p
+
+
+def test_lesion_map_locates_lesions_and_lists_every_unmatched_row(tmp_path):
+    header = "patient,lesion,local_event,local_time_months,toxicity_grade"
+    oc = read_outcomes(
+        _csv(
+            tmp_path,
+            "A,liver-1,0,5,0",  # line 2: -> GTV1
+            "A,liver-2,1,3,4",  # 3: -> GTV2
+            "A,liver-3,0,5,0",  # 4: not in the map
+            "Z,x,0,5,0",  # 5: patient not in the map
+            "A,liver-4,0,5,0",  # 6: mapped to an ROI the table lacks
+            header=header,
+        )
+    )
+    lmap = read_lesion_map(
+        _map(tmp_path, "A,liver-1,GTV1", "A,liver-2,GTV2", "A,liver-4,GTV9", "A,liver-5,Rectum")
+    )
+    j = join_tables(DVH, oc, lesion_map=lmap)
+    assert j.frame["lesion"].tolist() == ["liver-1", "liver-2"]
+    assert j.frame["structure"].tolist() == ["GTV1", "GTV2"]
+    assert j.frame["dose_metric_value"].tolist() == [150.0, 120.0]
+    assert j.frame["outcome_line"].tolist() == [2, 3]
+    out = {e.line: e for e in j.exclusions if e.source == "outcomes"}
+    assert set(out) == {4, 5, 6}
+    assert out[4].lesion == "liver-3" and "not in the lesion map" in out[4].reason
+    assert "not in the lesion map" in out[5].reason
+    assert out[6].structure == "GTV9" and "ROI name" in out[6].reason
+    (unused,) = [e for e in j.exclusions if e.source == "lesion_map"]
+    assert (unused.lesion, unused.structure, unused.line) == ("liver-5", "Rectum", 5)
+    assert j.n_outcome_rows == 5
+    assert len(j.frame) + sum(e.source == "outcomes" for e in j.exclusions) == 5
+
+
+def test_lesion_map_plan_column_and_bad_maps(tmp_path):
+    header = "patient,lesion,local_event,local_time_months"
+    oc = read_outcomes(_csv(tmp_path, "B,b1,0,5", header=header))
+    lmap = read_lesion_map(_map(tmp_path, "B,b1,GTV1,pB2", header=MAP_HEADER + ",plan"))
+    j = join_tables(DVH, oc, lesion_map=lmap)
+    assert j.frame["dose_metric_value"].tolist() == [110.0]
+    with pytest.raises(OutcomesInputError, match="mapped twice \\(lines 2 and 3\\)"):
+        read_lesion_map(_map(tmp_path, "B,b1,GTV1", "B,b1,GTV2"))
+    with pytest.raises(OutcomesInputError, match="column 'structure'"):
+        read_lesion_map(_map(tmp_path, "B,b1", header="patient,lesion"))
+    with pytest.raises(OutcomesInputError, match="line 2.*column 'structure'.*empty"):
+        read_lesion_map(_map(tmp_path, "B,b1,"))
+    with pytest.raises(OutcomesInputError, match="give a lesion map"):
+        join_tables(DVH, oc)
+    h2 = "patient,lesion,structure,local_event,local_time_months"
+    with_structure = read_outcomes(_csv(tmp_path, "B,b1,GTV1,0,5", header=h2))
+    with pytest.raises(OutcomesInputError, match="use one"):
+        join_tables(DVH, with_structure, lesion_map=read_lesion_map(_map(tmp_path, "B,b1,GTV1")))
+    h3 = "patient,lesion,zone,local_event,local_time_months"
+    zoned = read_outcomes(_csv(tmp_path, "B,b1,core,0,5", header=h3))
+    with pytest.raises(OutcomesInputError, match="needs a 'zone' column"):
+        join_tables(DVH, zoned, lesion_map=read_lesion_map(_map(tmp_path, "B,b1,GTV1")))
+    with pytest.raises(OutcomesInputError, match="column 'zone'.*empty"):
+        read_outcomes(_csv(tmp_path, "B,b1,,0,5", header=h3))

@@ -6,31 +6,19 @@ end to end on it, listing the analyses three lesions cannot support."""
 from __future__ import annotations
 
 import json
-import warnings
 
 import pandas as pd
 import pytest
 
 from brachycryo.cli import main
 from brachycryo.outcomes.data import join_tables, read_dvh_table, read_outcomes
-from brachycryo.phantoms.cohort import write_cohort_patient
 
-TINY = {"spacing_mm": (8.0, 8.0, 10.0), "dose_spacing_mm": 5.0, "seed_spacing_mm": 12.0}
 HEADER = "patient,structure,local_event,local_time_months,toxicity_grade"
 
 
-@pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cohort")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        pats = [
-            write_cohort_patient(root / "c" / "x", phantom_seed=0, **TINY),
-            write_cohort_patient(root / "c" / "y", phantom_seed=1, d90_over_rx=(1.0, 1.2), **TINY),
-        ]
-    out = root / "metrics.parquet"
-    assert main(["dvh-batch", str(root / "c"), "--out", str(out), "--quiet"]) == 0
-    return out, [p.patient_id for p in pats]
+@pytest.fixture
+def table(tiny_dvh_table):
+    return tiny_dvh_table
 
 
 def test_join_real_table(table, tmp_path):

@@ -236,8 +236,26 @@ def test_cli_outputs_and_isotherm_rtstruct(patient, cli_run, dciodvfy):
     assert info["tissue_voxels"]["tumor"] > 0
     errors, _ = dciodvfy(out / ISOTHERM_RTSTRUCT_NAME)
     assert errors == []
+    _check_page(out / "iceball.html", ct, summary)
     with pytest.raises(OutputExistsError):
         _cli(["iceball", str(folder / "case.toml"), "--out", str(out), "--quiet"])
+
+
+def _check_page(path, ct, summary):
+    """iceball.html: the viewer over the patient CT with the OARs and the temperature."""
+    import re
+
+    from brachycryo.reports.viewer import inplane_factor
+
+    page = path.read_text(encoding="utf-8")
+    data = json.loads(re.search(r'id="bc-data">(.*?)</script>', page).group(1))
+    f = inplane_factor(ct.grid.shape)
+    nk, nj, ni = ct.grid.shape
+    assert data["ct"]["shape"] == [nk, nj // f, ni // f]
+    assert {ly["name"] for ly in data["layers"]} == set(summary["oar_min_distance_mm"])
+    assert data["field"]["name"] == "temperature" and data["levels"] == [0.0, -20.0, -40.0]
+    assert data["dose"]["offset"] < -40.0 and "no CT" not in page
+    assert len(page) < 30e6
 
 
 def test_oar_distances_against_brute_force(patient, cli_run, api_runs):

@@ -156,3 +156,83 @@ def test_milp_respects_a_tight_dvcc_limit(small_problem, small_optimum):
     assert sel.chosen.size, info
     d = a_o[:, sel.chosen].sum(axis=1) * 0.5
     assert tight.excess_cc(d) <= 0.1 + 1e-9
+
+
+def test_background_dose_counts_in_coverage_and_oar_limits(problem):
+    """A fixed background (seeds already implanted) at every point: a target half covered by
+    it needs fewer new seeds; the OAR limit holds for background + new seeds."""
+    target, a_t, a_o, needle, excl = problem
+    cc_t, cc_o = np.full(len(target), 0.008), np.full(len(a_o), 0.008)
+    scratch = _select(problem, oar_limit_gy=1000.0)
+    # the background: the scratch plan's seeds on the OAR's side, x > 0 (needles 8-15:
+    # x = 4, 12 mm), at the same strength
+    right = scratch.chosen[needle[scratch.chosen] >= 8]
+    assert 0 < right.size < scratch.chosen.size
+    bg_t = 0.6 * a_t[:, right].sum(axis=1)
+    bg_o = 0.6 * a_o[:, right].sum(axis=1)
+    # the limit: the scratch plan's OAR maximum, most of it the background's
+    limit = 1.001 * float((0.6 * a_o[:, scratch.chosen].sum(axis=1)).max())
+    assert bg_o.max() > 0.5 * limit
+    zone = TargetZone("T", a_t, cc_t, 120.0, bg_t)
+    oar = OarConstraint("Cord", "dmax", "dmax", limit, 0.0, a_o, cc_o, bg_o)
+    sel = select_seeds([zone], [oar], sk_u=0.6, needle=needle, exclusions=excl, max_needles=25)
+    _assert_completes(sel, scratch, zone, oar, sk_u=0.6, v100_min=0.95)
+    # a background that already covers the target needs no new seed
+    full = TargetZone("T", a_t, cc_t, 120.0, np.full(len(target), 130.0))
+    none = select_seeds([full], [], sk_u=0.6, needle=needle, exclusions=excl, max_needles=25)
+    assert none.feasible and none.chosen.size == 0
+
+
+def _assert_completes(sel, scratch, zone, oar, *, sk_u, v100_min):
+    """``sel`` with the background of ``zone`` / ``oar``: feasible on background + new seeds,
+    with fewer seeds than ``scratch``, and short of the goal without the background."""
+    total_t = zone.background_gy + sk_u * zone.matrix[:, sel.chosen].sum(axis=1)
+    total_o = oar.background_gy + sk_u * oar.matrix[:, sel.chosen].sum(axis=1)
+    assert sel.feasible, sel.log
+    assert total_o.max() <= oar.limit_gy * (1 + 1e-6)
+    assert sel.coverage[zone.name]["v100_pct"] == pytest.approx(
+        100 * np.mean(total_t >= zone.prescription_gy)
+    )
+    assert np.mean(total_t >= zone.prescription_gy) >= v100_min
+    assert 0 < len(sel.chosen) < len(scratch.chosen)
+    # without the background the same selection would miss the goal
+    alone = sk_u * zone.matrix[:, sel.chosen].sum(axis=1)
+    assert np.mean(alone >= zone.prescription_gy) < v100_min
+
+
+def test_milp_counts_the_background_dose(small_problem, small_optimum):
+    """The MILP with a background (half the free optimum's seeds, on the OAR's side, as if
+    implanted): fewer new seeds, V100 >= 95 % on the total, the Dmax limit on the total."""
+    from brachycryo.planning.milp import select_seeds_milp
+
+    target, a_t, a_o, needle, _ = small_problem
+    exact, _ = small_optimum
+    right = exact.chosen[needle[exact.chosen] >= 6]  # x = 7 mm, the OAR (x = 16 mm) side
+    assert 0 < right.size < exact.chosen.size
+    limit = 1.001 * float((0.5 * a_o[:, exact.chosen].sum(axis=1)).max())
+    bg_o = 0.5 * a_o[:, right].sum(axis=1)
+    assert bg_o.max() > 0.5 * limit
+    zone = TargetZone("T", a_t, np.full(len(target), 0.064), 110.0,
+                      0.5 * a_t[:, right].sum(axis=1))  # fmt: skip
+    oar = OarConstraint("Wall", "dmax", "dmax", limit, 0.0, a_o, np.full(len(a_o), 0.064), bg_o)
+    sel, info = select_seeds_milp([zone], [oar], **_small_kw(small_problem))
+    assert "optimal" in info.status.lower(), info
+    _assert_completes(sel, exact, zone, oar, sk_u=0.5, v100_min=0.95)
+
+
+def test_two_for_one_reduction_saves_a_seed_goals_kept(problem):
+    """After pruning, replacing two seeds by one (``reduce_seeds``) saves a seed on this
+    problem; the goals, recomputed here from the matrix, and the spacing rule still hold."""
+    target, a_t, a_o, needle, excl = problem
+    zone = TargetZone("T", a_t, np.full(len(target), 0.008), 140.0)
+    oar = OarConstraint("Cord", "dmax", "dmax", 1000.0, 0.0, a_o, np.full(len(a_o), 0.008))
+    kw = dict(sk_u=0.6, needle=needle, exclusions=excl, max_needles=25)
+    plain = select_seeds([zone], [oar], reduce_seeds=False, **kw)
+    reduced = select_seeds([zone], [oar], reduce_seeds=True, **kw)
+    assert plain.feasible and reduced.feasible
+    assert reduced.chosen.size < plain.chosen.size
+    dose = 0.6 * a_t[:, reduced.chosen].sum(axis=1)
+    assert (dose >= 140.0).mean() >= 0.95
+    assert np.sort(dose)[int(np.ceil(0.1 * dose.size)) - 1] >= 140.0  # D90: 90 % at >= it
+    chosen = set(reduced.chosen.tolist())
+    assert not any(a in chosen and b in chosen for a, b in excl)

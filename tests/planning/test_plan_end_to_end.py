@@ -1,6 +1,7 @@
 """End to end on a small phantom: outputs, trade-offs, determinism, RTPLAN round trip."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -191,14 +192,14 @@ def _toml(doc) -> str:
 
 
 def test_high_risk_sub_zone_gets_its_own_prescription(tmp_path):
-    """Met2's GTV as a high-risk sub-zone at 150 Gy inside its 110 Gy margin zone: the
+    """Met2's GTV as a high-risk sub-zone at 180 Gy inside its 110 Gy margin zone: the
     optimiser treats it as a zone with its own prescription, metrics.json reports it
-    against 150 Gy, and the GTV gets more dose than in the same plan without it."""
+    against 180 Gy, and the GTV gets more dose than in the same plan without it."""
     base = {**SPEC, "lesion": [SPEC["lesion"][0]], "oar": [{"roi": "Bowel", "d2cc_gy": 200.0}]}
     boosted = {
         **base,
         "lesion": [
-            {**SPEC["lesion"][0], "high_risk": [{"roi": "GTV_Met2", "prescription_gy": 150.0}]}
+            {**SPEC["lesion"][0], "high_risk": [{"roi": "GTV_Met2", "prescription_gy": 180.0}]}
         ],
     }
     plain = metrics_document(evaluate_zoned_plan(make_plan(parse_plan_spec(base), tmp_path / "a")))
@@ -210,13 +211,13 @@ def test_high_risk_sub_zone_gets_its_own_prescription(tmp_path):
     goals = [g for g in doc["goals"] if g["roi"] == zone]
     assert {g["metric"] for g in goals} == {"V100", "D90"}
     d90 = next(g for g in goals if g["metric"] == "D90")
-    assert d90["goal"] == 150.0
-    # its V100 is relative to its own 150 Gy
-    v150gy = metric_value(pm.dvhs[zone], "V150Gy")
-    assert doc["structures"][zone]["v100_pct"] == pytest.approx(v150gy, abs=1e-3)
+    assert d90["goal"] == 180.0
+    # its V100 is relative to its own 180 Gy
+    v_boost_pct = metric_value(pm.dvhs[zone], "V180Gy")
+    assert doc["structures"][zone]["v100_pct"] == pytest.approx(v_boost_pct, abs=1e-3)
     assert result.selection.coverage["GTV_Met2 GTV_Met2"]["d90_gy"] > 0
     if doc["feasible"]:
-        assert d90["passed"] and d90["value"] >= 150.0 - 1e-6
+        assert d90["passed"] and d90["value"] >= 180.0 - 1e-6
     else:
         assert doc["binding"]
     # the boost raises the GTV's dose over the plan without it
@@ -279,3 +280,20 @@ def test_written_series_are_distinct_and_the_plan_references_the_zones(planned, 
     for kind, word in (("ct", "Laterality"), ("rtplan", "ApplicationSetupType")):
         errors, warnings_ = dciodvfy(files[kind])
         assert errors == [] and not [w for w in warnings_ if word in w], warnings_
+
+
+def test_report_viewer_outlines_seed_targets_as_planned_zones(planned):
+    """The seed targets are the planner's zones, not isotherms: the viewer lists them as
+    'zone' layers (solid, "(planned zone)"), the ice balls as isotherms."""
+    result, _, paths = planned
+    page = paths["report"].read_text()
+    m = re.search(r'<script type="application/json" id="bc-data">(.*?)</script>', page, re.S)
+    assert m is not None
+    kinds = {ly["name"]: ly["kind"] for ly in json.loads(m.group(1))["layers"]}
+    seeded = [le for le, z in result.zones.items() if z.seed_target is not None]
+    assert seeded
+    for lesion in seeded:
+        assert kinds[f"{lesion} seed target"] == "zone"
+    for lesion in result.cryo:
+        assert kinds[f"{lesion} 0 C"] == "isotherm"
+    assert set(kinds.values()) <= {"structure", "isotherm", "zone"}

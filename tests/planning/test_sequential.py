@@ -17,8 +17,9 @@ from brachycryo.cli import main
 from brachycryo.dicom_io.ct_series import load_ct_series
 from brachycryo.dicom_io.rasterize import roi_mask
 from brachycryo.dicom_io.rtdose import read_rtdose
-from brachycryo.dicom_io.rtplan import read_rtplan
+from brachycryo.dicom_io.rtplan import read_rtplan, seed_implant, write_seed_rtplan
 from brachycryo.dicom_io.rtstruct import read_rtstruct
+from brachycryo.dose_kernels import dose_on_grid, load_seed_model
 from tests.planning.test_plan_end_to_end import _toml
 
 RX_GY = 110.0
@@ -197,13 +198,90 @@ def test_a_clearance_that_leaves_no_probe_position_exits_3_naming_the_seeds(
     assert code == 3 and "implanted seeds" in err and "GTV_Met1" in err
 
 
-def test_add_seeds_beside_implanted_ones_is_refused_until_the_optimiser_has_a_background(
-    first, tmp_path, capsys
-):
-    doc = _cryo_spec(first, tmp_path, first / "RP.seeds.dcm")
-    doc["prescription"] = {**doc["prescription"], "add_seeds": True}
-    code, _ = _plan(tmp_path, doc, "add")
-    assert code == 1 and "add_seeds" in capsys.readouterr().err
+@pytest.fixture(scope="module")
+def half_implant(first):
+    """An implant that under-covers its seed target: the first plan's seeds on one side only
+    (x < -95 mm, two of its four needles), written as the implanted RTPLAN."""
+    plan = read_rtplan(first / "RP.seeds.dcm")
+    keep = plan.positions_mm[:, 0] < -95.0
+    assert 0 < keep.sum() < plan.n_seeds
+    half = seed_implant(
+        plan.positions_mm[keep], plan.channel_numbers[keep].tolist(), source=plan.sources[0],
+        directions=plan.directions[keep], label="HALF",
+        referenced_structure_set_uid=plan.referenced_structure_set_uid,
+    )  # fmt: skip
+    path = first.parent / "RP.half.dcm"
+    write_seed_rtplan(path, half, context=load_ct_series(first / "case" / "CT").context)
+    return path
+
+
+def _seed_spec(first, implanted=None, **rx):
+    doc = {**SEED_PLAN, "case": {"ct": str(first / "case" / "CT"),
+                                 "rtstruct": str(first / "case" / "RS.phantom.dcm")}}  # fmt: skip
+    doc["needles"] = {**SEED_PLAN["needles"], "spacing_mm": 10.0}
+    if implanted is not None:
+        doc["case"]["implanted_plan"] = str(implanted)
+    doc["prescription"] = {**SEED_PLAN["prescription"], **rx}
+    return doc
+
+
+@pytest.fixture(scope="module")
+def added(first, half_implant):
+    code, out = _plan(first.parent, _seed_spec(first, half_implant, add_seeds=True), "added")
+    assert code == 0
+    return out
+
+
+def test_new_seeds_complete_an_implant_that_under_covers_the_margin(first, half_implant, added):
+    """add_seeds = true: the implanted seeds' dose is the optimiser's background, so the new
+    seeds fill what the implant leaves (fewer than a plan from scratch), keep the seed spacing
+    from every implanted seed, and implanted + new seeds meet the goals."""
+    metrics = json.loads((added / "metrics.json").read_text())
+    implanted = read_rtplan(half_implant)
+    sk_u = 0.8 * 1.270
+    sets = metrics["seed_sets"]
+    assert sets["implanted"]["n_seeds"] == implanted.n_seeds
+    assert sets["implanted"]["total_sk_u"] == pytest.approx(implanted.n_seeds * sk_u, abs=1e-3)
+    n_new = metrics["n_seeds"]
+    assert sets["new"] == {"n_seeds": n_new, "total_sk_u": pytest.approx(n_new * sk_u, abs=1e-3)}
+    assert metrics["feasible"] and all(g["passed"] for g in metrics["goals"])
+    # the RTPLAN holds both: new seeds from source 1 on needles 1, 2, ...; the implanted
+    # ones from their own source, in channels 1000 + their channel in the implanted plan
+    plan = read_rtplan(added / "RP.seeds.dcm")
+    new = np.array([s.source_number == 1 for s in plan.seeds])
+    assert new.sum() == n_new and (~new).sum() == implanted.n_seeds
+    assert np.all(plan.channel_numbers[~new] > 1000) and np.all(plan.channel_numbers[new] < 1000)
+    np.testing.assert_allclose(plan.positions_mm[~new], implanted.positions_mm, atol=0.01)
+    gap = np.linalg.norm(plan.positions_mm[new][:, None] - implanted.positions_mm[None], axis=-1)
+    assert gap.min() >= SEED_PLAN["needles"]["seed_spacing_mm"] - 1e-6
+    # the written dose is that of every seed of the RTPLAN (TG-43, recomputed here)
+    dose = read_rtdose(added / "RD.plan.dcm")
+    recomputed = dose_on_grid(plan.to_seeds(), dose.grid, load_seed_model("6711"),
+                              backend="numpy", dtype=np.float64)  # fmt: skip
+    assert np.abs(recomputed - dose.dose_gy).max() <= 1e-3 * RX_GY
+    # a plan from scratch needs more seeds
+    code, scratch = _plan(first.parent, _seed_spec(first), "scratch")
+    assert code == 0
+    assert n_new < json.loads((scratch / "metrics.json").read_text())["n_seeds"]
+
+
+def test_add_seeds_false_leaves_the_implant_as_it_is(first, half_implant):
+    code, out = _plan(first.parent, _seed_spec(first, half_implant), "kept")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n_seeds"] == 0 and not (out / "RP.seeds.dcm").exists()
+    assert metrics["seed_sets"]["new"] == {"n_seeds": 0, "total_sk_u": 0.0}
+    v100 = next(g for g in metrics["goals"] if g["metric"] == "V100")
+    # the under-coverage is reported, not fixed (and, as before, the exit status of a plan
+    # that optimises no seed does not reflect the seed goals)
+    assert not v100["passed"] and v100["value"] < 50.0 and code == 0
+
+
+def test_implanted_dose_alone_over_an_oar_limit_is_refused_naming_it(first, half_implant, capsys):
+    doc = _seed_spec(first, half_implant, add_seeds=True)
+    doc["oar"] = [{"roi": "Bowel", "dmax_gy": 0.1}]  # the implant alone gives ~0.17 Gy
+    code, _ = _plan(first.parent, doc, "over")
+    err = capsys.readouterr().err
+    assert code == 3 and "Bowel dmax" in err and "implanted seeds' dose alone" in err
 
 
 def test_report_shows_the_combined_map(sequential):
@@ -227,6 +305,12 @@ def test_spec_keys_defaults_and_errors(tmp_path):
         parse_plan_spec({**plain, "prescription": {**plain["prescription"], "add_seeds": False}})
     with pytest.raises(ConfigError, match="seed_clearance_mm"):
         parse_plan_spec({**doc, "cryo": {"seed_clearance_mm": -1.0}}, base_dir=tmp_path)
+    # robust scenarios would leave out the implanted seeds' dose: refused with add_seeds
+    robust = {**doc, "optimizer": {"robust": {"scenarios": 10}}}
+    assert parse_plan_spec(robust, base_dir=tmp_path).optimizer.robust is not None
+    added = {**robust, "prescription": {**doc["prescription"], "add_seeds": True}}
+    with pytest.raises(ConfigError, match=r"optimizer\.robust.*implanted"):
+        parse_plan_spec(added, base_dir=tmp_path)
 
 
 def test_segment_distances_against_dense_sampling():
@@ -247,3 +331,39 @@ def test_segment_distances_against_dense_sampling():
         d = segment_point_distance_mm(p0, p1, pts)
         brute = np.linalg.norm((p0 + s * (p1 - p0))[:, None] - pts[None], axis=-1).min(axis=0)
         np.testing.assert_allclose(d, brute, atol=1e-2)
+
+
+def test_new_candidates_keep_the_seed_spacing_and_their_needles_3_mm_from_implanted_seeds():
+    """clear_of_implanted on hand-made candidates (needles along +y from y = -50 mm)."""
+    from brachycryo.core.errors import InfeasiblePlanError
+    from brachycryo.planning.implanted import clear_of_implanted
+    from brachycryo.planning.needles import Candidates, NeedleTrack
+
+    y = np.array([0.0, 1.0, 0.0])
+    tracks = tuple(NeedleTrack(k, np.array([x, -50.0, 0.0]), y) for k, x in enumerate((0, 20, 40)))
+    pos = np.array([[0, -20, 0], [0, 0, 0], [0, 20, 0],  # needle 0
+                    [20, -20, 0], [20, 0, 0],  # needle 1
+                    [40, 0, 0]], dtype=float)  # needle 2  # fmt: skip
+    cands = Candidates(
+        positions_mm=pos, directions=np.tile(y, (6, 1)), needle=np.array([0, 0, 0, 1, 1, 2]),
+        depth_mm=pos[:, 1] + 50.0, tracks=tracks,
+        exclusions=np.array([[0, 1], [1, 2], [3, 4], [3, 5]]), rejected_tracks={},
+    )  # fmt: skip
+    implanted = np.array([
+        [2.5, -35.0, 0.0],  # 15 mm from every seed of needle 0, 2.5 mm from its shaft
+        [26.0, 0.0, 0.0],  # 6 mm from (20, 0, 0)
+        [43.5, -30.0, 0.0],  # 3.5 mm from needle 2's shaft: kept
+    ])  # fmt: skip
+    kept, removed = clear_of_implanted(cands, implanted, min_seed_distance_mm=10.0)
+    np.testing.assert_array_equal(kept.positions_mm, pos[[3, 5]])
+    np.testing.assert_array_equal(kept.needle, [1, 2])
+    np.testing.assert_array_equal(kept.exclusions, [[0, 1]])  # (3, 5) renumbered
+    assert removed == {
+        "within 10 mm of an implanted seed": 1,
+        "needle within 3 mm of an implanted seed": 3,
+    }
+    gap = np.linalg.norm(kept.positions_mm[:, None] - implanted[None], axis=-1)
+    assert gap.min() >= 10.0
+    # a spacing that leaves no candidate is refused, naming the implanted seeds
+    with pytest.raises(InfeasiblePlanError, match="implanted seeds"):
+        clear_of_implanted(cands, implanted, min_seed_distance_mm=60.0)

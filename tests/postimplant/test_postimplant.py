@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -318,6 +319,14 @@ def test_outputs_written_and_inputs_unchanged(tmp_path, exact_case, exact_result
     assert len(rows) == 61 and all(r.split(",")[10] for r in rows[1:])
     text = paths["report"].read_text()
     assert "Pre-plan vs post-implant" in text and "Seed displacement and migration" in text
+    # the interactive DVH: every post-implant curve (solid) with its pre-plan curve (dashed)
+    dvh = json.loads(re.search(r'id="bc-dvh-data">(.*?)</script>', text).group(1))
+    solid = [c["name"] for c in dvh["curves"] if not c["dash"]]
+    dashed = [c["label"] for c in dvh["curves"] if c["dash"]]
+    assert solid and dashed == [f"{n} (pre-plan)" for n in solid]
+    data = json.loads(re.search(r'id="bc-data">(.*?)</script>', text).group(1))
+    assert data["compare"]["label"] == "pre-plan"  # its isodoses dashed in the viewer
+    assert data["compare"]["shape"] == data["dose"]["shape"]
     # no overwrite without asking; nothing partial written
     (out / "seeds.csv").write_text("keep me")
     with pytest.raises(OutputExistsError):

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,18 +16,15 @@ import pytest
 from brachycryo.core.grid import Grid
 from brachycryo.reports.viewer import (
     MAX_CT_VOXELS,
+    CompareField,
     ViewerInputs,
     build_viewer_payload,
     dose_stride,
     inplane_factor,
 )
 
+from .browser import chromium, needs_chromium, screenshot, state, states
 from .viewer_case import R100_MM, RX_GY, SIGMA_MM, build_case, circle_roi
-
-CHROMIUM = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser")) if p), None)
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium not installed (.ci/run installs the Debian package)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -39,40 +33,6 @@ def page(tmp_path_factory):
     path = tmp_path_factory.mktemp("viewer") / "report.html"
     path.write_text(case.html, encoding="utf-8")
     return case, path
-
-
-def _chromium(args: list[str], url: str) -> str:
-    """Run headless Chromium; fail on a script error or on any request the page's
-    Content-Security-Policy blocked (every network source is blocked, so any attempt to
-    fetch something shows up as a console message naming the policy)."""
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
-    cmd += ["--force-device-scale-factor=1", "--enable-logging=stderr", "--v=0", *args, url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
-    console = [line for line in out.stderr.splitlines() if ":CONSOLE" in line]
-    bad = ("Uncaught", "Refused to", "Content Security Policy")
-    assert not [c for c in console if any(b in c for b in bad)], console
-    return out.stdout
-
-
-def states(path: Path, steps: list[str]) -> list[dict]:
-    """The page's state after each step (steps run in turn on one page)."""
-    dom = _chromium(["--dump-dom"], f"{path.as_uri()}#{'|'.join(steps)}")
-    m = re.search(r'<pre id="bc-state"[^>]*>([^<]*)</pre>', dom)
-    assert m and m.group(1), "the page wrote no state (script error?)"
-    out = json.loads(m.group(1).replace("&amp;", "&"))
-    return out if len(steps) > 1 else [out]
-
-
-def state(path: Path, hash_: str) -> dict:
-    return states(path, [hash_])[0]
-
-
-def screenshot(path: Path, hash_: str, tmp: Path) -> np.ndarray:
-    from PIL import Image
-
-    png = tmp / f"shot{abs(hash(hash_))}.png"
-    _chromium([f"--screenshot={png}", "--window-size=560,560"], f"{path.as_uri()}#{hash_}")
-    return np.asarray(Image.open(png).convert("RGB")).astype(int)
 
 
 def test_page_is_self_contained(page):
@@ -85,7 +45,8 @@ def test_page_is_self_contained(page):
 
 
 def test_512_ct_with_dose_fits_30_mb():
-    """A 512 x 512 x 150 CT with a dose grid as large: the page data stay under 30 MB."""
+    """A 512 x 512 x 150 CT with a dose grid as large, and a pre-plan dose as large drawn
+    beside it (the post-implant page): the page data stay under 30 MB."""
     shape = (150, 512, 512)
     assert inplane_factor(shape) == 2 and 150 * 256 * 256 <= MAX_CT_VOXELS
     grid = Grid(shape, (0.0, 0.0, 0.0), (0.9, 0.9, 2.0))
@@ -93,9 +54,11 @@ def test_512_ct_with_dose_fits_30_mb():
     dose = np.zeros(shape, dtype=np.float32)
     dose[75, 256, 256] = 10.0
     s = dose_stride(shape)
-    payload = build_viewer_payload(ViewerInputs(ct, grid, dose, grid, 145.0))
+    pre = CompareField("pre-plan", dose, grid)
+    payload = build_viewer_payload(ViewerInputs(ct, grid, dose, grid, 145.0, compare=pre))
     size = len(json.dumps(payload.data))
     assert size <= 30e6, size
+    assert payload.data["compare"]["shape"] == payload.data["dose"]["shape"]
     assert payload.data["ct"]["shape"] == [150, 256, 256]
     assert payload.data["dose"]["shape"] == [-(-n // s) for n in shape]
     assert "block mean ×2" in payload.description
@@ -111,8 +74,8 @@ def test_readout_equals_dose_at_the_rtdose_voxel(page):
         r = st["readout"]
         assert np.allclose(r["mm"], point, atol=0.2)  # the mouse lands on the point
         i, j, k = np.rint(case.dose_grid.mm_to_ijk(r["mm"])).astype(int)
-        assert r["dose_ijk"] == [i, j, k]
-        assert abs(r["dose_gy"] - case.dose_gy[k, j, i]) <= scale / 2 + 1e-6
+        assert r["ijk"] == [i, j, k]
+        assert abs(r["value"] - case.dose_gy[k, j, i]) <= scale / 2 + 1e-6
 
 
 @needs_chromium
@@ -222,9 +185,9 @@ def test_seeds_and_tracks_drawn_where_they_cross_the_slice(page):
 
 @needs_chromium
 def test_a_network_request_would_be_caught(page, tmp_path):
-    """The console check of :func:`_chromium` sees a request the page should not make."""
+    """The console check of :func:`chromium` sees a request the page should not make."""
     text = page[1].read_text(encoding="utf-8")
     bad = tmp_path / "bad.html"
     bad.write_text(text.replace("<h2>Slice viewer</h2>", '<img src="http://127.0.0.1:9/x.png">'))
     with pytest.raises(AssertionError, match=r"127\.0\.0\.1:9/x\.png"):
-        _chromium(["--dump-dom"], bad.as_uri())
+        chromium(["--dump-dom"], bad.as_uri())

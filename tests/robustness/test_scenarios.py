@@ -1,6 +1,7 @@
 """Robustness evaluation of a small plan (4 mm phantom, one seed lesion, two OAR limits)."""
 
 import json
+import re
 
 import numpy as np
 import pydicom
@@ -18,6 +19,7 @@ from brachycryo.reports.plan import write_plan_folder
 from brachycryo.robustness.error_model import ErrorModel, Magnitude
 from brachycryo.robustness.plan_folder import read_plan_folder
 from brachycryo.robustness.scenarios import RobustOptions, evaluate_robustness
+from tests.reports.browser import needs_chromium, states
 
 SPEC = {
     "case": {"phantom": {"seed": 2, "site": "abdomen", "spacing_mm": [4.0, 4.0, 4.0]}},
@@ -149,7 +151,10 @@ def test_cli_writes_all_three_or_refuses(plan_dir, tmp_path):
     assert len(doc["worst_scenarios"]) == 5
     page = (out / "robust.html").read_text()
     assert "<svg" in page and "class='hot'" in page and "GTV_Met2_SeedTarget" in page
-    assert page.count("<svg") == 1 + 2 + 1 and "grey planned, blue moved" in page
+    assert page.count("<svg") == 1 and "grey planned, blue moved" in page
+    # the DVH bands: nominal, median and band of 1 zone and 2 limited OARs (drawn by the page)
+    dvh = json.loads(re.search(r'id="bc-dvh-data">(.*?)</script>', page).group(1))
+    assert len(dvh["curves"]) == 2 * 3 and len(dvh["bands"]) == 3
     rows = (out / "robust.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2 + 2
     before = (out / "robust.json").read_text()
@@ -175,3 +180,43 @@ def test_cli_bad_error_model_file_names_the_key(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and "bad.toml" in err and "needle.entry_mm" in err
     assert not (tmp_path / "o").exists()
+
+
+@needs_chromium
+def test_page_dvh_bands_in_the_browser(inputs, tmp_path):
+    """robust.html opens from disk with no request; hovering the DVH at the prescription
+    reads each structure's nominal volume and its 5-95 % band off the result's arrays; a
+    toggled structure's curves and band disappear."""
+    from brachycryo.reports.robust import page_html
+
+    model = ErrorModel(entry_mm=Magnitude(3.4, 1.7), depth_mm=Magnitude(5.2, 4.8))
+    r = evaluate_robustness(inputs, model, RobustOptions(n_scenarios=8, backend="numba"))
+    page = tmp_path / "robust.html"
+    page.write_text(page_html(r))
+    z = r.zones[0]
+    g = z.prescription_gy
+    hover, hidden = states(page, [f"dvh_hover={g}", f"dvh_toggle={z.name}"])
+    dose = hover["dvh_hover"]["dose_gy"]
+    lo = np.interp(dose, z.dvh_dose_gy, z.dvh_bands_pct[0])
+    hi = np.interp(dose, z.dvh_dose_gy, z.dvh_bands_pct[2])
+    nominal = np.interp(dose, z.dvh_dose_gy, z.dvh_nominal_pct)
+    assert hi - lo > 1.0  # the scenarios spread the DVH at the prescription
+    assert hover["dvh_hover"]["bands_pct"][f"{z.name} p5-p95"] == pytest.approx([lo, hi], abs=0.1)
+    assert hover["dvh_hover"]["volumes_pct"][f"{z.name} nominal"] == pytest.approx(nominal, abs=0.1)
+    assert hover["dvh_bands"] == 3 and hover["dvh_visible"] == [z.name, "Bowel", "Kidney_R"]
+    assert hidden["dvh_visible"] == ["Bowel", "Kidney_R"]
+
+
+def test_large_structures_get_a_coarser_lattice(plan_dir):
+    """Beyond max_points a structure is sampled on a coarser lattice: at most max_points
+    points sharing out the volume found on the requested lattice, deterministic."""
+    full = read_plan_folder(plan_dir, spacing_mm=2.0, max_points=10**9)
+    capped = read_plan_folder(plan_dir, spacing_mm=2.0, max_points=400)
+    again = read_plan_folder(plan_dir, spacing_mm=2.0, max_points=400)
+    pairs = list(zip(full.zones, capped.zones))
+    pairs += [(full.oars[k], capped.oars[k]) for k in full.oars]
+    assert any(len(f.point_cc) > 400 for f, _ in pairs)  # the cap matters here
+    for f, c in pairs:
+        assert len(c.point_cc) <= 400
+        assert c.volume_cc == pytest.approx(f.volume_cc, rel=1e-9)
+    np.testing.assert_array_equal(capped.zones[0].points_mm, again.zones[0].points_mm)
