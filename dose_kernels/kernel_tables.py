@@ -9,6 +9,7 @@ used to extrapolate ``ln g_L`` beyond the last radius, and the normalisation
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -25,10 +26,10 @@ __all__ = [
     "FORMALISMS",
     "R0_MM",
     "KernelTables",
-    "Lookup",
+    "UniformTable",
     "geometry_factor_line",
-    "make_lookup",
     "pack_tables",
+    "uniform_grid",
 ]
 
 #: Reference distance of TG-43 (1 cm), in mm.
@@ -53,16 +54,18 @@ def geometry_factor_line(r_mm: float, theta_deg: float, length_mm: float) -> flo
     return math.atan2(x, d) / x
 
 
-class Lookup(NamedTuple):
-    """O(1) interval search in a sorted node list, branch-free (see :func:`make_lookup`).
+class UniformTable(NamedTuple):
+    """A piecewise-linear table resampled on a uniform grid that contains every published
+    node (see :func:`uniform_grid`), in slope form: ``values[c] + (v − x[c])·slope[c]`` on
+    cell c = ⌊(v − x[0])·inv_h⌋ (clamped to ``last``).  Linear interpolation of a
+    piecewise-linear function sampled on a finer grid holding all its breakpoints is the
+    same function, so the values at the published nodes, and between them, are unchanged."""
 
-    ``nodes`` ends with a +inf sentinel; ``cell[c]`` is the interval index of the left end of
-    the uniform cell ``c`` of width ``1 / inv_h`` starting at ``nodes[0]``.
-    """
-
-    nodes: np.ndarray
-    cell: np.ndarray  # uintp (unsigned: a compiled index needs no negative-index fix-up)
+    x: np.ndarray
+    values: np.ndarray
+    slope: np.ndarray
     inv_h: np.floating
+    last: np.floating  # number of cells − 1, as a float (the cell index clamp)
 
 
 class KernelTables(NamedTuple):
@@ -88,25 +91,28 @@ class KernelTables(NamedTuple):
     phi_r_mm: np.ndarray
     phi_an: np.ndarray
     atan_c: np.ndarray  # constants of tg43_scalar.atan2_nonneg
-    # ln g_L(r) in slope form, the tail slope as the last slope (tg43_scalar.table_at)
-    gl_nodes: np.ndarray  # gl_r_mm and a +inf sentinel (Lookup.nodes)
-    gl_cell: np.ndarray
-    gl_inv_h: np.floating
+    # ln g_L(r) in slope form on a uniform grid, the tail slope as the last slope
+    # (tg43_scalar.table_at)
+    gl_x: np.ndarray
+    gl_v: np.ndarray
     gl_slope: np.ndarray
-    # F(r, theta) (tg43_scalar.anisotropy_at)
-    f_r_nodes: np.ndarray
-    f_r_cell: np.ndarray
+    gl_inv_h: np.floating
+    gl_last: np.floating
+    # F(r, theta) on a uniform (theta, r) grid (tg43_scalar.anisotropy_at)
+    f_x_r: np.ndarray
     f_r_inv_h: np.floating
-    f_t_nodes: np.ndarray
-    f_t_cell: np.ndarray
+    f_r_last: np.floating
+    f_x_t: np.ndarray
     f_t_inv_h: np.floating
+    f_t_last: np.floating  # number of theta cells − 1 (the last theta node starts no cell)
+    f_grid: np.ndarray  # (n_theta, n_r)
     f_slope_r: np.ndarray  # (n_theta, n_r), last column 0 (r clamped to the table)
-    f_inv_dtheta: np.ndarray  # (n_theta,), last entry 0 (theta clamped to the table)
-    # phi_an(r) in slope form, held constant beyond the table
-    phi_nodes: np.ndarray
-    phi_cell: np.ndarray
-    phi_inv_h: np.floating
+    # phi_an(r) in slope form on a uniform grid, held constant beyond the table
+    phi_x: np.ndarray
+    phi_v: np.ndarray
     phi_slope: np.ndarray
+    phi_inv_h: np.floating
+    phi_last: np.floating
     exp_c: np.ndarray  # constants of tg43_scalar.exp_fast
 
 
@@ -122,29 +128,86 @@ def tail_slope_per_mm(model: SeedModel) -> float:
     return min(slope, 0.0)
 
 
-#: Cell width of a :class:`Lookup` as a fraction of the narrowest node interval (< 1/2, so that
-#: two neighbouring cells never hold two nodes, with a margin for float32 rounding).
-_CELLS_PER_INTERVAL = 2.5
+#: Largest number of grid points per axis of a resampled table (:func:`uniform_grid`).
+MAX_UNIFORM_POINTS = 20_000
+#: Largest number of entries of the resampled F(r, θ) table.
+MAX_UNIFORM_F_POINTS = 2_000_000
 
 
-def make_lookup(nodes: np.ndarray, dt: np.dtype) -> Lookup:
-    """The O(1) interval lookup of :func:`brachycryo.dose_kernels.tg43_scalar.locate` for
-    strictly increasing ``nodes``: cells of width h = (narrowest interval)/2.5 from nodes[0];
-    ``cell[c]`` = index of the interval holding nodes[0] + c·h (computed in float64)."""
+def uniform_grid(nodes: np.ndarray, what: str) -> np.ndarray:
+    """A uniform grid from ``nodes[0]`` to ``nodes[-1]`` that contains every node: the step
+    is the greatest common divisor of the node intervals (as decimal fractions, to 1e-6 of
+    the unit); the grid points at the nodes are the nodes themselves, bit for bit.
+    Published tables give steps of 0.5 mm or 1°; a table whose step would need more than
+    :data:`MAX_UNIFORM_POINTS` points is refused with a :class:`ConfigError`."""
     x = np.asarray(nodes, dtype=np.float64)
-    padded = np.append(x, np.inf).astype(dt)
     if x.size < 2:
-        return Lookup(padded, np.zeros(1, dtype=np.uintp), dt.type(0.0))
-    h = float(np.min(np.diff(x))) / _CELLS_PER_INTERVAL
-    n_cells = math.ceil((x[-1] - x[0]) / h) + 2
-    left = x[0] + h * np.arange(n_cells)
-    cell = np.clip(np.searchsorted(x, left, side="right") - 1, 0, x.size - 1).astype(np.uintp)
-    return Lookup(padded, cell, dt.type(1.0 / h))
+        return x.copy()
+    diffs = [Fraction(float(d)).limit_denominator(1_000_000) for d in np.diff(x)]
+    step = diffs[0]
+    for d in diffs[1:]:
+        step = Fraction(
+            math.gcd(step.numerator * d.denominator, d.numerator * step.denominator),
+            step.denominator * d.denominator,
+        )
+    n = round((x[-1] - x[0]) / float(step)) + 1
+    if not (0 < n <= MAX_UNIFORM_POINTS):
+        raise ConfigError(
+            f"the {what} nodes need a uniform grid of {n} points (step {float(step):g}); "
+            f"at most {MAX_UNIFORM_POINTS} are supported",
+            key=what,
+        )
+    grid = x[0] + float(step) * np.arange(n)
+    idx = np.rint((x - x[0]) / float(step)).astype(np.intp)
+    if np.any(np.abs(grid[idx] - x) > 1e-9 * max(1.0, abs(x[-1]))):
+        raise ConfigError(f"the {what} nodes are not on a uniform grid", key=what)
+    grid[idx] = x
+    return grid
+
+
+def _uniform_table(
+    nodes: np.ndarray, values: np.ndarray, tail_slope: float, dt: np.dtype, what: str
+) -> UniformTable:
+    """``values`` (linear between ``nodes``, ``tail_slope`` beyond) on :func:`uniform_grid`."""
+    grid = uniform_grid(nodes, what)
+    v = np.interp(grid, np.asarray(nodes, float), np.asarray(values, float))
+    slope = _slopes(grid, v, tail_slope) if grid.size > 1 else np.array([tail_slope])
+    inv_h = 1.0 / (grid[1] - grid[0]) if grid.size > 1 else 0.0
+    return UniformTable(
+        np.ascontiguousarray(grid, dtype=dt),
+        np.ascontiguousarray(v, dtype=dt),
+        np.ascontiguousarray(slope, dtype=dt),
+        dt.type(inv_h),
+        dt.type(grid.size - 1),
+    )
 
 
 def _slopes(nodes: np.ndarray, values: np.ndarray, tail_slope: float) -> np.ndarray:
     """Per-interval slopes of a piecewise-linear table, ``tail_slope`` past the last node."""
     return np.append(np.diff(values) / np.diff(nodes), tail_slope)
+
+
+def _resample_f(model: SeedModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """F(r, θ) on uniform r and θ grids holding the published nodes: the bilinear
+    interpolation of the published table (linear in r along each published θ row, then
+    linear in θ along each column), which bilinear interpolation on the finer grid
+    reproduces exactly."""
+    r = np.asarray(model.f_r_mm, float)
+    th = np.asarray(model.f_theta_deg, float)
+    tab = np.asarray(model.f_table, float)
+    gr = uniform_grid(r, "F radii")
+    gt = uniform_grid(th, "F angles")
+    if gr.size * gt.size > MAX_UNIFORM_F_POINTS:
+        raise ConfigError(
+            f"the F(r, theta) table would need {gr.size * gt.size} points on a uniform grid; "
+            f"at most {MAX_UNIFORM_F_POINTS} are supported",
+            key="F table",
+        )
+    rows = np.array([np.interp(gr, r, row) for row in tab])  # (n_theta published, n_r fine)
+    fine = np.array([np.interp(gt, th, col) for col in rows.T]).T  # (n_theta fine, n_r fine)
+    if gt.size == 1:  # one angle: F constant in θ (two equal rows keep the kernel's θ cell)
+        gt, fine = np.array([gt[0], gt[0] + 1.0]), np.vstack([fine, fine])
+    return gr, gt, fine
 
 
 def _slopes_r(r_mm: np.ndarray, f: np.ndarray) -> np.ndarray:
@@ -190,10 +253,10 @@ def pack_tables(
     def arr(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a, dtype=dt)
 
-    gl_at = make_lookup(model.gl_r_mm, dt)
-    fr_at = make_lookup(model.f_r_mm, dt)
-    ft_at = make_lookup(model.f_theta_deg, dt)
-    phi_at = make_lookup(phi_r, dt)
+    tail = tail_slope_per_mm(model)
+    gl_u = _uniform_table(model.gl_r_mm, np.log(model.gl), tail, dt, "g_L radii")
+    phi_u = _uniform_table(phi_r, phi, 0.0, dt, "phi_an radii")
+    f_r, f_t, f_fine = _resample_f(model)
 
     return KernelTables(
         line=line,
@@ -213,21 +276,23 @@ def pack_tables(
         phi_r_mm=arr(phi_r),
         phi_an=arr(phi),
         atan_c=arr(np.asarray(atan_constants())),
-        gl_nodes=gl_at.nodes,
-        gl_cell=gl_at.cell,
-        gl_inv_h=gl_at.inv_h,
-        gl_slope=arr(_slopes(model.gl_r_mm, np.log(model.gl), tail_slope_per_mm(model))),
-        f_r_nodes=fr_at.nodes,
-        f_r_cell=fr_at.cell,
-        f_r_inv_h=fr_at.inv_h,
-        f_t_nodes=ft_at.nodes,
-        f_t_cell=ft_at.cell,
-        f_t_inv_h=ft_at.inv_h,
-        f_slope_r=arr(_slopes_r(np.asarray(model.f_r_mm, float), np.asarray(model.f_table, float))),
-        f_inv_dtheta=arr(np.append(1.0 / np.diff(model.f_theta_deg), 0.0)),
-        phi_nodes=phi_at.nodes,
-        phi_cell=phi_at.cell,
-        phi_inv_h=phi_at.inv_h,
-        phi_slope=arr(_slopes(np.asarray(phi_r, float), np.asarray(phi, float), 0.0)),
+        gl_x=gl_u.x,
+        gl_v=gl_u.values,
+        gl_slope=gl_u.slope,
+        gl_inv_h=gl_u.inv_h,
+        gl_last=gl_u.last,
+        f_x_r=arr(f_r),
+        f_r_inv_h=dt.type(1.0 / (f_r[1] - f_r[0]) if f_r.size > 1 else 0.0),
+        f_r_last=dt.type(f_r.size - 1),
+        f_x_t=arr(f_t),
+        f_t_inv_h=dt.type(1.0 / (f_t[1] - f_t[0]) if f_t.size > 1 else 0.0),
+        f_t_last=dt.type(f_t.size - 2),
+        f_grid=arr(f_fine),
+        f_slope_r=arr(_slopes_r(f_r, f_fine)),
+        phi_x=phi_u.x,
+        phi_v=phi_u.values,
+        phi_slope=phi_u.slope,
+        phi_inv_h=phi_u.inv_h,
+        phi_last=phi_u.last,
         exp_c=arr(np.asarray(exp_constants(dt == np.dtype(np.float32)))),
     )

@@ -12,11 +12,11 @@ once compiled) and without search loops - the form a vectorising compiler needs:
 
 * no numpy calls, only ``math.sqrt`` and arithmetic, and no float literals in arithmetic (the
   constants arrive in the compute dtype with the tables, so float32 stays float32);
-* table intervals are found in O(1), without a search loop: a uniform cell grid over the nodes,
-  fine enough that a cell and its neighbour hold at most one node, maps a value to the interval
-  of its cell's left end, and two comparisons with the neighbouring nodes correct it
-  (:func:`locate`; tables built by :func:`brachycryo.dose_kernels.kernel_tables.make_lookup`).
-  The tables themselves are the published ones, unresampled: values at the nodes are exact;
+* table cells are found in O(1), by one multiply and a truncation: at table-build time
+  (:func:`brachycryo.dose_kernels.kernel_tables.uniform_grid`) each published table is
+  resampled on a uniform grid that contains every published node (step = the greatest common
+  divisor of the node intervals), which leaves the piecewise-linear (bilinear for F) table
+  unchanged - the values at the nodes are the published ones, bit for bit (:func:`cell_of`);
 * interpolation is in slope form ``v[i] + (x − x[i])·slope[i]`` with the continuation beyond the
   last node as the last slope (the log-linear g_L tail, TG-43U1; zero slope = clamped), so a
   node gives its tabulated value exactly;
@@ -59,11 +59,11 @@ __all__ = [
     "anisotropy_at",
     "atan2_nonneg",
     "atan_constants",
+    "cell_of",
     "exp_constants",
     "exp_fast",
     "line_rate_per_u",
     "ln_gl_at",
-    "locate",
     "numba_kernels",
     "point_rate_per_u",
     "table_at",
@@ -227,45 +227,39 @@ def _pow2_bit(a, q, neg, step, up, down):
     return (a - step if has else a), (q * (down if neg else up) if has else q)
 
 
-@register_jitable
-def locate(v, nodes, cell, inv_h):
-    """Index i of the node interval holding v: nodes[i] <= v < nodes[i + 1], 0 <= i <= n − 1
-    (n − 1 beyond the last node, ``nodes[n]`` being a +inf sentinel); requires v >= nodes[0].
-    ``cell`` and ``inv_h`` as built by ``kernel_tables.make_lookup``.  O(1): the interval of
-    the cell's left end, corrected by one step either way (a cell and its neighbour hold at
-    most one node, so a cell index off by one through rounding is corrected too).  The index
-    is unsigned (``np.uintp``), so that the compiled table reads carry no negative-index
-    fix-up."""
-    cf = (min(v, nodes[nodes.shape[0] - 2]) - nodes[0]) * inv_h
-    c = np.uintp(min(int(cf), cell.shape[0] - 1))
-    i = cell[c]
-    i = i - U1 if v < nodes[i] else i
-    return i + U1 if v >= nodes[i + U1] else i
+@register_jitable(inline="always")
+def cell_of(v, x, inv_h, last):
+    """Index of the uniform-grid cell holding v >= x[0], clamped to [0, last] (``last`` a
+    float in the compute dtype); unsigned (``np.uintp``), so that the compiled table reads
+    carry no negative-index fix-up.  A value within rounding of a grid point may land in the
+    neighbouring cell, where the slope form gives the same value up to rounding (the table
+    is continuous)."""
+    return np.uintp(int(min((v - x[0]) * inv_h, last)))
 
 
 @register_jitable(inline="always")
-def table_at(v, nodes, cell, inv_h, values, slope):
-    """A piecewise-linear table in slope form, ``values[i] + (v − nodes[i])·slope[i]``, at v
-    (below the first node held at the first node; the last slope continues past the last)."""
-    v = max(v, nodes[0])
-    i = locate(v, nodes, cell, inv_h)
-    return values[i] + (v - nodes[i]) * slope[i]
+def table_at(v, x, values, slope, inv_h, last):
+    """A piecewise-linear table in slope form on a uniform grid ``x``,
+    ``values[c] + (v − x[c])·slope[c]``, at v (below the first node held at the first
+    node; the last slope continues past the last)."""
+    v = max(v, x[0])
+    c = cell_of(v, x, inv_h, last)
+    return values[c] + (v - x[c]) * slope[c]
 
 
 @register_jitable(inline="always")
 def anisotropy_at(r, theta_deg, t):
-    """F(r, θ) of ``t`` (a ``kernel_tables.KernelTables``): bilinear, r and θ clamped to the
-    table."""
-    r = max(r, t.f_r_nodes[0])
-    theta_deg = max(theta_deg, t.f_t_nodes[0])
-    ir = locate(r, t.f_r_nodes, t.f_r_cell, t.f_r_inv_h)
-    it = locate(theta_deg, t.f_t_nodes, t.f_t_cell, t.f_t_inv_h)
-    last = np.uintp(t.f_inv_dtheta.shape[0] - 1)
-    it1 = it + U1 if it < last else last
-    dr = r - t.f_r_nodes[ir]
-    lo = t.f_table[it, ir] + dr * t.f_slope_r[it, ir]
-    hi = t.f_table[it1, ir] + dr * t.f_slope_r[it1, ir]
-    w = (theta_deg - t.f_t_nodes[it]) * t.f_inv_dtheta[it]
+    """F(r, θ) of ``t`` (a ``kernel_tables.KernelTables``): bilinear on the uniform
+    (θ, r) grid, r and θ clamped to the table."""
+    r = max(r, t.f_x_r[0])
+    theta_deg = min(max(theta_deg, t.f_x_t[0]), t.f_x_t[t.f_x_t.shape[0] - 1])
+    ir = cell_of(r, t.f_x_r, t.f_r_inv_h, t.f_r_last)
+    it = cell_of(theta_deg, t.f_x_t, t.f_t_inv_h, t.f_t_last)
+    it1 = it + U1
+    dr = r - t.f_x_r[ir]
+    lo = t.f_grid[it, ir] + dr * t.f_slope_r[it, ir]
+    hi = t.f_grid[it1, ir] + dr * t.f_slope_r[it1, ir]
+    w = (theta_deg - t.f_x_t[it]) * t.f_t_inv_h
     return lo + w * (hi - lo)
 
 
@@ -273,7 +267,7 @@ def anisotropy_at(r, theta_deg, t):
 def ln_gl_at(r, t):
     """ln g_L(r): linear inside the table (g_L log-linear), ln g_L(r_min) below, the
     log-linear tail beyond; g_L = ``exp_fast(ln_gl_at(r, t), t.exp_c)``."""
-    return table_at(r, t.gl_nodes, t.gl_cell, t.gl_inv_h, t.gl_log, t.gl_slope)
+    return table_at(r, t.gl_x, t.gl_v, t.gl_slope, t.gl_inv_h, t.gl_last)
 
 
 @register_jitable(inline="always")
@@ -345,7 +339,7 @@ def point_geometry(dx, dy, dz, t, atan_c):
 @register_jitable(inline="always")
 def point_tables(r, t):
     """The table reads of the 1D formalism, ``(ln g_L(r), φ_an(r))``."""
-    aniso = table_at(r, t.phi_nodes, t.phi_cell, t.phi_inv_h, t.phi_an, t.phi_slope)
+    aniso = table_at(r, t.phi_x, t.phi_v, t.phi_slope, t.phi_inv_h, t.phi_last)
     return ln_gl_at(r, t), aniso
 
 

@@ -494,10 +494,38 @@ def _dose_ijk_of(
     dose_grid: Grid, grid: Grid, ijk: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dose-grid index coordinates (i, j, k columns) of continuous indices (N, 3) of ``grid``."""
-    m = _grid_to_dose_ijk(dose_grid, grid)
     ijk = np.asarray(ijk, dtype=float).reshape(-1, 3)
-    i, j, k = ijk[:, 0], ijk[:, 1], ijk[:, 2]
-    di, dj, dk = (m[a, 0] * i + m[a, 1] * j + m[a, 2] * k + m[a, 3] for a in range(3))
+    return _dose_cols_of(dose_grid, grid, ijk[:, 0], ijk[:, 1], ijk[:, 2])
+
+
+def _affine_row(row: np.ndarray, cols: tuple[np.ndarray, ...]) -> np.ndarray:
+    """``row[0] * i + row[1] * j + row[2] * k + row[3]`` summed left to right, zero terms
+    skipped: the same values (up to the sign of a zero result), in a fraction of the passes
+    when the grids share their orientation (two of the three products vanish)."""
+    terms = [(c, col) for c, col in zip(row[:3].tolist(), cols, strict=True) if c != 0.0]
+    offset = float(row[3])
+    if not terms:
+        return np.full(cols[0].shape, offset)
+    coef, col = terms[0]
+    if coef != 1.0:
+        acc = coef * col  # a new array, updated in place (no temporaries)
+    elif len(terms) == 1 and offset != 0.0:
+        return col + offset
+    else:
+        acc = col.copy()
+    for coef, col in terms[1:]:
+        acc += col if coef == 1.0 else coef * col
+    if offset != 0.0:
+        acc += offset
+    return acc
+
+
+def _dose_cols_of(
+    dose_grid: Grid, grid: Grid, i: np.ndarray, j: np.ndarray, k: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_dose_ijk_of` on the i, j, k columns (float64 arrays of one shape)."""
+    m = _grid_to_dose_ijk(dose_grid, grid)
+    di, dj, dk = (_affine_row(m[a], (i, j, k)) for a in range(3))
     return di, dj, dk
 
 
@@ -624,11 +652,22 @@ def _voxel_samples(
 
 
 def _point_samples(
-    dose_gy, dose_grid: Grid, grid: Grid, ijk: np.ndarray, half_voxels: float, spread, vol_cc
+    dose_gy,
+    dose_grid: Grid,
+    grid: Grid,
+    ijk: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray],
+    half_voxels: float,
+    spread,
+    vol_cc,
 ) -> _Samples:
-    """Samples at continuous indices ``ijk`` (N, 3) of ``grid``, each standing for the box of
-    ``half_voxels`` of ``grid``'s voxels either side of it (its volume element)."""
-    cols = _dose_ijk_of(dose_grid, grid, ijk)
+    """Samples at continuous indices ``ijk`` (N, 3, or a tuple of the i, j, k float64
+    columns) of ``grid``, each standing for the box of ``half_voxels`` of ``grid``'s voxels
+    either side of it (its volume element)."""
+    cols = (
+        _dose_cols_of(dose_grid, grid, *ijk)
+        if isinstance(ijk, tuple)
+        else _dose_ijk_of(dose_grid, grid, ijk)
+    )
     ins = _inside_dose_grid(dose_grid, *cols)
     half_edges = _grid_to_dose_ijk(dose_grid, grid)[:, :3] * half_voxels
     lo, hi = element_intervals(np.asarray(dose_gy), *cols, half_edges, spread, ins)
@@ -748,6 +787,9 @@ def _plane_masks(
             g.append(p)
         else:
             groups.append([p])
+    # the ROI's contours grouped once (the stack this lattice was laid on, when it is the
+    # one these rasterisations would build)
+    same_stack = stack if (stack.thickness_mm, stack.end_caps) == (t, end_caps) else None
     masks = {}
     for g in groups:
         steps = [round((h[p] - h[g[0]]) / t) for p in g]
@@ -759,11 +801,44 @@ def _plane_masks(
             tuple(np.column_stack([box.direction_matrix[:, :2], sign * stack.normal]).reshape(-1)),
         )
         frac = roi_fraction(
-            roi, grid, supersample=1, slice_thickness_mm=thickness_mm, end_caps=end_caps
+            roi,
+            grid,
+            supersample=1,
+            slice_thickness_mm=thickness_mm,
+            end_caps=end_caps,
+            stack=same_stack,
         )
         for p, k in zip(g, steps, strict=True):
             masks[p] = frac[k] > 0.5
     return masks
+
+
+def _block_counts(blocks: np.ndarray) -> np.ndarray:
+    """Set sub-points per voxel of contiguous (nj, ni, n, n) bool blocks, as int32.
+
+    Each voxel's n² bytes (0 or 1) are read as machine words and their set bits counted
+    (``np.bitwise_count``), a few passes instead of a strided reduction."""
+    nj, ni, n, _ = blocks.shape
+    raw = blocks.reshape(nj, ni, n * n).view(np.uint8)
+    if not hasattr(np, "bitwise_count"):  # numpy < 2
+        return raw.sum(axis=-1, dtype=np.int32)
+    word = next(
+        w for w in (np.uint64, np.uint32, np.uint16, np.uint8) if (n * n) % w().itemsize == 0
+    )
+    bits = np.bitwise_count(raw.view(word))
+    count = bits[..., 0].astype(np.int32)
+    for w in range(1, bits.shape[-1]):
+        count += bits[..., w]
+    return count
+
+
+def _subpoint_index(fine: np.ndarray, n: int) -> np.ndarray:
+    """``(fine + 0.5) / n - 0.5``: the voxel-index coordinate of fine (sub-point) index
+    ``fine`` of an ``n``-fold refined axis, computed in place on one new array."""
+    out = fine + 0.5
+    out /= n
+    out -= 0.5
+    return out
 
 
 def _roi_samples_layered(
@@ -796,61 +871,66 @@ def _roi_samples_layered(
     if used.size == 0:
         return _joined([])
     masks = _plane_masks(roi, stack, box, used, n, thickness_mm=thickness_mm, end_caps=end_caps)
-    counts2d = {p: m.reshape(nj, n, ni, n).sum(axis=(1, 3)) for p, m in masks.items()}
     aligned = _aligned_offsets(dose_grid, box) is not None
     out: list[_Samples] = []
     d_box, ins_box = _dose_on(dose_gy, dose_grid, box, aligned)
     spread_box = spread_widths_gy(d_box)
     full3d = np.zeros(box.shape, dtype=bool)  # voxels with every sub-point inside
-    fine_ij = None
-    sub_ijk: list[np.ndarray] = []
+    # each plane's mask as (nj, ni, n, n) blocks: block [j, i] holds voxel (j, i)'s
+    # sub-points (a, b) at fine pixel (j n + a, i n + b)
+    blocks = {
+        p: np.ascontiguousarray(m.reshape(nj, n, ni, n).transpose(0, 2, 1, 3))
+        for p, m in masks.items()
+    }
+    counts2d = {p: _block_counts(b) for p, b in blocks.items()}
+    aa, bb = (x.reshape(-1) for x in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    # the inside sub-points of the boundary voxels, in the order (k, s, voxel, sub-point),
+    # as fine in-plane indices and their layer (k, s); coordinates are formed once at the end
+    sub_fi: list[np.ndarray] = []
+    sub_fj: list[np.ndarray] = []
+    sub_ks: list[tuple[int, int, int]] = []  # (k, s, count)
     sub_spread: list[np.ndarray] = []
     for k in range(nk):
         ps = plane_of[k]
-        if np.all(ps < 0):
+        valid = ps[ps >= 0]
+        if valid.size == 0:
             continue
-        count = np.zeros((nj, ni), dtype=np.int32)
-        for p in ps[ps >= 0]:
+        count = counts2d[int(valid[0])].astype(np.int32)
+        for p in valid[1:]:
             count += counts2d[int(p)]
         if all_subpoints:
             part = count > 0
         else:
             full3d[k] = count == n3
             part = (count > 0) & ~full3d[k]
-        if not part.any():
-            continue
         jj, ii = np.nonzero(part)
-        if fine_ij is None:
-            aa, bb = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-            fine_ij = (aa.reshape(-1), bb.reshape(-1))
-        fj = jj[:, None] * n + fine_ij[0][None, :]  # (npart, n*n)
-        fi = ii[:, None] * n + fine_ij[1][None, :]
+        if jj.size == 0:
+            continue
+        spread_k = spread_box[k][jj, ii]
         for s in range(n):
             p = int(ps[s])
             if p < 0:
                 continue
-            hit = masks[p][fj, fi]
+            hit = blocks[p][jj, ii].reshape(jj.size, n * n)
             sel_v, sel_sub = np.nonzero(hit)
             if sel_v.size == 0:
                 continue
-            sub_ijk.append(
-                np.column_stack(
-                    [
-                        (fi[sel_v, sel_sub] + 0.5) / n - 0.5,
-                        (fj[sel_v, sel_sub] + 0.5) / n - 0.5,
-                        np.full(sel_v.size, k + sub[s]),
-                    ]
-                )
-            )
-            sub_spread.append(spread_box[k][jj[sel_v], ii[sel_v]] / n)
+            sub_fi.append(ii[sel_v] * n + bb[sel_sub])
+            sub_fj.append(jj[sel_v] * n + aa[sel_sub])
+            sub_ks.append((k, s, sel_v.size))
+            sub_spread.append(spread_k[sel_v])
     if full3d.any():
         out.append(
             _voxel_samples(dose_gy, dose_grid, box, full3d, d_box, ins_box, spread_box, voxel_cc)
         )
-    if sub_ijk:
-        ijk = np.concatenate(sub_ijk)
-        spread = np.concatenate(sub_spread)
-        out.append(_point_samples(dose_gy, dose_grid, box, ijk, 0.5 / n, spread, voxel_cc / n3))
+    if sub_fi:
+        fi = np.concatenate(sub_fi)
+        fj = np.concatenate(sub_fj)
+        ks, ss, cnt = (np.array(x, dtype=np.int64) for x in zip(*sub_ks, strict=True))
+        kz = np.repeat(ks.astype(np.float64) + sub[ss], cnt)
+        cols = (_subpoint_index(fi, n), _subpoint_index(fj, n), kz)
+        spread = np.concatenate(sub_spread) / n
+        out.append(_point_samples(dose_gy, dose_grid, box, cols, 0.5 / n, spread, voxel_cc / n3))
     return _joined(out)
 
 
@@ -921,7 +1001,7 @@ def dvh_from_roi(
     if supersample is None:
         supersample = 4 if box.n_voxels <= AUTO_SUPERSAMPLE_BOX_VOXELS else 2
     _check_sampling_memory(roi, box, int(supersample))
-    n_sub = roi_volume_cc(roi, slice_thickness_mm=stack.thickness_mm, end_caps=end_caps) / (
+    n_sub = roi_volume_cc(roi, stack=stack) / (
         box.voxel_volume_mm3 * _CC_PER_MM3 / int(supersample) ** 3
     )
     all_subpoints = n_sub <= subpoint_limit
