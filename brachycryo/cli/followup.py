@@ -14,7 +14,12 @@ OUTPUT_NAMES = {
     "csv": "followup.csv",
     "report": "followup.html",
     "transform": "transform.tfm",
+    "zones_on_followup": "RS.zones_on_followup.dcm",
+    "dose_on_followup": "RD.plan_on_followup.dcm",
+    "followup_on_plan": "RS.followup_on_plan.dcm",
 }
+#: The DICOM files among OUTPUT_NAMES (written by brachycryo.followup.carry).
+CARRIED = ("zones_on_followup", "dose_on_followup", "followup_on_plan")
 
 
 def _positive_mm(text: str) -> float:
@@ -24,15 +29,25 @@ def _positive_mm(text: str) -> float:
     return v
 
 
+def _mesh_mm(text: str) -> float:
+    v = float(text)
+    if not 5.0 <= v <= 200.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be 5-200 mm, got {text}")
+    return v
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "followup",
         help="follow-up CT: registration, ablative margin, zonal response, pattern of failure",
         description=(
             "Register a follow-up CT to the planning CT of a plan folder (rigid, mutual "
-            "information) and report per lesion: the minimal ablative margin of the planning "
-            "GTV in the ablation zone, the coverage of the planned core and margin, residual "
-            "tumour per zone, volume and longest axial diameter change, and where a "
+            "information, then a B-spline deformable step; quality block with Jacobian "
+            "range, inverse consistency and landmark TRE against TG-132), carry the zones "
+            "and dose onto the follow-up CT and the follow-up contours onto the planning CT "
+            "(RTSTRUCT / RTDOSE), and report per lesion: the minimal ablative margin of the "
+            "planning GTV in the ablation zone, the coverage of the planned core and margin, "
+            "residual tumour per zone, volume and longest axial diameter change, and where a "
             "recurrence lies (core / margin / outside) with its planned dose. ROI options "
             "take ROI (one lesion) or LESION=ROI, and may be repeated."
         ),
@@ -62,6 +77,35 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the follow-up CT is already in the planning frame (no registration)",
     )
     p.add_argument(
+        "--registration",
+        choices=("rigid", "deformable"),
+        default="deformable",
+        help="rigid only, or rigid then B-spline (default deformable)",
+    )
+    p.add_argument(
+        "--bspline-mesh-mm",
+        type=_mesh_mm,
+        default=25.0,
+        help="B-spline control point spacing, the regulariser (default 25 mm)",
+    )
+    p.add_argument(
+        "--deform-region-mm",
+        type=_positive_mm,
+        default=None,
+        help="restrict the deformable step to the box of the lesions' GTV and zones + MM "
+        "(default: the whole planning CT)",
+    )
+    p.add_argument(
+        "--no-inverse-consistency",
+        action="store_true",
+        help="skip the backward registration that measures inverse consistency",
+    )
+    p.add_argument(
+        "--landmarks",
+        default=None,
+        help="CSV of landmark pairs (plan_x_mm..followup_z_mm): TRE against TG-132",
+    )
+    p.add_argument(
         "--mam-threshold-mm",
         type=_positive_mm,
         default=5.0,
@@ -79,14 +123,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, command_name="followup")
 
 
+def _print_checks(checks: dict | None) -> None:
+    if checks is None:
+        return
+    line = (
+        f"  Jacobian determinant {checks['jacobian_determinant_min']:.3f} to "
+        f"{checks['jacobian_determinant_max']:.3f}"
+    )
+    if checks["inverse_consistency_mean_mm"] is not None:
+        line += (
+            f", inverse consistency {checks['inverse_consistency_mean_mm']:.2f} mm mean / "
+            f"{checks['inverse_consistency_max_mm']:.2f} mm max"
+        )
+    print(line)
+    tre = checks["landmark_tre"]
+    if tre is not None:
+        verdict = "within" if tre["within_tg132"] else "OUTSIDE"
+        print(
+            f"  landmark TRE ({tre['n']} pairs) {tre['mean_mm']:.2f} mm mean / "
+            f"{tre['max_mm']:.2f} mm max: {verdict} TG-132 "
+            f"({tre['tg132_mean_limit_mm']:g} / {tre['tg132_max_limit_mm']:g} mm)"
+        )
+    for flag in checks["flags"]:
+        print(f"warning: {flag}")
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
     from brachycryo.core.atomic import write_text_atomic
     from brachycryo.followup.analysis import FollowupOptions, analyse_followup
+    from brachycryo.followup.carry import Carrier, write_carried
+    from brachycryo.followup.checks import read_landmarks
+    from brachycryo.followup.deformable import DeformableOptions
     from brachycryo.followup.io import followup_csv, followup_json, read_followup, read_plan_folder
     from brachycryo.followup.registration import write_transform
-    from brachycryo.followup.workflow import lesion_rois, registration_for
+    from brachycryo.followup.workflow import (
+        RegistrationOptions,
+        lesion_points,
+        lesion_rois,
+        plan_rois_to_carry,
+        registration_for,
+    )
 
     out = Path(args.out)
     refuse_existing(out, list(OUTPUT_NAMES.values()), overwrite=args.overwrite)
@@ -95,13 +173,34 @@ def run(args: argparse.Namespace) -> int:
         fu = read_followup(args.ct, args.rtstruct)
         rois = lesion_rois(plan, lesions=args.lesion, tumour=args.tumour,
                            ablation=args.ablation, recurrence=args.recurrence)  # fmt: skip
-        reg = registration_for(plan, fu, transform_path=args.transform, same_frame=args.same_frame)
+        reg_options = RegistrationOptions(
+            deformable=args.registration == "deformable",
+            region_margin_mm=args.deform_region_mm,
+            inverse_consistency=not args.no_inverse_consistency,
+            bspline=DeformableOptions(mesh_spacing_mm=args.bspline_mesh_mm),
+        )
+        landmarks = None if args.landmarks is None else read_landmarks(args.landmarks)
+        reg = registration_for(
+            plan, fu, transform_path=args.transform, same_frame=args.same_frame,
+            options=reg_options, region_points_mm=lesion_points(plan, rois),
+            landmarks=landmarks,
+        )  # fmt: skip
         options = FollowupOptions(
             analysis_spacing_mm=args.analysis_spacing_mm, mam_threshold_mm=args.mam_threshold_mm
         )
         result = analyse_followup(plan, fu, rois, reg, options)
         doc = followup_json(result, plan.prescription_gy)
         staged = stage.path(out)
+        carried = write_carried(
+            staged, {k: OUTPUT_NAMES[k] for k in CARRIED}, plan_ct=plan.ct,
+            plan_rois=plan_rois_to_carry(plan, rois), plan_dose=plan.dose, fu_ct=fu.ct,
+            fu_structures=fu.structures, carrier=Carrier.of(reg.transform, plan.ct.grid),
+        )  # fmt: skip
+        doc["carried"] = carried.to_json()
+        doc["notes"] += [
+            f"ROI {name} not carried: outside the other CT or smaller than its voxels"
+            for name in carried.outside
+        ]
         write_text_atomic(staged / OUTPUT_NAMES["json"], json.dumps(doc, indent=2) + "\n")
         write_text_atomic(staged / OUTPUT_NAMES["csv"], followup_csv(doc))
         write_transform(staged / OUTPUT_NAMES["transform"], reg.transform)
@@ -116,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
             f"registration {reg.source}: rotation {reg.transform.rotation_deg:.2f} deg, "
             f"HU correlation {q.correlation_before:.3f} -> {q.correlation_after:.3f}"
         )
+        _print_checks(doc["registration"]["checks"])
         for les in doc["lesions"]:
             ab = les.get("ablation")
             mam = "" if ab is None else f", MAM {ab['minimal_ablative_margin_mm']} mm"

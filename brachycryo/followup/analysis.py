@@ -33,7 +33,7 @@ from brachycryo.dicom_io.rasterize import roi_mask, roi_volume_cc
 from brachycryo.dicom_io.rtdose import DoseVolume
 from brachycryo.dicom_io.rtstruct import ROI, StructureSet
 from brachycryo.followup import margins as mg
-from brachycryo.followup.registration import LinearTransform, Registration, resample_onto
+from brachycryo.followup.registration import Registration, Transform, resample_onto
 from brachycryo.qa.dvh import sample_dose_at_points
 
 ZONES = ("core", "margin", "outside")
@@ -194,12 +194,15 @@ def _planes_xy(roi: ROI) -> list[np.ndarray]:
     return [np.concatenate(v, axis=0) for _, v in sorted(by_z.items())]
 
 
-def inverse_points(transform: LinearTransform, points_fu_mm: np.ndarray) -> np.ndarray:
-    """Follow-up-frame points -> planning frame (the inverse of ``transform``)."""
+#: At most this many contour points are mapped back to size an analysis grid.
+MAX_BOX_POINTS = 2000
+
+
+def inverse_points(transform: Transform, points_fu_mm: np.ndarray) -> np.ndarray:
+    """Follow-up-frame points -> planning frame (the inverse of ``transform``); for sizing
+    a box, so at most :data:`MAX_BOX_POINTS` evenly picked points are mapped."""
     p = np.asarray(points_fu_mm, dtype=float).reshape(-1, 3)
-    c = np.asarray(transform.centre_mm)
-    inv = np.linalg.inv(transform.matrix_3x3)
-    return (p - c - np.asarray(transform.translation_mm)) @ inv.T + c
+    return transform.inverse_apply(p[:: max(1, len(p) // MAX_BOX_POINTS)])
 
 
 # ---------------------------------------------------------------------------- masks
@@ -210,7 +213,7 @@ def analysis_grid(points_mm: np.ndarray, options: FollowupOptions) -> Grid:
 
 
 def followup_mask(
-    roi: ROI, transform: LinearTransform, target: Grid, options: FollowupOptions
+    roi: ROI, transform: Transform, target: Grid, options: FollowupOptions
 ) -> np.ndarray:
     """A follow-up ROI rasterised on a fine grid of its own frame and carried onto ``target``
     (planning frame) through ``transform`` (linear interpolation, threshold 0.5)."""
@@ -279,7 +282,7 @@ def analyse_lesion(
     plan: PlanData,
     fu: FollowupData,
     rois: LesionRois,
-    transform: LinearTransform,
+    transform: Transform,
     options: FollowupOptions,
 ) -> LesionFollowup:
     """The follow-up measures of one lesion (see the module docstring)."""

@@ -17,18 +17,26 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from brachycryo.core.errors import BrachyCryoError, GeometryError
 from brachycryo.core.grid import Grid
 
+if TYPE_CHECKING:
+    from brachycryo.followup.reg_quality import RegistrationChecks
+
 #: Seed of the metric's sampling lattice perturbation (any fixed value: determinism).
 SAMPLING_SEED = 20260105
-#: Fraction of the fixed image's voxels the metric samples at each level.
+#: Fraction of the fixed image's voxels the metric samples at each level ...
 SAMPLING_FRACTION = 0.1
+#: ... but at most this many samples (a 512 x 512 x 100 CT would otherwise give 2.6 M)
+MAX_SAMPLES = 50_000
 #: Coarsest voxel (mm) a pyramid level may reach; levels coarser than this are skipped.
 COARSEST_LEVEL_MM = 10.0
 #: Below this fraction of the planning CT overlapping the follow-up CT after registration,
@@ -72,6 +80,33 @@ class LinearTransform:
         c = np.asarray(self.centre_mm)
         return (p - c) @ self.matrix_3x3.T + c + np.asarray(self.translation_mm)
 
+    def inverse_apply(self, points_fu_mm: np.ndarray) -> np.ndarray:
+        """Follow-up-frame points (N, 3) -> planning frame (the inverse map)."""
+        p = np.asarray(points_fu_mm, dtype=float).reshape(-1, 3)
+        c = np.asarray(self.centre_mm)
+        inv = np.linalg.inv(self.matrix_3x3)
+        return (p - c - np.asarray(self.translation_mm)) @ inv.T + c
+
+    def inverted(self) -> LinearTransform:
+        """The inverse map (follow-up -> planning), about the same centre."""
+        inv = np.linalg.inv(self.matrix_3x3)
+        t = -inv @ np.asarray(self.translation_mm)
+        return LinearTransform(
+            tuple(float(v) for v in inv.reshape(-1)),
+            (float(t[0]), float(t[1]), float(t[2])),
+            self.centre_mm,
+        )
+
+    def sitk_transform(self):
+        """The SimpleITK AffineTransform of this map."""
+        import SimpleITK as sitk
+
+        tx = sitk.AffineTransform(3)
+        tx.SetMatrix(self.matrix)
+        tx.SetTranslation(self.translation_mm)
+        tx.SetCenter(self.centre_mm)
+        return tx
+
     @property
     def rotation_deg(self) -> float:
         """Angle of the rotation part (degrees): ``acos((trace R - 1) / 2)`` of the polar
@@ -101,6 +136,24 @@ class LinearTransform:
 
 
 IDENTITY = LinearTransform((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0), (0.0, 0.0, 0.0))
+
+
+class Transform(Protocol):
+    """A planning -> follow-up map: :class:`LinearTransform` (rigid / affine) or
+    :class:`~brachycryo.followup.deformable.BSplineTransform` (rigid after a B-spline)."""
+
+    @property
+    def rotation_deg(self) -> float: ...
+
+    def apply(self, points_mm: np.ndarray) -> np.ndarray: ...
+
+    def inverse_apply(self, points_fu_mm: np.ndarray) -> np.ndarray: ...
+
+    def sitk_transform(self): ...
+
+    def displacement_mm(self, point_mm: np.ndarray) -> float: ...
+
+    def to_json(self) -> dict: ...
 
 
 @dataclass(frozen=True)
@@ -136,15 +189,17 @@ class RegistrationQuality:
 class Registration:
     """The transform planning -> follow-up, where it came from and its quality."""
 
-    transform: LinearTransform
-    source: str  # "rigid-mi" or the path of a given transform file
+    transform: Transform
+    source: str  # "rigid-mi", "rigid-mi + bspline-mi" or the path of a given transform file
     quality: RegistrationQuality
+    checks: RegistrationChecks | None = None
 
     def to_json(self) -> dict:
         return {
             "source": self.source,
             "transform": self.transform.to_json(),
             "quality": self.quality.to_json(),
+            "checks": None if self.checks is None else self.checks.to_json(),
         }
 
 
@@ -160,60 +215,77 @@ def sitk_image(values: np.ndarray, grid: Grid):
     return img
 
 
-def to_sitk(transform: LinearTransform):
+def to_sitk(transform: Transform):
+    return transform.sitk_transform()
+
+
+@contextmanager
+def one_thread(reg) -> Iterator[None]:
+    """Run a SimpleITK registration method (and the filters it calls) on one thread: the
+    metric's sums are then added in one order on any machine (determinism)."""
     import SimpleITK as sitk
 
-    tx = sitk.AffineTransform(3)
-    tx.SetMatrix(transform.matrix)
-    tx.SetTranslation(transform.translation_mm)
-    tx.SetCenter(transform.centre_mm)
-    return tx
+    reg.SetNumberOfThreads(1)
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
 
 
-def from_sitk(tx) -> LinearTransform:
-    """A SimpleITK linear transform (Euler, Versor, Similarity, Affine; or a composite of
-    exactly one of them) as a :class:`LinearTransform`."""
-    import SimpleITK as sitk
-
-    if tx.GetName() == "CompositeTransform":
-        comp = sitk.CompositeTransform(tx)
-        if comp.GetNumberOfTransforms() != 1:
-            raise RegistrationError(
-                f"a composite of {comp.GetNumberOfTransforms()} transforms is not supported; "
-                "give one rigid or affine transform"
-            )
-        tx = comp.GetNthTransform(0)
+def _linear_from_sitk(tx) -> LinearTransform:
     tx = tx.Downcast()
     if not all(hasattr(tx, f) for f in ("GetMatrix", "GetTranslation", "GetCenter")):
         raise RegistrationError(f"{tx.GetName()} is not a linear (rigid or affine) transform")
     return LinearTransform(tuple(tx.GetMatrix()), tuple(tx.GetTranslation()), tuple(tx.GetCenter()))
 
 
-def read_transform(path: str | os.PathLike) -> LinearTransform:
-    """A rigid or affine transform file (ITK .tfm / .txt / .h5, planning -> follow-up)."""
+def from_sitk(tx) -> LinearTransform:
+    """A SimpleITK linear transform (Euler, Versor, Similarity, Affine; or a composite of
+    exactly one of them) as a :class:`LinearTransform`; other composites are refused here
+    (:func:`brachycryo.followup.deformable.read_any_transform` reads rigid + B-spline)."""
+    import SimpleITK as sitk
+
+    if tx.GetName() != "CompositeTransform":
+        return _linear_from_sitk(tx)
+    comp = sitk.CompositeTransform(tx)
+    n = comp.GetNumberOfTransforms()
+    if n != 1:
+        raise RegistrationError(f"a composite of {n} transforms is not a rigid or affine transform")
+    return _linear_from_sitk(comp.GetNthTransform(0))
+
+
+def read_sitk_transform(path: str | os.PathLike):
+    """The SimpleITK transform in a file; :class:`RegistrationError` naming it if unreadable."""
     import SimpleITK as sitk
 
     p = Path(path)
     if not p.is_file():
         raise RegistrationError(f"transform file {p} does not exist")
     try:
-        tx = sitk.ReadTransform(str(p))
+        return sitk.ReadTransform(str(p))
     except RuntimeError as exc:
         raise RegistrationError(f"transform file {p} cannot be read: {exc}") from None
+
+
+def read_transform(path: str | os.PathLike) -> LinearTransform:
+    """A rigid or affine transform file (ITK .tfm / .txt / .h5, planning -> follow-up)."""
+    tx = read_sitk_transform(path)
     try:
         return from_sitk(tx)
     except (RegistrationError, GeometryError) as exc:
-        raise RegistrationError(f"transform file {p}: {exc}") from None
+        raise RegistrationError(f"transform file {path}: {exc}") from None
 
 
-def write_transform(path: str | os.PathLike, transform: LinearTransform) -> None:
+def write_transform(path: str | os.PathLike, transform: Transform) -> None:
     import SimpleITK as sitk
 
-    sitk.WriteTransform(to_sitk(transform), str(path))
+    sitk.WriteTransform(transform.sitk_transform(), str(path))
 
 
 def resample_onto(
-    values: np.ndarray, grid: Grid, target: Grid, transform: LinearTransform, *, linear: bool
+    values: np.ndarray, grid: Grid, target: Grid, transform: Transform, *, linear: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """``values`` (on ``grid``, follow-up frame) sampled at ``transform(x)`` for the voxel
     centres x of ``target`` (planning frame); also the mask of target voxels whose sample
@@ -242,7 +314,7 @@ def registration_quality(
     plan_grid: Grid,
     fu_hu: np.ndarray,
     fu_grid: Grid,
-    transform: LinearTransform,
+    transform: Transform,
     *,
     metric_value: float | None = None,
     iterations: int | None = None,
@@ -292,7 +364,8 @@ def register_rigid(plan_hu: np.ndarray, plan_grid: Grid, fu_hu: np.ndarray, fu_g
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
     reg.SetMetricSamplingStrategy(reg.REGULAR)
-    reg.SetMetricSamplingPercentage(SAMPLING_FRACTION, SAMPLING_SEED)
+    fraction = min(SAMPLING_FRACTION, MAX_SAMPLES / float(plan_hu.size))
+    reg.SetMetricSamplingPercentage(fraction, SAMPLING_SEED)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=2.0, minStep=1e-4, numberOfIterations=300, relaxationFactor=0.5
@@ -303,16 +376,14 @@ def register_rigid(plan_hu: np.ndarray, plan_grid: Grid, fu_hu: np.ndarray, fu_g
     reg.SetSmoothingSigmasPerLevel(sigmas)
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
     reg.SetInitialTransform(initial, inPlace=False)
-    reg.SetNumberOfThreads(1)
-    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    try:
-        found = reg.Execute(fixed, moving)
-    except RuntimeError as exc:
-        raise RegistrationError(f"SimpleITK registration failed: {exc}") from None
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+    with one_thread(reg):
+        try:
+            found = reg.Execute(fixed, moving)
+        except RuntimeError as exc:
+            raise RegistrationError(f"SimpleITK registration failed: {exc}") from None
     transform = from_sitk(found)
+    if not isinstance(transform, LinearTransform):  # an Euler3DTransform was optimised
+        raise RegistrationError(f"rigid registration returned a {found.GetName()}")
     quality = registration_quality(
         plan_hu,
         plan_grid,

@@ -118,6 +118,25 @@ def lesion_figure_png(plan: PlanData, les: LesionFollowup) -> bytes:
     return figure_png(fig)
 
 
+def _check_rows(checks: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The registration's quality block (Jacobian, inverse consistency, landmark TRE against
+    AAPM TG-132: Brock et al., Med Phys 44(7) 2017)."""
+    rows: list[tuple[str, Any]] = [
+        ("Jacobian determinant min", checks["jacobian_determinant_min"]),
+        ("Jacobian determinant max", checks["jacobian_determinant_max"]),
+    ]
+    if checks["inverse_consistency_mean_mm"] is not None:
+        rows.append(("inverse consistency mean (mm)", checks["inverse_consistency_mean_mm"]))
+        rows.append(("inverse consistency max (mm)", checks["inverse_consistency_max_mm"]))
+    tre = checks["landmark_tre"]
+    if tre is not None:
+        verdict = "within" if tre["within_tg132"] else "OUTSIDE"
+        rows += [("landmark TRE mean / max (mm)", f"{tre['mean_mm']:.2f} / {tre['max_mm']:.2f}"),
+                 (f"TG-132 ({tre['tg132_mean_limit_mm']:g} / {tre['tg132_max_limit_mm']:g} mm)",
+                  verdict)]  # fmt: skip
+    return rows
+
+
 def viewer_inputs(plan: PlanData, result: FollowupResult) -> ViewerInputs:
     """The slice viewer's data: the planning CT, the planned dose (if the plan has one) and
     each lesion's masks of the analysis grid, named ``"<lesion>: <zone>"``."""
@@ -149,6 +168,8 @@ def build_followup_report(plan: PlanData, result: FollowupResult, doc: dict[str,
     reg = doc["registration"]
     q = reg["quality"]
     tx = reg["transform"]
+    # a B-spline map: its rigid part (a linear map's "rigid" is a flag)
+    rigid = tx["rigid"] if isinstance(tx.get("rigid"), dict) else tx
     parts = [
         "<h1>brachycryo follow-up</h1>",
         f'<p class="meta">brachycryo {__version__} · '
@@ -157,12 +178,14 @@ def build_followup_report(plan: PlanData, result: FollowupResult, doc: dict[str,
         _rows_table([
             ("source", reg["source"]),
             ("rotation (deg)", tx["rotation_deg"]),
-            ("translation (mm)", ", ".join(f"{v:.2f}" for v in tx["translation_mm"])),
+            ("translation (mm)", ", ".join(f"{v:.2f}" for v in rigid["translation_mm"])),
             ("HU correlation before", q["correlation_before"]),
             ("HU correlation after", q["correlation_after"]),
             ("overlap (fraction of planning CT)", q["overlap_fraction"]),
         ]),
     ]  # fmt: skip
+    if reg.get("checks"):
+        parts.append(_rows_table(_check_rows(reg["checks"])))
     for les, ldoc in zip(result.lesions, doc["lesions"]):
         parts.append(f"<h2>{html.escape(les.rois.lesion)}</h2>")
         parts.append(_rows_table(_lesion_rows(ldoc)))

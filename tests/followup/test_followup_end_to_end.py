@@ -18,15 +18,17 @@ from brachycryo.core.grid import Grid
 from brachycryo.dicom_io.common import new_uid
 from brachycryo.dicom_io.ct_series import write_ct_series
 from brachycryo.dicom_io.rasterize import roi_mask
+from brachycryo.dicom_io.rtdose import read_rtdose
 from brachycryo.dicom_io.rtstruct import read_rtstruct
 from brachycryo.dicom_io.rtstruct_write import RoiSpec, write_rtstruct
 from brachycryo.followup.analysis import LesionRois, analyse_followup
 from brachycryo.followup.io import read_followup, read_plan_folder
 from brachycryo.followup.registration import LinearTransform
-from brachycryo.followup.workflow import registration_for
+from brachycryo.followup.workflow import RegistrationOptions, registration_for
 from brachycryo.planning.evaluate import evaluate_zoned_plan
 from brachycryo.planning.pipeline import make_plan
 from brachycryo.planning.spec import parse_plan_spec
+from brachycryo.qa.dvh import sample_dose_at_points
 from brachycryo.reports.plan import write_plan_folder
 from tests.followup.synthetic import grid_centre, moved_ct, rotation
 from tests.reports.browser import needs_chromium, states
@@ -141,8 +143,19 @@ def case(tmp_path_factory):
     ]  # fmt: skip
     fu_rs = fu_dir / "RS.followup.dcm"
     write_rtstruct(fu_rs, rois, fu_ct)
-    reg = registration_for(plan, read_followup(fu_dir / "CT", fu_rs))
+    rigid_only = RegistrationOptions(deformable=False)  # the deformable step: the CLI test
+    reg = registration_for(plan, read_followup(fu_dir / "CT", fu_rs), options=rigid_only)
     return Case(plan_dir, fu_dir / "CT", fu_rs, reg, true, centre, reach, points, z_planes)
+
+
+def _landmark_csv(case, path):
+    """The GTV centre and the recurrence centres, and where the known motion puts them."""
+    pts = np.array([case.centre_mm, *case.points.values()])
+    moved = case.true.apply(pts)
+    rows = ["plan_x_mm,plan_y_mm,plan_z_mm,followup_x_mm,followup_y_mm,followup_z_mm"]
+    rows += [",".join(f"{v:.4f}" for v in (*p, *q)) for p, q in zip(pts, moved)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
 
 
 def test_cli_end_to_end(case, tmp_path):
@@ -150,10 +163,36 @@ def test_cli_end_to_end(case, tmp_path):
     argv = ["followup", "--plan", str(case.plan_dir), "--ct", str(case.fu_ct),
             "--rtstruct", str(case.fu_rs), "--out", str(out), "--tumour", "FU_Tumour",
             "--ablation", "Ablation_OK", "--recurrence", "Rec_outside", "--quiet"]  # fmt: skip
-    assert main(argv) == 0
+    lm = _landmark_csv(case, tmp_path / "landmarks.csv")
+    # the deformable step on the lesion's box + 15 mm (the whole CT takes minutes here)
+    assert main([*argv, "--landmarks", str(lm), "--deform-region-mm", "15"]) == 0
     doc = json.loads((out / "followup.json").read_text())
-    # registration: the known transform, over the lesion
-    tx = doc["registration"]["transform"]
+    checks = doc["registration"]["checks"]
+    assert doc["registration"]["source"] == "rigid-mi + bspline"
+    assert checks["folding"] is False and checks["jacobian_determinant_min"] > 0.5
+    assert checks["inverse_consistency_mean_mm"] < 1.0
+    assert checks["landmark_tre"]["n"] == 4 and checks["landmark_tre"]["within_tg132"]
+    assert checks["landmark_tre"]["max_mm"] < 1.5
+    # zones and dose on the follow-up CT, follow-up contours on the planning CT
+    fu_ct = read_followup(case.fu_ct, case.fu_rs).ct
+    on_fu = read_rtstruct(out / "RS.zones_on_followup.dcm")
+    assert on_fu.frame_of_reference_uid == fu_ct.frame_of_reference_uid
+    assert {LESION, f"{LESION}_Core", f"{LESION}_SeedTarget"} <= set(on_fu.roi_names)
+    rd = read_rtdose(out / "RD.plan_on_followup.dcm")
+    assert rd.frame_of_reference_uid == fu_ct.frame_of_reference_uid
+    planned = read_rtdose(case.plan_dir / "RD.plan.dcm")
+    # the dose at the GTV centre is the planned one there (4 mm dose grid, rigid motion)
+    c_fu = case.true.apply(case.centre_mm[None])
+    d_fu, _ = sample_dose_at_points(rd.dose_gy, rd.grid, c_fu)
+    d_plan, _ = sample_dose_at_points(planned.dose_gy, planned.grid, case.centre_mm[None])
+    assert float(d_fu[0]) == pytest.approx(float(d_plan[0]), rel=0.05)
+    on_plan = read_rtstruct(out / "RS.followup_on_plan.dcm")
+    assert "FU_Tumour_FU" in on_plan.roi_names
+    # the 4 mm recurrence spheres may miss every voxel centre of the 4 mm planning CT
+    assert set(doc["carried"]["rois_not_carried"]) <= {"Rec_core", "Rec_margin", "Rec_outside"}
+    assert {"Ablation_OK_FU", "Ablation_Short_FU"} <= set(on_plan.roi_names)
+    # registration: the known transform, over the lesion (the B-spline map's rigid part)
+    tx = doc["registration"]["transform"]["rigid"]
     found = np.asarray(tx["matrix"]) @ (case.centre_mm - tx["centre_mm"]) + tx["centre_mm"]
     found = found + tx["translation_mm"]
     assert np.linalg.norm(found - case.true.apply(case.centre_mm[None])[0]) < 1.0
@@ -247,6 +286,56 @@ def test_roi_options_per_lesion():
         _assign(["Rec"], two, "--recurrence")
     with pytest.raises(BrachyCryoError, match="GTV_C"):
         _assign(["GTV_C=Rec"], two, "--recurrence")
+
+
+def test_cli_registration_options(case, tmp_path, capsys):
+    """--registration rigid (quality block of the rigid map), --no-inverse-consistency and
+    --bspline-mesh-mm; bad option values and a bad landmark file are refused, nothing
+    written."""
+    base = ["followup", "--plan", str(case.plan_dir), "--ct", str(case.fu_ct),
+            "--rtstruct", str(case.fu_rs), "--ablation", "Ablation_OK", "--no-report"]  # fmt: skip
+    lm = _landmark_csv(case, tmp_path / "landmarks.csv")
+    out = tmp_path / "rigid"
+    assert main([*base, "--out", str(out), "--registration", "rigid", "--landmarks", str(lm)]) == 0
+    printed = capsys.readouterr().out
+    assert "Jacobian determinant 1.000 to 1.000" in printed and "TG-132" in printed
+    doc = json.loads((out / "followup.json").read_text())
+    assert doc["registration"]["source"] == "rigid-mi"
+    checks = doc["registration"]["checks"]
+    assert checks["jacobian_determinant_min"] == pytest.approx(1.0)
+    assert checks["inverse_consistency_mean_mm"] is None
+    assert checks["landmark_tre"]["mean_mm"] < 1.0  # the true motion is rigid
+    assert (out / "RS.zones_on_followup.dcm").is_file()
+    assert (out / "RD.plan_on_followup.dcm").is_file()
+    assert (out / "RS.followup_on_plan.dcm").is_file()
+    # deformable with a coarse mesh and no backward registration, on the lesion box
+    out2 = tmp_path / "coarse"
+    assert main([*base, "--out", str(out2), "--quiet", "--bspline-mesh-mm", "40",
+                 "--deform-region-mm", "10", "--no-inverse-consistency"]) == 0  # fmt: skip
+    doc2 = json.loads((out2 / "followup.json").read_text())
+    checks2 = doc2["registration"]["checks"]
+    assert doc2["registration"]["source"] == "rigid-mi + bspline"
+    assert checks2["inverse_consistency_mean_mm"] is None and checks2["folding"] is False
+    # the mesh divides the box evenly at no more than the asked 40 mm (the default 25 mm
+    # gives under 25 mm here)
+    assert 25.0 < doc2["registration"]["transform"]["deformable"]["mesh_spacing_mm"][0] <= 40.0
+    # bad values: argparse refuses (exit 2), a bad landmark file is a named BrachyCryoError
+    for bad in (["--bspline-mesh-mm", "2"], ["--registration", "demons"],
+                ["--deform-region-mm", "-1"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main([*base, "--out", str(tmp_path / "bad"), *bad])
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("plan_x_mm,plan_y_mm\n1,2\n")
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "bad"), "--landmarks", str(wrong)]) != 0
+    assert "wrong.csv" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    from brachycryo.followup.checks import read_landmarks
+
+    with pytest.raises(BrachyCryoError, match="missing columns"):
+        read_landmarks(wrong)
+    with pytest.raises(BrachyCryoError, match="does not exist"):
+        read_landmarks(tmp_path / "none.csv")
 
 
 @needs_chromium
