@@ -496,15 +496,35 @@ def _run_dask(
 @contextlib.contextmanager
 def _dask_log_level(level: int | None) -> Iterator[None]:
     """Hold the ``distributed`` loggers at ``level`` (None: leave them): Dask sets them to
-    INFO, and a cluster's start and stop would otherwise fill the terminal."""
+    INFO, and a cluster's start and stop would otherwise fill the terminal.
+
+    With a level, a Ctrl-C also silences logging until the cluster is closed: the run is
+    abandoned, and what the cluster says while it is torn down is noise (the scheduler's
+    "Couldn't gather keys", the client's "rescheduling", and distributed's own ``sync``
+    cancel callback failing with NameError in the event-loop thread when the interrupt
+    lands before its future exists, logged by tornado).  The SIGINT handler silences first
+    and then raises KeyboardInterrupt as Python's default one does, so nothing is logged
+    between the interrupt and the close; logging is restored when the context exits."""
     logger = logging.getLogger("distributed")
-    before = logger.level
+    before, disabled = logger.level, logging.root.manager.disable
+    handler = None
     if level is not None:
         logger.setLevel(level)
+        if threading.current_thread() is threading.main_thread():
+            handler = signal.signal(signal.SIGINT, _silence_and_interrupt)
     try:
         yield
     finally:
         logger.setLevel(before)
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+            logging.disable(disabled)
+
+
+def _silence_and_interrupt(signum: int, frame: object) -> None:
+    """SIGINT while a cluster runs: silence logging, then interrupt (``_dask_log_level``)."""
+    logging.disable(logging.CRITICAL)
+    raise KeyboardInterrupt
 
 
 def _submit_and_collect(

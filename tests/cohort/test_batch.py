@@ -12,6 +12,7 @@ The test cohort (tiny phantom grids) holds, in folders whose names mean nothing:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -453,3 +454,24 @@ def test_ctrl_c_on_a_dask_run_is_one_line_exit_130_and_resumable(cohort, tmp_pat
     assert main(argv) == 1  # one corrupt RTDOSE
     m = json.loads(out.with_suffix(".manifest.json").read_text())
     assert {u["key"] for u in m["units"] if u["status"] == "resumed"} == tables
+
+
+def test_ctrl_c_silences_the_cluster_teardown_then_restores_logging(caplog):
+    """Inside the Dask log-level context a SIGINT silences logging before it interrupts
+    (what the cluster says while torn down never reaches the terminal), and on leaving
+    the context logging and the SIGINT handler are as they were."""
+    from brachycryo.cohort.batch import _dask_log_level
+
+    log = logging.getLogger("distributed.client")
+    before = signal.getsignal(signal.SIGINT)
+    caplog.set_level(logging.WARNING, logger="distributed.client")
+    with pytest.raises(KeyboardInterrupt), _dask_log_level(logging.ERROR):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler runs here
+        finally:
+            log.error("Couldn't gather keys")  # as the scheduler says while torn down
+    assert "Couldn't gather keys" not in caplog.text
+    assert signal.getsignal(signal.SIGINT) is before
+    log.error("after the run")
+    assert "after the run" in caplog.text
