@@ -265,12 +265,12 @@ def _exact_selection(zones, oars, sk_u, needle, chosen, v100_min_pct, elapsed) -
     # no seed chosen is a result only where the background (implanted seeds) may suffice
     met = chosen.size > 0 or any(z.background_gy is not None for z in zones)
     for z in zones:
-        st = zone_stats(z.base_gy() + sk_u * z.matrix[:, chosen].astype(np.float64).sum(axis=1), z)
+        st = zone_stats(z.dose_gy(chosen, sk_u), z)
         coverage[z.name] = st
         met &= st["v100_pct"] >= v100_min_pct and st["d90_gy"] >= z.prescription_gy
     excess = {}
     for o in oars:
-        d = o.base_gy() + sk_u * o.matrix[:, chosen].astype(np.float64).sum(axis=1)
+        d = o.dose_gy(chosen, sk_u)
         excess[f"{o.roi} {o.metric}"] = float(o.excess_cc(d))
         met &= o.excess_cc(d) <= o.allowed_cc() + 1e-9
     return SeedSelection(

@@ -115,6 +115,11 @@ class OarConstraint:
         """The fixed dose at every point (zeros without a background)."""
         return _base(self.background_gy, self.point_cc.size)
 
+    def dose_gy(self, chosen: np.ndarray, sk_u: float) -> np.ndarray:
+        """The dose at every point of the candidates ``chosen`` at ``sk_u``, background
+        included (float64)."""
+        return _selection_dose(self.base_gy(), self.matrix, chosen, sk_u)
+
     def excess_cc(self, dose_gy: np.ndarray) -> np.ndarray:
         """Volume above the limit; for dmax the count of points above it (any -> violated)."""
         above = dose_gy > self.limit_gy * (1 + 1e-6)
@@ -176,6 +181,15 @@ class TargetZone:
     def base_gy(self) -> np.ndarray:
         """The fixed dose at every point (zeros without a background)."""
         return _base(self.background_gy, self.point_cc.size)
+
+    def dose_gy(self, chosen: np.ndarray, sk_u: float) -> np.ndarray:
+        """The dose at every point of the candidates ``chosen`` at ``sk_u``, background
+        included (float64)."""
+        return _selection_dose(self.base_gy(), self.matrix, chosen, sk_u)
+
+
+def _selection_dose(base: np.ndarray, matrix: np.ndarray, chosen: np.ndarray, sk_u: float):
+    return base + sk_u * matrix[:, chosen].astype(np.float64).sum(axis=1)
 
 
 def _base(background_gy: np.ndarray | None, n: int) -> np.ndarray:

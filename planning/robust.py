@@ -281,9 +281,7 @@ def _judged_on_nominal_goals(
     plan's own goals (nominal prescriptions); an OAR limit exceeded on the final DVH keeps
     it infeasible."""
     sel = verified.selection
-    x = np.zeros(problem.zones[0].matrix.shape[1]) if problem.zones else np.zeros(0)
-    x[sel.chosen] = spec.sk_u
-    coverage = {z.name: zone_stats(z.matrix @ x, z) for z in problem.zones}
+    coverage = {z.name: zone_stats(z.dose_gy(sel.chosen, spec.sk_u), z) for z in problem.zones}
     goals = all(
         c["v100_pct"] >= spec.optimizer.v100_min_pct and c["d90_gy"] >= z.prescription_gy
         for c, z in zip(coverage.values(), problem.zones)

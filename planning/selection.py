@@ -279,13 +279,7 @@ def _coverage(
     zones: Sequence[TargetZone], selection: SeedSelection, sk_u: float
 ) -> dict[str, dict[str, float]]:
     """Each zone's coverage on its sample points at its own prescription."""
-    chosen = selection.chosen
-    return {
-        z.name: zone_stats(
-            z.base_gy() + sk_u * z.matrix[:, chosen].astype(np.float64).sum(axis=1), z
-        )
-        for z in zones
-    }
+    return {z.name: zone_stats(z.dose_gy(selection.chosen, sk_u), z) for z in zones}
 
 
 def select_seeds_for(
