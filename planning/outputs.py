@@ -444,6 +444,7 @@ def robust_json(r: RobustSummary) -> dict[str, Any]:
         "extra_needles": r.extra_needles,
         "p_d90_ge_rx": kept.p_d90,
         "p_limit_met": kept.p_met,
+        "limited_by": list(r.limited_by),
         "rounds": [
             {
                 "zone_margin": x.zone_margin,
@@ -453,6 +454,7 @@ def robust_json(r: RobustSummary) -> dict[str, Any]:
                 "p_d90_ge_rx": x.p_d90,
                 "p_limit_met": x.p_met,
                 "feasible": x.feasible,
+                "binding": list(x.binding),
             }
             for x in r.rounds
         ],

@@ -26,6 +26,14 @@ files (0.1 mm and 1e-4 in ``needles.csv``, the contours' decimal strings):
 ``tests/planning/test_robust_option.py`` re-evaluates a written plan.  The first round that
 meets both targets is kept; when none within ``max_rounds`` does, the round with the
 smallest total shortfall is kept and the summary says ``met = false``.
+
+A round whose selection cannot reach the targets its margins asked for (the optimiser
+reports it infeasible at the raised prescriptions or lowered limits, and says what binds:
+an OAR limit, the seed spacing, the needle count) ends the rounds: a larger margin asks for
+more of what is already out of reach.  The summary gives that binding
+(:attr:`RobustSummary.limited_by`), so an unmet target is explained, e.g. a small lesion
+whose candidate positions at the template's pitch and seed spacing are all used (then a
+denser template, stronger seeds or a smaller error model is what would help).
 """
 
 from __future__ import annotations
@@ -85,6 +93,9 @@ class RobustRound:
     p_d90: dict[str, float]  # zone -> P(D90 >= Rx)
     p_met: dict[str, float]  # "roi metric" -> P(limit met)
     feasible: bool  # the nominal goals and limits of this round's selection
+    #: what kept this round's selection from the targets its margins asked for (empty: they
+    #: were met, or round 0, which has no margins)
+    binding: tuple[str, ...] = ()
 
     def shortfall(self, spec: RobustSpec) -> float:
         """How far the round is from its targets (0: met)."""
@@ -110,6 +121,13 @@ class RobustSummary:
     @property
     def extra_needles(self) -> int:
         return self.rounds[self.chosen].n_needles - self.rounds[0].n_needles
+
+    @property
+    def limited_by(self) -> tuple[str, ...]:
+        """Why the rounds stopped short of the targets: the constraints that kept the last
+        round from the margins it asked for (empty when the targets were met, or when the
+        rounds ran out with every margin met)."""
+        return () if self.met else self.rounds[-1].binding
 
 
 def _zone_structures(spec: PlanSpec, case: PlanningCase, grid: Grid, zones: dict, samples):
@@ -170,7 +188,12 @@ def plan_inputs(
 
 
 def _round(
-    verified: VerifiedSeeds, result: RobustResult, zm: dict, om: dict, n_needles: int
+    verified: VerifiedSeeds,
+    result: RobustResult,
+    zm: dict,
+    om: dict,
+    n_needles: int,
+    binding: tuple[str, ...],
 ) -> RobustRound:
     return RobustRound(
         dict(zm),
@@ -180,6 +203,7 @@ def _round(
         {z.name: z.p_d90 for z in result.zones},
         {f"{lim.roi} {lim.metric}": lim.p_met for lim in result.limits},
         bool(verified.selection.feasible),
+        binding,
     )
 
 
@@ -232,19 +256,22 @@ def robust_seeds(
     verified = nominal
     plans = [nominal]
     rounds: list[RobustRound] = []
+    binding: tuple[str, ...] = ()
     for k in range(rs.max_rounds + 1):
         result, n_needles = evaluate(verified)
-        rounds.append(_round(verified, result, zm, om, n_needles))
+        rounds.append(_round(verified, result, zm, om, n_needles, binding))
         clock.check(f"robust round {k}")
         failing_z = [z for z in result.zones if z.p_d90 < rs.min_probability]
         failing_o = [x for x in result.limits if x.p_met < rs.oar_min_probability]
-        if (not failing_z and not failing_o) or k == rs.max_rounds:
-            break
+        if (not failing_z and not failing_o) or k == rs.max_rounds or binding:
+            break  # met, out of rounds, or a margin the optimiser could not reach
         _raise_margins(rs, failing_z, failing_o, zm, om)
         verified = select_verified_seeds(
             spec, case, grid, model, _with_margins(problem, limits, zm, om), limits, candidates,
             backend=backend, clock=clock,
         )  # fmt: skip
+        sel = verified.selection
+        binding = () if sel.feasible else tuple(sel.binding) or ("the raised coverage goals",)
         verified = _judged_on_nominal_goals(spec, problem, verified)
         plans.append(verified)
     met = [i for i, r in enumerate(rounds) if r.shortfall(rs) == 0.0 and r.feasible]

@@ -54,6 +54,11 @@ def robust_lines(r: RobustSummary) -> list[str]:
         out.append(f"robust: {name} P(D90 >= Rx) = {p:.3f} (nominal {nominal.p_d90[name]:.3f})")
     for name, p in kept.p_met.items():
         out.append(f"robust: {name} P(met) = {p:.3f} (nominal {nominal.p_met[name]:.3f})")
+    if r.limited_by:
+        out.append(
+            f"robust: round {len(r.rounds) - 1}'s margins could not be reached; binding: "
+            + "; ".join(r.limited_by)
+        )
     return out
 
 

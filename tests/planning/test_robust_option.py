@@ -102,3 +102,20 @@ def test_bad_robust_options_name_the_key(robust, key):
     with pytest.raises(ConfigError) as exc:
         parse_plan_spec(spec)
     assert key in str(exc.value)
+
+
+def test_unreachable_target_stops_and_names_what_binds(tmp_path):
+    """Under the ``template`` error model the same small lesion cannot reach P 0.9: once a
+    round's raised margin is out of the optimiser's reach the rounds stop (a larger margin
+    asks for more of the same), and the summary, metrics.json and the report line name the
+    constraint that binds instead of a bare ``met = false``."""
+    spec = copy.deepcopy(SPEC)
+    spec["optimizer"]["robust"] = {**spec["optimizer"]["robust"], "error_model": "template"}
+    result = make_plan(parse_plan_spec(spec), tmp_path)
+    r = result.robust
+    assert r is not None and not r.met
+    assert "seed spacing" in r.limited_by and r.limited_by == r.rounds[-1].binding
+    assert len(r.rounds) - 1 < parse_plan_spec(spec).optimizer.robust.max_rounds
+    assert all(not x.binding for x in r.rounds[:-1])  # only the last round missed its margins
+    line = robust_lines(r)[-1]
+    assert "could not be reached; binding: " + "; ".join(r.limited_by) in line
