@@ -355,7 +355,8 @@ def test_cli_registration_options(case, tmp_path, capsys):
     assert 25.0 < doc2["registration"]["transform"]["deformable"]["mesh_spacing_mm"][0] <= 40.0
     # bad values: argparse refuses (exit 2), a bad landmark file is a named BrachyCryoError
     for bad in (["--bspline-mesh-mm", "2"], ["--registration", "demons"],
-                ["--deform-region-mm", "-1"]):  # fmt: skip
+                ["--deform-region-mm", "-1"],
+                ["--deform-region-mm", "10", "--deform-whole-ct"]):  # fmt: skip
         with pytest.raises(SystemExit):
             main([*base, "--out", str(tmp_path / "bad"), *bad])
     wrong = tmp_path / "wrong.csv"
@@ -399,3 +400,28 @@ def test_followup_page_viewer_in_the_browser(case, tmp_path):
     scale = float(dose.dose_gy.max()) / 65535
     assert abs(probe["readout"]["value"] - dose.dose_gy[k, j, i]) <= scale / 2 + 1e-6
     assert len(page.read_text()) < 5_000_000
+
+
+def test_a_tumour_roi_without_contours_is_a_complete_response(case):
+    """The follow-up tumour ROI present but empty: the lesion has gone (RECIST CR), its
+    volume, diameters and enhancing volume are 0; a second lesion name without a tumour ROI
+    leaves the target-lesion sum and class open."""
+    from brachycryo.dicom_io.rtstruct import ROI
+
+    plan = read_plan_folder(case.plan_dir)
+    fu = read_followup(case.fu_ct, case.fu_rs)
+    frame = fu.structures.frame_of_reference_uid
+    empty = ROI(number=999, name="Gone", frame_of_reference_uid=frame)
+    fu = dataclasses.replace(
+        fu, structures=dataclasses.replace(fu.structures, rois=(*fu.structures.rois, empty))
+    )
+    rois = [LesionRois(LESION, tumour="Gone", ablation="Ablation_OK")]
+    result = analyse_followup(plan, fu, rois, case.registration)
+    t = result.lesions[0].tumour
+    assert t.followup_volume_cc == 0.0 and t.followup_diameter_mm == 0.0
+    assert t.enhancing_volume_cc == 0.0 and t.residual.total_cc == 0.0
+    assert t.lesion_recist_class == "CR" and result.recist_response.response == "CR"
+    assert t.plan_diameters.perpendicular_mm > 0
+    open_sum = analyse_followup(plan, fu, [LesionRois(LESION, ablation="Ablation_OK")],
+                                case.registration).recist_response  # fmt: skip
+    assert open_sum.response is None and open_sum.missing == (LESION,)
