@@ -9,16 +9,19 @@ sigma 20 mm) at the lesion, with an ablation-zone sphere and a tumour sphere con
 the follow-up frame.  Timed: the whole command (`brachycryo followup`, deformable, inverse
 consistency, landmarks, carried RTSTRUCT / RTDOSE, no HTML report), reading the DICOM
 included, in a child process whose CPU time (user + system) and peak resident memory are
-recorded; writing the case is not timed.  The reference: the same command rigid only
+recorded, with the 1-minute load average before and after it; writing the case is not
+timed.  The reference: the same command rigid only
 (``--registration rigid``) on the same pair, in the same run.  Also recorded: the landmark
 TRE against the known deformation.  SimpleITK runs its registrations on one thread
 (determinism); the rest may use what the machine has - run it under ``taskset -c 0,1`` to
 hold it to 2 cores.
 
 Writes ``benchmarks/results/followup_speed.json``.
-Runs: the deformable command on the whole CT; with ``--region-mm MM`` also restricted to
-the lesion box + MM; the rigid-only reference.
-Run: ``python -m benchmarks.followup_speed [--shape 512 512 100] [--region-mm 30]``.
+Runs: the default command (deformable step on the lesion box + 30 mm); with
+``--region-mm MM`` restricted to the lesion box + MM instead; with ``--whole-ct`` also the
+deformable step on the whole CT (``--deform-whole-ct``, about 12 CPU minutes); the rigid-only
+reference.
+Run: ``python -m benchmarks.followup_speed [--shape 512 512 100] [--whole-ct]``.
 """
 
 from __future__ import annotations
@@ -166,11 +169,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--shape", type=int, nargs=3, default=[512, 512, 100], help="i j k")
     ap.add_argument("--spacing", type=float, nargs=3, default=[0.8, 0.8, 2.5])
     ap.add_argument("--region-mm", type=float, default=None,
-                    help="also a run with --deform-region-mm (the lesion box + MM)")  # fmt: skip
+                    help="--deform-region-mm of the default run (CLI default 30)")  # fmt: skip
     ap.add_argument("--no-reference", action="store_true",
                     help="skip the rigid-only reference run of the same pair")  # fmt: skip
-    ap.add_argument("--skip-whole", action="store_true",
-                    help="skip the deformable run on the whole CT")  # fmt: skip
+    ap.add_argument("--whole-ct", action="store_true",
+                    help="also the deformable run on the whole CT (--deform-whole-ct)")  # fmt: skip
+    ap.add_argument("--case-dir", default=None,
+                    help="write the case here, or reuse the one there (same shape)")  # fmt: skip
     ap.add_argument("--name", default="followup_speed", help="results/NAME.json")
     ap.add_argument("--no-write", action="store_true", help="do not write the JSON")
     args = ap.parse_args(argv)
@@ -178,28 +183,33 @@ def main(argv: list[str] | None = None) -> dict:
     ni, nj, nk = args.shape
     runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        case = build_case(folder, (nk, nj, ni), args.spacing)
+        folder = Path(tmp) if args.case_dir is None else Path(args.case_dir)
+        if (folder / "landmarks.csv").is_file():
+            case = {"reused_case_dir": True, "plan_grid_shape_kji": [nk, nj, ni]}
+        else:
+            case = build_case(folder, (nk, nj, ni), args.spacing)
         base = ["followup", "--plan", str(folder / "plan"), "--ct", str(folder / "fu" / "CT"),
                 "--rtstruct", str(folder / "fu" / "RS.fu.dcm"), "--ablation", "Ablation",
                 "--tumour", "Residual", "--landmarks", str(folder / "landmarks.csv"),
                 "--no-report", "--quiet"]  # fmt: skip
-        variants = {} if args.skip_whole else {"deformable": ["--registration", "deformable"]}
-        if args.region_mm is not None:
-            variants["deformable_lesion_box"] = [
-                "--registration", "deformable", "--deform-region-mm", str(args.region_mm)
-            ]  # fmt: skip
+        box = [] if args.region_mm is None else ["--deform-region-mm", str(args.region_mm)]
+        variants = {"deformable_lesion_box": ["--registration", "deformable", *box]}
+        if args.whole_ct:
+            variants["deformable_whole_ct"] = ["--registration", "deformable", "--deform-whole-ct"]
         if not args.no_reference:
             variants["rigid_reference"] = ["--registration", "rigid"]
         for name, extra in variants.items():
-            out = folder / f"out_{name}"
+            out = Path(tmp) / f"out_{name}"
+            load_before = os.getloadavg()[0]
             run = run_command([*base, "--out", str(out), *extra])
+            run["load_average_1min_before_after"] = [round(load_before, 2),
+                                                     round(os.getloadavg()[0], 2)]  # fmt: skip
             if run["exit_code"] == 0:
                 run.update(_summary(json.loads((out / "followup.json").read_text())))
                 run["outputs"] = sorted(p.name for p in out.iterdir())
             run["options"] = " ".join(extra)
             runs[name] = run
-    main_run = runs.get("deformable") or runs.get("deformable_lesion_box") or {}
+    main_run = runs.get("deformable_lesion_box") or {}
     ref = runs.get("rigid_reference")
     result = {
         "case": case,

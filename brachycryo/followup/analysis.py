@@ -11,8 +11,12 @@ rasterised from their contours directly on that grid.  Measured there:
   success verdict (MAM >= threshold; :mod:`brachycryo.followup.margins`), the coverage of
   the 3 / 5 / 10 mm shells around the GTV and of the planned core and margin;
 * the follow-up tumour inside the core, the margin and outside both (residual tumour);
-* tumour volume and RECIST longest axial diameter at plan and follow-up, each measured on
-  its own CT's contours (no registration involved) and their change;
+* tumour volume, RECIST 1.1 longest axial diameter and its perpendicular at plan and
+  follow-up, each measured on its own CT's contours (no registration involved), their change
+  and, with an ablation zone, the enhancing-only (mRECIST-like) follow-up tumour volume
+  (:mod:`brachycryo.followup.recist`); across lesions the sums of longest diameters and the
+  RECIST 1.1 class of the target lesions.  A follow-up tumour ROI present without contours
+  means the lesion has disappeared (volume and diameters 0);
 * for a recurrence: its volume by zone, the zone of its centroid (= its origin) and of its
   voxel closest to the original GTV, the planned dose there (D90 of the recurrence volume,
   dose at the centroid) and whether the centroid lay inside the planned lethal isotherm.
@@ -33,6 +37,7 @@ from brachycryo.dicom_io.rasterize import roi_mask, roi_volume_cc
 from brachycryo.dicom_io.rtdose import DoseVolume
 from brachycryo.dicom_io.rtstruct import ROI, StructureSet
 from brachycryo.followup import margins as mg
+from brachycryo.followup import recist
 from brachycryo.followup.registration import Registration, Transform, resample_onto
 from brachycryo.qa.dvh import sample_dose_at_points
 
@@ -77,9 +82,26 @@ class FollowupOptions:
 class TumourResponse:
     plan_volume_cc: float
     followup_volume_cc: float | None
-    plan_diameter_mm: float
-    followup_diameter_mm: float | None
+    plan_diameters: recist.AxialDiameters
+    followup_diameters: recist.AxialDiameters | None
     residual: mg.ZoneSplit | None  # the follow-up tumour by planned zone
+    #: the follow-up tumour outside the ablation zone (mRECIST-like; None: no ablation ROI)
+    enhancing_volume_cc: float | None = None
+
+    @property
+    def plan_diameter_mm(self) -> float:
+        return self.plan_diameters.longest_mm
+
+    @property
+    def followup_diameter_mm(self) -> float | None:
+        return None if self.followup_diameters is None else self.followup_diameters.longest_mm
+
+    @property
+    def lesion_recist_class(self) -> str | None:
+        """The RECIST 1.1 thresholds applied to this lesion's longest diameter alone."""
+        if self.followup_diameters is None or self.plan_diameters.longest_mm <= 0:
+            return None
+        return recist.response_class(self.plan_diameter_mm, self.followup_diameters.longest_mm)
 
     @property
     def volume_change_pct(self) -> float | None:
@@ -102,6 +124,12 @@ class AblationResult:
     shell_coverage: Mapping[float, float]  # width mm -> fraction of the shell ablated
     core_covered: float | None  # fraction of the planned core inside the ablation zone
     margin_covered: float | None  # fraction of the planned margin inside the ablation zone
+    #: the signed margin at each GTV surface voxel (mm; the histogram's data)
+    surface_margins_mm: np.ndarray = field(default_factory=lambda: np.zeros(0), compare=False)
+    #: width mm -> fraction of the shell where the planned seed dose >= prescription (None:
+    #: no dose or no prescription in the plan) / ablated or at that dose
+    shell_dose_coverage: Mapping[float, float] | None = None
+    shell_either_coverage: Mapping[float, float] | None = None
 
     @property
     def technical_success(self) -> bool:
@@ -186,12 +214,16 @@ def _contour_points(roi: ROI) -> np.ndarray:
     return np.concatenate(pts, axis=0)
 
 
-def _planes_xy(roi: ROI) -> list[np.ndarray]:
-    """Outline points per axial plane (contours sharing a z to 0.01 mm)."""
+def _planes_xy(roi: ROI) -> list[tuple[float, list[np.ndarray]]]:
+    """(z, outline polygons (N, 2)) per axial plane (contours sharing a z to 0.01 mm)."""
     by_z: dict[float, list[np.ndarray]] = {}
     for c in roi.closed_contours:
         by_z.setdefault(round(float(c.points_mm[0, 2]), 2), []).append(c.points_mm[:, :2])
-    return [np.concatenate(v, axis=0) for _, v in sorted(by_z.items())]
+    return sorted(by_z.items())
+
+
+def _diameters(roi: ROI) -> recist.AxialDiameters:
+    return recist.axial_diameters(_planes_xy(roi))
 
 
 #: At most this many contour points are mapped back to size an analysis grid.
@@ -240,17 +272,32 @@ def _dose_at(plan: PlanData, points_mm: np.ndarray) -> np.ndarray | None:
     return np.asarray(values, dtype=float)
 
 
-def _ablation_result(gtv, core, margin, ablation, grid, options) -> AblationResult:
+def _prescription_dose_mask(plan: PlanData, grid: Grid) -> np.ndarray | None:
+    """Voxels of ``grid`` where the planned dose reaches the prescription (trilinear)."""
+    if plan.dose is None or not plan.prescription_gy:
+        return None
+    dose = _dose_at(plan, grid.voxel_centres_mm().reshape(-1, 3))
+    assert dose is not None
+    return dose.reshape(grid.shape) >= plan.prescription_gy
+
+
+def _ablation_result(plan, gtv, core, margin, ablation, grid, options) -> AblationResult:
+    shells = {w: mg.shell_mask(gtv, grid, w) for w in mg.SHELL_WIDTHS_MM}
+    rx = _prescription_dose_mask(plan, grid)
     return AblationResult(
         ablation_volume_cc=mg.volume_cc(ablation, grid),
         mam_mm=mg.minimal_ablative_margin_mm(gtv, ablation, grid),
         mam_threshold_mm=options.mam_threshold_mm,
-        shell_coverage={
-            w: mg.covered_fraction(mg.shell_mask(gtv, grid, w), ablation)
-            for w in mg.SHELL_WIDTHS_MM
-        },
+        shell_coverage={w: mg.covered_fraction(sh, ablation) for w, sh in shells.items()},
         core_covered=mg.covered_fraction(core, ablation) if core.any() else None,
         margin_covered=mg.covered_fraction(margin, ablation) if margin.any() else None,
+        surface_margins_mm=mg.surface_margins_mm(gtv, ablation, grid),
+        shell_dose_coverage=None
+        if rx is None
+        else {w: mg.covered_fraction(sh, rx) for w, sh in shells.items()},
+        shell_either_coverage=None
+        if rx is None
+        else {w: mg.covered_fraction(sh, rx | ablation) for w, sh in shells.items()},
     )
 
 
@@ -296,6 +343,9 @@ def analyse_lesion(
         )
         if name is not None
     }
+    # a tumour ROI without contours: the lesion has disappeared (RECIST CR)
+    gone = "tumour" in fu_rois and not fu_rois["tumour"].closed_contours
+    tumour_roi = fu_rois.pop("tumour") if gone else fu_rois.get("tumour")
     zone_rois = [
         r for r in plan.zones.rois if r.name in (f"{rois.lesion}_Core", f"{rois.lesion}_SeedTarget")
     ]
@@ -314,22 +364,29 @@ def analyse_lesion(
                 f"{options.analysis_spacing_mm:g} mm voxels, or the registration is wrong",
                 roi=fu_rois[kind].name,
             )
+    if gone:
+        carried["tumour"] = np.zeros(grid.shape, dtype=bool)
     masks = LesionMasks(grid, gtv, core, margin, carried)
-    tumour_roi = fu_rois.get("tumour")
+    enhancing = None
+    if tumour_roi is not None and "ablation" in carried:
+        enhancing = mg.volume_cc(carried["tumour"] & ~carried["ablation"], grid)
     tumour = TumourResponse(
         plan_volume_cc=roi_volume_cc(gtv_roi),
-        followup_volume_cc=None if tumour_roi is None else roi_volume_cc(tumour_roi),
-        plan_diameter_mm=mg.longest_diameter_mm(_planes_xy(gtv_roi)),
-        followup_diameter_mm=None
+        followup_volume_cc=None
         if tumour_roi is None
-        else mg.longest_diameter_mm(_planes_xy(tumour_roi)),
+        else (0.0 if gone else roi_volume_cc(tumour_roi)),
+        plan_diameters=_diameters(gtv_roi),
+        followup_diameters=None
+        if tumour_roi is None
+        else (recist.NO_LESION if gone else _diameters(tumour_roi)),
         residual=None
         if tumour_roi is None
         else mg.zone_split(carried["tumour"], core, margin, grid),
+        enhancing_volume_cc=enhancing,
     )
     ablation = None
     if "ablation" in carried:
-        ablation = _ablation_result(gtv, core, margin, carried["ablation"], grid, options)
+        ablation = _ablation_result(plan, gtv, core, margin, carried["ablation"], grid, options)
     recurrence = None
     if "recurrence" in carried:
         recurrence = _recurrence_result(plan, rois.lesion, masks, carried["recurrence"])
@@ -341,6 +398,15 @@ class FollowupResult:
     registration: Registration
     lesions: tuple[LesionFollowup, ...]
     notes: tuple[str, ...] = ()
+
+    @property
+    def recist_response(self) -> recist.RecistResponse:
+        """RECIST 1.1 sums and class with the analysed lesions as the target lesions."""
+        return recist.target_response(
+            [les.rois.lesion for les in self.lesions],
+            [les.tumour.plan_diameter_mm for les in self.lesions],
+            [les.tumour.followup_diameter_mm for les in self.lesions],
+        )
 
 
 def analyse_followup(

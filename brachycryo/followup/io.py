@@ -14,6 +14,7 @@ from brachycryo.core.errors import ConfigError, DicomInputError
 from brachycryo.dicom_io.ct_series import load_ct_series
 from brachycryo.dicom_io.rtdose import read_rtdose
 from brachycryo.dicom_io.rtstruct import read_rtstruct
+from brachycryo.followup import margins
 from brachycryo.followup.analysis import (
     ZONES,
     FollowupData,
@@ -96,7 +97,66 @@ def _split_json(split) -> dict[str, Any] | None:
     }  # fmt: skip
 
 
-def lesion_json(les: LesionFollowup, prescription_gy: float | None) -> dict[str, Any]:
+def registration_uncertainty(checks: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The registration's uncertainty to print next to a margin: the landmark TRE when
+    landmarks were given, else the inverse consistency (mean / max mm), else None."""
+    if not checks:
+        return None
+    tre = checks.get("landmark_tre")
+    if tre is not None:
+        return {"kind": "landmark TRE", "mean_mm": tre["mean_mm"], "max_mm": tre["max_mm"]}
+    if checks.get("inverse_consistency_mean_mm") is not None:
+        return {"kind": "inverse consistency", "mean_mm": checks["inverse_consistency_mean_mm"],
+                "max_mm": checks["inverse_consistency_max_mm"]}  # fmt: skip
+    return None
+
+
+def _diameters_json(d) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {"longest_mm": _num(d.longest_mm), "perpendicular_mm": _num(d.perpendicular_mm),
+            "plane_z_mm": d.z_mm}  # fmt: skip
+
+
+def _shells_json(cov) -> dict[str, float | None] | None:
+    return None if cov is None else {f"{w:g}mm": _num(v) for w, v in cov.items()}
+
+
+def _ablation_json(a, uncertainty: dict[str, Any] | None) -> dict[str, Any]:
+    edges, counts = margins.margin_histogram(a.surface_margins_mm)
+    mam = _num(a.mam_mm)
+    borderline = None
+    if mam is not None and uncertainty is not None:
+        borderline = abs(mam - a.mam_threshold_mm) < uncertainty["mean_mm"]
+    return {
+        "volume_cc": _num(a.ablation_volume_cc),
+        "minimal_ablative_margin_mm": mam,
+        "mam_threshold_mm": a.mam_threshold_mm,
+        "technical_success": a.technical_success,
+        "verdict": "success" if a.technical_success else "failure",
+        "registration_uncertainty": uncertainty,
+        # |MAM - threshold| under the registration's mean uncertainty: the verdict could flip
+        "verdict_within_registration_uncertainty": borderline,
+        "shell_covered_fraction": _shells_json(a.shell_coverage),
+        "shell_dose_covered_fraction": _shells_json(a.shell_dose_coverage),
+        "shell_ablated_or_dose_covered_fraction": _shells_json(a.shell_either_coverage),
+        "core_covered_fraction": _num(a.core_covered),
+        "margin_covered_fraction": _num(a.margin_covered),
+        "surface_margin_histogram": {
+            "what": "signed distance (mm) from each planning-GTV surface voxel to the "
+            "ablation-zone surface, + inside the zone",
+            "bin_mm": margins.HISTOGRAM_BIN_MM,
+            "bin_edges_mm": [float(e) for e in edges],
+            "counts": [int(c) for c in counts],
+        },
+    }
+
+
+def lesion_json(
+    les: LesionFollowup,
+    prescription_gy: float | None,
+    uncertainty: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     t = les.tumour
     out: dict[str, Any] = {
         "lesion": les.rois.lesion,
@@ -109,21 +169,16 @@ def lesion_json(les: LesionFollowup, prescription_gy: float | None) -> dict[str,
             "plan_longest_axial_diameter_mm": _num(t.plan_diameter_mm),
             "followup_longest_axial_diameter_mm": _num(t.followup_diameter_mm),
             "diameter_change_pct": _num(t.diameter_change_pct),
+            "plan_diameters": _diameters_json(t.plan_diameters),
+            "followup_diameters": _diameters_json(t.followup_diameters),
+            "lesion_recist_class": t.lesion_recist_class,
+            "enhancing_volume_cc": _num(t.enhancing_volume_cc),
             "residual_by_zone": _split_json(t.residual),
         },
         "analysis_grid_spacing_mm": list(les.masks.grid.spacing_mm),
     }  # fmt: skip
     if les.ablation is not None:
-        a = les.ablation
-        out["ablation"] = {
-            "volume_cc": _num(a.ablation_volume_cc),
-            "minimal_ablative_margin_mm": _num(a.mam_mm),
-            "mam_threshold_mm": a.mam_threshold_mm,
-            "technical_success": a.technical_success,
-            "shell_covered_fraction": {f"{w:g}mm": _num(v) for w, v in a.shell_coverage.items()},
-            "core_covered_fraction": _num(a.core_covered),
-            "margin_covered_fraction": _num(a.margin_covered),
-        }
+        out["ablation"] = _ablation_json(les.ablation, uncertainty)
     if les.recurrence is not None:
         r = les.recurrence
         pct = None
@@ -144,19 +199,30 @@ def lesion_json(les: LesionFollowup, prescription_gy: float | None) -> dict[str,
 
 
 def followup_json(result: FollowupResult, prescription_gy: float | None) -> dict[str, Any]:
+    reg = result.registration.to_json()
+    unc = registration_uncertainty(reg["checks"])
+    resp = result.recist_response.to_json()
+    resp["sum_longest_diameters_followup_mm"] = _num(resp["sum_longest_diameters_followup_mm"])
+    resp["sum_change_pct"] = _num(resp["sum_change_pct"])
     return {
-        "registration": result.registration.to_json(),
+        "registration": reg,
         "prescription_gy": prescription_gy,
         "notes": list(result.notes),
-        "lesions": [lesion_json(les, prescription_gy) for les in result.lesions],
+        "recist": resp,
+        "lesions": [lesion_json(les, prescription_gy, unc) for les in result.lesions],
     }
 
 
 CSV_COLUMNS = (
     "lesion", "plan_volume_cc", "followup_volume_cc", "volume_change_pct",
     "plan_diameter_mm", "followup_diameter_mm", "diameter_change_pct",
+    "plan_perpendicular_mm", "followup_perpendicular_mm", "lesion_recist_class",
+    "enhancing_volume_cc", "recist_sum_plan_mm", "recist_sum_followup_mm", "recist_class",
     "residual_core_cc", "residual_margin_cc", "residual_outside_cc",
-    "mam_mm", "technical_success", "shell3_covered", "shell5_covered", "shell10_covered",
+    "mam_mm", "technical_success", "registration_uncertainty_mean_mm",
+    "shell3_covered", "shell5_covered", "shell10_covered",
+    "shell3_dose_covered", "shell5_dose_covered", "shell10_dose_covered",
+    "shell3_either_covered", "shell5_either_covered", "shell10_either_covered",
     "core_covered", "margin_covered", "recurrence_cc", "recurrence_origin_zone",
     "recurrence_closest_zone", "recurrence_core_fraction", "recurrence_margin_fraction",
     "recurrence_outside_fraction", "recurrence_d90_gy",
@@ -171,19 +237,32 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def csv_row(doc: dict[str, Any]) -> list[str]:
+def csv_row(doc: dict[str, Any], recist_doc: dict[str, Any] | None = None) -> list[str]:
+    """One lesion's row; ``recist_doc`` (the target lesions' sums and class) repeats on
+    every row."""
     t = doc["tumour"]
+    pd_, fd = t.get("plan_diameters") or {}, t.get("followup_diameters") or {}
+    rc = recist_doc or {}
     res = t["residual_by_zone"] or {}
     ab = doc.get("ablation") or {}
     shells = ab.get("shell_covered_fraction", {})
+    dose = ab.get("shell_dose_covered_fraction") or {}
+    either = ab.get("shell_ablated_or_dose_covered_fraction") or {}
+    unc = ab.get("registration_uncertainty") or {}
     rec = doc.get("recurrence") or {}
     by = rec.get("by_zone") or {}
     values = [
         doc["lesion"], t["plan_volume_cc"], t["followup_volume_cc"], t["volume_change_pct"],
         t["plan_longest_axial_diameter_mm"], t["followup_longest_axial_diameter_mm"],
-        t["diameter_change_pct"], res.get("core_cc"), res.get("margin_cc"),
+        t["diameter_change_pct"], pd_.get("perpendicular_mm"), fd.get("perpendicular_mm"),
+        t.get("lesion_recist_class"), t.get("enhancing_volume_cc"),
+        rc.get("sum_longest_diameters_plan_mm"), rc.get("sum_longest_diameters_followup_mm"),
+        rc.get("response"), res.get("core_cc"), res.get("margin_cc"),
         res.get("outside_cc"), ab.get("minimal_ablative_margin_mm"),
-        ab.get("technical_success"), shells.get("3mm"), shells.get("5mm"), shells.get("10mm"),
+        ab.get("technical_success"), unc.get("mean_mm"),
+        shells.get("3mm"), shells.get("5mm"), shells.get("10mm"),
+        dose.get("3mm"), dose.get("5mm"), dose.get("10mm"),
+        either.get("3mm"), either.get("5mm"), either.get("10mm"),
         ab.get("core_covered_fraction"), ab.get("margin_covered_fraction"),
         rec.get("volume_cc"), rec.get("origin_zone"), rec.get("closest_to_gtv_zone"),
         by.get("core_fraction"), by.get("margin_fraction"), by.get("outside_fraction"),
@@ -197,5 +276,5 @@ def followup_csv(doc: dict[str, Any]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for les in doc["lesions"]:
-        w.writerow(csv_row(les))
+        w.writerow(csv_row(les, doc.get("recist")))
     return buf.getvalue()

@@ -67,6 +67,40 @@ def minimal_ablative_margin_mm(tumour: np.ndarray, ablation: np.ndarray, grid: G
     return float(signed_distance_mm(ablation, grid)[t].min())
 
 
+def surface_voxels(mask: np.ndarray) -> np.ndarray:
+    """Voxels of ``mask`` with a face neighbour outside it (or on the array's edge)."""
+    m = np.asarray(mask, dtype=bool)
+    return m & ~ndimage.binary_erosion(m, border_value=0)
+
+
+def surface_margins_mm(tumour: np.ndarray, ablation: np.ndarray, grid: Grid) -> np.ndarray:
+    """The signed distance (mm, :func:`signed_distance_mm` of ``ablation``) at each surface
+    voxel of ``tumour``: the local ablative margin over the tumour surface (+ inside the
+    ablation zone, - outside), as the margin histograms of ablation-confirmation software
+    show it (Laimer et al., Eur Radiol 2025)."""
+    return signed_distance_mm(ablation, grid)[surface_voxels(tumour)]
+
+
+#: Width (mm) of the bins of the surface-margin histogram.
+HISTOGRAM_BIN_MM = 1.0
+
+
+def margin_histogram(
+    margins_mm: np.ndarray, bin_mm: float = HISTOGRAM_BIN_MM
+) -> tuple[np.ndarray, np.ndarray]:
+    """(bin edges mm, counts) of the finite ``margins_mm`` in ``bin_mm`` bins on multiples of
+    ``bin_mm``; empty arrays when none is finite."""
+    v = np.asarray(margins_mm, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return np.zeros(0), np.zeros(0, dtype=int)
+    lo = np.floor(v.min() / bin_mm) * bin_mm
+    hi = (np.floor(v.max() / bin_mm) + 1.0) * bin_mm
+    edges = np.arange(round((hi - lo) / bin_mm) + 1) * bin_mm + lo
+    counts, _ = np.histogram(v, bins=edges)
+    return edges, counts
+
+
 def shell_mask(tumour: np.ndarray, grid: Grid, width_mm: float) -> np.ndarray:
     """Voxels outside ``tumour`` within ``width_mm`` of it (the margin shell)."""
     t = np.asarray(tumour, dtype=bool)

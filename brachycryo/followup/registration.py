@@ -37,8 +37,18 @@ SAMPLING_SEED = 20260105
 SAMPLING_FRACTION = 0.1
 #: ... but at most this many samples (a 512 x 512 x 100 CT would otherwise give 2.6 M)
 MAX_SAMPLES = 50_000
+#: A CT of more voxels than this is averaged down (SimpleITK BinShrink, integer factors per
+#: axis, the finest axes first) before the rigid step: the registration method smooths and
+#: shrinks its full-size images at every pyramid level, which on a 512 x 512 x 100 CT was
+#: most of the step's time.  There (0.8 x 0.8 x 2.5 mm -> 2.4 x 2.4 x 2.5 mm) the rigid
+#: step took 1/4-1/5 of the CPU time for a transform within 0.03 mm of the full-size one
+#: at the landmarks around the lesion (benchmarks/followup_speed.py).
+RIGID_MAX_VOXELS = 4_000_000
 #: Coarsest voxel (mm) a pyramid level may reach; levels coarser than this are skipped.
 COARSEST_LEVEL_MM = 10.0
+#: The quality block's HU correlation and overlap are measured on at most about this many
+#: planning voxels (every n-th voxel in-plane; a 512 x 512 x 100 CT: every 4th, 1.6 M).
+QUALITY_MAX_VOXELS = 2_000_000
 #: Below this fraction of the planning CT overlapping the follow-up CT after registration,
 #: the result is refused (the images do not show the same region).
 MIN_OVERLAP_FRACTION = 0.2
@@ -163,7 +173,9 @@ class RegistrationQuality:
     ``correlation_before`` / ``correlation_after``: Pearson correlation of the HU of the
     planning CT and of the follow-up CT sampled through the identity / the found transform,
     over the planning voxels the follow-up CT covers; ``overlap_fraction``: the fraction of
-    planning voxels covered.  ``metric_value`` is the final Mattes MI metric (SimpleITK's sign:
+    planning voxels covered.  Both on the planning voxels of :func:`quality_lattice` (every
+    voxel of a small CT, every 4th in-plane of a 512 x 512 x 100 one).  ``metric_value`` is
+    the final Mattes MI metric (SimpleITK's sign:
     more negative = better; None for a given transform).
     """
 
@@ -309,6 +321,19 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def quality_lattice(plan_hu: np.ndarray, plan_grid: Grid) -> tuple[np.ndarray, Grid]:
+    """Every n-th planning voxel along i and j (n the smallest giving at most
+    :data:`QUALITY_MAX_VOXELS`), as values and their grid."""
+    n = max(1, math.ceil(math.sqrt(plan_hu.size / QUALITY_MAX_VOXELS)))
+    if n == 1:
+        return plan_hu, plan_grid
+    sub = plan_hu[:, ::n, ::n]
+    si, sj, sk = plan_grid.spacing_mm
+    nk, nj, ni = sub.shape
+    grid = Grid((nk, nj, ni), plan_grid.origin_mm, (si * n, sj * n, sk), plan_grid.direction)
+    return sub, grid
+
+
 def registration_quality(
     plan_hu: np.ndarray,
     plan_grid: Grid,
@@ -322,6 +347,7 @@ def registration_quality(
 ) -> RegistrationQuality:
     """HU correlation before / after and the overlap; :class:`RegistrationError` when under
     :data:`MIN_OVERLAP_FRACTION` of the planning CT lies in the follow-up CT."""
+    plan_hu, plan_grid = quality_lattice(plan_hu, plan_grid)
     before, in_before = resample_onto(fu_hu, fu_grid, plan_grid, IDENTITY, linear=True)
     after, in_after = resample_onto(fu_hu, fu_grid, plan_grid, transform, linear=True)
     overlap = float(in_after.mean())
@@ -349,29 +375,55 @@ def pyramid(grid: Grid) -> tuple[list[int], list[float]]:
     return shrink, [f / 2.0 if f > 1 else 0.0 for f in shrink]
 
 
+def bin_factors(grid: Grid, max_voxels: int = RIGID_MAX_VOXELS) -> tuple[int, int, int]:
+    """Integer factors (i, j, k) that bring ``grid`` under ``max_voxels``: each axis is
+    binned to about a common target voxel, raised from the finest spacing in 25 % steps
+    (so fine in-plane axes are binned before thick slices)."""
+    size = np.asarray(grid.size_ijk)
+    spacing = np.asarray(grid.spacing_mm, dtype=float)
+    most = np.maximum(1, size // 8)  # keep 8 voxels an axis
+    target = float(spacing.min())
+    factors = np.ones(3, dtype=int)
+    while np.prod(size // factors) > max_voxels and not np.all(factors >= most):
+        target *= 1.25
+        factors = np.minimum(np.maximum(1, np.floor(target / spacing + 1e-9)), most).astype(int)
+    return int(factors[0]), int(factors[1]), int(factors[2])
+
+
+def _binned(values: np.ndarray, grid: Grid):
+    """The SimpleITK image of ``values`` on ``grid``, averaged by :func:`bin_factors`."""
+    import SimpleITK as sitk
+
+    img = sitk_image(values, grid)
+    f = bin_factors(grid)
+    return img if f == (1, 1, 1) else sitk.BinShrink(img, list(f))
+
+
 def register_rigid(plan_hu: np.ndarray, plan_grid: Grid, fu_hu: np.ndarray, fu_grid: Grid):
     """Rigid (Euler 3D) registration, Mattes MI, multi-resolution; see the module docstring.
 
-    Starts from the transform that aligns the two images' geometric centres.
+    Starts from the transform that aligns the two images' geometric centres.  A CT over
+    :data:`RIGID_MAX_VOXELS` voxels is averaged down first.
     """
     import SimpleITK as sitk
 
-    fixed = sitk_image(plan_hu, plan_grid)
-    moving = sitk_image(fu_hu, fu_grid)
+    fixed = _binned(plan_hu, plan_grid)
+    moving = _binned(fu_hu, fu_grid)
     initial = sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY
     )
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
     reg.SetMetricSamplingStrategy(reg.REGULAR)
-    fraction = min(SAMPLING_FRACTION, MAX_SAMPLES / float(plan_hu.size))
+    fraction = min(SAMPLING_FRACTION, MAX_SAMPLES / float(fixed.GetNumberOfPixels()))
     reg.SetMetricSamplingPercentage(fraction, SAMPLING_SEED)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=2.0, minStep=1e-4, numberOfIterations=300, relaxationFactor=0.5
     )
     reg.SetOptimizerScalesFromPhysicalShift()
-    shrink, sigmas = pyramid(plan_grid)
+    shrink, sigmas = pyramid(Grid(plan_grid.shape, plan_grid.origin_mm, fixed.GetSpacing(),
+                                  plan_grid.direction))  # fmt: skip
     reg.SetShrinkFactorsPerLevel(shrink)
     reg.SetSmoothingSigmasPerLevel(sigmas)
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()

@@ -44,11 +44,13 @@ from brachycryo.followup.registration import (
 class RegistrationOptions:
     """How to register: ``deformable`` adds a B-spline step after the rigid one;
     ``region_margin_mm`` restricts it to the box of the lesions' GTVs and zones + this margin
-    (None: the whole planning CT); ``inverse_consistency`` registers the other way too to
-    measure it (doubles the deformable time)."""
+    (default 30 mm; None: the whole planning CT, several times slower on a large CT and
+    less accurate over the lesion: ``benchmarks/followup_speed.py``);
+    ``inverse_consistency`` registers the other way too to measure it (doubles the
+    deformable time)."""
 
     deformable: bool = True
-    region_margin_mm: float | None = None
+    region_margin_mm: float | None = 30.0
     inverse_consistency: bool = True
     bspline: DeformableOptions = dataclasses.field(default_factory=DeformableOptions)
 

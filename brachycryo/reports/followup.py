@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from brachycryo import __version__
 from brachycryo.followup.analysis import FollowupResult, LesionFollowup, PlanData
@@ -53,29 +54,58 @@ def _rows_table(rows: list[tuple[str, Any]]) -> str:
     return f"<table>{body}</table>"
 
 
+def _diameter_text(d: dict[str, Any] | None) -> str | None:
+    if d is None:
+        return None
+    return f"{_f(d['longest_mm'], 1)} × {_f(d['perpendicular_mm'], 1)}"
+
+
+def _uncertainty_text(unc: dict[str, Any] | None) -> str:
+    if unc is None:
+        return "no registration uncertainty measured"
+    return f"{unc['kind']} {unc['mean_mm']:.2f} mean / {unc['max_mm']:.2f} max mm"
+
+
+def _ablation_rows(a: dict[str, Any]) -> list[tuple[str, Any]]:
+    dose = a["shell_dose_covered_fraction"] or {}
+    either = a["shell_ablated_or_dose_covered_fraction"] or {}
+    verdict = a["verdict"]
+    if a["verdict_within_registration_uncertainty"]:
+        verdict += " (within the registration uncertainty of the threshold)"
+    mam = a["minimal_ablative_margin_mm"]
+    return [
+        ("ablation zone volume (cc)", a["volume_cc"]),
+        ("minimal ablative margin (mm) ± registration",
+         f"{_f(mam)} ({_uncertainty_text(a['registration_uncertainty'])})"),
+        (f"technical success (MAM ≥ {a['mam_threshold_mm']:g} mm)", verdict),
+        *((f"{w} shell: ablated / dose ≥ Rx / either (fraction)",
+           f"{_f(v)} / {_f(dose.get(w))} / {_f(either.get(w))}")
+          for w, v in a["shell_covered_fraction"].items()),
+        ("planned core ablated (fraction)", a["core_covered_fraction"]),
+        ("planned margin ablated (fraction)", a["margin_covered_fraction"]),
+    ]  # fmt: skip
+
+
 def _lesion_rows(doc: dict[str, Any]) -> list[tuple[str, Any]]:
     t = doc["tumour"]
     rows: list[tuple[str, Any]] = [
         ("GTV volume at plan (cc)", t["plan_volume_cc"]),
         ("tumour volume at follow-up (cc)", t["followup_volume_cc"]),
         ("volume change (%)", t["volume_change_pct"]),
-        ("longest axial diameter at plan (mm)", t["plan_longest_axial_diameter_mm"]),
-        ("longest axial diameter at follow-up (mm)", t["followup_longest_axial_diameter_mm"]),
-        ("diameter change (%)", t["diameter_change_pct"]),
-    ]
+        ("axial diameters at plan: longest × perpendicular (mm)",
+         _diameter_text(t["plan_diameters"])),
+        ("axial diameters at follow-up: longest × perpendicular (mm)",
+         _diameter_text(t["followup_diameters"])),
+        ("longest diameter change (%)", t["diameter_change_pct"]),
+        ("RECIST 1.1 thresholds on this lesion alone", t["lesion_recist_class"]),
+        ("enhancing tumour (follow-up tumour outside the ablation zone, cc; mRECIST-like)",
+         t["enhancing_volume_cc"]),
+    ]  # fmt: skip
     for zone, v in (t["residual_by_zone"] or {}).items():
         if zone.endswith("_cc"):
             rows.append((f"residual tumour in {zone[:-3]} (cc)", v))
     if "ablation" in doc:
-        a = doc["ablation"]
-        rows += [
-            ("ablation zone volume (cc)", a["volume_cc"]),
-            ("minimal ablative margin (mm)", a["minimal_ablative_margin_mm"]),
-            (f"technical success (MAM ≥ {a['mam_threshold_mm']:g} mm)", a["technical_success"]),
-            *((f"{w} shell ablated (fraction)", v) for w, v in a["shell_covered_fraction"].items()),
-            ("planned core ablated (fraction)", a["core_covered_fraction"]),
-            ("planned margin ablated (fraction)", a["margin_covered_fraction"]),
-        ]
+        rows += _ablation_rows(doc["ablation"])
     if "recurrence" in doc:
         r = doc["recurrence"]
         by = r["by_zone"] or {}
@@ -116,6 +146,38 @@ def lesion_figure_png(plan: PlanData, les: LesionFollowup) -> bytes:
         structures=structures,
     )
     return figure_png(fig)
+
+
+def margin_histogram_png(lesion: str, ablation: dict[str, Any]) -> bytes | None:
+    """Bar chart of the surface-margin histogram (1 mm bins) with the MAM threshold."""
+    h = ablation["surface_margin_histogram"]
+    edges, counts = np.asarray(h["bin_edges_mm"]), np.asarray(h["counts"])
+    if counts.size == 0:
+        return None
+    fig = Figure(figsize=(5.0, 2.8))
+    ax = fig.add_subplot()
+    share = 100.0 * counts / max(int(counts.sum()), 1)
+    colours = ["#c0392b" if e < ablation["mam_threshold_mm"] else "#2e86c1" for e in edges[:-1]]
+    ax.bar(edges[:-1], share, width=np.diff(edges), align="edge", color=colours,
+           edgecolor="white")  # fmt: skip
+    ax.axvline(ablation["mam_threshold_mm"], color="k", ls="--", lw=1, label="threshold")
+    ax.set_xlabel("signed margin, GTV surface to ablation-zone surface (mm)")
+    ax.set_ylabel("GTV surface (%)")
+    ax.set_title(f"{lesion}: ablative margin over the GTV surface", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def _recist_table(r: dict[str, Any]) -> str:
+    return _rows_table([
+        ("target lesions", ", ".join(r["target_lesions"])),
+        ("sum of longest diameters at plan (mm)", r["sum_longest_diameters_plan_mm"]),
+        ("sum of longest diameters at follow-up (mm)", r["sum_longest_diameters_followup_mm"]),
+        ("change (%)", r["sum_change_pct"]),
+        ("RECIST 1.1 response of the target lesions",
+         None if r["response"] is None else f"{r['response']} ({r['response_name']})"),
+    ]) + f'<p class="meta">{html.escape(r["criteria"])}</p>'  # fmt: skip
 
 
 def _check_rows(checks: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -186,9 +248,18 @@ def build_followup_report(plan: PlanData, result: FollowupResult, doc: dict[str,
     ]  # fmt: skip
     if reg.get("checks"):
         parts.append(_rows_table(_check_rows(reg["checks"])))
+    parts.append("<h2>Response (RECIST 1.1)</h2>")
+    parts.append(_recist_table(doc["recist"]))
     for les, ldoc in zip(result.lesions, doc["lesions"]):
         parts.append(f"<h2>{html.escape(les.rois.lesion)}</h2>")
         parts.append(_rows_table(_lesion_rows(ldoc)))
+        png = (
+            None
+            if "ablation" not in ldoc
+            else margin_histogram_png(les.rois.lesion, ldoc["ablation"])
+        )
+        if png is not None:
+            parts.append('<div class="images">' + img_tag(png, "margin histogram") + "</div>")
     notes = list(doc["notes"])
     payload = build_viewer_payload(viewer_inputs(plan, result))
     notes += payload.notes

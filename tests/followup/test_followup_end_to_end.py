@@ -213,6 +213,30 @@ def test_cli_end_to_end(case, tmp_path):
     assert t["followup_volume_cc"] == pytest.approx(
         4 / 3 * math.pi * TUMOUR_R_MM**3 / 1000, rel=0.05
     )
+    # RECIST 1.1: a circle's perpendicular is its diameter; the GTV's sum against the tumour's
+    fd = t["followup_diameters"]
+    assert fd["longest_mm"] == t["followup_longest_axial_diameter_mm"]
+    assert fd["perpendicular_mm"] == pytest.approx(fd["longest_mm"], abs=1e-3)
+    assert 0 < t["plan_diameters"]["perpendicular_mm"] <= t["plan_diameters"]["longest_mm"]
+    r = doc["recist"]
+    assert r["sum_longest_diameters_plan_mm"] == t["plan_longest_axial_diameter_mm"]
+    assert r["sum_longest_diameters_followup_mm"] == fd["longest_mm"]
+    change = fd["longest_mm"] / t["plan_longest_axial_diameter_mm"] - 1.0
+    assert r["response"] == ("PR" if change <= -0.3 else "SD") == t["lesion_recist_class"]
+    # enhancing (mRECIST-like): the tumour sphere lies inside the ablation sphere
+    assert t["enhancing_volume_cc"] == pytest.approx(0.0, abs=1e-9)
+    # margin histogram over the GTV surface, 1 mm bins, its lowest bin holding the MAM
+    h = ab["surface_margin_histogram"]
+    assert h["bin_mm"] == 1.0 and sum(h["counts"]) > 0 and h["counts"][0] > 0
+    assert h["bin_edges_mm"][0] <= ab["minimal_ablative_margin_mm"] < h["bin_edges_mm"][1]
+    assert np.allclose(np.diff(h["bin_edges_mm"]), 1.0)
+    # shells by the planned dose (a plan with dose and prescription) and by either
+    for w in ("3mm", "5mm", "10mm"):
+        d, e = ab["shell_dose_covered_fraction"][w], ab["shell_ablated_or_dose_covered_fraction"][w]
+        assert 0.0 <= d <= 1.0 and max(d, ab["shell_covered_fraction"][w]) <= e <= 1.0
+    unc = ab["registration_uncertainty"]
+    assert unc["kind"] == "landmark TRE" and unc["mean_mm"] == checks["landmark_tre"]["mean_mm"]
+    assert ab["verdict"] == "success"
     res = t["residual_by_zone"]
     assert res["outside_cc"] == pytest.approx(0.0, abs=0.02)
     rec = les["recurrence"]
@@ -221,8 +245,12 @@ def test_cli_end_to_end(case, tmp_path):
     assert rec["d90_gy"] is not None and rec["d90_gy"] < doc["prescription_gy"]
     rows = list(csv.DictReader((out / "followup.csv").open()))
     assert rows[0]["lesion"] == LESION and rows[0]["recurrence_origin_zone"] == "outside"
+    assert rows[0]["recist_class"] == r["response"]
+    assert float(rows[0]["followup_perpendicular_mm"]) == pytest.approx(fd["perpendicular_mm"],
+                                                                         rel=1e-3)  # fmt: skip
     page = (out / "followup.html").read_text()
     assert "data:image/png;base64" in page and "minimal ablative margin" in page
+    assert "RECIST 1.1" in page and "landmark TRE" in page and "margin histogram" in page
     # the same run with the written transform: no registration, the same numbers
     out2 = tmp_path / "fu2"
     argv2 = [*argv[: argv.index("--out")], "--out", str(out2), "--tumour", "FU_Tumour",
@@ -230,7 +258,13 @@ def test_cli_end_to_end(case, tmp_path):
              "--transform", str(out / "transform.tfm"), "--no-report"]  # fmt: skip
     assert main(argv2) == 0
     doc2 = json.loads((out2 / "followup.json").read_text())
-    assert doc2["lesions"][0]["ablation"] == ab
+    # the same margins; without landmarks a given transform has no uncertainty to show
+    ab2 = doc2["lesions"][0]["ablation"]
+    assert ab2["registration_uncertainty"] is None
+    skip = {"registration_uncertainty", "verdict_within_registration_uncertainty"}
+    assert {k: v for k, v in ab2.items() if k not in skip} == {
+        k: v for k, v in ab.items() if k not in skip
+    }
 
 
 def test_recurrences_classified_by_zone_and_short_ablation_fails(case):
@@ -321,7 +355,8 @@ def test_cli_registration_options(case, tmp_path, capsys):
     assert 25.0 < doc2["registration"]["transform"]["deformable"]["mesh_spacing_mm"][0] <= 40.0
     # bad values: argparse refuses (exit 2), a bad landmark file is a named BrachyCryoError
     for bad in (["--bspline-mesh-mm", "2"], ["--registration", "demons"],
-                ["--deform-region-mm", "-1"]):  # fmt: skip
+                ["--deform-region-mm", "-1"],
+                ["--deform-region-mm", "10", "--deform-whole-ct"]):  # fmt: skip
         with pytest.raises(SystemExit):
             main([*base, "--out", str(tmp_path / "bad"), *bad])
     wrong = tmp_path / "wrong.csv"
@@ -365,3 +400,28 @@ def test_followup_page_viewer_in_the_browser(case, tmp_path):
     scale = float(dose.dose_gy.max()) / 65535
     assert abs(probe["readout"]["value"] - dose.dose_gy[k, j, i]) <= scale / 2 + 1e-6
     assert len(page.read_text()) < 5_000_000
+
+
+def test_a_tumour_roi_without_contours_is_a_complete_response(case):
+    """The follow-up tumour ROI present but empty: the lesion has gone (RECIST CR), its
+    volume, diameters and enhancing volume are 0; a second lesion name without a tumour ROI
+    leaves the target-lesion sum and class open."""
+    from brachycryo.dicom_io.rtstruct import ROI
+
+    plan = read_plan_folder(case.plan_dir)
+    fu = read_followup(case.fu_ct, case.fu_rs)
+    frame = fu.structures.frame_of_reference_uid
+    empty = ROI(number=999, name="Gone", frame_of_reference_uid=frame)
+    fu = dataclasses.replace(
+        fu, structures=dataclasses.replace(fu.structures, rois=(*fu.structures.rois, empty))
+    )
+    rois = [LesionRois(LESION, tumour="Gone", ablation="Ablation_OK")]
+    result = analyse_followup(plan, fu, rois, case.registration)
+    t = result.lesions[0].tumour
+    assert t.followup_volume_cc == 0.0 and t.followup_diameter_mm == 0.0
+    assert t.enhancing_volume_cc == 0.0 and t.residual.total_cc == 0.0
+    assert t.lesion_recist_class == "CR" and result.recist_response.response == "CR"
+    assert t.plan_diameters.perpendicular_mm > 0
+    open_sum = analyse_followup(plan, fu, [LesionRois(LESION, ablation="Ablation_OK")],
+                                case.registration).recist_response  # fmt: skip
+    assert open_sum.response is None and open_sum.missing == (LESION,)

@@ -67,3 +67,39 @@ def test_longest_diameter_of_an_ellipse_outline():
 def test_empty_tumour_has_no_margin_and_empty_ablation_is_minus_infinity():
     assert math.isnan(mg.minimal_ablative_margin_mm(np.zeros(GRID.shape, bool), ball(5), GRID))
     assert mg.minimal_ablative_margin_mm(ball(5), np.zeros(GRID.shape, bool), GRID) == -np.inf
+
+
+def ellipsoid(semi_axes_mm, rotation_deg=0.0):
+    """An ellipsoid centred on the origin, turned by ``rotation_deg`` about (1, 1, 1)."""
+    a = np.ones(3) / math.sqrt(3.0)
+    t = math.radians(rotation_deg)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    rot = np.eye(3) + math.sin(t) * k + (1 - math.cos(t)) * k @ k
+    p = GRID.voxel_centres_mm() @ rot  # body coordinates (rot^T p)
+    return ((p / np.asarray(semi_axes_mm)) ** 2).sum(axis=-1) <= 1.0
+
+
+@pytest.mark.parametrize("turn_deg", [0.0, 37.0])
+def test_sphere_in_a_concentric_ellipsoid_has_its_shortest_semi_axis_as_margin(turn_deg):
+    # the nearest ablation-surface point to a centred sphere is at the shortest semi-axis
+    mam = mg.minimal_ablative_margin_mm(ball(6.0), ellipsoid((10.0, 13.0, 16.0), turn_deg), GRID)
+    assert mam == pytest.approx(10.0 - 6.0, abs=H)
+
+
+@pytest.mark.parametrize("turn_deg", [0.0, 23.0])
+def test_ellipsoid_in_a_concentric_sphere_has_its_longest_semi_axis_as_margin(turn_deg):
+    mam = mg.minimal_ablative_margin_mm(ellipsoid((9.0, 6.0, 4.0), turn_deg), ball(14.0), GRID)
+    assert mam == pytest.approx(14.0 - 9.0, abs=H)
+
+
+def test_surface_margin_histogram_of_concentric_spheres():
+    t, a = ball(8.0), ball(13.0)
+    margins = mg.surface_margins_mm(t, a, GRID)
+    assert margins.size == np.count_nonzero(mg.surface_voxels(t)) > 0
+    # every surface voxel lies 5 mm (to a voxel) inside the ablation surface
+    assert margins.min() == pytest.approx(5.0, abs=H) and margins.max() <= 5.0 + 2 * H
+    edges, counts = mg.margin_histogram(margins)
+    assert np.allclose(np.diff(edges), 1.0) and counts.sum() == margins.size
+    assert edges[0] <= margins.min() and edges[-1] > margins.max()
+    edges, counts = mg.margin_histogram(np.array([-np.inf]))
+    assert edges.size == 0 and counts.size == 0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from brachycryo.core.errors import GeometryError
+from brachycryo.core.grid import Grid
 from brachycryo.followup.registration import (
     LinearTransform,
     RegistrationError,
@@ -65,3 +66,16 @@ def test_no_overlap_is_refused(phantom):
     far = LinearTransform((1, 0, 0, 0, 1, 0, 0, 0, 1), (2000.0, 0.0, 0.0))
     with pytest.raises(RegistrationError, match="not the same region"):
         registration_quality(hu, grid, hu, grid, far)
+
+
+def test_large_cts_are_binned_before_the_rigid_step():
+    from brachycryo.followup.registration import RIGID_MAX_VOXELS, bin_factors
+
+    # 512 x 512 x 100 of 0.8 x 0.8 x 2.5 mm: in-plane first, to about the slice thickness
+    big = Grid((100, 512, 512), (0.0, 0.0, 0.0), (0.8, 0.8, 2.5))
+    assert bin_factors(big) == (3, 3, 1)
+    thin = Grid((400, 512, 512), (0.0, 0.0, 0.0), (0.8, 0.8, 0.8))
+    f = bin_factors(thin)
+    assert f == (3, 3, 3) and (512 // 3) ** 2 * (400 // 3) <= RIGID_MAX_VOXELS
+    # the small test CTs are registered as they are
+    assert bin_factors(Grid((56, 56, 56), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))) == (1, 1, 1)
