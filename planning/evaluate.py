@@ -162,6 +162,8 @@ class LesionMetrics:
     cryo: CryoMetrics | None
     seeds: SeedTargetMetrics | None
     sequential: SequentialMetrics | None = None
+    #: the lesion's high-risk sub-zones: (zone ROI name in ``RS.zones.dcm``, prescription Gy)
+    high_risk: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -382,6 +384,11 @@ def _lesion_metrics(
         cryo=None if cryo is None else _cryo_metrics(result, z, cryo),
         seeds=_seed_target_metrics(result, lesion, z, table, ref_cc),
         sequential=None if cryo is None else _sequential_metrics(result, lesion, cryo),
+        high_risk=tuple(
+            (zone_roi_name(lesion.roi, h.roi), h.prescription_gy)
+            for h in lesion.high_risk
+            if z.seed_target is not None
+        ),
     )
 
 

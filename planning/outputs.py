@@ -46,6 +46,7 @@ ZONE_COLOURS = {
     "Core": (255, 120, 0),
     "Ice0C": (170, 220, 255),
     "Lethal": (0, 80, 255),
+    "HighRisk": (255, 0, 90),
 }
 
 
@@ -54,6 +55,7 @@ def _zone_rois(result: PlanResult) -> list[RoiSpec]:
     rois = []
     for lesion, z in result.zones.items():
         items = [("SeedTarget", z.seed_target, "PTV"), ("Core", z.core, "CTV")]
+        items += [(h, mask, "PTV") for h, mask in z.high_risk.items()]
         if lesion in result.cryo:
             c = result.cryo[lesion]
             items += [("Ice0C", c.ice_0c, "CONTROL"), ("Lethal", c.lethal, "CONTROL")]
@@ -66,8 +68,9 @@ def _zone_rois(result: PlanResult) -> list[RoiSpec]:
             name = zone_roi_name(lesion, zone)
             if zone == "Lethal":
                 name = zone_roi_name(lesion, f"Lethal{abs(result.spec.cryo.lethal_isotherm_c):g}C")
+            colour = ZONE_COLOURS.get(zone, ZONE_COLOURS["HighRisk"])
             rois.append(RoiSpec(name, mask=on_ct, interpreted_type=kind,
-                                color_rgb=ZONE_COLOURS[zone]))  # fmt: skip
+                                color_rgb=colour))  # fmt: skip
     return rois
 
 
@@ -353,6 +356,8 @@ def _lesion_json(b: LesionMetrics) -> dict[str, Any]:
         out["seeds"] = _seed_target_json(b.seeds)
     if b.sequential is not None:
         out["sequential"] = b.sequential.to_json()
+    if b.high_risk:
+        out["high_risk"] = [{"zone": n, "prescription_gy": rx} for n, rx in b.high_risk]
     return out
 
 

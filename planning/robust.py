@@ -4,7 +4,8 @@ meets its probability targets under needle placement error.
 The nominal selection (:func:`~brachycryo.planning.selection.select_verified_seeds`) is
 evaluated on ``scenarios`` scenarios of the error model
 (:func:`brachycryo.robustness.scenarios.evaluate_robustness`: needle-level entry, angle and
-depth errors, seeded).  While a seed-target zone has P(D90 >= Rx) below ``min_probability``,
+depth errors, seeded).  While a seed-target zone or a high-risk sub-zone has P(D90 >= its
+own Rx) below ``min_probability``,
 or an OAR limit P(met) below ``oar_min_probability``, the selection is repeated with a
 margin: the failing zone's prescription in the optimiser raised so that the scenario D90
 quantile the target needs would reach Rx (at least ``ZONE_MARGIN_STEP`` more per round),
@@ -77,9 +78,9 @@ MAX_STEP = 0.5
 OAR_SPACING_MM = 2.0
 
 
-def _zone_name(lesion: str) -> str:
-    """The seed-target zone's ROI name in ``RS.zones.dcm`` (``evaluate.zone_roi_name``)."""
-    return f"{lesion}_SeedTarget"
+def _zone_name(lesion: str, zone: str = "SeedTarget") -> str:
+    """A zone's ROI name in ``RS.zones.dcm`` (``evaluate.zone_roi_name``)."""
+    return f"{lesion}_{zone}"
 
 
 @dataclass(frozen=True)
@@ -130,10 +131,24 @@ class RobustSummary:
         return () if self.met else self.rounds[-1].binding
 
 
-def _zone_structures(spec: PlanSpec, case: PlanningCase, grid: Grid, zones: dict, samples):
-    """(SampledStructure, Rx) of every seed-target zone, sampled as ``brachycryo robust``
-    samples ``RS.zones.dcm``: the zone mask on the CT grid (as the plan's outputs write it),
-    its contours (:func:`brachycryo.dicom_io.rtstruct_write.mask_to_contours_mm`) sampled by
+@dataclass(frozen=True)
+class _Zone:
+    """A zone the rounds make robust: sampled as ``brachycryo robust`` samples it, its
+    prescription, and the name of its zone in the optimiser's problem."""
+
+    sampled: SampledStructure
+    prescription_gy: float
+    problem_name: str
+
+
+def _zone_structures(
+    spec: PlanSpec, case: PlanningCase, grid: Grid, zones: dict, samples
+) -> list[_Zone]:
+    """Every seed-target zone and high-risk sub-zone, in the order ``brachycryo robust``
+    reads them (:func:`brachycryo.robustness.plan_folder.read_plan_folder`: per lesion its
+    seed target, then its sub-zones), sampled as it samples ``RS.zones.dcm``: the zone mask
+    on the CT grid (as the plan's outputs write it), its contours
+    (:func:`brachycryo.dicom_io.rtstruct_write.mask_to_contours_mm`) sampled by
     :func:`brachycryo.robustness.plan_folder.sample_roi`."""
     rx = {z.name: z.prescription_gy for z in samples.zones}
     out = []
@@ -141,12 +156,15 @@ def _zone_structures(spec: PlanSpec, case: PlanningCase, grid: Grid, zones: dict
         z = zones.get(lesion.roi)
         if z is None or z.seed_target is None or f"{lesion.roi} seed target" not in rx:
             continue
-        name = _zone_name(lesion.roi)
-        on_ct = resample_mask_nearest(z.seed_target, grid, case.ct.grid)
-        contours = mask_to_contours_mm(on_ct, case.ct, name=name)
-        roi = ROI(0, name, contours=tuple(Contour(c) for c in contours))
-        sampled = sample_roi(roi, OAR_SPACING_MM, MAX_POINTS)
-        out.append((sampled, rx[f"{lesion.roi} seed target"]))
+        parts = [("SeedTarget", z.seed_target, f"{lesion.roi} seed target")]
+        parts += [(h.roi, z.high_risk[h.roi], f"{lesion.roi} {h.roi}") for h in lesion.high_risk]
+        for zone, mask, problem_name in parts:
+            name = _zone_name(lesion.roi, zone)
+            on_ct = resample_mask_nearest(mask, grid, case.ct.grid)
+            contours = mask_to_contours_mm(on_ct, case.ct, name=name)
+            roi = ROI(0, name, contours=tuple(Contour(c) for c in contours))
+            sampled = sample_roi(roi, OAR_SPACING_MM, MAX_POINTS)
+            out.append(_Zone(sampled, rx[problem_name], problem_name))
     return out
 
 
@@ -165,7 +183,7 @@ def plan_inputs(
     spec: PlanSpec,
     candidates: Candidates,
     verified: VerifiedSeeds,
-    zones: list[tuple[SampledStructure, float]],
+    zones: list[_Zone],
     oars: tuple[dict[str, SampledStructure], tuple[OarLimit, ...]],
 ) -> PlanInputs:
     """The selection as ``brachycryo robust`` reads it from the written plan: needles in
@@ -180,8 +198,8 @@ def plan_inputs(
         needle_entry_mm=np.array([np.asarray(t.entry_mm, float) for t in tracks]),
         needle_direction=np.array([np.asarray(t.direction, float) for t in tracks]),
         seed_model=spec.seed_model,
-        zones=tuple(s for s, _ in zones),
-        zone_prescription_gy=tuple(rx for _, rx in zones),
+        zones=tuple(z.sampled for z in zones),
+        zone_prescription_gy=tuple(z.prescription_gy for z in zones),
         oars=oars[0],
         limits=oars[1],
     )
@@ -208,14 +226,19 @@ def _round(
 
 
 def _with_margins(
-    problem: OptimiserProblem, limits: Sequence[OarDvhLimit], zm: dict, om: dict
+    problem: OptimiserProblem,
+    limits: Sequence[OarDvhLimit],
+    zm: dict,
+    om: dict,
+    robust_zones: Sequence[_Zone],
 ) -> OptimiserProblem:
-    """The problem with each zone's prescription raised by its margin (matched by lesion)
-    and each constraint's limit lowered by its OAR limit's margin."""
+    """The problem with each zone's prescription raised by its margin (the margins are
+    keyed by the zones' ``RS.zones.dcm`` names) and each constraint's limit lowered by its
+    OAR limit's margin."""
+    margin = {z.problem_name: zm.get(z.sampled.name, 0.0) for z in robust_zones}
     zones = []
     for z in problem.zones:
-        lesion = z.name.removesuffix(" seed target")
-        f = 1.0 + zm.get(_zone_name(lesion), 0.0)
+        f = 1.0 + margin.get(z.name, 0.0)
         zones.append(replace(z, prescription_gy=z.prescription_gy * f))
     constraints = tuple(
         replace(c, limit_gy=c.limit_gy * (1.0 - om.get(f"{lim.roi} {lim.term.label}", 0.0)))
@@ -267,7 +290,8 @@ def robust_seeds(
             break  # met, out of rounds, or a margin the optimiser could not reach
         _raise_margins(rs, failing_z, failing_o, zm, om)
         verified = select_verified_seeds(
-            spec, case, grid, model, _with_margins(problem, limits, zm, om), limits, candidates,
+            spec, case, grid, model, _with_margins(problem, limits, zm, om, zones), limits,
+            candidates,
             backend=backend, clock=clock,
         )  # fmt: skip
         sel = verified.selection

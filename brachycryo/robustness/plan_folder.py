@@ -3,9 +3,10 @@
 * the seeds (positions, axes, strengths) from the RTPLAN (``RP.*.dcm``);
 * each seed's needle (entry on the skin, direction) from ``needles.csv``: a seed belongs to
   the needle that lists its position (the CSV rounds to 0.1 mm);
-* the seed-target zones (``<lesion>_SeedTarget`` of ``RS.zones.dcm``) and their
-  prescriptions, and the OAR limits, from ``metrics.json``; the OARs' contours from the
-  case's structure set (``case/RS*.dcm``).
+* the seed-target zones (``<lesion>_SeedTarget`` of ``RS.zones.dcm``) and the high-risk
+  sub-zones (``<lesion>_<ROI>``, listed under ``lesions.<lesion>.high_risk``) with their
+  own prescriptions, and the OAR limits, from ``metrics.json``; the OARs' contours from
+  the case's structure set (``case/RS*.dcm``).
 
 Each zone and OAR is sampled on a regular lattice over its bounding box: the centres of the
 voxels the ROI touches, each weighted by the volume of the ROI in it
@@ -200,6 +201,8 @@ def _zone_targets(doc: dict, path: Path) -> list[tuple[str, float]]:
             continue
         try:
             out.append((str(seeds["target"]), float(block["prescription_gy"])))
+            subs = block.get("high_risk", [])
+            out += [(str(h["zone"]), float(h["prescription_gy"])) for h in subs]
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"{path}: lesions.{lesion}: {exc!r}", key=f"lesions.{lesion}"

@@ -119,3 +119,27 @@ def test_unreachable_target_stops_and_names_what_binds(tmp_path):
     assert all(not x.binding for x in r.rounds[:-1])  # only the last round missed its margins
     line = robust_lines(r)[-1]
     assert "could not be reached; binding: " + "; ".join(r.limited_by) in line
+
+
+def test_high_risk_sub_zone_is_made_robust_and_written(tmp_path):
+    """A high-risk sub-zone (the GTV at 140 Gy inside the 110 Gy margin zone) is a zone of
+    its own in the rounds, in ``RS.zones.dcm`` and in ``metrics.json``, so ``brachycryo
+    robust`` on the written folder evaluates it against its own prescription, with the
+    probability the optimiser reported."""
+    spec = copy.deepcopy(SPEC)
+    spec["lesion"][0]["high_risk"] = [{"roi": "GTV_Met2", "prescription_gy": 140.0}]
+    plan = make_plan(parse_plan_spec(spec), tmp_path)
+    write_plan_folder(plan, evaluate_zoned_plan(plan), tmp_path, report_html=False)
+    sub = "GTV_Met2_GTV_Met2"
+    kept = plan.robust.rounds[plan.robust.chosen]
+    assert set(kept.p_d90) == {"GTV_Met2_SeedTarget", sub}
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert doc["lesions"]["GTV_Met2"]["high_risk"] == [{"zone": sub, "prescription_gy": 140.0}]
+    inputs = read_plan_folder(tmp_path)
+    rx = dict(zip([z.name for z in inputs.zones], inputs.zone_prescription_gy, strict=True))
+    assert rx == {"GTV_Met2_SeedTarget": 110.0, sub: 140.0}
+    again = evaluate_robustness(
+        inputs, load_error_model("freehand"), RobustOptions(n_scenarios=SCENARIOS, backend="numba")
+    )
+    p = {z.name: z.p_d90 for z in again.zones}
+    assert p[sub] == pytest.approx(kept.p_d90[sub], abs=1.0 / SCENARIOS)
