@@ -298,7 +298,11 @@ def cooling_box(grid: Grid, probe: Probe, emp: EmpiricalProbe) -> tuple[slice, s
     lo = np.clip(np.floor(ijk - half) - 1, 0, size).astype(int)
     hi = np.clip(np.ceil(ijk + half) + 2, 0, size).astype(int)
     hi = np.maximum(hi, lo)
-    return (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
+    return (
+        slice(int(lo[2]), int(hi[2])),
+        slice(int(lo[1]), int(hi[1])),
+        slice(int(lo[0]), int(hi[0])),
+    )
 
 
 def _probe_temperature(points_mm: np.ndarray, probe: Probe, emp: EmpiricalProbe) -> np.ndarray:
@@ -319,14 +323,15 @@ def _probe_temperature(points_mm: np.ndarray, probe: Probe, emp: EmpiricalProbe)
     slope = _tail_slope(emp)
     with np.errstate(divide="ignore"):
         out = np.minimum(temps[-1] + slope * np.log(np.maximum(q[-1], 1.0)), emp.body_temp_c)
-    # between consecutive isotherms, from the warm side inward
+    # between consecutive isotherms, from the warm side inward (each value computed only
+    # where it is used: the same elementwise operations, fewer voxels)
     for n in range(len(ells) - 2, -1, -1):
-        qi, qo = q[n], q[n + 1]
-        inside = qo <= 1.0
+        inside = q[n + 1] <= 1.0
+        qi, qo = q[n][inside], q[n + 1][inside]
         w = np.clip((qi - 1.0) / np.maximum((qi - 1.0) + (1.0 - qo), 1e-12), 0.0, 1.0)
-        out = np.where(inside, temps[n] + w * (temps[n + 1] - temps[n]), out)
+        out[inside] = temps[n] + w * (temps[n + 1] - temps[n])
     inner = q[0] <= 1.0
-    out = np.where(inner, emp.probe_temp_c + (temps[0] - emp.probe_temp_c) * q[0], out)
+    out[inner] = emp.probe_temp_c + (temps[0] - emp.probe_temp_c) * q[0][inner]
     return out
 
 

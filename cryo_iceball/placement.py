@@ -87,7 +87,7 @@ def _edt(
     mask: np.ndarray, sampling: tuple[float, ...], cache: MutableMapping[bytes, np.ndarray]
 ) -> np.ndarray:
     """``distance_transform_edt(mask)`` (mm to the nearest False voxel), once per mask
-    content in ``cache``: the planner's approaches share OARs and cores (read-only)."""
+    content in ``cache`` (read-only): the planner's approaches share OARs and cores."""
     key = _mask_key(mask, sampling)
     d = cache.get(key)
     if d is None:
@@ -95,6 +95,17 @@ def _edt(
         d.flags.writeable = False
         cache[key] = d
     return d
+
+
+def _voxel_centres(grid: Grid, cache: MutableMapping[bytes, np.ndarray]) -> np.ndarray:
+    """``grid.voxel_centres_mm()``, once per grid in ``cache`` (read-only)."""
+    key = hashlib.blake2b(repr(("centres", grid)).encode(), digest_size=20).digest()
+    pts = cache.get(key)
+    if pts is None:
+        pts = grid.voxel_centres_mm()
+        pts.flags.writeable = False
+        cache[key] = pts
+    return pts
 
 
 class _Search:
@@ -110,12 +121,12 @@ class _Search:
 
     def __init__(
         self, grid, core, oars, model, emp, direction, rules, merge_exponent, entries,
-        candidate_ok=None, pair_ok=None, distance_cache=None,
+        candidate_ok=None, pair_ok=None, grid_cache=None,
     ):  # fmt: skip
         self.grid, self.core, self.rules = grid, core, rules
         self.model, self.emp, self.m = model, emp, merge_exponent
-        cache = {} if distance_cache is None else distance_cache
-        pts = grid.voxel_centres_mm()
+        cache = {} if grid_cache is None else grid_cache
+        pts = _voxel_centres(grid, cache)
         core_pts = pts[core]
         centroid = core_pts.mean(axis=0)
         e1, e2 = _basis(direction)
@@ -426,7 +437,7 @@ def place_probes(
     best_effort: bool = False,
     candidate_ok: Callable[[Probe], bool] | None = None,
     pair_ok: Callable[[Probe, Probe], bool] | None = None,
-    distance_cache: MutableMapping[bytes, np.ndarray] | None = None,
+    grid_cache: MutableMapping[bytes, np.ndarray] | None = None,
 ) -> PlacementResult:
     """Choose the number and positions of probes (see the module docstring).
 
@@ -446,8 +457,9 @@ def place_probes(
     search; when it refuses them all, :class:`InfeasiblePlanError` (binding "probe tracks").
     ``pair_ok`` (the planner's check of two probes' tracks together, e.g. converging tracks
     that would share a skin entry) is applied to every pair the search puts in one layout.
-    ``distance_cache``: a dict the caller shares between calls on one grid (e.g. the
-    approaches of a plan) to compute each OAR's and core's distance map once.
+    ``grid_cache``: a dict the caller shares between calls on one grid (e.g. the
+    approaches of a plan) to compute the voxel centres and each OAR's and core's distance
+    map once.
     """
     rules = rules or PlacementRules()
     grid.check_volume(core_mask, "core_mask")
@@ -474,7 +486,7 @@ def place_probes(
         d = mean_dir / np.linalg.norm(mean_dir)  # lattice plane across the mean track
     s = _Search(
         grid, core, oars, model, empirical, d, rules, merge_exponent, entries, candidate_ok,
-        pair_ok, distance_cache,
+        pair_ok, grid_cache,
     )  # fmt: skip
 
     best_seen = {"coverage": 0.0}

@@ -3,7 +3,8 @@
 all of them, each greedy path redone for every probe count, two distance transforms per OAR
 and call.  Slow; kept as the reference the fast search must equal to the last bit
 (``test_cryo_placement_fast.py``).  ``dense_min_temp`` is ``empirical_min_temp`` before
-the cooling boxes."""
+the cooling boxes, ``dense_probe_temperature`` ``_probe_temperature`` before its
+isotherm shells were evaluated only where they apply."""
 
 from __future__ import annotations
 
@@ -14,16 +15,49 @@ import numpy as np
 from scipy import ndimage
 
 from brachycryo.core.errors import GeometryError, InfeasiblePlanError
-from brachycryo.cryo_iceball.empirical import _probe_temperature
 from brachycryo.cryo_iceball.placement import PlacementRules, _basis, _pairwise_ok
 from brachycryo.cryo_iceball.probes import Probe
+
+
+def dense_probe_temperature(points_mm, probe, emp):
+    """``empirical._probe_temperature`` before its isotherm shells were evaluated on the
+    voxels inside them only."""
+    u = np.asarray(probe.direction)
+    centre = probe.active_centre_mm()
+    rel = points_mm - centre
+    s = rel @ u
+    rho = np.linalg.norm(rel - s[..., None] * u, axis=-1)
+    ells = emp.ellipsoids
+    q = [
+        np.sqrt(
+            (rho / (0.5 * e.width_mm)) ** 2 + ((s - e.centre_offset_mm) / (0.5 * e.length_mm)) ** 2
+        )
+        for e in ells
+    ]
+    temps = [e.temp_c for e in ells]
+    if len(ells) >= 2:
+        a_in, a_out = 0.5 * ells[-2].width_mm, 0.5 * ells[-1].width_mm
+        slope = (temps[-1] - temps[-2]) / max(math.log(a_out / a_in), 1e-6)
+    else:
+        a_out = 0.5 * ells[-1].width_mm
+        slope = (temps[-1] - emp.probe_temp_c) / max(math.log(a_out / emp.probe_radius_mm), 1e-6)
+    with np.errstate(divide="ignore"):
+        out = np.minimum(temps[-1] + slope * np.log(np.maximum(q[-1], 1.0)), emp.body_temp_c)
+    for n in range(len(ells) - 2, -1, -1):
+        qi, qo = q[n], q[n + 1]
+        inside = qo <= 1.0
+        w = np.clip((qi - 1.0) / np.maximum((qi - 1.0) + (1.0 - qo), 1e-12), 0.0, 1.0)
+        out = np.where(inside, temps[n] + w * (temps[n + 1] - temps[n]), out)
+    inner = q[0] <= 1.0
+    out = np.where(inner, emp.probe_temp_c + (temps[0] - emp.probe_temp_c) * q[0], out)
+    return out
 
 
 def dense_min_temp(grid, probes, emp, merge_exponent=2.0):
     pts = grid.voxel_centres_mm()
     cooling = np.zeros(grid.shape, dtype=float)
     for probe in probes:
-        c = np.maximum(emp.body_temp_c - _probe_temperature(pts, probe, emp), 0.0)
+        c = np.maximum(emp.body_temp_c - dense_probe_temperature(pts, probe, emp), 0.0)
         if math.isinf(merge_exponent):
             np.maximum(cooling, c, out=cooling)
         else:
@@ -43,7 +77,7 @@ class ReferenceSearch:
 
     def __init__(
         self, grid, core, oars, model, emp, direction, rules, merge_exponent, entries,
-        candidate_ok=None, pair_ok=None, distance_cache=None,
+        candidate_ok=None, pair_ok=None, grid_cache=None,
     ):  # fmt: skip
         self.grid, self.core, self.rules = grid, core, rules
         self.model, self.emp, self.m = model, emp, merge_exponent
@@ -113,7 +147,7 @@ class ReferenceSearch:
         body = emp.body_temp_c
         self.fields = np.stack(
             [
-                np.maximum(body - _probe_temperature(eval_pts, p, emp), 0.0).astype(np.float32)
+                np.maximum(body - dense_probe_temperature(eval_pts, p, emp), 0.0).astype(np.float32)
                 for p in self.probes
             ]
         )
@@ -155,7 +189,7 @@ class ReferenceSearch:
         """The layout's temperature on the whole grid (for reporting)."""
         body = self.emp.body_temp_c
         f = np.stack(
-            [np.maximum(body - _probe_temperature(self.pts, self.probes[c], self.emp), 0.0)
+            [np.maximum(body - dense_probe_temperature(self.pts, self.probes[c], self.emp), 0.0)
              for c in chosen]
         )  # fmt: skip
         cool = f.max(axis=0) if math.isinf(self.m) else (f**self.m).sum(axis=0) ** (1 / self.m)

@@ -91,9 +91,9 @@ def test_fast_search_equals_dense_reference(monkeypatch, name):
     args = (GRID, core, oars, MODEL, EMP)
     ref = _outcome(monkeypatch, ReferenceSearch, *args, **case)
     cache: dict = {}
-    fast = _outcome(monkeypatch, placement._Search, *args, distance_cache=cache, **case)
+    fast = _outcome(monkeypatch, placement._Search, *args, grid_cache=cache, **case)
     assert fast == ref
-    again = _outcome(monkeypatch, placement._Search, *args, distance_cache=cache, **case)
+    again = _outcome(monkeypatch, placement._Search, *args, grid_cache=cache, **case)
     assert again == ref  # the shared distance maps give the same answer
 
 
@@ -118,3 +118,38 @@ def test_cooling_box_holds_every_cooled_voxel():
     assert inside.sum() < 0.5 * inside.size  # and it is a box around the probe, not the grid
     radius, lo, hi = cooling_extent_mm(EMP)
     assert radius > 10.0 and lo < -17.0 and hi > 17.0
+
+
+@pytest.mark.parametrize(
+    "emp",
+    [
+        EMP,
+        EmpiricalProbe(  # one isotherm: the tail from the probe radius
+            "one", (IsothermEllipsoid(-20.0, 14.0, 30.0),), -140.0, 37.0, 0.75
+        ),
+        EmpiricalProbe(  # not nested: offsets and a long thin cold isotherm
+            "odd",
+            (
+                IsothermEllipsoid(-60.0, 3.0, 40.0, -4.0),
+                IsothermEllipsoid(-40.0, 10.0, 22.0, 3.0),
+                IsothermEllipsoid(0.0, 18.0, 30.0),
+            ),
+            -150.0,
+            37.0,
+            1.2,
+        ),
+    ],
+)
+def test_probe_temperature_equals_the_dense_one(emp):
+    from brachycryo.cryo_iceball.empirical import _probe_temperature
+    from tests.cryo_iceball.placement_reference import dense_probe_temperature
+
+    probe = Probe(MODEL, (1.0, -2.0, -12.0), (0.36, 0.48, 0.8))
+    pts = np.random.default_rng(3).normal(scale=15.0, size=(7, 9, 11, 3))
+    assert np.array_equal(
+        _probe_temperature(pts, probe, emp), dense_probe_temperature(pts, probe, emp)
+    )
+    flat = pts.reshape(-1, 3)
+    assert np.array_equal(
+        _probe_temperature(flat, probe, emp), dense_probe_temperature(flat, probe, emp)
+    )
