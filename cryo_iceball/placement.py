@@ -351,7 +351,7 @@ class _Search:
             idx = self.sup_forbid[pick][0]
             iced[idx] = self.temp_of_merged(merged[idx]) <= 0.0
         self._greedy_paths[key] = (chosen, stuck)
-        return chosen
+        return chosen[:n]  # a copy: the memo keeps its own
 
     def spacing_ok_all(
         self, chosen: Sequence[int], cands: np.ndarray, *, rules: PlacementRules
