@@ -240,6 +240,71 @@ def from_catalogue(model: ProbeModel, *, body_temp_c: float = 37.0) -> Empirical
     )  # fmt: skip
 
 
+def _tail_slope(emp: EmpiricalProbe) -> float:
+    """Slope ``B`` (C per unit of ln q) of the logarithmic tail outside the warmest isotherm
+    (``T = T_warm + B ln q``; ``q`` the normalised ellipsoidal radius of that isotherm)."""
+    ells = emp.ellipsoids
+    temps = [e.temp_c for e in ells]
+    if len(ells) >= 2:
+        a_in, a_out = 0.5 * ells[-2].width_mm, 0.5 * ells[-1].width_mm
+        return (temps[-1] - temps[-2]) / max(math.log(a_out / a_in), 1e-6)
+    a_out = 0.5 * ells[-1].width_mm
+    return (temps[-1] - emp.probe_temp_c) / max(math.log(a_out / emp.probe_radius_mm), 1e-6)
+
+
+def cooling_extent_mm(emp: EmpiricalProbe) -> tuple[float, float, float] | None:
+    """The cylinder around a probe's axis outside which :func:`_probe_temperature` is
+    exactly ``body_temp_c`` (no cooling): (radius, lowest and highest position along the
+    probe, from its active-zone centre), in mm.
+
+    A voxel is cooled only inside an isotherm ellipsoid or where the logarithmic tail
+    outside the warmest one is still below the body temperature, i.e. inside that
+    ellipsoid scaled by ``exp((T_body - T_warm) / B)``; the cylinder holds all of these,
+    with a 1 mm margin so that rounding cannot put a cooled voxel outside it.  None when
+    the tail never reaches the body temperature (every voxel may be cooled)."""
+    ells = emp.ellipsoids
+    slope = _tail_slope(emp)
+    if not (math.isfinite(slope) and slope > 0):
+        return None
+    q_tail = max(math.exp(min((emp.body_temp_c - ells[-1].temp_c) / slope, 700.0)), 1.0)
+    radius, lo, hi = 0.0, math.inf, -math.inf
+    for n, e in enumerate(ells):
+        q = q_tail if n == len(ells) - 1 else 1.0
+        radius = max(radius, q * 0.5 * e.width_mm)
+        lo = min(lo, e.centre_offset_mm - q * 0.5 * e.length_mm)
+        hi = max(hi, e.centre_offset_mm + q * 0.5 * e.length_mm)
+    if not all(math.isfinite(v) for v in (radius, lo, hi)):
+        return None
+    return radius + 1.0, lo - 1.0, hi + 1.0
+
+
+def cooling_box(grid: Grid, probe: Probe, emp: EmpiricalProbe) -> tuple[slice, slice, slice]:
+    """The (k, j, i) slices of ``grid`` around the cylinder of :func:`cooling_extent_mm`
+    (the whole grid when it is None): the probe cools no voxel outside them, so its field
+    evaluated on the box alone has the values of the whole grid's."""
+    size = np.asarray(grid.size_ijk)
+    extent = cooling_extent_mm(emp)
+    if extent is None:
+        return (slice(0, int(size[2])), slice(0, int(size[1])), slice(0, int(size[0])))
+    radius, lo_mm, hi_mm = extent
+    u = np.asarray(probe.direction, dtype=float)
+    centre = probe.active_centre_mm() + 0.5 * (lo_mm + hi_mm) * u
+    u_ijk = grid.direction_matrix.T @ u  # the direction matrix is orthonormal
+    half_mm = np.abs(u_ijk) * 0.5 * (hi_mm - lo_mm) + radius * np.sqrt(
+        np.clip(1.0 - u_ijk**2, 0.0, 1.0)
+    )
+    ijk = grid.mm_to_ijk(centre)
+    half = half_mm / np.asarray(grid.spacing_mm)
+    lo = np.clip(np.floor(ijk - half) - 1, 0, size).astype(int)
+    hi = np.clip(np.ceil(ijk + half) + 2, 0, size).astype(int)
+    hi = np.maximum(hi, lo)
+    return (
+        slice(int(lo[2]), int(hi[2])),
+        slice(int(lo[1]), int(hi[1])),
+        slice(int(lo[0]), int(hi[0])),
+    )
+
+
 def _probe_temperature(points_mm: np.ndarray, probe: Probe, emp: EmpiricalProbe) -> np.ndarray:
     u = np.asarray(probe.direction)
     centre = probe.active_centre_mm()
@@ -255,22 +320,18 @@ def _probe_temperature(points_mm: np.ndarray, probe: Probe, emp: EmpiricalProbe)
     ]
     temps = [e.temp_c for e in ells]
     # outside the warmest isotherm: logarithmic tail to the body temperature
-    if len(ells) >= 2:
-        a_in, a_out = 0.5 * ells[-2].width_mm, 0.5 * ells[-1].width_mm
-        slope = (temps[-1] - temps[-2]) / max(math.log(a_out / a_in), 1e-6)
-    else:
-        a_out = 0.5 * ells[-1].width_mm
-        slope = (temps[-1] - emp.probe_temp_c) / max(math.log(a_out / emp.probe_radius_mm), 1e-6)
+    slope = _tail_slope(emp)
     with np.errstate(divide="ignore"):
         out = np.minimum(temps[-1] + slope * np.log(np.maximum(q[-1], 1.0)), emp.body_temp_c)
-    # between consecutive isotherms, from the warm side inward
+    # between consecutive isotherms, from the warm side inward (each value computed only
+    # where it is used: the same elementwise operations, fewer voxels)
     for n in range(len(ells) - 2, -1, -1):
-        qi, qo = q[n], q[n + 1]
-        inside = qo <= 1.0
+        inside = q[n + 1] <= 1.0
+        qi, qo = q[n][inside], q[n + 1][inside]
         w = np.clip((qi - 1.0) / np.maximum((qi - 1.0) + (1.0 - qo), 1e-12), 0.0, 1.0)
-        out = np.where(inside, temps[n] + w * (temps[n + 1] - temps[n]), out)
+        out[inside] = temps[n] + w * (temps[n + 1] - temps[n])
     inner = q[0] <= 1.0
-    out = np.where(inner, emp.probe_temp_c + (temps[0] - emp.probe_temp_c) * q[0], out)
+    out[inner] = emp.probe_temp_c + (temps[0] - emp.probe_temp_c) * q[0][inner]
     return out
 
 
@@ -297,11 +358,12 @@ def empirical_min_temp(
     body = emps[0].body_temp_c
     cooling = np.zeros(grid.shape, dtype=float)
     for probe, emp in zip(probes, emps, strict=True):
-        c = np.maximum(emp.body_temp_c - _probe_temperature(pts, probe, emp), 0.0)
+        box = cooling_box(grid, probe, emp)  # zero cooling outside it: the same sums
+        c = np.maximum(emp.body_temp_c - _probe_temperature(pts[box], probe, emp), 0.0)
         if math.isinf(merge_exponent):
-            np.maximum(cooling, c, out=cooling)
+            cooling[box] = np.maximum(cooling[box], c)
         else:
-            cooling += c**merge_exponent
+            cooling[box] += c**merge_exponent
     if not math.isinf(merge_exponent):
         cooling **= 1.0 / merge_exponent
     return np.maximum(body - cooling, min(e.probe_temp_c for e in emps))

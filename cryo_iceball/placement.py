@@ -22,8 +22,9 @@ candidate target is also tried along the track from each entry point (converging
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -35,6 +36,7 @@ from brachycryo.cryo_iceball.empirical import (
     DEFAULT_MERGE_EXPONENT,
     EmpiricalProbe,
     _probe_temperature,
+    cooling_box,
 )
 from brachycryo.cryo_iceball.probes import Probe, ProbeModel
 
@@ -74,20 +76,57 @@ def _basis(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e1, np.cross(direction, e1)
 
 
-#: Memory the probe search may keep for the candidates' f**m terms (recomputed beyond it).
-_MERGE_CACHE_BYTES = 256 * 2**20
+def _mask_key(mask: np.ndarray, sampling: tuple[float, ...]) -> bytes:
+    """A key for a boolean mask's content, shape and voxel spacing."""
+    h = hashlib.blake2b(np.packbits(mask).tobytes(), digest_size=20)
+    h.update(repr((mask.shape, sampling)).encode())
+    return h.digest()
+
+
+def _edt(
+    mask: np.ndarray, sampling: tuple[float, ...], cache: MutableMapping[bytes, np.ndarray]
+) -> np.ndarray:
+    """``distance_transform_edt(mask)`` (mm to the nearest False voxel), once per mask
+    content in ``cache`` (read-only): the planner's approaches share OARs and cores."""
+    key = _mask_key(mask, sampling)
+    d = cache.get(key)
+    if d is None:
+        d = ndimage.distance_transform_edt(mask, sampling=sampling)
+        d.flags.writeable = False
+        cache[key] = d
+    return d
+
+
+def _voxel_centres(grid: Grid, cache: MutableMapping[bytes, np.ndarray]) -> np.ndarray:
+    """``grid.voxel_centres_mm()``, once per grid in ``cache`` (read-only)."""
+    key = hashlib.blake2b(repr(("centres", grid)).encode(), digest_size=20).digest()
+    pts = cache.get(key)
+    if pts is None:
+        pts = grid.voxel_centres_mm()
+        pts.flags.writeable = False
+        cache[key] = pts
+    return pts
 
 
 class _Search:
-    """Cached per-candidate cooling fields and the constraint checks."""
+    """Per-candidate cooling fields (kept sparse: the voxels each probe cools) and the
+    constraint checks.
+
+    Scores equal those of the dense formulation (``tests/cryo_iceball/placement_reference.py``
+    keeps it) to the last bit: a candidate's field is evaluated only within
+    :func:`~brachycryo.cryo_iceball.empirical.cooling_box` of it (it is exactly zero
+    outside), merged sums are accumulated in the same order, and a voxel a candidate does
+    not cool keeps the temperature (and the covered/iced flags) of the layout without it.
+    """
 
     def __init__(
         self, grid, core, oars, model, emp, direction, rules, merge_exponent, entries,
-        candidate_ok=None, pair_ok=None,
+        candidate_ok=None, pair_ok=None, grid_cache=None,
     ):  # fmt: skip
         self.grid, self.core, self.rules = grid, core, rules
         self.model, self.emp, self.m = model, emp, merge_exponent
-        pts = grid.voxel_centres_mm()
+        cache = {} if grid_cache is None else grid_cache
+        pts = _voxel_centres(grid, cache)
         core_pts = pts[core]
         centroid = core_pts.mean(axis=0)
         e1, e2 = _basis(direction)
@@ -96,7 +135,7 @@ class _Search:
         a = np.arange(math.floor(u1.min() / step), math.ceil(u1.max() / step) + 1) * step
         b = np.arange(math.floor(u2.min() / step), math.ceil(u2.max() / step) + 1) * step
         sampling = tuple(grid.spacing_mm[x] for x in (2, 1, 0))
-        inside_depth = ndimage.distance_transform_edt(core, sampling=sampling)
+        inside_depth = _edt(core, sampling, cache)
         cands: list[np.ndarray] = []
         dirs: list[np.ndarray] = []
         rule_ok: list[bool] = []
@@ -133,72 +172,82 @@ class _Search:
         self.probes = [probes[n] for n in keep]
         self._pair_ok = pair_ok
         self._pair_cache: dict[tuple[int, int], bool] = {}
-        self._terms: dict[int, np.ndarray] = {}
-        self.forbid_full = {}
-        for name, m in oars.items():
-            d = ndimage.distance_transform_edt(~m, sampling=sampling)
-            self.forbid_full[name] = d < rules.oar_margin_mm
-        self.dist_oar = {
-            name: ndimage.distance_transform_edt(~m, sampling=sampling) for name, m in oars.items()
-        }
+        self.dist_oar = {name: _edt(~m, sampling, cache) for name, m in oars.items()}
+        self.forbid_full = {n: d < rules.oar_margin_mm for n, d in self.dist_oar.items()}
         # Cooling fields are kept only where the search looks: the core (coverage) and the
         # OAR margins (violations); every other voxel cannot change a score.
         self.eval_mask = core.copy()
         for f in self.forbid_full.values():
             self.eval_mask |= f
         self.pts = pts
-        eval_pts = pts[self.eval_mask]
         self.core_eval = core[self.eval_mask]
+        self.n_core = int(np.count_nonzero(self.core_eval))
         self.forbid = {n: f[self.eval_mask] for n, f in self.forbid_full.items()}
-        body = emp.body_temp_c
-        self.fields = np.stack(
-            [
-                np.maximum(body - _probe_temperature(eval_pts, p, emp), 0.0).astype(np.float32)
-                for p in self.probes
-            ]
-        )
+        self.forbid_any = np.zeros(self.core_eval.size, dtype=bool)
+        for f in self.forbid.values():
+            self.forbid_any |= f
+        self._init_fields(pts[self.eval_mask])
+        t_none = float(self.temp_of_merged(np.zeros(1))[0])
+        self._uncooled_counts = t_none <= max(rules.lethal_isotherm_c, 0.0)
+        self._greedy_paths: dict[tuple, tuple[list[int], bool]] = {}
+        self._scores: dict[tuple, float] = {}
 
-    def temp(self, chosen: Sequence[int]) -> np.ndarray:
-        f = self.fields[list(chosen)].astype(float)
-        cool = f.max(axis=0) if math.isinf(self.m) else (f**self.m).sum(axis=0) ** (1 / self.m)
-        return np.maximum(self.emp.body_temp_c - cool, self.emp.probe_temp_c)
+    def _init_fields(self, eval_pts: np.ndarray) -> None:
+        """Each candidate's nonzero cooling on the evaluation voxels, as sparse terms.
 
-    def merged(self, chosen: Sequence[int]) -> np.ndarray:
-        """The probes' merged cooling before the 1/m root: sum of f**m (max for m = inf),
-        accumulated in ``chosen``'s order, as :meth:`temp` sums (the same floats)."""
-        acc = self._merge_term(chosen[0]).copy()
-        for c in chosen[1:]:
-            acc = self.merge_with(acc, c)
-        return acc
+        ``sup[c]``: (voxel indices, f**m in float64) where candidate ``c`` cools (f > 0;
+        ``f`` in float32, as the dense fields were); ``sup_core[c]`` and ``sup_forbid[c]``
+        the same restricted to core voxels and to OAR-margin voxels."""
+        lut = np.full(self.grid.shape, -1, dtype=np.int32)
+        lut[self.eval_mask] = np.arange(len(eval_pts))
+        body = self.emp.body_temp_c
+        self.sup: list[tuple[np.ndarray, np.ndarray]] = []
+        self.sup_core: list[tuple[np.ndarray, np.ndarray]] = []
+        self.sup_forbid: list[tuple[np.ndarray, np.ndarray]] = []
+        for p in self.probes:
+            idx = lut[cooling_box(self.grid, p, self.emp)].ravel()
+            idx = idx[idx >= 0]
+            f = np.maximum(body - _probe_temperature(eval_pts[idx], p, self.emp), 0.0)
+            f = f.astype(np.float32)
+            keep = f > 0
+            idx, f64 = idx[keep], f[keep].astype(float)
+            term = f64 if math.isinf(self.m) else f64**self.m
+            self.sup.append((idx, term))
+            on_core, on_forbid = self.core_eval[idx], self.forbid_any[idx]
+            self.sup_core.append((idx[on_core], term[on_core]))
+            self.sup_forbid.append((idx[on_forbid], term[on_forbid]))
 
-    def merge_with(self, merged: np.ndarray, c: int) -> np.ndarray:
-        """``merged`` with probe ``c`` added last (a new array)."""
-        term = self._merge_term(c)
+    def _merge(self, merged: np.ndarray, term: np.ndarray) -> np.ndarray:
         return np.maximum(merged, term) if math.isinf(self.m) else merged + term
 
+    def merged(self, chosen: Sequence[int]) -> np.ndarray:
+        """The probes' merged cooling before the 1/m root on every evaluation voxel: sum of
+        f**m (max for m = inf), accumulated in ``chosen``'s order (the same floats as a
+        dense sum; 0 + t = t and max(0, t) = t for t >= 0)."""
+        acc = np.zeros(self.core_eval.size)
+        for c in chosen:
+            idx, term = self.sup[c]
+            acc[idx] = self._merge(acc[idx], term)
+        return acc
+
+    def temp(self, chosen: Sequence[int]) -> np.ndarray:
+        return self.temp_of_merged(self.merged(chosen))
+
     def temp_of_merged(self, merged: np.ndarray) -> np.ndarray:
-        """:meth:`temp` of a layout from its :meth:`merged` cooling (identical values)."""
+        """The temperature of a layout from its :meth:`merged` cooling."""
         cool = merged if math.isinf(self.m) else merged ** (1 / self.m)
         return np.maximum(self.emp.body_temp_c - cool, self.emp.probe_temp_c)
-
-    def _merge_term(self, c: int) -> np.ndarray:
-        """f_c**m of candidate ``c`` (float64), computed once per candidate."""
-        term = self._terms.get(c)
-        if term is None:
-            f = self.fields[c].astype(float)
-            term = f if math.isinf(self.m) else f**self.m
-            if (len(self._terms) + 1) * term.nbytes <= _MERGE_CACHE_BYTES:
-                self._terms[c] = term
-        return term
 
     def full_temp(self, chosen: Sequence[int]) -> np.ndarray:
         """The layout's temperature on the whole grid (for reporting)."""
         body = self.emp.body_temp_c
-        f = np.stack(
-            [np.maximum(body - _probe_temperature(self.pts, self.probes[c], self.emp), 0.0)
-             for c in chosen]
-        )  # fmt: skip
-        cool = f.max(axis=0) if math.isinf(self.m) else (f**self.m).sum(axis=0) ** (1 / self.m)
+        cool = np.zeros(self.grid.shape)
+        for c in chosen:
+            box = cooling_box(self.grid, self.probes[c], self.emp)
+            f = np.maximum(body - _probe_temperature(self.pts[box], self.probes[c], self.emp), 0.0)
+            cool[box] = self._merge(cool[box], f if math.isinf(self.m) else f**self.m)
+        if not math.isinf(self.m):
+            cool = cool ** (1 / self.m)
         return np.maximum(body - cool, self.emp.probe_temp_c)
 
     def coverage(self, temp: np.ndarray) -> float:
@@ -215,19 +264,100 @@ class _Search:
         ice = temp <= 0.0
         return {n: float(d[ice].min()) if ice.any() else math.inf for n, d in self.dist_oar.items()}
 
-    def spacing_ok(self, chosen: Sequence[int], new: int, *, rules: PlacementRules) -> bool:
-        if not chosen:
-            return True
-        d = np.linalg.norm(self.cands[list(chosen)] - self.cands[new], axis=1)
-        if not (d.min() >= rules.min_spacing_mm - 1e-9 and d.min() <= rules.max_spacing_mm):
-            return False
-        return all(self.tracks_ok(c, new) for c in chosen)
+    def _cooled(self, chosen: Sequence[int]) -> np.ndarray:
+        """Indices of the evaluation voxels ``chosen`` cools; every voxel when a voxel
+        without cooling would count (body temperature at or below the lethal or 0 C
+        isotherm), else the others are neither covered nor iced."""
+        if self._uncooled_counts:
+            return np.arange(self.core_eval.size)
+        mark = np.zeros(self.core_eval.size, dtype=bool)
+        for c in chosen:
+            mark[self.sup[c][0]] = True
+        return np.flatnonzero(mark)
+
+    def score(self, chosen: Sequence[int], use_oars: bool) -> float:
+        """-1 when the layout's 0 C isotherm enters an OAR margin (``use_oars``), else its
+        core coverage; cached per layout (order included: it orders the sums)."""
+        key = (tuple(chosen), use_oars)
+        if key not in self._scores:
+            on = self._cooled(chosen)
+            t = self.temp_of_merged(self.merged(chosen)[on])
+            if use_oars and np.any(self.forbid_any[on] & (t <= 0.0)):
+                self._scores[key] = -1.0
+            else:
+                covered = self.core_eval[on] & (t <= self.rules.lethal_isotherm_c)
+                self._scores[key] = float(np.count_nonzero(covered)) / float(self.n_core)
+        return self._scores[key]
+
+    def _flags(self, chosen: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Merged cooling, covered core voxels and iced OAR-margin voxels of ``chosen``."""
+        merged = self.merged(chosen)
+        on = self._cooled(chosen)
+        t = self.temp_of_merged(merged[on])
+        covered = np.zeros(merged.size, dtype=bool)
+        iced = np.zeros(merged.size, dtype=bool)
+        covered[on] = self.core_eval[on] & (t <= self.rules.lethal_isotherm_c)
+        iced[on] = self.forbid_any[on] & (t <= 0.0)
+        return merged, covered, iced
+
+    def _score_added(self, flags, c: int, use_oars: bool) -> float:
+        """:meth:`score` of the layout of ``flags`` (:meth:`_flags`) with ``c`` added last:
+        only the voxels ``c`` cools change."""
+        merged, covered, iced, n_covered, n_iced = flags
+        if use_oars:
+            idx, term = self.sup_forbid[c]
+            if n_iced > np.count_nonzero(iced[idx]):
+                return -1.0
+            if np.any(self.temp_of_merged(self._merge(merged[idx], term)) <= 0.0):
+                return -1.0
+        idx, term = self.sup_core[c]
+        t = self.temp_of_merged(self._merge(merged[idx], term))
+        n = n_covered - np.count_nonzero(covered[idx])
+        n += np.count_nonzero(t <= self.rules.lethal_isotherm_c)
+        return float(n) / float(self.n_core)
+
+    def _greedy(
+        self, seed: int, n: int, allowed: np.ndarray, *, use_oars: bool, rules: PlacementRules,
+        use_edge: bool,
+    ) -> list[int]:  # fmt: skip
+        """The greedy layout of up to ``n`` probes started from ``seed``: each added probe
+        maximises the score (the first best).  A path does not depend on ``n`` (it is the
+        prefix of a longer one), so each is extended from where the last call left it."""
+        key = (seed, use_oars, use_edge, rules)
+        chosen, stuck = self._greedy_paths.get(key, ([seed], False))
+        if len(chosen) >= n or stuck:
+            return chosen[:n]
+        chosen = list(chosen)
+        merged, covered, iced = self._flags(chosen)
+        lethal = self.rules.lethal_isotherm_c
+        while len(chosen) < n:
+            flags = (merged, covered, iced, np.count_nonzero(covered), np.count_nonzero(iced))
+            pick, pick_s = None, -1.0
+            spaced = self.spacing_ok_all(chosen, allowed, rules=rules)
+            for c, ok in zip(allowed, spaced, strict=True):
+                if c in chosen or not ok:
+                    continue
+                sc = self._score_added(flags, int(c), use_oars)
+                if sc > pick_s:
+                    pick, pick_s = int(c), sc
+            if pick is None:
+                stuck = True
+                break
+            chosen.append(pick)
+            idx, term = self.sup[pick]
+            merged[idx] = self._merge(merged[idx], term)
+            idx = self.sup_core[pick][0]
+            covered[idx] = self.temp_of_merged(merged[idx]) <= lethal
+            idx = self.sup_forbid[pick][0]
+            iced[idx] = self.temp_of_merged(merged[idx]) <= 0.0
+        self._greedy_paths[key] = (chosen, stuck)
+        return chosen[:n]  # a copy: the memo keeps its own
 
     def spacing_ok_all(
         self, chosen: Sequence[int], cands: np.ndarray, *, rules: PlacementRules
     ) -> list[bool]:
-        """:meth:`spacing_ok` of every candidate of ``cands`` added to ``chosen`` (the same
-        distances, computed for all candidates at once)."""
+        """The spacing rules and the tracks (``pair_ok``) of every candidate of ``cands``
+        added to ``chosen``."""
         d = np.linalg.norm(self.cands[cands][:, None] - self.cands[list(chosen)][None], axis=2)
         near = d.min(axis=1)
         ok = (near >= rules.min_spacing_mm - 1e-9) & (near <= rules.max_spacing_mm)
@@ -256,40 +386,15 @@ class _Search:
         allowed = np.nonzero(self.rule_ok if use_edge else np.ones(len(self.cands), bool))[0]
         if len(allowed) == 0:
             return None
-
-        forbid_any = np.zeros(self.core_eval.size, dtype=bool)
-        for f in self.forbid.values():
-            forbid_any |= f
-
-        def score_of(t):  # the same as: -1 on any oar_violations(t), else coverage(t)
-            if use_oars and np.any((t <= 0.0) & forbid_any):
-                return -1.0
-            return self.coverage(t)
-
-        def score(chosen):
-            return score_of(self.temp(chosen))
-
         seeds = allowed if len(allowed) <= 40 else allowed[:: math.ceil(len(allowed) / 40)]
         best_layout, best_score = None, -1.0
         for seed in seeds:
-            chosen = [int(seed)]
-            merged = self.merged(chosen)  # the greedy adds probes last: sums kept, not redone
-            while len(chosen) < n:
-                pick, pick_s = None, -1.0
-                spaced = self.spacing_ok_all(chosen, allowed, rules=rules)
-                for c, ok in zip(allowed, spaced, strict=True):
-                    if c in chosen or not ok:
-                        continue
-                    sc = score_of(self.temp_of_merged(self.merge_with(merged, int(c))))
-                    if sc > pick_s:
-                        pick, pick_s = int(c), sc
-                if pick is None:
-                    break
-                chosen.append(pick)
-                merged = self.merge_with(merged, pick)
+            chosen = self._greedy(
+                int(seed), n, allowed, use_oars=use_oars, rules=rules, use_edge=use_edge
+            )
             if len(chosen) < n or not self.layout_ok(chosen, rules):
                 continue
-            sc = score(chosen)
+            sc = self.score(chosen, use_oars)
             if sc > best_score:
                 best_layout, best_score = chosen, sc
         if best_layout is None or best_score < 0:
@@ -303,7 +408,7 @@ class _Search:
                 trial = [*rest[:pos], int(c), *rest[pos:]]
                 if not self.layout_ok(trial, rules):
                     continue
-                sc = score(trial)
+                sc = self.score(trial, use_oars)
                 if sc > cur:
                     chosen, cur = trial, sc
         return chosen, cur
@@ -332,6 +437,7 @@ def place_probes(
     best_effort: bool = False,
     candidate_ok: Callable[[Probe], bool] | None = None,
     pair_ok: Callable[[Probe, Probe], bool] | None = None,
+    grid_cache: MutableMapping[bytes, np.ndarray] | None = None,
 ) -> PlacementResult:
     """Choose the number and positions of probes (see the module docstring).
 
@@ -351,6 +457,9 @@ def place_probes(
     search; when it refuses them all, :class:`InfeasiblePlanError` (binding "probe tracks").
     ``pair_ok`` (the planner's check of two probes' tracks together, e.g. converging tracks
     that would share a skin entry) is applied to every pair the search puts in one layout.
+    ``grid_cache``: a dict the caller shares between calls on one grid (e.g. the
+    approaches of a plan) to compute the voxel centres and each OAR's and core's distance
+    map once.
     """
     rules = rules or PlacementRules()
     grid.check_volume(core_mask, "core_mask")
@@ -377,7 +486,7 @@ def place_probes(
         d = mean_dir / np.linalg.norm(mean_dir)  # lattice plane across the mean track
     s = _Search(
         grid, core, oars, model, empirical, d, rules, merge_exponent, entries, candidate_ok,
-        pair_ok,
+        pair_ok, grid_cache,
     )  # fmt: skip
 
     best_seen = {"coverage": 0.0}

@@ -78,10 +78,13 @@ def plan_cryo_layouts(
     ``obstacles``, every probe's track keeps clear of them (and of the earlier lesions'
     probe tracks, added to them as each lesion is planned)."""
     empirical_cache: dict[str, EmpiricalProbe] = {}  # one calibration per plan and probe model
+    grid_cache: dict[bytes, np.ndarray] = {}  # voxel centres, OAR distance maps: once per plan
     out: dict[str, CryoLayout] = {}
     for lesion in spec.lesions:
         if has_cryo(lesion):
-            layout = _plan_cryo(spec, lesion, structures, backend, empirical_cache, obstacles)
+            layout = _plan_cryo(
+                spec, lesion, structures, backend, empirical_cache, obstacles, grid_cache
+            )
             if obstacles is not None:
                 obstacles.add_probes(lesion.roi, layout.probes)
             out[lesion.roi] = layout
@@ -239,6 +242,7 @@ def _place(
     model: ProbeModel,
     empirical: EmpiricalProbe,
     obstacles: TrackObstacles | None,
+    grid_cache: dict[bytes, np.ndarray] | None = None,
 ) -> PlacementResult:
     """The preferred layout over the approaches (:func:`_preferred`: the shorter mean
     insertion among the layouts of about the best coverage); converging tracks only when
@@ -260,7 +264,7 @@ def _place(
                     candidate_ok=None if obstacles is None else obstacles.allows,
                     pair_ok=None if obstacles is None else partial(
                         _two_tracks_apart, obstacles=obstacles
-                    ),
+                    ), grid_cache=grid_cache,
                 )  # fmt: skip
             except InfeasiblePlanError as exc:
                 errors.append(exc)
@@ -325,6 +329,7 @@ def _plan_cryo(
     backend: str,
     empirical_cache: dict[str, EmpiricalProbe],
     obstacles: TrackObstacles | None = None,
+    grid_cache: dict[bytes, np.ndarray] | None = None,
 ) -> CryoLayout:
     from brachycryo.cryo_iceball.empirical import empirical_min_temp
 
@@ -336,7 +341,7 @@ def _plan_cryo(
     target = core_target(lesion, masks[lesion.roi], grid)
     if obstacles is not None:
         obstacles.refused.clear()
-    placed = _place(spec, lesion, structures, target, model, empirical, obstacles)
+    placed = _place(spec, lesion, structures, target, model, empirical, obstacles, grid_cache)
     temp = empirical_min_temp(grid, placed.probes, {model.model: empirical})
     body = masks[structures.body]
     return CryoLayout(
