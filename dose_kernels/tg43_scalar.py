@@ -385,6 +385,14 @@ class _Kernels(NamedTuple):
 
 #: Points per parallel task of ``points_sum`` and ``points_matrix``.
 POINTS_BLOCK = 256
+#: The one fast-math flag of the CPU kernels: ``contract`` lets LLVM fuse a·b + c into one
+#: fused multiply-add (one rounding instead of two: never less accurate, and it cannot turn a
+#: finite value into NaN or inf - the flags that could, ``nnan``/``ninf``/``afn``, stay off).
+#: A table node still gives its tabulated value exactly: ``v + 0·slope`` is v in an FMA too.
+#: The same lane does the same operations whatever the thread count (results stay
+#: bit-identical on 1 and 2 threads).  Measured (grid, 100 seeds x 64^3, line float32, one
+#: thread, CPU ns per evaluation): 16.3 -> 12.5; the geometry loop alone 7.5 -> 5.5.
+_FASTMATH = {"contract"}
 
 
 @register_jitable(inline="always")
@@ -401,7 +409,7 @@ def _tables_row(i0, i1, rb, ab, t):
             rb[i], ab[i] = point_tables(rb[i], t)
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _points_sum(pts_t, spos, sdir, w, cut2, out, t):
     m = out.shape[0]
     n = spos.shape[0]
@@ -449,7 +457,7 @@ def _points_sum(pts_t, spos, sdir, w, cut2, out, t):
             out[a + q] = acc[q]
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _grid_sum(origin, axes, spos, sdir, w, cut2, out, t):
     nk, nj, ni = out.shape
     n = spos.shape[0]
@@ -514,7 +522,7 @@ def _grid_sum(origin, axes, spos, sdir, w, cut2, out, t):
             out[k, j, i] = acc[i]
 
 
-@numba.njit(parallel=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, cache=True, error_model="numpy", fastmath=_FASTMATH)
 def _points_matrix(pts, spos_t, sdir_t, factor, cut2, out, t):
     m, n = out.shape
     dt = out.dtype
