@@ -165,18 +165,20 @@ def exp_constants(float32: bool) -> tuple[float, ...]:
 def atan2_nonneg(y, x, c):
     """atan2(y, x) for y >= 0 and (y, x) != (0, 0), computed in the dtype of ``c``.
 
-    Octant reduction to t = min(y, |x|) / max(y, |x|) in [0, 1]; t > tan(π/12) is mapped by
-    atan(t) = π/6 + atan((√3 t − 1)/(t + √3)); then the odd polynomial ``ATAN_COEFFS``;
-    finally atan2 = π/2 − a if y > |x|, and π − a if x < 0.  Branch-free (selects).
+    Octant reduction to t = n / d = min(y, |x|) / max(y, |x|) in [0, 1]; t > tan(π/12) is
+    mapped by atan(t) = π/6 + atan((√3 t − 1)/(t + √3)), computed as (√3 n − d)/(n + √3 d)
+    so that one division serves both cases (numerator and denominator are selected first: a
+    vectorised select evaluates both sides, and the divider is the slowest unit of the
+    kernels' loops); then the odd polynomial ``ATAN_COEFFS``; finally atan2 = π/2 − a if
+    y > |x|, and π − a if x < 0.  Branch-free (selects).
     """
     zero = c[14]
     ax = abs(x)
     big = y > ax
     num = ax if big else y
     den = y if big else ax
-    t = num / den
-    red = t > c[4]
-    t = (c[3] * t - c[5]) / (t + c[3]) if red else t
+    red = num > c[4] * den
+    t = (c[3] * num - den if red else num) / (num + c[3] * den if red else den)
     off = c[0] if red else zero
     z = t * t
     q = c[13]
@@ -314,7 +316,9 @@ def line_geometry(dx, dy, dz, ux, uy, uz, t, atan_c):
     d = r2 - hl * hl
     x = t.length_mm * rho
     beta = atan2_nonneg(x, d, atan_c)
-    geom = one / d if x < t.small_x * d else beta / x
+    # one division for both cases (a select evaluates both sides: see atan2_nonneg)
+    on_axis = x < t.small_x * d
+    geom = (one if on_axis else beta) / (d if on_axis else x)
     # polar angle folded about 90 deg: F(r, 180 - theta) = F(r, theta)
     theta = atan2_nonneg(rho, abs(z), atan_c) * t.rad2deg
     return r, theta, geom
