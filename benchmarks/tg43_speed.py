@@ -48,15 +48,16 @@ NOTES = [
     "points; matrix: the seeds of a point) in three loops per seed, the voxel loop innermost: "
     "(1) the table-free geometry (tg43_scalar.line_geometry / point_geometry: near-source "
     "rule, G_L with a polynomial atan2, the polar angle), branch-free, which LLVM vectorises "
-    "(AVX-512, 16 float32 lanes on this CPU); (2) the table reads (ln g_L, F or phi_an, "
+    "(256-bit vectors, 8 float32 lanes: LLVM prefers them to AVX-512 on this CPU); (2) the "
+    "table reads (ln g_L, F or phi_an, "
     "resampled at build time on uniform grids that hold every published node, so a cell is "
     "one multiply and a truncation; ~11 loads), scalar; (3) exp of ln g_L (polynomial, 2^k "
     "from bit selects, no table) times the rest, summed, vectorised. The same helpers compose "
     "tg43_rate_per_u, the function the CUDA kernels compile, so the physics is written once.",
-    "Why stage (2) stays scalar: the tables reach the kernel as one bundle (KernelTables), and "
-    "numba marks a parallel loop body's arguments noalias only when no argument aliases "
-    "another - every array read from the bundle aliases the bundle - so LLVM cannot prove the "
-    "table reads independent of the row's stores; scalar loads are cheap anyway. What made the "
+    "Why stage (2) stays scalar: the parallel loop body's arguments (the KernelTables arrays "
+    "included) are marked noalias, but the row buffers are allocated inside it (NRT), so LLVM "
+    "cannot prove the table reads independent of the row's stores; with per-thread buffers "
+    "passed in, it does vectorise them as gathers, no faster (2026-12-05). What made the "
     "difference (line, float32, one thread, 100 seeds x 64^3, same session): the exp of g_L "
     "inside the long scalar body was a 22-operation dependency chain per evaluation, ~12 ns "
     "of the 29 ns; moved into its own vectorised loop it costs ~1 ns. A signed row index "
@@ -64,11 +65,21 @@ NOTES = [
     "LLVM from vectorising; the rows and tables are indexed unsigned (np.uintp). The polynomial "
     "constants travel into the vector loops as tuples (numba.np.unsafe.ndarray.to_fixed_tuple): "
     "an array read inside them would be reference-counted.",
-    "Where the time goes, line float32, one thread, loaded machine (load ~12 on 2 cores): "
-    "18 ns of CPU per evaluation in all; with the table reads and exp left out, 5.4 ns "
-    "(geometry and accumulation); the exp in its own loop measured 5.4 ns per evaluation "
-    "alone in a micro-benchmark (8 lanes: the accumulator is float64), so the scalar table "
-    "reads are roughly the remaining 7-13 ns.",
+    "Where the time goes (line float32, one thread, 100 seeds x 64^3, Intel Xeon, load 5-8, "
+    "2026-12-05): before the fixes below, 26.7 ns per evaluation in all, of which geometry and "
+    "accumulation 7.3, table reads 4.6, exp 3.3 measured alone - and ~12 ns more when all three "
+    "ran together: exp_fast of a negative argument (ln g_L) multiplied, in the lanes its select "
+    "discards, by the subnormal constant 2^-128 (2^-1024 in float64), and every such vector "
+    "multiply took a microcode assist. With that constant 0 (exp of a subnormal result is 0): "
+    "15.9 ns, bit-identical results. fastmath={'contract'} (fused multiply-add only) then "
+    "15.9 -> 12.5 (geometry 7.5 -> 5.5), and one division per atan2 and per G_L (7 -> 4 per "
+    "evaluation) 12.5 -> 12.3. What is left: geometry ~5, scalar table reads ~4.5, exp and "
+    "sum ~2.5. Tried and not kept: the table stage as gathers (per-thread scratch so that "
+    "LLVM sees noalias; it vectorised with masked gathers and was no faster). Measured, not "
+    "adopted: compiled with NUMBA_CPU_FEATURES = the host's features plus -prefer-256-bit "
+    "(LLVM then uses 512-bit vectors), the grid kernel took 9.6-10.9 instead of 12.3-12.5 ns "
+    "(float32 line, one thread, two runs of one harness, load ~6); numba has no per-function "
+    "switch for it.",
     "numba_first_call_s is the first call of the four dtype x formalism variants of the grid "
     "kernel: the compile time with a cold numba cache, the load time with a warm one (the "
     "saved run had a warm cache); a second process loads the kernels from numba's disk cache "
@@ -202,6 +213,10 @@ def run_peer(seeds: Seeds, grid: Grid, n_slices: int, n_peer_seeds: int) -> dict
     ours_s, ours_cpu = timed_cpu(
         lambda: dose_at_points(unit, pts_mm, MODEL, backend="numba", quantity="rate")
     )
+    # the same points in float32 (the grid benchmark's dtype; dose_at_points defaults to float64)
+    f32 = dict(backend="numba", quantity="rate", dtype=np.float32)
+    dose_at_points(unit, pts_mm[:8], MODEL, **f32)  # compile
+    ours32_s, ours32_cpu = timed_cpu(lambda: dose_at_points(unit, pts_mm, MODEL, **f32))
     # where both are defined: pygrpm's F table covers 5-70 mm (0 outside), g_L 1-100 mm
     worst = {"max_rel_diff": 0.0}
     for i, idx in enumerate(per_seed):
@@ -235,6 +250,11 @@ def run_peer(seeds: Seeds, grid: Grid, n_slices: int, n_peer_seeds: int) -> dict
         "cpu_ns_per_eval": peer_cpu_s / evals * 1e9,
         "numba_same_points_cpu_ns_per_eval": ours_cpu / evals * 1e9,
         "numba_over_peer_cpu": peer_cpu_s / ours_cpu,
+        "numba_float32_same_points_cpu_ns_per_eval": ours32_cpu / evals * 1e9,
+        "numba_float32_over_peer_cpu": peer_cpu_s / ours32_cpu,
+        "numba_float32_over_peer_speed": peer_s / ours32_s,
+        "note": "numba_* on the peer's points: dose_at_points in float64 (its default); "
+        "numba_float32_*: the same call in float32",
         "comparison_single_seeds": int(per_seed.size),
         "comparison_domain": "5 mm <= r <= 70 mm (pygrpm F table; F = 0 outside)",
         "largest_difference": worst,
@@ -289,7 +309,13 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             case["cupy_float32"] = {"skipped": why_no_gpu}
         if n == cases[0][1]:
-            case["peer_pygrpm"] = run_peer(seeds, grid, n_slices=8, n_peer_seeds=n_seeds)
+            peer = run_peer(seeds, grid, n_slices=8, n_peer_seeds=n_seeds)
+            if "cpu_ns_per_eval" in peer:
+                # the grid kernel's CPU time per evaluation against the peer's (issue 22)
+                peer["numba_float32_grid_over_peer_cpu"] = (
+                    peer["cpu_ns_per_eval"] / case["numba_float32"]["cpu_ns_per_eval"]
+                )
+            case["peer_pygrpm"] = peer
         results["cases"][key] = case
         print(json.dumps({key: case}, indent=1), flush=True)
     results["machine"]["load_average_at_end"] = os.getloadavg()
@@ -302,6 +328,8 @@ def main(argv: list[str] | None = None) -> dict:
     results["targets"] = {
         "numba_evals_per_s": 1e8,
         "numba_over_peer": 40,
+        "issue22_numba_float32_cpu_ns_per_eval": 20,
+        "issue22_numba_over_peer": 15,
         "cupy_evals_per_s_h100": 3e10,
     }
     if not args.quick:

@@ -5,8 +5,9 @@ Compiled lazily: nothing is JIT-compiled at import; ``tg43_scalar.numba_kernels`
 functions on first use (``cache=True`` keeps the machine code between runs).  The kernels
 are defined in the same file as the scalar function they inline, because numba's on-disk
 cache is invalidated only by changes to the file that defines the cached function: kept
-apart, an edit of the scalar function would leave stale machine code in the cache.  No
-``fastmath``: the kernels must never turn a finite input into NaN or inf.
+apart, an edit of the scalar function would leave stale machine code in the cache.  The
+only fast-math flag is ``contract`` (fused multiply-add, ``tg43_scalar._FASTMATH``): the
+kernels must never turn a finite input into NaN or inf, which ``nnan``/``ninf`` could.
 """
 
 from __future__ import annotations
