@@ -43,6 +43,7 @@ from brachycryo.planning.optimize import (
     OarConstraint,
     SeedSelection,
     TargetZone,
+    WarmStart,
     select_seeds,
     zone_stats,
 )
@@ -154,11 +155,14 @@ def select_verified_seeds(
     dose_time_s = 0.0
     notes: list[str] = []
     kept: _Round | None = None
+    warm: WarmStart | None = None
+    r: _Round | None = None
     for round_ in range(VERIFY_ROUNDS + 1):
         r = _selection_round(
             spec, case, grid, model, problem, limits, candidates, scale, raise_rx,
             backend=backend, clock=clock, background_gy=background_gy,
-            progress=progress if round_ == 0 else None,
+            progress=progress if round_ == 0 else None, warm_start=warm,
+            previous=r if warm is not None else None,
         )  # fmt: skip
         dose_time_s += r.dose_time_s
         if kept is not None and (not r.selection.feasible or r.exceeded):
@@ -176,7 +180,11 @@ def select_verified_seeds(
             break
         if short:  # every limit holds: this round stands if a raised one fails
             kept = r
+        # only raised prescriptions (the limits unchanged): the next round starts from
+        # this one's seeds and LP solution; a lowered limit needs a selection from scratch
+        warm = None if r.exceeded else WarmStart(r.selection.chosen, r.selection.lp_x)
         notes += _raised(short, raise_rx, round_) + _lowered(r.exceeded, scale, round_)
+    assert r is not None  # the loop runs at least once
     selection = r.selection
     if not selection.feasible:
         selection = _with_proven_binding(
@@ -223,9 +231,13 @@ def _selection_round(
     clock: WallClock,
     background_gy: np.ndarray | None,
     progress: ProgressCallback | None,
+    warm_start: WarmStart | None = None,
+    previous: _Round | None = None,
 ) -> _Round:
     """A selection with every OAR limit scaled by ``scale`` and every zone's prescription
-    by ``raise_rx``; its total dose and the OAR limits it exceeds on the DVH."""
+    by ``raise_rx`` (from ``warm_start`` when given); its total dose and the OAR limits it
+    exceeds on the DVH.  With the ``previous`` round the dose is that round's plus the
+    seeds added less the seeds removed (:func:`_updated_dose`)."""
     active = tuple(
         replace(c, limit_gy=c.limit_gy * f) for c, f in zip(problem.constraints, scale, strict=True)
     )
@@ -234,18 +246,55 @@ def _selection_round(
         for z, f in zip(problem.zones, raise_rx, strict=True)
     )
     selection = select_seeds_for(
-        spec, zones, active, candidates, clock=clock, progress=scaled(progress, 0.6, 0.85)
+        spec,
+        zones,
+        active,
+        candidates,
+        clock=clock,
+        progress=scaled(progress, 0.6, 0.85),
+        warm_start=warm_start,
     )
     t1 = time.perf_counter()
     seeds = chosen_seeds(spec, candidates, selection.chosen)
-    dose = final_dose(spec, grid, model, seeds, backend=backend,
-                      progress=scaled(progress, 0.85, 0.97))  # fmt: skip
-    if background_gy is not None:
-        dose = dose + background_gy
+    dose = None
+    if previous is not None:
+        dose = _updated_dose(spec, grid, model, candidates, previous, selection.chosen, backend)
+    if dose is None:
+        dose = final_dose(spec, grid, model, seeds, backend=backend,
+                          progress=scaled(progress, 0.85, 0.97))  # fmt: skip
+        if background_gy is not None:
+            dose = dose + background_gy
     dose_time_s = time.perf_counter() - t1
     dvhs, exceeded = limits_on_dvh(case, grid, dose, limits)
     clock.check("the final dose and its DVH check")
     return _Round(selection, seeds, dose, active, dvhs, exceeded, dose_time_s)
+
+
+def _updated_dose(
+    spec: PlanSpec,
+    grid: Grid,
+    model: SeedModel,
+    candidates: Candidates,
+    previous: _Round,
+    chosen: np.ndarray,
+    backend: str,
+) -> np.ndarray | None:
+    """The total dose of ``chosen``: ``previous``'s plus the dose of the seeds it adds,
+    less that of the seeds it removes (TG-43 doses add, seed by seed); None when more
+    seeds changed than stay (a dose from scratch is then cheaper)."""
+    before = previous.selection.chosen
+    added = np.setdiff1d(chosen, before)
+    removed = np.setdiff1d(before, chosen)
+    if added.size + removed.size >= np.intersect1d(chosen, before).size:
+        return None
+    dose = previous.dose_gy.copy()
+    if added.size:
+        dose += final_dose(spec, grid, model, chosen_seeds(spec, candidates, added),
+                           backend=backend)  # fmt: skip
+    if removed.size:
+        dose -= final_dose(spec, grid, model, chosen_seeds(spec, candidates, removed),
+                           backend=backend)  # fmt: skip
+    return dose
 
 
 def _raised(short: list[CoverageShortfall], raise_rx: np.ndarray, round_: int) -> list[str]:
@@ -290,8 +339,10 @@ def select_seeds_for(
     *,
     clock: WallClock = NO_LIMIT,
     progress: ProgressCallback | None = None,
+    warm_start: WarmStart | None = None,
 ) -> SeedSelection:
-    """One selection by the spec's method: the heuristic, or the MILP (its status logged)."""
+    """One selection by the spec's method: the heuristic (from ``warm_start`` when given),
+    or the MILP (its status logged)."""
     opt = spec.optimizer
     if opt.method == "milp":
         selection, info = select_seeds_milp(
@@ -308,6 +359,7 @@ def select_seeds_for(
         lp_max_iterations=opt.lp_max_iterations, clock=clock,
         hot_spot_weight=opt.hot_spot_weight,
         oar_sparing_weight=opt.oar_sparing_weight, progress=progress,
+        guide=True if warm_start is None else warm_start,
     )  # fmt: skip
 
 

@@ -220,13 +220,44 @@ def quantise_field(values: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def resample_mask(mask: np.ndarray, grid: Grid, target: Grid) -> np.ndarray:
-    """``mask`` on ``grid`` sampled at the voxel centres of ``target`` (trilinear > 0.5)."""
+    """``mask`` on ``grid`` sampled at the voxel centres of ``target`` (trilinear > 0.5).
+
+    Only the target voxels within one voxel of the mask's bounding box are sampled: the
+    trilinear value is 0 farther out (its 8 neighbours are all outside the mask)."""
     if grid.same_as(target):
         return np.asarray(mask, dtype=bool)
+    out = np.zeros(target.shape, dtype=bool)
+    box = _target_box(mask, grid, target)
+    if box is None:
+        return out
+    lo, hi = box
+    sub = target.cropped(lo, hi)
     vals, _ = sample_dose_at_points(
-        np.asarray(mask, dtype=np.float32), grid, target.voxel_centres_mm().reshape(-1, 3)
+        np.asarray(mask, dtype=np.float32), grid, sub.voxel_centres_mm().reshape(-1, 3)
     )
-    return (vals > 0.5).reshape(target.shape)
+    out[lo[2] : hi[2], lo[1] : hi[1], lo[0] : hi[0]] = (vals > 0.5).reshape(sub.shape)
+    return out
+
+
+def _target_box(mask: np.ndarray, grid: Grid, target: Grid) -> tuple[list[int], list[int]] | None:
+    """The (i, j, k) index range [lo, hi) of ``target`` that holds every voxel centre within
+    one voxel of ``mask``'s non-zero voxels (on ``grid``), padded by one; None if empty."""
+    nz = np.nonzero(mask)
+    if nz[0].size == 0:
+        return None
+    lo_kji = [float(a.min()) - 1.0 for a in nz]
+    hi_kji = [float(a.max()) + 1.0 for a in nz]
+    corners = np.array(
+        [[i, j, k] for i in (lo_kji[2], hi_kji[2]) for j in (lo_kji[1], hi_kji[1])
+         for k in (lo_kji[0], hi_kji[0])]
+    )  # fmt: skip
+    ijk = target.mm_to_ijk(grid.ijk_to_mm(corners))
+    size = np.asarray(target.size_ijk)
+    lo = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 1, 0, size)
+    hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 2, 0, size)
+    if np.any(hi <= lo):
+        return None
+    return lo.tolist(), hi.tolist()
 
 
 def _layer_json(layer: ViewerLayer) -> dict | None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from brachycryo.dose_kernels import influence_matrix
-from brachycryo.planning.optimize import OarConstraint, TargetZone, select_seeds
+from brachycryo.planning.optimize import OarConstraint, TargetZone, WarmStart, select_seeds
 
 
 @pytest.fixture(scope="module")
@@ -235,4 +235,28 @@ def test_two_for_one_reduction_saves_a_seed_goals_kept(problem):
     assert (dose >= 140.0).mean() >= 0.95
     assert np.sort(dose)[int(np.ceil(0.1 * dose.size)) - 1] >= 140.0  # D90: 90 % at >= it
     chosen = set(reduced.chosen.tolist())
+    assert not any(a in chosen and b in chosen for a, b in excl)
+
+
+def test_warm_start_from_a_lower_prescription_meets_the_raised_goals(problem):
+    """The grid check's raised round: the selection at the raised prescription starts from
+    the earlier selection and its LP solution (no LP solved); the raised goals, recomputed
+    here from the matrix, the spacing rule and the OAR limit hold, twice the same seeds."""
+    target, a_t, a_o, needle, excl = problem
+    w = np.full(len(target), 0.008)
+    oar = OarConstraint("Cord", "dmax", "dmax", 1000.0, 0.0, a_o, np.full(len(a_o), 0.008))
+    kw = dict(sk_u=0.6, needle=needle, exclusions=excl, max_needles=25)
+    first = select_seeds([TargetZone("T", a_t, w, 120.0)], [oar], **kw)
+    assert first.feasible and first.lp_x is not None
+    warm = WarmStart(first.chosen, first.lp_x)
+    raised = [select_seeds([TargetZone("T", a_t, w, 126.0)], [oar], guide=warm, **kw)
+              for _ in range(2)]  # fmt: skip
+    np.testing.assert_array_equal(raised[0].chosen, raised[1].chosen)
+    sel = raised[0]
+    assert sel.feasible and any(line.startswith("warm start") for line in sel.log)
+    assert not any(line.startswith("LP relaxation") for line in sel.log)
+    dose = 0.6 * a_t[:, sel.chosen].sum(axis=1)
+    assert (dose >= 126.0).mean() >= 0.95
+    assert np.sort(dose)[int(np.ceil(0.1 * dose.size)) - 1] >= 126.0
+    chosen = set(sel.chosen.tolist())
     assert not any(a in chosen and b in chosen for a, b in excl)
