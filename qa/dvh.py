@@ -78,7 +78,13 @@ import numpy as np
 from brachycryo.core.errors import GeometryError, StructureError
 from brachycryo.core.grid import Grid
 from brachycryo.core.memory import check_allocation
-from brachycryo.dicom_io.rasterize import ContourStack, contour_stack, roi_fraction, roi_volume_cc
+from brachycryo.dicom_io.rasterize import (
+    ContourStack,
+    contour_stack,
+    roi_fraction,
+    roi_mask,
+    roi_volume_cc,
+)
 from brachycryo.dicom_io.rtstruct import ROI
 from brachycryo.qa.histogram_kernels import accumulate
 from brachycryo.qa.interp_kernels import (
@@ -777,8 +783,8 @@ def _plane_masks(
 ) -> dict[int, np.ndarray]:
     """Even-odd masks of the given contour planes at the box's in-plane sub-point centres.
 
-    Each mask is :func:`roi_fraction` (``supersample=1``) on a grid whose slices lie in
-    contour planes, with the box's in-plane axes refined ``n``-fold, so its pixels are
+    Each mask is :func:`roi_mask` (``roi_fraction(supersample=1) > 0.5``) on a grid whose
+    slices lie in contour planes, with the box's in-plane axes refined ``n``-fold, so its pixels are
     exactly the rasteriser's partial-volume sub-points.  Planes on a regular spacing are
     filled a group at a time (one grid, one slice per plane).  Shape ``(nj * n, ni * n)``.
     """
@@ -815,16 +821,11 @@ def _plane_masks(
             (sp[0], sp[1], t),
             tuple(np.column_stack([box.direction_matrix[:, :2], sign * stack.normal]).reshape(-1)),
         )
-        frac = roi_fraction(
-            roi,
-            grid,
-            supersample=1,
-            slice_thickness_mm=thickness_mm,
-            end_caps=end_caps,
-            stack=same_stack,
+        mask = roi_mask(
+            roi, grid, slice_thickness_mm=thickness_mm, end_caps=end_caps, stack=same_stack
         )
         for p, k in zip(g, steps, strict=True):
-            masks[p] = frac[k] > 0.5
+            masks[p] = mask[k]
     return masks
 
 
