@@ -92,6 +92,7 @@ from brachycryo.qa.interp_kernels import (
     element_intervals,
     gradient_norm,
     lattice_intervals,
+    layered_intervals,
     separable,
     trilinear,
 )
@@ -617,6 +618,8 @@ def _joined(parts: list[_Samples]) -> _Samples:
     if not parts:
         z = np.zeros(0)
         return _Samples(z, z, z, np.zeros(0, dtype=bool))
+    if len(parts) == 1:  # no copy
+        return parts[0]
     lo, hi, vol, ins = (np.concatenate(x) for x in zip(*parts, strict=True))
     return _Samples(lo, hi, vol, ins)
 
@@ -985,12 +988,11 @@ def _subpoint_samples(
     if tables is None:  # the box's axes are not the dose grid's: the general mapping
         cols = (_subpoint_index(fi, n), _subpoint_index(fj, n), np.repeat(layer_k, cnt))
         return _point_samples(dose_gy, dose_grid, box, cols, 0.5 / n, spread, vol_cc)
-    (ci, ii_in), (cj, jj_in), (ck, kk_in) = tables
-    cols = (ci.take(fi), cj.take(fj), np.repeat(ck, cnt))
-    ins = ii_in.take(fi)
-    ins &= jj_in.take(fj)
-    ins &= np.repeat(kk_in, cnt)
-    return _samples_at_dose_cols(dose_gy, dose_grid, box, cols, ins, 0.5 / n, spread, vol_cc)
+    half = np.diag(_grid_to_dose_ijk(dose_grid, box)[:, :3] * (0.5 / n))
+    lo, hi, ins = layered_intervals(
+        np.asarray(dose_gy), tables, fi, fj, cnt, (half[0], half[1], half[2]), spread
+    )
+    return _Samples(lo, hi, np.full(lo.size, vol_cc), ins)
 
 
 def _axis_tables(

@@ -187,6 +187,32 @@ def intervals(dose, ci, cj, ck, e, signs, box, sp, ins, out_lo, out_hi):  # prag
 
 
 @_kernel
+def layered(dose, tabs, ins_tabs, fi, fj, cnt, half, sp, lo_, hi_, ins_):  # pragma: no cover
+    """``intervals`` of boxes (half-widths ``half``) at sub-points given by table lookups:
+    sub-point ``s`` of layer ``L`` (``cnt[L]`` consecutive sub-points each) is at dose index
+    ``(tabs[0][fi[s]], tabs[1][fj[s]], tabs[2][L])``, inside when all three ``ins_tabs``
+    flags are; ``ins_`` receives that flag (``lo_``, ``hi_`` the interval)."""
+    ci, cj, ck = tabs
+    ii, jj, kk = ins_tabs
+    hx, hy, hz = half
+    s = 0
+    for layer in range(cnt.size):
+        z = ck[layer]
+        z_in = kk[layer]
+        for _ in range(cnt[layer]):
+            a, b = fi[s], fj[s]
+            inside = z_in and ii[a] and jj[b]
+            ins_[s] = inside
+            if inside:
+                d_s = np.float64(sp[s])
+                lo_[s], hi_[s] = box_interval(dose, ci[a], cj[b], z, hx, hy, hz, d_s)
+            else:
+                lo_[s] = 0.0
+                hi_[s] = 0.0
+            s += 1
+
+
+@_kernel
 def lattice(c, mask, d, sp, ins, out_lo, out_hi):  # pragma: no cover - compiled
     nk, nj, ni = mask.shape
     n = 0
