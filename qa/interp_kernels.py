@@ -270,6 +270,11 @@ def layered_intervals(
     ins = np.empty(fi.size, dtype=bool)
     h = tuple(abs(float(x)) for x in half)
     layered(dose, tabs, ins_tabs, fi, fj, cnt, h, sp, lo, hi, ins)
+    redo = np.flatnonzero(np.isnan(lo))  # boxes spanning several cells (and NaN doses)
+    if redo.size:
+        layer = np.repeat(np.arange(cnt.size), cnt)[redo]
+        cols = (tabs[0][fi[redo]], tabs[1][fj[redo]], tabs[2][layer])
+        lo[redo], hi[redo] = element_intervals_numba(dose, *cols, np.diag(h), sp[redo], ins[redo])
     return lo, hi, ins
 
 

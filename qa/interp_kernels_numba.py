@@ -77,10 +77,11 @@ def corners_box(dose, x, y, z, hx, hy, hz):  # pragma: no cover - compiled
 @_inline
 def box_interval(dose, x, y, z, hx, hy, hz, sp):  # pragma: no cover - compiled
     """:func:`clip` of the centre dose and the corner min / max of a box along the dose
-    axes (the values of ``corners_box`` and ``tri``, the same operations in the same order).
-    When the box lies in one cell along every axis (the usual case) its 8 nodes are read
-    once: the 8 corners share their i- and j-steps (24 steps, not 32) and the centre,
-    when it lies in the same cell, uses the same nodes."""
+    axes lying in one cell along every axis (the usual case; the values of
+    ``corners_box`` and ``tri``, the same operations in the same order), NaN for a box
+    spanning several cells.  The 8 nodes are read once, the 8 corners share their i- and
+    j-steps (24 steps, not 32) and the centre, when in the same cell, uses the same nodes.
+    (The several-cell path, inlined, doubled the kernel's compile time.)"""
     nk, nj, ni = dose.shape
     i0, i1, wi0 = axis(x - hx, ni)
     j0, j1, wj0 = axis(y - hy, nj)
@@ -89,8 +90,7 @@ def box_interval(dose, x, y, z, hx, hy, hz, sp):  # pragma: no cover - compiled
     wj1 = min(max(y + hy, 0.0), nj - 1.0) - j0
     wk1 = min(max(z + hz, 0.0), nk - 1.0) - k0
     if not (wi1 <= 1.0 and wj1 <= 1.0 and wk1 <= 1.0):
-        c_lo, c_hi = corners_box(dose, x, y, z, hx, hy, hz)
-        return clip(tri(dose, x, y, z), sp, c_lo, c_hi)
+        return np.nan, np.nan  # several cells (rare): the caller runs ``intervals`` there
     a000 = np.float64(dose[k0, j0, i0])
     a001 = np.float64(dose[k0, j0, i1])
     a010 = np.float64(dose[k0, j1, i0])
@@ -177,11 +177,9 @@ def intervals(dose, ci, cj, ck, e, signs, box, sp, ins, out_lo, out_hi):  # prag
             continue
         x, y, z = ci[s], cj[s], ck[s]
         if box:
-            out_lo[s], out_hi[s] = box_interval(
-                dose, x, y, z, e[0, 0], e[1, 1], e[2, 2], np.float64(sp[s])
-            )
-            continue
-        c_lo, c_hi = corners_any(dose, x, y, z, e, signs)
+            c_lo, c_hi = corners_box(dose, x, y, z, e[0, 0], e[1, 1], e[2, 2])
+        else:
+            c_lo, c_hi = corners_any(dose, x, y, z, e, signs)
         d = tri(dose, x, y, z)
         out_lo[s], out_hi[s] = clip(d, np.float64(sp[s]), c_lo, c_hi)
 
@@ -191,7 +189,8 @@ def layered(dose, tabs, ins_tabs, fi, fj, cnt, half, sp, lo_, hi_, ins_):  # pra
     """``intervals`` of boxes (half-widths ``half``) at sub-points given by table lookups:
     sub-point ``s`` of layer ``L`` (``cnt[L]`` consecutive sub-points each) is at dose index
     ``(tabs[0][fi[s]], tabs[1][fj[s]], tabs[2][L])``, inside when all three ``ins_tabs``
-    flags are; ``ins_`` receives that flag (``lo_``, ``hi_`` the interval)."""
+    flags are; ``ins_`` receives that flag (``lo_``, ``hi_`` the interval, NaN for a box
+    spanning several cells: see ``box_interval``)."""
     ci, cj, ck = tabs
     ii, jj, kk = ins_tabs
     hx, hy, hz = half
