@@ -78,7 +78,13 @@ import numpy as np
 from brachycryo.core.errors import GeometryError, StructureError
 from brachycryo.core.grid import Grid
 from brachycryo.core.memory import check_allocation
-from brachycryo.dicom_io.rasterize import ContourStack, contour_stack, roi_fraction, roi_volume_cc
+from brachycryo.dicom_io.rasterize import (
+    ContourStack,
+    contour_stack,
+    roi_fraction,
+    roi_mask,
+    roi_volume_cc,
+)
 from brachycryo.dicom_io.rtstruct import ROI
 from brachycryo.qa.histogram_kernels import accumulate
 from brachycryo.qa.interp_kernels import (
@@ -86,6 +92,7 @@ from brachycryo.qa.interp_kernels import (
     element_intervals,
     gradient_norm,
     lattice_intervals,
+    layered_intervals,
     separable,
     trilinear,
 )
@@ -611,6 +618,8 @@ def _joined(parts: list[_Samples]) -> _Samples:
     if not parts:
         z = np.zeros(0)
         return _Samples(z, z, z, np.zeros(0, dtype=bool))
+    if len(parts) == 1:  # no copy
+        return parts[0]
     lo, hi, vol, ins = (np.concatenate(x) for x in zip(*parts, strict=True))
     return _Samples(lo, hi, vol, ins)
 
@@ -669,8 +678,23 @@ def _point_samples(
         else _dose_ijk_of(dose_grid, grid, ijk)
     )
     ins = _inside_dose_grid(dose_grid, *cols)
+    return _samples_at_dose_cols(dose_gy, dose_grid, grid, cols, ins, half_voxels, spread, vol_cc)
+
+
+def _samples_at_dose_cols(
+    dose_gy,
+    dose_grid: Grid,
+    grid: Grid,
+    cols: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ins,
+    half_voxels: float,
+    spread,
+    vol_cc,
+) -> _Samples:
+    """:func:`_point_samples` given the samples' dose index columns and inside flags."""
     half_edges = _grid_to_dose_ijk(dose_grid, grid)[:, :3] * half_voxels
-    lo, hi = element_intervals(np.asarray(dose_gy), *cols, half_edges, spread, ins)
+    di, dj, dk = cols
+    lo, hi = element_intervals(np.asarray(dose_gy), di, dj, dk, half_edges, spread, ins)
     return _Samples(lo, hi, np.full(lo.size, vol_cc), ins)
 
 
@@ -762,8 +786,8 @@ def _plane_masks(
 ) -> dict[int, np.ndarray]:
     """Even-odd masks of the given contour planes at the box's in-plane sub-point centres.
 
-    Each mask is :func:`roi_fraction` (``supersample=1``) on a grid whose slices lie in
-    contour planes, with the box's in-plane axes refined ``n``-fold, so its pixels are
+    Each mask is :func:`roi_mask` (``roi_fraction(supersample=1) > 0.5``) on a grid whose
+    slices lie in contour planes, with the box's in-plane axes refined ``n``-fold, so its pixels are
     exactly the rasteriser's partial-volume sub-points.  Planes on a regular spacing are
     filled a group at a time (one grid, one slice per plane).  Shape ``(nj * n, ni * n)``.
     """
@@ -800,16 +824,11 @@ def _plane_masks(
             (sp[0], sp[1], t),
             tuple(np.column_stack([box.direction_matrix[:, :2], sign * stack.normal]).reshape(-1)),
         )
-        frac = roi_fraction(
-            roi,
-            grid,
-            supersample=1,
-            slice_thickness_mm=thickness_mm,
-            end_caps=end_caps,
-            stack=same_stack,
+        mask = roi_mask(
+            roi, grid, slice_thickness_mm=thickness_mm, end_caps=end_caps, stack=same_stack
         )
         for p, k in zip(g, steps, strict=True):
-            masks[p] = frac[k] > 0.5
+            masks[p] = mask[k]
     return masks
 
 
@@ -839,6 +858,19 @@ def _subpoint_index(fine: np.ndarray, n: int) -> np.ndarray:
     out /= n
     out -= 0.5
     return out
+
+
+def _inside_subpoints(
+    blocks: np.ndarray, jj: np.ndarray, ii: np.ndarray, ab: tuple[np.ndarray, np.ndarray], spread
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The set sub-points of voxels ``(jj, ii)`` in a plane's (nj, ni, n, n) ``blocks``, in
+    the order (voxel, sub-point): fine i and j indices and the voxels' ``spread``; None if
+    there are none.  ``ab``: each sub-point's in-voxel (a, b) offsets."""
+    n = blocks.shape[-1]
+    sel_v, sel_sub = np.nonzero(blocks[jj, ii].reshape(jj.size, n * n))
+    if sel_v.size == 0:
+        return None
+    return ii[sel_v] * n + ab[1][sel_sub], jj[sel_v] * n + ab[0][sel_sub], spread[sel_v]
 
 
 def _roi_samples_layered(
@@ -907,31 +939,84 @@ def _roi_samples_layered(
         if jj.size == 0:
             continue
         spread_k = spread_box[k][jj, ii]
+        # the sub-slices of a layer mostly lie in one contour slab: one plane's inside
+        # sub-points serve every sub-slice it holds (the same arrays, the same order)
+        of_plane: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
         for s in range(n):
             p = int(ps[s])
             if p < 0:
                 continue
-            hit = blocks[p][jj, ii].reshape(jj.size, n * n)
-            sel_v, sel_sub = np.nonzero(hit)
-            if sel_v.size == 0:
+            if p not in of_plane:
+                of_plane[p] = _inside_subpoints(blocks[p], jj, ii, (aa, bb), spread_k)
+            found = of_plane[p]
+            if found is None:
                 continue
-            sub_fi.append(ii[sel_v] * n + bb[sel_sub])
-            sub_fj.append(jj[sel_v] * n + aa[sel_sub])
-            sub_ks.append((k, s, sel_v.size))
-            sub_spread.append(spread_k[sel_v])
+            sub_fi.append(found[0])
+            sub_fj.append(found[1])
+            sub_ks.append((k, s, found[0].size))
+            sub_spread.append(found[2])
     if full3d.any():
         out.append(
             _voxel_samples(dose_gy, dose_grid, box, full3d, d_box, ins_box, spread_box, voxel_cc)
         )
     if sub_fi:
-        fi = np.concatenate(sub_fi)
-        fj = np.concatenate(sub_fj)
         ks, ss, cnt = (np.array(x, dtype=np.int64) for x in zip(*sub_ks, strict=True))
-        kz = np.repeat(ks.astype(np.float64) + sub[ss], cnt)
-        cols = (_subpoint_index(fi, n), _subpoint_index(fj, n), kz)
+        layer_k = ks.astype(np.float64) + sub[ss]
         spread = np.concatenate(sub_spread) / n
-        out.append(_point_samples(dose_gy, dose_grid, box, cols, 0.5 / n, spread, voxel_cc / n3))
+        out.append(
+            _subpoint_samples(
+                dose_gy,
+                dose_grid,
+                box,
+                n,
+                (np.concatenate(sub_fi), np.concatenate(sub_fj), layer_k, cnt),
+                spread,
+                voxel_cc / n3,
+            )
+        )
     return _joined(out)
+
+
+def _subpoint_samples(
+    dose_gy, dose_grid: Grid, box: Grid, n: int, where, spread, vol_cc: float
+) -> _Samples:
+    """Samples at sub-points of ``box`` refined ``n``-fold, ``where = (fi, fj, layer_k,
+    count)``: fine in-plane indices, and the layers' k coordinates (box index units) with
+    the number of sub-points in each (in the order of ``fi``)."""
+    fi, fj, layer_k, cnt = where
+    tables = _axis_tables(dose_grid, box, n, layer_k)
+    if tables is None:  # the box's axes are not the dose grid's: the general mapping
+        cols = (_subpoint_index(fi, n), _subpoint_index(fj, n), np.repeat(layer_k, cnt))
+        return _point_samples(dose_gy, dose_grid, box, cols, 0.5 / n, spread, vol_cc)
+    half = np.diag(_grid_to_dose_ijk(dose_grid, box)[:, :3] * (0.5 / n))
+    lo, hi, ins = layered_intervals(
+        np.asarray(dose_gy), tables, fi, fj, cnt, (half[0], half[1], half[2]), spread
+    )
+    return _Samples(lo, hi, np.full(lo.size, vol_cc), ins)
+
+
+def _axis_tables(
+    dose_grid: Grid, box: Grid, n: int, layer_k: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray], ...] | None:
+    """Per axis, the dose index coordinate and inside-dose-grid flag of every fine in-plane
+    index (i, j) and of the layers ``layer_k``, when each dose axis depends on one box axis
+    only (grids of one orientation); None otherwise.
+
+    The values are those :func:`_dose_cols_of` and :func:`_inside_dose_grid` give the
+    sub-points (the same operations on the same numbers), looked up instead of recomputed
+    per sub-point."""
+    m = _grid_to_dose_ijk(dose_grid, box)
+    if np.count_nonzero(m[:, :3] - np.diag(np.diag(m[:, :3]))):
+        return None
+    _, nj, ni = box.shape
+    fine_i = _subpoint_index(np.arange(ni * n), n)
+    fine_j = _subpoint_index(np.arange(nj * n), n)
+    out = []
+    for a, x in enumerate((fine_i, fine_j, layer_k)):
+        c = _affine_row(m[a], (x, x, x))  # only the diagonal term is non-zero
+        size = dose_grid.shape[2 - a]
+        out.append((c, (c >= -0.5 - 1e-6) & (c <= size - 0.5 + 1e-6)))
+    return tuple(out)
 
 
 #: Bytes per lattice voxel of the arrays the sampling holds on a ROI's box at once (dose

@@ -231,6 +231,53 @@ def element_intervals_numba(
     return lo, hi
 
 
+def layered_intervals(
+    dose: np.ndarray,
+    tables: tuple[tuple[np.ndarray, np.ndarray], ...],
+    fi: np.ndarray,
+    fj: np.ndarray,
+    count: np.ndarray,
+    half: tuple[float, float, float],
+    spread: np.ndarray,
+    *,
+    backend: str = "auto",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`element_intervals` of boxes along the dose axes (half-widths ``half`` in index
+    units, (di, dj, dk)) at points given through per-axis tables: ``tables = ((ci, in_i),
+    (cj, in_j), (ck, in_k))`` hold dose index coordinates and inside flags; point ``s`` is
+    at ``(ci[fi[s]], cj[fj[s]], ck[L])`` for the layer ``L`` whose ``count[L]`` consecutive
+    points hold it, inside when its three flags are.  Returns ``(lo, hi, inside)``: the
+    values of ``element_intervals`` on the looked-up columns, without forming them (numba),
+    or by forming them (numpy)."""
+    (ci, in_i), (cj, in_j), (ck, in_k) = tables
+    cnt = np.ascontiguousarray(count, dtype=np.int64)
+    if not _use_numba(backend):
+        cols = (ci.take(fi), cj.take(fj), np.repeat(ck, cnt))
+        ins = in_i.take(fi) & in_j.take(fj) & np.repeat(in_k, cnt)
+        lo, hi = element_intervals(dose, *cols, np.diag(half), spread, ins, backend="numpy")
+        return lo, hi, ins
+    layered = _numba_or_raise("layered")
+    dose, _ = _prepared(dose, (), (), ())
+    fi = np.ascontiguousarray(fi, dtype=np.int64)
+    fj = np.ascontiguousarray(fj, dtype=np.int64)
+    sp = np.ascontiguousarray(spread).reshape(-1)
+    if not fi.size == fj.size == sp.size == int(cnt.sum()):
+        raise GeometryError("fi, fj, spread and the layer counts differ in number")
+    tabs = tuple(np.ascontiguousarray(t, dtype=np.float64) for t in (ci, cj, ck))
+    ins_tabs = tuple(np.ascontiguousarray(t, dtype=np.bool_) for t in (in_i, in_j, in_k))
+    lo = np.empty(fi.size, dtype=_out_dtype(dose))
+    hi = np.empty_like(lo)
+    ins = np.empty(fi.size, dtype=bool)
+    h = tuple(abs(float(x)) for x in half)
+    layered(dose, tabs, ins_tabs, fi, fj, cnt, h, sp, lo, hi, ins)
+    redo = np.flatnonzero(np.isnan(lo))  # boxes spanning several cells (and NaN doses)
+    if redo.size:
+        layer = np.repeat(np.arange(cnt.size), cnt)[redo]
+        cols = (tabs[0][fi[redo]], tabs[1][fj[redo]], tabs[2][layer])
+        lo[redo], hi[redo] = element_intervals_numba(dose, *cols, np.diag(h), sp[redo], ins[redo])
+    return lo, hi, ins
+
+
 def lattice_intervals_numba(corners, mask, d, s, inside) -> tuple[np.ndarray, np.ndarray]:
     """One-pass numba kernel; the same values as :func:`lattice_intervals_numpy`."""
     lattice = _numba_or_raise("lattice")
@@ -385,6 +432,7 @@ __all__ = [
     "lattice_intervals",
     "lattice_intervals_numba",
     "lattice_intervals_numpy",
+    "layered_intervals",
     "separable",
     "separable_numba",
     "separable_numpy",

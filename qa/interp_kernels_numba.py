@@ -75,6 +75,61 @@ def corners_box(dose, x, y, z, hx, hy, hz):  # pragma: no cover - compiled
 
 
 @_inline
+def box_interval(dose, x, y, z, hx, hy, hz, sp):  # pragma: no cover - compiled
+    """:func:`clip` of the centre dose and the corner min / max of a box along the dose
+    axes lying in one cell along every axis (the usual case; the values of
+    ``corners_box`` and ``tri``, the same operations in the same order), NaN for a box
+    spanning several cells.  The 8 nodes are read once, the 8 corners share their i- and
+    j-steps (24 steps, not 32) and the centre, when in the same cell, uses the same nodes.
+    (The several-cell path, inlined, doubled the kernel's compile time.)"""
+    nk, nj, ni = dose.shape
+    i0, i1, wi0 = axis(x - hx, ni)
+    j0, j1, wj0 = axis(y - hy, nj)
+    k0, k1, wk0 = axis(z - hz, nk)
+    wi1 = min(max(x + hx, 0.0), ni - 1.0) - i0
+    wj1 = min(max(y + hy, 0.0), nj - 1.0) - j0
+    wk1 = min(max(z + hz, 0.0), nk - 1.0) - k0
+    if not (wi1 <= 1.0 and wj1 <= 1.0 and wk1 <= 1.0):
+        return np.nan, np.nan  # several cells (rare): the caller runs ``intervals`` there
+    a000 = np.float64(dose[k0, j0, i0])
+    a001 = np.float64(dose[k0, j0, i1])
+    a010 = np.float64(dose[k0, j1, i0])
+    a011 = np.float64(dose[k0, j1, i1])
+    a100 = np.float64(dose[k1, j0, i0])
+    a101 = np.float64(dose[k1, j0, i1])
+    a110 = np.float64(dose[k1, j1, i0])
+    a111 = np.float64(dose[k1, j1, i1])
+    lo = np.inf
+    hi = -np.inf
+    for wi in (wi0, wi1):
+        e00 = a000 + wi * (a001 - a000)  # (k0, j0)
+        e01 = a010 + wi * (a011 - a010)  # (k0, j1)
+        e10 = a100 + wi * (a101 - a100)  # (k1, j0)
+        e11 = a110 + wi * (a111 - a110)  # (k1, j1)
+        for wj in (wj0, wj1):
+            r0 = e00 + wj * (e01 - e00)
+            r1 = e10 + wj * (e11 - e10)
+            for wk in (wk0, wk1):
+                v = r0 + wk * (r1 - r0)
+                lo = min(lo, v)
+                hi = max(hi, v)
+    ci0, _, wci = axis(x, ni)
+    cj0, _, wcj = axis(y, nj)
+    ck0, _, wck = axis(z, nk)
+    if ci0 == i0 and cj0 == j0 and ck0 == k0:
+        v0 = a000 + wci * (a001 - a000)
+        v1 = a010 + wci * (a011 - a010)
+        r0 = v0 + wcj * (v1 - v0)
+        v0 = a100 + wci * (a101 - a100)
+        v1 = a110 + wci * (a111 - a110)
+        r1 = v0 + wcj * (v1 - v0)
+        d = r0 + wck * (r1 - r0)
+    else:
+        d = tri(dose, x, y, z)
+    return clip(d, sp, lo, hi)
+
+
+@_inline
 def corners_any(dose, x, y, z, e, signs):  # pragma: no cover - compiled
     lo = np.inf
     hi = -np.inf
@@ -127,6 +182,33 @@ def intervals(dose, ci, cj, ck, e, signs, box, sp, ins, out_lo, out_hi):  # prag
             c_lo, c_hi = corners_any(dose, x, y, z, e, signs)
         d = tri(dose, x, y, z)
         out_lo[s], out_hi[s] = clip(d, np.float64(sp[s]), c_lo, c_hi)
+
+
+@_kernel
+def layered(dose, tabs, ins_tabs, fi, fj, cnt, half, sp, lo_, hi_, ins_):  # pragma: no cover
+    """``intervals`` of boxes (half-widths ``half``) at sub-points given by table lookups:
+    sub-point ``s`` of layer ``L`` (``cnt[L]`` consecutive sub-points each) is at dose index
+    ``(tabs[0][fi[s]], tabs[1][fj[s]], tabs[2][L])``, inside when all three ``ins_tabs``
+    flags are; ``ins_`` receives that flag (``lo_``, ``hi_`` the interval, NaN for a box
+    spanning several cells: see ``box_interval``)."""
+    ci, cj, ck = tabs
+    ii, jj, kk = ins_tabs
+    hx, hy, hz = half
+    s = 0
+    for layer in range(cnt.size):
+        z = ck[layer]
+        z_in = kk[layer]
+        for _ in range(cnt[layer]):
+            a, b = fi[s], fj[s]
+            inside = z_in and ii[a] and jj[b]
+            ins_[s] = inside
+            if inside:
+                d_s = np.float64(sp[s])
+                lo_[s], hi_[s] = box_interval(dose, ci[a], cj[b], z, hx, hy, hz, d_s)
+            else:
+                lo_[s] = 0.0
+                hi_[s] = 0.0
+            s += 1
 
 
 @_kernel

@@ -2,6 +2,6 @@
 
 import sys
 
-from brachycryo.cli import main
+from brachycryo.cli import entry_point
 
-sys.exit(main())
+sys.exit(entry_point())

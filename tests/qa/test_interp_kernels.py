@@ -163,6 +163,41 @@ def test_element_intervals_bounds_and_parity(seed, shape, dtype, kind):
     np.testing.assert_allclose(hi[fits] - lo[fits], spread[fits], rtol=1e-5, atol=1e-3)
 
 
+@given(st.integers(0, 2**31), st.sampled_from(SHAPES), st.sampled_from(DTYPES))
+@settings(max_examples=40, deadline=None)
+def test_layered_intervals_are_element_intervals_of_the_looked_up_columns(seed, shape, dtype):
+    """Points given by per-axis tables and layer counts: numba and numpy give exactly
+    ``element_intervals`` (numba) on the columns and flags formed from the tables."""
+    rng = np.random.default_rng(seed)
+    dose = _dose(rng, shape, dtype)
+    nk, nj, ni = shape
+    ci, cj = rng.uniform(-1.5, ni + 0.5, 11), rng.uniform(-1.5, nj + 0.5, 7)
+    ck = rng.uniform(-1.5, nk + 0.5, 5)
+    for c in (ci, cj, ck):  # some coordinates on nodes
+        c[::3] = np.round(c[::3])
+    tables = tuple((c, rng.uniform(size=c.size) < 0.9) for c in (ci, cj, ck))
+    count = rng.integers(0, 40, ck.size)
+    n = int(count.sum())
+    fi, fj = rng.integers(0, ci.size, n), rng.integers(0, cj.size, n)
+    half = tuple(float(h) for h in rng.uniform(0.01, 0.8, 3))
+    spread = rng.uniform(0, 150, n).astype(dtype)
+    cols = (ci[fi], cj[fj], np.repeat(ck, count))
+    ins = tables[0][1][fi] & tables[1][1][fj] & np.repeat(tables[2][1], count)
+    lo, hi = K.element_intervals(dose, *cols, np.diag(half), spread, ins, backend="numba")
+    for backend in ("numba", "numpy"):
+        lo2, hi2, ins2 = K.layered_intervals(
+            dose, tables, fi, fj, count, half, spread, backend=backend
+        )
+        np.testing.assert_array_equal(ins2, ins)
+        if backend == "numba":
+            np.testing.assert_array_equal(lo2, lo)
+            np.testing.assert_array_equal(hi2, hi)
+        else:
+            rtol = 1e-6 if dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(lo2, lo, rtol=rtol, atol=1e-9)
+            np.testing.assert_allclose(hi2, hi, rtol=rtol, atol=1e-9)
+
+
 @given(st.integers(0, 2**31), st.sampled_from(DTYPES), st.booleans())
 @settings(max_examples=40, deadline=None)
 def test_lattice_intervals_numba_matches_numpy(seed, dtype, strided):
@@ -244,7 +279,10 @@ K.lattice_intervals_numba(np.ones((3, 4, 5), np.float32), m, d[:2, :3, :4], d[:2
 t = (np.array([0]), np.array([1]), np.array([0.5]))
 K.separable_numba(d, t, t, t)
 K.gradient_norm_numba(d)
-names = ["points", "corners", "intervals", "lattice", "separable", "grad_norm"]
+tabs = ((np.array([0.5, 1.5]), np.ones(2, bool)),) * 3
+K.layered_intervals(d, tabs, np.array([0, 1]), np.array([1, 0]), np.array([2]), (0.2,) * 3,
+                    np.ones(2, np.float32), backend="numba")
+names = ["points", "corners", "intervals", "lattice", "separable", "grad_norm", "layered"]
 print(json.dumps({n: sum(getattr(N, n).stats.cache_misses.values()) for n in names}))
 """
 
