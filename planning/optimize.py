@@ -68,6 +68,14 @@ LP_METHOD = "highs-ds"
 #: time than HiGHS's default (steepest edge, then Devex when it turns slow) for the same
 #: optimum (Forrest and Goldfarb, Math Program 57:341, 1992, compare the two).
 LP_DUAL_EDGE_WEIGHTS = "devex"
+#: Lazy CVaR rows of the LP guide: each OAR block starts with its points of largest possible
+#: dose up to this many times its tail volume (and at least ``LP_LAZY_MIN_POINTS``); points
+#: are added while the CVaR over all points exceeds the reduced one by ``LP_LAZY_TOL_GY``.
+LP_LAZY_START_TAILS = 1.0
+LP_LAZY_MIN_POINTS = 16
+LP_LAZY_TOL_GY = 1e-6
+#: Re-solves before the lazy generation falls back to the full LP (it converges in a few).
+LP_LAZY_MAX_ROUNDS = 8
 
 #: Smallest hot-tail volume (cm³) of the OAR sparing objective (the tail of a Dmax limit).
 SPARING_TAIL_MIN_CC = 0.1
@@ -1039,7 +1047,9 @@ def lp_relaxation(
     ``r`` (default 0.9): rounding and the greedy completion add dose, and a limit met with
     no margin would block every further seed.  Target entries below ``sparsify_fraction``
     of the prescription are dropped from the LP (far seeds; the exact dose is used
-    everywhere after the LP).
+    everywhere after the LP).  Exact reductions keep HiGHS's work down: Dmax rows no
+    selection can bind are left out and the CVaR rows are generated lazily
+    (:func:`_solve_lp_lazy`; the second solve starts from the first one's points).
     """
     problem = lp_problem(
         zones, oars, sk_u=sk_u, exclusions=exclusions, max_target_points=max_target_points,
@@ -1057,7 +1067,7 @@ def lp_relaxation(
     rx_all, f_all = problem.prescription_gy, problem.fraction
     keep = np.ones(problem.dose.shape[0], dtype=bool)
     try:
-        x, under = _solve_lp(problem, keep, options)
+        x, under, active = _solve_lp_lazy(problem, keep, options, None)
         if x is None or under is None:
             return None
         allowance = 0.8 * (1.0 - v100_min_pct / 100.0)
@@ -1066,7 +1076,7 @@ def lp_relaxation(
         drop = order[(cum <= allowance * f_all.sum()) & (under[order] > 1e-6)]
         if drop.size:
             keep[drop] = False
-            x2, _ = _solve_lp(problem, keep, options)
+            x2, _, _ = _solve_lp_lazy(problem, keep, options, active)  # the CVaR points so far
             if x2 is not None:
                 x = x2
     except ValueError:
@@ -1211,6 +1221,114 @@ def _solve_lp(
     problem: _LpProblem, keep: np.ndarray, opt: _LpOptions
 ) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
     """Solve the LP of :func:`lp_relaxation` on the target points ``keep``: (x, u) or None."""
+    x, under, _ = _solve_lp_lazy(problem, keep, opt, None)
+    if x is None or under is None:
+        return None, None
+    return x, under
+
+
+def _solve_lp_lazy(
+    problem: _LpProblem, keep: np.ndarray, opt: _LpOptions, active: list[np.ndarray] | None
+) -> tuple[np.ndarray | None, np.ndarray | None, list[np.ndarray]]:
+    """:func:`_solve_lp` by lazy generation of the OAR CVaR points: (x, u, active points).
+
+    Each OAR block's CVaR rows z_i >= b_i + s A_i x - t start on ``active`` (default: the
+    points of largest possible dose, :func:`_initial_cvar_points`); after each solve, a
+    block whose CVaR over all its points at x exceeds the reduced one gets the points of
+    that full tail, and the LP is solved again until none does.  Exact: the reduced LP is a
+    relaxation of the full one (rows and z_i >= 0 terms left out), and its optimum x with
+    the full CVaR's t and z is feasible for the full LP at the same cost, hence optimal
+    (the cutting-plane argument of Dantzig, Fulkerson and Johnson, Oper Res 2:393, 1954).
+    Deterministic: the same rows in the same order on every run.
+    """
+    act = _initial_cvar_points(problem, opt) if active is None else active
+    for _ in range(LP_LAZY_MAX_ROUNDS):
+        x, under, cvar = _solve_lp_once(problem, keep, opt, act)
+        if x is None or under is None:
+            return None, None, act
+        grown, added = _add_violated_cvar_points(problem, act, x, cvar, opt)
+        if not added:
+            return x, under, act
+        act = grown
+    # every point active: the full LP (the loop above adds at least one point a round)
+    return (*_solve_lp_once(problem, keep, opt, _all_cvar_points(problem, opt))[:2], act)
+
+
+def _cvar_needed(blk: OarRows, opt: _LpOptions) -> bool:
+    """Whether a block's CVaR rows act on the LP: a Dvcc / Vx limit or the sparing term."""
+    return blk.constraint.kind != "dmax" or opt.oar_sparing_weight > 0
+
+
+def _all_cvar_points(problem: _LpProblem, opt: _LpOptions) -> list[np.ndarray]:
+    return [
+        np.arange(blk.dose.shape[0] if _cvar_needed(blk, opt) else 0) for blk in problem.oar_blocks
+    ]
+
+
+def _initial_cvar_points(problem: _LpProblem, opt: _LpOptions) -> list[np.ndarray]:
+    """Each block's CVaR points to start with: those of largest possible dose (background
+    plus every candidate on) up to ``LP_LAZY_START_TAILS`` times the tail volume (never less
+    than the tail, which keeps the reduced CVaR bounded); none where the CVaR has no role
+    (a Dmax block without the sparing term: its t and z are free of cost)."""
+    out = []
+    for blk in problem.oar_blocks:
+        mo = blk.dose.shape[0]
+        if not _cvar_needed(blk, opt):
+            out.append(np.zeros(0, dtype=np.intp))
+            continue
+        most = blk.background_gy + blk.dose.sum(axis=1)
+        order = np.argsort(most, kind="stable")[::-1]
+        cum = np.cumsum(blk.point_cc[order])
+        n = int(np.searchsorted(cum, LP_LAZY_START_TAILS * blk.tail_cc)) + 1
+        out.append(np.sort(order[: min(mo, max(n, LP_LAZY_MIN_POINTS))]))
+    return out
+
+
+def _add_violated_cvar_points(
+    problem: _LpProblem,
+    active: list[np.ndarray],
+    x: np.ndarray,
+    cvar: list[tuple[float, float]],
+    opt: _LpOptions,
+) -> tuple[list[np.ndarray], bool]:
+    """``active`` grown where the reduced CVaR at ``x`` (``cvar``: t and t + sum_i c_i z_i / v
+    over the active points) falls short of the CVaR over every point: by the points of that
+    full tail and those left out above t.  For a block with no cost (no sparing term) where
+    the full CVaR still meets the limit, the full LP's t and z are as feasible: none added."""
+    grown, added = [], False
+    for blk, act, (t_red, c_red) in zip(problem.oar_blocks, active, cvar, strict=True):
+        if act.size == 0:  # no CVaR rows (a Dmax block without the sparing term)
+            grown.append(act)
+            continue
+        dose = blk.background_gy + blk.dose @ x
+        tail, c_full = _cvar_tail(dose, blk.point_cc, blk.tail_cc)
+        bound = c_red if opt.oar_sparing_weight > 0 else blk.constraint.limit_gy
+        missing = np.setdiff1d(np.union1d(tail, np.nonzero(dose - t_red > LP_LAZY_TOL_GY)[0]), act)
+        # no point missing: the reduced CVaR at x is the full one (the same hottest tail)
+        if c_full <= bound + LP_LAZY_TOL_GY or missing.size == 0:
+            grown.append(act)
+            continue
+        added = True
+        grown.append(np.union1d(act, missing))
+    return grown, added
+
+
+def _cvar_tail(dose: np.ndarray, point_cc: np.ndarray, tail_cc: float) -> tuple[np.ndarray, float]:
+    """Indices of the hottest ``tail_cc`` of ``dose`` and its mean dose (the CVaR of
+    Rockafellar and Uryasev, J Risk 2:21, 2000, over the points given)."""
+    order = np.argsort(dose, kind="stable")[::-1]
+    cc = point_cc[order]
+    cum = np.cumsum(cc)
+    take = np.clip(tail_cc - (cum - cc), 0.0, cc)
+    keep = take > 0
+    return order[keep], float(take[keep] @ dose[order[keep]]) / tail_cc
+
+
+def _solve_lp_once(
+    problem: _LpProblem, keep: np.ndarray, opt: _LpOptions, active: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]] | tuple[None, None, list]:
+    """One HiGHS solve with the CVaR rows of the points ``active``: (x, u, and each block's
+    t and CVaR t + sum_i c_i z_i / v over those points)."""
     from scipy import sparse
     from scipy.optimize import linprog
 
@@ -1220,8 +1338,8 @@ def _solve_lp(
     at = np.where(at >= opt.sparsify_fraction * rx[:, None], at, 0.0)
     mt = at.shape[0]
     at_s = sparse.csr_matrix(at)
-    # variable layout: x (n) | u (mt) | h (mt) | per OAR block: t (1), z (M_o)
-    n_oar = sum(1 + blk.dose.shape[0] for blk in problem.oar_blocks)
+    # variable layout: x (n) | u (mt) | h (mt) | per OAR block: t (1), z (active points)
+    n_oar = sum(1 + act.size for act in active)
     n_var = n + 2 * mt + n_oar
     eye = sparse.eye(mt, format="csr")
     rows = [
@@ -1235,13 +1353,15 @@ def _solve_lp(
     cost[n + mt : n + 2 * mt] = opt.hot_weight * n * f / rx
     bounds: list[tuple[float | None, float | None]] = [(0.0, 1.0)] * n + [(0.0, None)] * (2 * mt)
     col = n + 2 * mt
-    for blk in problem.oar_blocks:
-        blk_rows, blk_b, cvar = _lp_oar_rows(blk, col, n_var, opt.oar_headroom)
+    t_cols = []
+    for blk, act in zip(problem.oar_blocks, active, strict=True):
+        blk_rows, blk_b, cvar = _lp_oar_rows(blk, act, col, n_var, opt.oar_headroom)
         rows += blk_rows
         b += blk_b
         cost += opt.oar_sparing_weight * cvar / blk.constraint.limit_gy
-        bounds += [(None, None)] + [(0.0, None)] * blk.dose.shape[0]
-        col += 1 + blk.dose.shape[0]
+        bounds += [(None, None)] + [(0.0, None)] * act.size
+        t_cols.append(col)
+        col += 1 + act.size
     n_ex = problem.exclusions.shape[0]
     if n_ex:
         rows.append(_lp_row_block([(0, problem.exclusions)], n_ex, n_var))
@@ -1256,8 +1376,15 @@ def _solve_lp(
     )
     opt.clock.check("the LP guide")  # a HiGHS time limit that fired is the clock's, not a result
     if res.x is None:
-        return None, None
-    return np.clip(res.x[:n], 0.0, 1.0), res.x[n : n + mt]
+        return None, None, []
+    tails = [
+        (
+            float(res.x[c]),
+            float(res.x[c] + (blk.point_cc[act] / blk.tail_cc) @ res.x[c + 1 : c + 1 + act.size]),
+        )
+        for c, blk, act in zip(t_cols, problem.oar_blocks, active, strict=True)
+    ]
+    return np.clip(res.x[:n], 0.0, 1.0), res.x[n : n + mt], tails
 
 
 def _highs_options(opt: _LpOptions) -> dict[str, Any]:
@@ -1274,29 +1401,42 @@ def _highs_options(opt: _LpOptions) -> dict[str, Any]:
 
 
 def _lp_oar_rows(
-    blk: OarRows, col: int, n_var: int, oar_headroom: float
+    blk: OarRows, active: np.ndarray, col: int, n_var: int, oar_headroom: float
 ) -> tuple[list[Any], list[np.ndarray], np.ndarray]:
     """The rows (with right-hand sides) of one OAR block whose variables t, z start at
-    ``col``, and its CVaR as a cost row: z_i >= s A_i x - t for every point; then every
-    point below ``oar_headroom`` times the limit (Dmax), or CVaR <= limit (Dvcc, Vx)."""
+    ``col``, and its CVaR as a cost row: z_i >= s A_i x - t for the points ``active``
+    (:func:`_solve_lp_lazy`); then every point below ``oar_headroom`` times the limit
+    (Dmax), or CVaR <= limit (Dvcc, Vx).
+
+    A Dmax row whose dose with every candidate on, sum_j max(s A_ij, 0), stays within its
+    right-hand side holds for every x in [0, 1]^n and is left out (exact).
+    """
     from scipy import sparse
 
     o = blk.constraint
-    mo = blk.dose.shape[0]
-    ao_s = sparse.csr_matrix(blk.dose)
+    ma = active.size
     # z_i >= bg_i + s A_i x - t  <=>  s A_i x - t - z_i <= -bg_i
-    rows = [
-        _lp_row_block([(0, ao_s), (col, sparse.csr_matrix(-np.ones((mo, 1)))),
-                       (col + 1, -sparse.eye(mo, format="csr"))], mo, n_var)
-    ]  # fmt: skip
-    b = [-blk.background_gy]
+    rows = []
+    b = []
+    if ma:
+        rows.append(
+            _lp_row_block([(0, sparse.csr_matrix(blk.dose[active])),
+                           (col, sparse.csr_matrix(-np.ones((ma, 1)))),
+                           (col + 1, -sparse.eye(ma, format="csr"))], ma, n_var)
+        )  # fmt: skip
+        b.append(-blk.background_gy[active])
     cvar = np.zeros(n_var)
-    cvar[col] = 1.0
-    cvar[col + 1 : col + 1 + mo] = blk.point_cc / blk.tail_cc
+    if ma:
+        cvar[col] = 1.0
+        cvar[col + 1 : col + 1 + ma] = blk.point_cc[active] / blk.tail_cc
     if o.kind == "dmax":
-        rows.append(_lp_row_block([(0, ao_s)], mo, n_var))
         # the headroom applies to what the seeds may add above the background
-        b.append(oar_headroom * np.maximum(o.limit_gy - blk.background_gy, 0.0))
+        rhs = oar_headroom * np.maximum(o.limit_gy - blk.background_gy, 0.0)
+        can_bind = np.nonzero(np.maximum(blk.dose, 0.0).sum(axis=1) > rhs)[0]
+        if can_bind.size:
+            rows.append(_lp_row_block([(0, sparse.csr_matrix(blk.dose[can_bind]))],
+                                      can_bind.size, n_var))  # fmt: skip
+            b.append(rhs[can_bind])
     else:
         rows.append(sparse.csr_matrix(cvar.reshape(1, -1)))
         b.append(np.array([o.limit_gy]))
