@@ -50,12 +50,7 @@ def _inverse_sitk(transform: Transform, region: Grid):
         return transform.inverted().sitk_transform()
     if not isinstance(transform, BSplineTransform):
         raise TypeError(f"no inverse for a {type(transform).__name__}")
-    step = max(min(transform.mesh_spacing_mm) / 5.0, min(region.spacing_mm))
-    ref = region.resampled(step)
-    field = sitk.TransformToDisplacementField(
-        transform.bspline(), sitk.sitkVectorFloat64, ref.size_ijk, ref.origin_mm,
-        ref.spacing_mm, ref.direction,
-    )  # fmt: skip
+    field = transform.displacement_field(region)
     inverse = sitk.InvertDisplacementField(
         field,
         maximumNumberOfIterations=50,

@@ -93,15 +93,11 @@ def jacobian_range(transform: Transform, region: Grid) -> tuple[float, float, fl
         raise TypeError(f"no Jacobian for a {type(transform).__name__}")
     import SimpleITK as sitk
 
-    step = max(min(transform.mesh_spacing_mm) / 5.0, min(region.spacing_mm))
-    ref = region.resampled(step)
-    field = sitk.TransformToDisplacementField(
-        transform.bspline(), sitk.sitkVectorFloat64, ref.size_ijk, ref.origin_mm,
-        ref.spacing_mm, ref.direction,
-    )  # fmt: skip
+    field = transform.displacement_field(region)
     jac = sitk.GetArrayFromImage(sitk.DisplacementFieldJacobianDeterminant(field))
     det_linear = float(np.linalg.det(transform.linear.matrix_3x3))
-    return float(jac.min()) * det_linear, float(jac.max()) * det_linear, float(step)
+    step_mm = float(field.GetSpacing()[0])  # isotropic: Grid.resampled(step)
+    return float(jac.min()) * det_linear, float(jac.max()) * det_linear, step_mm
 
 
 def lattice_points(region: Grid, step_mm: float = IC_LATTICE_MM) -> np.ndarray:

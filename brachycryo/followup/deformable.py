@@ -151,6 +151,19 @@ class BSplineTransform:
         p = np.asarray(point_mm, dtype=float).reshape(1, 3)
         return float(np.linalg.norm(self.apply(p) - p))
 
+    def displacement_field(self, region: Grid):
+        """The B-spline part's displacement field (a SimpleITK vector image) over ``region``,
+        sampled at a fifth of the control-point spacing (at least ``region``'s own): fine
+        enough for the Jacobian and the field inversion, which both read it."""
+        import SimpleITK as sitk
+
+        step = max(min(self.mesh_spacing_mm) / 5.0, min(region.spacing_mm))
+        ref = region.resampled(step)
+        return sitk.TransformToDisplacementField(
+            self.bspline(), sitk.sitkVectorFloat64, ref.size_ijk, ref.origin_mm,
+            ref.spacing_mm, ref.direction,
+        )  # fmt: skip
+
     def to_json(self) -> dict:
         fp = self.fixed_parameters
         return {
