@@ -46,18 +46,25 @@ def tri(dose, i, j, k):  # pragma: no cover - compiled
 
 
 @_inline
-def corners_box(dose, x, y, z, hx, hy, hz):  # pragma: no cover - compiled
-    """Corner min / max of a box along the dose axes: from one cell's 8 values when it
-    lies in one cell along every axis (the usual case), else 8 interpolations."""
+def box_cell(dose, x, y, z, hx, hy, hz):  # pragma: no cover - compiled
+    """The cell of a box's lower corner along each dose axis: its nodes and the lower
+    corner's weight (:func:`axis`), and the upper corner's weight in that same cell
+    (<= 1: the same cell, its upper face included)."""
     nk, nj, ni = dose.shape
     i0, i1, wi0 = axis(x - hx, ni)
     j0, j1, wj0 = axis(y - hy, nj)
     k0, k1, wk0 = axis(z - hz, nk)
-    # the upper corner's weight in the lower corner's cell (<= 1: the same cell,
-    # its upper face included)
     wi1 = min(max(x + hx, 0.0), ni - 1.0) - i0
     wj1 = min(max(y + hy, 0.0), nj - 1.0) - j0
     wk1 = min(max(z + hz, 0.0), nk - 1.0) - k0
+    return i0, i1, wi0, wi1, j0, j1, wj0, wj1, k0, k1, wk0, wk1
+
+
+@_inline
+def corners_box(dose, x, y, z, hx, hy, hz):  # pragma: no cover - compiled
+    """Corner min / max of a box along the dose axes: from one cell's 8 values when it
+    lies in one cell along every axis (the usual case), else 8 interpolations."""
+    i0, i1, wi0, wi1, j0, j1, wj0, wj1, k0, k1, wk0, wk1 = box_cell(dose, x, y, z, hx, hy, hz)
     lo = np.inf
     hi = -np.inf
     r0 = r1 = 0.0
@@ -82,13 +89,7 @@ def box_interval(dose, x, y, z, hx, hy, hz, sp):  # pragma: no cover - compiled
     spanning several cells.  The 8 nodes are read once, the 8 corners share their i- and
     j-steps (24 steps, not 32) and the centre, when in the same cell, uses the same nodes.
     (The several-cell path, inlined, doubled the kernel's compile time.)"""
-    nk, nj, ni = dose.shape
-    i0, i1, wi0 = axis(x - hx, ni)
-    j0, j1, wj0 = axis(y - hy, nj)
-    k0, k1, wk0 = axis(z - hz, nk)
-    wi1 = min(max(x + hx, 0.0), ni - 1.0) - i0
-    wj1 = min(max(y + hy, 0.0), nj - 1.0) - j0
-    wk1 = min(max(z + hz, 0.0), nk - 1.0) - k0
+    i0, i1, wi0, wi1, j0, j1, wj0, wj1, k0, k1, wk0, wk1 = box_cell(dose, x, y, z, hx, hy, hz)
     if not (wi1 <= 1.0 and wj1 <= 1.0 and wk1 <= 1.0):
         return np.nan, np.nan  # several cells (rare): the caller runs ``intervals`` there
     a000 = np.float64(dose[k0, j0, i0])
@@ -113,6 +114,7 @@ def box_interval(dose, x, y, z, hx, hy, hz, sp):  # pragma: no cover - compiled
                 v = r0 + wk * (r1 - r0)
                 lo = min(lo, v)
                 hi = max(hi, v)
+    nk, nj, ni = dose.shape
     ci0, _, wci = axis(x, ni)
     cj0, _, wcj = axis(y, nj)
     ck0, _, wck = axis(z, nk)
